@@ -1,0 +1,142 @@
+//! `backout agents` and `backout assess`: what is connected, and is it healthy.
+
+use backout_proto::wire;
+use serde_json::{Value, json};
+
+use super::{Exit, Output, human_ms, table};
+
+/// Prints the agents table (or JSON). Always `Exit::Ok` once the call succeeded.
+pub fn print_agents(reply: &wire::ListAgentsReply, output: Output) -> Exit {
+    match output {
+        Output::Json => {
+            let agents: Vec<Value> = reply
+                .agents
+                .iter()
+                .map(|a| {
+                    json!({
+                        "agent": a.agent_id,
+                        "connected": a.connected,
+                        "version": a.version,
+                        "hostname": a.hostname,
+                        "peer": a.peer_addr,
+                        "connected_since_ms": a.connected_since_ms,
+                        "last_seen_ms": a.last_seen_ms,
+                        "last_seen_ago_ms": reply.now_ms - a.last_seen_ms,
+                        "plugins": a.plugins.iter().map(|p| json!({
+                            "name": p.name, "version": p.version, "sha256": p.sha256, "actions": p.actions,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            println!("{}", json!({ "agents": agents }));
+        }
+        Output::Text => {
+            if reply.agents.is_empty() {
+                println!("no agent has connected yet");
+                return Exit::Ok;
+            }
+            let rows: Vec<Vec<String>> = reply
+                .agents
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.agent_id.clone(),
+                        if a.connected { "connected" } else { "gone" }.to_string(),
+                        a.version.clone(),
+                        format!("{} ago", human_ms(reply.now_ms - a.last_seen_ms)),
+                        a.plugins
+                            .iter()
+                            .map(|p| format!("{}@{} ({})", p.name, p.version, &p.sha256[..p.sha256.len().min(12)]))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ]
+                })
+                .collect();
+            print!("{}", table::render(&["AGENT", "STATE", "VERSION", "LAST SEEN", "PLUGINS"], &rows));
+        }
+    }
+    Exit::Ok
+}
+
+/// One host's assessment, with the health plugin's data parsed.
+fn host_json(host: &wire::HostAssessment) -> Value {
+    let data: Value = serde_json::from_str(&host.data_json).unwrap_or(Value::Null);
+    json!({
+        "agent": host.agent_id,
+        "state": host.state,
+        "detail": host.detail,
+        "duration_ms": host.duration_ms,
+        "healthy": host.state == "ok" && data["healthy"] == json!(true),
+        "checks": data.get("checks").cloned().unwrap_or(json!([])),
+        "log": data.get("log").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// Prints the assessment; `Exit::Ok` when every host is healthy, else `Exit::Failed`.
+pub fn print_assessment(reply: &wire::AssessReply, output: Output) -> Exit {
+    let hosts: Vec<Value> = reply.hosts.iter().map(host_json).collect();
+    let healthy = !hosts.is_empty() && hosts.iter().all(|h| h["healthy"] == json!(true));
+    match output {
+        Output::Json => {
+            let doc = json!({
+                "healthy": healthy,
+                "started_at_ms": reply.started_at_ms,
+                "duration_ms": reply.finished_at_ms - reply.started_at_ms,
+                "hosts": hosts,
+            });
+            println!("{doc}");
+        }
+        Output::Text => {
+            let mut rows = Vec::new();
+            for host in &hosts {
+                let agent = host["agent"].as_str().unwrap_or_default().to_string();
+                if host["state"] != "ok" {
+                    rows.push(vec![
+                        agent,
+                        "-".into(),
+                        host["state"].as_str().unwrap_or_default().to_uppercase(),
+                        "-".into(),
+                        host["detail"].as_str().unwrap_or_default().to_string(),
+                    ]);
+                    continue;
+                }
+                for check in host["checks"].as_array().into_iter().flatten() {
+                    rows.push(vec![
+                        agent.clone(),
+                        check["name"].as_str().unwrap_or_default().to_string(),
+                        check["status"].as_str().unwrap_or_default().to_uppercase(),
+                        check["latency_ms"]
+                            .as_i64()
+                            .map(human_ms)
+                            .unwrap_or_else(|| "-".into()),
+                        check["detail"].as_str().unwrap_or_default().to_string(),
+                    ]);
+                }
+                if let Some(log) = host["log"].as_object() {
+                    let matches = log.get("matches").and_then(Value::as_u64).unwrap_or(0);
+                    rows.push(vec![
+                        agent.clone(),
+                        "error-log".into(),
+                        if matches == 0 { "OK" } else { "ERRORS" }.into(),
+                        "-".into(),
+                        format!(
+                            "{matches} matching lines in the last {} of {}",
+                            log.get("lines").and_then(Value::as_u64).unwrap_or(0),
+                            log.get("path").and_then(Value::as_str).unwrap_or("?")
+                        ),
+                    ]);
+                }
+            }
+            print!("{}", table::render(&["HOST", "CHECK", "STATUS", "LATENCY", "DETAIL"], &rows));
+            let down = hosts.iter().filter(|h| h["healthy"] != json!(true)).count();
+            println!(
+                "\n{}: {} of {} hosts healthy (assessed in {})",
+                if healthy { "HEALTHY" } else { "UNHEALTHY" },
+                hosts.len() - down,
+                hosts.len(),
+                human_ms(reply.finished_at_ms - reply.started_at_ms)
+            );
+        }
+    }
+    if healthy { Exit::Ok } else { Exit::Failed }
+}

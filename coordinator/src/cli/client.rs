@@ -1,0 +1,134 @@
+//! How operator commands reach the coordinator: mutual TLS under the
+//! operator's own certificate.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use backout_proto::wire::control_client::ControlClient;
+use backout_tls::{Identity, TlsFiles};
+use tonic::transport::Channel;
+
+use super::BadInput;
+
+/// Where the coordinator is and who we are. Each flag has an environment
+/// variable, so a shell session sets them once.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// The coordinator's address, host:port.
+    #[arg(long, env = "BACKOUT_COORDINATOR", global = true)]
+    pub coordinator: Option<String>,
+    /// A PKI directory (from `backout pki`): the CA and
+    /// operators/<OPERATOR>.pem/.key are taken from it.
+    #[arg(long, env = "BACKOUT_PKI", global = true)]
+    pub pki: Option<PathBuf>,
+    /// Your operator name (with --pki).
+    #[arg(long, env = "BACKOUT_OPERATOR", global = true)]
+    pub operator: Option<String>,
+    /// The fleet CA certificate (instead of --pki).
+    #[arg(long, env = "BACKOUT_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Your certificate (instead of --pki/--operator).
+    #[arg(long, env = "BACKOUT_CERT", global = true)]
+    pub cert: Option<PathBuf>,
+    /// Your private key (instead of --pki/--operator).
+    #[arg(long, env = "BACKOUT_KEY", global = true)]
+    pub key: Option<PathBuf>,
+    /// The name the coordinator's certificate carries (default: the host part of --coordinator).
+    #[arg(long, env = "BACKOUT_SERVER_NAME", global = true)]
+    pub server_name: Option<String>,
+}
+
+impl ConnectArgs {
+    fn files(&self) -> Result<TlsFiles, BadInput> {
+        let from_pki = |pki: &PathBuf, operator: &str| TlsFiles {
+            ca: pki.join(backout_tls::pki::CA_CERT),
+            cert: pki.join("operators").join(format!("{operator}.pem")),
+            key: pki.join("operators").join(format!("{operator}.key")),
+        };
+        match (&self.ca, &self.cert, &self.key, &self.pki, &self.operator) {
+            (Some(ca), Some(cert), Some(key), _, _) => Ok(TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (_, _, _, Some(pki), Some(operator)) => {
+                let mut files = from_pki(pki, operator);
+                if let Some(ca) = &self.ca {
+                    files.ca = ca.clone();
+                }
+                Ok(files)
+            }
+            _ => Err(BadInput(
+                "no operator identity: give --pki DIR --operator NAME (or BACKOUT_PKI and \
+                 BACKOUT_OPERATOR), or --ca, --cert and --key"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Connects to the Control service.
+    pub async fn control(&self) -> anyhow::Result<ControlClient<Channel>> {
+        let addr = self.coordinator.clone().ok_or_else(|| {
+            BadInput("no coordinator address: give --coordinator HOST:PORT or set BACKOUT_COORDINATOR".into())
+        })?;
+        let files = self.files()?;
+        let material = files.load()?;
+        if !matches!(material.identity, Identity::Operator(_)) {
+            return Err(BadInput(format!(
+                "{}: this certificate belongs to {}, not to an operator",
+                files.cert.display(),
+                material.identity
+            ))
+            .into());
+        }
+        let server_name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => host_part(&addr),
+        };
+        let channel = backout_tls::tls::connect_coordinator(
+            &addr,
+            &server_name,
+            &material,
+            Duration::from_secs(5),
+        )
+        .await
+        .context("cannot reach the coordinator")?;
+        Ok(ControlClient::new(channel))
+    }
+}
+
+/// "127.0.0.1:7443" -> "127.0.0.1"; "[::1]:7443" -> "::1"; "host" -> "host".
+pub fn host_part(addr: &str) -> String {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_string();
+    }
+    match addr.rsplit_once(':') {
+        Some((host, _)) => host.to_string(),
+        None => addr.to_string(),
+    }
+}
+
+/// Turns a gRPC status into an error people can act on.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    let message = status.message().to_string();
+    match status.code() {
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
+            anyhow::anyhow!("refused by the coordinator: {message}")
+        }
+        tonic::Code::InvalidArgument => BadInput(message).into(),
+        code => anyhow::anyhow!("coordinator error ({code:?}): {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_part_handles_ipv6_and_names() {
+        assert_eq!(host_part("127.0.0.1:7443"), "127.0.0.1");
+        assert_eq!(host_part("[::1]:7443"), "::1");
+        assert_eq!(host_part("coord.internal:7443"), "coord.internal");
+    }
+}

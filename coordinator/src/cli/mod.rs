@@ -1,0 +1,64 @@
+//! The operator CLI: argument definitions, exit codes, output helpers.
+
+pub mod assess;
+pub mod client;
+pub mod pki;
+pub mod serve;
+pub mod table;
+
+use std::fmt;
+
+/// Exit codes, stable and documented in `backout --help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: the command did what was asked and everything is fine.
+    Ok = 0,
+    /// 1: the command ran and the answer is "not fine" (unhealthy, refused, failed).
+    Failed = 1,
+    /// 2: bad input (flags, files, configuration).
+    BadInput = 2,
+}
+
+/// An error caused by what the user gave us; exits with code 2.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl fmt::Display for BadInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Chooses the exit code for an error: bad input anywhere in its chain gives 2.
+pub fn exit_code_for(error: &anyhow::Error) -> Exit {
+    let bad_input = error.chain().any(|e| {
+        e.is::<BadInput>()
+            || e.is::<backout_config::ConfigError>()
+            || e.is::<backout_tls::TlsError>() && matches!(e.downcast_ref::<backout_tls::TlsError>(), Some(backout_tls::TlsError::File { .. }))
+            || e.is::<backout_tls::pki::PkiError>()
+    });
+    if bad_input { Exit::BadInput } else { Exit::Failed }
+}
+
+/// How a command prints data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Output {
+    /// Tables for people.
+    #[default]
+    Text,
+    /// JSON for programs.
+    Json,
+}
+
+/// Formats a duration in milliseconds for people: "340 ms", "12.5 s", "3 m 20 s".
+pub fn human_ms(ms: i64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1_000.0)
+    } else {
+        format!("{} m {} s", ms / 60_000, (ms % 60_000) / 1_000)
+    }
+}

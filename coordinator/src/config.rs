@@ -1,0 +1,302 @@
+//! The coordinator's configuration file (`backout serve --config FILE`).
+//!
+//! ```toml
+//! listen = "127.0.0.1:7443"
+//! command_key = "pki/command-signing.key"    # ed25519, separate from the TLS key
+//! command_ttl = "60s"                        # how long a signed command stays valid
+//! heartbeat_interval = "5s"
+//!
+//! [tls]
+//! ca = "pki/ca.pem"
+//! cert = "pki/coordinator.pem"
+//! key = "pki/coordinator.key"
+//!
+//! [[agent]]                                  # only these agent ids may connect
+//! id = "app-1"
+//! groups = ["app"]
+//!
+//! [operators]                                # operator identity -> roles
+//! alice = ["release-manager"]
+//!
+//! [plugins.health]                           # optional: pin the component agents must run
+//! sha256 = "…"
+//!
+//! [assess]
+//! timeout = "15s"
+//! [[assess.check]]
+//! name = "app"
+//! url = "http://127.0.0.1:8080/health"
+//! agents = ["app-1"]                         # default: every agent
+//! slow = "500ms"
+//! [assess.log]
+//! path = "/var/log/samia-app/error.log"
+//! ```
+//!
+//! Relative paths are resolved against the directory of the configuration file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use backout_config::{ConfigError, duration, opt_duration};
+use backout_tls::TlsFiles;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// `host:port` to listen on; port 0 picks a free port (printed at start).
+    pub listen: String,
+    pub tls: TlsSection,
+    pub command_key: PathBuf,
+    #[serde(default = "default_command_ttl", deserialize_with = "duration")]
+    pub command_ttl: Duration,
+    #[serde(default = "default_heartbeat", deserialize_with = "duration")]
+    pub heartbeat_interval: Duration,
+    #[serde(default, rename = "agent")]
+    pub agents: Vec<AgentEntry>,
+    #[serde(default)]
+    pub operators: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginPin>,
+    #[serde(default)]
+    pub assess: AssessConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEntry {
+    pub id: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginPin {
+    /// Hex sha256 of the component every agent must run for this plugin.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssessConfig {
+    #[serde(default = "default_assess_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default, rename = "check")]
+    pub checks: Vec<HealthCheck>,
+    #[serde(default)]
+    pub log: Option<LogCheck>,
+}
+
+impl Default for AssessConfig {
+    fn default() -> Self {
+        AssessConfig {
+            timeout: default_assess_timeout(),
+            checks: Vec::new(),
+            log: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub expect_status: Option<Vec<u16>>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub slow: Option<Duration>,
+    /// Agent ids or groups this check runs on; empty: every agent.
+    #[serde(default)]
+    pub agents: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogCheck {
+    pub path: String,
+    #[serde(default = "default_tail_lines")]
+    pub tail_lines: u32,
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    #[serde(default)]
+    pub agents: Vec<String>,
+}
+
+fn default_command_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_assess_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_tail_lines() -> u32 {
+    100
+}
+fn default_pattern() -> String {
+    "ERROR".into()
+}
+
+impl CoordinatorConfig {
+    /// Loads, resolves relative paths and checks cross-field rules.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut config: CoordinatorConfig = backout_config::load(path)?;
+        config.tls.ca = backout_config::resolve(path, &config.tls.ca);
+        config.tls.cert = backout_config::resolve(path, &config.tls.cert);
+        config.tls.key = backout_config::resolve(path, &config.tls.key);
+        config.command_key = backout_config::resolve(path, &config.command_key);
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let mut ids = BTreeSet::new();
+        for (i, agent) in self.agents.iter().enumerate() {
+            backout_tls::identity::validate_name(&agent.id)
+                .map_err(|e| ConfigError::invalid(path, format!("agent[{i}].id"), e.to_string()))?;
+            if !ids.insert(agent.id.as_str()) {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("agent[{i}].id"),
+                    format!("agent `{}` is listed twice", agent.id),
+                ));
+            }
+        }
+        let groups: BTreeSet<&str> = self
+            .agents
+            .iter()
+            .flat_map(|a| a.groups.iter().map(String::as_str))
+            .collect();
+        let known = |name: &str| ids.contains(name) || groups.contains(name);
+        for (i, check) in self.assess.checks.iter().enumerate() {
+            for target in &check.agents {
+                if !known(target) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        format!("assess.check[{i}].agents"),
+                        format!("`{target}` is neither an agent id nor a group"),
+                    ));
+                }
+            }
+            if let Err(e) = url_like(&check.url) {
+                return Err(ConfigError::invalid(path, format!("assess.check[{i}].url"), e));
+            }
+        }
+        for (name, pin) in &self.plugins {
+            let ok = pin.sha256.len() == 64 && pin.sha256.chars().all(|c| c.is_ascii_hexdigit());
+            if !ok {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("plugins.{name}.sha256"),
+                    "expected 64 hex digits",
+                ));
+            }
+        }
+        for name in self.operators.keys() {
+            backout_tls::identity::validate_name(name)
+                .map_err(|e| ConfigError::invalid(path, format!("operators.{name}"), e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles {
+            ca: self.tls.ca.clone(),
+            cert: self.tls.cert.clone(),
+            key: self.tls.key.clone(),
+        }
+    }
+
+    /// Whether `target` (an agent id or a group) names `agent_id`; an empty
+    /// target list names every agent.
+    pub fn targets(&self, targets: &[String], agent_id: &str) -> bool {
+        targets.is_empty()
+            || targets.iter().any(|t| {
+                t == agent_id
+                    || self
+                        .agents
+                        .iter()
+                        .any(|a| a.id == agent_id && a.groups.iter().any(|g| g == t))
+            })
+    }
+
+    pub fn is_known_agent(&self, id: &str) -> bool {
+        self.agents.iter().any(|a| a.id == id)
+    }
+}
+
+fn url_like(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!("`{url}` is not an http:// or https:// URL"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const MINIMAL: &str = r#"
+listen = "127.0.0.1:0"
+command_key = "k"
+[tls]
+ca = "ca.pem"
+cert = "c.pem"
+key = "c.key"
+[[agent]]
+id = "app-1"
+groups = ["app"]
+"#;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let (dir, path) = write(MINIMAL);
+        let config = CoordinatorConfig::load(&path).unwrap();
+        assert_eq!(config.tls.ca, dir.path().join("ca.pem"));
+        assert!(config.targets(&["app".into()], "app-1"));
+        assert!(!config.targets(&["db".into()], "app-1"));
+    }
+
+    #[test]
+    fn a_check_on_an_unknown_agent_names_the_field() {
+        let text = format!("{MINIMAL}\n[[assess.check]]\nname = \"x\"\nurl = \"http://h/\"\nagents = [\"nope\"]\n");
+        let (_dir, path) = write(&text);
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("assess.check[0].agents"), "{err}");
+        assert!(err.contains("coordinator.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_typo_is_an_error_with_line_and_field() {
+        let text = MINIMAL.replace("command_key", "comand_key");
+        let (_dir, path) = write(&text);
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("coordinator.toml:3:"), "{err}");
+        assert!(err.contains("comand_key"), "{err}");
+    }
+}

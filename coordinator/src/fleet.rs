@@ -1,0 +1,50 @@
+//! Domain types for the fleet as the coordinator sees it. No I/O, no protobuf.
+
+/// A plugin an agent reported in its hello.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub actions: Vec<String>,
+}
+
+/// What became of one step sent to one agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The agent refused the command; `check` names the verification that failed.
+    Refused { check: String, detail: String },
+    Succeeded {
+        summary: String,
+        data_json: String,
+        outputs: Vec<(String, String)>,
+    },
+    Failed { code: String, message: String },
+    /// No answer within the time allowed.
+    TimedOut,
+    /// The agent is not connected, or its session ended before it answered.
+    Unreachable { detail: String },
+}
+
+impl StepOutcome {
+    /// A short state word for tables and JSON.
+    pub fn state(&self) -> &'static str {
+        match self {
+            StepOutcome::Refused { .. } => "refused",
+            StepOutcome::Succeeded { .. } => "ok",
+            StepOutcome::Failed { .. } => "failed",
+            StepOutcome::TimedOut => "timeout",
+            StepOutcome::Unreachable { .. } => "unreachable",
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            StepOutcome::Refused { check, detail } => format!("refused ({check}): {detail}"),
+            StepOutcome::Succeeded { summary, .. } => summary.clone(),
+            StepOutcome::Failed { code, message } => format!("{code}: {message}"),
+            StepOutcome::TimedOut => "no answer in time".into(),
+            StepOutcome::Unreachable { detail } => detail.clone(),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The Backout coordinator (`backout serve`) and operator CLI (every other
+//! `backout` command), as a library so tests can start the server in-process.
+//!
+//! * [`config`]: the coordinator's configuration file.
+//! * [`fleet`]: domain types (agents, plugins, step outcomes).
+//! * [`server`]: the gRPC services over mutual TLS, the agent registry, the
+//!   command dispatcher.
+//! * [`assess`]: phase 1.1, the emergency assessment.
+//! * [`cli`]: the operator commands and their output.
+
+pub mod assess;
+pub mod cli;
+pub mod config;
+pub mod fleet;
+pub mod server;

@@ -1,0 +1,198 @@
+//! Sending signed commands to agents and matching their answers.
+//!
+//! `send` signs a command, remembers it as pending and writes it to the
+//! agent's stream; the session reader calls `complete` when the agent's
+//! result arrives. An answer is accepted only from the agent the command was
+//! addressed to.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backout_proto::command::{CommandSigner, new_nonce};
+use backout_proto::{now_ms, wire};
+use tokio::sync::oneshot;
+
+use super::registry::Registry;
+use crate::fleet::StepOutcome;
+
+/// One step to run on one agent.
+#[derive(Debug, Clone)]
+pub struct StepSpec {
+    pub run_id: String,
+    pub step_id: String,
+    pub agent_id: String,
+    pub plugin: String,
+    pub action: String,
+    pub params_json: String,
+    pub dry_run: bool,
+    pub deadline: Option<Duration>,
+}
+
+struct Pending {
+    agent_id: String,
+    done: oneshot::Sender<StepOutcome>,
+}
+
+pub struct Dispatcher {
+    signer: CommandSigner,
+    ttl: Duration,
+    registry: Arc<Registry>,
+    /// Plugin name -> sha256 pinned in the configuration.
+    pins: BTreeMap<String, String>,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+/// A step that has been sent; await its outcome with [`PendingStep::wait`].
+pub struct PendingStep {
+    pub command_id: String,
+    rx: oneshot::Receiver<StepOutcome>,
+}
+
+impl PendingStep {
+    fn ready(outcome: StepOutcome) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(outcome);
+        PendingStep {
+            command_id: String::new(),
+            rx,
+        }
+    }
+
+    /// Waits for the agent's answer, at most `timeout`.
+    pub async fn wait(self, timeout: Duration) -> StepOutcome {
+        match tokio::time::timeout(timeout, self.rx).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => StepOutcome::Unreachable {
+                detail: "the coordinator dropped the step".into(),
+            },
+            Err(_) => StepOutcome::TimedOut,
+        }
+    }
+}
+
+impl Dispatcher {
+    pub fn new(
+        signer: CommandSigner,
+        ttl: Duration,
+        registry: Arc<Registry>,
+        pins: BTreeMap<String, String>,
+    ) -> Self {
+        Dispatcher {
+            signer,
+            ttl,
+            registry,
+            pins,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Signs and sends one step. Never fails: an agent that cannot be reached
+    /// gives a step that is already `Unreachable`.
+    pub async fn send(&self, spec: StepSpec) -> PendingStep {
+        let Some(tx) = self.registry.sender(&spec.agent_id) else {
+            return PendingStep::ready(StepOutcome::Unreachable {
+                detail: format!("agent `{}` is not connected", spec.agent_id),
+            });
+        };
+        // The pinned hash wins; without a pin we expect what the agent reported.
+        let sha256 = match self.pins.get(&spec.plugin) {
+            Some(pin) => pin.clone(),
+            None => match self.registry.plugin(&spec.agent_id, &spec.plugin) {
+                Some(p) => p.sha256,
+                None => {
+                    return PendingStep::ready(StepOutcome::Failed {
+                        code: "no-plugin".into(),
+                        message: format!(
+                            "agent `{}` does not offer plugin `{}`",
+                            spec.agent_id, spec.plugin
+                        ),
+                    });
+                }
+            },
+        };
+        let command_id = format!("{}/{}", spec.step_id, hex::encode(&new_nonce()[..4]));
+        let now = now_ms();
+        let body = wire::CommandBody {
+            command_id: command_id.clone(),
+            run_id: spec.run_id,
+            step_id: spec.step_id,
+            target_agent: spec.agent_id.clone(),
+            plugin: spec.plugin,
+            plugin_sha256: sha256,
+            action: spec.action,
+            params_json: spec.params_json,
+            dry_run: spec.dry_run,
+            issued_at_ms: now,
+            expires_at_ms: now + i64::try_from(self.ttl.as_millis()).unwrap_or(60_000),
+            nonce: new_nonce().to_vec(),
+            deadline_ms: spec
+                .deadline
+                .map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+        };
+        let signed = self.signer.sign(&body);
+        let (done, rx) = oneshot::channel();
+        self.lock().insert(
+            command_id.clone(),
+            Pending {
+                agent_id: spec.agent_id.clone(),
+                done,
+            },
+        );
+        let message = wire::CoordinatorMessage {
+            kind: Some(wire::coordinator_message::Kind::Command(signed)),
+        };
+        if tx.send(message).await.is_err() {
+            self.lock().remove(&command_id);
+            return PendingStep::ready(StepOutcome::Unreachable {
+                detail: format!("agent `{}` disconnected", spec.agent_id),
+            });
+        }
+        tracing::debug!(command = %command_id, agent = %spec.agent_id, "command sent");
+        PendingStep { command_id, rx }
+    }
+
+    /// Delivers an agent's answer. Returns an error (for a `Rejected` reply)
+    /// when the command is unknown or was addressed to another agent.
+    pub fn complete(
+        &self,
+        from_agent: &str,
+        command_id: &str,
+        outcome: StepOutcome,
+    ) -> Result<(), String> {
+        let mut pending = self.lock();
+        match pending.get(command_id) {
+            None => Err(format!("no command `{command_id}` is waiting for a result")),
+            Some(p) if p.agent_id != from_agent => Err(format!(
+                "command `{command_id}` was not sent to agent `{from_agent}`"
+            )),
+            Some(_) => {
+                if let Some(p) = pending.remove(command_id) {
+                    let _ = p.done.send(outcome);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends every step still waiting on `agent_id`'s session.
+    pub fn session_ended(&self, agent_id: &str) {
+        let mut pending = self.lock();
+        let ids: Vec<String> = pending
+            .iter()
+            .filter(|(_, p)| p.agent_id == agent_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            if let Some(p) = pending.remove(&id) {
+                let _ = p.done.send(StepOutcome::Unreachable {
+                    detail: format!("agent `{agent_id}` disconnected before answering"),
+                });
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,87 @@
+//! The coordinator server: `Session` for agents and `Control` for operators,
+//! both on one mutual-TLS listener.
+//!
+//! Like mini-redis, the entry point is [`run`]`(listener, shutdown)`: tests and
+//! `backout serve` bind the listener themselves (port 0 in tests) and decide
+//! when to stop.
+
+pub mod control;
+pub mod dispatch;
+pub mod registry;
+pub mod session;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use backout_proto::command::CommandSigner;
+use backout_proto::wire;
+use backout_tls::Identity;
+use tokio::net::TcpListener;
+
+use crate::config::CoordinatorConfig;
+use dispatch::Dispatcher;
+use registry::Registry;
+
+/// Everything the services share.
+pub struct State {
+    pub config: CoordinatorConfig,
+    pub registry: Arc<Registry>,
+    pub dispatcher: Dispatcher,
+}
+
+impl State {
+    /// Loads the key material the configuration points at.
+    pub fn new(config: CoordinatorConfig) -> anyhow::Result<Self> {
+        let pem = std::fs::read_to_string(&config.command_key)
+            .with_context(|| format!("{}: cannot read the command key", config.command_key.display()))?;
+        let signer = CommandSigner::from_pkcs8_pem(&pem)
+            .with_context(|| format!("{}", config.command_key.display()))?;
+        let registry = Arc::new(Registry::default());
+        let pins = config
+            .plugins
+            .iter()
+            .map(|(name, pin)| (name.clone(), pin.sha256.to_ascii_lowercase()))
+            .collect();
+        let dispatcher = Dispatcher::new(signer, config.command_ttl, registry.clone(), pins);
+        Ok(State {
+            config,
+            registry,
+            dispatcher,
+        })
+    }
+}
+
+/// Serves until `shutdown` completes.
+pub async fn run(
+    config: CoordinatorConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let material = config.tls_files().load()?;
+    if material.identity != Identity::Coordinator {
+        bail!(
+            "{}: this certificate belongs to {}, not to the coordinator",
+            config.tls.cert.display(),
+            material.identity
+        );
+    }
+    let tls = backout_tls::tls::server_config(&material)?;
+    let state = Arc::new(State::new(config)?);
+    let incoming = backout_tls::tls::incoming(listener, tls, material.domain.clone());
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .add_service(wire::session_server::SessionServer::new(
+            session::SessionService {
+                state: state.clone(),
+            },
+        ))
+        .add_service(wire::control_server::ControlServer::new(
+            control::ControlService { state },
+        ))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .context("the gRPC server failed")?;
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! The `Session` service: one bidirectional stream per connected agent.
+//!
+//! The agent speaks first (Hello), the coordinator answers Welcome, and from
+//! then on the stream carries heartbeats, commands, live step events and step
+//! results. A message the coordinator cannot use is answered with `Rejected`
+//! and the session goes on; a stream that breaks ends only that session.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backout_proto::{now_ms, wire};
+use backout_tls::{Identity, PeerInfo};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use wire::agent_message::Kind as AgentKind;
+use wire::coordinator_message::Kind as CoordKind;
+
+use super::State;
+use super::registry::AgentView;
+use crate::fleet::{PluginInfo, StepOutcome};
+
+/// How long an agent has to say Hello after connecting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct SessionService {
+    pub state: Arc<State>,
+}
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<wire::CoordinatorMessage, Status>> + Send>>;
+
+fn coord(kind: CoordKind) -> wire::CoordinatorMessage {
+    wire::CoordinatorMessage { kind: Some(kind) }
+}
+
+fn rejected(reason: impl Into<String>) -> wire::CoordinatorMessage {
+    coord(CoordKind::Rejected(wire::Rejected {
+        reason: reason.into(),
+    }))
+}
+
+#[tonic::async_trait]
+impl wire::session_server::Session for SessionService {
+    type AttachStream = OutStream;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<wire::AgentMessage>>,
+    ) -> Result<Response<OutStream>, Status> {
+        let peer = request
+            .extensions()
+            .get::<PeerInfo>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no TLS peer information"))?;
+        let agent_id = match &peer.identity {
+            Ok(Identity::Agent(id)) => id.clone(),
+            Ok(other) => {
+                tracing::warn!(peer = %peer.addr, identity = %other, "non-agent tried to open a session");
+                return Err(Status::permission_denied(format!(
+                    "{other} may not open an agent session"
+                )));
+            }
+            Err(e) => return Err(Status::unauthenticated(e.clone())),
+        };
+        if !self.state.config.is_known_agent(&agent_id) {
+            tracing::warn!(peer = %peer.addr, agent = %agent_id, "unknown agent refused");
+            return Err(Status::permission_denied(format!(
+                "agent `{agent_id}` is not in the coordinator's configuration"
+            )));
+        }
+
+        let mut inbound = request.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(wire::AgentMessage {
+                kind: Some(AgentKind::Hello(hello)),
+            }))) => hello,
+            Ok(Ok(_)) => return Err(Status::invalid_argument("the first message must be Hello")),
+            Ok(Err(status)) => return Err(status),
+            Err(_) => return Err(Status::deadline_exceeded("no Hello within 10 s")),
+        };
+        if hello.agent_id != agent_id {
+            tracing::warn!(agent = %agent_id, claimed = %hello.agent_id, "hello disagrees with certificate");
+            return Err(Status::permission_denied(format!(
+                "Hello names agent `{}` but the certificate says `{agent_id}`",
+                hello.agent_id
+            )));
+        }
+
+        let (tx, rx) = mpsc::channel(256);
+        let welcome = coord(CoordKind::Welcome(wire::Welcome {
+            coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
+            heartbeat_interval_ms: u32::try_from(
+                self.state.config.heartbeat_interval.as_millis(),
+            )
+            .unwrap_or(5_000),
+        }));
+        // The channel is new and empty, so this cannot wait.
+        let _ = tx.send(welcome).await;
+
+        let now = now_ms();
+        let view = AgentView {
+            id: agent_id.clone(),
+            version: hello.version.clone(),
+            hostname: hello.hostname.clone(),
+            plugins: hello
+                .plugins
+                .iter()
+                .map(|p| PluginInfo {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    sha256: p.sha256.clone(),
+                    actions: p.actions.clone(),
+                })
+                .collect(),
+            connected: true,
+            connected_since_ms: now,
+            last_seen_ms: now,
+            peer_addr: Some(peer.addr),
+        };
+        let session = self.state.registry.connect(view, tx.clone());
+        tracing::info!(agent = %agent_id, peer = %peer.addr, version = %hello.version, "agent connected");
+
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(message)) => {
+                        state.registry.touch(&agent_id, session, now_ms());
+                        if let Some(reply) = handle(&state, &agent_id, message) {
+                            if tx.send(reply).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        // A malformed frame or a broken connection: this
+                        // session ends, the coordinator carries on.
+                        tracing::warn!(agent = %agent_id, error = %status.message(), "session stream error");
+                        break;
+                    }
+                }
+            }
+            if state.registry.disconnect(&agent_id, session) {
+                state.dispatcher.session_ended(&agent_id);
+            }
+            tracing::info!(agent = %agent_id, "agent disconnected");
+        });
+
+        let out = ReceiverStream::new(rx).map(Ok::<_, Status>);
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// Handles one message from an agent; returns the reply to send, if any.
+fn handle(state: &State, agent_id: &str, message: wire::AgentMessage) -> Option<wire::CoordinatorMessage> {
+    match message.kind {
+        None => Some(rejected("empty message")),
+        Some(AgentKind::Hello(_)) => Some(rejected("Hello may only be sent once per session")),
+        Some(AgentKind::Heartbeat(hb)) => Some(coord(CoordKind::HeartbeatAck(wire::Heartbeat {
+            seq: hb.seq,
+            sent_at_ms: now_ms(),
+        }))),
+        Some(AgentKind::Event(event)) => {
+            log_event(agent_id, &event);
+            None
+        }
+        Some(AgentKind::Result(result)) => {
+            let command_id = result.command_id.clone();
+            let outcome = match outcome_from_wire(result) {
+                Ok(outcome) => outcome,
+                Err(reason) => return Some(rejected(reason)),
+            };
+            match state.dispatcher.complete(agent_id, &command_id, outcome) {
+                Ok(()) => None,
+                Err(reason) => {
+                    tracing::warn!(agent = %agent_id, %reason, "result rejected");
+                    Some(rejected(reason))
+                }
+            }
+        }
+    }
+}
+
+fn log_event(agent_id: &str, event: &wire::StepEvent) {
+    use wire::step_event::Kind;
+    match &event.kind {
+        Some(Kind::Log(log)) => {
+            tracing::info!(agent = %agent_id, step = %event.step_id, level = %log.level, "{}", log.message);
+        }
+        Some(Kind::Progress(p)) => {
+            tracing::debug!(agent = %agent_id, step = %event.step_id, done = p.done, total = p.total, "{}", p.message);
+        }
+        Some(Kind::Output(o)) => {
+            tracing::debug!(agent = %agent_id, step = %event.step_id, output = %o.name, "step output");
+        }
+        None => {}
+    }
+}
+
+/// Converts a wire result into the domain outcome (the transport edge).
+fn outcome_from_wire(result: wire::StepResult) -> Result<StepOutcome, String> {
+    use wire::step_result::Result as R;
+    match result.result {
+        Some(R::Refused(r)) => Ok(StepOutcome::Refused {
+            check: r.check,
+            detail: r.detail,
+        }),
+        Some(R::Succeeded(s)) => Ok(StepOutcome::Succeeded {
+            summary: s.summary,
+            data_json: s.data_json,
+            outputs: s.outputs.into_iter().map(|o| (o.name, o.value_json)).collect(),
+        }),
+        Some(R::Failed(f)) => Ok(StepOutcome::Failed {
+            code: f.code,
+            message: f.message,
+        }),
+        None => Err(format!("result for `{}` carries no outcome", result.command_id)),
+    }
+}

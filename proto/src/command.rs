@@ -1,0 +1,409 @@
+//! Signed phase commands.
+//!
+//! The coordinator serialises a [`wire::CommandBody`] once and signs those exact
+//! bytes with its ed25519 command key (separate from its TLS key). The agent
+//! pins the public key and verifies, before anything else:
+//!
+//! 1. the signature over the bytes it received ([`Check::Signature`]);
+//! 2. that the bytes decode to a well-formed command ([`Check::Malformed`]);
+//! 3. the validity window, with a small clock-skew allowance
+//!    ([`Check::Expired`], [`Check::NotYetValid`]);
+//!
+//! and then, with its own state, the nonce ([`Check::Replay`]), the target
+//! ([`Check::Target`]) and the plugin hash ([`Check::UnknownPlugin`],
+//! [`Check::PluginHash`]). Every refusal names the check that failed.
+
+use std::fmt;
+use std::time::Duration;
+
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use prost::Message;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::wire;
+
+/// Length of a command nonce in bytes.
+pub const NONCE_LEN: usize = 16;
+
+/// The verification a command failed. The string forms are stable: they are
+/// what an agent answers and what operators and tests see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Check {
+    Malformed,
+    Signature,
+    Expired,
+    NotYetValid,
+    Replay,
+    Target,
+    UnknownPlugin,
+    PluginHash,
+}
+
+impl Check {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Malformed => "malformed",
+            Check::Signature => "signature",
+            Check::Expired => "expired",
+            Check::NotYetValid => "not_yet_valid",
+            Check::Replay => "replay",
+            Check::Target => "target",
+            Check::UnknownPlugin => "unknown_plugin",
+            Check::PluginHash => "plugin_hash",
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused command: which check failed and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("command refused ({check}): {detail}")]
+pub struct Refused {
+    pub check: Check,
+    pub detail: String,
+}
+
+impl Refused {
+    pub fn new(check: Check, detail: impl Into<String>) -> Self {
+        Refused {
+            check,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Errors loading or encoding command keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("not an ed25519 private key in PKCS#8 PEM: {0}")]
+    Private(String),
+    #[error("not an ed25519 public key in SPKI PEM: {0}")]
+    Public(String),
+}
+
+/// A validated command, the agent's domain view of a [`wire::CommandBody`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub command_id: String,
+    pub run_id: String,
+    pub step_id: String,
+    pub target_agent: String,
+    pub plugin: String,
+    pub plugin_sha256: String,
+    pub action: String,
+    /// Parameters as JSON text; guaranteed to be a JSON object.
+    pub params_json: String,
+    pub dry_run: bool,
+    pub issued_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub nonce: [u8; NONCE_LEN],
+    /// How long the step may run (None: the agent's default).
+    pub deadline: Option<Duration>,
+}
+
+impl TryFrom<wire::CommandBody> for Command {
+    type Error = Refused;
+
+    fn try_from(body: wire::CommandBody) -> Result<Self, Refused> {
+        fn required(field: &str, value: String) -> Result<String, Refused> {
+            if value.trim().is_empty() {
+                Err(Refused::new(Check::Malformed, format!("field `{field}` is empty")))
+            } else {
+                Ok(value)
+            }
+        }
+        let nonce: [u8; NONCE_LEN] = body.nonce.as_slice().try_into().map_err(|_| {
+            Refused::new(
+                Check::Malformed,
+                format!("field `nonce` has {} bytes, expected {NONCE_LEN}", body.nonce.len()),
+            )
+        })?;
+        match serde_json::from_str::<serde_json::Value>(&body.params_json) {
+            Ok(serde_json::Value::Object(_)) => {}
+            Ok(_) => {
+                return Err(Refused::new(
+                    Check::Malformed,
+                    "field `params_json` is not a JSON object",
+                ));
+            }
+            Err(e) => {
+                return Err(Refused::new(
+                    Check::Malformed,
+                    format!("field `params_json` is not JSON: {e}"),
+                ));
+            }
+        }
+        if body.expires_at_ms <= body.issued_at_ms {
+            return Err(Refused::new(
+                Check::Malformed,
+                "field `expires_at_ms` is not after `issued_at_ms`",
+            ));
+        }
+        Ok(Command {
+            command_id: required("command_id", body.command_id)?,
+            run_id: required("run_id", body.run_id)?,
+            step_id: required("step_id", body.step_id)?,
+            target_agent: required("target_agent", body.target_agent)?,
+            plugin: required("plugin", body.plugin)?,
+            plugin_sha256: required("plugin_sha256", body.plugin_sha256)?,
+            action: required("action", body.action)?,
+            params_json: body.params_json,
+            dry_run: body.dry_run,
+            issued_at_ms: body.issued_at_ms,
+            expires_at_ms: body.expires_at_ms,
+            nonce,
+            deadline: (body.deadline_ms > 0).then(|| Duration::from_millis(body.deadline_ms.into())),
+        })
+    }
+}
+
+/// A fresh random nonce.
+pub fn new_nonce() -> [u8; NONCE_LEN] {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    nonce
+}
+
+/// Names a public key in messages: hex of the first 8 bytes of its sha256.
+pub fn key_id(key: &VerifyingKey) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// The coordinator's command signer.
+pub struct CommandSigner {
+    key: SigningKey,
+    key_id: String,
+}
+
+impl fmt::Debug for CommandSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the private key.
+        f.debug_struct("CommandSigner").field("key_id", &self.key_id).finish()
+    }
+}
+
+impl CommandSigner {
+    pub fn new(key: SigningKey) -> Self {
+        let key_id = key_id(&key.verifying_key());
+        CommandSigner { key, key_id }
+    }
+
+    /// Generates a new key pair (used by `backout pki init`).
+    pub fn generate() -> Self {
+        Self::new(SigningKey::generate(&mut rand::rngs::OsRng))
+    }
+
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| KeyError::Private(e.to_string()))?;
+        Ok(Self::new(key))
+    }
+
+    /// The private key as PKCS#8 PEM, for writing to a 0600 file.
+    pub fn to_pkcs8_pem(&self) -> Result<String, KeyError> {
+        self.key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map(|pem| pem.to_string())
+            .map_err(|e| KeyError::Private(e.to_string()))
+    }
+
+    /// The public key as SPKI PEM, for agents to pin.
+    pub fn public_key_pem(&self) -> Result<String, KeyError> {
+        self.key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| KeyError::Public(e.to_string()))
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Serialises `body` once and signs exactly those bytes.
+    pub fn sign(&self, body: &wire::CommandBody) -> wire::SignedCommand {
+        let bytes = body.encode_to_vec();
+        let signature = self.key.sign(&bytes);
+        wire::SignedCommand {
+            body: bytes,
+            signature: signature.to_bytes().to_vec(),
+            key_id: self.key_id.clone(),
+        }
+    }
+}
+
+/// The agent's view: the pinned coordinator key and the clock-skew allowance.
+#[derive(Debug, Clone)]
+pub struct CommandVerifier {
+    key: VerifyingKey,
+    skew: Duration,
+}
+
+impl CommandVerifier {
+    pub fn new(key: VerifyingKey, skew: Duration) -> Self {
+        CommandVerifier { key, skew }
+    }
+
+    pub fn from_public_key_pem(pem: &str, skew: Duration) -> Result<Self, KeyError> {
+        let key = VerifyingKey::from_public_key_pem(pem).map_err(|e| KeyError::Public(e.to_string()))?;
+        Ok(Self::new(key, skew))
+    }
+
+    pub fn key_id(&self) -> String {
+        key_id(&self.key)
+    }
+
+    /// Checks, in this order, the signature over the exact bytes received, that
+    /// they decode to a well-formed command, and its validity window at `now_ms`.
+    pub fn verify(&self, signed: &wire::SignedCommand, now_ms: i64) -> Result<Command, Refused> {
+        let signature = Signature::from_slice(&signed.signature).map_err(|_| {
+            Refused::new(
+                Check::Signature,
+                format!("signature has {} bytes, expected 64", signed.signature.len()),
+            )
+        })?;
+        self.key.verify(&signed.body, &signature).map_err(|_| {
+            Refused::new(
+                Check::Signature,
+                format!(
+                    "signature does not verify against the pinned coordinator key {}",
+                    self.key_id()
+                ),
+            )
+        })?;
+        let body = wire::CommandBody::decode(signed.body.as_slice())
+            .map_err(|e| Refused::new(Check::Malformed, format!("body does not decode: {e}")))?;
+        let command = Command::try_from(body)?;
+        let skew_ms = i64::try_from(self.skew.as_millis()).unwrap_or(i64::MAX);
+        if now_ms > command.expires_at_ms.saturating_add(skew_ms) {
+            return Err(Refused::new(
+                Check::Expired,
+                format!(
+                    "command expired {} ms ago (clock-skew allowance {} ms)",
+                    now_ms - command.expires_at_ms,
+                    skew_ms
+                ),
+            ));
+        }
+        if command.issued_at_ms > now_ms.saturating_add(skew_ms) {
+            return Err(Refused::new(
+                Check::NotYetValid,
+                format!(
+                    "command issued {} ms in the future (clock-skew allowance {} ms)",
+                    command.issued_at_ms - now_ms,
+                    skew_ms
+                ),
+            ));
+        }
+        Ok(command)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn body(now: i64) -> wire::CommandBody {
+        wire::CommandBody {
+            command_id: "c1".into(),
+            run_id: "r1".into(),
+            step_id: "s1".into(),
+            target_agent: "app-1".into(),
+            plugin: "health".into(),
+            plugin_sha256: "ab".repeat(32),
+            action: "check".into(),
+            params_json: "{}".into(),
+            dry_run: false,
+            issued_at_ms: now,
+            expires_at_ms: now + 60_000,
+            nonce: new_nonce().to_vec(),
+            deadline_ms: 0,
+        }
+    }
+
+    fn pair() -> (CommandSigner, CommandVerifier) {
+        let signer = CommandSigner::generate();
+        let pem = signer.public_key_pem().unwrap();
+        let verifier = CommandVerifier::from_public_key_pem(&pem, Duration::from_secs(5)).unwrap();
+        (signer, verifier)
+    }
+
+    #[test]
+    fn a_signed_command_verifies_and_keeps_its_fields() {
+        let (signer, verifier) = pair();
+        let now = 1_000_000;
+        let signed = signer.sign(&body(now));
+        let command = verifier.verify(&signed, now).unwrap();
+        assert_eq!(command.step_id, "s1");
+        assert_eq!(command.target_agent, "app-1");
+        assert_eq!(signed.key_id, verifier.key_id());
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_in_the_body_fails_the_signature_check() {
+        let (signer, verifier) = pair();
+        let signed = signer.sign(&body(1_000));
+        for i in 0..signed.body.len() {
+            let mut tampered = signed.clone();
+            tampered.body[i] ^= 0x01;
+            let err = verifier.verify(&tampered, 1_000).unwrap_err();
+            assert_eq!(err.check, Check::Signature, "byte {i}");
+        }
+    }
+
+    #[test]
+    fn a_key_other_than_the_pinned_one_fails_the_signature_check() {
+        let (_, verifier) = pair();
+        let other = CommandSigner::generate();
+        let err = verifier.verify(&other.sign(&body(1_000)), 1_000).unwrap_err();
+        assert_eq!(err.check, Check::Signature);
+    }
+
+    #[test]
+    fn expiry_and_not_yet_valid_respect_the_skew_allowance() {
+        let (signer, verifier) = pair();
+        let signed = signer.sign(&body(1_000_000));
+        // Expires at 1_060_000; 5 s of skew allowed.
+        assert!(verifier.verify(&signed, 1_064_999).is_ok());
+        assert_eq!(verifier.verify(&signed, 1_065_001).unwrap_err().check, Check::Expired);
+        assert!(verifier.verify(&signed, 995_000).is_ok());
+        assert_eq!(verifier.verify(&signed, 994_999).unwrap_err().check, Check::NotYetValid);
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_with_the_field_named() {
+        let (signer, verifier) = pair();
+        let mut b = body(1_000);
+        b.params_json = "[1]".into();
+        let err = verifier.verify(&signer.sign(&b), 1_000).unwrap_err();
+        assert_eq!(err.check, Check::Malformed);
+        assert!(err.detail.contains("params_json"));
+
+        let mut b = body(1_000);
+        b.nonce = vec![1, 2, 3];
+        let err = verifier.verify(&signer.sign(&b), 1_000).unwrap_err();
+        assert!(err.detail.contains("nonce"));
+
+        let mut b = body(1_000);
+        b.step_id = String::new();
+        let err = verifier.verify(&signer.sign(&b), 1_000).unwrap_err();
+        assert!(err.detail.contains("step_id"));
+    }
+
+    #[test]
+    fn private_key_pem_round_trips() {
+        let signer = CommandSigner::generate();
+        let pem = signer.to_pkcs8_pem().unwrap();
+        let again = CommandSigner::from_pkcs8_pem(&pem).unwrap();
+        assert_eq!(signer.key_id(), again.key_id());
+        assert!(!format!("{signer:?}").contains(&pem[30..60]));
+    }
+}

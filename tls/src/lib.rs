@@ -1,0 +1,16 @@
+//! Fleet PKI and mutual TLS for Backout.
+//!
+//! * [`identity`]: who is on the other end of a connection, read from the URI
+//!   SAN of their certificate (`spiffe://<domain>/agent/<id>`, `/operator/<name>`,
+//!   `/coordinator`).
+//! * [`pki`]: the fleet CA, certificates and the command-signing key, made
+//!   with rcgen by `backout pki init|issue`.
+//! * [`tls`]: rustls configurations (TLS 1.3 only, client certificates
+//!   required on both sides) and the glue that runs tonic over them.
+
+pub mod identity;
+pub mod pki;
+pub mod tls;
+
+pub use identity::{Identity, IdentityError};
+pub use tls::{PeerInfo, TlsError, TlsFiles};

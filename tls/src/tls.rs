@@ -1,0 +1,346 @@
+//! Mutual TLS 1.3 for every Backout connection, and tonic running over it.
+//!
+//! We build the rustls configurations ourselves instead of using tonic's TLS
+//! options, because we need three things those do not give: TLS 1.3 only,
+//! the peer's certificate on every request (to read its identity), and a check
+//! that the server really is the coordinator (its URI SAN), not merely a host
+//! the CA has signed for.
+//!
+//! **Architecture invariant:** every listener and every dialler in Backout goes
+//! through [`server_config`] / [`client_config`]; there is no plaintext path.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::identity::{self, Identity};
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("TLS configuration: {0}")]
+    Config(String),
+    #[error("cannot connect to {addr}: {message}")]
+    Connect { addr: String, message: String },
+}
+
+/// Paths to the CA, our certificate and our private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Loaded TLS material: what [`TlsFiles`] points at, parsed and checked.
+#[derive(Debug)]
+pub struct TlsMaterial {
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    /// The trust domain, read from the CA certificate.
+    pub domain: String,
+    /// Who our own certificate says we are.
+    pub identity: Identity,
+}
+
+impl Clone for TlsMaterial {
+    fn clone(&self) -> Self {
+        TlsMaterial {
+            roots: self.roots.clone(),
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            domain: self.domain.clone(),
+            identity: self.identity.clone(),
+        }
+    }
+}
+
+fn file_err(path: &Path, message: impl Into<String>) -> TlsError {
+    TlsError::File {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(path, format!("not a PEM certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no CERTIFICATE block"));
+    }
+    Ok(certs)
+}
+
+impl TlsFiles {
+    /// Reads and checks the files: the CA names the trust domain, and our
+    /// certificate carries an identity in that domain.
+    pub fn load(&self) -> Result<TlsMaterial, TlsError> {
+        let ca_certs = read_certs(&self.ca)?;
+        let domain = crate::pki::ca_domain(&ca_certs[0]).map_err(|m| file_err(&self.ca, m))?;
+        let mut roots = RootCertStore::empty();
+        for cert in ca_certs {
+            roots
+                .add(cert)
+                .map_err(|e| file_err(&self.ca, format!("not a usable CA certificate: {e}")))?;
+        }
+        let chain = read_certs(&self.cert)?;
+        let identity = Identity::from_cert_der(&chain[0], &domain)
+            .map_err(|e| file_err(&self.cert, e.to_string()))?;
+        let key_bytes = std::fs::read(&self.key).map_err(|e| file_err(&self.key, e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(&key_bytes)
+            .map_err(|e| file_err(&self.key, format!("not a PEM private key: {e}")))?;
+        Ok(TlsMaterial {
+            roots: Arc::new(roots),
+            chain,
+            key,
+            domain,
+            identity,
+        })
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Server side: TLS 1.3 only, a client certificate signed by the fleet CA required.
+pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(material.roots.clone(), provider())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(material.chain.clone(), material.key.clone_key())
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Client side: TLS 1.3 only, trusts only the fleet CA, presents our certificate.
+pub fn client_config(material: &TlsMaterial) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(material.roots.clone())
+        .with_client_auth_cert(material.chain.clone(), material.key.clone_key())
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Who is on the other end of a server-side connection. tonic puts it in every
+/// request's extensions (`request.extensions().get::<PeerInfo>()`).
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub addr: SocketAddr,
+    /// The identity from the client certificate, or why there is none usable.
+    pub identity: Result<Identity, String>,
+}
+
+/// A server-side TLS connection that knows its peer.
+pub struct TlsConn {
+    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    peer: PeerInfo,
+}
+
+impl Connected for TlsConn {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        self.peer.clone()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Accepts TCP connections on `listener` and completes the TLS handshake of
+/// each in its own task, so one slow or hostile client never holds up the
+/// others. Yields only connections whose handshake succeeded; pass the stream
+/// to tonic's `serve_with_incoming*`. The accept loop ends when the stream is
+/// dropped.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    domain: String,
+) -> ReceiverStream<Result<TlsConn, io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(128);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Usually out of file descriptors: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                // The server is gone: stop accepting.
+                () = tx.closed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            let domain = domain.clone();
+            tokio::spawn(async move {
+                let stream =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %addr, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(peer = %addr, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                let identity = match stream.get_ref().1.peer_certificates() {
+                    Some([leaf, ..]) => {
+                        Identity::from_cert_der(leaf, &domain).map_err(|e| e.to_string())
+                    }
+                    _ => Err("no client certificate".to_string()),
+                };
+                let peer = PeerInfo { addr, identity };
+                let _ = tx.send(Ok(TlsConn { inner: stream, peer })).await;
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Dials the coordinator at `addr` (`host:port`) over mutual TLS and returns a
+/// tonic channel. `server_name` is the DNS name or IP the coordinator's
+/// certificate must carry; beyond that, its URI SAN must say `/coordinator` in
+/// our trust domain.
+pub async fn connect_coordinator(
+    addr: &str,
+    server_name: &str,
+    material: &TlsMaterial,
+    connect_timeout: Duration,
+) -> Result<Channel, TlsError> {
+    let config = client_config(material)?;
+    let server_name = ServerName::try_from(server_name.to_string())
+        .map_err(|e| TlsError::Config(format!("server name `{server_name}`: {e}")))?;
+    let connect_err = |message: String| TlsError::Connect {
+        addr: addr.to_string(),
+        message,
+    };
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| connect_err(format!("not a host:port: {e}")))?
+        .connect_timeout(connect_timeout)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    let target = addr.to_string();
+    let domain = material.domain.clone();
+    let connector = tower::service_fn(move |_uri: tonic::codegen::http::Uri| {
+        let config = config.clone();
+        let server_name = server_name.clone();
+        let target = target.clone();
+        let domain = domain.clone();
+        async move {
+            let tcp = TcpStream::connect(&target).await?;
+            let _ = tcp.set_nodelay(true);
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(server_name, tcp)
+                .await?;
+            let peer_ok = match tls.get_ref().1.peer_certificates() {
+                Some([leaf, ..]) => {
+                    matches!(identity::spiffe_of_cert(leaf), Ok((d, Identity::Coordinator)) if d == domain)
+                }
+                _ => false,
+            };
+            if !peer_ok {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "the server's certificate is not the coordinator's",
+                ));
+            }
+            Ok::<_, io::Error>(TokioIo::new(tls))
+        }
+    });
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| connect_err(error_chain(&e)))
+}
+
+/// Formats an error with its sources, so "transport error" says why.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
