@@ -146,7 +146,9 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_field() {
         let text = "listen = \"x\"\nttl = 5\n";
-        let err = parse::<Sample>(Path::new("c.toml"), text).unwrap_err().to_string();
+        let err = parse::<Sample>(Path::new("c.toml"), text)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("c.toml:2:"), "{err}");
         assert!(err.contains("field `ttl`"), "{err}");
     }
@@ -154,7 +156,9 @@ mod tests {
     #[test]
     fn unknown_fields_are_named() {
         let text = "listen = \"x\"\nttl = \"5s\"\nlisten_adress = 1\n";
-        let err = parse::<Sample>(Path::new("c.toml"), text).unwrap_err().to_string();
+        let err = parse::<Sample>(Path::new("c.toml"), text)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("c.toml:3:"), "{err}");
         assert!(err.contains("listen_adress"), "{err}");
     }

@@ -54,7 +54,8 @@ pub fn health_params(config: &CoordinatorConfig, agent_id: &str) -> Value {
         .as_ref()
         .filter(|l| config.targets(&l.agents, agent_id))
     {
-        params["log"] = json!({ "path": log.path, "tail_lines": log.tail_lines, "pattern": log.pattern });
+        params["log"] =
+            json!({ "path": log.path, "tail_lines": log.tail_lines, "pattern": log.pattern });
     }
     params
 }
@@ -118,7 +119,8 @@ url = "http://127.0.0.1:1/ping"
 path = "/var/log/app.log"
 agents = ["app-1"]
 "#;
-        let config: CoordinatorConfig = backout_config::parse(std::path::Path::new("t.toml"), text).unwrap();
+        let config: CoordinatorConfig =
+            backout_config::parse(std::path::Path::new("t.toml"), text).unwrap();
         let app = health_params(&config, "app-1");
         assert_eq!(app["checks"].as_array().unwrap().len(), 2);
         assert_eq!(app["checks"][0]["slow_ms"], 500);

@@ -195,7 +195,11 @@ impl CoordinatorConfig {
                 }
             }
             if let Err(e) = url_like(&check.url) {
-                return Err(ConfigError::invalid(path, format!("assess.check[{i}].url"), e));
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("assess.check[{i}].url"),
+                    e,
+                ));
             }
         }
         for (name, pin) in &self.plugins {
@@ -209,8 +213,9 @@ impl CoordinatorConfig {
             }
         }
         for name in self.operators.keys() {
-            backout_tls::identity::validate_name(name)
-                .map_err(|e| ConfigError::invalid(path, format!("operators.{name}"), e.to_string()))?;
+            backout_tls::identity::validate_name(name).map_err(|e| {
+                ConfigError::invalid(path, format!("operators.{name}"), e.to_string())
+            })?;
         }
         Ok(())
     }
@@ -284,7 +289,9 @@ groups = ["app"]
 
     #[test]
     fn a_check_on_an_unknown_agent_names_the_field() {
-        let text = format!("{MINIMAL}\n[[assess.check]]\nname = \"x\"\nurl = \"http://h/\"\nagents = [\"nope\"]\n");
+        let text = format!(
+            "{MINIMAL}\n[[assess.check]]\nname = \"x\"\nurl = \"http://h/\"\nagents = [\"nope\"]\n"
+        );
         let (_dir, path) = write(&text);
         let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("assess.check[0].agents"), "{err}");

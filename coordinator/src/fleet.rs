@@ -13,17 +13,25 @@ pub struct PluginInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepOutcome {
     /// The agent refused the command; `check` names the verification that failed.
-    Refused { check: String, detail: String },
+    Refused {
+        check: String,
+        detail: String,
+    },
     Succeeded {
         summary: String,
         data_json: String,
         outputs: Vec<(String, String)>,
     },
-    Failed { code: String, message: String },
+    Failed {
+        code: String,
+        message: String,
+    },
     /// No answer within the time allowed.
     TimedOut,
     /// The agent is not connected, or its session ended before it answered.
-    Unreachable { detail: String },
+    Unreachable {
+        detail: String,
+    },
 }
 
 impl StepOutcome {

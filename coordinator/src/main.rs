@@ -98,7 +98,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Assess { output, timeout } => {
             let mut control = cli.connect.control().await?;
-            let timeout_ms = timeout.map_or(0, |t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX));
+            let timeout_ms =
+                timeout.map_or(0, |t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX));
             let reply = control
                 .assess(wire::AssessRequest { timeout_ms })
                 .await

@@ -115,7 +115,10 @@ impl TryFrom<wire::CommandBody> for Command {
     fn try_from(body: wire::CommandBody) -> Result<Self, Refused> {
         fn required(field: &str, value: String) -> Result<String, Refused> {
             if value.trim().is_empty() {
-                Err(Refused::new(Check::Malformed, format!("field `{field}` is empty")))
+                Err(Refused::new(
+                    Check::Malformed,
+                    format!("field `{field}` is empty"),
+                ))
             } else {
                 Ok(value)
             }
@@ -123,7 +126,10 @@ impl TryFrom<wire::CommandBody> for Command {
         let nonce: [u8; NONCE_LEN] = body.nonce.as_slice().try_into().map_err(|_| {
             Refused::new(
                 Check::Malformed,
-                format!("field `nonce` has {} bytes, expected {NONCE_LEN}", body.nonce.len()),
+                format!(
+                    "field `nonce` has {} bytes, expected {NONCE_LEN}",
+                    body.nonce.len()
+                ),
             )
         })?;
         match serde_json::from_str::<serde_json::Value>(&body.params_json) {
@@ -160,7 +166,8 @@ impl TryFrom<wire::CommandBody> for Command {
             issued_at_ms: body.issued_at_ms,
             expires_at_ms: body.expires_at_ms,
             nonce,
-            deadline: (body.deadline_ms > 0).then(|| Duration::from_millis(body.deadline_ms.into())),
+            deadline: (body.deadline_ms > 0)
+                .then(|| Duration::from_millis(body.deadline_ms.into())),
         })
     }
 }
@@ -187,7 +194,9 @@ pub struct CommandSigner {
 impl fmt::Debug for CommandSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the private key.
-        f.debug_struct("CommandSigner").field("key_id", &self.key_id).finish()
+        f.debug_struct("CommandSigner")
+            .field("key_id", &self.key_id)
+            .finish()
     }
 }
 
@@ -252,7 +261,8 @@ impl CommandVerifier {
     }
 
     pub fn from_public_key_pem(pem: &str, skew: Duration) -> Result<Self, KeyError> {
-        let key = VerifyingKey::from_public_key_pem(pem).map_err(|e| KeyError::Public(e.to_string()))?;
+        let key =
+            VerifyingKey::from_public_key_pem(pem).map_err(|e| KeyError::Public(e.to_string()))?;
         Ok(Self::new(key, skew))
     }
 
@@ -266,7 +276,10 @@ impl CommandVerifier {
         let signature = Signature::from_slice(&signed.signature).map_err(|_| {
             Refused::new(
                 Check::Signature,
-                format!("signature has {} bytes, expected 64", signed.signature.len()),
+                format!(
+                    "signature has {} bytes, expected 64",
+                    signed.signature.len()
+                ),
             )
         })?;
         self.key.verify(&signed.body, &signature).map_err(|_| {
@@ -363,7 +376,9 @@ mod tests {
     fn a_key_other_than_the_pinned_one_fails_the_signature_check() {
         let (_, verifier) = pair();
         let other = CommandSigner::generate();
-        let err = verifier.verify(&other.sign(&body(1_000)), 1_000).unwrap_err();
+        let err = verifier
+            .verify(&other.sign(&body(1_000)), 1_000)
+            .unwrap_err();
         assert_eq!(err.check, Check::Signature);
     }
 
@@ -373,9 +388,15 @@ mod tests {
         let signed = signer.sign(&body(1_000_000));
         // Expires at 1_060_000; 5 s of skew allowed.
         assert!(verifier.verify(&signed, 1_064_999).is_ok());
-        assert_eq!(verifier.verify(&signed, 1_065_001).unwrap_err().check, Check::Expired);
+        assert_eq!(
+            verifier.verify(&signed, 1_065_001).unwrap_err().check,
+            Check::Expired
+        );
         assert!(verifier.verify(&signed, 995_000).is_ok());
-        assert_eq!(verifier.verify(&signed, 994_999).unwrap_err().check, Check::NotYetValid);
+        assert_eq!(
+            verifier.verify(&signed, 994_999).unwrap_err().check,
+            Check::NotYetValid
+        );
     }
 
     #[test]

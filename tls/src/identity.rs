@@ -25,9 +25,13 @@ pub enum IdentityError {
     Missing,
     #[error("certificate names trust domain `{found}`, expected `{expected}`")]
     WrongDomain { expected: String, found: String },
-    #[error("`{0}` is not a Backout identity (spiffe://<domain>/agent|operator/<name> or /coordinator)")]
+    #[error(
+        "`{0}` is not a Backout identity (spiffe://<domain>/agent|operator/<name> or /coordinator)"
+    )]
     Malformed(String),
-    #[error("`{0}` is not a valid name: use letters, digits, '-', '_' and '.', at most 64 characters")]
+    #[error(
+        "`{0}` is not a valid name: use letters, digits, '-', '_' and '.', at most 64 characters"
+    )]
     BadName(String),
 }
 
@@ -61,7 +65,10 @@ impl Identity {
         let malformed = || IdentityError::Malformed(uri.to_string());
         let rest = uri.strip_prefix("spiffe://").ok_or_else(malformed)?;
         let mut parts = rest.split('/');
-        let domain = parts.next().filter(|d| !d.is_empty()).ok_or_else(malformed)?;
+        let domain = parts
+            .next()
+            .filter(|d| !d.is_empty())
+            .ok_or_else(malformed)?;
         let identity = match (parts.next(), parts.next(), parts.next()) {
             (Some("coordinator"), None, None) => Identity::Coordinator,
             (Some("agent"), Some(id), None) => {

@@ -121,7 +121,12 @@ pub fn init(dir: &Path, domain: &str, coordinator: &LeafOptions) -> Result<Writt
     let ca_key_path = dir.join(CA_KEY);
     let (coord_cert_path, coord_key_path) = leaf_paths(dir, &Identity::Coordinator);
     // Refuse before writing anything, so a half-initialised directory never happens.
-    for path in [&ca_cert_path, &ca_key_path, &coord_cert_path, &coord_key_path] {
+    for path in [
+        &ca_cert_path,
+        &ca_key_path,
+        &coord_cert_path,
+        &coord_key_path,
+    ] {
         if path.exists() {
             return Err(PkiError::Exists { path: path.clone() });
         }
@@ -351,7 +356,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         init(dir.path(), "fleet.example", &LeafOptions::default()).unwrap();
         let pem = std::fs::read_to_string(dir.path().join(CA_CERT)).unwrap();
-        assert_eq!(ca_domain(&first_pem_der(&pem).unwrap()).unwrap(), "fleet.example");
+        assert_eq!(
+            ca_domain(&first_pem_der(&pem).unwrap()).unwrap(),
+            "fleet.example"
+        );
     }
 
     #[test]
@@ -359,7 +367,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(init(dir.path(), "bad/domain", &LeafOptions::default()).is_err());
         init(dir.path(), "d", &LeafOptions::default()).unwrap();
-        let err = issue(dir.path(), &Identity::Agent("../x".into()), &LeafOptions::default());
+        let err = issue(
+            dir.path(),
+            &Identity::Agent("../x".into()),
+            &LeafOptions::default(),
+        );
         assert!(err.is_err());
     }
 }

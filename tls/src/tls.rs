@@ -266,7 +266,12 @@ pub fn incoming(
                     _ => Err("no client certificate".to_string()),
                 };
                 let peer = PeerInfo { addr, identity };
-                let _ = tx.send(Ok(TlsConn { inner: stream, peer })).await;
+                let _ = tx
+                    .send(Ok(TlsConn {
+                        inner: stream,
+                        peer,
+                    }))
+                    .await;
             });
         }
     });
@@ -330,6 +335,16 @@ pub async fn connect_coordinator(
         .map_err(|e| connect_err(error_chain(&e)))
 }
 
+/// The host part of a `host:port` address, used as the TLS server name by
+/// default: "127.0.0.1:7443" -> "127.0.0.1"; "[::1]:7443" -> "::1".
+pub fn host_part(addr: &str) -> String {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_string();
+    }
+    addr.rsplit_once(':')
+        .map_or_else(|| addr.to_string(), |(host, _)| host.to_string())
+}
+
 /// Formats an error with its sources, so "transport error" says why.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut out = error.to_string();
@@ -343,4 +358,17 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_part_handles_ipv6_and_names() {
+        assert_eq!(host_part("127.0.0.1:7443"), "127.0.0.1");
+        assert_eq!(host_part("[::1]:7443"), "::1");
+        assert_eq!(host_part("coord.internal:7443"), "coord.internal");
+        assert_eq!(host_part("coord.internal"), "coord.internal");
+    }
 }

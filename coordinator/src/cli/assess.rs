@@ -46,13 +46,26 @@ pub fn print_agents(reply: &wire::ListAgentsReply, output: Output) -> Exit {
                         format!("{} ago", human_ms(reply.now_ms - a.last_seen_ms)),
                         a.plugins
                             .iter()
-                            .map(|p| format!("{}@{} ({})", p.name, p.version, &p.sha256[..p.sha256.len().min(12)]))
+                            .map(|p| {
+                                format!(
+                                    "{}@{} ({})",
+                                    p.name,
+                                    p.version,
+                                    &p.sha256[..p.sha256.len().min(12)]
+                                )
+                            })
                             .collect::<Vec<_>>()
                             .join(", "),
                     ]
                 })
                 .collect();
-            print!("{}", table::render(&["AGENT", "STATE", "VERSION", "LAST SEEN", "PLUGINS"], &rows));
+            print!(
+                "{}",
+                table::render(
+                    &["AGENT", "STATE", "VERSION", "LAST SEEN", "PLUGINS"],
+                    &rows
+                )
+            );
         }
     }
     Exit::Ok
@@ -127,7 +140,10 @@ pub fn print_assessment(reply: &wire::AssessReply, output: Output) -> Exit {
                     ]);
                 }
             }
-            print!("{}", table::render(&["HOST", "CHECK", "STATUS", "LATENCY", "DETAIL"], &rows));
+            print!(
+                "{}",
+                table::render(&["HOST", "CHECK", "STATUS", "LATENCY", "DETAIL"], &rows)
+            );
             let down = hosts.iter().filter(|h| h["healthy"] != json!(true)).count();
             println!(
                 "\n{}: {} of {} hosts healthy (assessed in {})",

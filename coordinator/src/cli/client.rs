@@ -70,7 +70,10 @@ impl ConnectArgs {
     /// Connects to the Control service.
     pub async fn control(&self) -> anyhow::Result<ControlClient<Channel>> {
         let addr = self.coordinator.clone().ok_or_else(|| {
-            BadInput("no coordinator address: give --coordinator HOST:PORT or set BACKOUT_COORDINATOR".into())
+            BadInput(
+                "no coordinator address: give --coordinator HOST:PORT or set BACKOUT_COORDINATOR"
+                    .into(),
+            )
         })?;
         let files = self.files()?;
         let material = files.load()?;
@@ -84,7 +87,7 @@ impl ConnectArgs {
         }
         let server_name = match &self.server_name {
             Some(name) => name.clone(),
-            None => host_part(&addr),
+            None => backout_tls::tls::host_part(&addr),
         };
         let channel = backout_tls::tls::connect_coordinator(
             &addr,
@@ -98,17 +101,6 @@ impl ConnectArgs {
     }
 }
 
-/// "127.0.0.1:7443" -> "127.0.0.1"; "[::1]:7443" -> "::1"; "host" -> "host".
-pub fn host_part(addr: &str) -> String {
-    if let Some(rest) = addr.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest).to_string();
-    }
-    match addr.rsplit_once(':') {
-        Some((host, _)) => host.to_string(),
-        None => addr.to_string(),
-    }
-}
-
 /// Turns a gRPC status into an error people can act on.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
     let message = status.message().to_string();
@@ -118,17 +110,5 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
         }
         tonic::Code::InvalidArgument => BadInput(message).into(),
         code => anyhow::anyhow!("coordinator error ({code:?}): {message}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_part_handles_ipv6_and_names() {
-        assert_eq!(host_part("127.0.0.1:7443"), "127.0.0.1");
-        assert_eq!(host_part("[::1]:7443"), "::1");
-        assert_eq!(host_part("coord.internal:7443"), "coord.internal");
     }
 }

@@ -36,10 +36,18 @@ pub fn exit_code_for(error: &anyhow::Error) -> Exit {
     let bad_input = error.chain().any(|e| {
         e.is::<BadInput>()
             || e.is::<backout_config::ConfigError>()
-            || e.is::<backout_tls::TlsError>() && matches!(e.downcast_ref::<backout_tls::TlsError>(), Some(backout_tls::TlsError::File { .. }))
+            || e.is::<backout_tls::TlsError>()
+                && matches!(
+                    e.downcast_ref::<backout_tls::TlsError>(),
+                    Some(backout_tls::TlsError::File { .. })
+                )
             || e.is::<backout_tls::pki::PkiError>()
     });
-    if bad_input { Exit::BadInput } else { Exit::Failed }
+    if bad_input {
+        Exit::BadInput
+    } else {
+        Exit::Failed
+    }
 }
 
 /// How a command prints data.

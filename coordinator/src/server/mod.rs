@@ -33,8 +33,12 @@ pub struct State {
 impl State {
     /// Loads the key material the configuration points at.
     pub fn new(config: CoordinatorConfig) -> anyhow::Result<Self> {
-        let pem = std::fs::read_to_string(&config.command_key)
-            .with_context(|| format!("{}: cannot read the command key", config.command_key.display()))?;
+        let pem = std::fs::read_to_string(&config.command_key).with_context(|| {
+            format!(
+                "{}: cannot read the command key",
+                config.command_key.display()
+            )
+        })?;
         let signer = CommandSigner::from_pkcs8_pem(&pem)
             .with_context(|| format!("{}", config.command_key.display()))?;
         let registry = Arc::new(Registry::default());

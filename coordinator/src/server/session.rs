@@ -92,10 +92,8 @@ impl wire::session_server::Session for SessionService {
         let (tx, rx) = mpsc::channel(256);
         let welcome = coord(CoordKind::Welcome(wire::Welcome {
             coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
-            heartbeat_interval_ms: u32::try_from(
-                self.state.config.heartbeat_interval.as_millis(),
-            )
-            .unwrap_or(5_000),
+            heartbeat_interval_ms: u32::try_from(self.state.config.heartbeat_interval.as_millis())
+                .unwrap_or(5_000),
         }));
         // The channel is new and empty, so this cannot wait.
         let _ = tx.send(welcome).await;
@@ -129,10 +127,10 @@ impl wire::session_server::Session for SessionService {
                 match inbound.message().await {
                     Ok(Some(message)) => {
                         state.registry.touch(&agent_id, session, now_ms());
-                        if let Some(reply) = handle(&state, &agent_id, message) {
-                            if tx.send(reply).await.is_err() {
-                                break;
-                            }
+                        if let Some(reply) = handle(&state, &agent_id, message)
+                            && tx.send(reply).await.is_err()
+                        {
+                            break;
                         }
                     }
                     Ok(None) => break,
@@ -156,7 +154,11 @@ impl wire::session_server::Session for SessionService {
 }
 
 /// Handles one message from an agent; returns the reply to send, if any.
-fn handle(state: &State, agent_id: &str, message: wire::AgentMessage) -> Option<wire::CoordinatorMessage> {
+fn handle(
+    state: &State,
+    agent_id: &str,
+    message: wire::AgentMessage,
+) -> Option<wire::CoordinatorMessage> {
     match message.kind {
         None => Some(rejected("empty message")),
         Some(AgentKind::Hello(_)) => Some(rejected("Hello may only be sent once per session")),
@@ -212,12 +214,19 @@ fn outcome_from_wire(result: wire::StepResult) -> Result<StepOutcome, String> {
         Some(R::Succeeded(s)) => Ok(StepOutcome::Succeeded {
             summary: s.summary,
             data_json: s.data_json,
-            outputs: s.outputs.into_iter().map(|o| (o.name, o.value_json)).collect(),
+            outputs: s
+                .outputs
+                .into_iter()
+                .map(|o| (o.name, o.value_json))
+                .collect(),
         }),
         Some(R::Failed(f)) => Ok(StepOutcome::Failed {
             code: f.code,
             message: f.message,
         }),
-        None => Err(format!("result for `{}` carries no outcome", result.command_id)),
+        None => Err(format!(
+            "result for `{}` carries no outcome",
+            result.command_id
+        )),
     }
 }

@@ -1,0 +1,144 @@
+//! The agent's configuration file (`backout-agent --config FILE`).
+//!
+//! ```toml
+//! coordinator = "coordinator.internal:7443"  # host:port the agent dials
+//! server_name = "coordinator.internal"       # optional: name in the coordinator's certificate
+//! command_key = "pki/command-signing.pub"    # the coordinator's pinned ed25519 public key
+//! state_dir = "/var/lib/backout-agent"       # nonces (and later the step ledger) live here
+//! clock_skew = "30s"                         # allowance for command validity windows
+//!
+//! [tls]
+//! ca = "pki/ca.pem"
+//! cert = "pki/agents/app-1.pem"
+//! key = "pki/agents/app-1.key"
+//!
+//! [reconnect]
+//! initial = "200ms"
+//! max = "30s"
+//!
+//! [limits]                                   # per-step defaults; a plugin may override
+//! deadline = "60s"
+//! memory = "128MiB"
+//! output = "1MiB"
+//!
+//! [[plugin]]
+//! name = "health"
+//! path = "plugins/health.wasm"
+//! [plugin.grants]
+//! urls = ["http://127.0.0.1:8080/"]
+//! read = ["/var/log/samia-app"]
+//!
+//! [secrets]
+//! STRIPE_SECRET_KEY = { env = "STRIPE_SECRET_KEY" }
+//! ```
+//!
+//! Relative paths are resolved against the directory of the configuration file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use backout_config::{ConfigError, duration};
+use backout_tls::TlsFiles;
+use serde::Deserialize;
+
+use crate::plugin::{PluginConfig, SecretSource, StepLimitsConfig};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub coordinator: String,
+    #[serde(default)]
+    pub server_name: Option<String>,
+    pub command_key: PathBuf,
+    pub state_dir: PathBuf,
+    #[serde(default = "default_skew", deserialize_with = "duration")]
+    pub clock_skew: Duration,
+    pub tls: TlsSection,
+    #[serde(default)]
+    pub reconnect: Reconnect,
+    #[serde(default)]
+    pub limits: StepLimitsConfig,
+    #[serde(default, rename = "plugin")]
+    pub plugins: Vec<PluginConfig>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reconnect {
+    #[serde(default = "default_initial", deserialize_with = "duration")]
+    pub initial: Duration,
+    #[serde(default = "default_max", deserialize_with = "duration")]
+    pub max: Duration,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            initial: default_initial(),
+            max: default_max(),
+        }
+    }
+}
+
+fn default_skew() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_initial() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_max() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl AgentConfig {
+    /// Loads the file and resolves every relative path against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut config: AgentConfig = backout_config::load(path)?;
+        let resolve = |p: &Path| backout_config::resolve(path, p);
+        config.command_key = resolve(&config.command_key);
+        config.state_dir = resolve(&config.state_dir);
+        config.tls.ca = resolve(&config.tls.ca);
+        config.tls.cert = resolve(&config.tls.cert);
+        config.tls.key = resolve(&config.tls.key);
+        for plugin in &mut config.plugins {
+            plugin.path = resolve(&plugin.path);
+        }
+        if config.reconnect.initial.is_zero() || config.reconnect.max < config.reconnect.initial {
+            return Err(ConfigError::invalid(
+                path,
+                "reconnect",
+                "`initial` must be above zero and not above `max`",
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, plugin) in config.plugins.iter().enumerate() {
+            if !names.insert(plugin.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("plugin[{i}].name"),
+                    format!("plugin `{}` is configured twice", plugin.name),
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles {
+            ca: self.tls.ca.clone(),
+            cert: self.tls.cert.clone(),
+            key: self.tls.key.clone(),
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Nonces already seen, kept in SQLite so a replay is refused even after the
+//! agent restarts.
+//!
+//! A nonce only needs remembering while its command could still pass the
+//! expiry check (its `expires_at` plus the clock-skew allowance); after that,
+//! expiry refuses a replay on its own, so the row is pruned.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, params};
+
+#[derive(Debug, thiserror::Error)]
+#[error("nonce store {path}: {source}")]
+pub struct NonceStoreError {
+    path: String,
+    #[source]
+    source: rusqlite::Error,
+}
+
+pub struct NonceStore {
+    conn: Mutex<Connection>,
+    path: String,
+}
+
+impl NonceStore {
+    /// Opens (creating if needed) `state_dir/agent.db`.
+    pub fn open(state_dir: &Path) -> Result<Self, NonceStoreError> {
+        let path = state_dir.join("agent.db");
+        let display = path.display().to_string();
+        let err = |source| NonceStoreError {
+            path: display.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        // WAL with synchronous=FULL: a nonce is on disk before the command runs.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS nonces (
+                 nonce BLOB PRIMARY KEY,
+                 keep_until_ms INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS nonces_keep_until ON nonces (keep_until_ms);",
+        )
+        .map_err(err)?;
+        Ok(NonceStore {
+            conn: Mutex::new(conn),
+            path: display,
+        })
+    }
+
+    /// Records `nonce` unless it was seen before. Returns `true` when fresh.
+    pub fn check_and_record(
+        &self,
+        nonce: &[u8],
+        keep_until_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, NonceStoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let err = |source| NonceStoreError {
+            path: self.path.clone(),
+            source,
+        };
+        conn.execute("DELETE FROM nonces WHERE keep_until_ms < ?1", params![now_ms])
+            .map_err(err)?;
+        let inserted = conn
+            .execute(
+                "INSERT OR IGNORE INTO nonces (nonce, keep_until_ms) VALUES (?1, ?2)",
+                params![nonce, keep_until_ms],
+            )
+            .map_err(err)?;
+        Ok(inserted == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_nonce_is_fresh_once_even_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NonceStore::open(dir.path()).unwrap();
+        assert!(store.check_and_record(b"n1", 2_000, 1_000).unwrap());
+        assert!(!store.check_and_record(b"n1", 2_000, 1_000).unwrap());
+        drop(store);
+        let store = NonceStore::open(dir.path()).unwrap();
+        assert!(!store.check_and_record(b"n1", 2_000, 1_500).unwrap());
+        // Past its keep-until time the row is pruned (expiry refuses it instead).
+        assert!(store.check_and_record(b"n1", 4_000, 3_000).unwrap());
+    }
+}

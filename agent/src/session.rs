@@ -1,0 +1,290 @@
+//! The agent's one connection to the coordinator.
+//!
+//! The agent dials out (so it works behind NAT and firewalls), opens the
+//! `Session.Attach` stream, says Hello, and then, for as long as the stream
+//! lives, sends heartbeats and answers commands. When the stream breaks it
+//! waits a jittered, growing delay and dials again, forever.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backout_proto::command::Refused;
+use backout_proto::{now_ms, wire};
+use backout_tls::tls::{TlsMaterial, connect_coordinator, error_chain};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use wire::agent_message::Kind as AgentKind;
+use wire::coordinator_message::Kind as CoordKind;
+
+use crate::admit::{Admission, untrusted_ids};
+use crate::backoff::Backoff;
+use crate::config::AgentConfig;
+use crate::plugin::{PluginHost, StepEvent, StepOutcome, StepRequest};
+
+/// A session that lasted this long resets the backoff to its shortest delay.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
+
+/// Everything a session needs; shared by every command task.
+pub struct Agent {
+    pub id: String,
+    pub config: AgentConfig,
+    pub tls: TlsMaterial,
+    pub admission: Admission,
+    pub host: PluginHost,
+}
+
+fn msg(kind: AgentKind) -> wire::AgentMessage {
+    wire::AgentMessage { kind: Some(kind) }
+}
+
+/// Keeps a session open until the process is stopped.
+pub async fn run(agent: Arc<Agent>) {
+    let reconnect = &agent.config.reconnect;
+    let mut backoff = Backoff::new(reconnect.initial, reconnect.max);
+    loop {
+        let started = Instant::now();
+        match session(&agent).await {
+            Ok(()) => tracing::warn!("the coordinator closed the session"),
+            Err(e) => tracing::warn!(error = %e, "session failed"),
+        }
+        if started.elapsed() >= STABLE_SESSION {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay(rand::random::<f64>());
+        tracing::info!(delay_ms = delay.as_millis() as u64, "reconnecting");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// One session: dial, Hello, Welcome, then serve until the stream ends.
+async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
+    let server_name = agent
+        .config
+        .server_name
+        .clone()
+        .unwrap_or_else(|| backout_tls::tls::host_part(&agent.config.coordinator));
+    let channel = connect_coordinator(
+        &agent.config.coordinator,
+        &server_name,
+        &agent.tls,
+        Duration::from_secs(5),
+    )
+    .await?;
+    let mut client = wire::session_client::SessionClient::new(channel);
+
+    let (tx, rx) = mpsc::channel::<wire::AgentMessage>(256);
+    tx.send(msg(AgentKind::Hello(hello(agent)))).await?;
+    let mut inbound = client
+        .attach(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| anyhow::anyhow!("the coordinator refused the session: {}", s.message()))?
+        .into_inner();
+
+    let welcome = match inbound.message().await {
+        Ok(Some(wire::CoordinatorMessage {
+            kind: Some(CoordKind::Welcome(w)),
+        })) => w,
+        Ok(_) => anyhow::bail!("the coordinator did not answer Hello with Welcome"),
+        Err(s) => anyhow::bail!("the coordinator refused the session: {}", s.message()),
+    };
+    tracing::info!(
+        coordinator = %agent.config.coordinator,
+        version = %welcome.coordinator_version,
+        "connected"
+    );
+
+    let interval = Duration::from_millis(welcome.heartbeat_interval_ms.clamp(100, 300_000).into());
+    let heartbeat = tokio::spawn(heartbeats(tx.clone(), interval));
+
+    let result = loop {
+        match inbound.message().await {
+            Ok(Some(message)) => match message.kind {
+                Some(CoordKind::Command(signed)) => {
+                    tokio::spawn(handle_command(agent.clone(), signed, tx.clone()));
+                }
+                Some(CoordKind::HeartbeatAck(_)) => {}
+                Some(CoordKind::Rejected(r)) => {
+                    tracing::warn!(reason = %r.reason, "the coordinator rejected a message");
+                }
+                Some(CoordKind::Welcome(_)) | None => {
+                    tracing::warn!("unexpected message from the coordinator, ignored");
+                }
+            },
+            Ok(None) => break Ok(()),
+            Err(status) => break Err(anyhow::anyhow!("stream error: {}", status.message())),
+        };
+    };
+    heartbeat.abort();
+    result
+}
+
+fn hello(agent: &Agent) -> wire::Hello {
+    wire::Hello {
+        agent_id: agent.id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        plugins: agent
+            .host
+            .inventory()
+            .into_iter()
+            .map(|p| wire::PluginDescriptor {
+                name: p.name,
+                version: p.version,
+                sha256: p.sha256,
+                actions: p.actions,
+            })
+            .collect(),
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+async fn heartbeats(tx: mpsc::Sender<wire::AgentMessage>, interval: Duration) {
+    let mut seq = 0u64;
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        ticker.tick().await;
+        seq += 1;
+        let beat = msg(AgentKind::Heartbeat(wire::Heartbeat {
+            seq,
+            sent_at_ms: now_ms(),
+        }));
+        if tx.send(beat).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Admits one command and, if it passes every check, runs it, streaming its
+/// events and then its result.
+async fn handle_command(
+    agent: Arc<Agent>,
+    signed: wire::SignedCommand,
+    tx: mpsc::Sender<wire::AgentMessage>,
+) {
+    let started_at_ms = now_ms();
+    let (command, plugin) = match agent.admission.admit(&signed, &agent.host, started_at_ms) {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            let (command_id, step_id) = untrusted_ids(&signed);
+            tracing::warn!(
+                check = %refused.check,
+                detail = %refused.detail,
+                command = %command_id,
+                "command refused"
+            );
+            let _ = tx
+                .send(result_message(command_id, step_id, started_at_ms, refusal(refused)))
+                .await;
+            return;
+        }
+    };
+    tracing::info!(
+        command = %command.command_id,
+        step = %command.step_id,
+        plugin = %command.plugin,
+        action = %command.action,
+        dry_run = command.dry_run,
+        "running step"
+    );
+
+    // Forward live events as they come; the channel closes when the step ends.
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<StepEvent>();
+    let forward = {
+        let tx = tx.clone();
+        let command_id = command.command_id.clone();
+        let step_id = command.step_id.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events_rx.recv().await {
+                let event = event_message(&command_id, &step_id, event);
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let request = StepRequest {
+        step_id: command.step_id.clone(),
+        action: command.action.clone(),
+        params_json: command.params_json.clone(),
+        dry_run: command.dry_run,
+        deadline: command.deadline,
+    };
+    let outcome = agent.host.run(plugin, request, events_tx).await;
+    // Every event goes out before the result.
+    let _ = forward.await;
+    let result = match outcome {
+        StepOutcome::Succeeded {
+            summary,
+            data_json,
+            outputs,
+        } => wire::step_result::Result::Succeeded(wire::StepSucceeded {
+            summary,
+            data_json,
+            outputs: outputs
+                .into_iter()
+                .map(|(name, value_json)| wire::StepOutput { name, value_json })
+                .collect(),
+        }),
+        StepOutcome::Failed { code, message } => {
+            tracing::warn!(step = %command.step_id, %code, %message, "step failed");
+            wire::step_result::Result::Failed(wire::StepFailed { code, message })
+        }
+    };
+    let _ = tx
+        .send(result_message(command.command_id, command.step_id, started_at_ms, result))
+        .await;
+}
+
+fn refusal(refused: Refused) -> wire::step_result::Result {
+    wire::step_result::Result::Refused(wire::Refusal {
+        check: refused.check.as_str().to_string(),
+        detail: refused.detail,
+    })
+}
+
+fn result_message(
+    command_id: String,
+    step_id: String,
+    started_at_ms: i64,
+    result: wire::step_result::Result,
+) -> wire::AgentMessage {
+    msg(AgentKind::Result(wire::StepResult {
+        command_id,
+        step_id,
+        started_at_ms,
+        finished_at_ms: now_ms(),
+        result: Some(result),
+    }))
+}
+
+fn event_message(command_id: &str, step_id: &str, event: StepEvent) -> wire::AgentMessage {
+    use wire::step_event::Kind;
+    let kind = match event {
+        StepEvent::Log { level, message } => Kind::Log(wire::StepLog {
+            level: level.to_string(),
+            message,
+        }),
+        StepEvent::Progress {
+            done,
+            total,
+            message,
+        } => Kind::Progress(wire::StepProgress {
+            done,
+            total,
+            message,
+        }),
+        StepEvent::Emit { name, value_json } => Kind::Output(wire::StepOutput { name, value_json }),
+    };
+    msg(AgentKind::Event(wire::StepEvent {
+        command_id: command_id.to_string(),
+        step_id: step_id.to_string(),
+        at_ms: now_ms(),
+        kind: Some(kind),
+    }))
+}
+
+/// Formats an error chain (re-exported for main).
+pub fn describe(error: &anyhow::Error) -> String {
+    error_chain(error.as_ref())
+}

@@ -1,0 +1,215 @@
+//! Invariant 7: bad input gets an error naming file, line and field; servers
+//! keep running through malformed messages.
+
+use std::time::Duration;
+
+use backout_e2e::fake::attach_raw;
+use backout_e2e::{Coordinator, Pki, bin, cli, run};
+use backout_proto::wire;
+use prost::Message;
+
+#[test]
+fn a_malformed_agent_config_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        "coordinator = \"127.0.0.1:1\"\ncommand_key = \"k.pub\"\nstate_dir = \"s\"\nclock_skew = 30\n",
+    )
+    .unwrap();
+    let out = run(
+        &bin("backout-agent"),
+        &["--config", path.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:4:", path.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("clock_skew"), "{stderr}");
+
+    std::fs::write(&path, "coordinator = \"x\"\ncomand_key = \"k\"\n").unwrap();
+    let out = run(
+        &bin("backout-agent"),
+        &["--config", path.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(":2:") && stderr.contains("comand_key"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_malformed_coordinator_config_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:0\"\ncommand_key = \"k\"\ncommand_ttl = \"soon\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
+    )
+    .unwrap();
+    let out = run(
+        &bin("backout"),
+        &["serve", "--config", path.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:3:", path.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("command_ttl"), "{stderr}");
+}
+
+#[test]
+fn cli_commands_without_an_identity_exit_2() {
+    let out = run(
+        &bin("backout"),
+        &["assess", "--coordinator", "127.0.0.1:1"],
+        &[("BACKOUT_PKI", ""), ("BACKOUT_OPERATOR", "")],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&bin("backout"), &["assess", "--output", "yaml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+async fn coordinator(pki: &Pki) -> Coordinator {
+    pki.issue("agent", "app-1");
+    pki.issue("operator", "alice");
+    let config = format!(
+        r#"command_key = "{p}/command-signing.key"
+[tls]
+ca = "{p}/ca.pem"
+cert = "{p}/coordinator.pem"
+key = "{p}/coordinator.key"
+[[agent]]
+id = "app-1"
+[operators]
+alice = ["release-manager"]
+"#,
+        p = pki.path().display()
+    );
+    Coordinator::start(pki.path(), &config).await
+}
+
+fn hello() -> Vec<u8> {
+    wire::AgentMessage {
+        kind: Some(wire::agent_message::Kind::Hello(wire::Hello {
+            agent_id: "app-1".into(),
+            version: "test".into(),
+            ..Default::default()
+        })),
+    }
+    .encode_to_vec()
+}
+
+fn decode(frames: &[Vec<u8>]) -> Vec<wire::coordinator_message::Kind> {
+    frames
+        .iter()
+        .filter_map(|f| wire::CoordinatorMessage::decode(f.as_slice()).ok()?.kind)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_session_messages_do_not_kill_the_coordinator() {
+    let pki = Pki::new("malformed.test");
+    let mut coordinator = coordinator(&pki).await;
+    let material = pki.tls_files("agents/app-1").load().unwrap();
+    let connect = || {
+        backout_tls::tls::connect_coordinator(
+            &coordinator.addr,
+            "127.0.0.1",
+            &material,
+            Duration::from_secs(5),
+        )
+    };
+
+    // Undecodable bytes after a good Hello: the session ends, nothing else.
+    let channel = connect().await.unwrap();
+    let _ = attach_raw(channel, vec![hello(), vec![0xff; 17]]).await;
+
+    // Messages that decode but make no sense are answered with Rejected and the
+    // session goes on (the heartbeat after them is still acknowledged).
+    let unknown_result = wire::AgentMessage {
+        kind: Some(wire::agent_message::Kind::Result(wire::StepResult {
+            command_id: "never-sent".into(),
+            result: Some(wire::step_result::Result::Failed(
+                wire::StepFailed::default(),
+            )),
+            ..Default::default()
+        })),
+    };
+    let empty = wire::AgentMessage { kind: None };
+    let heartbeat = wire::AgentMessage {
+        kind: Some(wire::agent_message::Kind::Heartbeat(wire::Heartbeat {
+            seq: 7,
+            sent_at_ms: 0,
+        })),
+    };
+    let frames = vec![
+        hello(),
+        unknown_result.encode_to_vec(),
+        empty.encode_to_vec(),
+        hello(),
+        heartbeat.encode_to_vec(),
+    ];
+    let answers = decode(&attach_raw(connect().await.unwrap(), frames).await.unwrap());
+    let rejected: Vec<String> = answers
+        .iter()
+        .filter_map(|k| match k {
+            wire::coordinator_message::Kind::Rejected(r) => Some(r.reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rejected.len(), 3, "{answers:?}");
+    assert!(rejected[0].contains("never-sent"), "{rejected:?}");
+    assert!(
+        answers
+            .iter()
+            .any(|k| matches!(k, wire::coordinator_message::Kind::HeartbeatAck(h) if h.seq == 7)),
+        "{answers:?}"
+    );
+
+    // A first message that is not Hello is refused.
+    let err = attach_raw(connect().await.unwrap(), vec![heartbeat.encode_to_vec()]).await;
+    assert!(err.is_err(), "{err:?}");
+
+    // The coordinator is alive and answers.
+    assert!(coordinator.proc.child.try_wait().unwrap().is_none());
+    assert!(
+        cli(&pki, &coordinator.addr, "alice", &["agents"])
+            .status
+            .success()
+    );
+    coordinator.proc.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_coordinator_messages_do_not_kill_the_agent() {
+    let mut rig = crate::refusals::rig_with_grants("").await;
+    // A message with nothing in it, then a command that is not one.
+    rig.session
+        .tx
+        .send(wire::CoordinatorMessage { kind: None })
+        .await
+        .unwrap();
+    rig.session
+        .send(wire::SignedCommand {
+            body: vec![1, 2, 3],
+            signature: vec![0; 3],
+            key_id: String::new(),
+        })
+        .await;
+    rig.still_serves().await;
+}

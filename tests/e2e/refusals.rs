@@ -1,0 +1,385 @@
+//! Invariant 1: an agent runs nothing that fails the signature, expiry, nonce,
+//! target or plugin-hash check; it says which check failed and keeps serving.
+//! And the coordinator lets in only certificates of its own CA, identities it
+//! knows, and each only on its own service.
+
+use std::time::Duration;
+
+use backout_e2e::fake::{FakeCoordinator, FakeSession, command};
+use backout_e2e::{Coordinator, Pki, Proc, agent_config, cli, plugin, sha256_file, start_agent};
+use backout_proto::wire;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+pub struct Rig {
+    pub pki: Pki,
+    pub fake: FakeCoordinator,
+    pub agent: Proc,
+    pub session: FakeSession,
+    pub testbed_sha: String,
+}
+
+/// A real agent process connected to a fake coordinator.
+async fn rig() -> Rig {
+    rig_with_grants("").await
+}
+
+/// Like [`rig`], with `grants` (TOML lines) for the testbed plugin.
+pub async fn rig_with_grants(grants: &str) -> Rig {
+    let pki = Pki::new("refusals.test");
+    pki.issue("agent", "app-1");
+    let mut fake = FakeCoordinator::start(&pki).await;
+    let state = pki.path().join("state");
+    let config = agent_config(&pki, "app-1", &fake.addr, &state, grants);
+    let path = pki.path().join("agent.toml");
+    std::fs::write(&path, config).unwrap();
+    let agent = start_agent(&path, &pki.path().join("agent.log"));
+    let session = fake.next_session(WAIT).await;
+    assert_eq!(session.hello.agent_id, "app-1");
+    Rig {
+        pki,
+        fake,
+        agent,
+        session,
+        testbed_sha: sha256_file(&plugin("testbed")),
+    }
+}
+
+impl Rig {
+    pub fn echo(&self, marker: &str) -> wire::CommandBody {
+        command(
+            "app-1",
+            "testbed",
+            &self.testbed_sha,
+            "echo",
+            json!({ "marker": marker }),
+        )
+    }
+
+    pub async fn outcome(&mut self, signed: wire::SignedCommand) -> wire::step_result::Result {
+        let id = {
+            use prost::Message;
+            wire::CommandBody::decode(signed.body.as_slice())
+                .map(|b| b.command_id)
+                .unwrap_or_default()
+        };
+        self.session.send(signed).await;
+        let (result, _) = self.session.result(&id, WAIT).await;
+        result.result.unwrap()
+    }
+
+    pub async fn expect_refused(&mut self, signed: wire::SignedCommand, check: &str) -> String {
+        match self.outcome(signed).await {
+            wire::step_result::Result::Refused(r) => {
+                assert_eq!(r.check, check, "refused for another reason: {}", r.detail);
+                r.detail
+            }
+            other => panic!("expected a refusal ({check}), got {other:?}"),
+        }
+    }
+
+    /// The agent still runs a good command after a refusal.
+    pub async fn still_serves(&mut self) {
+        let body = self.echo("after");
+        let signed = self.pki.signer().sign(&body);
+        match self.outcome(signed).await {
+            wire::step_result::Result::Succeeded(s) => {
+                assert!(s.data_json.contains("after"), "{s:?}")
+            }
+            other => panic!("the agent did not serve a good command after a refusal: {other:?}"),
+        }
+        assert!(
+            self.agent.child.try_wait().unwrap().is_none(),
+            "the agent exited"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_tampered_after_signing_is_refused_by_signature() {
+    let mut rig = rig().await;
+    let mut signed = rig.pki.signer().sign(&rig.echo("x"));
+    // Change one byte of the params ("x" -> "y") after signing.
+    let pos = signed.body.iter().rposition(|&b| b == b'x').unwrap();
+    signed.body[pos] = b'y';
+    let detail = rig.expect_refused(signed, "signature").await;
+    assert!(detail.contains("pinned coordinator key"), "{detail}");
+    // Signed by a key other than the pinned one: refused the same way.
+    let other = backout_proto::command::CommandSigner::generate();
+    rig.expect_refused(other.sign(&rig.echo("y")), "signature")
+        .await;
+    rig.still_serves().await;
+    assert!(rig.agent.log_text().contains("command refused"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_or_future_command_is_refused() {
+    let mut rig = rig().await;
+    let mut body = rig.echo("old");
+    body.issued_at_ms -= 120_000;
+    body.expires_at_ms = body.issued_at_ms + 60_000;
+    let signed = rig.pki.signer().sign(&body);
+    rig.expect_refused(signed, "expired").await;
+
+    let mut body = rig.echo("future");
+    body.issued_at_ms += 600_000;
+    body.expires_at_ms = body.issued_at_ms + 60_000;
+    let signed = rig.pki.signer().sign(&body);
+    rig.expect_refused(signed, "not_yet_valid").await;
+    rig.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_command_is_refused_also_after_the_agent_restarts() {
+    let mut rig = rig().await;
+    let signed = rig.pki.signer().sign(&rig.echo("once"));
+    assert!(matches!(
+        rig.outcome(signed.clone()).await,
+        wire::step_result::Result::Succeeded(_)
+    ));
+    rig.expect_refused(signed.clone(), "replay").await;
+
+    // Restart the agent process: the nonce is remembered on disk.
+    rig.agent.kill().await;
+    let path = rig.pki.path().join("agent.toml");
+    rig.agent = start_agent(&path, &rig.pki.path().join("agent-2.log"));
+    rig.session = rig.fake.next_session(WAIT).await;
+    rig.expect_refused(signed, "replay").await;
+    rig.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_for_another_agent_is_refused_by_target() {
+    let mut rig = rig().await;
+    let mut body = rig.echo("t");
+    body.target_agent = "app-2".into();
+    let signed = rig.pki.signer().sign(&body);
+    let detail = rig.expect_refused(signed, "target").await;
+    assert!(
+        detail.contains("app-2") && detail.contains("app-1"),
+        "{detail}"
+    );
+    rig.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_hash_mismatch_or_unknown_plugin_is_refused() {
+    let mut rig = rig().await;
+    let mut body = rig.echo("h");
+    body.plugin_sha256 = "0".repeat(64);
+    let signed = rig.pki.signer().sign(&body);
+    let detail = rig.expect_refused(signed, "plugin_hash").await;
+    assert!(
+        detail.contains(&rig.testbed_sha),
+        "the detail names the hash on disk: {detail}"
+    );
+
+    let mut body = rig.echo("u");
+    body.plugin = "stripe".into();
+    let signed = rig.pki.signer().sign(&body);
+    rig.expect_refused(signed, "unknown_plugin").await;
+    rig.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_body_is_refused_and_the_agent_keeps_serving() {
+    let mut rig = rig().await;
+    let mut body = rig.echo("m");
+    body.params_json = "not json".into();
+    let signed = rig.pki.signer().sign(&body);
+    let detail = rig.expect_refused(signed, "malformed").await;
+    assert!(detail.contains("params_json"), "{detail}");
+    // Bytes that are not a command at all, validly signed.
+    use ed25519_dalek::Signer;
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let pem = std::fs::read_to_string(rig.pki.path().join("command-signing.key")).unwrap();
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap();
+    let garbage = vec![0xff, 0xff, 0xff, 0x01];
+    let signed = wire::SignedCommand {
+        signature: key.sign(&garbage).to_bytes().to_vec(),
+        body: garbage,
+        key_id: String::new(),
+    };
+    rig.session.send(signed).await;
+    // Its ids cannot be read, so look for any refusal with check "malformed".
+    let refused = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(wire::AgentMessage {
+                kind: Some(wire::agent_message::Kind::Result(r)),
+            }) = rig.session.rx.recv().await
+                && let Some(wire::step_result::Result::Refused(refusal)) = r.result
+            {
+                return refusal;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused.check, "malformed");
+    rig.still_serves().await;
+}
+
+/// A coordinator with one configured agent and operator.
+async fn real_coordinator(pki: &Pki) -> Coordinator {
+    let config = format!(
+        r#"command_key = "{p}/command-signing.key"
+[tls]
+ca = "{p}/ca.pem"
+cert = "{p}/coordinator.pem"
+key = "{p}/coordinator.key"
+[[agent]]
+id = "app-1"
+[operators]
+alice = ["release-manager"]
+"#,
+        p = pki.path().display()
+    );
+    Coordinator::start(pki.path(), &config).await
+}
+
+async fn attach_as(pki_files: backout_tls::TlsFiles, addr: &str) -> Result<(), tonic::Status> {
+    let material = pki_files.load().unwrap();
+    let channel =
+        backout_tls::tls::connect_coordinator(addr, "127.0.0.1", &material, Duration::from_secs(5))
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut client = wire::session_client::SessionClient::new(channel);
+    let hello = wire::AgentMessage {
+        kind: Some(wire::agent_message::Kind::Hello(wire::Hello {
+            agent_id: match &material.identity {
+                backout_tls::Identity::Agent(id) => id.clone(),
+                other => other.to_string(),
+            },
+            ..Default::default()
+        })),
+    };
+    let mut inbound = client
+        .attach(tokio_stream::iter(vec![hello]))
+        .await?
+        .into_inner();
+    inbound.message().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_id_not_in_the_configuration_is_refused() {
+    let pki = Pki::new("unknown-agent.test");
+    pki.issue("agent", "intruder");
+    pki.issue("operator", "alice");
+    let coordinator = real_coordinator(&pki).await;
+    let err = attach_as(pki.tls_files("agents/intruder"), &coordinator.addr)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    assert!(
+        err.message()
+            .contains("not in the coordinator's configuration"),
+        "{err:?}"
+    );
+    // An operator certificate cannot open an agent session either.
+    let err = attach_as(pki.tls_files("operators/alice"), &coordinator.addr)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(
+        cli(&pki, &coordinator.addr, "alice", &["agents"])
+            .status
+            .success()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_certificate_from_another_ca_is_refused() {
+    let pki = Pki::new("same-name.test");
+    pki.issue("operator", "alice");
+    // Another fleet with the same trust domain name and an agent of the same id.
+    let foreign = Pki::new("same-name.test");
+    foreign.issue("agent", "app-1");
+    let coordinator = real_coordinator(&pki).await;
+    let files = backout_tls::TlsFiles {
+        ca: pki.path().join("ca.pem"),
+        cert: foreign.path().join("agents/app-1.pem"),
+        key: foreign.path().join("agents/app-1.key"),
+    };
+    let err = attach_as(files, &coordinator.addr).await.unwrap_err();
+    assert_ne!(err.code(), tonic::Code::Ok);
+    // The coordinator is still up and saw no agent.
+    let out = cli(
+        &pki,
+        &coordinator.addr,
+        "alice",
+        &["agents", "--output", "json"],
+    );
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["agents"].as_array().unwrap().len(), 0);
+    assert!(
+        coordinator
+            .proc
+            .log_text()
+            .contains("TLS handshake refused")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_without_a_client_certificate_is_refused() {
+    let pki = Pki::new("no-cert.test");
+    pki.issue("operator", "alice");
+    pki.issue("operator", "mallory");
+    let coordinator = real_coordinator(&pki).await;
+
+    // A TLS 1.3 client that trusts the CA but presents no certificate.
+    let ca = std::fs::read(pki.path().join("ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let config = std::sync::Arc::new(config);
+    let addr = coordinator.addr.clone();
+    let connector = tower::service_fn(move |_uri: tonic::codegen::http::Uri| {
+        let config = config.clone();
+        let addr = addr.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await?;
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    let result = async {
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1")
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        wire::control_client::ControlClient::new(channel)
+            .list_agents(wire::ListAgentsRequest {})
+            .await
+    }
+    .await;
+    assert!(result.is_err(), "a client without a certificate got in");
+
+    // A certificate of the fleet whose operator the configuration does not list.
+    let out = cli(&pki, &coordinator.addr, "mallory", &["agents"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("operator `mallory` is not in the coordinator's configuration"),
+        "{stderr}"
+    );
+    assert!(
+        cli(&pki, &coordinator.addr, "alice", &["agents"])
+            .status
+            .success()
+    );
+}

@@ -1,0 +1,318 @@
+//! Support for Backout's end-to-end tests: real processes, real PKI, real
+//! plugins, on free loopback ports.
+//!
+//! Tests never compile anything: `scripts/test.sh` builds the binaries and the
+//! plugins first, and [`bin`] / [`plugin`] only find them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod fake;
+pub mod http;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+    }
+}
+
+/// A built binary of the workspace (`backout`, `backout-agent`).
+pub fn bin(name: &str) -> PathBuf {
+    let path = target_dir().join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build` (scripts/test.sh does) before the tests",
+        path.display()
+    );
+    path
+}
+
+/// A built plugin component (`health`, `testbed`).
+pub fn plugin(name: &str) -> PathBuf {
+    let path = target_dir().join("plugins").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins.sh (scripts/test.sh does) before the tests",
+        path.display()
+    );
+    path
+}
+
+/// Hex sha256 of a file.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// Runs a command to completion and returns its output.
+pub fn run(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(program);
+    command.args(args).stdin(Stdio::null());
+    command.env_remove("RUST_LOG");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+/// A fleet PKI in a temp dir, made by the real `backout pki` commands.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub domain: String,
+}
+
+impl Pki {
+    pub fn new(domain: &str) -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(
+            &bin("backout"),
+            &[
+                "pki",
+                "init",
+                "--dir",
+                dir.path().to_str().unwrap(),
+                "--trust-domain",
+                domain,
+            ],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "pki init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Pki {
+            dir,
+            domain: domain.to_string(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Issues a certificate (`kind` is "agent" or "operator").
+    pub fn issue(&self, kind: &str, name: &str) {
+        let out = run(
+            &bin("backout"),
+            &[
+                "pki",
+                "issue",
+                kind,
+                name,
+                "--dir",
+                self.path().to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "pki issue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn tls_files(&self, cert: &str) -> backout_tls::TlsFiles {
+        backout_tls::TlsFiles {
+            ca: self.path().join("ca.pem"),
+            cert: self.path().join(format!("{cert}.pem")),
+            key: self.path().join(format!("{cert}.key")),
+        }
+    }
+
+    pub fn signer(&self) -> backout_proto::command::CommandSigner {
+        let pem = std::fs::read_to_string(self.path().join("command-signing.key")).unwrap();
+        backout_proto::command::CommandSigner::from_pkcs8_pem(&pem).unwrap()
+    }
+}
+
+/// A child process that is killed when dropped, with its stderr in a file.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `program`; stderr goes to `log`.
+    pub fn spawn(program: &Path, args: &[&str], log: &Path) -> Proc {
+        let stderr = std::fs::File::create(log).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("BACKOUT_LOG", "info,backout=debug,backout_agent=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Proc {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A coordinator started with `backout serve` on a free port.
+pub struct Coordinator {
+    pub proc: Proc,
+    pub addr: String,
+}
+
+impl Coordinator {
+    /// Writes `config` (TOML, without `listen`) to `dir/coordinator.toml` and
+    /// starts the server on 127.0.0.1:0.
+    pub async fn start(dir: &Path, config: &str) -> Coordinator {
+        Self::start_on(dir, config, "127.0.0.1:0").await
+    }
+
+    /// Like [`Coordinator::start`], on a given `host:port`.
+    pub async fn start_on(dir: &Path, config: &str, listen: &str) -> Coordinator {
+        let path = dir.join("coordinator.toml");
+        std::fs::write(&path, format!("listen = \"{listen}\"\n{config}")).unwrap();
+        let mut proc = Proc::spawn(
+            &bin("backout"),
+            &["serve", "--config", path.to_str().unwrap()],
+            &dir.join("coordinator.log"),
+        );
+        let stdout = proc.child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(addr) = line.strip_prefix("backout: listening on ") {
+                    return addr.to_string();
+                }
+            }
+            panic!("coordinator exited: {}", proc.log_text());
+        })
+        .await
+        .expect("coordinator did not start in 20 s");
+        // Keep draining stdout so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Coordinator { proc, addr }
+    }
+}
+
+/// Starts `backout-agent` with the config at `config`.
+pub fn start_agent(config: &Path, log: &Path) -> Proc {
+    let mut proc = Proc::spawn(
+        &bin("backout-agent"),
+        &["--config", config.to_str().unwrap()],
+        log,
+    );
+    let stdout = proc.child.stdout.take().unwrap();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(_)) = lines.next_line().await {}
+    });
+    proc
+}
+
+/// An agent configuration with the health and testbed plugins.
+/// `extra` is appended (more grants, secrets...).
+pub fn agent_config(
+    pki: &Pki,
+    id: &str,
+    coordinator: &str,
+    state_dir: &Path,
+    testbed_grants: &str,
+) -> String {
+    let p = pki.path().display();
+    format!(
+        r#"coordinator = "{coordinator}"
+command_key = "{p}/command-signing.pub"
+state_dir = "{state}"
+clock_skew = "2s"
+
+[tls]
+ca = "{p}/ca.pem"
+cert = "{p}/agents/{id}.pem"
+key = "{p}/agents/{id}.key"
+
+[reconnect]
+initial = "100ms"
+max = "1s"
+
+[limits]
+deadline = "20s"
+memory = "64MiB"
+output = "1MiB"
+
+[[plugin]]
+name = "health"
+path = "{health}"
+[plugin.grants]
+urls = ["http://127.0.0.1/"]
+read = ["{state}"]
+
+[[plugin]]
+name = "testbed"
+path = "{testbed}"
+[plugin.grants]
+{testbed_grants}
+"#,
+        state = state_dir.display(),
+        health = plugin("health").display(),
+        testbed = plugin("testbed").display(),
+    )
+}
+
+/// Runs the `backout` CLI as operator `operator` against `coordinator`.
+pub fn cli(pki: &Pki, coordinator: &str, operator: &str, args: &[&str]) -> std::process::Output {
+    run(
+        &bin("backout"),
+        args,
+        &[
+            ("BACKOUT_COORDINATOR", coordinator),
+            ("BACKOUT_PKI", pki.path().to_str().unwrap()),
+            ("BACKOUT_OPERATOR", operator),
+        ],
+    )
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout`.
+pub async fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The ids of agents the coordinator lists as connected.
+pub fn connected_agents(pki: &Pki, coordinator: &str, operator: &str) -> Vec<String> {
+    let out = cli(pki, coordinator, operator, &["agents", "--output", "json"]);
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["connected"] == true)
+        .map(|a| a["agent"].as_str().unwrap().to_string())
+        .collect()
+}
