@@ -1,0 +1,219 @@
+//! Held-for windows: "error rate > 5% for > 15 minutes".
+//!
+//! A trigger's condition is evaluated at every sample. With `for = "15m"` it
+//! must have held at every sample for at least 15 minutes; one sample that
+//! breaks it resets the clock. With `for = "5 samples"` it must have held at
+//! the last five samples. Without `for` it fires as soon as it holds.
+//! Count-in-window conditions ("> 20 critical tickets in 1 hour") are signals
+//! whose value is a count over their window, so they need no `for`.
+
+use std::time::Duration;
+
+use crate::expr::Truth;
+
+/// How long a condition must hold before its trigger fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Fires on the first sample that holds.
+    Immediately,
+    /// Must hold continuously for this long.
+    For(Duration),
+    /// Must hold at this many consecutive samples.
+    Samples(u32),
+}
+
+impl Hold {
+    /// Parses "15m", "90s", "5 samples"; empty means immediately.
+    pub fn parse(text: &str) -> Result<Hold, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Hold::Immediately);
+        }
+        if let Some(n) = text
+            .strip_suffix("samples")
+            .or_else(|| text.strip_suffix("sample"))
+        {
+            let n: u32 = n.trim().parse().map_err(|_| {
+                format!("`{text}`: expected a whole number of samples, like \"5 samples\"")
+            })?;
+            if n == 0 {
+                return Err(format!("`{text}`: at least 1 sample"));
+            }
+            return Ok(Hold::Samples(n));
+        }
+        backout_config::parse_duration(text).map(Hold::For)
+    }
+}
+
+/// One evaluation of a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub at_ms: i64,
+    pub truth: Truth,
+}
+
+/// Where a trigger stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// The condition does not hold.
+    Ok,
+    /// It holds, not yet long enough.
+    Breaching,
+    /// It has held long enough: the trigger fired.
+    Fired,
+    /// No fresh data: never taken as healthy.
+    Unknown,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ok => "ok",
+            State::Breaching => "breaching",
+            State::Fired => "FIRED",
+            State::Unknown => "unknown",
+        }
+    }
+}
+
+/// The verdict on a sample history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub state: State,
+    /// When the current unbroken run of holding samples began.
+    pub since_ms: Option<i64>,
+    /// How long it has held (now - since).
+    pub held: Duration,
+    /// How many consecutive samples have held.
+    pub consecutive: u32,
+}
+
+/// Evaluates `samples` (oldest first) at `now_ms`. The newest sample older
+/// than `stale_after` makes the state unknown.
+pub fn evaluate(samples: &[Sample], hold: Hold, now_ms: i64, stale_after: Duration) -> Standing {
+    let unknown = Standing {
+        state: State::Unknown,
+        since_ms: None,
+        held: Duration::ZERO,
+        consecutive: 0,
+    };
+    let Some(last) = samples.last() else {
+        return unknown;
+    };
+    let stale_ms = i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
+    if now_ms.saturating_sub(last.at_ms) > stale_ms {
+        return unknown;
+    }
+    match last.truth {
+        Truth::Unknown => return unknown,
+        Truth::False => {
+            return Standing {
+                state: State::Ok,
+                ..unknown
+            };
+        }
+        Truth::True => {}
+    }
+    // The unbroken run of holding samples at the end of the history.
+    let run: Vec<&Sample> = samples
+        .iter()
+        .rev()
+        .take_while(|s| s.truth == Truth::True)
+        .collect();
+    let consecutive = u32::try_from(run.len()).unwrap_or(u32::MAX);
+    let since_ms = run.last().map_or(last.at_ms, |s| s.at_ms);
+    let held = Duration::from_millis(u64::try_from(now_ms.saturating_sub(since_ms)).unwrap_or(0));
+    let fired = match hold {
+        Hold::Immediately => true,
+        Hold::For(needed) => held >= needed,
+        Hold::Samples(n) => consecutive >= n,
+    };
+    Standing {
+        state: if fired {
+            State::Fired
+        } else {
+            State::Breaching
+        },
+        since_ms: Some(since_ms),
+        held,
+        consecutive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+    const STALE: Duration = Duration::from_secs(120);
+
+    fn history(truths: &[Truth]) -> Vec<Sample> {
+        truths
+            .iter()
+            .enumerate()
+            .map(|(i, &truth)| Sample {
+                at_ms: i as i64 * MIN,
+                truth,
+            })
+            .collect()
+    }
+
+    use Truth::{False as F, True as T, Unknown as U};
+
+    #[test]
+    fn fifteen_minutes_must_hold_at_every_sample() {
+        let hold = Hold::For(Duration::from_secs(15 * 60));
+        // Held from minute 0 to minute 15: fired at 15.
+        let h = history(&[T; 16]);
+        let s = evaluate(&h, hold, 15 * MIN, STALE);
+        assert_eq!(s.state, State::Fired);
+        assert_eq!(s.held, Duration::from_secs(900));
+        // One sample that breaks it (minute 5) resets the clock to minute 6.
+        let mut truths = [T; 16];
+        truths[5] = F;
+        let s = evaluate(&history(&truths), hold, 15 * MIN, STALE);
+        assert_eq!(s.state, State::Breaching);
+        assert_eq!(s.since_ms, Some(6 * MIN));
+        assert_eq!(s.held, Duration::from_secs(9 * 60));
+    }
+
+    #[test]
+    fn consecutive_samples_and_immediate() {
+        let s = evaluate(&history(&[F, T, T, T]), Hold::Samples(3), 3 * MIN, STALE);
+        assert_eq!((s.state, s.consecutive), (State::Fired, 3));
+        let s = evaluate(&history(&[T, F, T, T]), Hold::Samples(3), 3 * MIN, STALE);
+        assert_eq!(s.state, State::Breaching);
+        let s = evaluate(&history(&[F, T]), Hold::Immediately, MIN, STALE);
+        assert_eq!(s.state, State::Fired);
+        let s = evaluate(&history(&[T, F]), Hold::Immediately, MIN, STALE);
+        assert_eq!(s.state, State::Ok);
+    }
+
+    #[test]
+    fn missing_or_stale_data_is_unknown() {
+        assert_eq!(
+            evaluate(&[], Hold::Immediately, 0, STALE).state,
+            State::Unknown
+        );
+        let s = evaluate(&history(&[T, T, U]), Hold::Immediately, 2 * MIN, STALE);
+        assert_eq!(s.state, State::Unknown);
+        // The newest sample is 10 minutes old.
+        let s = evaluate(&history(&[F, F]), Hold::Immediately, 11 * MIN, STALE);
+        assert_eq!(s.state, State::Unknown);
+        // An unknown sample inside a run breaks it.
+        let s = evaluate(&history(&[T, U, T]), Hold::Samples(2), 2 * MIN, STALE);
+        assert_eq!(s.state, State::Breaching);
+    }
+
+    #[test]
+    fn holds_parse() {
+        assert_eq!(
+            Hold::parse("15m").unwrap(),
+            Hold::For(Duration::from_secs(900))
+        );
+        assert_eq!(Hold::parse("5 samples").unwrap(), Hold::Samples(5));
+        assert_eq!(Hold::parse("").unwrap(), Hold::Immediately);
+        assert!(Hold::parse("0 samples").is_err());
+        assert!(Hold::parse("a while").is_err());
+    }
+}
