@@ -3,4 +3,5 @@
 //! rule is unit-tested.
 
 pub mod expr;
+pub mod model;
 pub mod window;

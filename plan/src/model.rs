@@ -1,0 +1,454 @@
+//! The plan file as the user writes it (TOML), and its validation into a
+//! [`Plan`] the rest of Backout runs on.
+//!
+//! Every table rejects unknown keys; every validation error names the field
+//! (`trigger[2].when`) so `backout plan check` can point at it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use backout_config::{ConfigError, opt_duration};
+use serde::Deserialize;
+
+use crate::expr::Expr;
+use crate::window::Hold;
+
+/// `[plan]`: what this document is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    pub name: String,
+    #[serde(default)]
+    pub document: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub environment: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub id: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// Where a signal's values come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalSpec {
+    /// A Prometheus instant query.
+    #[serde(default)]
+    pub prometheus: Option<PrometheusSource>,
+    /// A health probe run by agents through the `health` plugin.
+    #[serde(default)]
+    pub probe: Option<ProbeSource>,
+    /// Set by people with `backout signal set`.
+    #[serde(default)]
+    pub manual: bool,
+    /// Counted events; the value is the count within `window`.
+    #[serde(default)]
+    pub events: bool,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub window: Option<Duration>,
+    /// How often to sample (Prometheus and probes).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub interval: Option<Duration>,
+    /// A value older than this is unknown (default: three intervals).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub stale_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSource {
+    pub url: String,
+    pub query: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSource {
+    /// The assess check whose results feed the signal.
+    pub check: String,
+    /// How host results combine: "any-up" (1 while any host is up),
+    /// "share-down" (fraction of hosts down), "max-latency" (seconds).
+    #[serde(default = "default_aggregate")]
+    pub aggregate: String,
+}
+
+fn default_aggregate() -> String {
+    "any-up".into()
+}
+
+/// How urgent a trigger is (the seed's two tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// "Execute immediate rollback".
+    Immediate,
+    /// "Assess for rollback".
+    Considered,
+}
+
+/// What an unknown value means for a trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownMeans {
+    /// Shown as UNKNOWN; neither fires nor counts as healthy (default).
+    #[default]
+    Unknown,
+    /// Treated as breaching (e.g. a probe that cannot run means "down").
+    Breaching,
+    /// Treated as fine.
+    Ok,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    pub name: String,
+    pub class: Class,
+    pub when: String,
+    #[serde(default, rename = "for")]
+    pub hold: Option<String>,
+    pub deciders: Vec<String>,
+    #[serde(default)]
+    pub unknown: UnknownMeans,
+    /// `backout guard` may start the rollback by itself when this fires.
+    #[serde(default)]
+    pub auto_rollback: bool,
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFile {
+    pub plan: Meta,
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<Host>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, String>,
+    #[serde(default)]
+    pub signals: BTreeMap<String, SignalSpec>,
+    #[serde(default, rename = "trigger")]
+    pub triggers: Vec<TriggerSpec>,
+}
+
+/// A signal after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Prometheus { url: String, query: String },
+    Probe { check: String, aggregate: String },
+    Manual,
+    Events { window: Duration },
+}
+
+#[derive(Debug, Clone)]
+pub struct Signal {
+    pub name: String,
+    pub source: Source,
+    pub interval: Duration,
+    pub stale_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    pub name: String,
+    pub class: Class,
+    pub when_text: String,
+    pub when: Expr,
+    pub hold: Hold,
+    pub deciders: Vec<String>,
+    pub unknown: UnknownMeans,
+    pub auto_rollback: bool,
+}
+
+/// A validated plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub meta: Meta,
+    pub hosts: Vec<Host>,
+    pub roles: BTreeMap<String, String>,
+    pub signals: BTreeMap<String, Signal>,
+    pub triggers: Vec<Trigger>,
+}
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+
+impl Plan {
+    /// Reads and validates a plan file.
+    pub fn load(path: &Path) -> Result<Plan, ConfigError> {
+        let file: PlanFile = backout_config::load(path)?;
+        Plan::validate(path, file)
+    }
+
+    /// Parses and validates plan text that came from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Plan, ConfigError> {
+        let file: PlanFile = backout_config::parse(path, text)?;
+        Plan::validate(path, file)
+    }
+
+    fn validate(path: &Path, file: PlanFile) -> Result<Plan, ConfigError> {
+        let bad = |field: String, message: String| ConfigError::invalid(path, field, message);
+
+        let mut host_ids = BTreeSet::new();
+        for (i, host) in file.hosts.iter().enumerate() {
+            if !valid_name(&host.id) {
+                return Err(bad(
+                    format!("host[{i}].id"),
+                    format!("`{}` is not a valid host id", host.id),
+                ));
+            }
+            if !host_ids.insert(host.id.clone()) {
+                return Err(bad(
+                    format!("host[{i}].id"),
+                    format!("host `{}` is listed twice", host.id),
+                ));
+            }
+        }
+
+        let mut signals = BTreeMap::new();
+        for (name, spec) in file.signals {
+            let field = |f: &str| format!("signals.{name}.{f}");
+            let kinds = usize::from(spec.prometheus.is_some())
+                + usize::from(spec.probe.is_some())
+                + usize::from(spec.manual)
+                + usize::from(spec.events);
+            if kinds != 1 {
+                return Err(bad(
+                    format!("signals.{name}"),
+                    "give exactly one source: prometheus, probe, manual = true or events = true"
+                        .into(),
+                ));
+            }
+            let source = if let Some(p) = spec.prometheus {
+                if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+                    return Err(bad(
+                        field("prometheus.url"),
+                        format!("`{}` is not an http(s) URL", p.url),
+                    ));
+                }
+                Source::Prometheus {
+                    url: p.url,
+                    query: p.query,
+                }
+            } else if let Some(p) = spec.probe {
+                if !["any-up", "share-down", "max-latency"].contains(&p.aggregate.as_str()) {
+                    return Err(bad(
+                        field("probe.aggregate"),
+                        format!("`{}`: use any-up, share-down or max-latency", p.aggregate),
+                    ));
+                }
+                Source::Probe {
+                    check: p.check,
+                    aggregate: p.aggregate,
+                }
+            } else if spec.manual {
+                Source::Manual
+            } else {
+                let window = spec.window.ok_or_else(|| {
+                    bad(
+                        field("window"),
+                        "counted events need a window, like \"1h\"".into(),
+                    )
+                })?;
+                Source::Events { window }
+            };
+            if spec.window.is_some() && !matches!(source, Source::Events { .. }) {
+                return Err(bad(
+                    field("window"),
+                    "only counted events (events = true) have a window".into(),
+                ));
+            }
+            let interval = spec.interval.unwrap_or(DEFAULT_INTERVAL);
+            if interval.is_zero() {
+                return Err(bad(field("interval"), "must be above zero".into()));
+            }
+            // Manual signals and events stay valid until changed.
+            let default_stale = match source {
+                Source::Manual | Source::Events { .. } => Duration::MAX,
+                _ => interval.saturating_mul(3),
+            };
+            signals.insert(
+                name.clone(),
+                Signal {
+                    name,
+                    source,
+                    interval,
+                    stale_after: spec.stale_after.unwrap_or(default_stale),
+                },
+            );
+        }
+
+        let mut triggers = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, spec) in file.triggers.into_iter().enumerate() {
+            let field = |f: &str| format!("trigger[{i}].{f}");
+            if !names.insert(spec.name.clone()) {
+                return Err(bad(
+                    field("name"),
+                    format!("trigger `{}` is listed twice", spec.name),
+                ));
+            }
+            let when = Expr::parse(&spec.when)
+                .map_err(|e| bad(field("when"), format!("`{}`: {e}", spec.when)))?;
+            for signal in when.signals() {
+                if !signals.contains_key(&signal) {
+                    return Err(bad(field("when"), format!("unknown signal `{signal}`")));
+                }
+            }
+            let hold = Hold::parse(spec.hold.as_deref().unwrap_or(""))
+                .map_err(|e| bad(field("for"), e))?;
+            if spec.deciders.is_empty() {
+                return Err(bad(field("deciders"), "name at least one role".into()));
+            }
+            for role in &spec.deciders {
+                if !file.roles.contains_key(role) {
+                    return Err(bad(
+                        field("deciders"),
+                        format!("unknown role `{role}` (add it to [roles])"),
+                    ));
+                }
+            }
+            triggers.push(Trigger {
+                name: spec.name,
+                class: spec.class,
+                when_text: spec.when,
+                when,
+                hold,
+                deciders: spec.deciders,
+                unknown: spec.unknown,
+                auto_rollback: spec.auto_rollback,
+            });
+        }
+
+        Ok(Plan {
+            meta: file.plan,
+            hosts: file.hosts,
+            roles: file.roles,
+            signals,
+            triggers,
+        })
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn seed() -> Plan {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/samia-tarot/plan.toml");
+        Plan::load(&path).unwrap()
+    }
+
+    #[test]
+    fn the_seed_plan_encodes_every_trigger_of_both_tables() {
+        let plan = seed();
+        let immediate: Vec<&str> = plan
+            .triggers
+            .iter()
+            .filter(|t| t.class == Class::Immediate)
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(
+            immediate,
+            [
+                "Complete Service Down",
+                "Critical Security Breach",
+                "Data Corruption",
+                "Payment Processing Failure"
+            ]
+        );
+        let considered: Vec<&str> = plan
+            .triggers
+            .iter()
+            .filter(|t| t.class == Class::Considered)
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(
+            considered,
+            [
+                "High Error Rate",
+                "Performance Degradation",
+                "High Support Volume",
+                "User Registration Failure"
+            ]
+        );
+        let error_rate = plan
+            .triggers
+            .iter()
+            .find(|t| t.name == "High Error Rate")
+            .unwrap();
+        assert_eq!(error_rate.hold, Hold::For(Duration::from_secs(15 * 60)));
+        assert_eq!(error_rate.deciders, ["technical-lead", "release-manager"]);
+        assert_eq!(
+            plan.signals["critical_tickets"].source,
+            Source::Events {
+                window: Duration::from_secs(3600)
+            }
+        );
+    }
+
+    const BASE: &str =
+        "[plan]\nname = \"t\"\n[roles]\nrm = \"Release Manager\"\n[signals.x]\nmanual = true\n";
+
+    #[test]
+    fn an_unknown_signal_in_a_condition_names_the_field() {
+        let text = format!(
+            "{BASE}[[trigger]]\nname = \"a\"\nclass = \"immediate\"\nwhen = \"y > 1\"\ndeciders = [\"rm\"]\n"
+        );
+        let err = Plan::parse(Path::new("p.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("p.toml") && err.contains("trigger[0].when") && err.contains("`y`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_condition_points_at_its_column() {
+        let text = format!(
+            "{BASE}[[trigger]]\nname = \"a\"\nclass = \"immediate\"\nwhen = \"x > \"\ndeciders = [\"rm\"]\n"
+        );
+        let err = Plan::parse(Path::new("p.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("trigger[0].when") && err.contains("column"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_roles_and_keys_are_errors() {
+        let text = format!(
+            "{BASE}[[trigger]]\nname = \"a\"\nclass = \"immediate\"\nwhen = \"x\"\ndeciders = [\"cfo\"]\n"
+        );
+        let err = Plan::parse(Path::new("p.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown role `cfo`"), "{err}");
+        let text = format!(
+            "{BASE}[[trigger]]\nname = \"a\"\nclass = \"immediate\"\nwen = \"x\"\ndeciders = [\"rm\"]\n"
+        );
+        let err = Plan::parse(Path::new("p.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("p.toml:") && err.contains("wen"), "{err}");
+    }
+}
