@@ -1,7 +1,12 @@
-//! The rollback plan as code: the condition language ([`expr`]) and held-for
-//! windows ([`window`]). Pure: no I/O, no clock (callers pass `now`), so every
-//! rule is unit-tested.
+//! The rollback plan as code. Pure: no I/O, no clock (callers pass `now`), so
+//! every rule is unit-tested.
+//!
+//! * [`model`]: the plan file (fleet, roles, signals, triggers) and its validation.
+//! * [`expr`]: the condition language (`error_rate > 5% and p95 > 2000ms`).
+//! * [`window`]: held-for windows ("for > 15 minutes", "5 samples").
+//! * [`matrix`]: the decision matrix and its verdict.
 
 pub mod expr;
+pub mod matrix;
 pub mod model;
 pub mod window;
