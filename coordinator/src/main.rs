@@ -64,6 +64,21 @@ enum Command {
     },
     /// Show who the coordinator thinks you are, and your roles.
     Whoami,
+    /// Work with plan files.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PlanCommand {
+    /// Validate a plan and print a summary; exit 2 with file, line and field when invalid.
+    ///
+    /// Example: backout plan check examples/samia-tarot/plan.toml
+    Check {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 fn init_logging(filter: Option<&str>, default: &str) {
@@ -106,6 +121,10 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 .map_err(cli::client::status_error)?
                 .into_inner();
             Ok(cli::assess::print_assessment(&reply, output))
+        }
+        Command::Plan(PlanCommand::Check { file, output }) => {
+            cli::plan::check(&file, output)?;
+            Ok(Exit::Ok)
         }
         Command::Whoami => {
             let mut control = cli.connect.control().await?;

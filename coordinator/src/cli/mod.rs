@@ -3,6 +3,7 @@
 pub mod assess;
 pub mod client;
 pub mod pki;
+pub mod plan;
 pub mod serve;
 pub mod table;
 

@@ -1,0 +1,94 @@
+//! `backout plan check FILE`: validate a plan and summarise it.
+
+use std::path::Path;
+
+use backout_plan::model::{Class, Plan, Source};
+use backout_plan::window::Hold;
+use serde_json::json;
+
+use super::{Output, table};
+
+fn hold_text(hold: Hold) -> String {
+    match hold {
+        Hold::Immediately => "-".into(),
+        Hold::For(d) => humantime::format_duration(d).to_string(),
+        Hold::Samples(n) => format!("{n} samples"),
+    }
+}
+
+fn source_text(source: &Source) -> String {
+    match source {
+        Source::Prometheus { url, .. } => format!("prometheus {url}"),
+        Source::Probe { check, aggregate } => format!("probe {check} ({aggregate})"),
+        Source::Manual => "manual".into(),
+        Source::Events { window } => format!("events in {}", humantime::format_duration(*window)),
+    }
+}
+
+pub fn check(path: &Path, output: Output) -> anyhow::Result<()> {
+    let plan = Plan::load(path)?;
+    let class = |c: Class| match c {
+        Class::Immediate => "immediate",
+        Class::Considered => "considered",
+    };
+    match output {
+        Output::Json => {
+            let doc = json!({
+                "valid": true,
+                "name": plan.meta.name,
+                "document": plan.meta.document,
+                "hosts": plan.hosts.iter().map(|h| json!({"id": h.id, "groups": h.groups})).collect::<Vec<_>>(),
+                "signals": plan.signals.values().map(|s| json!({"name": s.name, "source": source_text(&s.source)})).collect::<Vec<_>>(),
+                "triggers": plan.triggers.iter().map(|t| json!({
+                    "name": t.name, "class": class(t.class), "when": t.when_text,
+                    "for": hold_text(t.hold), "deciders": t.deciders,
+                })).collect::<Vec<_>>(),
+            });
+            println!("{doc}");
+        }
+        Output::Text => {
+            println!(
+                "{}: valid — {}{}",
+                path.display(),
+                plan.meta.name,
+                plan.meta
+                    .document
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            );
+            println!(
+                "{} hosts, {} roles, {} signals, {} triggers\n",
+                plan.hosts.len(),
+                plan.roles.len(),
+                plan.signals.len(),
+                plan.triggers.len()
+            );
+            let rows: Vec<Vec<String>> = plan
+                .triggers
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.name.clone(),
+                        class(t.class).into(),
+                        t.when_text.clone(),
+                        hold_text(t.hold),
+                        t.deciders.join(" + "),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(&["TRIGGER", "CLASS", "WHEN", "FOR", "DECIDERS"], &rows)
+            );
+            println!();
+            let rows: Vec<Vec<String>> = plan
+                .signals
+                .values()
+                .map(|s| vec![s.name.clone(), source_text(&s.source)])
+                .collect();
+            print!("{}", table::render(&["SIGNAL", "SOURCE"], &rows));
+        }
+    }
+    Ok(())
+}
