@@ -5,8 +5,10 @@
 //! * [`expr`]: the condition language (`error_rate > 5% and p95 > 2000ms`).
 //! * [`window`]: held-for windows ("for > 15 minutes", "5 samples").
 //! * [`matrix`]: the decision matrix and its verdict.
+//! * [`history`]: bounded histories of signal values and counted events.
 
 pub mod expr;
+pub mod history;
 pub mod matrix;
 pub mod model;
 pub mod window;
