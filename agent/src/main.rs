@@ -57,15 +57,26 @@ fn build(config_path: &std::path::Path) -> anyhow::Result<Agent> {
         .map_err(|e| BadConfig(format!("{}: {e}", config.command_key.display())))?;
     let verifier = CommandVerifier::from_public_key_pem(&key_pem, config.clock_skew)
         .map_err(|e| BadConfig(format!("{}: {e}", config.command_key.display())))?;
-    std::fs::create_dir_all(&config.state_dir)
-        .with_context(|| format!("{}: cannot create the state directory", config.state_dir.display()))?;
+    std::fs::create_dir_all(&config.state_dir).with_context(|| {
+        format!(
+            "{}: cannot create the state directory",
+            config.state_dir.display()
+        )
+    })?;
     let nonces = NonceStore::open(&config.state_dir)?;
-    let secrets = SecretStore::load(&config.secrets).map_err(|e| BadConfig(format!("{}: {e}", config_path.display())))?;
-    let limits = config.limits.resolve().map_err(|e| BadConfig(format!("{}: [limits]: {e}", config_path.display())))?;
+    let secrets = SecretStore::load(&config.secrets)
+        .map_err(|e| BadConfig(format!("{}: {e}", config_path.display())))?;
+    let limits = config
+        .limits
+        .resolve()
+        .map_err(|e| BadConfig(format!("{}: [limits]: {e}", config_path.display())))?;
     let host = PluginHost::new(&config.plugins, secrets, limits)
         .map_err(|e| BadConfig(format!("{}: {e}", config_path.display())))?;
     if config.plugins.is_empty() {
-        bail!(BadConfig(format!("{}: no [[plugin]] configured", config_path.display())));
+        bail!(BadConfig(format!(
+            "{}: no [[plugin]] configured",
+            config_path.display()
+        )));
     }
     let skew_ms = i64::try_from(config.clock_skew.as_millis()).unwrap_or(i64::MAX);
     tracing::info!(agent = %id, key = %verifier.key_id(), plugins = config.plugins.len(), "agent ready");
@@ -104,7 +115,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    println!("backout-agent: {} dialling {}", agent.id, agent.config.coordinator);
+    println!(
+        "backout-agent: {} dialling {}",
+        agent.id, agent.config.coordinator
+    );
     tokio::select! {
         () = session::run(agent) => ExitCode::SUCCESS,
         _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,

@@ -34,8 +34,10 @@ impl NonceStore {
         };
         let conn = Connection::open(&path).map_err(err)?;
         // WAL with synchronous=FULL: a nonce is on disk before the command runs.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS nonces (
                  nonce BLOB PRIMARY KEY,
@@ -62,8 +64,11 @@ impl NonceStore {
             path: self.path.clone(),
             source,
         };
-        conn.execute("DELETE FROM nonces WHERE keep_until_ms < ?1", params![now_ms])
-            .map_err(err)?;
+        conn.execute(
+            "DELETE FROM nonces WHERE keep_until_ms < ?1",
+            params![now_ms],
+        )
+        .map_err(err)?;
         let inserted = conn
             .execute(
                 "INSERT OR IGNORE INTO nonces (nonce, keep_until_ms) VALUES (?1, ?2)",

@@ -163,7 +163,23 @@ async fn handle_command(
     tx: mpsc::Sender<wire::AgentMessage>,
 ) {
     let started_at_ms = now_ms();
-    let (command, plugin) = match agent.admission.admit(&signed, &agent.host, started_at_ms) {
+    // Admission touches SQLite and may recompile a plugin whose file changed:
+    // blocking work, so it runs off the async workers.
+    let admitted = {
+        let agent = agent.clone();
+        let signed = signed.clone();
+        tokio::task::spawn_blocking(move || {
+            agent.admission.admit(&signed, &agent.host, started_at_ms)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(Refused::new(
+                backout_proto::command::Check::Malformed,
+                format!("admission failed: {e}"),
+            ))
+        })
+    };
+    let (command, plugin) = match admitted {
         Ok(admitted) => admitted,
         Err(refused) => {
             let (command_id, step_id) = untrusted_ids(&signed);
@@ -174,7 +190,12 @@ async fn handle_command(
                 "command refused"
             );
             let _ = tx
-                .send(result_message(command_id, step_id, started_at_ms, refusal(refused)))
+                .send(result_message(
+                    command_id,
+                    step_id,
+                    started_at_ms,
+                    refusal(refused),
+                ))
                 .await;
             return;
         }
@@ -232,7 +253,12 @@ async fn handle_command(
         }
     };
     let _ = tx
-        .send(result_message(command.command_id, command.step_id, started_at_ms, result))
+        .send(result_message(
+            command.command_id,
+            command.step_id,
+            started_at_ms,
+            result,
+        ))
         .await;
 }
 

@@ -80,6 +80,11 @@ agents = ["app-1"]
             &format!("read = [\"{}\"]", state.display()),
             &format!("read = [\"{}\"]", log_dir.display()),
         );
+        // Grant the health plugin the test server's origin (default: port 80 only).
+        text = text.replace(
+            "urls = [\"http://127.0.0.1/\"]",
+            &format!("urls = [\"{}\"]", http.url("/")),
+        );
         let path = pki.path().join(format!("{id}.toml"));
         std::fs::write(&path, text).unwrap();
         agents.push(start_agent(&path, &pki.path().join(format!("{id}.log"))));

@@ -1,0 +1,15 @@
+//! The Backout agent, as a library so tests can reach its parts.
+//!
+//! * [`config`]: the agent's configuration file.
+//! * [`session`]: the connection to the coordinator (dial, hello, heartbeats,
+//!   commands, reconnect with jittered backoff).
+//! * [`admit`]: the checks every command passes before anything runs;
+//!   [`nonces`] remembers nonces across restarts.
+//! * [`plugin`]: the sandboxed WASM plugin host.
+
+pub mod admit;
+pub mod backoff;
+pub mod config;
+pub mod nonces;
+pub mod plugin;
+pub mod session;

@@ -1,0 +1,556 @@
+//! The plugin host: runs steps in sandboxed WebAssembly components.
+//!
+//! A plugin is a component implementing the `backout:plugin@0.1.0` world
+//! (`wit/plugin.wit`). It has no ambient authority: it gets an empty WASI
+//! context (no files, no environment, no arguments, no sockets), and
+//! everything it does to the outside world goes through the host interface,
+//! where each call is checked against the capabilities the agent's
+//! configuration grants that plugin (`caps`). Named secrets are filled in at
+//! the boundary and redacted from everything that comes back (`secrets`).
+//!
+//! Each step runs in a fresh instance with three limits (`limits`): a
+//! wall-clock deadline (epoch interruption for guest code, explicit bounds
+//! in host calls), a memory cap, and an output cap. How a step ended is
+//! reported as a `StepOutcome`; the failures the host itself produces have
+//! stable codes (see [`codes`]).
+//!
+//! Code map: `bindings` (the one `bindgen!`), `config` (configuration
+//! types), `caps` (capability checks), `secrets`, `limits`, `state` (store
+//! data), `host_impl` (the host interface) with `http`, `exec` and `files`,
+//! `engine` (engine, linker, compilation), `run` (one step).
+
+mod bindings;
+mod caps;
+mod config;
+mod engine;
+mod exec;
+mod files;
+mod host_impl;
+mod http;
+mod limits;
+mod run;
+mod secrets;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc::UnboundedSender;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+pub use caps::GrantError;
+pub use config::{
+    ByteSize, DEFAULT_DEADLINE, DEFAULT_MEMORY, DEFAULT_OUTPUT, Grants, LimitsError, MAX_DEADLINE,
+    MAX_MEMORY, PluginConfig, StepLimits, StepLimitsConfig,
+};
+pub use secrets::{SecretError, SecretSource, SecretStore, SubstituteError};
+
+use bindings::PluginPre;
+use caps::Capabilities;
+use limits::{Deadline, EpochTicker, OutputBudget};
+use state::{EventSink, HostState, StepContext};
+
+/// Failure codes produced by the host itself. Plugins return their own
+/// codes (`bad-params`, `unknown-action`, ...), which are passed on.
+pub mod codes {
+    /// The step ran past its deadline (guest code interrupted, or a host
+    /// call reached it). Message: "stopped at its deadline of 2s".
+    pub const DEADLINE: &str = "deadline";
+    /// The plugin tried to grow a memory past its cap. The message names
+    /// the cap.
+    pub const MEMORY: &str = "memory";
+    /// The step's log, progress, emitted and returned bytes passed the cap.
+    pub const OUTPUT_LIMIT: &str = "output-limit";
+    /// Any other trap: a panic (its message, from stderr, is included), a
+    /// stack overflow, an out-of-bounds access...
+    pub const TRAP: &str = "trap";
+    /// The plugin returned data that is not JSON.
+    pub const BAD_OUTCOME: &str = "bad-outcome";
+    /// The host itself failed (a bug, or the host shutting down).
+    pub const HOST: &str = "host";
+}
+
+/// How long past a step's deadline the host waits for an instance stuck in
+/// a WASI call (which epochs cannot interrupt) before abandoning it.
+const ABANDON_GRACE: Duration = Duration::from_secs(2);
+/// Versions of one plugin kept compiled besides the current one.
+const CACHE_VERSIONS: usize = 4;
+
+/// The lowercase hex SHA-256 of `bytes`: how plugins are pinned.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// One step to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRequest {
+    pub step_id: String,
+    pub action: String,
+    /// Parameters as JSON text.
+    pub params_json: String,
+    /// The plugin must change nothing; the host refuses writes, exec (but
+    /// `grants.dry_run_programs`) and HTTP methods other than GET and HEAD.
+    pub dry_run: bool,
+    /// The deadline the command asks for; never longer than the plugin's
+    /// configured deadline, which applies when this is `None`.
+    pub deadline: Option<Duration>,
+}
+
+/// Level of a log event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        })
+    }
+}
+
+/// Something a running step reports live. Secret values are redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepEvent {
+    Log {
+        level: LogLevel,
+        message: String,
+    },
+    Progress {
+        done: u32,
+        total: u32,
+        message: String,
+    },
+    Emit {
+        name: String,
+        value_json: String,
+    },
+}
+
+/// How a step ended. Secret values are redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    Succeeded {
+        summary: String,
+        data_json: String,
+        /// Every `emit`, in order: (name, JSON value).
+        outputs: Vec<(String, String)>,
+    },
+    Failed {
+        /// A plugin's own code, or one of [`codes`].
+        code: String,
+        message: String,
+    },
+}
+
+impl StepOutcome {
+    pub(crate) fn failed(code: &str, message: impl Into<String>) -> Self {
+        StepOutcome::Failed {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What the agent tells the coordinator about a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// The configured name.
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// Hex SHA-256 of the component file.
+    pub sha256: String,
+    /// Action names.
+    pub actions: Vec<String>,
+    /// Actions with their descriptions.
+    pub action_info: Vec<ActionInfo>,
+}
+
+/// One action of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionInfo {
+    pub name: String,
+    pub description: String,
+    pub changes_state: bool,
+}
+
+/// A compiled plugin, ready to run steps.
+pub struct LoadedPlugin {
+    pub name: String,
+    pub path: PathBuf,
+    /// Hex SHA-256 of the bytes compiled.
+    pub sha256: String,
+    pub info: PluginInfo,
+    pub limits: StepLimits,
+    pre: PluginPre<HostState>,
+    caps: Arc<Capabilities>,
+}
+
+impl fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .field("version", &self.info.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the plugin host could not start, or load a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginHostError {
+    #[error("plugin `{plugin}`: {source}")]
+    Grants { plugin: String, source: GrantError },
+    #[error("plugin `{plugin}`: [plugin.limits]: {source}")]
+    Limits { plugin: String, source: LimitsError },
+    #[error("[limits]: {0}")]
+    DefaultLimits(LimitsError),
+    #[error("plugin `{0}` is configured twice")]
+    Duplicate(String),
+    #[error("plugin `{plugin}`: cannot read {}: {source}", path.display())]
+    Read {
+        plugin: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin `{plugin}`: {} is not a valid plugin component: {message}", path.display())]
+    Compile {
+        plugin: String,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("plugin `{plugin}`: {message}")]
+    Describe { plugin: String, message: String },
+    #[error("the plugin engine cannot start: {0}")]
+    Engine(String),
+}
+
+/// Why `resolve` refused a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no plugin named `{0}` is configured on this agent")]
+    UnknownPlugin(String),
+    #[error("plugin `{plugin}`: the command pins sha256 {expected}, the file here is {actual}")]
+    HashMismatch {
+        plugin: String,
+        expected: String,
+        actual: String,
+    },
+    #[error(transparent)]
+    Load(#[from] PluginHostError),
+}
+
+/// Runs plugin steps. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("plugins", &self.inner.plugins.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    secrets: SecretStore,
+    http: reqwest::Client,
+    plugins: BTreeMap<String, Slot>,
+    /// One permit per pool slot: steps beyond it wait rather than fail.
+    permits: Arc<Semaphore>,
+    /// Dropped last: stops the epoch thread.
+    _ticker: EpochTicker,
+}
+
+/// One configured plugin: its grants and limits, the version loaded now,
+/// and other versions compiled before (keyed by sha256).
+struct Slot {
+    config: PluginConfig,
+    caps: Arc<Capabilities>,
+    limits: StepLimits,
+    current: Mutex<Arc<LoadedPlugin>>,
+    cache: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+}
+
+impl PluginHost {
+    /// Compiles every configured plugin once and asks each to describe
+    /// itself. Compilation is CPU-heavy (tens to hundreds of milliseconds
+    /// per plugin): call this at start, before serving.
+    pub fn new(
+        plugins: &[PluginConfig],
+        secrets: SecretStore,
+        defaults: StepLimits,
+    ) -> Result<Self, PluginHostError> {
+        defaults
+            .validate()
+            .map_err(PluginHostError::DefaultLimits)?;
+        // Validate everything before compiling anything.
+        let mut checked = Vec::with_capacity(plugins.len());
+        let mut names = std::collections::BTreeSet::new();
+        for config in plugins {
+            if !names.insert(config.name.as_str()) {
+                return Err(PluginHostError::Duplicate(config.name.clone()));
+            }
+            let caps =
+                Capabilities::new(&config.grants).map_err(|source| PluginHostError::Grants {
+                    plugin: config.name.clone(),
+                    source,
+                })?;
+            for name in caps.secrets() {
+                if !secrets.contains(name) {
+                    tracing::warn!(plugin = %config.name, secret = %name, "a granted secret is not configured on this agent");
+                }
+            }
+            let limits = match &config.limits {
+                Some(own) => own
+                    .over(&defaults)
+                    .map_err(|source| PluginHostError::Limits {
+                        plugin: config.name.clone(),
+                        source,
+                    })?,
+                None => defaults,
+            };
+            checked.push((config, Arc::new(caps), limits));
+        }
+        let max_memory = checked
+            .iter()
+            .map(|(_, _, l)| l.memory)
+            .chain(std::iter::once(defaults.memory))
+            .max()
+            .unwrap_or(defaults.memory);
+        let engine = engine::engine(max_memory)?;
+        let ticker = EpochTicker::start(&engine)
+            .map_err(|e| PluginHostError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        let linker = engine::linker(&engine)?;
+        let http =
+            http::client().map_err(|e| PluginHostError::Engine(format!("HTTP client: {e}")))?;
+
+        let mut slots = BTreeMap::new();
+        for (config, caps, limits) in checked {
+            let bytes = std::fs::read(&config.path).map_err(|source| PluginHostError::Read {
+                plugin: config.name.clone(),
+                path: config.path.clone(),
+                source,
+            })?;
+            let loaded = Arc::new(load(&engine, &linker, config, &caps, &limits, &bytes)?);
+            let mut cache = HashMap::new();
+            cache.insert(loaded.sha256.clone(), loaded.clone());
+            slots.insert(
+                config.name.clone(),
+                Slot {
+                    config: config.clone(),
+                    caps,
+                    limits,
+                    current: Mutex::new(loaded),
+                    cache: Mutex::new(cache),
+                },
+            );
+        }
+        Ok(PluginHost {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                secrets,
+                http,
+                plugins: slots,
+                permits: Arc::new(Semaphore::new(engine::CONCURRENT_STEPS)),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Every configured plugin as loaded now, in name order.
+    pub fn inventory(&self) -> Vec<PluginInfo> {
+        self.inner
+            .plugins
+            .values()
+            .map(|slot| lock(&slot.current).info.clone())
+            .collect()
+    }
+
+    /// The plugin `name` as the file on disk is now, if its SHA-256 is
+    /// `expected_sha256` (hex, any case). A file that changed since it was
+    /// loaded is compiled again (or taken from the cache of versions seen);
+    /// this may take a moment.
+    pub fn resolve(
+        &self,
+        name: &str,
+        expected_sha256: &str,
+    ) -> Result<Arc<LoadedPlugin>, ResolveError> {
+        let slot = self
+            .inner
+            .plugins
+            .get(name)
+            .ok_or_else(|| ResolveError::UnknownPlugin(name.to_string()))?;
+        let bytes = std::fs::read(&slot.config.path).map_err(|source| PluginHostError::Read {
+            plugin: name.to_string(),
+            path: slot.config.path.clone(),
+            source,
+        })?;
+        let actual = sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(expected_sha256.trim()) {
+            return Err(ResolveError::HashMismatch {
+                plugin: name.to_string(),
+                expected: expected_sha256.to_string(),
+                actual,
+            });
+        }
+        // Held while compiling: two commands for a new version compile it once.
+        let mut cache = lock(&slot.cache);
+        let loaded = match cache.get(&actual) {
+            Some(loaded) => loaded.clone(),
+            None => {
+                tracing::info!(plugin = %name, sha256 = %actual, "the plugin file changed; compiling it again");
+                let inner = &self.inner;
+                let loaded = Arc::new(load(
+                    &inner.engine,
+                    &inner.linker,
+                    &slot.config,
+                    &slot.caps,
+                    &slot.limits,
+                    &bytes,
+                )?);
+                if cache.len() > CACHE_VERSIONS {
+                    cache.clear();
+                }
+                cache.insert(actual, loaded.clone());
+                loaded
+            }
+        };
+        *lock(&slot.current) = loaded.clone();
+        Ok(loaded)
+    }
+
+    /// Runs one step in a fresh instance of `plugin`, streaming its events
+    /// to `events`, and returns how it ended. Never panics on plugin
+    /// behaviour; a misbehaving plugin yields a `Failed` outcome.
+    pub async fn run(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        req: StepRequest,
+        events: UnboundedSender<StepEvent>,
+    ) -> StepOutcome {
+        // Host calls do their async work (HTTP, processes) on the caller's
+        // runtime, from the blocking thread the instance runs on.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return StepOutcome::failed(codes::HOST, "steps must be run from a Tokio runtime");
+        };
+        let permit = match self.inner.permits.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return StepOutcome::failed(codes::HOST, "the plugin host is shutting down"),
+        };
+        let budget = req.deadline.map_or(plugin.limits.deadline, |asked| {
+            asked.min(plugin.limits.deadline)
+        });
+        let deadline = Deadline::starting_now(budget);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let sink = EventSink::new(events);
+        let ctx = StepContext {
+            plugin: plugin.name.clone(),
+            step_id: req.step_id.clone(),
+            caps: plugin.caps.clone(),
+            secrets: self.inner.secrets.clone(),
+            dry_run: req.dry_run,
+            deadline,
+            output: OutputBudget::new(plugin.limits.output),
+            events: sink.clone(),
+            outputs: Vec::new(),
+            stop: None,
+            denials: 0,
+            http: self.inner.http.clone(),
+            runtime,
+            abandoned: abandoned.clone(),
+        };
+        let engine = self.inner.engine.clone();
+        let name = plugin.name.clone();
+        // The permit is held until the store is dropped and its pool slot
+        // is free again, or until the step is abandoned (below).
+        let permit = Arc::new(Mutex::new(Some(permit)));
+        let held = permit.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let outcome = run::run_step(&engine, &plugin, &req, ctx);
+            lock(&held).take();
+            outcome
+        });
+        let outcome = match tokio::time::timeout(budget.saturating_add(ABANDON_GRACE), job).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(join_error)) => {
+                tracing::error!(plugin = %name, "a plugin step panicked in the host: {join_error}");
+                StepOutcome::failed(
+                    codes::HOST,
+                    "the plugin host failed while running this step",
+                )
+            }
+            Err(_) => {
+                // The instance is stuck inside a WASI call (a guest sleeping
+                // through `wasi:clocks`, say) that epochs cannot interrupt.
+                // Tell its host calls to stop, stop listening, give its
+                // permit back (so that stuck steps cannot starve the agent;
+                // its pool slot stays taken until it returns), and move on.
+                // The blocking thread ends when the call returns.
+                abandoned.store(true, Ordering::Relaxed);
+                lock(&permit).take();
+                tracing::warn!(plugin = %name, "a step did not return after its deadline and was abandoned");
+                StepOutcome::failed(
+                    codes::DEADLINE,
+                    format!(
+                        "{}; the plugin was stuck in a system call and was abandoned",
+                        deadline.message()
+                    ),
+                )
+            }
+        };
+        sink.close();
+        outcome
+    }
+}
+
+/// Compiles one plugin version.
+fn load(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    config: &PluginConfig,
+    caps: &Arc<Capabilities>,
+    limits: &StepLimits,
+    bytes: &[u8],
+) -> Result<LoadedPlugin, PluginHostError> {
+    let compiled = engine::compile(engine, linker, &config.name, &config.path, bytes, limits)?;
+    Ok(LoadedPlugin {
+        name: config.name.clone(),
+        path: config.path.clone(),
+        sha256: compiled.info.sha256.clone(),
+        info: compiled.info,
+        limits: *limits,
+        pre: compiled.pre,
+        caps: caps.clone(),
+    })
+}
+
+/// Locks a mutex, ignoring poisoning: the data behind these locks stays
+/// consistent (whole values are swapped in).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

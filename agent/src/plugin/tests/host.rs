@@ -1,0 +1,143 @@
+//! Loading, inventory and resolution of plugins.
+
+use serde_json::json;
+
+use super::{Opts, config, data, host, host_with, step, wasm};
+use crate::plugin::{
+    Grants, PluginConfig, PluginHost, PluginHostError, ResolveError, SecretStore, StepLimits,
+    sha256_hex,
+};
+
+#[test]
+fn the_host_is_shareable_across_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<PluginHost>();
+    send_sync::<crate::plugin::LoadedPlugin>();
+}
+
+#[test]
+fn inventory_reports_what_was_loaded() {
+    let host = host_with(
+        vec![
+            config("health", Grants::default(), None),
+            config("testbed", Grants::default(), None),
+        ],
+        SecretStore::empty(),
+    );
+    let inventory = host.inventory();
+    let names: Vec<&str> = inventory.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["health", "testbed"]);
+    let health = &inventory[0];
+    let bytes = std::fs::read(wasm("health")).expect("read");
+    assert_eq!(health.sha256, sha256_hex(&bytes));
+    assert_eq!(health.actions, ["check"]);
+    assert!(!health.action_info[0].changes_state);
+    assert!(!health.version.is_empty());
+    assert!(inventory[1].actions.iter().any(|a| a == "spin"));
+}
+
+#[test]
+fn resolve_checks_name_and_hash() {
+    let host = host("health", Grants::default());
+    let sha = host.inventory()[0].sha256.clone();
+    let plugin = host
+        .resolve("health", &sha.to_uppercase())
+        .expect("resolves");
+    assert_eq!(plugin.sha256, sha);
+
+    match host.resolve("health", &"0".repeat(64)) {
+        Err(ResolveError::HashMismatch {
+            expected, actual, ..
+        }) => {
+            assert_eq!(expected, "0".repeat(64));
+            assert_eq!(actual, sha);
+        }
+        other => panic!("expected a hash mismatch, got {other:?}"),
+    }
+    assert!(matches!(
+        host.resolve("db", &sha),
+        Err(ResolveError::UnknownPlugin(name)) if name == "db"
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_file_is_compiled_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("plugin.wasm");
+    std::fs::copy(wasm("health"), &path).expect("copy");
+    let cfg = PluginConfig {
+        name: "swap".into(),
+        path: path.clone(),
+        grants: Grants::default(),
+        limits: None,
+    };
+    let host =
+        PluginHost::new(&[cfg], SecretStore::empty(), StepLimits::default()).expect("starts");
+    assert_eq!(host.inventory()[0].actions, ["check"]);
+
+    // The operator installs another version; a command pinning the new
+    // hash gets it, one pinning the old hash is refused.
+    let old = host.inventory()[0].sha256.clone();
+    std::fs::copy(wasm("testbed"), &path).expect("copy");
+    let new = sha256_hex(&std::fs::read(&path).expect("read"));
+    assert!(matches!(
+        host.resolve("swap", &old),
+        Err(ResolveError::HashMismatch { .. })
+    ));
+    let plugin = host.resolve("swap", &new).expect("recompiles");
+    assert!(plugin.info.actions.iter().any(|a| a == "echo"));
+    assert_eq!(host.inventory()[0].sha256, new);
+    let (outcome, _) = step(&host, "swap", "echo", json!({ "x": 1 }), Opts::default()).await;
+    assert_eq!(data(&outcome), json!({ "x": 1 }));
+}
+
+#[test]
+fn bad_configuration_is_refused_before_compiling() {
+    let bad_grants = config(
+        "health",
+        Grants {
+            urls: vec!["ftp://example.com/".into()],
+            ..Default::default()
+        },
+        None,
+    );
+    let error = PluginHost::new(&[bad_grants], SecretStore::empty(), StepLimits::default())
+        .expect_err("refused");
+    assert!(matches!(error, PluginHostError::Grants { .. }), "{error}");
+    assert!(error.to_string().contains("grants.urls"), "{error}");
+
+    let mut missing = config("health", Grants::default(), None);
+    missing.path = "/nonexistent/health.wasm".into();
+    let error = PluginHost::new(&[missing], SecretStore::empty(), StepLimits::default())
+        .expect_err("refused");
+    assert!(matches!(error, PluginHostError::Read { .. }), "{error}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").expect("write");
+    let mut not_wasm = config("health", Grants::default(), None);
+    not_wasm.path = junk;
+    let error = PluginHost::new(&[not_wasm], SecretStore::empty(), StepLimits::default())
+        .expect_err("refused");
+    assert!(matches!(error, PluginHostError::Compile { .. }), "{error}");
+
+    let twice = vec![
+        config("health", Grants::default(), None),
+        config("health", Grants::default(), None),
+    ];
+    assert!(matches!(
+        PluginHost::new(&twice, SecretStore::empty(), StepLimits::default()),
+        Err(PluginHostError::Duplicate(_))
+    ));
+}
+
+#[test]
+fn the_host_starts_inside_a_runtime() {
+    // The agent builds its host from async `main`; describing plugins must
+    // not trip over sync WASI inside a Tokio context.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let host = host("testbed", Grants::default());
+        assert_eq!(host.inventory().len(), 1);
+    });
+}

@@ -1,0 +1,378 @@
+//! The `health` plugin: HTTP health checks and an error-log count.
+//!
+//! This is phase 1.1 of the seed plan ("curl -f <health URL>" on every host
+//! and `tail -n 100 error.log | grep ERROR | wc -l`) as a plugin. Health is
+//! data: the step succeeds even when a check is down, and the coordinator
+//! decides what that means. The step fails only for bad parameters.
+
+use backout_plugin_sdk::host::{self, HostError, HttpRequest};
+use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Default time allowed for one check, in milliseconds.
+const DEFAULT_TIMEOUT_MS: u32 = 5_000;
+/// Default number of log lines looked at.
+const DEFAULT_TAIL_LINES: u32 = 100;
+/// Bytes read per wanted log line; a tail of 100 lines reads 50 KiB.
+const BYTES_PER_LINE: u64 = 512;
+/// The most of a log file ever read in one step.
+const MAX_LOG_BYTES: u64 = 1024 * 1024;
+
+struct Health;
+
+impl Plugin for Health {
+    fn describe() -> PluginInfo {
+        PluginInfo::new(
+            "health",
+            env!("CARGO_PKG_VERSION"),
+            "HTTP health checks (up, slow, down) and a count of matching lines in an error log tail.",
+        )
+        .action(
+            "check",
+            "Calls each health URL and counts pattern matches in the last lines of a log file.",
+            false,
+        )
+    }
+
+    fn run(step: Step) -> Result<Outcome, PluginError> {
+        match step.action.as_str() {
+            "check" => check(&step),
+            _ => Err(step.unknown_action()),
+        }
+    }
+}
+
+export_plugin!(Health);
+
+/// Parameters of the `check` action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    #[serde(default)]
+    checks: Vec<CheckParams>,
+    #[serde(default)]
+    log: Option<LogParams>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckParams {
+    /// Defaults to the URL.
+    #[serde(default)]
+    name: Option<String>,
+    url: String,
+    #[serde(default = "default_method")]
+    method: String,
+    /// Statuses that count as up; by default any 2xx or 3xx, like `curl -f`.
+    #[serde(default)]
+    expect_status: Option<Vec<u16>>,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u32,
+    /// Above this latency an up check is reported `slow`.
+    #[serde(default)]
+    slow_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogParams {
+    path: String,
+    #[serde(default = "default_tail_lines")]
+    tail_lines: u32,
+    pattern: String,
+}
+
+fn default_method() -> String {
+    "GET".to_string()
+}
+
+fn default_timeout_ms() -> u32 {
+    DEFAULT_TIMEOUT_MS
+}
+
+fn default_tail_lines() -> u32 {
+    DEFAULT_TAIL_LINES
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Up,
+    Slow,
+    Down,
+}
+
+/// The result of one check, as it appears in the outcome's data.
+#[derive(Debug, Serialize)]
+struct CheckResult {
+    name: String,
+    url: String,
+    status: Status,
+    http_status: Option<u16>,
+    latency_ms: u64,
+    detail: String,
+}
+
+/// The result of the log count.
+#[derive(Debug, Serialize)]
+struct LogResult {
+    path: String,
+    lines: usize,
+    matches: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn check(step: &Step) -> Result<Outcome, PluginError> {
+    let params: Params = step.params()?;
+    validate(&params)?;
+
+    let total =
+        u32::try_from(params.checks.len() + usize::from(params.log.is_some())).unwrap_or(u32::MAX);
+    let mut done = 0u32;
+
+    let mut results = Vec::with_capacity(params.checks.len());
+    for check in &params.checks {
+        let result = run_check(check);
+        done = done.saturating_add(1);
+        host::progress(
+            done,
+            total,
+            &format!(
+                "{}: {} ({})",
+                result.name,
+                status_word(result.status),
+                result.detail
+            ),
+        );
+        if result.status == Status::Down {
+            host::log_warn(&format!("{} is down: {}", result.name, result.detail));
+        }
+        results.push(result);
+    }
+    host::emit_json("checks", &results);
+
+    let log = params.log.as_ref().map(|log| {
+        let result = count_log(log);
+        done = done.saturating_add(1);
+        let message = match (&result.matches, &result.error) {
+            (Some(m), _) => format!(
+                "{}: {m} `{}` lines in last {}",
+                log.path, log.pattern, result.lines
+            ),
+            (None, Some(e)) => format!("{}: unreadable: {e}", log.path),
+            (None, None) => format!("{}: unreadable", log.path),
+        };
+        host::progress(done, total, &message);
+        if let Some(e) = &result.error {
+            host::log_warn(&format!("error log {} could not be read: {e}", log.path));
+        }
+        result
+    });
+    if let Some(log) = &log {
+        host::emit_json("log", log);
+    }
+
+    let up = results.iter().filter(|r| r.status == Status::Up).count();
+    let slow = results.iter().filter(|r| r.status == Status::Slow).count();
+    let down = results.iter().filter(|r| r.status == Status::Down).count();
+    let healthy = down == 0;
+
+    let summary = summary(up, slow, down, log.as_ref(), params.log.as_ref());
+    let data = json!({
+        "checks": results,
+        "log": log,
+        "healthy": healthy,
+    });
+    Ok(Outcome::new(summary, data))
+}
+
+/// Rejects parameters that no check could make sense of, before calling
+/// anything.
+fn validate(params: &Params) -> Result<(), PluginError> {
+    for check in &params.checks {
+        if !(check.url.starts_with("http://") || check.url.starts_with("https://")) {
+            return Err(PluginError::new(
+                "bad-params",
+                format!("check url `{}` is not an http(s) URL", check.url),
+            ));
+        }
+        if check.method.trim().is_empty() {
+            return Err(PluginError::new(
+                "bad-params",
+                format!("check `{}` has an empty method", check.url),
+            ));
+        }
+    }
+    if let Some(log) = &params.log {
+        if log.pattern.is_empty() {
+            return Err(PluginError::new("bad-params", "log.pattern is empty"));
+        }
+        if log.tail_lines == 0 {
+            return Err(PluginError::new(
+                "bad-params",
+                "log.tail_lines must be at least 1",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Up => "up",
+        Status::Slow => "slow",
+        Status::Down => "down",
+    }
+}
+
+/// Calls one URL and classifies the answer.
+fn run_check(check: &CheckParams) -> CheckResult {
+    let name = check.name.clone().unwrap_or_else(|| check.url.clone());
+    let request = HttpRequest::new(check.method.to_ascii_uppercase(), check.url.clone())
+        .timeout_ms(check.timeout_ms);
+
+    let started = host::now();
+    let response = request.send();
+    let latency_ms = host::now().saturating_sub(started);
+
+    let (status, http_status, detail) = match response {
+        Ok(response) => {
+            let expected = match &check.expect_status {
+                Some(list) => list.contains(&response.status),
+                None => (200..400).contains(&response.status),
+            };
+            if !expected {
+                (
+                    Status::Down,
+                    Some(response.status),
+                    format!("HTTP {}", response.status),
+                )
+            } else {
+                match check.slow_ms {
+                    Some(slow_ms) if latency_ms > slow_ms => (
+                        Status::Slow,
+                        Some(response.status),
+                        format!(
+                            "HTTP {} in {latency_ms} ms (slower than {slow_ms} ms)",
+                            response.status
+                        ),
+                    ),
+                    _ => (
+                        Status::Up,
+                        Some(response.status),
+                        format!("HTTP {} in {latency_ms} ms", response.status),
+                    ),
+                }
+            }
+        }
+        Err(HostError::Timeout(_)) => (
+            Status::Down,
+            None,
+            format!("timed out after {} ms", check.timeout_ms),
+        ),
+        Err(HostError::Failed(message)) => (Status::Down, None, message),
+        Err(HostError::Denied(message)) => (Status::Down, None, format!("not allowed: {message}")),
+        Err(HostError::Invalid(message)) => {
+            (Status::Down, None, format!("invalid request: {message}"))
+        }
+    };
+
+    CheckResult {
+        name,
+        url: check.url.clone(),
+        status,
+        http_status,
+        latency_ms,
+        detail,
+    }
+}
+
+/// Counts the lines containing the pattern among the last `tail_lines`
+/// lines of the log, reading only the end of the file.
+fn count_log(log: &LogParams) -> LogResult {
+    let max_bytes = (u64::from(log.tail_lines) * BYTES_PER_LINE).min(MAX_LOG_BYTES);
+    match host::read_file(&log.path, max_bytes, true) {
+        Ok(bytes) => {
+            let (lines, matches) = tail_matches(&bytes, max_bytes, log.tail_lines, &log.pattern);
+            LogResult {
+                path: log.path.clone(),
+                lines,
+                matches: Some(matches),
+                error: None,
+            }
+        }
+        Err(e) => LogResult {
+            path: log.path.clone(),
+            lines: 0,
+            matches: None,
+            error: Some(e.message().to_string()),
+        },
+    }
+}
+
+/// Given the last `max_bytes` (or fewer) bytes of a file, returns how many of
+/// its last `tail_lines` lines were looked at and how many contain `pattern`.
+///
+/// When the read was cut at `max_bytes`, its first line is probably partial
+/// and is dropped, as `tail` would never show half a line.
+fn tail_matches(bytes: &[u8], max_bytes: u64, tail_lines: u32, pattern: &str) -> (usize, usize) {
+    let text = String::from_utf8_lossy(bytes);
+    let mut lines: Vec<&str> = text.lines().collect();
+    let truncated = u64::try_from(bytes.len()).unwrap_or(u64::MAX) >= max_bytes;
+    if truncated && !lines.is_empty() {
+        lines.remove(0);
+    }
+    let wanted = usize::try_from(tail_lines).unwrap_or(usize::MAX);
+    let start = lines.len().saturating_sub(wanted);
+    let tail = &lines[start..];
+    let matches = tail.iter().filter(|line| line.contains(pattern)).count();
+    (tail.len(), matches)
+}
+
+fn summary(
+    up: usize,
+    slow: usize,
+    down: usize,
+    log: Option<&LogResult>,
+    log_params: Option<&LogParams>,
+) -> String {
+    let mut parts = vec![format!("{up} up")];
+    if slow > 0 {
+        parts.push(format!("{slow} slow"));
+    }
+    if down > 0 {
+        parts.push(format!("{down} down"));
+    }
+    let mut summary = parts.join(", ");
+    if let (Some(log), Some(params)) = (log, log_params) {
+        match log.matches {
+            Some(matches) => summary.push_str(&format!(
+                "; {matches} {} lines in last {}",
+                params.pattern, log.lines
+            )),
+            None => summary.push_str(&format!("; {} unreadable", log.path)),
+        }
+    }
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_matches_in_the_tail_only() {
+        let text = b"ERROR a\nok\nERROR b\nok\nERROR c\n";
+        assert_eq!(tail_matches(text, 1024, 2, "ERROR"), (2, 1));
+        assert_eq!(tail_matches(text, 1024, 100, "ERROR"), (5, 3));
+    }
+
+    #[test]
+    fn drops_a_partial_first_line_when_cut() {
+        let text = b"ROR partial\nERROR whole\n";
+        let len = u64::try_from(text.len()).unwrap_or(0);
+        assert_eq!(tail_matches(text, len, 100, "ERROR"), (1, 1));
+    }
+}

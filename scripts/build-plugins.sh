@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds the bundled plugins as WebAssembly components and copies them to
+# target/plugins/<name>.wasm, where the agent's tests and the demo load them.
+#
+# A cdylib built for wasm32-wasip2 is already a component: no cargo-component
+# or wasm-tools step is needed. Respects CARGO_TARGET_DIR.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+plugins=(health testbed)
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2 >/dev/null 2>&1
+fi
+
+packages=()
+for plugin in "${plugins[@]}"; do
+    packages+=(-p "backout-plugin-$plugin")
+done
+
+cargo build --release --target wasm32-wasip2 "${packages[@]}"
+
+mkdir -p "$target_dir/plugins"
+for plugin in "${plugins[@]}"; do
+    artifact="$target_dir/wasm32-wasip2/release/backout_plugin_${plugin}.wasm"
+    cp "$artifact" "$target_dir/plugins/$plugin.wasm.tmp"
+    # Renamed into place so a running agent never reads a half-copied file.
+    mv "$target_dir/plugins/$plugin.wasm.tmp" "$target_dir/plugins/$plugin.wasm"
+    echo "built $target_dir/plugins/$plugin.wasm ($(wc -c <"$target_dir/plugins/$plugin.wasm") bytes)"
+done
