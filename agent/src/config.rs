@@ -54,7 +54,7 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     #[serde(default = "default_skew", deserialize_with = "duration")]
     pub clock_skew: Duration,
-    pub tls: TlsSection,
+    pub tls: TlsFiles,
     #[serde(default)]
     pub reconnect: Reconnect,
     #[serde(default)]
@@ -63,14 +63,6 @@ pub struct AgentConfig {
     pub plugins: Vec<PluginConfig>,
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSection {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,9 +100,7 @@ impl AgentConfig {
         let resolve = |p: &Path| backout_config::resolve(path, p);
         config.command_key = resolve(&config.command_key);
         config.state_dir = resolve(&config.state_dir);
-        config.tls.ca = resolve(&config.tls.ca);
-        config.tls.cert = resolve(&config.tls.cert);
-        config.tls.key = resolve(&config.tls.key);
+        config.tls = config.tls.resolved(resolve);
         for plugin in &mut config.plugins {
             plugin.path = resolve(&plugin.path);
         }
@@ -135,10 +125,6 @@ impl AgentConfig {
     }
 
     pub fn tls_files(&self) -> TlsFiles {
-        TlsFiles {
-            ca: self.tls.ca.clone(),
-            cert: self.tls.cert.clone(),
-            key: self.tls.key.clone(),
-        }
+        self.tls.clone()
     }
 }

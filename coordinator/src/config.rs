@@ -47,7 +47,7 @@ use serde::Deserialize;
 pub struct CoordinatorConfig {
     /// `host:port` to listen on; port 0 picks a free port (printed at start).
     pub listen: String,
-    pub tls: TlsSection,
+    pub tls: TlsFiles,
     pub command_key: PathBuf,
     #[serde(default = "default_command_ttl", deserialize_with = "duration")]
     pub command_ttl: Duration,
@@ -61,14 +61,6 @@ pub struct CoordinatorConfig {
     pub plugins: BTreeMap<String, PluginPin>,
     #[serde(default)]
     pub assess: AssessConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSection {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,9 +149,7 @@ impl CoordinatorConfig {
     /// Loads, resolves relative paths and checks cross-field rules.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut config: CoordinatorConfig = backout_config::load(path)?;
-        config.tls.ca = backout_config::resolve(path, &config.tls.ca);
-        config.tls.cert = backout_config::resolve(path, &config.tls.cert);
-        config.tls.key = backout_config::resolve(path, &config.tls.key);
+        config.tls = config.tls.resolved(|p| backout_config::resolve(path, p));
         config.command_key = backout_config::resolve(path, &config.command_key);
         config.validate(path)?;
         Ok(config)
@@ -221,11 +211,7 @@ impl CoordinatorConfig {
     }
 
     pub fn tls_files(&self) -> TlsFiles {
-        TlsFiles {
-            ca: self.tls.ca.clone(),
-            cert: self.tls.cert.clone(),
-            key: self.tls.key.clone(),
-        }
+        self.tls.clone()
     }
 
     /// Whether `target` (an agent id or a group) names `agent_id`; an empty

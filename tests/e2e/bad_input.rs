@@ -87,20 +87,7 @@ fn cli_commands_without_an_identity_exit_2() {
 async fn coordinator(pki: &Pki) -> Coordinator {
     pki.issue("agent", "app-1");
     pki.issue("operator", "alice");
-    let config = format!(
-        r#"command_key = "{p}/command-signing.key"
-[tls]
-ca = "{p}/ca.pem"
-cert = "{p}/coordinator.pem"
-key = "{p}/coordinator.key"
-[[agent]]
-id = "app-1"
-[operators]
-alice = ["release-manager"]
-"#,
-        p = pki.path().display()
-    );
-    Coordinator::start(pki.path(), &config).await
+    Coordinator::minimal(pki).await
 }
 
 fn hello() -> Vec<u8> {

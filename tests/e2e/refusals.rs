@@ -220,24 +220,6 @@ async fn a_malformed_body_is_refused_and_the_agent_keeps_serving() {
     rig.still_serves().await;
 }
 
-/// A coordinator with one configured agent and operator.
-async fn real_coordinator(pki: &Pki) -> Coordinator {
-    let config = format!(
-        r#"command_key = "{p}/command-signing.key"
-[tls]
-ca = "{p}/ca.pem"
-cert = "{p}/coordinator.pem"
-key = "{p}/coordinator.key"
-[[agent]]
-id = "app-1"
-[operators]
-alice = ["release-manager"]
-"#,
-        p = pki.path().display()
-    );
-    Coordinator::start(pki.path(), &config).await
-}
-
 async fn attach_as(pki_files: backout_tls::TlsFiles, addr: &str) -> Result<(), tonic::Status> {
     let material = pki_files.load().unwrap();
     let channel =
@@ -267,7 +249,7 @@ async fn an_agent_id_not_in_the_configuration_is_refused() {
     let pki = Pki::new("unknown-agent.test");
     pki.issue("agent", "intruder");
     pki.issue("operator", "alice");
-    let coordinator = real_coordinator(&pki).await;
+    let coordinator = Coordinator::minimal(&pki).await;
     let err = attach_as(pki.tls_files("agents/intruder"), &coordinator.addr)
         .await
         .unwrap_err();
@@ -296,7 +278,7 @@ async fn an_agent_certificate_from_another_ca_is_refused() {
     // Another fleet with the same trust domain name and an agent of the same id.
     let foreign = Pki::new("same-name.test");
     foreign.issue("agent", "app-1");
-    let coordinator = real_coordinator(&pki).await;
+    let coordinator = Coordinator::minimal(&pki).await;
     let files = backout_tls::TlsFiles {
         ca: pki.path().join("ca.pem"),
         cert: foreign.path().join("agents/app-1.pem"),
@@ -327,7 +309,7 @@ async fn an_operator_without_a_client_certificate_is_refused() {
     let pki = Pki::new("no-cert.test");
     pki.issue("operator", "alice");
     pki.issue("operator", "mallory");
-    let coordinator = real_coordinator(&pki).await;
+    let coordinator = Coordinator::minimal(&pki).await;
 
     // A TLS 1.3 client that trusts the CA but presents no certificate.
     let ca = std::fs::read(pki.path().join("ca.pem")).unwrap();

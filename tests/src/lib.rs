@@ -182,6 +182,25 @@ impl Coordinator {
         Self::start_on(dir, config, "127.0.0.1:0").await
     }
 
+    /// A coordinator that knows agent `app-1` and operator `alice`
+    /// (release-manager), with the PKI's keys.
+    pub async fn minimal(pki: &Pki) -> Coordinator {
+        let config = format!(
+            r#"command_key = "{p}/command-signing.key"
+[tls]
+ca = "{p}/ca.pem"
+cert = "{p}/coordinator.pem"
+key = "{p}/coordinator.key"
+[[agent]]
+id = "app-1"
+[operators]
+alice = ["release-manager"]
+"#,
+            p = pki.path().display()
+        );
+        Coordinator::start(pki.path(), &config).await
+    }
+
     /// Like [`Coordinator::start`], on a given `host:port`.
     pub async fn start_on(dir: &Path, config: &str, listen: &str) -> Coordinator {
         let path = dir.join("coordinator.toml");

@@ -43,8 +43,10 @@ pub enum TlsError {
     Connect { addr: String, message: String },
 }
 
-/// Paths to the CA, our certificate and our private key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Paths to the CA, our certificate and our private key: the `[tls]` table
+/// of the coordinator's and the agent's configuration files.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     pub ca: PathBuf,
     pub cert: PathBuf,
@@ -94,6 +96,15 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 impl TlsFiles {
+    /// Resolves relative paths with `resolve` (against the configuration file's directory).
+    pub fn resolved(&self, resolve: impl Fn(&Path) -> PathBuf) -> TlsFiles {
+        TlsFiles {
+            ca: resolve(&self.ca),
+            cert: resolve(&self.cert),
+            key: resolve(&self.key),
+        }
+    }
+
     /// Reads and checks the files: the CA names the trust domain, and our
     /// certificate carries an identity in that domain.
     pub fn load(&self) -> Result<TlsMaterial, TlsError> {
