@@ -62,7 +62,7 @@ ls -1 "$work/pki" "$work/pki/agents" "$work/pki/operators" | sed 's/^/  /'
 
 say "Starting the sample app (healthy /health, failing /api/health/providers, slow orders)"
 mkdir -p "$work/app-logs"
-python3 examples/demo/sample_app.py "$work/app.port" "$work/app-logs/error.log" &
+python3 examples/sample-app/sample_app.py --port-file "$work/app.port" --error-log "$work/app-logs/error.log" --providers-down &
 pids+=($!)
 wait_for_file "$work/app.port"
 app="http://127.0.0.1:$(cat "$work/app.port")"
