@@ -21,6 +21,9 @@
 //! [plugins.health]                           # optional: pin the component agents must run
 //! sha256 = "…"
 //!
+//! plan = "plan.toml"                        # optional: signals and the decision matrix
+//! evaluate_every = "1s"                      # how often every trigger is evaluated
+//!
 //! [assess]
 //! timeout = "15s"
 //! [[assess.check]]
@@ -61,6 +64,13 @@ pub struct CoordinatorConfig {
     pub plugins: BTreeMap<String, PluginPin>,
     #[serde(default)]
     pub assess: AssessConfig,
+    /// The rollback plan (signals, triggers...); without it the coordinator
+    /// serves the fleet but has no decision matrix.
+    #[serde(default)]
+    pub plan: Option<PathBuf>,
+    /// How often every trigger is evaluated.
+    #[serde(default = "default_evaluate_every", deserialize_with = "duration")]
+    pub evaluate_every: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +145,9 @@ fn default_command_ttl() -> Duration {
 fn default_heartbeat() -> Duration {
     Duration::from_secs(5)
 }
+fn default_evaluate_every() -> Duration {
+    Duration::from_secs(1)
+}
 fn default_assess_timeout() -> Duration {
     Duration::from_secs(15)
 }
@@ -151,6 +164,7 @@ impl CoordinatorConfig {
         let mut config: CoordinatorConfig = backout_config::load(path)?;
         config.tls = config.tls.resolved(|p| backout_config::resolve(path, p));
         config.command_key = backout_config::resolve(path, &config.command_key);
+        config.plan = config.plan.map(|p| backout_config::resolve(path, &p));
         config.validate(path)?;
         Ok(config)
     }

@@ -6,6 +6,7 @@
 //! * [`server`]: the gRPC services over mutual TLS, the agent registry, the
 //!   command dispatcher.
 //! * [`assess`]: phase 1.1, the emergency assessment.
+//! * [`signals`]: the plan's signals, sampled live, and the decision matrix.
 //! * [`cli`]: the operator commands and their output.
 
 pub mod assess;
@@ -13,3 +14,4 @@ pub mod cli;
 pub mod config;
 pub mod fleet;
 pub mod server;
+pub mod signals;

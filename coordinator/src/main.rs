@@ -61,12 +61,65 @@ enum Command {
         /// How long to wait for the slowest host (e.g. 15s).
         #[arg(long, value_parser = backout_config::parse_duration)]
         timeout: Option<std::time::Duration>,
+        /// When the deploy happened (RFC 3339, e.g. 2026-01-15T02:00:00Z, or
+        /// how long ago, e.g. 45m), to answer "did it start after the deploy?".
+        #[arg(long, value_parser = parse_when)]
+        deploy_time: Option<i64>,
     },
+    /// Set manual signals and record counted events.
+    #[command(subcommand)]
+    Signal(SignalCommand),
     /// Show who the coordinator thinks you are, and your roles.
     Whoami,
     /// Work with plan files.
     #[command(subcommand)]
     Plan(PlanCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SignalCommand {
+    /// Set a manual signal, recorded with your identity.
+    ///
+    /// Example: backout signal set breach_confirmed=true --note "customer PII in public bucket"
+    Set {
+        /// NAME=VALUE, VALUE being true, false or a number.
+        assignment: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Record counted events (e.g. one critical ticket).
+    ///
+    /// Example: backout signal event critical_tickets --count 3 --note "ZD-4411..4413"
+    Event {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+/// Parses an RFC 3339 time or a duration meaning "that long ago", to Unix ms.
+fn parse_when(text: &str) -> Result<i64, String> {
+    let now = std::time::SystemTime::now();
+    let at = match humantime::parse_rfc3339_weak(text) {
+        Ok(at) => at,
+        Err(_) => {
+            let ago = backout_config::parse_duration(text).map_err(|_| {
+                format!(
+                    "`{text}` is neither a time like 2026-01-15T02:00:00Z nor a duration like 45m"
+                )
+            })?;
+            now.checked_sub(ago).ok_or("too long ago")?
+        }
+    };
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .map_err(|_| "before 1970".to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,16 +164,76 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 .into_inner();
             Ok(cli::assess::print_agents(&reply, output))
         }
-        Command::Assess { output, timeout } => {
-            let mut control = cli.connect.control().await?;
+        Command::Assess {
+            output,
+            timeout,
+            deploy_time,
+        } => {
+            let control = cli.connect.control().await?;
             let timeout_ms =
                 timeout.map_or(0, |t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX));
-            let reply = control
-                .assess(wire::AssessRequest { timeout_ms })
-                .await
+            // Health and matrix at once: the 2 a.m. answer in one round trip's time.
+            let (mut health_client, mut matrix_client) = (control.clone(), control);
+            let (health, matrix) = tokio::join!(
+                health_client.assess(wire::AssessRequest { timeout_ms }),
+                matrix_client.matrix(wire::MatrixRequest {})
+            );
+            let reply = health.map_err(cli::client::status_error)?.into_inner();
+            let matrix = matrix.map_err(cli::client::status_error)?.into_inner();
+            Ok(cli::assess::print_assessment(
+                &reply,
+                Some(&matrix),
+                deploy_time,
+                output,
+            ))
+        }
+        Command::Signal(command) => {
+            let mut control = cli.connect.control().await?;
+            let (reply, output) = match command {
+                SignalCommand::Set {
+                    assignment,
+                    note,
+                    output,
+                } => {
+                    let (name, value) = assignment.split_once('=').ok_or_else(|| {
+                        cli::BadInput(format!("`{assignment}`: expected NAME=VALUE"))
+                    })?;
+                    let request = wire::SetSignalRequest {
+                        name: name.trim().into(),
+                        value: value.trim().into(),
+                        note,
+                    };
+                    (control.set_signal(request).await, output)
+                }
+                SignalCommand::Event {
+                    name,
+                    count,
+                    note,
+                    output,
+                } => {
+                    let request = wire::RecordEventRequest { name, count, note };
+                    (control.record_event(request).await, output)
+                }
+            };
+            let signal = reply
                 .map_err(cli::client::status_error)?
-                .into_inner();
-            Ok(cli::assess::print_assessment(&reply, output))
+                .into_inner()
+                .signal
+                .unwrap_or_default();
+            match output {
+                Output::Json => println!("{}", cli::matrix::signal_json(&signal)),
+                Output::Text => println!(
+                    "{} = {} (set by {})",
+                    signal.name,
+                    if signal.known {
+                        signal.value.as_str()
+                    } else {
+                        "unknown"
+                    },
+                    signal.set_by
+                ),
+            }
+            Ok(Exit::Ok)
         }
         Command::Plan(PlanCommand::Check { file, output }) => {
             cli::plan::check(&file, output)?;

@@ -6,5 +6,6 @@
 
 mod assess;
 mod bad_input;
+mod matrix;
 mod refusals;
 mod sandbox;

@@ -85,10 +85,20 @@ fn host_json(host: &wire::HostAssessment) -> Value {
     })
 }
 
-/// Prints the assessment; `Exit::Ok` when every host is healthy, else `Exit::Failed`.
-pub fn print_assessment(reply: &wire::AssessReply, output: Output) -> Exit {
+/// Prints the assessment: host health, then (with a plan) the decision
+/// matrix, the verdict and the checklist. `Exit::Ok` when every host is
+/// healthy and the verdict is no action, else `Exit::Failed`.
+pub fn print_assessment(
+    reply: &wire::AssessReply,
+    matrix: Option<&wire::MatrixReply>,
+    deploy_ms: Option<i64>,
+    output: Output,
+) -> Exit {
     let hosts: Vec<Value> = reply.hosts.iter().map(host_json).collect();
     let healthy = !hosts.is_empty() && hosts.iter().all(|h| h["healthy"] == json!(true));
+    let matrix = matrix.filter(|m| m.has_plan);
+    let checklist = super::matrix::checklist(&hosts, matrix, deploy_ms);
+    let quiet = matrix.is_none_or(|m| m.verdict == "NO ACTION");
     match output {
         Output::Json => {
             let doc = json!({
@@ -96,6 +106,9 @@ pub fn print_assessment(reply: &wire::AssessReply, output: Output) -> Exit {
                 "started_at_ms": reply.started_at_ms,
                 "duration_ms": reply.finished_at_ms - reply.started_at_ms,
                 "hosts": hosts,
+                "matrix": matrix.map(super::matrix::matrix_json),
+                "verdict": matrix.map(|m| m.verdict.clone()),
+                "checklist": checklist,
             });
             println!("{doc}");
         }
@@ -152,7 +165,15 @@ pub fn print_assessment(reply: &wire::AssessReply, output: Output) -> Exit {
                 hosts.len(),
                 human_ms(reply.finished_at_ms - reply.started_at_ms)
             );
+            match matrix {
+                Some(m) => super::matrix::print_text(m, &checklist),
+                None => println!("(no plan: the coordinator shows no decision matrix)"),
+            }
         }
     }
-    if healthy { Exit::Ok } else { Exit::Failed }
+    if healthy && quiet {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    }
 }

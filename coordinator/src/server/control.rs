@@ -12,6 +12,11 @@ use tonic::{Request, Response, Status};
 
 use super::State;
 use crate::assess;
+use crate::signals::board::{Board, SignalView};
+use backout_plan::expr::Value;
+use backout_plan::matrix::Verdict;
+use backout_plan::model::Class;
+use backout_plan::window::Hold;
 
 pub struct ControlService {
     pub state: Arc<State>,
@@ -128,5 +133,143 @@ impl wire::control_server::Control for ControlService {
             identity: format!("operator/{}", operator.name),
             roles: operator.roles,
         }))
+    }
+
+    async fn matrix(
+        &self,
+        request: Request<wire::MatrixRequest>,
+    ) -> Result<Response<wire::MatrixReply>, Status> {
+        self.operator(&request)?;
+        let now = now_ms();
+        let Some(board) = &self.state.board else {
+            return Ok(Response::new(wire::MatrixReply {
+                has_plan: false,
+                now_ms: now,
+                ..Default::default()
+            }));
+        };
+        Ok(Response::new(matrix_reply(board, now)))
+    }
+
+    async fn set_signal(
+        &self,
+        request: Request<wire::SetSignalRequest>,
+    ) -> Result<Response<wire::SetSignalReply>, Status> {
+        let operator = self.operator(&request)?;
+        let board = self.board()?;
+        let req = request.into_inner();
+        let view = board
+            .set_manual(&req.name, &req.value, &operator.name, &req.note, now_ms())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        tracing::info!(operator = %operator.name, signal = %req.name, value = %req.value, note = %req.note, "manual signal set");
+        Ok(Response::new(wire::SetSignalReply {
+            signal: Some(signal_status(&view)),
+        }))
+    }
+
+    async fn record_event(
+        &self,
+        request: Request<wire::RecordEventRequest>,
+    ) -> Result<Response<wire::SetSignalReply>, Status> {
+        let operator = self.operator(&request)?;
+        let board = self.board()?;
+        let req = request.into_inner();
+        let view = board
+            .record_events(
+                &req.name,
+                req.count.max(1),
+                &operator.name,
+                &req.note,
+                now_ms(),
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        tracing::info!(operator = %operator.name, signal = %req.name, count = req.count.max(1), "events recorded");
+        Ok(Response::new(wire::SetSignalReply {
+            signal: Some(signal_status(&view)),
+        }))
+    }
+}
+
+impl ControlService {
+    fn board(&self) -> Result<&Board, Status> {
+        self.state.board.as_deref().ok_or_else(|| {
+            Status::failed_precondition(
+                "the coordinator runs without a plan (set `plan` in its configuration)",
+            )
+        })
+    }
+}
+
+fn value_text(value: Option<Value>) -> String {
+    match value {
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => format!("{n}"),
+        None => String::new(),
+    }
+}
+
+fn signal_status(view: &SignalView) -> wire::SignalStatus {
+    wire::SignalStatus {
+        name: view.name.clone(),
+        source: view.source.to_string(),
+        value: value_text(view.value),
+        number: match view.value {
+            Some(Value::Number(n)) => n,
+            Some(Value::Bool(b)) => f64::from(u8::from(b)),
+            None => 0.0,
+        },
+        known: view.value.is_some(),
+        at_ms: view.at_ms.unwrap_or(0),
+        error: view.error.clone().unwrap_or_default(),
+        set_by: view.set_by.clone().unwrap_or_default(),
+        note: view.note.clone().unwrap_or_default(),
+    }
+}
+
+/// The matrix as sent to operators (the transport edge of `signals::board`).
+fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
+    let view = board.matrix(now);
+    let rows = view
+        .rows
+        .iter()
+        .map(|(row, value)| wire::TriggerRow {
+            trigger: row.trigger.clone(),
+            class: match row.class {
+                Class::Immediate => "immediate",
+                Class::Considered => "considered",
+            }
+            .into(),
+            condition: row.condition.clone(),
+            value: value_text(*value),
+            threshold: row.condition.clone(),
+            held_ms: i64::try_from(row.standing.held.as_millis()).unwrap_or(i64::MAX),
+            needed: match row.hold {
+                Hold::Immediately => "-".into(),
+                Hold::For(d) => humantime::format_duration(d).to_string(),
+                Hold::Samples(n) => format!("{n} samples"),
+            },
+            state: row.standing.state.as_str().into(),
+            deciders: row.deciders.clone(),
+            since_ms: row.standing.since_ms.unwrap_or(0),
+            consecutive: row.standing.consecutive,
+        })
+        .collect();
+    let (fired, deciders, unknown) = match &view.verdict {
+        Verdict::ImmediateRollback { triggers, deciders }
+        | Verdict::AssessForRollback { triggers, deciders } => {
+            (triggers.clone(), deciders.clone(), Vec::new())
+        }
+        Verdict::NoAction { unknown } => (Vec::new(), Vec::new(), unknown.clone()),
+    };
+    wire::MatrixReply {
+        has_plan: true,
+        plan_name: board.plan().meta.name.clone(),
+        rows,
+        verdict: view.verdict.headline().into(),
+        fired,
+        deciders,
+        unknown,
+        signals: view.signals.iter().map(signal_status).collect(),
+        now_ms: now,
     }
 }

@@ -20,6 +20,8 @@ use backout_tls::Identity;
 use tokio::net::TcpListener;
 
 use crate::config::CoordinatorConfig;
+use crate::signals::board::Board;
+use backout_plan::model::Plan;
 use dispatch::Dispatcher;
 use registry::Registry;
 
@@ -28,6 +30,8 @@ pub struct State {
     pub config: CoordinatorConfig,
     pub registry: Arc<Registry>,
     pub dispatcher: Dispatcher,
+    /// The plan's signals and triggers, when the configuration names a plan.
+    pub board: Option<Arc<Board>>,
 }
 
 impl State {
@@ -48,10 +52,19 @@ impl State {
             .map(|(name, pin)| (name.clone(), pin.sha256.to_ascii_lowercase()))
             .collect();
         let dispatcher = Dispatcher::new(signer, config.command_ttl, registry.clone(), pins);
+        let board = match &config.plan {
+            Some(path) => {
+                let plan = Plan::load(path)?;
+                tracing::info!(plan = %plan.meta.name, triggers = plan.triggers.len(), "plan loaded");
+                Some(Arc::new(Board::new(plan, config.evaluate_every)))
+            }
+            None => None,
+        };
         Ok(State {
             config,
             registry,
             dispatcher,
+            board,
         })
     }
 }
@@ -72,6 +85,9 @@ pub async fn run(
     }
     let tls = backout_tls::tls::server_config(&material)?;
     let state = Arc::new(State::new(config)?);
+    if let Some(board) = &state.board {
+        crate::signals::sampler::spawn(state.clone(), board.clone());
+    }
     let incoming = backout_tls::tls::incoming(listener, tls, material.domain.clone());
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
