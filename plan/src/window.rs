@@ -206,6 +206,65 @@ mod tests {
     }
 
     #[test]
+    fn held_exactly_the_duration_fires_and_a_moment_less_does_not() {
+        let hold = Hold::For(Duration::from_secs(600));
+        let h = history(&[T; 11]);
+        assert_eq!(evaluate(&h, hold, 10 * MIN, STALE).state, State::Fired);
+        assert_eq!(
+            evaluate(&h, hold, 10 * MIN - 1, STALE).state,
+            State::Breaching
+        );
+    }
+
+    #[test]
+    fn a_single_good_sample_at_the_end_resets_to_ok() {
+        let mut truths = [T; 20];
+        truths[19] = F;
+        let s = evaluate(
+            &history(&truths),
+            Hold::For(Duration::from_secs(60)),
+            19 * MIN,
+            STALE,
+        );
+        assert_eq!(s.state, State::Ok);
+        assert_eq!(s.since_ms, None);
+    }
+
+    /// Property: for any history, the state is FIRED only if the last
+    /// `needed` span is covered by holding samples, and never from unknowns.
+    #[test]
+    fn fired_implies_an_unbroken_run_covering_the_window() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2_000 {
+            let len = 1 + (seed % 30) as usize;
+            let truths: Vec<Truth> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    match seed % 5 {
+                        0 => U,
+                        1 => F,
+                        _ => T,
+                    }
+                })
+                .collect();
+            let h = history(&truths);
+            let now = (len as i64 - 1) * MIN;
+            let needed = Duration::from_secs(60 * (seed % 10));
+            let s = evaluate(&h, Hold::For(needed), now, STALE);
+            let run = truths.iter().rev().take_while(|t| **t == T).count() as i64;
+            let covered = Duration::from_millis(((run - 1).max(0) * MIN) as u64);
+            match s.state {
+                State::Fired => assert!(run > 0 && covered >= needed, "{truths:?} {needed:?}"),
+                State::Breaching => assert!(run > 0 && covered < needed),
+                State::Ok => assert_eq!(truths.last(), Some(&F)),
+                State::Unknown => assert_eq!(truths.last(), Some(&U)),
+            }
+        }
+    }
+
+    #[test]
     fn holds_parse() {
         assert_eq!(
             Hold::parse("15m").unwrap(),

@@ -410,4 +410,125 @@ deciders = ["rm"]
         b.evaluate(3_600_001);
         assert_eq!(state(&b, 3_600_001, "Tickets"), State::Ok);
     }
+
+    /// Every trigger of the seed plan, driven to FIRED and back to ok, with the
+    /// plan's windows shortened (same code path as production).
+    #[test]
+    fn all_eight_seed_triggers_fire_and_recover() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/samia-tarot/plan.toml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("for = \"30m\"", "for = \"3s\"")
+            .replace("for = \"10m\"", "for = \"2s\"")
+            .replace("for = \"15m\"", "for = \"3s\"")
+            .replace("for = \"20m\"", "for = \"4s\"")
+            .replace("window = \"1h\"", "window = \"10s\"");
+        let plan = Plan::parse(&path, &text).unwrap();
+        assert_eq!(plan.triggers.len(), 8);
+        let sampled = [
+            ("service_up", 1.0),
+            ("error_rate", 0.01),
+            ("p95_latency", 0.3),
+            ("payment_failure_rate", 0.01),
+            ("registration_failure_rate", 0.05),
+        ];
+        // trigger, signal, bad value (None: manual or events), needed seconds
+        let cases: [(&str, &str, Option<f64>, i64); 8] = [
+            ("Complete Service Down", "service_up", Some(0.0), 3),
+            ("Critical Security Breach", "breach_confirmed", None, 0),
+            ("Data Corruption", "data_corruption", None, 0),
+            (
+                "Payment Processing Failure",
+                "payment_failure_rate",
+                Some(0.11),
+                2,
+            ),
+            ("High Error Rate", "error_rate", Some(0.06), 3),
+            ("Performance Degradation", "p95_latency", Some(2.5), 3),
+            ("High Support Volume", "critical_tickets", None, 0),
+            (
+                "User Registration Failure",
+                "registration_failure_rate",
+                Some(0.21),
+                4,
+            ),
+        ];
+        for (trigger, signal, bad, needed) in cases {
+            let board = Board::new(plan.clone(), Duration::from_secs(1));
+            let mut now = 0;
+            let mut tick = |board: &Board, now: i64, bad_now: bool| {
+                for (name, good) in sampled {
+                    let value = if name == signal && bad_now {
+                        bad.unwrap_or(good)
+                    } else {
+                        good
+                    };
+                    board.record(name, now, Some(Value::Number(value)), None);
+                }
+                for manual in ["breach_confirmed", "data_corruption"] {
+                    if manual != signal {
+                        board.set_manual(manual, "false", "test", "", now).unwrap();
+                    }
+                }
+                board.evaluate(now);
+            };
+            tick(&board, now, false);
+            assert_eq!(
+                state(&board, now, trigger),
+                State::Ok,
+                "{trigger} starts ok"
+            );
+            match signal {
+                "breach_confirmed" | "data_corruption" => {
+                    board.set_manual(signal, "true", "test", "", now).unwrap();
+                }
+                "critical_tickets" => {
+                    board.record_events(signal, 21, "support", "", now).unwrap();
+                }
+                _ => {}
+            }
+            // Hold the bad value for the window, checking it is not early.
+            for second in 0..=needed {
+                now = second * 1000 + 1000;
+                tick(&board, now, true);
+                let expected = if second < needed {
+                    State::Breaching
+                } else {
+                    State::Fired
+                };
+                assert_eq!(
+                    state(&board, now, trigger),
+                    expected,
+                    "{trigger} after {second} s"
+                );
+            }
+            let class = plan
+                .triggers
+                .iter()
+                .find(|t| t.name == trigger)
+                .unwrap()
+                .class;
+            let headline = board.matrix(now).verdict.headline();
+            match class {
+                backout_plan::model::Class::Immediate => {
+                    assert_eq!(headline, "IMMEDIATE ROLLBACK", "{trigger}")
+                }
+                backout_plan::model::Class::Considered => {
+                    assert_eq!(headline, "ASSESS FOR ROLLBACK", "{trigger}")
+                }
+            }
+            // Back to good.
+            match signal {
+                "breach_confirmed" | "data_corruption" => {
+                    board.set_manual(signal, "false", "test", "", now).unwrap();
+                }
+                "critical_tickets" => now += 10_000, // the tickets leave the 10 s window
+                _ => {}
+            }
+            now += 1000;
+            tick(&board, now, false);
+            assert_eq!(state(&board, now, trigger), State::Ok, "{trigger} recovers");
+        }
+    }
 }
