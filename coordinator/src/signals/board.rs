@@ -457,7 +457,7 @@ deciders = ["rm"]
         for (trigger, signal, bad, needed) in cases {
             let board = Board::new(plan.clone(), Duration::from_secs(1));
             let mut now = 0;
-            let mut tick = |board: &Board, now: i64, bad_now: bool| {
+            let tick = |board: &Board, now: i64, bad_now: bool| {
                 for (name, good) in sampled {
                     let value = if name == signal && bad_now {
                         bad.unwrap_or(good)
