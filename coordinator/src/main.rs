@@ -66,6 +66,20 @@ enum Command {
         #[arg(long, value_parser = parse_when)]
         deploy_time: Option<i64>,
     },
+    /// Watch the decision matrix after a deploy; act when a trigger fires.
+    ///
+    /// Example: backout guard --deploy-time 2026-01-15T02:00:00Z
+    Guard {
+        /// How often to look.
+        #[arg(long, default_value = "2s", value_parser = backout_config::parse_duration)]
+        interval: std::time::Duration,
+        /// When the deploy happened (RFC 3339, or how long ago, e.g. 5m).
+        #[arg(long, value_parser = parse_when)]
+        deploy_time: Option<i64>,
+        /// Exit with code 1 when an immediate trigger fires (for scripts).
+        #[arg(long)]
+        exit_on_immediate: bool,
+    },
     /// Set manual signals and record counted events.
     #[command(subcommand)]
     Signal(SignalCommand),
@@ -187,6 +201,11 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 output,
             ))
         }
+        Command::Guard {
+            interval,
+            deploy_time,
+            exit_on_immediate,
+        } => cli::guard::run(&cli.connect, interval, deploy_time, exit_on_immediate).await,
         Command::Signal(command) => {
             let mut control = cli.connect.control().await?;
             let (reply, output) = match command {

@@ -86,6 +86,34 @@ alice = ["release-manager"]
     let coordinator = Coordinator::start(pki.path(), &config).await;
     let addr = coordinator.addr.clone();
 
+    // Guard watches from the start, as after a deploy.
+    let mut guard = backout_e2e::Proc::spawn(
+        &backout_e2e::bin("backout"),
+        &[
+            "guard",
+            "--interval",
+            "300ms",
+            "--deploy-time",
+            "1m",
+            "--exit-on-immediate",
+            "--coordinator",
+            &addr,
+            "--pki",
+            pki.path().to_str().unwrap(),
+            "--operator",
+            "alice",
+        ],
+        &pki.path().join("guard.log"),
+    );
+    let mut guard_stdout = guard.child.stdout.take().unwrap();
+    let guard_output = tokio::spawn(async move {
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut guard_stdout, &mut text)
+            .await
+            .unwrap();
+        text
+    });
+
     // Healthy traffic first: the trigger is ok once Prometheus has rates.
     wait_for(
         "the error-rate trigger to be ok",
@@ -167,6 +195,34 @@ alice = ["release-manager"]
         .clone();
     assert_eq!(breach["set_by"], "alice");
     assert_eq!(breach["note"], "PII exposed");
+
+    // Guard saw it all, acted on the immediate trigger and exited 1.
+    let status = tokio::time::timeout(Duration::from_secs(20), guard.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let said = guard_output.await.unwrap();
+    assert!(said.contains("High Error Rate: ok -> breaching"), "{said}");
+    assert!(
+        said.contains("High Error Rate: breaching -> FIRED"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "ASSESS FOR ROLLBACK: High Error Rate fired; paging technical-lead + release-manager"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains("IMMEDIATE ROLLBACK: Critical Security Breach fired"),
+        "{said}"
+    );
+    assert!(
+        said.contains("decision recorded on the coordinator"),
+        "{said}"
+    );
+    assert!(coordinator.proc.log_text().contains("decision recorded"));
     cli(
         &pki,
         &addr,

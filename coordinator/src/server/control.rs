@@ -167,6 +167,13 @@ impl wire::control_server::Control for ControlService {
         }))
     }
 
+    async fn record_decision(
+        &self,
+        request: Request<wire::RecordDecisionRequest>,
+    ) -> Result<Response<wire::RecordDecisionReply>, Status> {
+        self.record_decision_impl(request).await
+    }
+
     async fn record_event(
         &self,
         request: Request<wire::RecordEventRequest>,
@@ -191,6 +198,25 @@ impl wire::control_server::Control for ControlService {
 }
 
 impl ControlService {
+    async fn record_decision_impl(
+        &self,
+        request: Request<wire::RecordDecisionRequest>,
+    ) -> Result<Response<wire::RecordDecisionReply>, Status> {
+        let operator = self.operator(&request)?;
+        let req = request.into_inner();
+        // Until the journal exists (runs issue), the coordinator's log is the record.
+        tracing::warn!(
+            operator = %operator.name,
+            trigger = %req.trigger,
+            decision = %req.decision,
+            detail = %req.detail,
+            "decision recorded"
+        );
+        Ok(Response::new(wire::RecordDecisionReply {
+            recorded_at_ms: now_ms(),
+        }))
+    }
+
     fn board(&self) -> Result<&Board, Status> {
         self.state.board.as_deref().ok_or_else(|| {
             Status::failed_precondition(
@@ -252,6 +278,11 @@ fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
             deciders: row.deciders.clone(),
             since_ms: row.standing.since_ms.unwrap_or(0),
             consecutive: row.standing.consecutive,
+            auto_rollback: board
+                .plan()
+                .triggers
+                .iter()
+                .any(|t| t.name == row.trigger && t.auto_rollback),
         })
         .collect();
     let (fired, deciders, unknown) = match &view.verdict {
