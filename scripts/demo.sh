@@ -5,9 +5,11 @@
 #   scripts/demo.sh --keep   leave the fleet running to explore with the CLI
 #
 # What it does: builds Backout and its plugins, generates a fleet PKI in a temp
-# dir, starts a coordinator and two agents (app-1, app-2) as real processes, a
-# sample app with one healthy and one failing provider endpoint, and runs the
-# emergency assessment (`backout assess`) across the fleet.
+# dir, starts a sample app (one failing provider endpoint, Prometheus metrics),
+# a real Prometheus scraping it, a coordinator with a plan and two agents
+# (app-1, app-2) as real processes; runs the emergency assessment; then turns
+# the app faulty (12% errors, like a bad deploy) and shows the decision matrix
+# go from ok to FIRED while `backout guard` watches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -16,12 +18,15 @@ keep=false
 for arg in "$@"; do
   case "$arg" in
     --keep) keep=true ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "Installing what the demo starts (prometheus, python3) if missing"
+scripts/install-parts.sh
 
 say "Building Backout and its plugins (the first build takes several minutes)"
 scripts/build-plugins.sh
@@ -48,6 +53,12 @@ else
   trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"; exit 130' INT TERM
 fi
 
+# Plain HTTP from the shell without curl (python3 is here for the sample app).
+http_ok() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$1" 2>/dev/null; }
+http_post() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method="POST"), timeout=5)' "$1" "$2"
+}
+
 wait_for_file() {
   for _ in $(seq 1 200); do [ -s "$1" ] && return 0; sleep 0.1; done
   echo "timed out waiting for $1" >&2; return 1
@@ -68,11 +79,76 @@ wait_for_file "$work/app.port"
 app="http://127.0.0.1:$(cat "$work/app.port")"
 echo "  sample app on $app"
 
+say "Starting Prometheus, scraping the sample app every second"
+prom_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat > "$work/prometheus.yml" <<YAML
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: samia-tarot-app
+    static_configs:
+      - targets: ['127.0.0.1:$(cat "$work/app.port")']
+YAML
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prometheus-data" \
+  --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >/dev/null 2>"$work/prometheus.log" &
+pids+=($!)
+for _ in $(seq 1 300); do http_ok "http://127.0.0.1:$prom_port/-/ready" && break; sleep 0.1; done
+echo "  prometheus on http://127.0.0.1:$prom_port"
+
+# The seed plan's decision matrix, with two windows shortened so the demo
+# takes seconds: High Error Rate needs 10 s instead of 15 minutes.
+cat > "$work/plan.toml" <<TOML
+[plan]
+name = "Samia Tarot Platform — Emergency Rollback (demo windows)"
+document = "RP-SAMIA-2025-001"
+[roles]
+release-manager = "Release Manager"
+technical-lead = "Technical Lead"
+sre-lead = "SRE Lead"
+security-lead = "Security Lead"
+[signals.service_up]
+probe = { check = "application", aggregate = "any-up" }
+interval = "2s"
+[signals.error_rate]
+prometheus = { url = "http://127.0.0.1:$prom_port", query = 'sum(rate(http_requests_total{code=~"5.."}[5s])) / sum(rate(http_requests_total[5s]))' }
+interval = "1s"
+[signals.p95_latency]
+prometheus = { url = "http://127.0.0.1:$prom_port", query = 'histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[5s])) by (le))' }
+interval = "1s"
+[signals.breach_confirmed]
+manual = true
+[[trigger]]
+name = "Complete Service Down"
+class = "immediate"
+when = "service_up == 0"
+for = "30m"
+deciders = ["release-manager"]
+[[trigger]]
+name = "Critical Security Breach"
+class = "immediate"
+when = "breach_confirmed"
+unknown = "ok"
+deciders = ["security-lead", "release-manager"]
+[[trigger]]
+name = "High Error Rate"
+class = "considered"
+when = "error_rate > 5%"
+for = "10s"
+deciders = ["technical-lead", "release-manager"]
+[[trigger]]
+name = "Performance Degradation"
+class = "considered"
+when = "p95_latency > 2000ms"
+for = "15m"
+deciders = ["sre-lead", "release-manager"]
+TOML
+
 health_sha=$(sha256sum "$target/plugins/health.wasm" | cut -d' ' -f1)
 cat > "$work/coordinator.toml" <<TOML
 listen = "127.0.0.1:0"
 command_key = "pki/command-signing.key"
 heartbeat_interval = "2s"
+plan = "plan.toml"
 [tls]
 ca = "pki/ca.pem"
 cert = "pki/coordinator.pem"
@@ -148,12 +224,38 @@ done
 say "backout agents"
 "$backout" agents
 
-say "backout assess   (phase 1.1: every host's health checks, signed, sandboxed, streamed back)"
+sleep 5  # let Prometheus gather a few rates and the probes run once
+say "backout assess   (phase 1.1: every host's health checks, signed, sandboxed, streamed back; then the decision matrix)"
 set +e
-"$backout" assess
+"$backout" assess --deploy-time 1m
 code=$?
 set -e
-echo "  (exit code $code: 0 all healthy, 1 not)"
+echo "  (exit code $code: 0 all healthy and no action, 1 not)"
+
+say "A bad deploy: the app now fails 12% of requests. backout guard watches."
+"$backout" guard --interval 1s --deploy-time 1m --exit-on-immediate >"$work/guard.out" 2>&1 &
+guard_pid=$!
+pids+=($guard_pid)
+http_post "$app/admin/fault" '{"error_rate": 0.12}'
+for _ in $(seq 1 40); do
+  grep -q "High Error Rate: breaching -> FIRED" "$work/guard.out" 2>/dev/null && break
+  sleep 1
+done
+cat "$work/guard.out"
+
+say "backout assess   (the error-rate trigger has held for its window: FIRED)"
+set +e
+"$backout" assess --deploy-time 1m | sed -n '/DECISION MATRIX/,$p'
+set -e
+
+say "A person confirms a breach: an immediate trigger"
+"$backout" signal set breach_confirmed=true --note "demo: customer data exposed"
+for _ in $(seq 1 20); do kill -0 "$guard_pid" 2>/dev/null || break; sleep 0.5; done
+sed -n '/IMMEDIATE/,$p' "$work/guard.out"
+set +e
+"$backout" assess --deploy-time 1m | sed -n '/VERDICT/,/^$/p'
+set -e
+echo "  (the rollback itself, with approvals and live progress, comes with the runs feature)"
 
 if $keep; then
   say "The fleet keeps running. In another shell:"

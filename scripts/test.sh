@@ -8,16 +8,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "real parts the tests start (Debian's prometheus, python3)"
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v python3 >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends prometheus python3 >/dev/null
-  else
-    echo "prometheus and python3 are needed: apt-get install prometheus python3 (as root)" >&2
-    exit 1
-  fi
-fi
+scripts/install-parts.sh
 prometheus --version 2>&1 | head -1
 
 step "plugins (wasm32-wasip2, release)"
