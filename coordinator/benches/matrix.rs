@@ -62,7 +62,9 @@ fn main() {
     }
     evaluate.sort();
     read.sort();
-    println!("matrix: {SIGNALS} signals, {SIGNALS} triggers (held-for 15m, 900 samples each), {ROUNDS} rounds");
+    println!(
+        "matrix: {SIGNALS} signals, {SIGNALS} triggers (held-for 15m, 900 samples each), {ROUNDS} rounds"
+    );
     println!(
         "  evaluate (every tick): p50 {:?}  p99 {:?}",
         percentile(&evaluate, 0.5),
