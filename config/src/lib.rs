@@ -31,22 +31,113 @@ pub enum ConfigError {
         message: String,
     },
     /// A value that parsed but makes no sense (an unknown agent id, ...).
-    #[error("{path}: field `{field}`: {message}")]
+    #[error("{path}{}: field `{field}`: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     Invalid {
         path: PathBuf,
+        /// The line the field is on, when it can be found.
+        line: Option<usize>,
         field: String,
         message: String,
     },
 }
 
 impl ConfigError {
+    /// An error about `field` (a path like `trigger[2].when`) of the file at
+    /// `path`; the line is found in the file when it can be read.
     pub fn invalid(path: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let line = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| find_field_line(&text, &field));
         ConfigError::Invalid {
             path: path.to_path_buf(),
-            field: field.into(),
+            line,
+            field,
             message: message.into(),
         }
     }
+
+    /// Fills in the line from `text` (for files parsed from memory).
+    pub fn locate_in(self, text: &str) -> Self {
+        match self {
+            ConfigError::Invalid {
+                path,
+                line: None,
+                field,
+                message,
+            } => ConfigError::Invalid {
+                line: find_field_line(text, &field),
+                path,
+                field,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Finds the 1-based line of a field path such as `trigger[2].when`,
+/// `signals.error_rate.window` or `assess.check[0].agents` in TOML text laid
+/// out the usual way (tables and arrays of tables with `key = value` lines).
+/// Falls back to the line of the table; None when not even that is found.
+pub fn find_field_line(text: &str, field: &str) -> Option<usize> {
+    // "trigger[2]" -> ("trigger", Some(2))
+    let segments: Vec<(&str, Option<usize>)> = field
+        .split('.')
+        .map(|seg| match seg.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse().ok()),
+            None => (seg, None),
+        })
+        .collect();
+    let lines: Vec<&str> = text.lines().collect();
+    let header_of = |line: &str| -> Option<String> {
+        let t = line.trim();
+        t.starts_with('[').then(|| {
+            t.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+    };
+    let key_of = |line: &str| -> Option<String> {
+        line.split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_string())
+    };
+    // Try the longest table prefix first.
+    for k in (0..segments.len()).rev() {
+        let table: Vec<&str> = segments[..k].iter().map(|(n, _)| *n).collect();
+        let table = table.join(".");
+        let occurrence = segments[..k].last().and_then(|(_, i)| *i).unwrap_or(0);
+        let key = segments.get(k).map(|(n, _)| *n);
+        let start = if k == 0 {
+            Some(0)
+        } else {
+            lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| header_of(l).as_deref() == Some(table.as_str()))
+                .nth(occurrence)
+                .map(|(i, _)| i)
+        };
+        let Some(start) = start else { continue };
+        let body_from = if k == 0 { 0 } else { start + 1 };
+        if let Some(key) = key {
+            for (i, line) in lines.iter().enumerate().skip(body_from) {
+                if header_of(line).is_some() {
+                    break;
+                }
+                if key_of(line).as_deref() == Some(key) {
+                    return Some(i + 1);
+                }
+            }
+        }
+        if k > 0 {
+            return Some(start + 1);
+        }
+    }
+    None
 }
 
 /// Reads and parses a TOML file.
@@ -161,6 +252,18 @@ mod tests {
             .to_string();
         assert!(err.contains("c.toml:3:"), "{err}");
         assert!(err.contains("listen_adress"), "{err}");
+    }
+
+    #[test]
+    fn field_paths_are_found_on_their_lines() {
+        let text = "listen = 1\n[[trigger]]\nname = \"a\"\n[[trigger]]\nname = \"b\"\nwhen = \"x\"\n\
+                    [signals.error_rate]\nwindow = \"1h\"\n[assess]\n[[assess.check]]\nagents = []\n";
+        assert_eq!(find_field_line(text, "listen"), Some(1));
+        assert_eq!(find_field_line(text, "trigger[1].when"), Some(6));
+        assert_eq!(find_field_line(text, "trigger[1].deciders"), Some(4));
+        assert_eq!(find_field_line(text, "signals.error_rate.window"), Some(8));
+        assert_eq!(find_field_line(text, "assess.check[0].agents"), Some(11));
+        assert_eq!(find_field_line(text, "nothing.here"), None);
     }
 
     #[test]

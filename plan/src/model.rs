@@ -190,7 +190,7 @@ impl Plan {
     /// Parses and validates plan text that came from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Plan, ConfigError> {
         let file: PlanFile = backout_config::parse(path, text)?;
-        Plan::validate(path, file)
+        Plan::validate(path, file).map_err(|e| e.locate_in(text))
     }
 
     fn validate(path: &Path, file: PlanFile) -> Result<Plan, ConfigError> {
@@ -442,7 +442,22 @@ mod tests {
         let err = Plan::parse(Path::new("p.toml"), &text)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("unknown role `cfo`"), "{err}");
+        assert!(
+            err.starts_with("p.toml:11: field `trigger[0].deciders`")
+                && err.contains("unknown role `cfo`"),
+            "{err}"
+        );
+        let text = format!(
+            "{BASE}[[trigger]]\nname = \"a\"\nclass = \"immediate\"\nwhen = \"x\"\ndeciders = []\n"
+        );
+        let err = Plan::parse(Path::new("p.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:11: field `trigger[0].deciders`")
+                && err.contains("at least one role"),
+            "{err}"
+        );
         let text = format!(
             "{BASE}[[trigger]]\nname = \"a\"\nclass = \"immediate\"\nwen = \"x\"\ndeciders = [\"rm\"]\n"
         );
