@@ -294,7 +294,10 @@ groups = ["app"]
         );
         let (_dir, path) = write(&text);
         let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
-        assert!(err.contains("coordinator.toml:15: field `assess.check[0].agents`"), "{err}");
+        assert!(
+            err.contains("coordinator.toml:15: field `assess.check[0].agents`"),
+            "{err}"
+        );
     }
 
     #[test]

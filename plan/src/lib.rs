@@ -2,6 +2,8 @@
 //! every rule is unit-tested.
 //!
 //! * [`model`]: the plan file (fleet, roles, signals, triggers) and its validation.
+//! * [`sections`]: phases and steps, approvals, channels and templates,
+//!   escalation, success criteria, contacts, report deadlines, drills.
 //! * [`expr`]: the condition language (`error_rate > 5% and p95 > 2000ms`).
 //! * [`window`]: held-for windows ("for > 15 minutes", "5 samples").
 //! * [`matrix`]: the decision matrix and its verdict.
@@ -11,4 +13,5 @@ pub mod expr;
 pub mod history;
 pub mod matrix;
 pub mod model;
+pub mod sections;
 pub mod window;

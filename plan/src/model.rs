@@ -12,6 +12,10 @@ use backout_config::{ConfigError, opt_duration};
 use serde::Deserialize;
 
 use crate::expr::Expr;
+use crate::sections::{
+    self, Approvals, Channel, Contact, Drill, Escalation, EscalationSpec, Phase, ReportSpec,
+    Success, Template,
+};
 use crate::window::Hold;
 
 /// `[plan]`: what this document is.
@@ -137,6 +141,24 @@ pub struct PlanFile {
     pub signals: BTreeMap<String, SignalSpec>,
     #[serde(default, rename = "trigger")]
     pub triggers: Vec<TriggerSpec>,
+    #[serde(default)]
+    pub approvals: Approvals,
+    #[serde(default, rename = "phase")]
+    pub phases: Vec<Phase>,
+    #[serde(default)]
+    pub channels: BTreeMap<String, Channel>,
+    #[serde(default)]
+    pub templates: BTreeMap<String, Template>,
+    #[serde(default, rename = "escalation")]
+    pub escalations: Vec<EscalationSpec>,
+    #[serde(default)]
+    pub success: Option<Success>,
+    #[serde(default, rename = "contact")]
+    pub contacts: Vec<Contact>,
+    #[serde(default)]
+    pub report: Option<ReportSpec>,
+    #[serde(default)]
+    pub drill: Option<Drill>,
 }
 
 /// A signal after validation.
@@ -176,6 +198,15 @@ pub struct Plan {
     pub roles: BTreeMap<String, String>,
     pub signals: BTreeMap<String, Signal>,
     pub triggers: Vec<Trigger>,
+    pub approvals: Approvals,
+    pub phases: Vec<Phase>,
+    pub channels: BTreeMap<String, Channel>,
+    pub templates: BTreeMap<String, Template>,
+    pub escalations: Vec<Escalation>,
+    pub success: Option<Success>,
+    pub contacts: Vec<Contact>,
+    pub report: Option<ReportSpec>,
+    pub drill: Option<Drill>,
 }
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
@@ -327,12 +358,39 @@ impl Plan {
             });
         }
 
+        for (i, role) in file.approvals.run.iter().enumerate() {
+            if !file.roles.contains_key(role) {
+                return Err(bad(
+                    format!("approvals.run[{i}]"),
+                    format!("unknown role `{role}` (add it to [roles])"),
+                ));
+            }
+        }
+        let targets: BTreeSet<String> = file
+            .hosts
+            .iter()
+            .flat_map(|h| std::iter::once(h.id.clone()).chain(h.groups.iter().cloned()))
+            .collect();
+        sections::check_phases(&file.phases, &file.roles, &targets).map_err(|(f, m)| bad(f, m))?;
+        sections::check_templates(&file.templates, &file.channels).map_err(|(f, m)| bad(f, m))?;
+        let escalations = sections::check_escalations(file.escalations, &file.channels)
+            .map_err(|(f, m)| bad(f, m))?;
+
         Ok(Plan {
             meta: file.plan,
             hosts: file.hosts,
             roles: file.roles,
             signals,
             triggers,
+            approvals: file.approvals,
+            phases: file.phases,
+            channels: file.channels,
+            templates: file.templates,
+            escalations,
+            success: file.success,
+            contacts: file.contacts,
+            report: file.report,
+            drill: file.drill,
         })
     }
 }
@@ -400,6 +458,65 @@ mod tests {
             Source::Events {
                 window: Duration::from_secs(3600)
             }
+        );
+    }
+
+    #[test]
+    fn the_seed_plan_encodes_phases_approvals_escalation_and_success() {
+        let plan = seed();
+        let ids: Vec<&str> = plan.phases.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "immediate-response",
+                "application",
+                "database",
+                "external-services",
+                "stabilisation",
+                "communication"
+            ]
+        );
+        assert_eq!(plan.approvals.run, ["release-manager", "technical-lead"]);
+        let db = &plan.phases[2];
+        assert_eq!(db.approvals, ["dba", "technical-lead", "product-owner"]);
+        assert_eq!(db.steps[0].action, "backup", "the backup comes first");
+        assert_eq!(plan.escalations.len(), 3);
+        assert_eq!(plan.escalations[0].who, "CTO");
+        let success = plan.success.as_ref().unwrap();
+        assert_eq!(success.rto, Some(Duration::from_secs(3600)));
+        assert_eq!(success.notify_within, Some(Duration::from_secs(900)));
+        assert!(plan.templates["internal"].body.contains("{{ data_loss }}"));
+    }
+
+    const PHASES: &str = "[[host]]\nid = \"app-1\"\ngroups = [\"app\"]\n";
+
+    #[test]
+    fn phases_reference_known_hosts_roles_and_phases_without_cycles() {
+        let cycle = format!(
+            "{BASE}{PHASES}[[phase]]\nid = \"a\"\nname = \"A\"\nafter = [\"b\"]\n[[phase]]\nid = \"b\"\nname = \"B\"\nafter = [\"a\"]\n"
+        );
+        let err = Plan::parse(Path::new("p.toml"), &cycle)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cycle"), "{err}");
+        let unknown_host = format!(
+            "{BASE}{PHASES}[[phase]]\nid = \"a\"\nname = \"A\"\n[[phase.step]]\nid = \"s\"\nplugin = \"app\"\naction = \"stop\"\non = \"db\"\n"
+        );
+        let err = Plan::parse(Path::new("p.toml"), &unknown_host)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("phase[0].step[0].on") && err.contains("`db`"),
+            "{err}"
+        );
+        let bad_escalation =
+            format!("{BASE}[[escalation]]\nwho = \"CTO\"\nwhen = \"dollars > 5\"\n");
+        let err = Plan::parse(Path::new("p.toml"), &bad_escalation)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("escalation[0].when") && err.contains("unknown figure `dollars`"),
+            "{err}"
         );
     }
 

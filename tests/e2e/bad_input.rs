@@ -200,3 +200,58 @@ async fn malformed_coordinator_messages_do_not_kill_the_agent() {
         .await;
     rig.still_serves().await;
 }
+
+#[test]
+fn plan_check_accepts_the_seed_plan_and_names_file_line_and_field_of_bad_ones() {
+    let seed =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/samia-tarot/plan.toml");
+    let out = run(
+        &bin("backout"),
+        &["plan", "check", seed.to_str().unwrap(), "--output", "json"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["triggers"].as_array().unwrap().len(), 8);
+    assert_eq!(doc["phases"].as_array().unwrap().len(), 6);
+
+    let dir = tempfile::tempdir().unwrap();
+    let base = "[plan]\nname = \"t\"\n[roles]\nrm = \"RM\"\n[signals.x]\nmanual = true\n[[trigger]]\nname = \"a\"\nclass = \"immediate\"\n";
+    for (tail, line, field) in [
+        (
+            "when = \"x\"\ndeciders = [\"rm\"]\nwhen_not = 1\n",
+            12,
+            "when_not",
+        ),
+        (
+            "when = \"x >\"\ndeciders = [\"rm\"]\n",
+            10,
+            "trigger[0].when",
+        ),
+        (
+            "when = \"y > 1\"\ndeciders = [\"rm\"]\n",
+            10,
+            "trigger[0].when",
+        ),
+        ("when = \"x\"\ndeciders = []\n", 11, "trigger[0].deciders"),
+    ] {
+        let path = dir.path().join("plan.toml");
+        std::fs::write(&path, format!("{base}{tail}")).unwrap();
+        let out = run(
+            &bin("backout"),
+            &["plan", "check", path.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2), "{tail}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{}:{line}:", path.display())),
+            "{tail}: {stderr}"
+        );
+        assert!(stderr.contains(field), "{tail}: {stderr}");
+    }
+}

@@ -39,6 +39,13 @@ pub fn check(path: &Path, output: Output) -> anyhow::Result<()> {
                 "document": plan.meta.document,
                 "hosts": plan.hosts.iter().map(|h| json!({"id": h.id, "groups": h.groups})).collect::<Vec<_>>(),
                 "signals": plan.signals.values().map(|s| json!({"name": s.name, "source": source_text(&s.source)})).collect::<Vec<_>>(),
+                "phases": plan.phases.iter().map(|p| json!({
+                    "id": p.id, "name": p.name, "after": p.after, "approvals": p.approvals,
+                    "time_limit_s": p.time_limit.map(|d| d.as_secs()),
+                    "steps": p.steps.iter().map(|s| json!({"id": s.id, "plugin": s.plugin, "action": s.action, "on": s.on})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "approvals": plan.approvals.run,
+                "escalation": plan.escalations.iter().map(|e| json!({"who": e.who, "when": e.when_text})).collect::<Vec<_>>(),
                 "triggers": plan.triggers.iter().map(|t| json!({
                     "name": t.name, "class": class(t.class), "when": t.when_text,
                     "for": hold_text(t.hold), "deciders": t.deciders,
@@ -88,6 +95,47 @@ pub fn check(path: &Path, output: Output) -> anyhow::Result<()> {
                 .map(|s| vec![s.name.clone(), source_text(&s.source)])
                 .collect();
             print!("{}", table::render(&["SIGNAL", "SOURCE"], &rows));
+            println!();
+            let rows: Vec<Vec<String>> = plan
+                .phases
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.id.clone(),
+                        p.name.clone(),
+                        if p.after.is_empty() {
+                            "-".into()
+                        } else {
+                            p.after.join(", ")
+                        },
+                        if p.approvals.is_empty() {
+                            "-".into()
+                        } else {
+                            p.approvals.join(" + ")
+                        },
+                        p.time_limit
+                            .map(|d| humantime::format_duration(d).to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        p.steps.len().to_string(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &["PHASE", "NAME", "AFTER", "APPROVALS", "TIME LIMIT", "STEPS"],
+                    &rows
+                )
+            );
+            if !plan.approvals.run.is_empty() {
+                println!(
+                    "\nA run needs approval by: {}",
+                    plan.approvals.run.join(" + ")
+                );
+            }
+            for e in &plan.escalations {
+                println!("Escalate to {} when {}", e.who, e.when_text);
+            }
         }
     }
     Ok(())

@@ -1,0 +1,359 @@
+//! The rest of a plan beyond the decision matrix: phases and their steps,
+//! approvals, notification channels and message templates, escalation rules,
+//! success criteria, contacts and drills. Parsed and checked here (references
+//! to roles, hosts, groups and phases; conditions; durations); executed by the
+//! run engine, the plugins and the report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use backout_config::opt_duration;
+use serde::Deserialize;
+
+use crate::expr::Expr;
+
+/// `[approvals]`: who must approve a run before it starts (seed 1.2:
+/// "Release Manager + Technical Lead (minimum)").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approvals {
+    #[serde(default)]
+    pub run: Vec<String>,
+    /// May the person who started the run approve it? (default: no)
+    #[serde(default)]
+    pub self_approval: bool,
+}
+
+/// What a step does when it fails.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Stop the phase (default).
+    #[default]
+    Halt,
+    /// Record the failure and go on.
+    Continue,
+    /// Try again (see `retries` and `backoff`), then halt.
+    Retry,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub plugin: String,
+    pub action: String,
+    /// A host id or a group.
+    pub on: String,
+    #[serde(default)]
+    pub params: Option<toml::Table>,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    #[serde(default)]
+    pub retries: u32,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub backoff: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    pub id: String,
+    pub name: String,
+    /// Seed section, e.g. "2.1-2.3".
+    #[serde(default)]
+    pub section: Option<String>,
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Roles that must approve this phase (seed 3.1: DBA + Technical Lead + Product Owner).
+    #[serde(default)]
+    pub approvals: Vec<String>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub time_limit: Option<Duration>,
+    /// Hosts at a time for steps aimed at a group (0 or absent: all at once).
+    #[serde(default)]
+    pub rolling: u32,
+    /// Only when asked for (`--phases`) or when a condition over run figures holds.
+    #[serde(default)]
+    pub optional: bool,
+    /// A warning shown before the phase starts.
+    #[serde(default)]
+    pub warning: Option<String>,
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+/// A channel messages go to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    /// "slack", "email", "status-page", "phone-bridge".
+    pub kind: String,
+    /// Where: a webhook (`${secret:NAME}`), an address, a URL, a number.
+    pub target: String,
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// A message template (minijinja), filled from the run's facts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    #[serde(default)]
+    pub subject: Option<String>,
+    pub body: String,
+    /// Channels it goes to.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// When: "start", "approval-waiting", "end", "escalation".
+    #[serde(default)]
+    pub on: Vec<String>,
+}
+
+/// Who is paged when the run's figures pass a line (seed: Executive Escalation).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationSpec {
+    pub who: String,
+    pub when: String,
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Escalation {
+    pub who: String,
+    pub when_text: String,
+    pub when: Expr,
+    pub channels: Vec<String>,
+}
+
+/// `[success]`: the plan's Rollback Success Criteria, measured in every report.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Success {
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub rto: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub notify_within: Option<Duration>,
+    #[serde(default)]
+    pub no_new_errors: bool,
+    #[serde(default)]
+    pub data_integrity: bool,
+    #[serde(default)]
+    pub timeline_complete: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub phone: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    /// A role of `[roles]`, or an executive title ("CTO").
+    pub role: String,
+    #[serde(default)]
+    pub primary: Person,
+    #[serde(default)]
+    pub backup: Person,
+}
+
+/// `[report]`: the post-rollback report's follow-up deadlines (seed 6.2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub root_cause_due: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub prevention_due: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub lessons_due: Option<Duration>,
+}
+
+/// `[drill]`: rehearsal of the plan (seed: Monthly Rollback Drills).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drill {
+    #[serde(default)]
+    pub staging_plan: Option<String>,
+    #[serde(default)]
+    pub cadence: Option<String>,
+    /// Stamped by `backout drill`.
+    #[serde(default)]
+    pub last_tested: Option<String>,
+}
+
+/// The run figures escalation rules may use.
+pub const RUN_FIGURES: &[&str] = &[
+    "data_loss_usd",
+    "outage",
+    "lost_orders",
+    "lost_registrations",
+    "affected_transactions",
+    "affected_amount_cents",
+    "regulatory_breach",
+    "data_breach",
+    "compliance_violation",
+];
+
+/// Checks the phases: unique ids, known roles, hosts and groups, `after`
+/// naming existing phases with no cycle. Returns (field, message) on error.
+pub fn check_phases(
+    phases: &[Phase],
+    roles: &BTreeMap<String, String>,
+    targets: &BTreeSet<String>,
+) -> Result<(), (String, String)> {
+    let ids: BTreeSet<&str> = phases.iter().map(|p| p.id.as_str()).collect();
+    if ids.len() != phases.len() {
+        let mut seen = BTreeSet::new();
+        for (i, p) in phases.iter().enumerate() {
+            if !seen.insert(p.id.as_str()) {
+                return Err((
+                    format!("phase[{i}].id"),
+                    format!("phase `{}` is listed twice", p.id),
+                ));
+            }
+        }
+    }
+    for (i, phase) in phases.iter().enumerate() {
+        for after in &phase.after {
+            if !ids.contains(after.as_str()) {
+                return Err((format!("phase[{i}].after"), format!("no phase `{after}`")));
+            }
+        }
+        for role in &phase.approvals {
+            if !roles.contains_key(role) {
+                return Err((
+                    format!("phase[{i}].approvals"),
+                    format!("unknown role `{role}` (add it to [roles])"),
+                ));
+            }
+        }
+        let mut step_ids = BTreeSet::new();
+        for (j, step) in phase.steps.iter().enumerate() {
+            if !step_ids.insert(step.id.as_str()) {
+                return Err((
+                    format!("phase[{i}].step[{j}].id"),
+                    format!("step `{}` is listed twice in phase `{}`", step.id, phase.id),
+                ));
+            }
+            if !targets.contains(&step.on) {
+                return Err((
+                    format!("phase[{i}].step[{j}].on"),
+                    format!("`{}` is neither a host nor a group", step.on),
+                ));
+            }
+            if step.on_failure == OnFailure::Retry && step.retries == 0 {
+                return Err((
+                    format!("phase[{i}].step[{j}].retries"),
+                    "on_failure = \"retry\" needs retries > 0".into(),
+                ));
+            }
+        }
+    }
+    // Kahn's algorithm: a cycle leaves phases that never become ready.
+    let mut remaining: BTreeMap<&str, BTreeSet<&str>> = phases
+        .iter()
+        .map(|p| (p.id.as_str(), p.after.iter().map(String::as_str).collect()))
+        .collect();
+    while let Some(ready) = remaining
+        .iter()
+        .find(|(_, deps)| deps.is_empty())
+        .map(|(id, _)| *id)
+    {
+        remaining.remove(ready);
+        for deps in remaining.values_mut() {
+            deps.remove(ready);
+        }
+    }
+    if let Some((id, _)) = remaining.iter().next() {
+        let i = phases.iter().position(|p| p.id == *id).unwrap_or(0);
+        return Err((
+            format!("phase[{i}].after"),
+            format!("phase `{id}` is part of a cycle of `after`"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses and checks escalation rules against the run figures.
+pub fn check_escalations(
+    specs: Vec<EscalationSpec>,
+    channels: &BTreeMap<String, Channel>,
+) -> Result<Vec<Escalation>, (String, String)> {
+    let mut out = Vec::new();
+    for (i, spec) in specs.into_iter().enumerate() {
+        let when = Expr::parse(&spec.when).map_err(|e| {
+            (
+                format!("escalation[{i}].when"),
+                format!("`{}`: {e}", spec.when),
+            )
+        })?;
+        for figure in when.signals() {
+            if !RUN_FIGURES.contains(&figure.as_str()) {
+                return Err((
+                    format!("escalation[{i}].when"),
+                    format!("unknown figure `{figure}` (use {})", RUN_FIGURES.join(", ")),
+                ));
+            }
+        }
+        for channel in &spec.channels {
+            if !channels.contains_key(channel) {
+                return Err((
+                    format!("escalation[{i}].channels"),
+                    format!("no channel `{channel}` in [channels]"),
+                ));
+            }
+        }
+        out.push(Escalation {
+            who: spec.who,
+            when_text: spec.when,
+            when,
+            channels: spec.channels,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks templates: known channels and moments, and that they parse as templates
+/// (balanced `{{ }}`); rendering is the communication feature's.
+pub fn check_templates(
+    templates: &BTreeMap<String, Template>,
+    channels: &BTreeMap<String, Channel>,
+) -> Result<(), (String, String)> {
+    for (name, template) in templates {
+        for channel in &template.channels {
+            if !channels.contains_key(channel) {
+                return Err((
+                    format!("templates.{name}.channels"),
+                    format!("no channel `{channel}` in [channels]"),
+                ));
+            }
+        }
+        for moment in &template.on {
+            if !["start", "approval-waiting", "end", "escalation"].contains(&moment.as_str()) {
+                return Err((
+                    format!("templates.{name}.on"),
+                    format!("`{moment}`: use start, approval-waiting, end or escalation"),
+                ));
+            }
+        }
+        if template.body.matches("{{").count() != template.body.matches("}}").count() {
+            return Err((
+                format!("templates.{name}.body"),
+                "unbalanced `{{` and `}}`".into(),
+            ));
+        }
+    }
+    Ok(())
+}
