@@ -80,7 +80,8 @@ pub struct ProbeSource {
     /// The assess check whose results feed the signal.
     pub check: String,
     /// How host results combine: "any-up" (1 while any host is up),
-    /// "share-down" (fraction of hosts down), "max-latency" (seconds).
+    /// "share-down" (fraction of hosts down), "max-latency" (seconds),
+    /// "log-matches" (error-log lines matching, summed over hosts).
     #[serde(default = "default_aggregate")]
     pub aggregate: String,
 }
@@ -269,10 +270,15 @@ impl Plan {
                     query: p.query,
                 }
             } else if let Some(p) = spec.probe {
-                if !["any-up", "share-down", "max-latency"].contains(&p.aggregate.as_str()) {
+                if !["any-up", "share-down", "max-latency", "log-matches"]
+                    .contains(&p.aggregate.as_str())
+                {
                     return Err(bad(
                         field("probe.aggregate"),
-                        format!("`{}`: use any-up, share-down or max-latency", p.aggregate),
+                        format!(
+                            "`{}`: use any-up, share-down, max-latency or log-matches",
+                            p.aggregate
+                        ),
                     ));
                 }
                 Source::Probe {

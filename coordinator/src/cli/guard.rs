@@ -122,7 +122,22 @@ pub async fn run(
                             "the coordinator has no plan: guard needs one (set `plan` in its configuration)".into()
                         ));
                     }
-                    for action in step(&mut seen, &reply.rows) {
+                    let actions = step(&mut seen, &reply.rows);
+                    // Say why data is missing whenever a trigger turns unknown.
+                    if actions
+                        .iter()
+                        .any(|a| matches!(a, Action::Changed { to, .. } if to == "unknown"))
+                    {
+                        for signal in reply.signals.iter().filter(|s| !s.error.is_empty()) {
+                            println!(
+                                "{} signal {} has no data: {}; still trying",
+                                clock(),
+                                signal.name,
+                                signal.error
+                            );
+                        }
+                    }
+                    for action in actions {
                         if let Some(exit) = act(client, action, exit_on_immediate).await {
                             return Ok(exit);
                         }

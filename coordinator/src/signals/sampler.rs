@@ -127,7 +127,8 @@ pub fn parse_query_result(data: &Json) -> Option<f64> {
 
 /// Combines the hosts' health results for one check.
 /// `any-up`: 1 while any host has it up, else 0; `share-down`: the fraction
-/// of reporting hosts with it down; `max-latency`: the slowest, in seconds.
+/// of reporting hosts with it down; `max-latency`: the slowest, in seconds;
+/// `log-matches`: error-log lines matching, summed over hosts.
 /// None when no host reported the check (unreachable hosts are not healthy
 /// hosts: with none reporting, the value is unknown).
 pub fn aggregate_probe(outcomes: &[StepOutcome], check: &str, aggregate: &str) -> Option<Value> {
