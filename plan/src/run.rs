@@ -1,0 +1,537 @@
+//! The run state machine: what a rollback run has done, and what it must do
+//! next. Pure and event-sourced: the state is a fold over [`Event`]s (the same
+//! events the journal records), so a coordinator that restarts rebuilds every
+//! unfinished run by replaying its journal, and [`Run::next`] tells it what to
+//! dispatch, never a step twice.
+//!
+//! Rules:
+//! * A run starts when every role of the plan's `[approvals] run` has
+//!   approved, each by a distinct person (and not the starter unless
+//!   `self_approval`). A refusal ends the run.
+//! * A phase starts when every phase it comes `after` has succeeded and every
+//!   role of its `approvals` has approved (distinct people); a refusal fails it.
+//!   A phase whose dependency did not succeed is skipped.
+//! * Within a phase, hosts go in batches (`rolling` N at a time, or all at
+//!   once); each host runs the phase's steps that target it, in order. The next
+//!   batch starts only when the whole batch passed: that is the health gate.
+//! * A failed step halts its phase (`halt`), is recorded and passed over
+//!   (`continue`), or is tried again after `backoff * 2^(attempt-1)` up to
+//!   `retries` more times (`retry`).
+//! * A phase past its `time_limit` times out; an abort stops everything.
+
+use std::collections::BTreeMap;
+
+use crate::sections::OnFailure;
+
+mod plan;
+pub use plan::{PhasePlan, RunPlan, RunPlanError, StepPlan};
+
+/// What approvals apply to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Run,
+    Phase(String),
+}
+
+/// How one attempt of a step on a host ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed { reason: String },
+}
+
+/// Everything that can happen to a run; the journal records exactly these.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Started {
+        by: String,
+        at_ms: i64,
+    },
+    Approved {
+        scope: Scope,
+        role: String,
+        by: String,
+        at_ms: i64,
+    },
+    Refused {
+        scope: Scope,
+        role: String,
+        by: String,
+        why: String,
+        at_ms: i64,
+    },
+    Dispatched {
+        phase: String,
+        step: String,
+        host: String,
+        attempt: u32,
+        at_ms: i64,
+    },
+    Finished {
+        phase: String,
+        step: String,
+        host: String,
+        attempt: u32,
+        outcome: Outcome,
+        at_ms: i64,
+    },
+    Aborted {
+        by: String,
+        at_ms: i64,
+    },
+}
+
+/// What the coordinator must do now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch {
+    pub phase: String,
+    pub step: String,
+    pub host: String,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhaseStatus {
+    /// Waiting for the phases it comes after.
+    Waiting,
+    /// Waiting for these roles to approve.
+    AwaitingApproval(Vec<String>),
+    Running,
+    Succeeded,
+    Failed(String),
+    TimedOut,
+    /// A phase it comes after did not succeed.
+    Skipped,
+    Aborted,
+}
+
+impl PhaseStatus {
+    fn done(&self) -> bool {
+        !matches!(
+            self,
+            PhaseStatus::Waiting | PhaseStatus::AwaitingApproval(_) | PhaseStatus::Running
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunStatus {
+    AwaitingApproval(Vec<String>),
+    Running,
+    Succeeded,
+    Failed,
+    Refused(String),
+    Aborted,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Attempt {
+    attempt: u32,
+    dispatched_at: i64,
+    finished: Option<(Outcome, i64)>,
+}
+
+/// A run: its plan and the events so far.
+#[derive(Debug, Clone)]
+pub struct Run {
+    plan: RunPlan,
+    started_by: Option<String>,
+    /// (scope, role) -> person
+    approvals: BTreeMap<(Scope, String), String>,
+    refused: Option<(Scope, String)>,
+    aborted: bool,
+    /// (phase, step, host) -> latest attempt
+    attempts: BTreeMap<(String, String, String), Attempt>,
+    /// When each phase dispatched its first step.
+    phase_started: BTreeMap<String, i64>,
+}
+
+/// Why an event cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("role `{0}` is not asked for here")]
+    RoleNotNeeded(String),
+    #[error("{by} already approved here as `{role}`; each role needs a distinct person")]
+    SamePerson { by: String, role: String },
+    #[error("{0} started the run and may not approve it (the plan does not allow self-approval)")]
+    SelfApproval(String),
+    #[error("role `{0}` has already approved")]
+    AlreadyApproved(String),
+    #[error("the run is over")]
+    Over,
+}
+
+impl Run {
+    pub fn new(plan: RunPlan) -> Run {
+        Run {
+            plan,
+            started_by: None,
+            approvals: BTreeMap::new(),
+            refused: None,
+            aborted: false,
+            attempts: BTreeMap::new(),
+            phase_started: BTreeMap::new(),
+        }
+    }
+
+    pub fn plan(&self) -> &RunPlan {
+        &self.plan
+    }
+
+    fn needed(&self, scope: &Scope) -> Vec<String> {
+        match scope {
+            Scope::Run => self.plan.approvals.clone(),
+            Scope::Phase(id) => self
+                .plan
+                .phases
+                .iter()
+                .find(|p| &p.id == id)
+                .map(|p| p.approvals.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn missing(&self, scope: &Scope) -> Vec<String> {
+        self.needed(scope)
+            .into_iter()
+            .filter(|role| !self.approvals.contains_key(&(scope.clone(), role.clone())))
+            .collect()
+    }
+
+    /// Checks an approval or refusal before it is journaled.
+    pub fn check_decision(&self, scope: &Scope, role: &str, by: &str) -> Result<(), Rejected> {
+        if matches!(
+            self.status(),
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Refused(_) | RunStatus::Aborted
+        ) {
+            return Err(Rejected::Over);
+        }
+        if !self.needed(scope).iter().any(|r| r == role) {
+            return Err(Rejected::RoleNotNeeded(role.to_string()));
+        }
+        if self
+            .approvals
+            .contains_key(&(scope.clone(), role.to_string()))
+        {
+            return Err(Rejected::AlreadyApproved(role.to_string()));
+        }
+        if let Some(((_, other), _)) = self
+            .approvals
+            .iter()
+            .find(|((s, _), person)| s == scope && person.as_str() == by)
+        {
+            return Err(Rejected::SamePerson {
+                by: by.to_string(),
+                role: other.clone(),
+            });
+        }
+        if !self.plan.self_approval && self.started_by.as_deref() == Some(by) {
+            return Err(Rejected::SelfApproval(by.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Folds one event into the state. Events come from the journal, so they
+    /// were checked before they were written; applying them cannot fail.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Started { by, .. } => self.started_by = Some(by.clone()),
+            Event::Approved {
+                scope, role, by, ..
+            } => {
+                self.approvals
+                    .insert((scope.clone(), role.clone()), by.clone());
+            }
+            Event::Refused { scope, role, .. } => {
+                if self.refused.is_none() {
+                    self.refused = Some((scope.clone(), role.clone()));
+                }
+            }
+            Event::Dispatched {
+                phase,
+                step,
+                host,
+                attempt,
+                at_ms,
+            } => {
+                self.phase_started.entry(phase.clone()).or_insert(*at_ms);
+                self.attempts.insert(
+                    (phase.clone(), step.clone(), host.clone()),
+                    Attempt {
+                        attempt: *attempt,
+                        dispatched_at: *at_ms,
+                        finished: None,
+                    },
+                );
+            }
+            Event::Finished {
+                phase,
+                step,
+                host,
+                attempt,
+                outcome,
+                at_ms,
+            } => {
+                if let Some(a) = self
+                    .attempts
+                    .get_mut(&(phase.clone(), step.clone(), host.clone()))
+                    && a.attempt == *attempt
+                {
+                    a.finished = Some((outcome.clone(), *at_ms));
+                }
+            }
+            Event::Aborted { .. } => self.aborted = true,
+        }
+    }
+
+    /// Replays events into a fresh run (resume after a restart).
+    pub fn replay(plan: RunPlan, events: &[Event]) -> Run {
+        let mut run = Run::new(plan);
+        for event in events {
+            run.apply(event);
+        }
+        run
+    }
+
+    /// Hosts of a phase in the order they were first named by its steps.
+    fn hosts(phase: &PhasePlan) -> Vec<String> {
+        let mut hosts: Vec<String> = Vec::new();
+        for step in &phase.steps {
+            for host in &step.hosts {
+                if !hosts.contains(host) {
+                    hosts.push(host.clone());
+                }
+            }
+        }
+        hosts
+    }
+
+    fn attempt(&self, phase: &str, step: &str, host: &str) -> Option<&Attempt> {
+        self.attempts
+            .get(&(phase.to_string(), step.to_string(), host.to_string()))
+    }
+
+    /// Where one host stands in a phase: done (Ok / Err(reason)), or the next
+    /// dispatch (with the time it becomes due), or waiting on a running step.
+    fn host_progress(&self, phase: &PhasePlan, host: &str) -> HostProgress {
+        for step in phase
+            .steps
+            .iter()
+            .filter(|s| s.hosts.iter().any(|h| h == host))
+        {
+            match self.attempt(&phase.id, &step.id, host) {
+                None => return HostProgress::Next(step.id.clone(), 1, i64::MIN),
+                Some(Attempt { finished: None, .. }) => return HostProgress::Busy,
+                Some(Attempt {
+                    finished: Some((Outcome::Succeeded, _)),
+                    ..
+                }) => continue,
+                Some(Attempt {
+                    attempt,
+                    finished: Some((Outcome::Failed { reason }, at)),
+                    ..
+                }) => match step.on_failure {
+                    OnFailure::Continue => continue,
+                    OnFailure::Retry if *attempt <= step.retries => {
+                        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+                        let wait = step.backoff.saturating_mul(factor);
+                        let due =
+                            at.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+                        return HostProgress::Next(step.id.clone(), attempt + 1, due);
+                    }
+                    _ => {
+                        return HostProgress::Failed(format!(
+                            "step `{}` failed on {host}: {reason}",
+                            step.id
+                        ));
+                    }
+                },
+            }
+        }
+        HostProgress::Done
+    }
+
+    /// The status of every phase at `now_ms`, in plan order.
+    pub fn phases(&self, now_ms: i64) -> Vec<(String, PhaseStatus)> {
+        let mut statuses: BTreeMap<String, PhaseStatus> = BTreeMap::new();
+        let mut out = Vec::new();
+        for phase in &self.plan.phases {
+            let status = self.phase_status(phase, &statuses, now_ms);
+            statuses.insert(phase.id.clone(), status.clone());
+            out.push((phase.id.clone(), status));
+        }
+        out
+    }
+
+    fn phase_status(
+        &self,
+        phase: &PhasePlan,
+        before: &BTreeMap<String, PhaseStatus>,
+        now_ms: i64,
+    ) -> PhaseStatus {
+        let deps: Vec<&PhaseStatus> = phase.after.iter().filter_map(|a| before.get(a)).collect();
+        if deps
+            .iter()
+            .any(|s| s.done() && **s != PhaseStatus::Succeeded)
+        {
+            return PhaseStatus::Skipped;
+        }
+        if self.aborted {
+            return PhaseStatus::Aborted;
+        }
+        if !self.missing(&Scope::Run).is_empty() || matches!(self.refused, Some((Scope::Run, _))) {
+            return PhaseStatus::Waiting;
+        }
+        if deps.iter().any(|s| !s.done()) {
+            return PhaseStatus::Waiting;
+        }
+        let scope = Scope::Phase(phase.id.clone());
+        if let Some((Scope::Phase(id), role)) = &self.refused
+            && *id == phase.id
+        {
+            return PhaseStatus::Failed(format!("refused by {role}"));
+        }
+        let missing = self.missing(&scope);
+        if !missing.is_empty() {
+            return PhaseStatus::AwaitingApproval(missing);
+        }
+        if let (Some(limit), Some(started)) = (phase.time_limit, self.phase_started.get(&phase.id))
+        {
+            let limit_ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+            let all_done = Self::hosts(phase).iter().all(|h| {
+                matches!(
+                    self.host_progress(phase, h),
+                    HostProgress::Done | HostProgress::Failed(_)
+                )
+            });
+            if !all_done && now_ms > started.saturating_add(limit_ms) {
+                return PhaseStatus::TimedOut;
+            }
+        }
+        for batch in self.batches(phase) {
+            let progress: Vec<HostProgress> =
+                batch.iter().map(|h| self.host_progress(phase, h)).collect();
+            if let Some(HostProgress::Failed(reason)) = progress
+                .iter()
+                .find(|p| matches!(p, HostProgress::Failed(_)))
+            {
+                // The rest of the batch may still be running: the phase has failed either way.
+                return PhaseStatus::Failed(reason.clone());
+            }
+            if progress.iter().any(|p| !matches!(p, HostProgress::Done)) {
+                return PhaseStatus::Running;
+            }
+        }
+        PhaseStatus::Succeeded
+    }
+
+    fn batches(&self, phase: &PhasePlan) -> Vec<Vec<String>> {
+        let hosts = Self::hosts(phase);
+        let size = if phase.rolling == 0 {
+            hosts.len().max(1)
+        } else {
+            phase.rolling as usize
+        };
+        hosts.chunks(size).map(<[String]>::to_vec).collect()
+    }
+
+    /// What to dispatch now. Each (phase, step, host, attempt) is returned
+    /// until its `Dispatched` event is applied, so a caller that crashed
+    /// between deciding and journaling decides the same again.
+    pub fn next(&self, now_ms: i64) -> Vec<Dispatch> {
+        let mut out = Vec::new();
+        for (id, status) in self.phases(now_ms) {
+            // A phase whose dependencies and approvals are met is Running,
+            // even before its first dispatch.
+            if status != PhaseStatus::Running {
+                continue;
+            }
+            let Some(phase) = self.plan.phases.iter().find(|p| p.id == id) else {
+                continue;
+            };
+            // The first batch that is not done is the one running.
+            for batch in self.batches(phase) {
+                let progress: Vec<(String, HostProgress)> = batch
+                    .iter()
+                    .map(|h| (h.clone(), self.host_progress(phase, h)))
+                    .collect();
+                if progress
+                    .iter()
+                    .all(|(_, p)| matches!(p, HostProgress::Done))
+                {
+                    continue;
+                }
+                for (host, p) in progress {
+                    if let HostProgress::Next(step, attempt, due) = p
+                        && due <= now_ms
+                    {
+                        out.push(Dispatch {
+                            phase: phase.id.clone(),
+                            step,
+                            host,
+                            attempt,
+                        });
+                    }
+                }
+                break;
+            }
+        }
+        out
+    }
+
+    /// The run as a whole.
+    pub fn status(&self) -> RunStatus {
+        if self.aborted {
+            return RunStatus::Aborted;
+        }
+        if let Some((Scope::Run, role)) = &self.refused {
+            return RunStatus::Refused(role.clone());
+        }
+        let missing = self.missing(&Scope::Run);
+        if !missing.is_empty() {
+            return RunStatus::AwaitingApproval(missing);
+        }
+        let phases = self.phases(i64::MAX / 2);
+        if phases.iter().all(|(_, s)| *s == PhaseStatus::Succeeded) {
+            RunStatus::Succeeded
+        } else if phases.iter().all(|(_, s)| s.done()) {
+            RunStatus::Failed
+        } else {
+            RunStatus::Running
+        }
+    }
+
+    /// Steps dispatched and not finished: the ones to ask agents about after a restart.
+    pub fn in_flight(&self) -> Vec<Dispatch> {
+        self.attempts
+            .iter()
+            .filter(|(_, a)| a.finished.is_none())
+            .map(|((phase, step, host), a)| Dispatch {
+                phase: phase.clone(),
+                step: step.clone(),
+                host: host.clone(),
+                attempt: a.attempt,
+            })
+            .collect()
+    }
+
+    /// When the attempt in flight was dispatched.
+    pub fn dispatched_at(&self, d: &Dispatch) -> Option<i64> {
+        self.attempt(&d.phase, &d.step, &d.host)
+            .map(|a| a.dispatched_at)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostProgress {
+    /// Every step for this host is done (succeeded or passed over).
+    Done,
+    /// A step is running.
+    Busy,
+    /// The next dispatch: step, attempt, due time.
+    Next(String, u32, i64),
+    Failed(String),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+//! The plan of one run: the chosen phases, their steps' targets expanded to hosts.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::model::Plan;
+use crate::sections::OnFailure;
+
+/// One step of a phase as the engine runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepPlan {
+    pub id: String,
+    pub plugin: String,
+    pub action: String,
+    pub hosts: Vec<String>,
+    pub on_failure: OnFailure,
+    pub retries: u32,
+    pub backoff: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhasePlan {
+    pub id: String,
+    pub after: Vec<String>,
+    pub approvals: Vec<String>,
+    pub time_limit: Option<Duration>,
+    pub rolling: u32,
+    pub steps: Vec<StepPlan>,
+}
+
+/// The plan of one run: the chosen phases with their steps' hosts expanded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPlan {
+    pub approvals: Vec<String>,
+    pub self_approval: bool,
+    pub phases: Vec<PhasePlan>,
+}
+
+/// Errors building a run plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunPlanError {
+    #[error("no phase `{0}` in the plan")]
+    UnknownPhase(String),
+}
+
+impl RunPlan {
+    /// The run of `phases` (empty: every phase that is not optional). Phases a
+    /// chosen phase comes after but that were not chosen count as done.
+    pub fn new(plan: &Plan, phases: &[String]) -> Result<RunPlan, RunPlanError> {
+        for id in phases {
+            if !plan.phases.iter().any(|p| &p.id == id) {
+                return Err(RunPlanError::UnknownPhase(id.clone()));
+            }
+        }
+        let chosen: Vec<_> = plan
+            .phases
+            .iter()
+            .filter(|p| {
+                if phases.is_empty() {
+                    !p.optional
+                } else {
+                    phases.contains(&p.id)
+                }
+            })
+            .collect();
+        let chosen_ids: BTreeSet<&str> = chosen.iter().map(|p| p.id.as_str()).collect();
+        let hosts_of = |target: &str| -> Vec<String> {
+            plan.hosts
+                .iter()
+                .filter(|h| h.id == target || h.groups.iter().any(|g| g == target))
+                .map(|h| h.id.clone())
+                .collect()
+        };
+        Ok(RunPlan {
+            approvals: plan.approvals.run.clone(),
+            self_approval: plan.approvals.self_approval,
+            phases: chosen
+                .iter()
+                .map(|p| PhasePlan {
+                    id: p.id.clone(),
+                    after: p
+                        .after
+                        .iter()
+                        .filter(|a| chosen_ids.contains(a.as_str()))
+                        .cloned()
+                        .collect(),
+                    approvals: p.approvals.clone(),
+                    time_limit: p.time_limit,
+                    rolling: p.rolling,
+                    steps: p
+                        .steps
+                        .iter()
+                        .map(|s| StepPlan {
+                            id: s.id.clone(),
+                            plugin: s.plugin.clone(),
+                            action: s.action.clone(),
+                            hosts: hosts_of(&s.on),
+                            on_failure: s.on_failure.clone(),
+                            retries: s.retries,
+                            backoff: s.backoff.unwrap_or(Duration::from_secs(5)),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+    }
+}
