@@ -21,6 +21,7 @@
 //! [plugins.health]                           # optional: pin the component agents must run
 //! sha256 = "…"
 //!
+//! state_dir = "state"                       # the journal (journal.db) lives here
 //! plan = "plan.toml"                        # optional: signals and the decision matrix
 //! evaluate_every = "1s"                      # how often every trigger is evaluated
 //!
@@ -64,6 +65,9 @@ pub struct CoordinatorConfig {
     pub plugins: BTreeMap<String, PluginPin>,
     #[serde(default)]
     pub assess: AssessConfig,
+    /// Where the journal lives (default: `state/` beside this file).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
     /// The rollback plan (signals, triggers...); without it the coordinator
     /// serves the fleet but has no decision matrix.
     #[serde(default)]
@@ -145,6 +149,9 @@ fn default_command_ttl() -> Duration {
 fn default_heartbeat() -> Duration {
     Duration::from_secs(5)
 }
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("state")
+}
 fn default_evaluate_every() -> Duration {
     Duration::from_secs(1)
 }
@@ -165,6 +172,7 @@ impl CoordinatorConfig {
         config.tls = config.tls.resolved(|p| backout_config::resolve(path, p));
         config.command_key = backout_config::resolve(path, &config.command_key);
         config.plan = config.plan.map(|p| backout_config::resolve(path, &p));
+        config.state_dir = backout_config::resolve(path, &config.state_dir);
         config.validate(path)?;
         Ok(config)
     }
@@ -239,6 +247,11 @@ impl CoordinatorConfig {
                         .iter()
                         .any(|a| a.id == agent_id && a.groups.iter().any(|g| g == t))
             })
+    }
+
+    /// The journal's file.
+    pub fn journal_path(&self) -> PathBuf {
+        self.state_dir.join("journal.db")
     }
 
     pub fn is_known_agent(&self, id: &str) -> bool {

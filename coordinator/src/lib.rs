@@ -13,5 +13,6 @@ pub mod assess;
 pub mod cli;
 pub mod config;
 pub mod fleet;
+pub mod journal;
 pub mod server;
 pub mod signals;

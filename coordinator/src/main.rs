@@ -85,6 +85,9 @@ enum Command {
     Signal(SignalCommand),
     /// Show who the coordinator thinks you are, and your roles.
     Whoami,
+    /// Check the journal's hash chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Work with plan files.
     #[command(subcommand)]
     Plan(PlanCommand),
@@ -134,6 +137,24 @@ fn parse_when(text: &str) -> Result<i64, String> {
     at.duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .map_err(|_| "before 1970".to_string())
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the journal's hash chain; report the first entry that does not
+    /// match. Exit 0 intact, 1 broken.
+    ///
+    /// Example: backout audit verify --config /etc/backout/coordinator.toml
+    Verify {
+        /// The coordinator's configuration (its state_dir holds the journal).
+        #[arg(long, conflicts_with = "journal")]
+        config: Option<PathBuf>,
+        /// The journal file itself.
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,6 +274,47 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 ),
             }
             Ok(Exit::Ok)
+        }
+        Command::Audit(AuditCommand::Verify {
+            config,
+            journal,
+            output,
+        }) => {
+            let path = match (config, journal) {
+                (_, Some(journal)) => journal,
+                (Some(config), None) => {
+                    backout::config::CoordinatorConfig::load(&config)?.journal_path()
+                }
+                (None, None) => {
+                    return Err(cli::BadInput("give --config FILE or --journal PATH".into()).into());
+                }
+            };
+            if !path.exists() {
+                return Err(cli::BadInput(format!("{}: no journal here", path.display())).into());
+            }
+            let verdict = backout::journal::Journal::open(&path)?.verify()?;
+            let (ok, doc) = match &verdict {
+                backout::journal::Verdict::Intact { entries } => (
+                    true,
+                    serde_json::json!({ "intact": true, "entries": entries }),
+                ),
+                backout::journal::Verdict::Broken { seq, reason } => (
+                    false,
+                    serde_json::json!({ "intact": false, "first_bad_entry": seq, "reason": reason }),
+                ),
+            };
+            match output {
+                Output::Json => println!("{doc}"),
+                Output::Text => match verdict {
+                    backout::journal::Verdict::Intact { entries } => {
+                        println!("{}: intact, {entries} entries", path.display());
+                    }
+                    backout::journal::Verdict::Broken { seq, reason } => {
+                        println!("{}: BROKEN at entry {seq}: {reason}", path.display());
+                    }
+                },
+            }
+            Ok(if ok { Exit::Ok } else { Exit::Failed })
         }
         Command::Plan(PlanCommand::Check { file, output }) => {
             cli::plan::check(&file, output)?;

@@ -11,6 +11,8 @@ use backout_tls::{Identity, PeerInfo};
 use tonic::{Request, Response, Status};
 
 use super::State;
+use serde_json::json;
+
 use crate::assess;
 use crate::signals::board::{Board, SignalView};
 use backout_plan::expr::Value;
@@ -158,6 +160,10 @@ impl wire::control_server::Control for ControlService {
         let operator = self.operator(&request)?;
         let board = self.board()?;
         let req = request.into_inner();
+        board
+            .validate_manual(&req.name, &req.value)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.journal("", "signal.set", json!({ "signal": req.name, "value": req.value, "by": operator.name, "note": req.note }))?;
         let view = board
             .set_manual(&req.name, &req.value, &operator.name, &req.note, now_ms())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -181,6 +187,10 @@ impl wire::control_server::Control for ControlService {
         let operator = self.operator(&request)?;
         let board = self.board()?;
         let req = request.into_inner();
+        board
+            .validate_events(&req.name)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.journal("", "signal.events", json!({ "signal": req.name, "count": req.count.max(1), "by": operator.name, "note": req.note }))?;
         let view = board
             .record_events(
                 &req.name,
@@ -204,7 +214,11 @@ impl ControlService {
     ) -> Result<Response<wire::RecordDecisionReply>, Status> {
         let operator = self.operator(&request)?;
         let req = request.into_inner();
-        // Until the journal exists (runs issue), the coordinator's log is the record.
+        self.journal(
+            "",
+            "decision",
+            json!({ "trigger": req.trigger, "decision": req.decision, "detail": req.detail, "by": operator.name }),
+        )?;
         tracing::warn!(
             operator = %operator.name,
             trigger = %req.trigger,
@@ -215,6 +229,19 @@ impl ControlService {
         Ok(Response::new(wire::RecordDecisionReply {
             recorded_at_ms: now_ms(),
         }))
+    }
+
+    /// Writes to the journal before anything is acted on; a journal that
+    /// cannot be written refuses the change.
+    fn journal(&self, run_id: &str, kind: &str, body: serde_json::Value) -> Result<(), Status> {
+        self.state
+            .journal
+            .append(now_ms(), run_id, kind, &body)
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(error = %e, "journal write failed");
+                Status::unavailable(format!("the journal cannot be written: {e}"))
+            })
     }
 
     fn board(&self) -> Result<&Board, Status> {

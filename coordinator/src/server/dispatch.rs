@@ -13,8 +13,11 @@ use backout_proto::command::{CommandSigner, new_nonce};
 use backout_proto::{now_ms, wire};
 use tokio::sync::oneshot;
 
+use serde_json::json;
+
 use super::registry::Registry;
 use crate::fleet::StepOutcome;
+use crate::journal::Journal;
 
 /// One step to run on one agent.
 #[derive(Debug, Clone)]
@@ -31,6 +34,7 @@ pub struct StepSpec {
 
 struct Pending {
     agent_id: String,
+    run_id: String,
     done: oneshot::Sender<StepOutcome>,
 }
 
@@ -41,6 +45,7 @@ pub struct Dispatcher {
     /// Plugin name -> sha256 pinned in the configuration.
     pins: BTreeMap<String, String>,
     pending: Mutex<HashMap<String, Pending>>,
+    journal: Arc<Journal>,
 }
 
 /// A step that has been sent; await its outcome with [`PendingStep::wait`].
@@ -77,6 +82,7 @@ impl Dispatcher {
         ttl: Duration,
         registry: Arc<Registry>,
         pins: BTreeMap<String, String>,
+        journal: Arc<Journal>,
     ) -> Self {
         Dispatcher {
             signer,
@@ -84,6 +90,7 @@ impl Dispatcher {
             registry,
             pins,
             pending: Mutex::new(HashMap::new()),
+            journal,
         }
     }
 
@@ -130,12 +137,35 @@ impl Dispatcher {
                 .deadline
                 .map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
         };
+        // Journaled before it is sent: a command that is not in the journal never left.
+        let record = json!({
+            "command_id": body.command_id,
+            "step_id": body.step_id,
+            "agent": body.target_agent,
+            "plugin": body.plugin,
+            "plugin_sha256": body.plugin_sha256,
+            "action": body.action,
+            "params": serde_json::from_str::<serde_json::Value>(&body.params_json).unwrap_or_default(),
+            "dry_run": body.dry_run,
+            "expires_at_ms": body.expires_at_ms,
+        });
+        if let Err(e) = self
+            .journal
+            .append(now, &body.run_id, "command.sent", &record)
+        {
+            tracing::error!(error = %e, "cannot journal a command; not sending it");
+            return PendingStep::ready(StepOutcome::Failed {
+                code: "journal".into(),
+                message: e.to_string(),
+            });
+        }
         let signed = self.signer.sign(&body);
         let (done, rx) = oneshot::channel();
         self.lock().insert(
             command_id.clone(),
             Pending {
                 agent_id: spec.agent_id.clone(),
+                run_id: body.run_id.clone(),
                 done,
             },
         );
@@ -166,7 +196,23 @@ impl Dispatcher {
             Some(p) if p.agent_id != from_agent => Err(format!(
                 "command `{command_id}` was not sent to agent `{from_agent}`"
             )),
-            Some(_) => {
+            Some(p) => {
+                // Journaled before anyone is told.
+                let record = json!({
+                    "command_id": command_id,
+                    "agent": from_agent,
+                    "state": outcome.state(),
+                    "detail": outcome.detail(),
+                });
+                if let Err(e) = self
+                    .journal
+                    .append(now_ms(), &p.run_id, "step.finished", &record)
+                {
+                    tracing::error!(error = %e, "cannot journal a result; the step stays pending");
+                    return Err(format!(
+                        "the coordinator cannot record this result now: {e}"
+                    ));
+                }
                 if let Some(p) = pending.remove(command_id) {
                     let _ = p.done.send(outcome);
                 }

@@ -20,6 +20,7 @@ use backout_tls::Identity;
 use tokio::net::TcpListener;
 
 use crate::config::CoordinatorConfig;
+use crate::journal::Journal;
 use crate::signals::board::Board;
 use backout_plan::model::Plan;
 use dispatch::Dispatcher;
@@ -32,6 +33,7 @@ pub struct State {
     pub dispatcher: Dispatcher,
     /// The plan's signals and triggers, when the configuration names a plan.
     pub board: Option<Arc<Board>>,
+    pub journal: Arc<Journal>,
 }
 
 impl State {
@@ -51,7 +53,20 @@ impl State {
             .iter()
             .map(|(name, pin)| (name.clone(), pin.sha256.to_ascii_lowercase()))
             .collect();
-        let dispatcher = Dispatcher::new(signer, config.command_ttl, registry.clone(), pins);
+        std::fs::create_dir_all(&config.state_dir).with_context(|| {
+            format!(
+                "{}: cannot create the state directory",
+                config.state_dir.display()
+            )
+        })?;
+        let journal = Arc::new(Journal::open(&config.journal_path())?);
+        let dispatcher = Dispatcher::new(
+            signer,
+            config.command_ttl,
+            registry.clone(),
+            pins,
+            journal.clone(),
+        );
         let board = match &config.plan {
             Some(path) => {
                 let plan = Plan::load(path)?;
@@ -65,6 +80,7 @@ impl State {
             registry,
             dispatcher,
             board,
+            journal,
         })
     }
 }

@@ -146,6 +146,38 @@ impl Board {
         }
     }
 
+    /// Checks that `name` is a manual signal and `text` a value, changing nothing
+    /// (so the change can be journaled before it is applied).
+    pub fn validate_manual(&self, name: &str, text: &str) -> Result<Value, BoardError> {
+        let value = parse_value(text)?;
+        let inner = self.lock();
+        let state = inner
+            .signals
+            .get(name)
+            .ok_or_else(|| BoardError::Unknown(name.into()))?;
+        if state.spec.source != Source::Manual {
+            return Err(BoardError::NotManual {
+                name: name.into(),
+                origin: source_name(&state.spec.source),
+            });
+        }
+        Ok(value)
+    }
+
+    /// Checks that `name` is a counted-events signal, changing nothing.
+    pub fn validate_events(&self, name: &str) -> Result<(), BoardError> {
+        let inner = self.lock();
+        let state = inner
+            .signals
+            .get(name)
+            .ok_or_else(|| BoardError::Unknown(name.into()))?;
+        if matches!(state.spec.source, Source::Events { .. }) {
+            Ok(())
+        } else {
+            Err(BoardError::NotEvents(name.into()))
+        }
+    }
+
     /// Sets a manual signal, recording who did it and why.
     pub fn set_manual(
         &self,

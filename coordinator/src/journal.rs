@@ -1,0 +1,333 @@
+//! The journal: every decision, signal set, command and outcome, written to
+//! SQLite (WAL, synchronous=FULL) before it is acted on or acknowledged, and
+//! hash-chained so that `backout audit verify` finds any edit.
+//!
+//! Each entry's hash covers its sequence number, time, run, kind, body and the
+//! previous entry's hash. Editing, removing or reordering rows breaks the
+//! chain at the first entry touched; the `head` row (written in the same
+//! transaction as each entry) catches rows cut from the end.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Debug, thiserror::Error)]
+#[error("journal {path}: {source}")]
+pub struct JournalError {
+    path: PathBuf,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// One entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub run_id: String,
+    pub kind: String,
+    /// JSON text.
+    pub body: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The result of `verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every entry matches; `entries` were checked.
+    Intact { entries: i64 },
+    /// The first entry that does not match, and why.
+    Broken { seq: i64, reason: String },
+}
+
+pub struct Journal {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+/// The hash of an entry: length-prefixed fields, so no two field lists
+/// produce the same bytes.
+pub fn entry_hash(
+    seq: i64,
+    at_ms: i64,
+    run_id: &str,
+    kind: &str,
+    body: &str,
+    prev_hash: &str,
+) -> String {
+    let mut h = Sha256::new();
+    for field in [
+        seq.to_string().as_str(),
+        at_ms.to_string().as_str(),
+        run_id,
+        kind,
+        body,
+        prev_hash,
+    ] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        let err = |source| JournalError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS entries (
+                 seq INTEGER PRIMARY KEY,
+                 at_ms INTEGER NOT NULL,
+                 run_id TEXT NOT NULL,
+                 kind TEXT NOT NULL,
+                 body TEXT NOT NULL,
+                 prev_hash TEXT NOT NULL,
+                 hash TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS entries_run ON entries (run_id, seq);
+             CREATE TABLE IF NOT EXISTS head (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 seq INTEGER NOT NULL,
+                 hash TEXT NOT NULL
+             );",
+        )
+        .map_err(err)?;
+        Ok(Journal {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> JournalError {
+        JournalError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Appends one entry, durably, and returns it.
+    pub fn append(
+        &self,
+        at_ms: i64,
+        run_id: &str,
+        kind: &str,
+        body: &serde_json::Value,
+    ) -> Result<Entry, JournalError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let (last_seq, prev_hash): (i64, String) = tx
+            .query_row("SELECT seq, hash FROM head WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or((0, GENESIS.to_string()));
+        let seq = last_seq + 1;
+        let body = body.to_string();
+        let hash = entry_hash(seq, at_ms, run_id, kind, &body, &prev_hash);
+        tx.execute(
+            "INSERT INTO entries (seq, at_ms, run_id, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![seq, at_ms, run_id, kind, body, prev_hash, hash],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO head (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT(id) DO UPDATE SET seq = ?1, hash = ?2",
+            params![seq, hash],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(Entry {
+            seq,
+            at_ms,
+            run_id: run_id.to_string(),
+            kind: kind.to_string(),
+            body,
+            prev_hash,
+            hash,
+        })
+    }
+
+    /// Entries of one run (or all, with `None`), in order.
+    pub fn entries(&self, run_id: Option<&str>) -> Result<Vec<Entry>, JournalError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, at_ms, run_id, kind, body, prev_hash, hash FROM entries
+                 WHERE ?1 IS NULL OR run_id = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id], |r| {
+                Ok(Entry {
+                    seq: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    run_id: r.get(2)?,
+                    kind: r.get(3)?,
+                    body: r.get(4)?,
+                    prev_hash: r.get(5)?,
+                    hash: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Walks the chain from the first entry; reports the first that does not match.
+    pub fn verify(&self) -> Result<Verdict, JournalError> {
+        let entries = self.entries(None)?;
+        let mut prev = GENESIS.to_string();
+        for (i, e) in entries.iter().enumerate() {
+            let expected_seq = i as i64 + 1;
+            if e.seq != expected_seq {
+                return Ok(Verdict::Broken {
+                    seq: expected_seq,
+                    reason: format!("entry {expected_seq} is missing (found {} next)", e.seq),
+                });
+            }
+            if e.prev_hash != prev {
+                return Ok(Verdict::Broken {
+                    seq: e.seq,
+                    reason: "its link to the previous entry does not match (an entry before it was removed, edited or moved)".into(),
+                });
+            }
+            if entry_hash(e.seq, e.at_ms, &e.run_id, &e.kind, &e.body, &e.prev_hash) != e.hash {
+                return Ok(Verdict::Broken {
+                    seq: e.seq,
+                    reason: "its content does not match its hash (it was edited)".into(),
+                });
+            }
+            prev = e.hash.clone();
+        }
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let head: Option<(i64, String)> = conn
+            .query_row("SELECT seq, hash FROM head WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let last = entries.last().map(|e| (e.seq, e.hash.clone()));
+        match (head, last) {
+            (None, None) => {}
+            (Some(head), Some(last)) if head == last => {}
+            (Some((seq, _)), _) => {
+                return Ok(Verdict::Broken {
+                    seq,
+                    reason: format!(
+                        "the journal's head names entry {seq}, which is not its last entry (entries were cut from the end)"
+                    ),
+                });
+            }
+            (None, Some((seq, _))) => {
+                return Ok(Verdict::Broken {
+                    seq,
+                    reason: "the journal has entries but no head".into(),
+                });
+            }
+        }
+        Ok(Verdict::Intact {
+            entries: entries.len() as i64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn journal(n: i64) -> (tempfile::TempDir, PathBuf, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let j = Journal::open(&path).unwrap();
+        for i in 1..=n {
+            j.append(i * 10, "run-1", "step.finished", &json!({ "i": i }))
+                .unwrap();
+        }
+        (dir, path, j)
+    }
+
+    fn tamper(path: &Path, sql: &str) {
+        Connection::open(path).unwrap().execute_batch(sql).unwrap();
+    }
+
+    #[test]
+    fn an_untouched_journal_verifies_and_survives_reopening() {
+        let (_dir, path, j) = journal(5);
+        assert_eq!(j.verify().unwrap(), Verdict::Intact { entries: 5 });
+        drop(j);
+        let j = Journal::open(&path).unwrap();
+        j.append(60, "run-1", "run.finished", &json!({})).unwrap();
+        assert_eq!(j.verify().unwrap(), Verdict::Intact { entries: 6 });
+        assert_eq!(j.entries(Some("run-1")).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn an_edited_row_is_found() {
+        let (_dir, path, j) = journal(5);
+        tamper(
+            &path,
+            "UPDATE entries SET body = '{\"i\":99}' WHERE seq = 3",
+        );
+        assert!(matches!(
+            j.verify().unwrap(),
+            Verdict::Broken { seq: 3, .. }
+        ));
+    }
+
+    #[test]
+    fn an_edited_row_with_a_recomputed_hash_breaks_the_next_link() {
+        let (_dir, path, j) = journal(5);
+        let e = &j.entries(None).unwrap()[2];
+        let forged = entry_hash(3, e.at_ms, &e.run_id, &e.kind, "{\"i\":99}", &e.prev_hash);
+        tamper(
+            &path,
+            &format!("UPDATE entries SET body = '{{\"i\":99}}', hash = '{forged}' WHERE seq = 3"),
+        );
+        assert!(matches!(
+            j.verify().unwrap(),
+            Verdict::Broken { seq: 4, .. }
+        ));
+    }
+
+    #[test]
+    fn a_removed_row_is_found() {
+        let (_dir, path, j) = journal(5);
+        tamper(&path, "DELETE FROM entries WHERE seq = 2");
+        assert!(matches!(
+            j.verify().unwrap(),
+            Verdict::Broken { seq: 2, .. }
+        ));
+        let (_dir, path, j) = journal(5);
+        tamper(&path, "DELETE FROM entries WHERE seq = 5");
+        assert!(matches!(
+            j.verify().unwrap(),
+            Verdict::Broken { seq: 5, .. }
+        ));
+    }
+
+    #[test]
+    fn reordered_rows_are_found() {
+        let (_dir, path, j) = journal(5);
+        tamper(
+            &path,
+            "UPDATE entries SET seq = 100 WHERE seq = 2; UPDATE entries SET seq = 2 WHERE seq = 3; UPDATE entries SET seq = 3 WHERE seq = 100;",
+        );
+        assert!(matches!(
+            j.verify().unwrap(),
+            Verdict::Broken { seq: 2, .. }
+        ));
+    }
+}
