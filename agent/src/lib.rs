@@ -5,11 +5,13 @@
 //!   commands, reconnect with jittered backoff).
 //! * [`admit`]: the checks every command passes before anything runs;
 //!   [`nonces`] remembers nonces across restarts.
+//! * [`ledger`]: step ids already run and their outcomes (a step runs once).
 //! * [`plugin`]: the sandboxed WASM plugin host.
 
 pub mod admit;
 pub mod backoff;
 pub mod config;
+pub mod ledger;
 pub mod nonces;
 pub mod plugin;
 pub mod session;

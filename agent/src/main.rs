@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use backout_agent::admit::Admission;
 use backout_agent::config::AgentConfig;
+use backout_agent::ledger::Ledger;
 use backout_agent::nonces::NonceStore;
 use backout_agent::plugin::{PluginHost, SecretStore};
 use backout_agent::session::{self, Agent};
@@ -64,6 +65,7 @@ fn build(config_path: &std::path::Path) -> anyhow::Result<Agent> {
         )
     })?;
     let nonces = NonceStore::open(&config.state_dir)?;
+    let ledger = Ledger::open(&config.state_dir)?;
     let secrets = SecretStore::load(&config.secrets)
         .map_err(|e| BadConfig(format!("{}: {e}", config_path.display())))?;
     let limits = config
@@ -91,6 +93,7 @@ fn build(config_path: &std::path::Path) -> anyhow::Result<Agent> {
         config,
         tls,
         host,
+        ledger,
     })
 }
 

@@ -19,6 +19,7 @@ use wire::coordinator_message::Kind as CoordKind;
 use crate::admit::{Admission, untrusted_ids};
 use crate::backoff::Backoff;
 use crate::config::AgentConfig;
+use crate::ledger::{Ledger, Prior};
 use crate::plugin::{PluginHost, StepEvent, StepOutcome, StepRequest};
 
 /// A session that lasted this long resets the backoff to its shortest delay.
@@ -31,6 +32,7 @@ pub struct Agent {
     pub tls: TlsMaterial,
     pub admission: Admission,
     pub host: PluginHost,
+    pub ledger: Ledger,
 }
 
 fn msg(kind: AgentKind) -> wire::AgentMessage {
@@ -200,6 +202,54 @@ async fn handle_command(
             return;
         }
     };
+    // A step id runs at most once on this agent.
+    let key = Ledger::key(&command.step_id, command.dry_run);
+    let prior = {
+        let agent = agent.clone();
+        let (key, command_id) = (key.clone(), command.command_id.clone());
+        tokio::task::spawn_blocking(move || agent.ledger.begin(&key, &command_id, started_at_ms))
+            .await
+    };
+    let recorded = match prior {
+        Ok(Ok(Prior::New)) => None,
+        Ok(Ok(Prior::Done(outcome))) => {
+            tracing::info!(step = %command.step_id, "step already ran here; answering with its recorded outcome");
+            Some(outcome)
+        }
+        Ok(Ok(Prior::Running)) => Some(StepOutcome::Failed {
+            code: "in-progress".into(),
+            message: format!(
+                "step `{}` is running on this agent; its result comes with its first command",
+                command.step_id
+            ),
+        }),
+        Ok(Ok(Prior::Interrupted)) => Some(StepOutcome::Failed {
+            code: "interrupted".into(),
+            message: format!(
+                "step `{}` was running when this agent stopped; its outcome is unknown and it is not run again",
+                command.step_id
+            ),
+        }),
+        Ok(Err(e)) => Some(StepOutcome::Failed {
+            code: "ledger".into(),
+            message: e.to_string(),
+        }),
+        Err(e) => Some(StepOutcome::Failed {
+            code: "ledger".into(),
+            message: e.to_string(),
+        }),
+    };
+    if let Some(outcome) = recorded {
+        let _ = tx
+            .send(result_message(
+                command.command_id,
+                command.step_id,
+                started_at_ms,
+                outcome_to_wire(outcome),
+            ))
+            .await;
+        return;
+    }
     tracing::info!(
         command = %command.command_id,
         step = %command.step_id,
@@ -234,7 +284,31 @@ async fn handle_command(
     let outcome = agent.host.run(plugin, request, events_tx).await;
     // Every event goes out before the result.
     let _ = forward.await;
-    let result = match outcome {
+    if let StepOutcome::Failed { code, message } = &outcome {
+        tracing::warn!(step = %command.step_id, %code, %message, "step failed");
+    }
+    {
+        let (agent, key, outcome) = (agent.clone(), key.clone(), outcome.clone());
+        let recorded =
+            tokio::task::spawn_blocking(move || agent.ledger.finish(&key, &outcome, now_ms()))
+                .await;
+        if !matches!(recorded, Ok(Ok(()))) {
+            tracing::error!(step = %command.step_id, "cannot record the step's outcome in the ledger");
+        }
+    }
+    let result = outcome_to_wire(outcome);
+    let _ = tx
+        .send(result_message(
+            command.command_id,
+            command.step_id,
+            started_at_ms,
+            result,
+        ))
+        .await;
+}
+
+fn outcome_to_wire(outcome: StepOutcome) -> wire::step_result::Result {
+    match outcome {
         StepOutcome::Succeeded {
             summary,
             data_json,
@@ -248,18 +322,9 @@ async fn handle_command(
                 .collect(),
         }),
         StepOutcome::Failed { code, message } => {
-            tracing::warn!(step = %command.step_id, %code, %message, "step failed");
             wire::step_result::Result::Failed(wire::StepFailed { code, message })
         }
-    };
-    let _ = tx
-        .send(result_message(
-            command.command_id,
-            command.step_id,
-            started_at_ms,
-            result,
-        ))
-        .await;
+    }
 }
 
 fn refusal(refused: Refused) -> wire::step_result::Result {

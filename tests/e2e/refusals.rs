@@ -365,3 +365,56 @@ async fn an_operator_without_a_client_certificate_is_refused() {
             .success()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_id_runs_at_most_once_even_across_agent_restarts() {
+    let mut rig = rig().await;
+    let signer = rig.pki.signer();
+    let first = rig.echo("first");
+    let step_id = first.step_id.clone();
+    let data = |r: wire::step_result::Result| match r {
+        wire::step_result::Result::Succeeded(s) => s.data_json,
+        other => panic!("expected success, got {other:?}"),
+    };
+    assert!(data(rig.outcome(signer.sign(&first)).await).contains("first"));
+    // Delivered again (a new command, same step): the recorded outcome, not a new run.
+    let mut again = rig.echo("second");
+    again.step_id = step_id.clone();
+    assert!(data(rig.outcome(signer.sign(&again)).await).contains("first"));
+
+    // A step running when the agent dies is never run again: it is reported interrupted.
+    let mut slow = command(
+        "app-1",
+        "testbed",
+        &rig.testbed_sha,
+        "sleep",
+        json!({ "ms": 30_000 }),
+    );
+    slow.deadline_ms = 60_000;
+    rig.session.send(signer.sign(&slow)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    rig.agent.kill().await;
+    let path = rig.pki.path().join("agent.toml");
+    rig.agent = start_agent(&path, &rig.pki.path().join("agent-2.log"));
+    rig.session = rig.fake.next_session(WAIT).await;
+
+    let mut again = rig.echo("third");
+    again.step_id = step_id;
+    assert!(
+        data(rig.outcome(signer.sign(&again)).await).contains("first"),
+        "remembered across restart"
+    );
+    let mut retry = command(
+        "app-1",
+        "testbed",
+        &rig.testbed_sha,
+        "sleep",
+        json!({ "ms": 1 }),
+    );
+    retry.step_id = slow.step_id.clone();
+    match rig.outcome(signer.sign(&retry)).await {
+        wire::step_result::Result::Failed(f) => assert_eq!(f.code, "interrupted", "{f:?}"),
+        other => panic!("an interrupted step ran again: {other:?}"),
+    }
+    rig.still_serves().await;
+}
