@@ -6,6 +6,7 @@
 //! * [`server`]: the gRPC services over mutual TLS, the agent registry, the
 //!   command dispatcher.
 //! * [`assess`]: phase 1.1, the emergency assessment.
+//! * [`runs`]: rollback runs: the run state machine driven, journaled, dispatched.
 //! * [`signals`]: the plan's signals, sampled live, and the decision matrix.
 //! * [`cli`]: the operator commands and their output.
 
@@ -14,5 +15,6 @@ pub mod cli;
 pub mod config;
 pub mod fleet;
 pub mod journal;
+pub mod runs;
 pub mod server;
 pub mod signals;

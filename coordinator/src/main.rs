@@ -85,6 +85,39 @@ enum Command {
     Signal(SignalCommand),
     /// Show who the coordinator thinks you are, and your roles.
     Whoami,
+    /// Start a rollback run.
+    #[command(subcommand)]
+    Rollback(RollbackCommand),
+    /// Approve (or refuse) a run or one of its gated phases, under your own certificate.
+    ///
+    /// Example: backout approve run-1700000000000-a1b2c3 --phase database
+    Approve {
+        run: String,
+        /// A gated phase (default: the run itself).
+        #[arg(long)]
+        phase: Option<String>,
+        /// Which of your roles to approve as (default: the first one still needed).
+        #[arg(long)]
+        role: Option<String>,
+        /// Refuse instead of approving: stops the run or the phase.
+        #[arg(long, requires = "why")]
+        refuse: bool,
+        #[arg(long)]
+        why: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// List runs with their status and the approvals they wait for.
+    Runs {
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Abort a run: nothing more is dispatched.
+    Abort {
+        run: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Check the journal's hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -137,6 +170,28 @@ fn parse_when(text: &str) -> Result<i64, String> {
     at.duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .map_err(|_| "before 1970".to_string())
+}
+
+#[derive(Debug, Subcommand)]
+enum RollbackCommand {
+    /// Start a run of the plan; it waits for the plan's run approvals.
+    ///
+    /// Example: backout rollback start --reason "5xx at 12% since the 02:00 deploy" --to v2.3.1
+    Start {
+        #[arg(long)]
+        reason: String,
+        /// The version to roll back to (passed to steps as `to_version`).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only these phases (comma-separated; default: every phase that is not optional).
+        #[arg(long, value_delimiter = ',')]
+        phases: Vec<String>,
+        /// Ask each plugin what it would do; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +328,72 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     signal.set_by
                 ),
             }
+            Ok(Exit::Ok)
+        }
+        Command::Rollback(RollbackCommand::Start {
+            reason,
+            to,
+            phases,
+            dry_run,
+            output,
+        }) => {
+            let mut control = cli.connect.control().await?;
+            let request = wire::StartRunRequest {
+                reason,
+                to_version: to.unwrap_or_default(),
+                phases,
+                dry_run,
+            };
+            let summary = control
+                .start_run(request)
+                .await
+                .map_err(cli::client::status_error)?
+                .into_inner();
+            cli::runs::print_summary(&summary, output);
+            Ok(Exit::Ok)
+        }
+        Command::Approve {
+            run,
+            phase,
+            role,
+            refuse,
+            why,
+            output,
+        } => {
+            let mut control = cli.connect.control().await?;
+            let request = wire::ApproveRequest {
+                run_id: run,
+                phase: phase.unwrap_or_default(),
+                role: role.unwrap_or_default(),
+                refuse,
+                why: why.unwrap_or_default(),
+            };
+            let summary = control
+                .approve(request)
+                .await
+                .map_err(cli::client::status_error)?
+                .into_inner();
+            cli::runs::print_summary(&summary, output);
+            Ok(Exit::Ok)
+        }
+        Command::Runs { output } => {
+            let mut control = cli.connect.control().await?;
+            let reply = control
+                .list_runs(wire::ListRunsRequest {})
+                .await
+                .map_err(cli::client::status_error)?
+                .into_inner();
+            cli::runs::print_runs(&reply, output);
+            Ok(Exit::Ok)
+        }
+        Command::Abort { run, output } => {
+            let mut control = cli.connect.control().await?;
+            let summary = control
+                .abort_run(wire::AbortRunRequest { run_id: run })
+                .await
+                .map_err(cli::client::status_error)?
+                .into_inner();
+            cli::runs::print_summary(&summary, output);
             Ok(Exit::Ok)
         }
         Command::Audit(AuditCommand::Verify {

@@ -191,7 +191,8 @@ impl Run {
         }
     }
 
-    fn missing(&self, scope: &Scope) -> Vec<String> {
+    /// Roles of `scope` that have not approved yet.
+    pub fn missing(&self, scope: &Scope) -> Vec<String> {
         self.needed(scope)
             .into_iter()
             .filter(|role| !self.approvals.contains_key(&(scope.clone(), role.clone())))
@@ -513,6 +514,30 @@ impl Run {
                 attempt: a.attempt,
             })
             .collect()
+    }
+
+    /// Every approval so far: scope, role, person.
+    pub fn approvals(&self) -> Vec<(Scope, String, String)> {
+        self.approvals
+            .iter()
+            .map(|((scope, role), by)| (scope.clone(), role.clone(), by.clone()))
+            .collect()
+    }
+
+    /// The hosts of a phase that are done, and those that failed.
+    pub fn host_results(&self, phase_id: &str) -> (Vec<String>, Vec<String>) {
+        let Some(phase) = self.plan.phases.iter().find(|p| p.id == phase_id) else {
+            return (Vec::new(), Vec::new());
+        };
+        let (mut ok, mut failed) = (Vec::new(), Vec::new());
+        for host in Self::hosts(phase) {
+            match self.host_progress(phase, &host) {
+                HostProgress::Done => ok.push(host),
+                HostProgress::Failed(_) => failed.push(host),
+                _ => {}
+            }
+        }
+        (ok, failed)
     }
 
     /// When the attempt in flight was dispatched.

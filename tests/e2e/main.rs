@@ -8,4 +8,5 @@ mod assess;
 mod bad_input;
 mod matrix;
 mod refusals;
+mod runs;
 mod sandbox;

@@ -6,6 +6,7 @@ pub mod guard;
 pub mod matrix;
 pub mod pki;
 pub mod plan;
+pub mod runs;
 pub mod serve;
 pub mod table;
 

@@ -14,10 +14,12 @@ use super::State;
 use serde_json::json;
 
 use crate::assess;
+use crate::runs::{RunError, Runs, Summary};
 use crate::signals::board::{Board, SignalView};
 use backout_plan::expr::Value;
 use backout_plan::matrix::Verdict;
 use backout_plan::model::Class;
+use backout_plan::run::{PhaseStatus, RunStatus};
 use backout_plan::window::Hold;
 
 pub struct ControlService {
@@ -173,6 +175,70 @@ impl wire::control_server::Control for ControlService {
         }))
     }
 
+    async fn start_run(
+        &self,
+        request: Request<wire::StartRunRequest>,
+    ) -> Result<Response<wire::RunSummary>, Status> {
+        let operator = self.operator(&request)?;
+        let req = request.into_inner();
+        if req.reason.trim().is_empty() {
+            return Err(Status::invalid_argument("a run needs a reason (--reason)"));
+        }
+        let summary = Runs::start(
+            &self.state,
+            &operator.name,
+            &req.reason,
+            &req.to_version,
+            &req.phases,
+            req.dry_run,
+        )
+        .map_err(run_status)?;
+        tracing::warn!(run = %summary.meta.id, operator = %operator.name, reason = %req.reason, "rollback run started");
+        Ok(Response::new(summary_to_wire(&summary)))
+    }
+
+    async fn approve(
+        &self,
+        request: Request<wire::ApproveRequest>,
+    ) -> Result<Response<wire::RunSummary>, Status> {
+        let operator = self.operator(&request)?;
+        let req = request.into_inner();
+        let phase = (!req.phase.is_empty()).then(|| req.phase.clone());
+        let role = (!req.role.is_empty()).then_some(req.role.as_str());
+        let refusal = req.refuse.then(|| req.why.clone());
+        let summary = Runs::decide(
+            &self.state,
+            &req.run_id,
+            phase,
+            &operator.name,
+            &operator.roles,
+            role,
+            refusal,
+        )
+        .map_err(run_status)?;
+        Ok(Response::new(summary_to_wire(&summary)))
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<wire::ListRunsRequest>,
+    ) -> Result<Response<wire::ListRunsReply>, Status> {
+        self.operator(&request)?;
+        let runs = self.state.runs.list().iter().map(summary_to_wire).collect();
+        Ok(Response::new(wire::ListRunsReply { runs }))
+    }
+
+    async fn abort_run(
+        &self,
+        request: Request<wire::AbortRunRequest>,
+    ) -> Result<Response<wire::RunSummary>, Status> {
+        let operator = self.operator(&request)?;
+        let req = request.into_inner();
+        let summary = Runs::abort(&self.state, &req.run_id, &operator.name).map_err(run_status)?;
+        tracing::warn!(run = %req.run_id, operator = %operator.name, "run aborted");
+        Ok(Response::new(summary_to_wire(&summary)))
+    }
+
     async fn record_decision(
         &self,
         request: Request<wire::RecordDecisionRequest>,
@@ -250,6 +316,73 @@ impl ControlService {
                 "the coordinator runs without a plan (set `plan` in its configuration)",
             )
         })
+    }
+}
+
+fn run_status(e: RunError) -> Status {
+    match e {
+        RunError::UnknownRun(_) => Status::not_found(e.to_string()),
+        RunError::NoPlan => Status::failed_precondition(e.to_string()),
+        RunError::Journal(_) => Status::unavailable(e.to_string()),
+        RunError::NoRole { .. } | RunError::Rejected(_) => Status::permission_denied(e.to_string()),
+        RunError::Plan(_) => Status::invalid_argument(e.to_string()),
+    }
+}
+
+fn phase_status_text(status: &PhaseStatus) -> (&'static str, String) {
+    match status {
+        PhaseStatus::Waiting => ("waiting", String::new()),
+        PhaseStatus::AwaitingApproval(roles) => ("awaiting-approval", roles.join(" + ")),
+        PhaseStatus::Running => ("running", String::new()),
+        PhaseStatus::Succeeded => ("succeeded", String::new()),
+        PhaseStatus::Failed(why) => ("failed", why.clone()),
+        PhaseStatus::TimedOut => ("timed-out", String::new()),
+        PhaseStatus::Skipped => ("skipped", "a phase it comes after did not succeed".into()),
+        PhaseStatus::Aborted => ("aborted", String::new()),
+    }
+}
+
+fn summary_to_wire(s: &Summary) -> wire::RunSummary {
+    wire::RunSummary {
+        run_id: s.meta.id.clone(),
+        status: match &s.status {
+            RunStatus::AwaitingApproval(_) => "awaiting-approval".into(),
+            RunStatus::Running => "running".into(),
+            RunStatus::Succeeded => "succeeded".into(),
+            RunStatus::Failed => "failed".into(),
+            RunStatus::Refused(role) => format!("refused by {role}"),
+            RunStatus::Aborted => "aborted".into(),
+        },
+        reason: s.meta.reason.clone(),
+        started_by: s.meta.started_by.clone(),
+        started_at_ms: s.meta.started_at_ms,
+        finished_at_ms: s.meta.finished_at_ms.unwrap_or(0),
+        dry_run: s.meta.dry_run,
+        to_version: s.meta.to_version.clone(),
+        phases: s
+            .phases
+            .iter()
+            .map(|(id, status, ok, failed)| {
+                let (status, detail) = phase_status_text(status);
+                wire::PhaseSummary {
+                    id: id.clone(),
+                    status: status.into(),
+                    detail,
+                    hosts_succeeded: ok.clone(),
+                    hosts_failed: failed.clone(),
+                }
+            })
+            .collect(),
+        pending: s
+            .pending
+            .iter()
+            .map(|(scope, roles, waiting)| wire::PendingApproval {
+                scope: scope.clone(),
+                roles: roles.clone(),
+                waiting_ms: *waiting,
+            })
+            .collect(),
+        approvals: s.approvals.clone(),
     }
 }
 

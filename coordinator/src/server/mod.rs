@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 use crate::config::CoordinatorConfig;
 use crate::journal::Journal;
+use crate::runs::Runs;
 use crate::signals::board::Board;
 use backout_plan::model::Plan;
 use dispatch::Dispatcher;
@@ -34,6 +35,7 @@ pub struct State {
     /// The plan's signals and triggers, when the configuration names a plan.
     pub board: Option<Arc<Board>>,
     pub journal: Arc<Journal>,
+    pub runs: Runs,
 }
 
 impl State {
@@ -81,6 +83,7 @@ impl State {
             dispatcher,
             board,
             journal,
+            runs: Runs::default(),
         })
     }
 }

@@ -1,0 +1,120 @@
+//! `backout rollback start`, `approve`, `runs`, `abort`: printing run summaries.
+
+use backout_proto::wire;
+use serde_json::{Value, json};
+
+use super::{Output, human_ms, table};
+
+pub fn summary_json(r: &wire::RunSummary) -> Value {
+    json!({
+        "run": r.run_id,
+        "status": r.status,
+        "reason": r.reason,
+        "started_by": r.started_by,
+        "started_at_ms": r.started_at_ms,
+        "finished_at_ms": (r.finished_at_ms > 0).then_some(r.finished_at_ms),
+        "dry_run": r.dry_run,
+        "to_version": (!r.to_version.is_empty()).then_some(&r.to_version),
+        "phases": r.phases.iter().map(|p| json!({
+            "id": p.id, "status": p.status, "detail": p.detail,
+            "hosts_succeeded": p.hosts_succeeded, "hosts_failed": p.hosts_failed,
+        })).collect::<Vec<_>>(),
+        "pending_approvals": r.pending.iter().map(|p| json!({
+            "scope": p.scope, "roles": p.roles, "waiting_ms": p.waiting_ms,
+        })).collect::<Vec<_>>(),
+        "approvals": r.approvals,
+    })
+}
+
+pub fn print_summary(r: &wire::RunSummary, output: Output) {
+    match output {
+        Output::Json => println!("{}", summary_json(r)),
+        Output::Text => {
+            println!(
+                "{}  {}{}  started by {}: {}",
+                r.run_id,
+                r.status.to_uppercase(),
+                if r.dry_run { " (dry run)" } else { "" },
+                r.started_by,
+                r.reason
+            );
+            let rows: Vec<Vec<String>> = r
+                .phases
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.id.clone(),
+                        p.status.clone(),
+                        p.hosts_succeeded.join(", "),
+                        p.hosts_failed.join(", "),
+                        p.detail.clone(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &["PHASE", "STATUS", "HOSTS DONE", "HOSTS FAILED", "DETAIL"],
+                    &rows
+                )
+            );
+            for p in &r.pending {
+                println!(
+                    "  waiting {} for approval of {} by {}",
+                    human_ms(p.waiting_ms),
+                    p.scope,
+                    p.roles.join(" + ")
+                );
+            }
+            if !r.approvals.is_empty() {
+                println!("  approved: {}", r.approvals.join("; "));
+            }
+        }
+    }
+}
+
+pub fn print_runs(reply: &wire::ListRunsReply, output: Output) {
+    match output {
+        Output::Json => {
+            let runs: Vec<Value> = reply.runs.iter().map(summary_json).collect();
+            println!("{}", json!({ "runs": runs }));
+        }
+        Output::Text => {
+            if reply.runs.is_empty() {
+                println!("no runs");
+                return;
+            }
+            let rows: Vec<Vec<String>> = reply
+                .runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.run_id.clone(),
+                        r.status.clone(),
+                        r.started_by.clone(),
+                        r.pending
+                            .iter()
+                            .map(|p| {
+                                format!(
+                                    "{}: {} ({})",
+                                    p.scope,
+                                    p.roles.join(" + "),
+                                    human_ms(p.waiting_ms)
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        r.reason.clone(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &["RUN", "STATUS", "STARTED BY", "WAITING FOR", "REASON"],
+                    &rows
+                )
+            );
+        }
+    }
+}

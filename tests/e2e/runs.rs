@@ -1,0 +1,361 @@
+//! Rollback runs end to end: approvals by role slot under each operator's own
+//! certificate, phases in order with rolling batches, steps on real agents
+//! through the testbed plugin, refusals, and the journal.
+
+use std::time::Duration;
+
+use backout_e2e::{
+    Coordinator, Pki, Proc, agent_config, cli, connected_agents, start_agent, wait_for,
+};
+use serde_json::{Value, json};
+
+const PLAN: &str = r#"[plan]
+name = "runs e2e"
+[[host]]
+id = "app-1"
+groups = ["app"]
+[[host]]
+id = "app-2"
+groups = ["app"]
+[roles]
+release-manager = "Release Manager"
+technical-lead = "Technical Lead"
+dba = "DBA"
+[approvals]
+run = ["release-manager", "technical-lead"]
+[[phase]]
+id = "application"
+name = "Application Rollback"
+rolling = 1
+[[phase.step]]
+id = "stop"
+plugin = "testbed"
+action = "echo"
+on = "app"
+params = { what = "stop" }
+[[phase.step]]
+id = "start"
+plugin = "testbed"
+action = "echo"
+on = "app"
+[[phase]]
+id = "database"
+name = "Database Rollback"
+after = ["application"]
+approvals = ["dba", "technical-lead"]
+[[phase.step]]
+id = "backup"
+plugin = "testbed"
+action = "echo"
+on = "app-1"
+"#;
+
+async fn fleet(pki: &Pki) -> (Coordinator, Vec<Proc>) {
+    for agent in ["app-1", "app-2"] {
+        pki.issue("agent", agent);
+    }
+    for op in ["dave", "alice", "bob", "carol"] {
+        pki.issue("operator", op);
+    }
+    std::fs::write(pki.path().join("plan.toml"), PLAN).unwrap();
+    let config = format!(
+        r#"command_key = "{p}/command-signing.key"
+plan = "plan.toml"
+[tls]
+ca = "{p}/ca.pem"
+cert = "{p}/coordinator.pem"
+key = "{p}/coordinator.key"
+[[agent]]
+id = "app-1"
+[[agent]]
+id = "app-2"
+[operators]
+dave = ["release-manager"]
+alice = ["release-manager", "technical-lead"]
+bob = ["technical-lead"]
+carol = ["dba"]
+"#,
+        p = pki.path().display()
+    );
+    let coordinator = Coordinator::start(pki.path(), &config).await;
+    let mut agents = Vec::new();
+    for id in ["app-1", "app-2"] {
+        let path = pki.path().join(format!("{id}.toml"));
+        std::fs::write(
+            &path,
+            agent_config(
+                pki,
+                id,
+                &coordinator.addr,
+                &pki.path().join(format!("state-{id}")),
+                "",
+            ),
+        )
+        .unwrap();
+        agents.push(start_agent(&path, &pki.path().join(format!("{id}.log"))));
+    }
+    let addr = coordinator.addr.clone();
+    wait_for("agents", Duration::from_secs(30), || {
+        (connected_agents(pki, &addr, "alice").len() == 2).then_some(())
+    })
+    .await;
+    (coordinator, agents)
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn run_of(pki: &Pki, addr: &str, id: &str) -> Value {
+    let runs = json_of(&cli(pki, addr, "alice", &["runs", "--output", "json"]));
+    runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run"] == id)
+        .unwrap()
+        .clone()
+}
+
+fn phase<'a>(run: &'a Value, id: &str) -> &'a Value {
+    run["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_waits_for_distinct_approvers_then_runs_its_phases_in_order() {
+    let pki = Pki::new("runs.test");
+    let (coordinator, _agents) = fleet(&pki).await;
+    let addr = coordinator.addr.clone();
+
+    let started = json_of(&cli(
+        &pki,
+        &addr,
+        "dave",
+        &[
+            "rollback",
+            "start",
+            "--reason",
+            "5xx at 12%",
+            "--phases",
+            "application,database",
+            "--output",
+            "json",
+        ],
+    ));
+    let id = started["run"].as_str().unwrap().to_string();
+    assert_eq!(started["status"], "awaiting-approval");
+    assert_eq!(
+        started["pending_approvals"][0]["roles"],
+        json!(["release-manager", "technical-lead"])
+    );
+
+    // The starter may not approve their own run.
+    let out = cli(&pki, &addr, "dave", &["approve", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may not approve"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One person, one slot.
+    json_of(&cli(
+        &pki,
+        &addr,
+        "alice",
+        &[
+            "approve",
+            &id,
+            "--role",
+            "release-manager",
+            "--output",
+            "json",
+        ],
+    ));
+    let out = cli(
+        &pki,
+        &addr,
+        "alice",
+        &["approve", &id, "--role", "technical-lead"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("distinct person"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing has run while an approval is missing.
+    let run = run_of(&pki, &addr, &id);
+    assert_eq!(run["status"], "awaiting-approval");
+    assert_eq!(phase(&run, "application")["hosts_succeeded"], json!([]));
+
+    json_of(&cli(
+        &pki,
+        &addr,
+        "bob",
+        &["approve", &id, "--output", "json"],
+    ));
+    let run = wait_for(
+        "the application phase to pass and the database phase to wait",
+        Duration::from_secs(30),
+        || {
+            let run = run_of(&pki, &addr, &id);
+            (phase(&run, "database")["status"] == "awaiting-approval").then_some(run)
+        },
+    )
+    .await;
+    assert_eq!(phase(&run, "application")["status"], "succeeded");
+    assert_eq!(
+        phase(&run, "application")["hosts_succeeded"],
+        json!(["app-1", "app-2"])
+    );
+    assert_eq!(phase(&run, "database")["detail"], "dba + technical-lead");
+    assert!(
+        run["pending_approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["scope"] == "database")
+    );
+
+    json_of(&cli(
+        &pki,
+        &addr,
+        "carol",
+        &["approve", &id, "--phase", "database", "--output", "json"],
+    ));
+    json_of(&cli(
+        &pki,
+        &addr,
+        "bob",
+        &["approve", &id, "--phase", "database", "--output", "json"],
+    ));
+    let run = wait_for("the run to succeed", Duration::from_secs(30), || {
+        let run = run_of(&pki, &addr, &id);
+        (run["status"] == "succeeded").then_some(run)
+    })
+    .await;
+    assert_eq!(phase(&run, "database")["hosts_succeeded"], json!(["app-1"]));
+    assert!(run["finished_at_ms"].as_i64().is_some());
+
+    // Everything went through the journal, and it verifies.
+    let config = pki.path().join("coordinator.toml");
+    let audit = json_of(&backout_e2e::run(
+        &backout_e2e::bin("backout"),
+        &[
+            "audit",
+            "verify",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        &[],
+    ));
+    assert_eq!(audit["intact"], true);
+    // created, started, 4 approvals, 5 dispatches + 5 finishes, 5 commands + 5 results, ended: 27.
+    assert_eq!(audit["entries"], 27, "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_phase_fails_the_run_and_abort_stops_one() {
+    let pki = Pki::new("refuse.test");
+    let (coordinator, _agents) = fleet(&pki).await;
+    let addr = coordinator.addr.clone();
+    let start = |who: &str| {
+        json_of(&cli(
+            &pki,
+            &addr,
+            who,
+            &[
+                "rollback",
+                "start",
+                "--reason",
+                "drill",
+                "--phases",
+                "application,database",
+                "--output",
+                "json",
+            ],
+        ))["run"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let id = start("dave");
+    json_of(&cli(
+        &pki,
+        &addr,
+        "alice",
+        &["approve", &id, "--output", "json"],
+    ));
+    json_of(&cli(
+        &pki,
+        &addr,
+        "bob",
+        &["approve", &id, "--output", "json"],
+    ));
+    wait_for(
+        "the database phase to wait",
+        Duration::from_secs(30),
+        || {
+            (phase(&run_of(&pki, &addr, &id), "database")["status"] == "awaiting-approval")
+                .then_some(())
+        },
+    )
+    .await;
+    let out = cli(
+        &pki,
+        &addr,
+        "carol",
+        &[
+            "approve",
+            &id,
+            "--phase",
+            "database",
+            "--refuse",
+            "--why",
+            "no verified backup window",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = wait_for("the run to fail", Duration::from_secs(30), || {
+        let run = run_of(&pki, &addr, &id);
+        (run["status"] == "failed").then_some(run)
+    })
+    .await;
+    assert_eq!(phase(&run, "database")["status"], "failed");
+    assert_eq!(
+        phase(&run, "database")["hosts_succeeded"],
+        json!([]),
+        "a refused phase runs nothing"
+    );
+
+    let id = start("dave");
+    let aborted = json_of(&cli(
+        &pki,
+        &addr,
+        "alice",
+        &["abort", &id, "--output", "json"],
+    ));
+    assert_eq!(aborted["status"], "aborted");
+    let out = cli(&pki, &addr, "bob", &["approve", &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an aborted run takes no approvals"
+    );
+}
