@@ -2,9 +2,13 @@
 //! (`backout_plan::run`) driven by a task per run, every event journaled
 //! before it is applied, steps sent through the dispatcher.
 //!
-//! Not yet here (next steps of the runs issue): resuming unfinished runs from
-//! the journal after a restart, asking agents for outcomes missed while the
-//! coordinator was down, and the live `watch` stream.
+//! After a restart, [`Runs::resume`] rebuilds every run from the journal
+//! (the state is a fold over its events) and drives the unfinished ones on.
+//! Steps that were in flight are sent again under the same step id: the
+//! agent's ledger answers with the recorded outcome (or "in progress", or
+//! "interrupted"), so nothing runs twice.
+//!
+//! Not yet here: the live `watch` stream.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -130,7 +134,152 @@ fn event_json(event: &Event) -> (&'static str, Value) {
     }
 }
 
+/// Reads a journaled run event back (the inverse of `event_json`).
+fn event_from_journal(kind: &str, body: &Value, at_ms: i64) -> Option<Event> {
+    let text = |k: &str| body[k].as_str().map(str::to_string);
+    let scope = || match body["scope"].as_str()? {
+        "run" => Some(Scope::Run),
+        phase => Some(Scope::Phase(phase.to_string())),
+    };
+    let attempt = || body["attempt"].as_u64().and_then(|a| u32::try_from(a).ok());
+    Some(match kind {
+        "run.started" => Event::Started {
+            by: text("by")?,
+            at_ms,
+        },
+        "run.approved" => Event::Approved {
+            scope: scope()?,
+            role: text("role")?,
+            by: text("by")?,
+            at_ms,
+        },
+        "run.refused" => Event::Refused {
+            scope: scope()?,
+            role: text("role")?,
+            by: text("by")?,
+            why: text("why").unwrap_or_default(),
+            at_ms,
+        },
+        "run.dispatched" => Event::Dispatched {
+            phase: text("phase")?,
+            step: text("step")?,
+            host: text("host")?,
+            attempt: attempt()?,
+            at_ms,
+        },
+        "run.finished" => Event::Finished {
+            phase: text("phase")?,
+            step: text("step")?,
+            host: text("host")?,
+            attempt: attempt()?,
+            outcome: match &body["outcome"] {
+                Value::String(s) if s == "succeeded" => Outcome::Succeeded,
+                other => Outcome::Failed {
+                    reason: other["failed"].as_str().unwrap_or("failed").to_string(),
+                },
+            },
+            at_ms,
+        },
+        "run.aborted" => Event::Aborted {
+            by: text("by")?,
+            at_ms,
+        },
+        _ => return None,
+    })
+}
+
 impl Runs {
+    /// Rebuilds every run from the journal and drives the unfinished ones.
+    /// Returns how many runs were resumed.
+    pub fn resume(state: &Arc<State>) -> Result<usize, RunError> {
+        let Some(board) = &state.board else {
+            return Ok(0);
+        };
+        let entries = state
+            .journal
+            .entries(None)
+            .map_err(|e| RunError::Journal(e.to_string()))?;
+        let mut by_run: BTreeMap<String, Vec<crate::journal::Entry>> = BTreeMap::new();
+        for e in entries.into_iter().filter(|e| e.kind.starts_with("run.")) {
+            by_run.entry(e.run_id.clone()).or_default().push(e);
+        }
+        let mut resumed = 0;
+        for (id, entries) in by_run {
+            let Some(created) = entries.iter().find(|e| e.kind == "run.created") else {
+                continue;
+            };
+            let body: Value = serde_json::from_str(&created.body).unwrap_or_default();
+            let phases: Vec<String> =
+                serde_json::from_value(body["phases"].clone()).unwrap_or_default();
+            let plan = match RunPlan::new(board.plan(), &phases) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    tracing::error!(run = %id, error = %e, "cannot resume a run: the plan changed");
+                    continue;
+                }
+            };
+            let events: Vec<Event> = entries
+                .iter()
+                .filter_map(|e| {
+                    event_from_journal(
+                        &e.kind,
+                        &serde_json::from_str(&e.body).unwrap_or_default(),
+                        e.at_ms,
+                    )
+                })
+                .collect();
+            let finished_at_ms = entries
+                .iter()
+                .find(|e| e.kind == "run.ended")
+                .map(|e| e.at_ms);
+            let entry = Entry {
+                meta: RunMeta {
+                    id: id.clone(),
+                    reason: body["reason"].as_str().unwrap_or_default().into(),
+                    to_version: body["to_version"].as_str().unwrap_or_default().into(),
+                    dry_run: body["dry_run"].as_bool().unwrap_or(false),
+                    started_by: body["by"].as_str().unwrap_or_default().into(),
+                    started_at_ms: created.at_ms,
+                    finished_at_ms,
+                },
+                run: Run::replay(plan, &events),
+                waiting_since: BTreeMap::new(),
+            };
+            let in_flight = entry.run.in_flight();
+            state.runs.lock().insert(id.clone(), entry);
+            if finished_at_ms.is_none() {
+                resumed += 1;
+                tracing::warn!(run = %id, in_flight = in_flight.len(), "resuming run from the journal");
+                let notify = Arc::new(Notify::new());
+                state
+                    .runs
+                    .wake
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.clone(), notify.clone());
+                for d in in_flight {
+                    let to_version = state
+                        .runs
+                        .lock()
+                        .get(&id)
+                        .map(|e| (e.meta.to_version.clone(), e.meta.dry_run));
+                    if let Some((to_version, dry_run)) = to_version {
+                        tokio::spawn(execute(
+                            state.clone(),
+                            id.clone(),
+                            d,
+                            to_version,
+                            dry_run,
+                            notify.clone(),
+                        ));
+                    }
+                }
+                tokio::spawn(drive(state.clone(), id, notify));
+            }
+        }
+        Ok(resumed)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -417,49 +566,80 @@ async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
             return;
         }
         for (d, to_version, dry_run) in to_send {
-            let state = state.clone();
-            let (id, notify) = (id.clone(), notify.clone());
-            tokio::spawn(async move {
-                let Some(board) = &state.board else { return };
-                let (plugin, action, params_json, timeout) =
-                    step_params(board.plan(), &d, &to_version);
-                let spec = StepSpec {
-                    run_id: id.clone(),
-                    step_id: format!("{id}/{}/{}/{}#{}", d.phase, d.step, d.host, d.attempt),
-                    agent_id: d.host.clone(),
-                    plugin,
-                    action,
-                    params_json,
-                    dry_run,
-                    deadline: timeout,
-                };
-                let wait = timeout.unwrap_or(Duration::from_secs(600)) + Duration::from_secs(10);
-                let outcome = match state.dispatcher.send(spec).await.wait(wait).await {
-                    StepOutcome::Succeeded { .. } => Outcome::Succeeded,
-                    other => Outcome::Failed {
-                        reason: other.detail(),
-                    },
-                };
-                {
-                    let mut runs = state.runs.lock();
-                    if let Some(entry) = runs.get_mut(&id) {
-                        let event = Event::Finished {
-                            phase: d.phase,
-                            step: d.step,
-                            host: d.host,
-                            attempt: d.attempt,
-                            outcome,
-                            at_ms: now_ms(),
-                        };
-                        if let Err(e) = Runs::record(&state, entry, event) {
-                            tracing::error!(run = %id, error = %e, "cannot journal an outcome");
-                        }
-                    }
-                }
-                notify.notify_one();
-            });
+            tokio::spawn(execute(
+                state.clone(),
+                id.clone(),
+                d,
+                to_version,
+                dry_run,
+                notify.clone(),
+            ));
         }
         // Woken by outcomes and decisions; the timeout covers backoffs and time limits.
         let _ = tokio::time::timeout(Duration::from_millis(500), notify.notified()).await;
     }
+}
+
+/// Sends one dispatch to its agent and journals the outcome. The step id is
+/// the same every time this dispatch is sent, so an agent that already ran
+/// it answers from its ledger. While the agent is unreachable or still busy
+/// with it, it is asked again, for at most the step's time.
+async fn execute(
+    state: Arc<State>,
+    id: String,
+    d: Dispatch,
+    to_version: String,
+    dry_run: bool,
+    notify: Arc<Notify>,
+) {
+    let Some(board) = &state.board else { return };
+    let (plugin, action, params_json, timeout) = step_params(board.plan(), &d, &to_version);
+    let wait = timeout.unwrap_or(Duration::from_secs(600)) + Duration::from_secs(10);
+    let give_up = tokio::time::Instant::now() + wait;
+    let outcome = loop {
+        let spec = StepSpec {
+            run_id: id.clone(),
+            step_id: format!("{id}/{}/{}/{}#{}", d.phase, d.step, d.host, d.attempt),
+            agent_id: d.host.clone(),
+            plugin: plugin.clone(),
+            action: action.clone(),
+            params_json: params_json.clone(),
+            dry_run,
+            deadline: timeout,
+        };
+        let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+        let outcome = state.dispatcher.send(spec).await.wait(left).await;
+        let again = match &outcome {
+            StepOutcome::Unreachable { .. } => true,
+            StepOutcome::Failed { code, .. } => code == "in-progress",
+            _ => false,
+        };
+        if !again || tokio::time::Instant::now() >= give_up {
+            break outcome;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let outcome = match outcome {
+        StepOutcome::Succeeded { .. } => Outcome::Succeeded,
+        other => Outcome::Failed {
+            reason: other.detail(),
+        },
+    };
+    {
+        let mut runs = state.runs.lock();
+        if let Some(entry) = runs.get_mut(&id) {
+            let event = Event::Finished {
+                phase: d.phase,
+                step: d.step,
+                host: d.host,
+                attempt: d.attempt,
+                outcome,
+                at_ms: now_ms(),
+            };
+            if let Err(e) = Runs::record(&state, entry, event) {
+                tracing::error!(run = %id, error = %e, "cannot journal an outcome");
+            }
+        }
+    }
+    notify.notify_one();
 }

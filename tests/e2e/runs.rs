@@ -359,3 +359,169 @@ async fn a_refused_phase_fails_the_run_and_abort_stops_one() {
         "an aborted run takes no approvals"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_coordinator_killed_mid_run_resumes_from_the_journal_and_runs_no_step_twice() {
+    let pki = Pki::new("resume.test");
+    for agent in ["app-1", "app-2"] {
+        pki.issue("agent", agent);
+    }
+    for op in ["dave", "alice", "bob"] {
+        pki.issue("operator", op);
+    }
+    let marks = pki.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let step = |id: &str, action: &str, params: String| {
+        format!(
+            "[[phase.step]]\nid = \"{id}\"\nplugin = \"testbed\"\naction = \"{action}\"\non = \"app\"\nparams = {params}\n"
+        )
+    };
+    // Each host writes a mark before and after a long step: a step run twice
+    // would write its mark twice.
+    let mut plan = PLAN[..PLAN.find("[[phase]]").unwrap()].to_string();
+    plan.push_str("[[phase]]\nid = \"application\"\nname = \"App\"\n");
+    for host in ["app-1", "app-2"] {
+        let file = marks.join(format!("{host}.log"));
+        plan.push_str(
+            &step(
+                &format!("before-{host}"),
+                "write",
+                format!(
+                    "{{ path = \"{}\", contents = \"before\\n\", append = true }}",
+                    file.display()
+                ),
+            )
+            .replace("on = \"app\"", &format!("on = \"{host}\"")),
+        );
+    }
+    plan.push_str(&step("long", "sleep", "{ ms = 3000 }".into()));
+    for host in ["app-1", "app-2"] {
+        let file = marks.join(format!("{host}.log"));
+        plan.push_str(
+            &step(
+                &format!("after-{host}"),
+                "write",
+                format!(
+                    "{{ path = \"{}\", contents = \"after\\n\", append = true }}",
+                    file.display()
+                ),
+            )
+            .replace("on = \"app\"", &format!("on = \"{host}\"")),
+        );
+    }
+    std::fs::write(pki.path().join("plan.toml"), plan).unwrap();
+    let config = format!(
+        "command_key = \"{p}/command-signing.key\"\nplan = \"plan.toml\"\n[tls]\nca = \"{p}/ca.pem\"\ncert = \"{p}/coordinator.pem\"\nkey = \"{p}/coordinator.key\"\n[[agent]]\nid = \"app-1\"\n[[agent]]\nid = \"app-2\"\n[operators]\ndave = [\"release-manager\"]\nalice = [\"release-manager\"]\nbob = [\"technical-lead\"]\n",
+        p = pki.path().display()
+    );
+    let mut coordinator = Coordinator::start(pki.path(), &config).await;
+    let addr = coordinator.addr.clone();
+    let grants = format!("write = [\"{}\"]", marks.display());
+    let mut agents = Vec::new();
+    for id in ["app-1", "app-2"] {
+        let path = pki.path().join(format!("{id}.toml"));
+        std::fs::write(
+            &path,
+            agent_config(
+                &pki,
+                id,
+                &addr,
+                &pki.path().join(format!("state-{id}")),
+                &grants,
+            ),
+        )
+        .unwrap();
+        agents.push(start_agent(&path, &pki.path().join(format!("{id}.log"))));
+    }
+    wait_for("agents", Duration::from_secs(30), || {
+        (connected_agents(&pki, &addr, "alice").len() == 2).then_some(())
+    })
+    .await;
+
+    let id = json_of(&cli(
+        &pki,
+        &addr,
+        "dave",
+        &[
+            "rollback",
+            "start",
+            "--reason",
+            "crash test",
+            "--output",
+            "json",
+        ],
+    ))["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    json_of(&cli(
+        &pki,
+        &addr,
+        "alice",
+        &["approve", &id, "--output", "json"],
+    ));
+    json_of(&cli(
+        &pki,
+        &addr,
+        "bob",
+        &["approve", &id, "--output", "json"],
+    ));
+    // Kill it while the long step runs on both hosts.
+    wait_for("the long step to start", Duration::from_secs(20), || {
+        ["app-1", "app-2"]
+            .iter()
+            .all(|h| {
+                std::fs::read_to_string(marks.join(format!("{h}.log")))
+                    .is_ok_and(|t| t.contains("before"))
+            })
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    coordinator.proc.child.start_kill().unwrap();
+    coordinator.proc.child.wait().await.unwrap();
+
+    let config = std::fs::read_to_string(pki.path().join("coordinator.toml"))
+        .unwrap()
+        .replace("listen = \"127.0.0.1:0\"\n", "");
+    let restarted = Coordinator::start_on(pki.path(), &config, &addr).await;
+    let run = wait_for(
+        "the resumed run to succeed",
+        Duration::from_secs(60),
+        || {
+            let run = run_of(&pki, &addr, &id);
+            (run["status"] == "succeeded").then_some(run)
+        },
+    )
+    .await;
+    assert_eq!(
+        phase(&run, "application")["hosts_succeeded"],
+        json!(["app-1", "app-2"])
+    );
+    for host in ["app-1", "app-2"] {
+        let marks = std::fs::read_to_string(marks.join(format!("{host}.log"))).unwrap();
+        assert_eq!(
+            marks, "before\nafter\n",
+            "{host} ran a step twice or missed one"
+        );
+    }
+    assert!(
+        restarted
+            .proc
+            .log_text()
+            .contains("resuming run from the journal")
+    );
+    let audit = json_of(&backout_e2e::run(
+        &backout_e2e::bin("backout"),
+        &[
+            "audit",
+            "verify",
+            "--config",
+            pki.path().join("coordinator.toml").to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        &[],
+    ));
+    assert_eq!(audit["intact"], true);
+}

@@ -107,6 +107,10 @@ pub async fn run(
     if let Some(board) = &state.board {
         crate::signals::sampler::spawn(state.clone(), board.clone());
     }
+    let resumed = Runs::resume(&state)?;
+    if resumed > 0 {
+        tracing::warn!(runs = resumed, "unfinished runs resumed from the journal");
+    }
     let incoming = backout_tls::tls::incoming(listener, tls, material.domain.clone());
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
