@@ -224,7 +224,14 @@ done
 say "backout agents"
 "$backout" agents
 
-sleep 5  # let Prometheus gather a few rates and the probes run once
+# Let Prometheus gather a few rates and the probes run once.
+for _ in $(seq 1 30); do
+  "$backout" assess --output json 2>/dev/null | python3 -c '
+import json, sys
+signals = {s["name"]: s for s in json.load(sys.stdin)["matrix"]["signals"]}
+sys.exit(0 if signals["error_rate"]["value"] is not None and signals["service_up"]["value"] is not None else 1)' && break
+  sleep 1
+done
 say "backout assess   (phase 1.1: every host's health checks, signed, sandboxed, streamed back; then the decision matrix)"
 set +e
 "$backout" assess --deploy-time 1m
