@@ -200,9 +200,15 @@ impl Run {
     }
 
     /// Checks an approval or refusal before it is journaled.
-    pub fn check_decision(&self, scope: &Scope, role: &str, by: &str) -> Result<(), Rejected> {
+    pub fn check_decision(
+        &self,
+        scope: &Scope,
+        role: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<(), Rejected> {
         if matches!(
-            self.status(),
+            self.status(now_ms),
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::Refused(_) | RunStatus::Aborted
         ) {
             return Err(Rejected::Over);
@@ -480,8 +486,8 @@ impl Run {
         out
     }
 
-    /// The run as a whole.
-    pub fn status(&self) -> RunStatus {
+    /// The run as a whole at `now_ms` (phase time limits depend on it).
+    pub fn status(&self, now_ms: i64) -> RunStatus {
         if self.aborted {
             return RunStatus::Aborted;
         }
@@ -492,7 +498,7 @@ impl Run {
         if !missing.is_empty() {
             return RunStatus::AwaitingApproval(missing);
         }
-        let phases = self.phases(i64::MAX / 2);
+        let phases = self.phases(now_ms);
         if phases.iter().all(|(_, s)| *s == PhaseStatus::Succeeded) {
             RunStatus::Succeeded
         } else if phases.iter().all(|(_, s)| s.done()) {

@@ -291,7 +291,7 @@ impl Runs {
                         yours: roles.join(", "),
                     })?,
             };
-            entry.run.check_decision(&scope, &role, by)?;
+            entry.run.check_decision(&scope, &role, by, now_ms())?;
             let now = now_ms();
             let event = match refusal {
                 Some(why) => Event::Refused {
@@ -365,7 +365,7 @@ fn summarize(entry: &Entry, now: i64) -> Summary {
     }
     Summary {
         meta: entry.meta.clone(),
-        status: entry.run.status(),
+        status: entry.run.status(now),
         phases,
         pending,
         approvals: entry
@@ -441,7 +441,7 @@ async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
                 to_send.push((d, entry.meta.to_version.clone(), entry.meta.dry_run));
             }
             let over = matches!(
-                entry.run.status(),
+                entry.run.status(now),
                 RunStatus::Succeeded
                     | RunStatus::Failed
                     | RunStatus::Refused(_)
@@ -449,7 +449,7 @@ async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
             );
             if over && entry.run.in_flight().is_empty() && entry.meta.finished_at_ms.is_none() {
                 entry.meta.finished_at_ms = Some(now);
-                let status = format!("{:?}", entry.run.status());
+                let status = format!("{:?}", entry.run.status(now));
                 let _ = state
                     .journal
                     .append(now, &id, "run.ended", &json!({ "status": status }));

@@ -41,7 +41,7 @@ fn approved(run: &mut Run) {
         at_ms: 0,
     });
     for (role, by) in [("release-manager", "alice"), ("technical-lead", "bob")] {
-        run.check_decision(&Scope::Run, role, by).unwrap();
+        run.check_decision(&Scope::Run, role, by, 0).unwrap();
         run.apply(&Event::Approved {
             scope: Scope::Run,
             role: role.into(),
@@ -110,7 +110,7 @@ fn nothing_runs_until_every_run_role_approved_by_distinct_people() {
     });
     assert!(run.next(0).is_empty());
     assert_eq!(
-        run.status(),
+        run.status(0),
         RunStatus::AwaitingApproval(vec!["release-manager".into(), "technical-lead".into()])
     );
     run.apply(&Event::Approved {
@@ -121,18 +121,18 @@ fn nothing_runs_until_every_run_role_approved_by_distinct_people() {
     });
     assert!(run.next(0).is_empty(), "one role is not enough");
     assert_eq!(
-        run.check_decision(&Scope::Run, "technical-lead", "alice"),
+        run.check_decision(&Scope::Run, "technical-lead", "alice", 0),
         Err(Rejected::SamePerson {
             by: "alice".into(),
             role: "release-manager".into()
         })
     );
     assert_eq!(
-        run.check_decision(&Scope::Run, "technical-lead", "carol"),
+        run.check_decision(&Scope::Run, "technical-lead", "carol", 0),
         Err(Rejected::SelfApproval("carol".into()))
     );
     assert_eq!(
-        run.check_decision(&Scope::Run, "dba", "dave"),
+        run.check_decision(&Scope::Run, "dba", "dave", 0),
         Err(Rejected::RoleNotNeeded("dba".into()))
     );
     run.apply(&Event::Approved {
@@ -158,7 +158,7 @@ fn a_refusal_stops_the_run_or_the_gated_phase() {
         why: "fix forward".into(),
         at_ms: 0,
     });
-    assert_eq!(run.status(), RunStatus::Refused("technical-lead".into()));
+    assert_eq!(run.status(0), RunStatus::Refused("technical-lead".into()));
     assert!(run.next(0).is_empty());
 
     let mut db = phase("db", &["app"], vec![step("backup", &["db-1"])]);
@@ -182,7 +182,7 @@ fn a_refusal_stops_the_run_or_the_gated_phase() {
     });
     assert!(run.next(0).is_empty());
     assert!(matches!(run.phases(0)[1].1, PhaseStatus::Failed(_)));
-    assert_eq!(run.status(), RunStatus::Failed);
+    assert_eq!(run.status(0), RunStatus::Failed);
 }
 
 #[test]
@@ -215,7 +215,7 @@ fn phases_follow_their_after_order_and_gated_phases_wait_for_all_roles() {
     assert!(done.contains(&"external/stripe@app-1#1".to_string()));
     assert!(!done.iter().any(|d| d.starts_with("db/")));
     for (role, by) in [("dba", "dave"), ("technical-lead", "bob")] {
-        run.check_decision(&Scope::Phase("db".into()), role, by)
+        run.check_decision(&Scope::Phase("db".into()), role, by, 0)
             .unwrap();
         run.apply(&Event::Approved {
             scope: Scope::Phase("db".into()),
@@ -229,7 +229,7 @@ fn phases_follow_their_after_order_and_gated_phases_wait_for_all_roles() {
         drive(&mut run, 0),
         ["db/backup@db-1#1", "db/migrate-down@db-1#1"]
     );
-    assert_eq!(run.status(), RunStatus::Succeeded);
+    assert_eq!(run.status(0), RunStatus::Succeeded);
 }
 
 #[test]
@@ -272,7 +272,7 @@ fn rolling_batches_stop_at_the_first_batch_whose_gate_fails() {
         matches!(&run.phases(0)[0].1, PhaseStatus::Failed(r) if r.contains("verify") && r.contains("app-2"))
     );
     assert_eq!(run.phases(0)[1].1, PhaseStatus::Skipped);
-    assert_eq!(run.status(), RunStatus::Failed);
+    assert_eq!(run.status(0), RunStatus::Failed);
 }
 
 #[test]
@@ -324,7 +324,7 @@ fn retry_waits_a_growing_backoff_and_continue_passes_over() {
         "continue passes over the failure"
     );
     drive(&mut run, 32_000);
-    assert_eq!(run.status(), RunStatus::Succeeded);
+    assert_eq!(run.status(0), RunStatus::Succeeded);
 }
 
 #[test]
@@ -355,7 +355,7 @@ fn a_phase_past_its_time_limit_times_out_and_abort_stops_everything() {
         at_ms: 0,
     });
     assert!(run.next(0).is_empty());
-    assert_eq!(run.status(), RunStatus::Aborted);
+    assert_eq!(run.status(0), RunStatus::Aborted);
 }
 
 #[test]
@@ -454,5 +454,37 @@ fn the_seed_plan_makes_a_run_plan_with_hosts_expanded() {
     assert_eq!(
         RunPlan::new(&seed, &["nope".into()]),
         Err(RunPlanError::UnknownPhase("nope".into()))
+    );
+}
+
+#[test]
+fn a_time_limited_phase_waiting_out_a_backoff_is_still_running() {
+    let mut flaky = step("verify", &["app-1"]);
+    flaky.on_failure = OnFailure::Retry;
+    flaky.retries = 1;
+    let mut p = phase("p", &[], vec![flaky]);
+    p.time_limit = Some(Duration::from_secs(600));
+    let mut run = Run::new(plan(vec![p]));
+    approved(&mut run);
+    exec_next(
+        &mut run,
+        0,
+        Outcome::Failed {
+            reason: "503".into(),
+        },
+        1_000,
+    );
+    assert!(run.in_flight().is_empty());
+    assert_eq!(
+        run.status(2_000),
+        RunStatus::Running,
+        "nothing in flight, but not over"
+    );
+    // Dispatched at 1 s, limited to 10 minutes.
+    assert_eq!(run.status(10 * MIN + 1_000), RunStatus::Running);
+    assert_eq!(
+        run.status(10 * MIN + 1_001),
+        RunStatus::Failed,
+        "past its time limit"
     );
 }
