@@ -156,16 +156,19 @@ impl Ledger {
 
     /// Records the outcome of a step begun here.
     pub fn finish(&self, key: &str, outcome: &StepOutcome, now_ms: i64) -> Result<(), LedgerError> {
+        // Not running any more, whether or not the outcome can be written: if
+        // it cannot, a later ask finds the row `running` with the key gone
+        // from memory and answers `interrupted` (never runs it again).
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         conn.execute(
             "UPDATE steps SET state = 'done', outcome = ?2, finished_at_ms = ?3 WHERE step_key = ?1",
             params![key, encode(outcome), now_ms],
         )
         .map_err(|e| self.err(e))?;
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
         Ok(())
     }
 }

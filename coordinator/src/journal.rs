@@ -163,31 +163,15 @@ impl Journal {
     /// Entries of one run (or all, with `None`), in order.
     pub fn entries(&self, run_id: Option<&str>) -> Result<Vec<Entry>, JournalError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn
-            .prepare(
-                "SELECT seq, at_ms, run_id, kind, body, prev_hash, hash FROM entries
-                 WHERE ?1 IS NULL OR run_id = ?1 ORDER BY seq",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![run_id], |r| {
-                Ok(Entry {
-                    seq: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    run_id: r.get(2)?,
-                    kind: r.get(3)?,
-                    body: r.get(4)?,
-                    prev_hash: r.get(5)?,
-                    hash: r.get(6)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+        read_entries(&conn, run_id).map_err(|e| self.err(e))
     }
 
     /// Walks the chain from the first entry; reports the first that does not match.
     pub fn verify(&self) -> Result<Verdict, JournalError> {
-        let entries = self.entries(None)?;
+        // Entries and head are read under one lock, so an append in between
+        // (a live coordinator) cannot look like a cut tail.
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = read_entries(&conn, None).map_err(|e| self.err(e))?;
         let mut prev = GENESIS.to_string();
         for (i, e) in entries.iter().enumerate() {
             let expected_seq = i as i64 + 1;
@@ -211,7 +195,6 @@ impl Journal {
             }
             prev = e.hash.clone();
         }
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let head: Option<(i64, String)> = conn
             .query_row("SELECT seq, hash FROM head WHERE id = 1", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -241,6 +224,25 @@ impl Journal {
             entries: entries.len() as i64,
         })
     }
+}
+
+fn read_entries(conn: &Connection, run_id: Option<&str>) -> Result<Vec<Entry>, rusqlite::Error> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, at_ms, run_id, kind, body, prev_hash, hash FROM entries
+         WHERE ?1 IS NULL OR run_id = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![run_id], |r| {
+        Ok(Entry {
+            seq: r.get(0)?,
+            at_ms: r.get(1)?,
+            run_id: r.get(2)?,
+            kind: r.get(3)?,
+            body: r.get(4)?,
+            prev_hash: r.get(5)?,
+            hash: r.get(6)?,
+        })
+    })?;
+    rows.collect()
 }
 
 #[cfg(test)]

@@ -138,7 +138,8 @@ pub struct Run {
     started_by: Option<String>,
     /// (scope, role) -> person
     approvals: BTreeMap<(Scope, String), String>,
-    refused: Option<(Scope, String)>,
+    /// Every refusal: scope -> the role that refused first.
+    refused: BTreeMap<Scope, String>,
     aborted: bool,
     /// (phase, step, host) -> latest attempt
     attempts: BTreeMap<(String, String, String), Attempt>,
@@ -167,7 +168,7 @@ impl Run {
             plan,
             started_by: None,
             approvals: BTreeMap::new(),
-            refused: None,
+            refused: BTreeMap::new(),
             aborted: false,
             attempts: BTreeMap::new(),
             phase_started: BTreeMap::new(),
@@ -250,9 +251,9 @@ impl Run {
                     .insert((scope.clone(), role.clone()), by.clone());
             }
             Event::Refused { scope, role, .. } => {
-                if self.refused.is_none() {
-                    self.refused = Some((scope.clone(), role.clone()));
-                }
+                self.refused
+                    .entry(scope.clone())
+                    .or_insert_with(|| role.clone());
             }
             Event::Dispatched {
                 phase,
@@ -386,16 +387,14 @@ impl Run {
         if self.aborted {
             return PhaseStatus::Aborted;
         }
-        if !self.missing(&Scope::Run).is_empty() || matches!(self.refused, Some((Scope::Run, _))) {
+        if !self.missing(&Scope::Run).is_empty() || self.refused.contains_key(&Scope::Run) {
             return PhaseStatus::Waiting;
         }
         if deps.iter().any(|s| !s.done()) {
             return PhaseStatus::Waiting;
         }
         let scope = Scope::Phase(phase.id.clone());
-        if let Some((Scope::Phase(id), role)) = &self.refused
-            && *id == phase.id
-        {
+        if let Some(role) = self.refused.get(&Scope::Phase(phase.id.clone())) {
             return PhaseStatus::Failed(format!("refused by {role}"));
         }
         let missing = self.missing(&scope);
@@ -491,7 +490,7 @@ impl Run {
         if self.aborted {
             return RunStatus::Aborted;
         }
-        if let Some((Scope::Run, role)) = &self.refused {
+        if let Some(role) = self.refused.get(&Scope::Run) {
             return RunStatus::Refused(role.clone());
         }
         let missing = self.missing(&Scope::Run);

@@ -226,6 +226,12 @@ pub fn check_phases(
         }
     }
     for (i, phase) in phases.iter().enumerate() {
+        if phase.id == "run" {
+            return Err((
+                format!("phase[{i}].id"),
+                "`run` is reserved (it names the run's own approval)".into(),
+            ));
+        }
         for after in &phase.after {
             if !ids.contains(after.as_str()) {
                 return Err((format!("phase[{i}].after"), format!("no phase `{after}`")));

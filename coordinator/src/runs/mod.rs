@@ -321,6 +321,9 @@ impl Runs {
             let entry = runs
                 .get_mut(run_id)
                 .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
+            if entry.meta.finished_at_ms.is_some() {
+                return Err(Rejected::Over.into());
+            }
             Self::record(
                 state,
                 entry,

@@ -71,37 +71,60 @@ impl RunPlan {
                 .map(|h| h.id.clone())
                 .collect()
         };
+        let phases: Vec<PhasePlan> = chosen
+            .iter()
+            .map(|p| PhasePlan {
+                id: p.id.clone(),
+                after: p
+                    .after
+                    .iter()
+                    .filter(|a| chosen_ids.contains(a.as_str()))
+                    .cloned()
+                    .collect(),
+                approvals: p.approvals.clone(),
+                time_limit: p.time_limit,
+                rolling: p.rolling,
+                steps: p
+                    .steps
+                    .iter()
+                    .map(|s| StepPlan {
+                        id: s.id.clone(),
+                        plugin: s.plugin.clone(),
+                        action: s.action.clone(),
+                        hosts: hosts_of(&s.on),
+                        on_failure: s.on_failure.clone(),
+                        retries: s.retries,
+                        backoff: s.backoff.unwrap_or(Duration::from_secs(5)),
+                    })
+                    .collect(),
+            })
+            .collect();
         Ok(RunPlan {
             approvals: plan.approvals.run.clone(),
             self_approval: plan.approvals.self_approval,
-            phases: chosen
-                .iter()
-                .map(|p| PhasePlan {
-                    id: p.id.clone(),
-                    after: p
-                        .after
-                        .iter()
-                        .filter(|a| chosen_ids.contains(a.as_str()))
-                        .cloned()
-                        .collect(),
-                    approvals: p.approvals.clone(),
-                    time_limit: p.time_limit,
-                    rolling: p.rolling,
-                    steps: p
-                        .steps
-                        .iter()
-                        .map(|s| StepPlan {
-                            id: s.id.clone(),
-                            plugin: s.plugin.clone(),
-                            action: s.action.clone(),
-                            hosts: hosts_of(&s.on),
-                            on_failure: s.on_failure.clone(),
-                            retries: s.retries,
-                            backoff: s.backoff.unwrap_or(Duration::from_secs(5)),
-                        })
-                        .collect(),
-                })
-                .collect(),
+            phases: in_dependency_order(phases),
         })
+    }
+}
+
+/// Orders phases so each comes after the phases it names in `after`, keeping
+/// the file's order otherwise. The plan was checked to have no cycle; should
+/// one slip through, the rest keep their order at the end.
+fn in_dependency_order(mut pending: Vec<PhasePlan>) -> Vec<PhasePlan> {
+    let mut ordered: Vec<PhasePlan> = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let ready = pending
+            .iter()
+            .position(|p| p.after.iter().all(|a| ordered.iter().any(|o| &o.id == a)))
+            .unwrap_or(0);
+        ordered.push(pending.remove(ready));
+    }
+    ordered
+}
+
+#[cfg(test)]
+pub(super) mod tests_support {
+    pub fn ordered(phases: Vec<super::PhasePlan>) -> Vec<super::PhasePlan> {
+        super::in_dependency_order(phases)
     }
 }

@@ -488,3 +488,71 @@ fn a_time_limited_phase_waiting_out_a_backoff_is_still_running() {
         "past its time limit"
     );
 }
+
+#[test]
+fn a_phase_listed_before_its_dependency_still_waits_for_it() {
+    let mut run = Run::new(RunPlan {
+        phases: super::plan::tests_support::ordered(vec![
+            phase("app", &["db"], vec![step("start", &["app-1"])]),
+            phase("db", &[], vec![step("backup", &["db-1"])]),
+        ]),
+        ..plan(vec![])
+    });
+    approved(&mut run);
+    assert_eq!(names(&run.next(0)), ["db/backup@db-1#1"]);
+    exec_next(
+        &mut run,
+        0,
+        Outcome::Failed {
+            reason: "disk full".into(),
+        },
+        0,
+    );
+    assert!(run.next(0).is_empty(), "app must not start after db failed");
+    assert_eq!(
+        run.phases(0).iter().find(|(id, _)| id == "app").unwrap().1,
+        PhaseStatus::Skipped
+    );
+}
+
+#[test]
+fn every_refusal_counts_not_only_the_first() {
+    let mut db = phase("db", &["app"], vec![step("backup", &["db-1"])]);
+    db.approvals = vec!["dba".into()];
+    let mut run = Run::new(plan(vec![
+        phase("app", &[], vec![step("stop", &["app-1"])]),
+        db,
+    ]));
+    run.apply(&Event::Started {
+        by: "rm".into(),
+        at_ms: 0,
+    });
+    run.apply(&Event::Refused {
+        scope: Scope::Phase("db".into()),
+        role: "dba".into(),
+        by: "dave".into(),
+        why: "no".into(),
+        at_ms: 0,
+    });
+    run.apply(&Event::Refused {
+        scope: Scope::Run,
+        role: "technical-lead".into(),
+        by: "bob".into(),
+        why: "no".into(),
+        at_ms: 0,
+    });
+    run.apply(&Event::Approved {
+        scope: Scope::Run,
+        role: "technical-lead".into(),
+        by: "erin".into(),
+        at_ms: 0,
+    });
+    run.apply(&Event::Approved {
+        scope: Scope::Run,
+        role: "release-manager".into(),
+        by: "alice".into(),
+        at_ms: 0,
+    });
+    assert_eq!(run.status(0), RunStatus::Refused("technical-lead".into()));
+    assert!(run.next(0).is_empty());
+}
