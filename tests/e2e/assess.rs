@@ -156,25 +156,7 @@ async fn assess_reports_up_down_and_slow_checks_per_host_as_json() {
     assert_eq!(app2["log"], Value::Null);
 
     // Every command and result went to the journal first, and the chain verifies.
-    let config = pki.path().join("coordinator.toml");
-    let out = backout_e2e::run(
-        &backout_e2e::bin("backout"),
-        &[
-            "audit",
-            "verify",
-            "--config",
-            config.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let audit: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let audit = backout_e2e::audit_verify(&pki);
     assert_eq!(audit["intact"], true);
     assert!(audit["entries"].as_i64().unwrap() >= 4, "{audit}");
 

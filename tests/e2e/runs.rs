@@ -111,6 +111,18 @@ fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Each operator approves the run (the role each holds first that is still needed).
+fn approve_run(pki: &Pki, addr: &str, id: &str, operators: &[&str]) {
+    for operator in operators {
+        json_of(&cli(
+            pki,
+            addr,
+            operator,
+            &["approve", id, "--output", "json"],
+        ));
+    }
+}
+
 fn run_of(pki: &Pki, addr: &str, id: &str) -> Value {
     let runs = json_of(&cli(pki, addr, "alice", &["runs", "--output", "json"]));
     runs["runs"]
@@ -248,19 +260,7 @@ async fn a_run_waits_for_distinct_approvers_then_runs_its_phases_in_order() {
     assert!(run["finished_at_ms"].as_i64().is_some());
 
     // Everything went through the journal, and it verifies.
-    let config = pki.path().join("coordinator.toml");
-    let audit = json_of(&backout_e2e::run(
-        &backout_e2e::bin("backout"),
-        &[
-            "audit",
-            "verify",
-            "--config",
-            config.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-        &[],
-    ));
+    let audit = backout_e2e::audit_verify(&pki);
     assert_eq!(audit["intact"], true);
     // created, started, 4 approvals, 5 dispatches + 5 finishes, 5 commands + 5 results, ended: 27.
     assert_eq!(audit["entries"], 27, "{audit}");
@@ -292,18 +292,7 @@ async fn a_refused_phase_fails_the_run_and_abort_stops_one() {
             .to_string()
     };
     let id = start("dave");
-    json_of(&cli(
-        &pki,
-        &addr,
-        "alice",
-        &["approve", &id, "--output", "json"],
-    ));
-    json_of(&cli(
-        &pki,
-        &addr,
-        "bob",
-        &["approve", &id, "--output", "json"],
-    ));
+    approve_run(&pki, &addr, &id, &["alice", "bob"]);
     wait_for(
         "the database phase to wait",
         Duration::from_secs(30),
@@ -454,18 +443,7 @@ async fn a_coordinator_killed_mid_run_resumes_from_the_journal_and_runs_no_step_
         .as_str()
         .unwrap()
         .to_string();
-    json_of(&cli(
-        &pki,
-        &addr,
-        "alice",
-        &["approve", &id, "--output", "json"],
-    ));
-    json_of(&cli(
-        &pki,
-        &addr,
-        "bob",
-        &["approve", &id, "--output", "json"],
-    ));
+    approve_run(&pki, &addr, &id, &["alice", "bob"]);
     // Kill it while the long step runs on both hosts.
     wait_for("the long step to start", Duration::from_secs(20), || {
         ["app-1", "app-2"]
@@ -511,17 +489,6 @@ async fn a_coordinator_killed_mid_run_resumes_from_the_journal_and_runs_no_step_
             .log_text()
             .contains("resuming run from the journal")
     );
-    let audit = json_of(&backout_e2e::run(
-        &backout_e2e::bin("backout"),
-        &[
-            "audit",
-            "verify",
-            "--config",
-            pki.path().join("coordinator.toml").to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-        &[],
-    ));
+    let audit = backout_e2e::audit_verify(&pki);
     assert_eq!(audit["intact"], true);
 }

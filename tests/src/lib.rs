@@ -306,6 +306,30 @@ pub fn cli(pki: &Pki, coordinator: &str, operator: &str, args: &[&str]) -> std::
     )
 }
 
+/// Runs `backout audit verify --output json` on the coordinator whose
+/// configuration is `pki/coordinator.toml`; panics unless it exits 0.
+pub fn audit_verify(pki: &Pki) -> serde_json::Value {
+    let config = pki.path().join("coordinator.toml");
+    let out = run(
+        &bin("backout"),
+        &[
+            "audit",
+            "verify",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout`.
 pub async fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
