@@ -11,7 +11,7 @@
 //! cert = "pki/coordinator.pem"
 //! key = "pki/coordinator.key"
 //!
-//! [[agent]]                                  # only these agent ids may connect
+//! [[agent]]                                  # agents that may connect, besides the plan's [[host]]s
 //! id = "app-1"
 //! groups = ["app"]
 //!
@@ -173,8 +173,33 @@ impl CoordinatorConfig {
         config.command_key = backout_config::resolve(path, &config.command_key);
         config.plan = config.plan.map(|p| backout_config::resolve(path, &p));
         config.state_dir = backout_config::resolve(path, &config.state_dir);
+        if let Some(plan) = &config.plan {
+            let plan = backout_plan::model::Plan::load(plan)?;
+            config.adopt_plan_hosts(&plan);
+        }
         config.validate(path)?;
         Ok(config)
+    }
+
+    /// The plan's `[[host]]` list is the fleet: every host is an agent that
+    /// may connect, with the plan's groups. `[[agent]]` entries add agents
+    /// outside the plan (and groups to plan hosts).
+    pub fn adopt_plan_hosts(&mut self, plan: &backout_plan::model::Plan) {
+        for host in &plan.hosts {
+            match self.agents.iter_mut().find(|a| a.id == host.id) {
+                Some(agent) => {
+                    for group in &host.groups {
+                        if !agent.groups.contains(group) {
+                            agent.groups.push(group.clone());
+                        }
+                    }
+                }
+                None => self.agents.push(AgentEntry {
+                    id: host.id.clone(),
+                    groups: host.groups.clone(),
+                }),
+            }
+        }
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
@@ -289,6 +314,24 @@ groups = ["app"]
         let path = dir.path().join("coordinator.toml");
         std::fs::write(&path, text).unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn the_plans_hosts_are_agents_that_may_connect() {
+        let (dir, path) = write(&format!("plan = \"plan.toml\"\n{MINIMAL}"));
+        std::fs::write(
+            dir.path().join("plan.toml"),
+            "[plan]\nname = \"p\"\n[[host]]\nid = \"app-1\"\ngroups = [\"web\"]\n[[host]]\nid = \"db-1\"\ngroups = [\"db\"]\n",
+        )
+        .unwrap();
+        let config = CoordinatorConfig::load(&path).unwrap();
+        assert!(config.is_known_agent("db-1"), "a plan host may connect");
+        assert!(config.targets(&["db".into()], "db-1"));
+        assert!(
+            config.targets(&["app".into()], "app-1") && config.targets(&["web".into()], "app-1"),
+            "groups from both lists"
+        );
+        assert_eq!(config.agents.len(), 2, "no host listed twice");
     }
 
     #[test]

@@ -9,6 +9,24 @@ pub struct PluginInfo {
     pub actions: Vec<String>,
 }
 
+/// Something a plugin reported while its step ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepEvent {
+    Log {
+        level: String,
+        message: String,
+    },
+    Progress {
+        done: u32,
+        total: u32,
+        message: String,
+    },
+    Output {
+        name: String,
+        value_json: String,
+    },
+}
+
 /// What became of one step sent to one agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepOutcome {

@@ -112,6 +112,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Follow a run live: a progress bar per phase and host, plugins' log
+    /// lines, approvals waited on, the final result. Any number of people can
+    /// watch the same run. Exit 0 when the run succeeds, 1 otherwise.
+    ///
+    /// Example: backout watch run-1700000000000-a1b2c3 --output json
+    Watch {
+        run: String,
+        /// text: bars on a terminal (plain lines otherwise); json: one JSON object per line.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Abort a run: nothing more is dispatched.
     Abort {
         run: String,
@@ -349,8 +360,19 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 .await
                 .map_err(cli::client::status_error)?
                 .into_inner();
-            cli::runs::print_summary(&summary, output);
-            Ok(Exit::Ok)
+            if !dry_run {
+                cli::runs::print_summary(&summary, output);
+                return Ok(Exit::Ok);
+            }
+            // A dry run needs no approvals: follow it and print what would happen.
+            let updates = control
+                .watch(wire::WatchRequest {
+                    run_id: summary.run_id.clone(),
+                })
+                .await
+                .map_err(cli::client::status_error)?
+                .into_inner();
+            cli::watch::dry_run_report(updates, output).await
         }
         Command::Approve {
             run,
@@ -385,6 +407,15 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 .into_inner();
             cli::runs::print_runs(&reply, output);
             Ok(Exit::Ok)
+        }
+        Command::Watch { run, output } => {
+            let mut control = cli.connect.control().await?;
+            let updates = control
+                .watch(wire::WatchRequest { run_id: run })
+                .await
+                .map_err(cli::client::status_error)?
+                .into_inner();
+            cli::watch::follow(updates, output).await
         }
         Command::Abort { run, output } => {
             let mut control = cli.connect.control().await?;

@@ -19,7 +19,7 @@
 //!   `retries` more times (`retry`).
 //! * A phase past its `time_limit` times out; an abort stops everything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::sections::OnFailure;
 
@@ -37,7 +37,87 @@ pub enum Scope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Succeeded,
-    Failed { reason: String },
+    /// The action ran and failed (or the agent refused the command): the
+    /// only outcome a `retry` may follow.
+    Failed {
+        reason: String,
+    },
+    /// No answer within the step's time (it may still be running).
+    TimedOut {
+        reason: String,
+    },
+    /// The agent could not be reached for the step's time.
+    Unreachable {
+        reason: String,
+    },
+    /// The agent stopped while the step ran: it may or may not have taken
+    /// effect. Never run again by the engine.
+    Unknown {
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// The host state this outcome leaves behind.
+    pub fn state(&self) -> HostState {
+        match self {
+            Outcome::Succeeded => HostState::Succeeded,
+            Outcome::Failed { .. } => HostState::Failed,
+            Outcome::TimedOut { .. } => HostState::TimedOut,
+            Outcome::Unreachable { .. } => HostState::Unreachable,
+            Outcome::Unknown { .. } => HostState::Unknown,
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Outcome::Succeeded => "",
+            Outcome::Failed { reason }
+            | Outcome::TimedOut { reason }
+            | Outcome::Unreachable { reason }
+            | Outcome::Unknown { reason } => reason,
+        }
+    }
+}
+
+/// Where one host stands in one phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostState {
+    /// Nothing dispatched yet (or waiting out a retry's backoff).
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Unreachable,
+    Unknown,
+}
+
+impl HostState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Pending => "pending",
+            HostState::Running => "running",
+            HostState::Succeeded => "succeeded",
+            HostState::Failed => "failed",
+            HostState::TimedOut => "timed-out",
+            HostState::Unreachable => "unreachable",
+            HostState::Unknown => "unknown",
+        }
+    }
+}
+
+/// One host of one phase, for live views and reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostView {
+    pub host: String,
+    /// Steps of the phase for this host that are over (succeeded or passed over).
+    pub steps_done: u32,
+    pub steps_total: u32,
+    /// The step running, due next, or that failed.
+    pub step: String,
+    pub state: HostState,
+    pub detail: String,
 }
 
 /// Everything that can happen to a run; the journal records exactly these.
@@ -77,6 +157,12 @@ pub enum Event {
     },
     Aborted {
         by: String,
+        at_ms: i64,
+    },
+    /// A phase ran past its time limit. Recorded the first time it is seen,
+    /// so that a step finishing later does not turn the phase back.
+    PhaseTimedOut {
+        phase: String,
         at_ms: i64,
     },
 }
@@ -145,6 +231,8 @@ pub struct Run {
     attempts: BTreeMap<(String, String, String), Attempt>,
     /// When each phase dispatched its first step.
     phase_started: BTreeMap<String, i64>,
+    /// Phases recorded as timed out.
+    timed_out: BTreeSet<String>,
 }
 
 /// Why an event cannot be applied.
@@ -172,6 +260,7 @@ impl Run {
             aborted: false,
             attempts: BTreeMap::new(),
             phase_started: BTreeMap::new(),
+            timed_out: BTreeSet::new(),
         }
     }
 
@@ -289,6 +378,9 @@ impl Run {
                 }
             }
             Event::Aborted { .. } => self.aborted = true,
+            Event::PhaseTimedOut { phase, .. } => {
+                self.timed_out.insert(phase.clone());
+            }
         }
     }
 
@@ -336,11 +428,17 @@ impl Run {
                 }) => continue,
                 Some(Attempt {
                     attempt,
-                    finished: Some((Outcome::Failed { reason }, at)),
+                    finished: Some((outcome, at)),
                     ..
                 }) => match step.on_failure {
                     OnFailure::Continue => continue,
-                    OnFailure::Retry if *attempt <= step.retries => {
+                    // Only a step that ran and failed is tried again: after a
+                    // time-out, an unreachable agent or an unknown outcome the
+                    // step may have taken effect.
+                    OnFailure::Retry
+                        if *attempt <= step.retries
+                            && matches!(outcome, Outcome::Failed { .. }) =>
+                    {
                         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
                         let wait = step.backoff.saturating_mul(factor);
                         let due =
@@ -348,10 +446,15 @@ impl Run {
                         return HostProgress::Next(step.id.clone(), attempt + 1, due);
                     }
                     _ => {
-                        return HostProgress::Failed(format!(
-                            "step `{}` failed on {host}: {reason}",
-                            step.id
-                        ));
+                        return HostProgress::Failed(
+                            outcome.state(),
+                            format!(
+                                "step `{}` {} on {host}: {}",
+                                step.id,
+                                outcome.state().as_str(),
+                                outcome.reason()
+                            ),
+                        );
                     }
                 },
             }
@@ -384,6 +487,9 @@ impl Run {
         {
             return PhaseStatus::Skipped;
         }
+        if self.timed_out.contains(&phase.id) {
+            return PhaseStatus::TimedOut;
+        }
         if self.aborted {
             return PhaseStatus::Aborted;
         }
@@ -407,7 +513,7 @@ impl Run {
             let all_done = Self::hosts(phase).iter().all(|h| {
                 matches!(
                     self.host_progress(phase, h),
-                    HostProgress::Done | HostProgress::Failed(_)
+                    HostProgress::Done | HostProgress::Failed(..)
                 )
             });
             if !all_done && now_ms > started.saturating_add(limit_ms) {
@@ -417,9 +523,9 @@ impl Run {
         for batch in self.batches(phase) {
             let progress: Vec<HostProgress> =
                 batch.iter().map(|h| self.host_progress(phase, h)).collect();
-            if let Some(HostProgress::Failed(reason)) = progress
+            if let Some(HostProgress::Failed(_, reason)) = progress
                 .iter()
-                .find(|p| matches!(p, HostProgress::Failed(_)))
+                .find(|p| matches!(p, HostProgress::Failed(..)))
             {
                 // The rest of the batch may still be running: the phase has failed either way.
                 return PhaseStatus::Failed(reason.clone());
@@ -529,20 +635,60 @@ impl Run {
             .collect()
     }
 
-    /// The hosts of a phase that are done, and those that failed.
-    pub fn host_results(&self, phase_id: &str) -> (Vec<String>, Vec<String>) {
+    /// Phases past their time limit at `now_ms` that are not yet recorded as
+    /// timed out: the caller journals a [`Event::PhaseTimedOut`] for each.
+    pub fn overdue(&self, now_ms: i64) -> Vec<String> {
+        self.phases(now_ms)
+            .into_iter()
+            .filter(|(id, status)| *status == PhaseStatus::TimedOut && !self.timed_out.contains(id))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Every host of a phase: how far it got and how it stands.
+    pub fn hosts_of(&self, phase_id: &str) -> Vec<HostView> {
         let Some(phase) = self.plan.phases.iter().find(|p| p.id == phase_id) else {
-            return (Vec::new(), Vec::new());
+            return Vec::new();
         };
-        let (mut ok, mut failed) = (Vec::new(), Vec::new());
-        for host in Self::hosts(phase) {
-            match self.host_progress(phase, &host) {
-                HostProgress::Done => ok.push(host),
-                HostProgress::Failed(_) => failed.push(host),
-                _ => {}
+        Self::hosts(phase)
+            .into_iter()
+            .map(|host| self.host_view(phase, host))
+            .collect()
+    }
+
+    fn host_view(&self, phase: &PhasePlan, host: String) -> HostView {
+        let steps: Vec<&StepPlan> = phase
+            .steps
+            .iter()
+            .filter(|s| s.hosts.contains(&host))
+            .collect();
+        let over = |s: &StepPlan| match self.attempt(&phase.id, &s.id, &host) {
+            Some(Attempt {
+                finished: Some((outcome, _)),
+                ..
+            }) => *outcome == Outcome::Succeeded || s.on_failure == OnFailure::Continue,
+            _ => false,
+        };
+        let steps_done =
+            u32::try_from(steps.iter().filter(|s| over(s)).count()).unwrap_or(u32::MAX);
+        let current = steps.iter().find(|s| !over(s)).map(|s| s.id.clone());
+        let (state, detail) = match self.host_progress(phase, &host) {
+            HostProgress::Done => (HostState::Succeeded, String::new()),
+            HostProgress::Busy => (HostState::Running, String::new()),
+            HostProgress::Next(_, attempt, _) if attempt > 1 => {
+                (HostState::Pending, format!("attempt {attempt} due"))
             }
+            HostProgress::Next(..) => (HostState::Pending, String::new()),
+            HostProgress::Failed(state, reason) => (state, reason),
+        };
+        HostView {
+            host,
+            steps_done,
+            steps_total: u32::try_from(steps.len()).unwrap_or(u32::MAX),
+            step: current.unwrap_or_default(),
+            state,
+            detail,
         }
-        (ok, failed)
     }
 
     /// When the attempt in flight was dispatched.
@@ -560,8 +706,10 @@ enum HostProgress {
     Busy,
     /// The next dispatch: step, attempt, due time.
     Next(String, u32, i64),
-    Failed(String),
+    Failed(HostState, String),
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_outcomes;

@@ -25,7 +25,7 @@ pub struct Approvals {
 }
 
 /// What a step does when it fails.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnFailure {
     /// Stop the phase (default).

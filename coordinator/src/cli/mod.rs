@@ -9,6 +9,7 @@ pub mod plan;
 pub mod runs;
 pub mod serve;
 pub mod table;
+pub mod watch;
 
 use std::fmt;
 

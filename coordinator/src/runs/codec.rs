@@ -50,10 +50,36 @@ pub(super) fn event_json(event: &Event) -> (&'static str, Value) {
             "run.finished",
             json!({
                 "phase": phase, "step": step, "host": host, "attempt": attempt,
-                "outcome": match outcome { Outcome::Succeeded => json!("succeeded"), Outcome::Failed { reason } => json!({ "failed": reason }) },
+                "outcome": outcome_json(outcome),
             }),
         ),
         Event::Aborted { by, .. } => ("run.aborted", json!({ "by": by })),
+        Event::PhaseTimedOut { phase, .. } => ("run.phase_timed_out", json!({ "phase": phase })),
+    }
+}
+
+/// `"succeeded"`, or `{"<state>": reason}`.
+fn outcome_json(outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::Succeeded => json!("succeeded"),
+        other => json!({ other.state().as_str(): other.reason() }),
+    }
+}
+
+fn outcome_from_json(value: &Value) -> Outcome {
+    if value.as_str() == Some("succeeded") {
+        return Outcome::Succeeded;
+    }
+    let (state, reason) = value
+        .as_object()
+        .and_then(|o| o.iter().next())
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default().to_string()))
+        .unwrap_or(("failed", "unreadable outcome".to_string()));
+    match state {
+        "timed-out" => Outcome::TimedOut { reason },
+        "unreachable" => Outcome::Unreachable { reason },
+        "unknown" => Outcome::Unknown { reason },
+        _ => Outcome::Failed { reason },
     }
 }
 
@@ -95,18 +121,67 @@ pub(super) fn event_from_journal(kind: &str, body: &Value, at_ms: i64) -> Option
             step: text("step")?,
             host: text("host")?,
             attempt: attempt()?,
-            outcome: match &body["outcome"] {
-                Value::String(s) if s == "succeeded" => Outcome::Succeeded,
-                other => Outcome::Failed {
-                    reason: other["failed"].as_str().unwrap_or("failed").to_string(),
-                },
-            },
+            outcome: outcome_from_json(&body["outcome"]),
             at_ms,
         },
         "run.aborted" => Event::Aborted {
             by: text("by")?,
             at_ms,
         },
+        "run.phase_timed_out" => Event::PhaseTimedOut {
+            phase: text("phase")?,
+            at_ms,
+        },
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_reads_back_as_written() {
+        let outcomes = [
+            Outcome::Succeeded,
+            Outcome::Failed {
+                reason: "exit 1".into(),
+            },
+            Outcome::TimedOut {
+                reason: "30 s".into(),
+            },
+            Outcome::Unreachable {
+                reason: "gone".into(),
+            },
+            Outcome::Unknown {
+                reason: "agent stopped".into(),
+            },
+        ];
+        let mut events: Vec<Event> = outcomes
+            .into_iter()
+            .map(|outcome| Event::Finished {
+                phase: "p".into(),
+                step: "s".into(),
+                host: "h".into(),
+                attempt: 2,
+                outcome,
+                at_ms: 5,
+            })
+            .collect();
+        events.push(Event::PhaseTimedOut {
+            phase: "p".into(),
+            at_ms: 5,
+        });
+        events.push(Event::Refused {
+            scope: Scope::Phase("db".into()),
+            role: "dba".into(),
+            by: "carol".into(),
+            why: "no backup".into(),
+            at_ms: 5,
+        });
+        for event in events {
+            let (kind, body) = event_json(&event);
+            assert_eq!(event_from_journal(kind, &body, 5), Some(event));
+        }
+    }
 }

@@ -1,33 +1,31 @@
 //! Rollback runs in the coordinator: the pure state machine
-//! (`backout_plan::run`) driven by a task per run, every event journaled
-//! before it is applied, steps sent through the dispatcher.
+//! (`backout_plan::run`) driven by a task per run (`drive.rs`), every event
+//! journaled before it is applied, steps sent through the dispatcher, and
+//! every change published to watchers (`watch.rs`).
 //!
-//! After a restart, [`Runs::resume`] rebuilds every run from the journal
-//! (the state is a fold over its events) and drives the unfinished ones on.
-//! Steps that were in flight are sent again under the same step id: the
-//! agent's ledger answers with the recorded outcome (or "in progress", or
-//! "interrupted"), so nothing runs twice.
-//!
-//! Not yet here: the live `watch` stream.
+//! The run's resolved plan is journaled in `run.created`. After a restart,
+//! [`Runs::resume`] rebuilds every run from the journal (the state is a fold
+//! over its events) and drives the unfinished ones on. Steps that were in
+//! flight are sent again under the same step id: the agent's ledger answers
+//! with the recorded outcome (or "in progress", or "interrupted"), so nothing
+//! runs twice.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use backout_plan::model::Plan;
-use backout_plan::run::{
-    Dispatch, Event, Outcome, PhaseStatus, Rejected, Run, RunPlan, RunStatus, Scope,
-};
+use backout_plan::run::{Event, HostView, PhaseStatus, Rejected, Run, RunPlan, RunStatus, Scope};
 use backout_proto::now_ms;
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 
-use crate::fleet::StepOutcome;
+use crate::fleet::StepEvent;
 use crate::server::State;
-use crate::server::dispatch::StepSpec;
 
 mod codec;
+mod drive;
+mod watch;
 use codec::{event_from_journal, event_json, scope_name};
+pub use watch::RunEvent;
 
 /// What a run was started with.
 #[derive(Debug, Clone)]
@@ -65,10 +63,29 @@ pub enum RunError {
     Journal(String),
 }
 
-#[derive(Default)]
 pub struct Runs {
     entries: Mutex<BTreeMap<String, Entry>>,
     wake: Mutex<BTreeMap<String, Arc<Notify>>>,
+    /// Every run's live events, for watchers.
+    updates: broadcast::Sender<RunEvent>,
+}
+
+impl Default for Runs {
+    fn default() -> Self {
+        Runs {
+            entries: Mutex::default(),
+            wake: Mutex::default(),
+            updates: broadcast::channel(4096).0,
+        }
+    }
+}
+
+/// One phase of a run for operators.
+#[derive(Debug, Clone)]
+pub struct PhaseView {
+    pub id: String,
+    pub status: PhaseStatus,
+    pub hosts: Vec<HostView>,
 }
 
 /// A snapshot of one run for operators.
@@ -76,7 +93,7 @@ pub struct Runs {
 pub struct Summary {
     pub meta: RunMeta,
     pub status: RunStatus,
-    pub phases: Vec<(String, PhaseStatus, Vec<String>, Vec<String>)>,
+    pub phases: Vec<PhaseView>,
     /// (scope, roles, waiting ms)
     pub pending: Vec<(String, Vec<String>, i64)>,
     /// "role: person (scope)"
@@ -87,9 +104,6 @@ impl Runs {
     /// Rebuilds every run from the journal and drives the unfinished ones.
     /// Returns how many runs were resumed.
     pub fn resume(state: &Arc<State>) -> Result<usize, RunError> {
-        let Some(board) = &state.board else {
-            return Ok(0);
-        };
         let entries = state
             .journal
             .entries(None)
@@ -104,16 +118,15 @@ impl Runs {
                 continue;
             };
             let body: Value = serde_json::from_str(&created.body).unwrap_or_default();
-            let phases: Vec<String> =
-                serde_json::from_value(body["phases"].clone()).unwrap_or_default();
-            let plan = match RunPlan::new(board.plan(), &phases) {
+            let plan: RunPlan = match serde_json::from_value(body["plan"].clone()) {
                 Ok(plan) => plan,
                 Err(e) => {
-                    tracing::error!(run = %id, error = %e, "cannot resume a run: the plan changed");
+                    tracing::error!(run = %id, error = %e, "cannot resume a run: its journaled plan is unreadable");
                     continue;
                 }
             };
-            let events: Vec<Event> = entries
+            let started_by = body["by"].as_str().unwrap_or_default().to_string();
+            let mut events: Vec<Event> = entries
                 .iter()
                 .filter_map(|e| {
                     event_from_journal(
@@ -123,6 +136,16 @@ impl Runs {
                     )
                 })
                 .collect();
+            // A crash between `run.created` and `run.started` loses nothing.
+            if !events.iter().any(|e| matches!(e, Event::Started { .. })) {
+                events.insert(
+                    0,
+                    Event::Started {
+                        by: started_by.clone(),
+                        at_ms: created.at_ms,
+                    },
+                );
+            }
             let finished_at_ms = entries
                 .iter()
                 .find(|e| e.kind == "run.ended")
@@ -133,7 +156,7 @@ impl Runs {
                     reason: body["reason"].as_str().unwrap_or_default().into(),
                     to_version: body["to_version"].as_str().unwrap_or_default().into(),
                     dry_run: body["dry_run"].as_bool().unwrap_or(false),
-                    started_by: body["by"].as_str().unwrap_or_default().into(),
+                    started_by,
                     started_at_ms: created.at_ms,
                     finished_at_ms,
                 },
@@ -145,31 +168,11 @@ impl Runs {
             if finished_at_ms.is_none() {
                 resumed += 1;
                 tracing::warn!(run = %id, in_flight = in_flight.len(), "resuming run from the journal");
-                let notify = Arc::new(Notify::new());
-                state
-                    .runs
-                    .wake
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id.clone(), notify.clone());
+                let notify = state.runs.notifier(&id);
                 for d in in_flight {
-                    let to_version = state
-                        .runs
-                        .lock()
-                        .get(&id)
-                        .map(|e| (e.meta.to_version.clone(), e.meta.dry_run));
-                    if let Some((to_version, dry_run)) = to_version {
-                        tokio::spawn(execute(
-                            state.clone(),
-                            id.clone(),
-                            d,
-                            to_version,
-                            dry_run,
-                            notify.clone(),
-                        ));
-                    }
+                    tokio::spawn(drive::execute(state.clone(), id.clone(), d, notify.clone()));
                 }
-                tokio::spawn(drive(state.clone(), id, notify));
+                tokio::spawn(drive::drive(state.clone(), id, notify));
             }
         }
         Ok(resumed)
@@ -179,25 +182,97 @@ impl Runs {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn notifier(&self, id: &str) -> Arc<Notify> {
+        self.wake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone()
+    }
+
     fn wake(&self, id: &str) {
         if let Some(n) = self.wake.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             n.notify_one();
         }
     }
 
-    /// Journals `event`, then applies it. Called with the run's entry locked
-    /// so that the journal's order is the order of application.
-    fn record(state: &State, entry: &mut Entry, event: Event) -> Result<(), RunError> {
-        let (kind, body) = event_json(&event);
-        state
+    /// Journals `event`, then applies it, then tells watchers. Called with
+    /// the run's entry locked so that the journal's order is the order of
+    /// application. `output` (a finished step's summary) is kept beside the
+    /// event in the journal; a dispatch notes the plugin and action.
+    fn record(
+        &self,
+        state: &State,
+        entry: &mut Entry,
+        event: Event,
+        output: Option<&str>,
+    ) -> Result<(), RunError> {
+        let (kind, mut body) = event_json(&event);
+        let note = match (&event, output) {
+            (_, Some(text)) => Some(("output", text.to_string())),
+            (Event::Dispatched { phase, step, .. }, None) => entry
+                .run
+                .plan()
+                .step(phase, step)
+                .map(|s| ("what", format!("{}.{}", s.plugin, s.action))),
+            _ => None,
+        };
+        if let (Some((key, text)), Some(map)) = (&note, body.as_object_mut()) {
+            map.insert((*key).into(), json!(text));
+        }
+        let at = now_ms();
+        let written = state
             .journal
-            .append(now_ms(), &entry.meta.id, kind, &body)
+            .append(at, &entry.meta.id, kind, &body)
             .map_err(|e| RunError::Journal(e.to_string()))?;
         entry.run.apply(&event);
+        let text = note.map(|(_, text)| text).unwrap_or_default();
+        let mut update = RunEvent::of(&entry.meta.id, &event, at, &text);
+        update.seq = written.seq;
+        self.publish(update);
         Ok(())
     }
 
-    /// Starts a run and its driver task.
+    fn publish(&self, event: RunEvent) {
+        // No watcher is not an error.
+        let _ = self.updates.send(event);
+    }
+
+    /// A plugin's live event for a step of run `run_id`, journaled as `seq`.
+    pub fn step_event(&self, run_id: &str, step_id: &str, seq: i64, at_ms: i64, event: StepEvent) {
+        if self.lock().contains_key(run_id) {
+            let mut update = RunEvent::of_step(run_id, step_id, at_ms, event);
+            update.seq = seq;
+            self.publish(update);
+        }
+    }
+
+    /// Subscribes to live events, then reads the run's history from the
+    /// journal and takes a snapshot: nothing is lost in between. Live events
+    /// already in the history (same journal `seq`) are for the watcher to skip.
+    pub fn watch(
+        state: &State,
+        run_id: &str,
+    ) -> Result<(Summary, Vec<RunEvent>, broadcast::Receiver<RunEvent>), RunError> {
+        let rx = state.runs.updates.subscribe();
+        let summary = state
+            .runs
+            .summary(run_id)
+            .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
+        let entries = state
+            .journal
+            .entries(Some(run_id))
+            .map_err(|e| RunError::Journal(e.to_string()))?;
+        Ok((summary, watch::history(run_id, &entries), rx))
+    }
+
+    pub fn summary(&self, run_id: &str) -> Option<Summary> {
+        self.lock().get(run_id).map(|e| summarize(e, now_ms()))
+    }
+
+    /// Starts a run and its driver task. A dry run needs no approvals: it
+    /// changes nothing.
     pub fn start(
         state: &Arc<State>,
         by: &str,
@@ -207,7 +282,10 @@ impl Runs {
         dry_run: bool,
     ) -> Result<Summary, RunError> {
         let board = state.board.as_ref().ok_or(RunError::NoPlan)?;
-        let plan = RunPlan::new(board.plan(), phases)?;
+        let mut plan = RunPlan::new(board.plan(), phases)?;
+        if dry_run {
+            plan = plan.without_approvals();
+        }
         let now = now_ms();
         let id = format!(
             "run-{now}-{}",
@@ -222,38 +300,33 @@ impl Runs {
             started_at_ms: now,
             finished_at_ms: None,
         };
-        let mut entry = Entry {
-            meta,
-            run: Run::new(plan),
-            waiting_since: BTreeMap::from([("run".to_string(), now)]),
-        };
         state
             .journal
             .append(
                 now,
                 &id,
                 "run.created",
-                &json!({ "reason": reason, "to_version": to_version, "phases": phases, "dry_run": dry_run, "by": by }),
+                &json!({ "reason": reason, "to_version": to_version, "phases": phases, "dry_run": dry_run, "by": by, "plan": plan }),
             )
             .map_err(|e| RunError::Journal(e.to_string()))?;
-        Self::record(
+        let mut entry = Entry {
+            meta,
+            run: Run::new(plan),
+            waiting_since: BTreeMap::from([("run".to_string(), now)]),
+        };
+        state.runs.record(
             state,
             &mut entry,
             Event::Started {
                 by: by.into(),
                 at_ms: now,
             },
+            None,
         )?;
         let summary = summarize(&entry, now);
         state.runs.lock().insert(id.clone(), entry);
-        let notify = Arc::new(Notify::new());
-        state
-            .runs
-            .wake
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), notify.clone());
-        tokio::spawn(drive(state.clone(), id, notify));
+        let notify = state.runs.notifier(&id);
+        tokio::spawn(drive::drive(state.clone(), id, notify));
         Ok(summary)
     }
 
@@ -291,8 +364,8 @@ impl Runs {
                         yours: roles.join(", "),
                     })?,
             };
-            entry.run.check_decision(&scope, &role, by, now_ms())?;
             let now = now_ms();
+            entry.run.check_decision(&scope, &role, by, now)?;
             let event = match refusal {
                 Some(why) => Event::Refused {
                     scope,
@@ -308,7 +381,7 @@ impl Runs {
                     at_ms: now,
                 },
             };
-            Self::record(state, entry, event)?;
+            state.runs.record(state, entry, event, None)?;
             summarize(entry, now)
         };
         state.runs.wake(run_id);
@@ -324,14 +397,11 @@ impl Runs {
             if entry.meta.finished_at_ms.is_some() {
                 return Err(Rejected::Over.into());
             }
-            Self::record(
-                state,
-                entry,
-                Event::Aborted {
-                    by: by.into(),
-                    at_ms: now_ms(),
-                },
-            )?;
+            let event = Event::Aborted {
+                by: by.into(),
+                at_ms: now_ms(),
+            };
+            state.runs.record(state, entry, event, None)?;
             summarize(entry, now_ms())
         };
         state.runs.wake(run_id);
@@ -345,25 +415,26 @@ impl Runs {
 }
 
 fn summarize(entry: &Entry, now: i64) -> Summary {
-    let phases = entry
+    let phases: Vec<PhaseView> = entry
         .run
         .phases(now)
         .into_iter()
-        .map(|(id, status)| {
-            let (ok, failed) = entry.run.host_results(&id);
-            (id, status, ok, failed)
+        .map(|(id, status)| PhaseView {
+            hosts: entry.run.hosts_of(&id),
+            id,
+            status,
         })
-        .collect::<Vec<_>>();
+        .collect();
     let mut pending = Vec::new();
     let run_missing = entry.run.missing(&Scope::Run);
     if !run_missing.is_empty() {
         let since = entry.waiting_since.get("run").copied().unwrap_or(now);
         pending.push(("run".to_string(), run_missing, now - since));
     }
-    for (id, status, _, _) in &phases {
-        if let PhaseStatus::AwaitingApproval(roles) = status {
-            let since = entry.waiting_since.get(id).copied().unwrap_or(now);
-            pending.push((id.clone(), roles.clone(), now - since));
+    for phase in &phases {
+        if let PhaseStatus::AwaitingApproval(roles) = &phase.status {
+            let since = entry.waiting_since.get(&phase.id).copied().unwrap_or(now);
+            pending.push((phase.id.clone(), roles.clone(), now - since));
         }
     }
     Summary {
@@ -378,166 +449,4 @@ fn summarize(entry: &Entry, now: i64) -> Summary {
             .map(|(scope, role, by)| format!("{role}: {by} ({})", scope_name(&scope)))
             .collect(),
     }
-}
-
-/// The params a step is sent with: the plan's, plus the run's target version.
-fn step_params(
-    plan: &Plan,
-    d: &Dispatch,
-    to_version: &str,
-) -> (String, String, String, Option<Duration>) {
-    let step = plan
-        .phases
-        .iter()
-        .find(|p| p.id == d.phase)
-        .and_then(|p| p.steps.iter().find(|s| s.id == d.step));
-    let Some(step) = step else {
-        return (String::new(), String::new(), "{}".into(), None);
-    };
-    let mut params = step
-        .params
-        .as_ref()
-        .and_then(|t| serde_json::to_value(t).ok())
-        .unwrap_or_else(|| json!({}));
-    if !to_version.is_empty()
-        && let Some(map) = params.as_object_mut()
-    {
-        map.entry("to_version").or_insert(json!(to_version));
-    }
-    (
-        step.plugin.clone(),
-        step.action.clone(),
-        params.to_string(),
-        step.timeout,
-    )
-}
-
-/// Drives one run until it ends: dispatch what is due, journal each dispatch
-/// before sending it and each outcome before applying it.
-async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
-    loop {
-        let now = now_ms();
-        let mut to_send = Vec::new();
-        let done = {
-            let mut runs = state.runs.lock();
-            let Some(entry) = runs.get_mut(&id) else {
-                return;
-            };
-            // Note when scopes start waiting for approvals.
-            for (phase, status) in entry.run.phases(now) {
-                if matches!(status, PhaseStatus::AwaitingApproval(_)) {
-                    entry.waiting_since.entry(phase).or_insert(now);
-                }
-            }
-            for d in entry.run.next(now) {
-                let event = Event::Dispatched {
-                    phase: d.phase.clone(),
-                    step: d.step.clone(),
-                    host: d.host.clone(),
-                    attempt: d.attempt,
-                    at_ms: now,
-                };
-                if let Err(e) = Runs::record(&state, entry, event) {
-                    tracing::error!(run = %id, error = %e, "cannot journal a dispatch; retrying");
-                    break;
-                }
-                to_send.push((d, entry.meta.to_version.clone(), entry.meta.dry_run));
-            }
-            let over = matches!(
-                entry.run.status(now),
-                RunStatus::Succeeded
-                    | RunStatus::Failed
-                    | RunStatus::Refused(_)
-                    | RunStatus::Aborted
-            );
-            if over && entry.run.in_flight().is_empty() && entry.meta.finished_at_ms.is_none() {
-                entry.meta.finished_at_ms = Some(now);
-                let status = format!("{:?}", entry.run.status(now));
-                let _ = state
-                    .journal
-                    .append(now, &id, "run.ended", &json!({ "status": status }));
-                tracing::info!(run = %id, %status, "run ended");
-            }
-            entry.meta.finished_at_ms.is_some()
-        };
-        if done {
-            return;
-        }
-        for (d, to_version, dry_run) in to_send {
-            tokio::spawn(execute(
-                state.clone(),
-                id.clone(),
-                d,
-                to_version,
-                dry_run,
-                notify.clone(),
-            ));
-        }
-        // Woken by outcomes and decisions; the timeout covers backoffs and time limits.
-        let _ = tokio::time::timeout(Duration::from_millis(500), notify.notified()).await;
-    }
-}
-
-/// Sends one dispatch to its agent and journals the outcome. The step id is
-/// the same every time this dispatch is sent, so an agent that already ran
-/// it answers from its ledger. While the agent is unreachable or still busy
-/// with it, it is asked again, for at most the step's time.
-async fn execute(
-    state: Arc<State>,
-    id: String,
-    d: Dispatch,
-    to_version: String,
-    dry_run: bool,
-    notify: Arc<Notify>,
-) {
-    let Some(board) = &state.board else { return };
-    let (plugin, action, params_json, timeout) = step_params(board.plan(), &d, &to_version);
-    let wait = timeout.unwrap_or(Duration::from_secs(600)) + Duration::from_secs(10);
-    let give_up = tokio::time::Instant::now() + wait;
-    let outcome = loop {
-        let spec = StepSpec {
-            run_id: id.clone(),
-            step_id: format!("{id}/{}/{}/{}#{}", d.phase, d.step, d.host, d.attempt),
-            agent_id: d.host.clone(),
-            plugin: plugin.clone(),
-            action: action.clone(),
-            params_json: params_json.clone(),
-            dry_run,
-            deadline: timeout,
-        };
-        let left = give_up.saturating_duration_since(tokio::time::Instant::now());
-        let outcome = state.dispatcher.send(spec).await.wait(left).await;
-        let again = match &outcome {
-            StepOutcome::Unreachable { .. } => true,
-            StepOutcome::Failed { code, .. } => code == "in-progress",
-            _ => false,
-        };
-        if !again || tokio::time::Instant::now() >= give_up {
-            break outcome;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let outcome = match outcome {
-        StepOutcome::Succeeded { .. } => Outcome::Succeeded,
-        other => Outcome::Failed {
-            reason: other.detail(),
-        },
-    };
-    {
-        let mut runs = state.runs.lock();
-        if let Some(entry) = runs.get_mut(&id) {
-            let event = Event::Finished {
-                phase: d.phase,
-                step: d.step,
-                host: d.host,
-                attempt: d.attempt,
-                outcome,
-                at_ms: now_ms(),
-            };
-            if let Err(e) = Runs::record(&state, entry, event) {
-                tracing::error!(run = %id, error = %e, "cannot journal an outcome");
-            }
-        }
-    }
-    notify.notify_one();
 }

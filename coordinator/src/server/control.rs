@@ -13,13 +13,13 @@ use tonic::{Request, Response, Status};
 use super::State;
 use serde_json::json;
 
+use super::run_wire::{WatchStream, summary_to_wire, watch_stream};
 use crate::assess;
-use crate::runs::{RunError, Runs, Summary};
+use crate::runs::{RunError, Runs};
 use crate::signals::board::{Board, SignalView};
 use backout_plan::expr::Value;
 use backout_plan::matrix::Verdict;
 use backout_plan::model::Class;
-use backout_plan::run::{PhaseStatus, RunStatus};
 use backout_plan::window::Hold;
 
 pub struct ControlService {
@@ -228,6 +228,24 @@ impl wire::control_server::Control for ControlService {
         Ok(Response::new(wire::ListRunsReply { runs }))
     }
 
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<wire::WatchRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        self.operator(&request)?;
+        let run_id = request.into_inner().run_id;
+        let (summary, history, rx) = Runs::watch(&self.state, &run_id).map_err(run_status)?;
+        Ok(Response::new(watch_stream(
+            self.state.clone(),
+            run_id,
+            summary,
+            history,
+            rx,
+        )))
+    }
+
     async fn abort_run(
         &self,
         request: Request<wire::AbortRunRequest>,
@@ -319,70 +337,13 @@ impl ControlService {
     }
 }
 
-fn run_status(e: RunError) -> Status {
+pub(super) fn run_status(e: RunError) -> Status {
     match e {
         RunError::UnknownRun(_) => Status::not_found(e.to_string()),
         RunError::NoPlan => Status::failed_precondition(e.to_string()),
         RunError::Journal(_) => Status::unavailable(e.to_string()),
         RunError::NoRole { .. } | RunError::Rejected(_) => Status::permission_denied(e.to_string()),
         RunError::Plan(_) => Status::invalid_argument(e.to_string()),
-    }
-}
-
-fn phase_status_text(status: &PhaseStatus) -> (&'static str, String) {
-    match status {
-        PhaseStatus::Waiting => ("waiting", String::new()),
-        PhaseStatus::AwaitingApproval(roles) => ("awaiting-approval", roles.join(" + ")),
-        PhaseStatus::Running => ("running", String::new()),
-        PhaseStatus::Succeeded => ("succeeded", String::new()),
-        PhaseStatus::Failed(why) => ("failed", why.clone()),
-        PhaseStatus::TimedOut => ("timed-out", String::new()),
-        PhaseStatus::Skipped => ("skipped", "a phase it comes after did not succeed".into()),
-        PhaseStatus::Aborted => ("aborted", String::new()),
-    }
-}
-
-fn summary_to_wire(s: &Summary) -> wire::RunSummary {
-    wire::RunSummary {
-        run_id: s.meta.id.clone(),
-        status: match &s.status {
-            RunStatus::AwaitingApproval(_) => "awaiting-approval".into(),
-            RunStatus::Running => "running".into(),
-            RunStatus::Succeeded => "succeeded".into(),
-            RunStatus::Failed => "failed".into(),
-            RunStatus::Refused(role) => format!("refused by {role}"),
-            RunStatus::Aborted => "aborted".into(),
-        },
-        reason: s.meta.reason.clone(),
-        started_by: s.meta.started_by.clone(),
-        started_at_ms: s.meta.started_at_ms,
-        finished_at_ms: s.meta.finished_at_ms.unwrap_or(0),
-        dry_run: s.meta.dry_run,
-        to_version: s.meta.to_version.clone(),
-        phases: s
-            .phases
-            .iter()
-            .map(|(id, status, ok, failed)| {
-                let (status, detail) = phase_status_text(status);
-                wire::PhaseSummary {
-                    id: id.clone(),
-                    status: status.into(),
-                    detail,
-                    hosts_succeeded: ok.clone(),
-                    hosts_failed: failed.clone(),
-                }
-            })
-            .collect(),
-        pending: s
-            .pending
-            .iter()
-            .map(|(scope, roles, waiting)| wire::PendingApproval {
-                scope: scope.clone(),
-                roles: roles.clone(),
-                waiting_ms: *waiting,
-            })
-            .collect(),
-        approvals: s.approvals.clone(),
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use serde_json::json;
 
 use super::registry::Registry;
-use crate::fleet::StepOutcome;
+use crate::fleet::{StepEvent, StepOutcome};
 use crate::journal::Journal;
 
 /// One step to run on one agent.
@@ -34,6 +34,8 @@ pub struct StepSpec {
 
 struct Pending {
     agent_id: String,
+    /// The session the command went out on: when it ends, so does the wait.
+    session: u64,
     run_id: String,
     done: oneshot::Sender<StepOutcome>,
 }
@@ -97,7 +99,7 @@ impl Dispatcher {
     /// Signs and sends one step. Never fails: an agent that cannot be reached
     /// gives a step that is already `Unreachable`.
     pub async fn send(&self, spec: StepSpec) -> PendingStep {
-        let Some(tx) = self.registry.sender(&spec.agent_id) else {
+        let Some((tx, session)) = self.registry.sender(&spec.agent_id) else {
             return PendingStep::ready(StepOutcome::Unreachable {
                 detail: format!("agent `{}` is not connected", spec.agent_id),
             });
@@ -165,6 +167,7 @@ impl Dispatcher {
             command_id.clone(),
             Pending {
                 agent_id: spec.agent_id.clone(),
+                session,
                 run_id: body.run_id.clone(),
                 done,
             },
@@ -221,12 +224,65 @@ impl Dispatcher {
         }
     }
 
-    /// Ends every step still waiting on `agent_id`'s session.
-    pub fn session_ended(&self, agent_id: &str) {
+    /// Journals a live event of a pending command (a plugin's log line,
+    /// progress or output). Returns the run it belongs to and the journal
+    /// entry's `seq` (`None` for a command outside any run), or an error for
+    /// a command that is not waiting or was addressed to another agent.
+    pub fn event(
+        &self,
+        from_agent: &str,
+        command_id: &str,
+        event: &StepEvent,
+    ) -> Result<Option<(String, i64)>, String> {
+        let pending = self.lock();
+        let run_id = match pending.get(command_id) {
+            None => return Err(format!("no command `{command_id}` is running")),
+            Some(p) if p.agent_id != from_agent => {
+                return Err(format!(
+                    "command `{command_id}` was not sent to agent `{from_agent}`"
+                ));
+            }
+            Some(p) => p.run_id.clone(),
+        };
+        drop(pending);
+        if run_id.is_empty() {
+            return Ok(None);
+        }
+        let body = match event {
+            StepEvent::Log { level, message } => {
+                json!({ "command_id": command_id, "log": level, "message": message })
+            }
+            StepEvent::Progress {
+                done,
+                total,
+                message,
+            } => {
+                json!({ "command_id": command_id, "done": done, "total": total, "message": message })
+            }
+            StepEvent::Output { name, value_json } => {
+                json!({ "command_id": command_id, "output": name, "value": value_json })
+            }
+        };
+        match self.journal.append(now_ms(), &run_id, "step.event", &body) {
+            Ok(written) => Ok(Some((run_id, written.seq))),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot journal a step event");
+                Err(format!("the coordinator cannot record this event now: {e}"))
+            }
+        }
+    }
+
+    /// Stops waiting for `command_id` (its waiter gave up).
+    pub fn forget(&self, command_id: &str) {
+        self.lock().remove(command_id);
+    }
+
+    /// Ends every step still waiting on session `session` of `agent_id`.
+    pub fn session_ended(&self, agent_id: &str, session: u64) {
         let mut pending = self.lock();
         let ids: Vec<String> = pending
             .iter()
-            .filter(|(_, p)| p.agent_id == agent_id)
+            .filter(|(_, p)| p.agent_id == agent_id && p.session == session)
             .map(|(id, _)| id.clone())
             .collect();
         for id in ids {

@@ -8,6 +8,7 @@
 pub mod control;
 pub mod dispatch;
 pub mod registry;
+mod run_wire;
 pub mod session;
 
 use std::future::Future;

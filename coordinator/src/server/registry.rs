@@ -41,13 +41,18 @@ pub struct Registry {
 
 impl Registry {
     /// Records a new session for `view.id`, replacing an older one (the older
-    /// stream ends when its sender is dropped). Returns the session number.
-    pub fn connect(&self, view: AgentView, tx: mpsc::Sender<wire::CoordinatorMessage>) -> u64 {
+    /// stream ends when its sender is dropped). Returns the session number,
+    /// and the number of the session it replaced, if that one was still open.
+    pub fn connect(
+        &self,
+        view: AgentView,
+        tx: mpsc::Sender<wire::CoordinatorMessage>,
+    ) -> (u64, Option<u64>) {
         let session = self
             .next_session
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut map = self.lock();
-        map.insert(
+        let replaced = map.insert(
             view.id.clone(),
             Entry {
                 view,
@@ -55,7 +60,10 @@ impl Registry {
                 tx: Some(tx),
             },
         );
-        session
+        (
+            session,
+            replaced.filter(|e| e.tx.is_some()).map(|e| e.session),
+        )
     }
 
     /// Marks the session ended, unless a newer session has replaced it.
@@ -77,9 +85,11 @@ impl Registry {
         }
     }
 
-    /// The sender of a connected agent's stream.
-    pub fn sender(&self, id: &str) -> Option<mpsc::Sender<wire::CoordinatorMessage>> {
-        self.lock().get(id).and_then(|e| e.tx.clone())
+    /// The sender of a connected agent's stream, with its session number.
+    pub fn sender(&self, id: &str) -> Option<(mpsc::Sender<wire::CoordinatorMessage>, u64)> {
+        self.lock()
+            .get(id)
+            .and_then(|e| e.tx.clone().map(|tx| (tx, e.session)))
     }
 
     pub fn plugin(&self, id: &str, plugin: &str) -> Option<PluginInfo> {

@@ -21,7 +21,7 @@ use wire::coordinator_message::Kind as CoordKind;
 
 use super::State;
 use super::registry::AgentView;
-use crate::fleet::{PluginInfo, StepOutcome};
+use crate::fleet::{PluginInfo, StepEvent, StepOutcome};
 
 /// How long an agent has to say Hello after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -118,8 +118,14 @@ impl wire::session_server::Session for SessionService {
             last_seen_ms: now,
             peer_addr: Some(peer.addr),
         };
-        let session = self.state.registry.connect(view, tx.clone());
+        let (session, replaced) = self.state.registry.connect(view, tx.clone());
         tracing::info!(agent = %agent_id, peer = %peer.addr, version = %hello.version, "agent connected");
+        if let Some(old) = replaced {
+            // The agent dialled again before we noticed its old connection
+            // die: whatever was sent on that one will not be answered there.
+            tracing::warn!(agent = %agent_id, "a new session replaces one still open");
+            self.state.dispatcher.session_ended(&agent_id, old);
+        }
 
         let state = self.state.clone();
         tokio::spawn(async move {
@@ -142,9 +148,8 @@ impl wire::session_server::Session for SessionService {
                     }
                 }
             }
-            if state.registry.disconnect(&agent_id, session) {
-                state.dispatcher.session_ended(&agent_id);
-            }
+            state.registry.disconnect(&agent_id, session);
+            state.dispatcher.session_ended(&agent_id, session);
             tracing::info!(agent = %agent_id, "agent disconnected");
         });
 
@@ -168,7 +173,25 @@ fn handle(
         }))),
         Some(AgentKind::Event(event)) => {
             log_event(agent_id, &event);
-            None
+            let Some(step_event) = step_event_from_wire(&event) else {
+                return Some(rejected("step event carries nothing"));
+            };
+            match state
+                .dispatcher
+                .event(agent_id, &event.command_id, &step_event)
+            {
+                Ok(Some((run_id, seq))) => {
+                    state
+                        .runs
+                        .step_event(&run_id, &event.step_id, seq, event.at_ms, step_event);
+                    None
+                }
+                Ok(None) => None,
+                Err(reason) => {
+                    tracing::warn!(agent = %agent_id, %reason, "step event rejected");
+                    Some(rejected(reason))
+                }
+            }
         }
         Some(AgentKind::Result(result)) => {
             let command_id = result.command_id.clone();
@@ -201,6 +224,26 @@ fn log_event(agent_id: &str, event: &wire::StepEvent) {
         }
         None => {}
     }
+}
+
+/// Converts a live step event into the domain's (the transport edge).
+fn step_event_from_wire(event: &wire::StepEvent) -> Option<StepEvent> {
+    use wire::step_event::Kind;
+    Some(match event.kind.as_ref()? {
+        Kind::Log(log) => StepEvent::Log {
+            level: log.level.clone(),
+            message: log.message.clone(),
+        },
+        Kind::Progress(p) => StepEvent::Progress {
+            done: p.done,
+            total: p.total,
+            message: p.message.clone(),
+        },
+        Kind::Output(o) => StepEvent::Output {
+            name: o.name.clone(),
+            value_json: o.value_json.clone(),
+        },
+    })
 }
 
 /// Converts a wire result into the domain outcome (the transport edge).

@@ -3,33 +3,45 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::Plan;
 use crate::sections::OnFailure;
 
 /// One step of a phase as the engine runs it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepPlan {
     pub id: String,
     pub plugin: String,
     pub action: String,
+    /// The step's `params` as a JSON object (what the plugin receives).
+    #[serde(default)]
+    pub params_json: String,
+    /// How long the step may run on the agent; `None`: the agent's default.
+    #[serde(default, with = "opt_ms")]
+    pub timeout: Option<Duration>,
     pub hosts: Vec<String>,
     pub on_failure: OnFailure,
     pub retries: u32,
+    #[serde(with = "ms")]
     pub backoff: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhasePlan {
     pub id: String,
     pub after: Vec<String>,
     pub approvals: Vec<String>,
+    #[serde(default, with = "opt_ms")]
     pub time_limit: Option<Duration>,
     pub rolling: u32,
     pub steps: Vec<StepPlan>,
 }
 
 /// The plan of one run: the chosen phases with their steps' hosts expanded.
-#[derive(Debug, Clone, PartialEq)]
+/// It is journaled when the run is created, so a coordinator that restarts
+/// with an edited plan file still finishes the run it started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunPlan {
     pub approvals: Vec<String>,
     pub self_approval: bool,
@@ -91,6 +103,12 @@ impl RunPlan {
                         id: s.id.clone(),
                         plugin: s.plugin.clone(),
                         action: s.action.clone(),
+                        params_json: s
+                            .params
+                            .as_ref()
+                            .and_then(|t| serde_json::to_string(t).ok())
+                            .unwrap_or_else(|| "{}".into()),
+                        timeout: s.timeout,
                         hosts: hosts_of(&s.on),
                         on_failure: s.on_failure.clone(),
                         retries: s.retries,
@@ -104,6 +122,60 @@ impl RunPlan {
             self_approval: plan.approvals.self_approval,
             phases: in_dependency_order(phases),
         })
+    }
+}
+
+impl RunPlan {
+    /// One step of one phase.
+    pub fn step(&self, phase: &str, step: &str) -> Option<&StepPlan> {
+        self.phases
+            .iter()
+            .find(|p| p.id == phase)?
+            .steps
+            .iter()
+            .find(|s| s.id == step)
+    }
+
+    /// The same run without approvals: a dry run changes nothing, so nobody
+    /// needs to approve it.
+    pub fn without_approvals(mut self) -> RunPlan {
+        self.approvals.clear();
+        for phase in &mut self.phases {
+            phase.approvals.clear();
+        }
+        self
+    }
+}
+
+/// Durations as whole milliseconds in the journal.
+mod ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+mod opt_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(d).map(|ms| ms.map(Duration::from_millis))
     }
 }
 

@@ -2,13 +2,15 @@ use std::time::Duration;
 
 use super::*;
 
-const MIN: i64 = 60_000;
+pub(super) const MIN: i64 = 60_000;
 
-fn step(id: &str, hosts: &[&str]) -> StepPlan {
+pub(super) fn step(id: &str, hosts: &[&str]) -> StepPlan {
     StepPlan {
         id: id.into(),
         plugin: "app".into(),
         action: id.into(),
+        params_json: "{}".into(),
+        timeout: None,
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         on_failure: OnFailure::Halt,
         retries: 0,
@@ -16,7 +18,7 @@ fn step(id: &str, hosts: &[&str]) -> StepPlan {
     }
 }
 
-fn phase(id: &str, after: &[&str], steps: Vec<StepPlan>) -> PhasePlan {
+pub(super) fn phase(id: &str, after: &[&str], steps: Vec<StepPlan>) -> PhasePlan {
     PhasePlan {
         id: id.into(),
         after: after.iter().map(|a| a.to_string()).collect(),
@@ -27,7 +29,7 @@ fn phase(id: &str, after: &[&str], steps: Vec<StepPlan>) -> PhasePlan {
     }
 }
 
-fn plan(phases: Vec<PhasePlan>) -> RunPlan {
+pub(super) fn plan(phases: Vec<PhasePlan>) -> RunPlan {
     RunPlan {
         approvals: vec!["release-manager".into(), "technical-lead".into()],
         self_approval: false,
@@ -35,7 +37,7 @@ fn plan(phases: Vec<PhasePlan>) -> RunPlan {
     }
 }
 
-fn approved(run: &mut Run) {
+pub(super) fn approved(run: &mut Run) {
     run.apply(&Event::Started {
         by: "rm".into(),
         at_ms: 0,
@@ -52,7 +54,7 @@ fn approved(run: &mut Run) {
 }
 
 /// Journals the dispatch, then the outcome.
-fn exec(run: &mut Run, d: &Dispatch, outcome: Outcome, at_ms: i64) {
+pub(super) fn exec(run: &mut Run, d: &Dispatch, outcome: Outcome, at_ms: i64) {
     run.apply(&Event::Dispatched {
         phase: d.phase.clone(),
         step: d.step.clone(),
@@ -71,19 +73,19 @@ fn exec(run: &mut Run, d: &Dispatch, outcome: Outcome, at_ms: i64) {
 }
 
 /// Executes the first due dispatch at `now` with `outcome`.
-fn exec_next(run: &mut Run, now: i64, outcome: Outcome, at_ms: i64) {
+pub(super) fn exec_next(run: &mut Run, now: i64, outcome: Outcome, at_ms: i64) {
     let d = run.next(now).remove(0);
     exec(run, &d, outcome, at_ms);
 }
 
-fn names(ds: &[Dispatch]) -> Vec<String> {
+pub(super) fn names(ds: &[Dispatch]) -> Vec<String> {
     ds.iter()
         .map(|d| format!("{}/{}@{}#{}", d.phase, d.step, d.host, d.attempt))
         .collect()
 }
 
 /// Runs every due dispatch successfully until nothing is left.
-fn drive(run: &mut Run, now: i64) -> Vec<String> {
+pub(super) fn drive(run: &mut Run, now: i64) -> Vec<String> {
     let mut done = Vec::new();
     loop {
         let next = run.next(now);

@@ -1,0 +1,275 @@
+//! The task that drives one run, and the task that carries one step to its
+//! agent and back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backout_plan::run::{Dispatch, Event, Outcome, RunStatus};
+use backout_proto::now_ms;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use super::RunEvent;
+use crate::fleet::StepOutcome;
+use crate::server::State;
+use crate::server::dispatch::StepSpec;
+
+/// How long a step is waited for when the plan gives it no `timeout`.
+const DEFAULT_STEP_TIME: Duration = Duration::from_secs(600);
+/// Beyond the step's own time: delivery, admission, the answer's way back.
+const STEP_GRACE: Duration = Duration::from_secs(10);
+/// The first and the longest pause between asking an agent again.
+const ASK_AGAIN_FIRST: Duration = Duration::from_millis(500);
+const ASK_AGAIN_MAX: Duration = Duration::from_secs(5);
+
+/// Drives one run until it ends: journal what is due, then send it; journal
+/// phase time-outs when first seen; journal the end.
+pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
+    loop {
+        let now = now_ms();
+        let mut to_send = Vec::new();
+        let done = {
+            let runs = &state.runs;
+            let mut entries = runs.lock();
+            let Some(entry) = entries.get_mut(&id) else {
+                return;
+            };
+            // Note when scopes start waiting for approvals.
+            for (phase, status) in entry.run.phases(now) {
+                if matches!(status, backout_plan::run::PhaseStatus::AwaitingApproval(_)) {
+                    entry.waiting_since.entry(phase).or_insert(now);
+                }
+            }
+            for phase in entry.run.overdue(now) {
+                let event = Event::PhaseTimedOut { phase, at_ms: now };
+                if let Err(e) = runs.record(&state, entry, event, None) {
+                    tracing::error!(run = %id, error = %e, "cannot journal a phase time-out; retrying");
+                }
+            }
+            for d in entry.run.next(now) {
+                let event = Event::Dispatched {
+                    phase: d.phase.clone(),
+                    step: d.step.clone(),
+                    host: d.host.clone(),
+                    attempt: d.attempt,
+                    at_ms: now,
+                };
+                if let Err(e) = runs.record(&state, entry, event, None) {
+                    tracing::error!(run = %id, error = %e, "cannot journal a dispatch; retrying");
+                    break;
+                }
+                to_send.push(d);
+            }
+            let status = entry.run.status(now);
+            let over = matches!(
+                status,
+                RunStatus::Succeeded
+                    | RunStatus::Failed
+                    | RunStatus::Refused(_)
+                    | RunStatus::Aborted
+            );
+            if over && entry.run.in_flight().is_empty() && entry.meta.finished_at_ms.is_none() {
+                let text = status_word(&status);
+                let elapsed = now - entry.meta.started_at_ms;
+                match state.journal.append(
+                    now,
+                    &id,
+                    "run.ended",
+                    &json!({ "status": text, "elapsed_ms": elapsed }),
+                ) {
+                    Ok(written) => {
+                        entry.meta.finished_at_ms = Some(now);
+                        tracing::info!(run = %id, status = %text, elapsed_ms = elapsed, "run ended");
+                        runs.publish(RunEvent {
+                            seq: written.seq,
+                            run_id: id.clone(),
+                            at_ms: now,
+                            kind: "ended".into(),
+                            outcome: text,
+                            ..RunEvent::default()
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(run = %id, error = %e, "cannot journal the end of a run; retrying");
+                    }
+                }
+            }
+            entry.meta.finished_at_ms.is_some()
+        };
+        if done {
+            return;
+        }
+        for d in to_send {
+            tokio::spawn(execute(state.clone(), id.clone(), d, notify.clone()));
+        }
+        // Woken by outcomes and decisions; the timeout covers backoffs and time limits.
+        let _ = tokio::time::timeout(Duration::from_millis(500), notify.notified()).await;
+    }
+}
+
+/// The run's status as one word (for the journal and watchers).
+pub(super) fn status_word(status: &RunStatus) -> String {
+    match status {
+        RunStatus::AwaitingApproval(_) => "awaiting-approval".into(),
+        RunStatus::Running => "running".into(),
+        RunStatus::Succeeded => "succeeded".into(),
+        RunStatus::Failed => "failed".into(),
+        RunStatus::Refused(role) => format!("refused by {role}"),
+        RunStatus::Aborted => "aborted".into(),
+    }
+}
+
+/// Sends one dispatch to its agent and journals the outcome. The step id is
+/// the same every time this dispatch is sent, so an agent that already ran
+/// it answers from its ledger. While the agent is unreachable or still busy
+/// with it, it is asked again (at growing intervals), for at most the step's
+/// time; what is still unanswered then is timed out or unreachable, and
+/// never retried under a new attempt.
+pub(super) async fn execute(state: Arc<State>, id: String, d: Dispatch, notify: Arc<Notify>) {
+    let found = {
+        let runs = state.runs.lock();
+        runs.get(&id).and_then(|entry| {
+            let step = entry.run.plan().step(&d.phase, &d.step)?.clone();
+            Some((step, entry.meta.to_version.clone(), entry.meta.dry_run))
+        })
+    };
+    let Some((step, to_version, dry_run)) = found else {
+        return;
+    };
+    let params_json = with_version(&step.params_json, &to_version);
+    let give_up =
+        tokio::time::Instant::now() + step.timeout.unwrap_or(DEFAULT_STEP_TIME) + STEP_GRACE;
+    let mut pause = ASK_AGAIN_FIRST;
+    let outcome = loop {
+        let spec = StepSpec {
+            run_id: id.clone(),
+            step_id: format!("{id}/{}/{}/{}#{}", d.phase, d.step, d.host, d.attempt),
+            agent_id: d.host.clone(),
+            plugin: step.plugin.clone(),
+            action: step.action.clone(),
+            params_json: params_json.clone(),
+            dry_run,
+            deadline: step.timeout,
+        };
+        let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+        let pending = state.dispatcher.send(spec).await;
+        let command_id = pending.command_id.clone();
+        let outcome = pending.wait(left).await;
+        if matches!(outcome, StepOutcome::TimedOut) {
+            state.dispatcher.forget(&command_id);
+        }
+        let again = match &outcome {
+            StepOutcome::Unreachable { .. } => true,
+            StepOutcome::Failed { code, .. } => code == "in-progress",
+            _ => false,
+        };
+        if !again || tokio::time::Instant::now() + pause >= give_up {
+            break outcome;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(ASK_AGAIN_MAX);
+    };
+    let summary = match &outcome {
+        StepOutcome::Succeeded { summary, .. } => Some(summary.clone()),
+        _ => None,
+    };
+    let outcome = run_outcome(outcome);
+    {
+        let mut runs = state.runs.lock();
+        if let Some(entry) = runs.get_mut(&id) {
+            let event = Event::Finished {
+                phase: d.phase,
+                step: d.step,
+                host: d.host,
+                attempt: d.attempt,
+                outcome,
+                at_ms: now_ms(),
+            };
+            if let Err(e) = state.runs.record(&state, entry, event, summary.as_deref()) {
+                tracing::error!(run = %id, error = %e, "cannot journal an outcome");
+            }
+        }
+    }
+    notify.notify_one();
+}
+
+/// What the engine makes of an agent's answer.
+fn run_outcome(outcome: StepOutcome) -> Outcome {
+    match outcome {
+        StepOutcome::Succeeded { .. } => Outcome::Succeeded,
+        StepOutcome::Failed { code, message } if code == "interrupted" => {
+            Outcome::Unknown { reason: message }
+        }
+        StepOutcome::Failed { code, message } if code == "in-progress" => Outcome::TimedOut {
+            reason: format!("still running on the agent when the step's time ran out: {message}"),
+        },
+        StepOutcome::TimedOut => Outcome::TimedOut {
+            reason: "no answer within the step's time".into(),
+        },
+        StepOutcome::Unreachable { detail } => Outcome::Unreachable { reason: detail },
+        other => Outcome::Failed {
+            reason: other.detail(),
+        },
+    }
+}
+
+/// The step's params plus the run's target version (unless the step sets one).
+fn with_version(params_json: &str, to_version: &str) -> String {
+    let mut params: serde_json::Value =
+        serde_json::from_str(params_json).unwrap_or_else(|_| json!({}));
+    if !to_version.is_empty()
+        && let Some(map) = params.as_object_mut()
+    {
+        map.entry("to_version").or_insert(json!(to_version));
+    }
+    params.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_map_to_outcomes_that_never_hide_uncertainty() {
+        let failed = |code: &str| StepOutcome::Failed {
+            code: code.into(),
+            message: "m".into(),
+        };
+        assert!(matches!(
+            run_outcome(failed("interrupted")),
+            Outcome::Unknown { .. }
+        ));
+        assert!(matches!(
+            run_outcome(failed("in-progress")),
+            Outcome::TimedOut { .. }
+        ));
+        assert!(matches!(
+            run_outcome(failed("exit")),
+            Outcome::Failed { .. }
+        ));
+        assert!(matches!(
+            run_outcome(StepOutcome::Unreachable { detail: "x".into() }),
+            Outcome::Unreachable { .. }
+        ));
+        assert!(matches!(
+            run_outcome(StepOutcome::Refused {
+                check: "signature".into(),
+                detail: "x".into()
+            }),
+            Outcome::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn the_target_version_is_added_unless_the_step_sets_one() {
+        assert_eq!(
+            with_version("{\"a\":1}", "v2"),
+            r#"{"a":1,"to_version":"v2"}"#
+        );
+        assert_eq!(
+            with_version("{\"to_version\":\"v1\"}", "v2"),
+            r#"{"to_version":"v1"}"#
+        );
+        assert_eq!(with_version("{}", ""), "{}");
+    }
+}

@@ -1,0 +1,176 @@
+//! Runs at the transport edge: summaries and live events as protobuf, and
+//! the `Watch` stream.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use backout_plan::run::{HostState, PhaseStatus, RunStatus};
+use backout_proto::wire;
+use futures::Stream;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::State;
+use crate::runs::{RunEvent, Summary};
+
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<wire::RunUpdate, Status>> + Send>>;
+
+/// A snapshot, the run's history so far (events without a summary), then
+/// every new event of `run_id` with the run as it stands after it, until the
+/// run has ended. A watcher that falls behind gets a fresh summary and the
+/// number of events it missed.
+pub fn watch_stream(
+    state: Arc<State>,
+    run_id: String,
+    first: Summary,
+    history: Vec<RunEvent>,
+    mut rx: broadcast::Receiver<RunEvent>,
+) -> WatchStream {
+    let (tx, out) = mpsc::channel::<Result<wire::RunUpdate, Status>>(64);
+    tokio::spawn(async move {
+        let update = |summary: &Summary, event: Option<RunEvent>, missed: u64| {
+            Ok(wire::RunUpdate {
+                summary: Some(summary_to_wire(summary)),
+                event: event.map(event_to_wire),
+                missed,
+            })
+        };
+        // A send that fails means the watcher went away.
+        if tx.send(update(&first, None, 0)).await.is_err() {
+            return;
+        }
+        let mut seen = 0;
+        let mut over = false;
+        for event in history {
+            seen = seen.max(event.seq);
+            over |= event.kind == "ended";
+            let update = Ok(wire::RunUpdate {
+                summary: None,
+                event: Some(event_to_wire(event)),
+                missed: 0,
+            });
+            if tx.send(update).await.is_err() {
+                return;
+            }
+        }
+        while !over {
+            let (event, missed) = match rx.recv().await {
+                Ok(event) if event.run_id == run_id && (event.seq == 0 || event.seq > seen) => {
+                    (Some(event), 0)
+                }
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(missed)) => (None, missed),
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let Some(summary) = state.runs.summary(&run_id) else {
+                return;
+            };
+            over = match &event {
+                Some(e) => e.kind == "ended",
+                None => summary.meta.finished_at_ms.is_some(),
+            };
+            if tx.send(update(&summary, event, missed)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(out))
+}
+
+fn event_to_wire(e: RunEvent) -> wire::RunEvent {
+    wire::RunEvent {
+        at_ms: e.at_ms,
+        kind: e.kind,
+        phase: e.phase,
+        step: e.step,
+        host: e.host,
+        attempt: e.attempt,
+        outcome: e.outcome,
+        text: e.text,
+        by: e.by,
+        role: e.role,
+        done: e.done,
+        total: e.total,
+    }
+}
+
+fn phase_status_text(status: &PhaseStatus) -> (&'static str, String) {
+    match status {
+        PhaseStatus::Waiting => ("waiting", String::new()),
+        PhaseStatus::AwaitingApproval(roles) => ("awaiting-approval", roles.join(" + ")),
+        PhaseStatus::Running => ("running", String::new()),
+        PhaseStatus::Succeeded => ("succeeded", String::new()),
+        PhaseStatus::Failed(why) => ("failed", why.clone()),
+        PhaseStatus::TimedOut => ("timed-out", "the phase ran past its time limit".into()),
+        PhaseStatus::Skipped => ("skipped", "a phase it comes after did not succeed".into()),
+        PhaseStatus::Aborted => ("aborted", String::new()),
+    }
+}
+
+pub fn summary_to_wire(s: &Summary) -> wire::RunSummary {
+    wire::RunSummary {
+        run_id: s.meta.id.clone(),
+        status: match &s.status {
+            RunStatus::AwaitingApproval(_) => "awaiting-approval".into(),
+            RunStatus::Running => "running".into(),
+            RunStatus::Succeeded => "succeeded".into(),
+            RunStatus::Failed => "failed".into(),
+            RunStatus::Refused(role) => format!("refused by {role}"),
+            RunStatus::Aborted => "aborted".into(),
+        },
+        reason: s.meta.reason.clone(),
+        started_by: s.meta.started_by.clone(),
+        started_at_ms: s.meta.started_at_ms,
+        finished_at_ms: s.meta.finished_at_ms.unwrap_or(0),
+        dry_run: s.meta.dry_run,
+        to_version: s.meta.to_version.clone(),
+        phases: s
+            .phases
+            .iter()
+            .map(|phase| {
+                let (status, detail) = phase_status_text(&phase.status);
+                let hosts_in = |state: HostState| -> Vec<String> {
+                    phase
+                        .hosts
+                        .iter()
+                        .filter(|h| h.state == state)
+                        .map(|h| h.host.clone())
+                        .collect()
+                };
+                wire::PhaseSummary {
+                    id: phase.id.clone(),
+                    status: status.into(),
+                    detail,
+                    hosts_succeeded: hosts_in(HostState::Succeeded),
+                    hosts_failed: hosts_in(HostState::Failed),
+                    hosts_timed_out: hosts_in(HostState::TimedOut),
+                    hosts_unreachable: hosts_in(HostState::Unreachable),
+                    hosts_unknown: hosts_in(HostState::Unknown),
+                    hosts: phase
+                        .hosts
+                        .iter()
+                        .map(|h| wire::HostProgress {
+                            host: h.host.clone(),
+                            steps_done: h.steps_done,
+                            steps_total: h.steps_total,
+                            step: h.step.clone(),
+                            state: h.state.as_str().into(),
+                            detail: h.detail.clone(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+        pending: s
+            .pending
+            .iter()
+            .map(|(scope, roles, waiting)| wire::PendingApproval {
+                scope: scope.clone(),
+                roles: roles.clone(),
+                waiting_ms: *waiting,
+            })
+            .collect(),
+        approvals: s.approvals.clone(),
+    }
+}
