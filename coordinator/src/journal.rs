@@ -48,7 +48,15 @@ pub enum Verdict {
 pub struct Journal {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Test hook: stop the world right after this entry is durable.
+    freeze_after: Option<i64>,
 }
+
+/// The crash tests' hook. With `BACKOUT_TEST_FREEZE_AFTER_ENTRY=N`, the
+/// coordinator writes entry N, says so on stderr, and then holds the journal
+/// forever: nothing after entry N happens, and the test kills the process
+/// with SIGKILL at exactly that boundary. Unset, it costs one comparison.
+pub const FREEZE_ENV: &str = "BACKOUT_TEST_FREEZE_AFTER_ENTRY";
 
 /// The hash of an entry: length-prefixed fields, so no two field lists
 /// produce the same bytes.
@@ -105,9 +113,11 @@ impl Journal {
              );",
         )
         .map_err(err)?;
+        let freeze_after = std::env::var(FREEZE_ENV).ok().and_then(|v| v.parse().ok());
         Ok(Journal {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
+            freeze_after,
         })
     }
 
@@ -149,6 +159,12 @@ impl Journal {
         )
         .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
+        if self.freeze_after == Some(seq) {
+            eprintln!("backout: frozen after journal entry {seq} ({kind})");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
         Ok(Entry {
             seq,
             at_ms,

@@ -6,7 +6,10 @@
 
 mod assess;
 mod bad_input;
+mod crash;
 mod matrix;
+mod outcomes;
 mod refusals;
 mod runs;
 mod sandbox;
+mod watch;

@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use backout_e2e::{
-    Coordinator, Pki, Proc, agent_config, cli, connected_agents, start_agent, wait_for,
+    Coordinator, Pki, Proc, agent_config, approve_run, cli, connected_agents, json_of, phase,
+    run_of, start_agent, wait_for,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PLAN: &str = r#"[plan]
 name = "runs e2e"
@@ -50,7 +51,7 @@ action = "echo"
 on = "app-1"
 "#;
 
-async fn fleet(pki: &Pki) -> (Coordinator, Vec<Proc>) {
+pub(crate) async fn fleet(pki: &Pki) -> (Coordinator, Vec<Proc>) {
     for agent in ["app-1", "app-2"] {
         pki.issue("agent", agent);
     }
@@ -100,47 +101,6 @@ carol = ["dba"]
     })
     .await;
     (coordinator, agents)
-}
-
-fn json_of(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Each operator approves the run (the role each holds first that is still needed).
-fn approve_run(pki: &Pki, addr: &str, id: &str, operators: &[&str]) {
-    for operator in operators {
-        json_of(&cli(
-            pki,
-            addr,
-            operator,
-            &["approve", id, "--output", "json"],
-        ));
-    }
-}
-
-fn run_of(pki: &Pki, addr: &str, id: &str) -> Value {
-    let runs = json_of(&cli(pki, addr, "alice", &["runs", "--output", "json"]));
-    runs["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["run"] == id)
-        .unwrap()
-        .clone()
-}
-
-fn phase<'a>(run: &'a Value, id: &str) -> &'a Value {
-    run["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == id)
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -262,8 +222,9 @@ async fn a_run_waits_for_distinct_approvers_then_runs_its_phases_in_order() {
     // Everything went through the journal, and it verifies.
     let audit = backout_e2e::audit_verify(&pki);
     assert_eq!(audit["intact"], true);
-    // created, started, 4 approvals, 5 dispatches + 5 finishes, 5 commands + 5 results, ended: 27.
-    assert_eq!(audit["entries"], 27, "{audit}");
+    // created, started, 4 approvals, 5 dispatches + 5 finishes, 5 commands
+    // + 5 plugin log lines ("echo") + 5 results, ended: 32.
+    assert_eq!(audit["entries"], 32, "{audit}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

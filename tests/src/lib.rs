@@ -144,9 +144,15 @@ pub struct Proc {
 impl Proc {
     /// Starts `program`; stderr goes to `log`.
     pub fn spawn(program: &Path, args: &[&str], log: &Path) -> Proc {
+        Self::spawn_with(program, args, log, &[])
+    }
+
+    /// Like [`Proc::spawn`], with more environment variables.
+    pub fn spawn_with(program: &Path, args: &[&str], log: &Path, envs: &[(&str, &str)]) -> Proc {
         let stderr = std::fs::File::create(log).unwrap();
         let child = Command::new(program)
             .args(args)
+            .envs(envs.iter().copied())
             .env_remove("RUST_LOG")
             .env("BACKOUT_LOG", "info,backout=debug,backout_agent=debug")
             .stdin(Stdio::null())
@@ -204,12 +210,23 @@ alice = ["release-manager"]
 
     /// Like [`Coordinator::start`], on a given `host:port`.
     pub async fn start_on(dir: &Path, config: &str, listen: &str) -> Coordinator {
+        Self::start_with(dir, config, listen, &[]).await
+    }
+
+    /// Like [`Coordinator::start_on`], with more environment variables.
+    pub async fn start_with(
+        dir: &Path,
+        config: &str,
+        listen: &str,
+        envs: &[(&str, &str)],
+    ) -> Coordinator {
         let path = dir.join("coordinator.toml");
         std::fs::write(&path, format!("listen = \"{listen}\"\n{config}")).unwrap();
-        let mut proc = Proc::spawn(
+        let mut proc = Proc::spawn_with(
             &bin("backout"),
             &["serve", "--config", path.to_str().unwrap()],
             &dir.join("coordinator.log"),
+            envs,
         );
         let stdout = proc.child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
@@ -359,4 +376,83 @@ pub fn connected_agents(pki: &Pki, coordinator: &str, operator: &str) -> Vec<Str
         .filter(|a| a["connected"] == true)
         .map(|a| a["agent"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// The JSON a CLI call printed; panics unless it exited 0.
+pub fn json_of(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Each operator approves the run (the role each holds first that is still needed).
+pub fn approve_run(pki: &Pki, addr: &str, id: &str, operators: &[&str]) {
+    for operator in operators {
+        json_of(&cli(
+            pki,
+            addr,
+            operator,
+            &["approve", id, "--output", "json"],
+        ));
+    }
+}
+
+/// One run as `backout runs --output json` shows it (asked as `alice`).
+pub fn run_of(pki: &Pki, addr: &str, id: &str) -> serde_json::Value {
+    let runs = json_of(&cli(pki, addr, "alice", &["runs", "--output", "json"]));
+    runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run"] == id)
+        .unwrap()
+        .clone()
+}
+
+/// One phase of a run summary.
+pub fn phase<'a>(run: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    run["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap()
+}
+
+/// A coordinator configuration with `plan.toml` beside it, its state in
+/// `state_dir`, and operators dave (release-manager), bob (technical-lead)
+/// and alice (release-manager). The agents are the plan's hosts.
+pub fn plan_config(pki: &Pki, state_dir: &str) -> String {
+    format!(
+        "command_key = \"{p}/command-signing.key\"\nplan = \"plan.toml\"\nstate_dir = \"{state_dir}\"\n[tls]\nca = \"{p}/ca.pem\"\ncert = \"{p}/coordinator.pem\"\nkey = \"{p}/coordinator.key\"\n[operators]\ndave = [\"release-manager\"]\nbob = [\"technical-lead\"]\nalice = [\"release-manager\"]\n",
+        p = pki.path().display()
+    )
+}
+
+/// The coordinator's crash-test hook (see `coordinator/src/journal.rs`):
+/// freeze right after journal entry N, for the test to SIGKILL it there.
+pub const FREEZE_ENV: &str = "BACKOUT_TEST_FREEZE_AFTER_ENTRY";
+
+/// Starts the `backout` CLI in the background (for calls that may hang on a
+/// frozen coordinator, and for watchers); its stdout is piped.
+pub fn cli_child(
+    pki: &Pki,
+    coordinator: &str,
+    operator: &str,
+    args: &[&str],
+) -> tokio::process::Child {
+    Command::new(bin("backout"))
+        .args(args)
+        .env("BACKOUT_COORDINATOR", coordinator)
+        .env("BACKOUT_PKI", pki.path())
+        .env("BACKOUT_OPERATOR", operator)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
 }

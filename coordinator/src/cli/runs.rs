@@ -18,6 +18,12 @@ pub fn summary_json(r: &wire::RunSummary) -> Value {
         "phases": r.phases.iter().map(|p| json!({
             "id": p.id, "status": p.status, "detail": p.detail,
             "hosts_succeeded": p.hosts_succeeded, "hosts_failed": p.hosts_failed,
+            "hosts_timed_out": p.hosts_timed_out, "hosts_unreachable": p.hosts_unreachable,
+            "hosts_unknown": p.hosts_unknown,
+            "hosts": p.hosts.iter().map(|h| json!({
+                "host": h.host, "state": h.state, "step": h.step, "detail": h.detail,
+                "steps_done": h.steps_done, "steps_total": h.steps_total,
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "pending_approvals": r.pending.iter().map(|p| json!({
             "scope": p.scope, "roles": p.roles, "waiting_ms": p.waiting_ms,
@@ -46,7 +52,7 @@ pub fn print_summary(r: &wire::RunSummary, output: Output) {
                         p.id.clone(),
                         p.status.clone(),
                         p.hosts_succeeded.join(", "),
-                        p.hosts_failed.join(", "),
+                        not_done(p),
                         p.detail.clone(),
                     ]
                 })
@@ -54,7 +60,7 @@ pub fn print_summary(r: &wire::RunSummary, output: Output) {
             print!(
                 "{}",
                 table::render(
-                    &["PHASE", "STATUS", "HOSTS DONE", "HOSTS FAILED", "DETAIL"],
+                    &["PHASE", "STATUS", "HOSTS DONE", "HOSTS NOT DONE", "DETAIL"],
                     &rows
                 )
             );
@@ -71,6 +77,21 @@ pub fn print_summary(r: &wire::RunSummary, output: Output) {
             }
         }
     }
+}
+
+/// Hosts that failed, timed out, were unreachable or ended unknown, each
+/// with how.
+fn not_done(p: &wire::PhaseSummary) -> String {
+    let mut out = Vec::new();
+    for (hosts, how) in [
+        (&p.hosts_failed, "failed"),
+        (&p.hosts_timed_out, "timed out"),
+        (&p.hosts_unreachable, "unreachable"),
+        (&p.hosts_unknown, "unknown"),
+    ] {
+        out.extend(hosts.iter().map(|h| format!("{h} ({how})")));
+    }
+    out.join(", ")
 }
 
 pub fn print_runs(reply: &wire::ListRunsReply, output: Output) {

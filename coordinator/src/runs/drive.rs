@@ -163,10 +163,12 @@ pub(super) async fn execute(state: Arc<State>, id: String, d: Dispatch, notify: 
             StepOutcome::Failed { code, .. } => code == "in-progress",
             _ => false,
         };
-        if !again || tokio::time::Instant::now() + pause >= give_up {
+        let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+        if !again || left.is_zero() {
             break outcome;
         }
-        tokio::time::sleep(pause).await;
+        // The last pause is cut short so the agent is asked once more at the end.
+        tokio::time::sleep(pause.min(left)).await;
         pause = (pause * 2).min(ASK_AGAIN_MAX);
     };
     let summary = match &outcome {
@@ -199,6 +201,10 @@ fn run_outcome(outcome: StepOutcome) -> Outcome {
         StepOutcome::Succeeded { .. } => Outcome::Succeeded,
         StepOutcome::Failed { code, message } if code == "interrupted" => {
             Outcome::Unknown { reason: message }
+        }
+        // The agent stopped the step at its deadline: it may have done part of its work.
+        StepOutcome::Failed { code, message } if code == "deadline" => {
+            Outcome::TimedOut { reason: message }
         }
         StepOutcome::Failed { code, message } if code == "in-progress" => Outcome::TimedOut {
             reason: format!("still running on the agent when the step's time ran out: {message}"),
@@ -241,6 +247,10 @@ mod tests {
         ));
         assert!(matches!(
             run_outcome(failed("in-progress")),
+            Outcome::TimedOut { .. }
+        ));
+        assert!(matches!(
+            run_outcome(failed("deadline")),
             Outcome::TimedOut { .. }
         ));
         assert!(matches!(

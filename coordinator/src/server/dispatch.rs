@@ -298,3 +298,81 @@ impl Dispatcher {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::registry::AgentView;
+
+    fn view(id: &str) -> AgentView {
+        AgentView {
+            id: id.into(),
+            version: "test".into(),
+            hostname: String::new(),
+            plugins: vec![crate::fleet::PluginInfo {
+                name: "testbed".into(),
+                version: "0".into(),
+                sha256: "00".into(),
+                actions: vec![],
+            }],
+            connected: true,
+            connected_since_ms: 0,
+            last_seen_ms: 0,
+            peer_addr: None,
+        }
+    }
+
+    fn spec(step: &str) -> StepSpec {
+        StepSpec {
+            run_id: "run-1".into(),
+            step_id: step.into(),
+            agent_id: "app-1".into(),
+            plugin: "testbed".into(),
+            action: "echo".into(),
+            params_json: "{}".into(),
+            dry_run: false,
+            deadline: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replaced_session_fails_its_commands_and_only_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(&dir.path().join("j.db")).unwrap());
+        let registry = Arc::new(Registry::default());
+        let dispatcher = Dispatcher::new(
+            CommandSigner::generate(),
+            Duration::from_secs(60),
+            registry.clone(),
+            BTreeMap::new(),
+            journal.clone(),
+        );
+        // The old session takes a command and never answers.
+        let (old_tx, mut old_rx) = tokio::sync::mpsc::channel(8);
+        let (old, _) = registry.connect(view("app-1"), old_tx);
+        let on_old = dispatcher.send(spec("s1")).await;
+        assert!(old_rx.recv().await.is_some());
+        // The agent dials again; the new session takes another command.
+        let (new_tx, mut new_rx) = tokio::sync::mpsc::channel(8);
+        let (_, replaced) = registry.connect(view("app-1"), new_tx);
+        assert_eq!(replaced, Some(old));
+        let on_new = dispatcher.send(spec("s2")).await;
+        assert!(new_rx.recv().await.is_some());
+        dispatcher.session_ended("app-1", old);
+
+        assert!(matches!(
+            on_old.wait(Duration::from_secs(5)).await,
+            StepOutcome::Unreachable { .. }
+        ));
+        assert!(
+            matches!(
+                on_new.wait(Duration::from_millis(200)).await,
+                StepOutcome::TimedOut
+            ),
+            "the new session's command still waits for its answer"
+        );
+        // Two commands were journaled before they were sent.
+        let sent = journal.entries(Some("run-1")).unwrap();
+        assert_eq!(sent.iter().filter(|e| e.kind == "command.sent").count(), 2);
+    }
+}

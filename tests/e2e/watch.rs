@@ -1,0 +1,201 @@
+//! Watching runs: several operators follow one run live (JSON lines and
+//! plain text), a late watcher gets the whole history, and a dry run prints
+//! what each plugin would do on each host.
+
+use std::time::Duration;
+
+use backout_e2e::{approve_run, cli, cli_child, json_of};
+use serde_json::Value;
+
+use crate::runs::fleet;
+
+/// The JSON lines a watcher printed, after it exited 0.
+async fn lines_of(child: tokio::process::Child) -> Vec<Value> {
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the watcher did not finish")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "watch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// (kind, phase, step, host) of each event line.
+fn shape(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| !matches!(l["kind"].as_str(), Some("snapshot" | "result")))
+        .map(|l| {
+            format!(
+                "{} {} {} {}",
+                l["kind"].as_str().unwrap_or(""),
+                l["phase"].as_str().unwrap_or(""),
+                l["step"].as_str().unwrap_or(""),
+                l["host"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+fn count(lines: &[Value], kind: &str) -> usize {
+    lines.iter().filter(|l| l["kind"] == kind).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_operators_watch_a_run_live_and_a_late_watcher_gets_its_history() {
+    let pki = backout_e2e::Pki::new("watch.test");
+    let (coordinator, _agents) = fleet(&pki).await;
+    let addr = coordinator.addr.clone();
+    let started = json_of(&cli(
+        &pki,
+        &addr,
+        "dave",
+        &[
+            "rollback",
+            "start",
+            "--reason",
+            "watch me",
+            "--phases",
+            "application,database",
+            "--output",
+            "json",
+        ],
+    ));
+    let id = started["run"].as_str().unwrap().to_string();
+    let watch = |who: &str| cli_child(&pki, &addr, who, &["watch", &id, "--output", "json"]);
+    let (first, second) = (watch("alice"), watch("bob"));
+    // Let both subscribe before anything happens.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    approve_run(&pki, &addr, &id, &["alice", "bob"]);
+    backout_e2e::wait_for(
+        "the database phase to wait",
+        Duration::from_secs(30),
+        || {
+            (backout_e2e::phase(&backout_e2e::run_of(&pki, &addr, &id), "database")["status"]
+                == "awaiting-approval")
+                .then_some(())
+        },
+    )
+    .await;
+    for who in ["carol", "bob"] {
+        json_of(&cli(
+            &pki,
+            &addr,
+            who,
+            &["approve", &id, "--phase", "database", "--output", "json"],
+        ));
+    }
+    let (first, second) = (lines_of(first).await, lines_of(second).await);
+
+    let snapshot = &first[0];
+    assert_eq!(snapshot["kind"], "snapshot");
+    assert_eq!(snapshot["run"]["status"], "awaiting-approval");
+    assert_eq!(
+        snapshot["run"]["pending_approvals"][0]["roles"],
+        serde_json::json!(["release-manager", "technical-lead"]),
+        "a watcher sees what the run waits for"
+    );
+    assert_eq!(count(&first, "approved"), 4);
+    assert_eq!(count(&first, "dispatched"), 5);
+    assert_eq!(
+        first
+            .iter()
+            .filter(|l| l["kind"] == "finished" && l["outcome"] == "succeeded")
+            .count(),
+        5
+    );
+    assert!(
+        first
+            .iter()
+            .any(|l| l["kind"] == "log" && l["text"] == "echo" && l["host"] == "app-2"),
+        "plugins' log lines reach watchers"
+    );
+    let ended = first.iter().find(|l| l["kind"] == "ended").unwrap();
+    assert_eq!(ended["outcome"], "succeeded");
+    let result = first.last().unwrap();
+    assert_eq!(result["kind"], "result");
+    assert_eq!(result["run"]["status"], "succeeded");
+    assert_eq!(
+        shape(&first),
+        shape(&second),
+        "both watchers saw the same run"
+    );
+
+    // A watcher who comes late gets the history and the result, and stops.
+    let late = lines_of(watch("carol")).await;
+    assert_eq!(shape(&late), shape(&first));
+    // In text, without a terminal: plain lines and the final table.
+    let out = cli(&pki, &addr, "alice", &["watch", &id]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("carol approved database as dba"), "{text}");
+    assert!(text.contains("run ended: SUCCEEDED"), "{text}");
+    assert!(text.contains("PHASE"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_prints_what_each_plugin_would_do_per_host_without_approvals() {
+    let pki = backout_e2e::Pki::new("dry.test");
+    let (coordinator, _agents) = fleet(&pki).await;
+    let addr = coordinator.addr.clone();
+    let report = json_of(&cli(
+        &pki,
+        &addr,
+        "dave",
+        &[
+            "rollback",
+            "start",
+            "--reason",
+            "rehearsal",
+            "--phases",
+            "application,database",
+            "--dry-run",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let steps = |host: &str| -> Vec<String> {
+        report["hosts"][host]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                assert_eq!(s["would"], "echo (dry-run: true)", "{s}");
+                assert_eq!(s["plugin_action"], "testbed.echo");
+                format!(
+                    "{}/{}",
+                    s["phase"].as_str().unwrap(),
+                    s["step"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        steps("app-1"),
+        ["application/stop", "application/start", "database/backup"],
+        "in plan order"
+    );
+    assert_eq!(steps("app-2"), ["application/stop", "application/start"]);
+
+    let out = cli(
+        &pki,
+        &addr,
+        "dave",
+        &["rollback", "start", "--reason", "again", "--dry-run"],
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("DRY RUN SUCCEEDED: nothing was changed"),
+        "{text}"
+    );
+    assert!(text.contains("would: echo (dry-run: true)"), "{text}");
+}
