@@ -68,7 +68,9 @@ say "Generating the fleet PKI in $work/pki"
 "$backout" pki init --dir "$work/pki" --trust-domain demo.backout.local >/dev/null
 for a in app-1 app-2; do "$backout" pki issue agent "$a" --dir "$work/pki" >/dev/null; done
 # A demo identity, clearly labelled: in production each person has their own.
-"$backout" pki issue operator demo-release-manager --dir "$work/pki" >/dev/null
+for op in demo-release-manager demo-tech-lead demo-oncall; do
+  "$backout" pki issue operator "$op" --dir "$work/pki" >/dev/null
+done
 ls -1 "$work/pki" "$work/pki/agents" "$work/pki/operators" | sed 's/^/  /'
 
 say "Starting the sample app (healthy /health, failing /api/health/providers, slow orders)"
@@ -106,6 +108,27 @@ release-manager = "Release Manager"
 technical-lead = "Technical Lead"
 sre-lead = "SRE Lead"
 security-lead = "Security Lead"
+[[host]]
+id = "app-1"
+groups = ["app"]
+[[host]]
+id = "app-2"
+groups = ["app"]
+[approvals]
+run = ["release-manager", "technical-lead"]
+[[phase]]
+id = "application"
+name = "Application Rollback (verification only: the app plugin comes with issue 5)"
+rolling = 1
+time_limit = "2m"
+[[phase.step]]
+id = "verify"
+name = "Every health endpoint answers"
+plugin = "health"
+action = "check"
+on = "app"
+timeout = "20s"
+params = { require_healthy = true, checks = [{ name = "application", url = "$app/health" }, { name = "database", url = "$app/api/health/database" }] }
 [signals.service_up]
 probe = { check = "application", aggregate = "any-up" }
 interval = "2s"
@@ -153,14 +176,10 @@ plan = "plan.toml"
 ca = "pki/ca.pem"
 cert = "pki/coordinator.pem"
 key = "pki/coordinator.key"
-[[agent]]
-id = "app-1"
-groups = ["app"]
-[[agent]]
-id = "app-2"
-groups = ["app"]
 [operators]
 demo-release-manager = ["release-manager"]
+demo-tech-lead = ["technical-lead"]
+demo-oncall = ["sre-lead"]
 [plugins.health]
 sha256 = "$health_sha"
 [assess]
@@ -262,7 +281,30 @@ sed -n '/IMMEDIATE/,$p' "$work/guard.out"
 set +e
 "$backout" assess --deploy-time 1m | sed -n '/VERDICT/,/^$/p'
 set -e
-echo "  (the rollback itself, with approvals and live progress, comes with the runs feature)"
+
+say "Rehearse first: backout rollback start --dry-run   (no approvals; each plugin says what it would do on each host)"
+"$backout" rollback start --reason "rehearsal" --dry-run || true
+
+say "The on-call engineer starts the rollback; it waits for the release manager and the technical lead"
+run_json=$(BACKOUT_OPERATOR=demo-oncall "$backout" rollback start --reason "5xx at 12% since the deploy; breach confirmed" --to v2.3.1 --output json)
+run_id=$(printf '%s' "$run_json" | python3 -c 'import json, sys; print(json.load(sys.stdin)["run"])')
+"$backout" watch "$run_id" >"$work/watch.out" 2>&1 &
+watch_pid=$!
+pids+=($watch_pid)
+sleep 1
+"$backout" runs
+# Until issue 5's app plugin redeploys the previous version, the demo
+# clears the fault by hand so the verification steps can pass.
+http_post "$app/admin/fault" '{"error_rate": 0}'
+say "Two distinct people approve, each under their own certificate"
+"$backout" approve "$run_id"
+BACKOUT_OPERATOR=demo-tech-lead "$backout" approve "$run_id"
+say "backout watch $run_id   (what every watcher saw; with a terminal these are live bars per phase and host)"
+for _ in $(seq 1 60); do kill -0 "$watch_pid" 2>/dev/null || break; sleep 0.5; done
+cat "$work/watch.out"
+
+say "backout audit verify   (every decision, command and outcome, hash-chained)"
+"$backout" audit verify --config "$work/coordinator.toml"
 
 if $keep; then
   say "The fleet keeps running. In another shell:"

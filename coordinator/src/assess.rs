@@ -74,6 +74,7 @@ pub async fn run(state: &State, timeout: Duration) -> Vec<HostResult> {
             params_json: health_params(&state.config, &agent.id).to_string(),
             dry_run: false,
             deadline: Some(timeout),
+            journal_events: false,
         };
         async move {
             let started = Instant::now();

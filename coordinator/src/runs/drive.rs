@@ -150,6 +150,7 @@ pub(super) async fn execute(state: Arc<State>, id: String, d: Dispatch, notify: 
             params_json: params_json.clone(),
             dry_run,
             deadline: step.timeout,
+            journal_events: true,
         };
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
         let pending = state.dispatcher.send(spec).await;
@@ -219,16 +220,14 @@ fn run_outcome(outcome: StepOutcome) -> Outcome {
     }
 }
 
-/// The step's params plus the run's target version (unless the step sets one).
+/// Where a step's params name the run's target version (`--to`).
+pub(super) const TO_VERSION: &str = "${run:to_version}";
+
+/// The step's params with the run's target version put in for
+/// `${run:to_version}`. The version was checked at start to be a plain
+/// token (letters, digits, `.`, `_`, `+`, `-`), so it needs no escaping.
 fn with_version(params_json: &str, to_version: &str) -> String {
-    let mut params: serde_json::Value =
-        serde_json::from_str(params_json).unwrap_or_else(|_| json!({}));
-    if !to_version.is_empty()
-        && let Some(map) = params.as_object_mut()
-    {
-        map.entry("to_version").or_insert(json!(to_version));
-    }
-    params.to_string()
+    params_json.replace(TO_VERSION, to_version)
 }
 
 #[cfg(test)]
@@ -271,15 +270,11 @@ mod tests {
     }
 
     #[test]
-    fn the_target_version_is_added_unless_the_step_sets_one() {
+    fn the_target_version_goes_where_the_params_name_it() {
         assert_eq!(
-            with_version("{\"a\":1}", "v2"),
-            r#"{"a":1,"to_version":"v2"}"#
+            with_version(r#"{"version":"${run:to_version}","a":1}"#, "v2.3.1"),
+            r#"{"version":"v2.3.1","a":1}"#
         );
-        assert_eq!(
-            with_version("{\"to_version\":\"v1\"}", "v2"),
-            r#"{"to_version":"v1"}"#
-        );
-        assert_eq!(with_version("{}", ""), "{}");
+        assert_eq!(with_version(r#"{"a":1}"#, "v2"), r#"{"a":1}"#);
     }
 }

@@ -61,6 +61,33 @@ pub enum RunError {
     Rejected(#[from] Rejected),
     #[error("the journal cannot be written: {0}")]
     Journal(String),
+    #[error("{0}")]
+    BadVersion(String),
+}
+
+/// Checks `--to`: a plain version token, present when a step needs it.
+fn check_version(plan: &RunPlan, to_version: &str) -> Result<(), RunError> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-');
+    if to_version.len() > 128 || !to_version.chars().all(plain) {
+        return Err(RunError::BadVersion(format!(
+            "--to `{to_version}`: a version is letters, digits, `.`, `_`, `+` and `-` (at most 128)"
+        )));
+    }
+    if to_version.is_empty() {
+        for phase in &plan.phases {
+            if let Some(step) = phase
+                .steps
+                .iter()
+                .find(|s| s.params_json.contains(drive::TO_VERSION))
+            {
+                return Err(RunError::BadVersion(format!(
+                    "step `{}/{}` needs the target version: give --to VERSION",
+                    phase.id, step.id
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub struct Runs {
@@ -286,6 +313,7 @@ impl Runs {
         if dry_run {
             plan = plan.without_approvals();
         }
+        check_version(&plan, to_version)?;
         let now = now_ms();
         let id = format!(
             "run-{now}-{}",
@@ -448,5 +476,51 @@ fn summarize(entry: &Entry, now: i64) -> Summary {
             .into_iter()
             .map(|(scope, role, by)| format!("{role}: {by} ({})", scope_name(&scope)))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backout_plan::run::{PhasePlan, StepPlan};
+
+    fn plan(params_json: &str) -> RunPlan {
+        RunPlan {
+            approvals: vec![],
+            self_approval: false,
+            phases: vec![PhasePlan {
+                id: "application".into(),
+                after: vec![],
+                approvals: vec![],
+                time_limit: None,
+                rolling: 0,
+                steps: vec![StepPlan {
+                    id: "deploy".into(),
+                    plugin: "app".into(),
+                    action: "deploy".into(),
+                    params_json: params_json.into(),
+                    timeout: None,
+                    hosts: vec!["app-1".into()],
+                    on_failure: Default::default(),
+                    retries: 0,
+                    backoff: std::time::Duration::from_secs(1),
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_step_that_names_the_target_version_needs_a_plain_one() {
+        let needs = plan(r#"{"version":"${run:to_version}"}"#);
+        let err = check_version(&needs, "").unwrap_err().to_string();
+        assert!(
+            err.contains("application/deploy") && err.contains("--to"),
+            "{err}"
+        );
+        assert!(check_version(&needs, "v2.3.1+build-7").is_ok());
+        for bad in ["v2\"}", "a b", "${x}", &"9".repeat(129)] {
+            assert!(check_version(&needs, bad).is_err(), "{bad}");
+        }
+        assert!(check_version(&plan("{}"), "").is_ok(), "no step needs it");
     }
 }

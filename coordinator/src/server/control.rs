@@ -343,7 +343,7 @@ pub(super) fn run_status(e: RunError) -> Status {
         RunError::NoPlan => Status::failed_precondition(e.to_string()),
         RunError::Journal(_) => Status::unavailable(e.to_string()),
         RunError::NoRole { .. } | RunError::Rejected(_) => Status::permission_denied(e.to_string()),
-        RunError::Plan(_) => Status::invalid_argument(e.to_string()),
+        RunError::Plan(_) | RunError::BadVersion(_) => Status::invalid_argument(e.to_string()),
     }
 }
 

@@ -30,10 +30,14 @@ pub struct StepSpec {
     pub params_json: String,
     pub dry_run: bool,
     pub deadline: Option<Duration>,
+    /// Journal the plugin's live events (a rollback run's steps, not
+    /// health probes that repeat every few seconds).
+    pub journal_events: bool,
 }
 
 struct Pending {
     agent_id: String,
+    journal_events: bool,
     /// The session the command went out on: when it ends, so does the wait.
     session: u64,
     run_id: String,
@@ -167,6 +171,7 @@ impl Dispatcher {
             command_id.clone(),
             Pending {
                 agent_id: spec.agent_id.clone(),
+                journal_events: spec.journal_events,
                 session,
                 run_id: body.run_id.clone(),
                 done,
@@ -226,8 +231,9 @@ impl Dispatcher {
 
     /// Journals a live event of a pending command (a plugin's log line,
     /// progress or output). Returns the run it belongs to and the journal
-    /// entry's `seq` (`None` for a command outside any run), or an error for
-    /// a command that is not waiting or was addressed to another agent.
+    /// entry's `seq` (`None` for a command whose events are not journaled),
+    /// or an error for a command that is not waiting or was addressed to
+    /// another agent.
     pub fn event(
         &self,
         from_agent: &str,
@@ -242,12 +248,10 @@ impl Dispatcher {
                     "command `{command_id}` was not sent to agent `{from_agent}`"
                 ));
             }
+            Some(p) if !p.journal_events => return Ok(None),
             Some(p) => p.run_id.clone(),
         };
         drop(pending);
-        if run_id.is_empty() {
-            return Ok(None);
-        }
         let body = match event {
             StepEvent::Log { level, message } => {
                 json!({ "command_id": command_id, "log": level, "message": message })
@@ -332,6 +336,7 @@ mod tests {
             params_json: "{}".into(),
             dry_run: false,
             deadline: None,
+            journal_events: true,
         }
     }
 

@@ -30,7 +30,7 @@ impl Plugin for Health {
         )
         .action(
             "check",
-            "Calls each health URL and counts pattern matches in the last lines of a log file.",
+            "Calls each health URL and counts pattern matches in the last lines of a log file; with require_healthy, fails when a check is down.",
             false,
         )
     }
@@ -53,6 +53,10 @@ struct Params {
     checks: Vec<CheckParams>,
     #[serde(default)]
     log: Option<LogParams>,
+    /// Fail the step when a check is down (a verification step in a run);
+    /// by default the step reports health and succeeds (an assessment).
+    #[serde(default)]
+    require_healthy: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +184,9 @@ fn check(step: &Step) -> Result<Outcome, PluginError> {
     let healthy = down == 0;
 
     let summary = summary(up, slow, down, log.as_ref(), params.log.as_ref());
+    if params.require_healthy && !healthy {
+        return Err(PluginError::new("unhealthy", summary));
+    }
     let data = json!({
         "checks": results,
         "log": log,
