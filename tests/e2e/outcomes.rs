@@ -196,3 +196,79 @@ async fn an_agent_killed_mid_step_is_reported_and_its_step_never_runs_twice() {
         .count();
     assert_eq!(dispatched, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rolling_batches_stop_at_the_first_failed_batch_and_the_journal_shows_tampering() {
+    let pki = Pki::new("rolling.test");
+    // One host at a time; the step fails (the plugin panics) on the first.
+    let plan = HEAD.replace(
+        "[[host]]\nid = \"app-1\"\n[[host]]\nid = \"app-2\"\n",
+        "[[host]]\nid = \"app-1\"\ngroups = [\"app\"]\n[[host]]\nid = \"app-2\"\ngroups = [\"app\"]\n",
+    ) + "rolling = 1\n[[phase.step]]\nid = \"boom\"\nplugin = \"testbed\"\naction = \"panic\"\non = \"app\"\n";
+    let (coordinator, _agents) = fleet(&pki, &plan, &["app-1", "app-2"]).await;
+    let addr = coordinator.addr.clone();
+    let id = start_approved(&pki, &addr);
+    let run = ended(&pki, &addr, &id).await;
+    let app = phase(&run, "application");
+    assert_eq!(app["status"], "failed");
+    assert_eq!(app["hosts_failed"], json!(["app-1"]), "{app}");
+    let app2 = app["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "app-2")
+        .unwrap();
+    assert_eq!(app2["state"], "pending", "the second batch never started");
+    assert_eq!(app2["steps_done"], 0);
+
+    // The journal verifies; an edited, a removed and a reordered entry do not.
+    let intact = backout_e2e::audit_verify(&pki);
+    assert_eq!(intact["intact"], true);
+    let journal = pki.path().join("state/journal.db");
+    for (what, sql) in [
+        (
+            "edited",
+            "UPDATE entries SET body = replace(body, 'app-1', 'app-2') WHERE kind = 'run.finished'",
+        ),
+        (
+            "removed",
+            "DELETE FROM entries WHERE kind = 'run.dispatched'",
+        ),
+        (
+            "reordered",
+            "UPDATE entries SET seq = -seq WHERE seq IN (3, 4); UPDATE entries SET seq = 7 + seq WHERE seq IN (-3, -4)",
+        ),
+    ] {
+        let copy = pki.path().join(format!("{what}.db"));
+        std::fs::copy(&journal, &copy).unwrap();
+        // Recent entries may still be in the write-ahead log.
+        let wal = pki.path().join("state/journal.db-wal");
+        if wal.exists() {
+            std::fs::copy(&wal, pki.path().join(format!("{what}.db-wal"))).unwrap();
+        }
+        rusqlite::Connection::open(&copy)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        let out = cli(
+            &pki,
+            &addr,
+            "alice",
+            &[
+                "audit",
+                "verify",
+                "--journal",
+                copy.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{what}");
+        let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(verdict["intact"], false, "{what}: {verdict}");
+        assert!(
+            verdict["first_bad_entry"].as_i64().is_some(),
+            "{what}: {verdict}"
+        );
+    }
+}
