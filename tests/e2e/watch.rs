@@ -4,27 +4,10 @@
 
 use std::time::Duration;
 
-use backout_e2e::{approve_run, cli, cli_child, json_of};
+use backout_e2e::{approve_run, cli, cli_child, json_of, lines_of};
 use serde_json::Value;
 
 use crate::runs::fleet;
-
-/// The JSON lines a watcher printed, after it exited 0.
-async fn lines_of(child: tokio::process::Child) -> Vec<Value> {
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("the watcher did not finish")
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "watch failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
 
 /// (kind, phase, step, host) of each event line.
 fn shape(lines: &[Value]) -> Vec<String> {
@@ -115,6 +98,15 @@ async fn several_operators_watch_a_run_live_and_a_late_watcher_gets_its_history(
             .iter()
             .any(|l| l["kind"] == "log" && l["text"] == "echo" && l["host"] == "app-2"),
         "plugins' log lines reach watchers"
+    );
+    let stop = first
+        .iter()
+        .find(|l| l["kind"] == "finished" && l["step"] == "stop")
+        .unwrap();
+    assert_eq!(
+        stop["data"],
+        serde_json::json!({ "what": "stop" }),
+        "a step's data reaches watchers: {stop}"
     );
     let ended = first.iter().find(|l| l["kind"] == "ended").unwrap();
     assert_eq!(ended["outcome"], "succeeded");

@@ -456,3 +456,34 @@ pub fn cli_child(
         .spawn()
         .unwrap()
 }
+
+/// The JSON lines a `backout watch --output json` child printed, after it
+/// exited 0 (within a minute).
+pub async fn lines_of(child: Child) -> Vec<serde_json::Value> {
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the watcher did not finish")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "watch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Follows run `id` to its end (`backout watch --output json`) and returns
+/// every line: the snapshot, each event (finished steps carry their plugin's
+/// `data`), and the final `result`.
+pub async fn watch_to_end(pki: &Pki, coordinator: &str, id: &str) -> Vec<serde_json::Value> {
+    lines_of(cli_child(
+        pki,
+        coordinator,
+        "alice",
+        &["watch", id, "--output", "json"],
+    ))
+    .await
+}

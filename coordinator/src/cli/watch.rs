@@ -39,6 +39,10 @@ pub fn event_json(e: &wire::RunEvent) -> Value {
             map.insert("done".into(), json!(e.done));
             map.insert("total".into(), json!(e.total));
         }
+        if !e.data.is_empty() {
+            let data = serde_json::from_str(&e.data).unwrap_or_else(|_| json!(e.data));
+            map.insert("data".into(), data);
+        }
     }
     doc
 }

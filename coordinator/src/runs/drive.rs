@@ -172,8 +172,13 @@ pub(super) async fn execute(state: Arc<State>, id: String, d: Dispatch, notify: 
         tokio::time::sleep(pause.min(left)).await;
         pause = (pause * 2).min(ASK_AGAIN_MAX);
     };
-    let summary = match &outcome {
-        StepOutcome::Succeeded { summary, .. } => Some(summary.clone()),
+    let result = match &outcome {
+        StepOutcome::Succeeded {
+            summary, data_json, ..
+        } => Some(super::StepResult {
+            summary: summary.clone(),
+            data_json: data_json.clone(),
+        }),
         _ => None,
     };
     let outcome = run_outcome(outcome);
@@ -188,7 +193,7 @@ pub(super) async fn execute(state: Arc<State>, id: String, d: Dispatch, notify: 
                 outcome,
                 at_ms: now_ms(),
             };
-            if let Err(e) = state.runs.record(&state, entry, event, summary.as_deref()) {
+            if let Err(e) = state.runs.record(&state, entry, event, result) {
                 tracing::error!(run = %id, error = %e, "cannot journal an outcome");
             }
         }

@@ -27,6 +27,13 @@ mod watch;
 use codec::{event_from_journal, event_json, scope_name};
 pub use watch::RunEvent;
 
+/// What a succeeded step reported: its one line and its data (JSON text).
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub summary: String,
+    pub data_json: String,
+}
+
 /// What a run was started with.
 #[derive(Debug, Clone)]
 pub struct RunMeta {
@@ -226,27 +233,38 @@ impl Runs {
 
     /// Journals `event`, then applies it, then tells watchers. Called with
     /// the run's entry locked so that the journal's order is the order of
-    /// application. `output` (a finished step's summary) is kept beside the
-    /// event in the journal; a dispatch notes the plugin and action.
+    /// application. A finished step's result (its summary and its data, JSON)
+    /// is kept beside the event in the journal, for watchers and the report;
+    /// a dispatch notes the plugin and action.
     fn record(
         &self,
         state: &State,
         entry: &mut Entry,
         event: Event,
-        output: Option<&str>,
+        result: Option<StepResult>,
     ) -> Result<(), RunError> {
         let (kind, mut body) = event_json(&event);
-        let note = match (&event, output) {
-            (_, Some(text)) => Some(("output", text.to_string())),
+        let text = match (&event, &result) {
+            (_, Some(result)) => result.summary.clone(),
             (Event::Dispatched { phase, step, .. }, None) => entry
                 .run
                 .plan()
                 .step(phase, step)
-                .map(|s| ("what", format!("{}.{}", s.plugin, s.action))),
-            _ => None,
+                .map(|s| format!("{}.{}", s.plugin, s.action))
+                .unwrap_or_default(),
+            _ => String::new(),
         };
-        if let (Some((key, text)), Some(map)) = (&note, body.as_object_mut()) {
-            map.insert((*key).into(), json!(text));
+        let data: Value = result
+            .as_ref()
+            .map(|r| serde_json::from_str(&r.data_json).unwrap_or_else(|_| json!(r.data_json)))
+            .unwrap_or(Value::Null);
+        if let Some(map) = body.as_object_mut() {
+            if result.is_some() {
+                map.insert("output".into(), json!(text));
+                map.insert("data".into(), data.clone());
+            } else if !text.is_empty() {
+                map.insert("what".into(), json!(text));
+            }
         }
         let at = now_ms();
         let written = state
@@ -254,9 +272,11 @@ impl Runs {
             .append(at, &entry.meta.id, kind, &body)
             .map_err(|e| RunError::Journal(e.to_string()))?;
         entry.run.apply(&event);
-        let text = note.map(|(_, text)| text).unwrap_or_default();
         let mut update = RunEvent::of(&entry.meta.id, &event, at, &text);
         update.seq = written.seq;
+        if !data.is_null() {
+            update.data = data.to_string();
+        }
         self.publish(update);
         Ok(())
     }

@@ -43,6 +43,9 @@ pub struct RunEvent {
     pub done: u32,
     #[serde(skip_serializing_if = "is_zero")]
     pub total: u32,
+    /// A finished step's data (JSON text), as its plugin returned it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub data: String,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -224,7 +227,11 @@ pub fn history(run_id: &str, entries: &[crate::journal::Entry]) -> Vec<RunEvent>
                 kind => {
                     let event = super::codec::event_from_journal(kind, &body, e.at_ms)?;
                     let note = body["output"].as_str().or(body["what"].as_str());
-                    RunEvent::of(run_id, &event, e.at_ms, note.unwrap_or_default())
+                    let mut event = RunEvent::of(run_id, &event, e.at_ms, note.unwrap_or_default());
+                    if !body["data"].is_null() {
+                        event.data = body["data"].to_string();
+                    }
+                    event
                 }
             };
             event.seq = e.seq;

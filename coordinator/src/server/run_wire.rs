@@ -92,6 +92,7 @@ fn event_to_wire(e: RunEvent) -> wire::RunEvent {
         role: e.role,
         done: e.done,
         total: e.total,
+        data: e.data,
     }
 }
 
