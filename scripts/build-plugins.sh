@@ -31,3 +31,12 @@ for plugin in "${plugins[@]}"; do
     mv "$target_dir/plugins/$plugin.wasm.tmp" "$target_dir/plugins/$plugin.wasm"
     echo "built $target_dir/plugins/$plugin.wasm ($(wc -c <"$target_dir/plugins/$plugin.wasm") bytes)"
 done
+
+# The example of a third-party plugin lives outside the workspace (its own
+# Cargo.lock) and is built the way its author would build it.
+cargo build --release --target wasm32-wasip2 --manifest-path examples/plugin-maintenance/Cargo.toml
+cp "$target_dir/wasm32-wasip2/release/plugin_maintenance.wasm" "$target_dir/plugins/maintenance.wasm.tmp"
+mv "$target_dir/plugins/maintenance.wasm.tmp" "$target_dir/plugins/maintenance.wasm"
+echo "built $target_dir/plugins/maintenance.wasm (example, outside the workspace)"
+# The template must keep compiling too.
+cargo build --release --target wasm32-wasip2 --manifest-path plugins/sdk/template/Cargo.toml

@@ -13,4 +13,5 @@ mod outcomes;
 mod refusals;
 mod runs;
 mod sandbox;
+mod sdk;
 mod watch;

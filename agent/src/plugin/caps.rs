@@ -188,6 +188,35 @@ impl Capabilities {
         }
     }
 
+    pub(crate) fn grants_any_program(&self) -> bool {
+        !self.programs.is_empty()
+    }
+
+    pub(crate) fn grants_any_url(&self) -> bool {
+        !self.urls.is_empty()
+    }
+
+    pub(crate) fn grants_any_path(&self, access: Access) -> bool {
+        match access {
+            Access::Read => !self.read.is_empty(),
+            Access::Write => !self.write.is_empty(),
+            Access::Cwd => !self.read.is_empty() || !self.write.is_empty(),
+        }
+    }
+
+    /// Whether `path` lies under a grant for `access`, as written (for
+    /// declared needs, which may name paths that do not exist yet).
+    pub(crate) fn path_granted(&self, path: &Path, access: Access) -> bool {
+        let grants: Vec<&PathBuf> = match access {
+            Access::Read => self.read.iter().collect(),
+            Access::Write => self.write.iter().collect(),
+            Access::Cwd => self.read.iter().chain(self.write.iter()).collect(),
+        };
+        path.is_absolute()
+            && !path.components().any(|c| c == Component::ParentDir)
+            && grants.iter().any(|g| path.starts_with(g))
+    }
+
     /// Checks a path for `access` and returns the resolved path to open.
     pub(crate) fn check_path(
         &self,

@@ -14,6 +14,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::{Plugin, PluginPre, WitPluginInfo};
 use super::limits::Deadline;
+use super::needs::{self, Need};
 use super::state::HostState;
 use super::{ActionInfo, PluginHostError, PluginInfo, StepLimits, sha256_hex};
 
@@ -65,6 +66,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, PluginHostErr
 pub(crate) struct Compiled {
     pub(crate) pre: PluginPre<HostState>,
     pub(crate) info: PluginInfo,
+    pub(crate) needs: Vec<Need>,
 }
 
 /// Compiles `bytes` (the file at `path`, configured as `name`) and asks the
@@ -89,7 +91,7 @@ pub(crate) fn compile(
         .instantiate_pre(&component)
         .and_then(PluginPre::new)
         .map_err(|e| compile_error(format!("it does not fit the backout:plugin world: {e:#}")))?;
-    let described =
+    let (described, needs) =
         describe(engine, &pre, limits).map_err(|message| PluginHostError::Describe {
             plugin: name.to_string(),
             message,
@@ -124,16 +126,17 @@ pub(crate) fn compile(
         ms = started.elapsed().as_millis(),
         "plugin compiled"
     );
-    Ok(Compiled { pre, info })
+    Ok(Compiled { pre, info, needs })
 }
 
-/// Calls `describe` on a fresh instance, on a thread of its own: sync WASI
-/// must not run inside a Tokio task, and callers may well be in one.
+/// Calls `describe` (and `needs`, if exported) on a fresh instance, on a
+/// thread of its own: sync WASI must not run inside a Tokio task, and callers
+/// may well be in one.
 fn describe(
     engine: &Engine,
     pre: &PluginPre<HostState>,
     limits: &StepLimits,
-) -> Result<WitPluginInfo, String> {
+) -> Result<(WitPluginInfo, Vec<Need>), String> {
     std::thread::scope(|scope| {
         let worker = scope.spawn(|| {
             let (state, stderr) = HostState::new(limits.memory, None);
@@ -142,8 +145,14 @@ fn describe(
             let deadline = Deadline::starting_now(DESCRIBE_DEADLINE);
             store.set_epoch_deadline(deadline.ticks());
             let result = pre
+                .instance_pre()
                 .instantiate(&mut store)
-                .and_then(|plugin| plugin.call_describe(&mut store));
+                .and_then(|instance| {
+                    let plugin = Plugin::new(&mut store, &instance)?;
+                    let info = plugin.call_describe(&mut store)?;
+                    let needs = needs::read(&mut store, &instance)?;
+                    Ok((info, needs))
+                });
             result.map_err(|e| {
                 let stderr = String::from_utf8_lossy(&stderr.contents())
                     .trim()

@@ -28,6 +28,7 @@ mod files;
 mod host_impl;
 mod http;
 mod limits;
+mod needs;
 mod run;
 mod secrets;
 mod state;
@@ -242,6 +243,10 @@ pub enum PluginHostError {
     Describe { plugin: String, message: String },
     #[error("the plugin engine cannot start: {0}")]
     Engine(String),
+    #[error(
+        "plugin `{plugin}` needs what its [plugin.grants] do not give: {missing}; grant them or remove the plugin"
+    )]
+    Needs { plugin: String, missing: String },
 }
 
 /// Why `resolve` refused a plugin.
@@ -538,6 +543,17 @@ fn load(
     bytes: &[u8],
 ) -> Result<LoadedPlugin, PluginHostError> {
     let compiled = engine::compile(engine, linker, &config.name, &config.path, bytes, limits)?;
+    let unmet = needs::unmet(caps, &compiled.needs);
+    if !unmet.is_empty() {
+        return Err(PluginHostError::Needs {
+            plugin: config.name.clone(),
+            missing: unmet
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
     Ok(LoadedPlugin {
         name: config.name.clone(),
         path: config.path.clone(),

@@ -18,7 +18,7 @@
 //! commands granted for dry-run run.
 
 use backout_plugin_sdk::host::{self, HostError};
-use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
 use serde_json::{Value, json};
 
 mod git;
@@ -48,6 +48,16 @@ impl Plugin for App {
         .action("start", "Starts the service and verifies health, critical paths and the error log.", true)
         .action("verify", "Verifies health, critical paths and the error log.", false)
         .action("rollback", "stop, checkout, restore-config, build, start and verify, in order.", true)
+    }
+
+    fn needs() -> Vec<Need> {
+        vec![
+            Need::program(
+                "",
+                "git, and systemctl or the manager's start/stop commands",
+            ),
+            Need::url("", "the service's health URL and critical paths"),
+        ]
     }
 
     fn run(step: Step) -> Result<Outcome, PluginError> {

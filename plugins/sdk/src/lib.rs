@@ -45,7 +45,7 @@ use serde::de::DeserializeOwned;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "plugin",
+        world: "plugin-with-needs",
         path: "../../wit",
         // The export macro is used from the plugin's crate, not from this
         // one, so it must be public; its name is kept out of the way because
@@ -56,7 +56,9 @@ pub mod bindings {
     });
 }
 
-pub use bindings::backout::plugin::types::{ActionInfo, Outcome, PluginError, PluginInfo, Step};
+pub use bindings::backout::plugin::types::{
+    ActionInfo, Need, Outcome, PluginError, PluginInfo, Step,
+};
 
 /// What a plugin implements: describe itself, and run one step.
 ///
@@ -72,6 +74,13 @@ pub trait Plugin {
     /// A step with `dry_run` set must report what it would do and change
     /// nothing; the host refuses state-changing calls in that mode anyway.
     fn run(step: Step) -> Result<Outcome, PluginError>;
+
+    /// The capabilities the plugin needs: the agent refuses to load it
+    /// unless its grants cover each one, and names what is missing. Default:
+    /// none declared (each call is still checked when it is made).
+    fn needs() -> Vec<Need> {
+        Vec::new()
+    }
 }
 
 /// Exports a type implementing [`Plugin`] as the component's `describe` and
@@ -93,6 +102,10 @@ macro_rules! export_plugin {
                     step: $crate::Step,
                 ) -> ::core::result::Result<$crate::Outcome, $crate::PluginError> {
                     <$plugin as $crate::Plugin>::run(step)
+                }
+
+                fn needs() -> ::std::vec::Vec<$crate::Need> {
+                    <$plugin as $crate::Plugin>::needs()
                 }
             }
 
@@ -139,6 +152,41 @@ impl Outcome {
             summary: summary.into(),
             data: data.to_string(),
         }
+    }
+}
+
+impl Need {
+    fn of(kind: &str, value: impl Into<String>, why: impl Into<String>) -> Need {
+        Need {
+            kind: kind.into(),
+            value: value.into(),
+            why: why.into(),
+        }
+    }
+
+    /// A program the plugin runs (as it passes it to `exec`); empty: some program.
+    pub fn program(name: impl Into<String>, why: impl Into<String>) -> Need {
+        Need::of("program", name, why)
+    }
+
+    /// A URL (or URL prefix) the plugin calls; empty: some URL.
+    pub fn url(url: impl Into<String>, why: impl Into<String>) -> Need {
+        Need::of("url", url, why)
+    }
+
+    /// An absolute path the plugin reads; empty: some path.
+    pub fn read(path: impl Into<String>, why: impl Into<String>) -> Need {
+        Need::of("read", path, why)
+    }
+
+    /// An absolute path the plugin writes; empty: some path.
+    pub fn write(path: impl Into<String>, why: impl Into<String>) -> Need {
+        Need::of("write", path, why)
+    }
+
+    /// A secret the plugin has the host fill in; empty: some secret.
+    pub fn secret(name: impl Into<String>, why: impl Into<String>) -> Need {
+        Need::of("secret", name, why)
     }
 }
 

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Opts, TestServer, closed_port, data, failure, host, step};
-use crate::plugin::{Grants, StepEvent, StepOutcome};
+use super::{Opts, TestServer, closed_port, config, data, failure, host, step};
+use crate::plugin::{Grants, PluginHost, SecretStore, StepEvent, StepLimits, StepOutcome};
 
 fn route(seen: &super::Seen) -> (u16, String, Duration) {
     match seen.path.as_str() {
@@ -203,4 +203,35 @@ async fn ungranted_urls_are_down_and_warned() {
     assert!(server.seen().is_empty(), "the request never left the host");
     assert!(events.iter().any(|e| matches!(e,
         StepEvent::Log { level: crate::plugin::LogLevel::Warn, message } if message.contains("host refused"))));
+}
+
+#[test]
+fn a_plugin_whose_needs_are_not_granted_is_not_loaded_and_the_refusal_says_why() {
+    let Err(err) = PluginHost::new(
+        &[config(
+            "app",
+            Grants {
+                urls: vec!["http://127.0.0.1:8080/".into()],
+                ..Grants::default()
+            },
+            None,
+        )],
+        SecretStore::empty(),
+        StepLimits::default(),
+    ) else {
+        panic!("the app plugin needs a program grant");
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("plugin `app` needs") && text.contains("some program grant (git"),
+        "{text}"
+    );
+    assert!(!text.contains("url"), "the URL need is granted: {text}");
+    // The health plugin declares nothing: it loads without grants.
+    PluginHost::new(
+        &[config("health", Grants::default(), None)],
+        SecretStore::empty(),
+        StepLimits::default(),
+    )
+    .expect("a plugin that declares no needs loads");
 }

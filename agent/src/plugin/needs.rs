@@ -1,0 +1,158 @@
+//! What a plugin says it needs (`needs`, in the `plugin-with-needs` world),
+//! checked against its grants when it is loaded: an agent whose
+//! configuration does not grant a plugin what it needs refuses to load it and
+//! says what is missing, instead of failing its steps one call at a time.
+
+use std::path::Path;
+
+use wasmtime::Store;
+use wasmtime::component::{Instance, Val};
+
+use super::caps::{Access, Capabilities};
+use super::state::HostState;
+
+/// One declared need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    /// `program`, `url`, `read`, `write` or `secret`.
+    pub kind: String,
+    /// Exactly what; empty: any grant of this kind.
+    pub value: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Need {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.value.is_empty() {
+            format!("some {} grant", self.kind)
+        } else {
+            format!("{} `{}`", self.kind, self.value)
+        };
+        if self.why.is_empty() {
+            f.write_str(&what)
+        } else {
+            write!(f, "{what} ({})", self.why)
+        }
+    }
+}
+
+/// Calls the instance's `needs` export if it has one (plugins built for the
+/// plain `plugin` world declare nothing).
+pub(crate) fn read(
+    store: &mut Store<HostState>,
+    instance: &Instance,
+) -> wasmtime::Result<Vec<Need>> {
+    let Some(func) = instance.get_func(&mut *store, "needs") else {
+        return Ok(Vec::new());
+    };
+    let mut results = [Val::Bool(false)];
+    func.call(&mut *store, &[], &mut results)?;
+    let Val::List(items) = &results[0] else {
+        wasmtime::bail!("`needs` must return a list of `need` records");
+    };
+    items.iter().map(need).collect()
+}
+
+fn need(value: &Val) -> wasmtime::Result<Need> {
+    let Val::Record(fields) = value else {
+        wasmtime::bail!("`needs` must return `need` records");
+    };
+    let field = |name: &str| -> String {
+        fields
+            .iter()
+            .find_map(|(n, v)| match v {
+                Val::String(s) if n == name => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    Ok(Need {
+        kind: field("kind"),
+        value: field("value"),
+        why: field("why"),
+    })
+}
+
+/// The needs the grants do not cover.
+pub(crate) fn unmet<'a>(caps: &Capabilities, needs: &'a [Need]) -> Vec<&'a Need> {
+    needs.iter().filter(|n| !met(caps, n)).collect()
+}
+
+fn met(caps: &Capabilities, need: &Need) -> bool {
+    let any = need.value.is_empty();
+    match need.kind.as_str() {
+        "program" if any => caps.grants_any_program(),
+        "program" => caps.program_granted(&need.value),
+        "url" if any => caps.grants_any_url(),
+        "url" => caps.check_url("", &need.value).is_ok(),
+        "secret" if any => !caps.secrets().is_empty(),
+        "secret" => caps.secret_granted(&need.value),
+        kind @ ("read" | "write") => {
+            let access = if kind == "read" {
+                Access::Read
+            } else {
+                Access::Write
+            };
+            if any {
+                caps.grants_any_path(access)
+            } else {
+                caps.path_granted(Path::new(&need.value), access)
+            }
+        }
+        // A kind this agent does not know cannot be granted.
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::config::Grants;
+
+    fn need(kind: &str, value: &str) -> Need {
+        Need {
+            kind: kind.into(),
+            value: value.into(),
+            why: "because".into(),
+        }
+    }
+
+    #[test]
+    fn every_kind_of_need_is_checked_against_its_grants() {
+        let caps = Capabilities::new(&Grants {
+            programs: vec!["git".into()],
+            urls: vec!["https://api.stripe.com/v1/".into()],
+            read: vec!["/var/log".into()],
+            write: vec!["/var/backups".into()],
+            secrets: vec!["STRIPE_SECRET_KEY".into()],
+            ..Grants::default()
+        })
+        .unwrap();
+        let needs = vec![
+            need("program", "git"),
+            need("program", ""),
+            need("url", "https://api.stripe.com/v1/webhook_endpoints"),
+            need("read", "/var/log/app"),
+            need("write", "/var/backups"),
+            need("secret", "STRIPE_SECRET_KEY"),
+            need("program", "pg_dump"),
+            need("url", "https://api.cloudflare.com/"),
+            need("write", "/etc"),
+            need("secret", "OTHER"),
+            need("teleport", ""),
+        ];
+        let missing: Vec<String> = unmet(&caps, &needs).iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            missing,
+            [
+                "program `pg_dump` (because)",
+                "url `https://api.cloudflare.com/` (because)",
+                "write `/etc` (because)",
+                "secret `OTHER` (because)",
+                "some teleport grant (because)",
+            ]
+        );
+        let nothing = Capabilities::new(&Grants::default()).unwrap();
+        assert_eq!(unmet(&nothing, &[need("read", "")]).len(), 1);
+    }
+}
