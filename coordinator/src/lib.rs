@@ -8,6 +8,7 @@
 //! * [`assess`]: phase 1.1, the emergency assessment.
 //! * [`runs`]: rollback runs: the run state machine driven, journaled, dispatched.
 //! * [`signals`]: the plan's signals, sampled live, and the decision matrix.
+//! * [`report`]: the post-rollback report from a run's journal.
 //! * [`cli`]: the operator commands and their output.
 
 pub mod assess;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod fleet;
 pub mod journal;
+pub mod report;
 pub mod runs;
 pub mod server;
 pub mod signals;

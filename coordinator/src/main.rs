@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use backout::cli::{self, Exit, Output, client::ConnectArgs};
 use backout_proto::wire;
 use clap::{Parser, Subcommand};
@@ -123,6 +124,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// The post-rollback report of a run: summary, timeline, approvals,
+    /// versions, impact, escalation, success criteria, follow-ups.
+    ///
+    /// Example: backout report run-1700000000000-a1b2c3 --format html --out report.html
+    Report {
+        run: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Abort a run: nothing more is dispatched.
     Abort {
         run: String,
@@ -135,6 +148,15 @@ enum Command {
     /// Work with plan files.
     #[command(subcommand)]
     Plan(PlanCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    /// Markdown, for the incident ticket.
+    Md,
+    Json,
+    /// One self-contained page with an SVG timeline.
+    Html,
 }
 
 #[derive(Debug, Subcommand)]
@@ -416,6 +438,32 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 .map_err(cli::client::status_error)?
                 .into_inner();
             cli::watch::follow(updates, output).await
+        }
+        Command::Report { run, format, out } => {
+            let mut control = cli.connect.control().await?;
+            let format = match format {
+                ReportFormat::Md => "md",
+                ReportFormat::Json => "json",
+                ReportFormat::Html => "html",
+            };
+            let text = control
+                .report(wire::ReportRequest {
+                    run_id: run,
+                    format: format.into(),
+                })
+                .await
+                .map_err(cli::client::status_error)?
+                .into_inner()
+                .text;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("{}: cannot write the report", path.display()))?;
+                    println!("report written to {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(Exit::Ok)
         }
         Command::Abort { run, output } => {
             let mut control = cli.connect.control().await?;

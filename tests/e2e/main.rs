@@ -11,6 +11,7 @@ mod crash;
 mod matrix;
 mod outcomes;
 mod refusals;
+mod report;
 mod runs;
 mod sandbox;
 mod sdk;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 /// A coordinator with `plan` (run approval by bob, technical-lead) and agents
 /// for `running` of the plan's hosts.
-async fn fleet(pki: &Pki, plan: &str, running: &[&str]) -> (Coordinator, Vec<Proc>) {
+pub(crate) async fn fleet(pki: &Pki, plan: &str, running: &[&str]) -> (Coordinator, Vec<Proc>) {
     for host in ["app-1", "app-2", "app-3"] {
         pki.issue("agent", host);
     }
@@ -58,7 +58,7 @@ id = "application"
 name = "Application Rollback"
 "#;
 
-fn start_approved(pki: &Pki, addr: &str) -> String {
+pub(crate) fn start_approved(pki: &Pki, addr: &str) -> String {
     let started = json_of(&cli(
         pki,
         addr,
@@ -77,7 +77,7 @@ fn start_approved(pki: &Pki, addr: &str) -> String {
     id
 }
 
-async fn ended(pki: &Pki, addr: &str, id: &str) -> Value {
+pub(crate) async fn ended(pki: &Pki, addr: &str, id: &str) -> Value {
     wait_for("the run to end", Duration::from_secs(60), || {
         let run = run_of(pki, addr, id);
         run["finished_at_ms"].as_i64().map(|_| run)

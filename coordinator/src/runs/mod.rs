@@ -148,53 +148,18 @@ impl Runs {
         }
         let mut resumed = 0;
         for (id, entries) in by_run {
-            let Some(created) = entries.iter().find(|e| e.kind == "run.created") else {
-                continue;
-            };
-            let body: Value = serde_json::from_str(&created.body).unwrap_or_default();
-            let plan: RunPlan = match serde_json::from_value(body["plan"].clone()) {
-                Ok(plan) => plan,
+            let (meta, run) = match replay(&id, &entries) {
+                Ok(Some(replayed)) => replayed,
+                Ok(None) => continue,
                 Err(e) => {
                     tracing::error!(run = %id, error = %e, "cannot resume a run: its journaled plan is unreadable");
                     continue;
                 }
             };
-            let started_by = body["by"].as_str().unwrap_or_default().to_string();
-            let mut events: Vec<Event> = entries
-                .iter()
-                .filter_map(|e| {
-                    event_from_journal(
-                        &e.kind,
-                        &serde_json::from_str(&e.body).unwrap_or_default(),
-                        e.at_ms,
-                    )
-                })
-                .collect();
-            // A crash between `run.created` and `run.started` loses nothing.
-            if !events.iter().any(|e| matches!(e, Event::Started { .. })) {
-                events.insert(
-                    0,
-                    Event::Started {
-                        by: started_by.clone(),
-                        at_ms: created.at_ms,
-                    },
-                );
-            }
-            let finished_at_ms = entries
-                .iter()
-                .find(|e| e.kind == "run.ended")
-                .map(|e| e.at_ms);
+            let finished_at_ms = meta.finished_at_ms;
             let entry = Entry {
-                meta: RunMeta {
-                    id: id.clone(),
-                    reason: body["reason"].as_str().unwrap_or_default().into(),
-                    to_version: body["to_version"].as_str().unwrap_or_default().into(),
-                    dry_run: body["dry_run"].as_bool().unwrap_or(false),
-                    started_by,
-                    started_at_ms: created.at_ms,
-                    finished_at_ms,
-                },
-                run: Run::replay(plan, &events),
+                meta,
+                run,
                 waiting_since: BTreeMap::new(),
             };
             let in_flight = entry.run.in_flight();
@@ -460,6 +425,53 @@ impl Runs {
         let now = now_ms();
         self.lock().values().map(|e| summarize(e, now)).collect()
     }
+}
+
+/// Rebuilds one run from its journal entries (`run.*`, in order): what it
+/// was started with, and its state. `None` when `run.created` is missing.
+pub fn replay(
+    id: &str,
+    entries: &[crate::journal::Entry],
+) -> Result<Option<(RunMeta, Run)>, serde_json::Error> {
+    let Some(created) = entries.iter().find(|e| e.kind == "run.created") else {
+        return Ok(None);
+    };
+    let body: Value = serde_json::from_str(&created.body).unwrap_or_default();
+    let plan: RunPlan = serde_json::from_value(body["plan"].clone())?;
+    let started_by = body["by"].as_str().unwrap_or_default().to_string();
+    let mut events: Vec<Event> = entries
+        .iter()
+        .filter_map(|e| {
+            event_from_journal(
+                &e.kind,
+                &serde_json::from_str(&e.body).unwrap_or_default(),
+                e.at_ms,
+            )
+        })
+        .collect();
+    // A crash between `run.created` and `run.started` loses nothing.
+    if !events.iter().any(|e| matches!(e, Event::Started { .. })) {
+        events.insert(
+            0,
+            Event::Started {
+                by: started_by.clone(),
+                at_ms: created.at_ms,
+            },
+        );
+    }
+    let meta = RunMeta {
+        id: id.to_string(),
+        reason: body["reason"].as_str().unwrap_or_default().into(),
+        to_version: body["to_version"].as_str().unwrap_or_default().into(),
+        dry_run: body["dry_run"].as_bool().unwrap_or(false),
+        started_by,
+        started_at_ms: created.at_ms,
+        finished_at_ms: entries
+            .iter()
+            .find(|e| e.kind == "run.ended")
+            .map(|e| e.at_ms),
+    };
+    Ok(Some((meta, Run::replay(plan, &events))))
 }
 
 fn summarize(entry: &Entry, now: i64) -> Summary {

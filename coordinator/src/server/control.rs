@@ -228,6 +228,16 @@ impl wire::control_server::Control for ControlService {
         Ok(Response::new(wire::ListRunsReply { runs }))
     }
 
+    async fn report(
+        &self,
+        request: Request<wire::ReportRequest>,
+    ) -> Result<Response<wire::ReportReply>, Status> {
+        self.operator(&request)?;
+        let req = request.into_inner();
+        let text = super::run_wire::report(&self.state, &req.run_id, &req.format)?;
+        Ok(Response::new(wire::ReportReply { text }))
+    }
+
     type WatchStream = WatchStream;
 
     async fn watch(

@@ -175,3 +175,41 @@ pub fn summary_to_wire(s: &Summary) -> wire::RunSummary {
         approvals: s.approvals.clone(),
     }
 }
+
+/// The report of `run_id` in `format` (md, json, html), built from the
+/// journal as it is now.
+pub fn report(state: &State, run_id: &str, format: &str) -> Result<String, Status> {
+    let board = state
+        .board
+        .as_ref()
+        .ok_or_else(|| Status::failed_precondition("the coordinator runs without a plan"))?;
+    let unavailable = |e: crate::journal::JournalError| Status::unavailable(e.to_string());
+    let entries = state.journal.entries(Some(run_id)).map_err(unavailable)?;
+    let context = state.journal.entries(Some("")).map_err(unavailable)?;
+    let journal_check = match state.journal.verify().map_err(unavailable)? {
+        crate::journal::Verdict::Intact { entries } => {
+            format!("intact, {entries} entries verified")
+        }
+        crate::journal::Verdict::Broken { seq, reason } => {
+            format!("BROKEN at entry {seq}: {reason}")
+        }
+    };
+    let report = crate::report::build(&crate::report::Inputs {
+        run_id,
+        entries: &entries,
+        context: &context,
+        plan: board.plan(),
+        journal_check,
+        now_ms: backout_proto::now_ms(),
+    })
+    .ok_or_else(|| Status::not_found(format!("no run `{run_id}` in the journal")))?;
+    match format {
+        "md" | "markdown" | "" => Ok(crate::report::markdown(&report)),
+        "html" => Ok(crate::report::html(&report)),
+        "json" => serde_json::to_string_pretty(&report)
+            .map_err(|e| Status::internal(format!("report: {e}"))),
+        other => Err(Status::invalid_argument(format!(
+            "format `{other}`: use md, json or html"
+        ))),
+    }
+}

@@ -1,0 +1,225 @@
+//! The report as one self-contained HTML page, with an SVG timeline: one bar
+//! per phase and host, from its first step's start to its last step's end,
+//! coloured by how the host ended.
+
+use std::fmt::Write;
+
+use super::{Report, rfc3339};
+use crate::cli::human_ms;
+
+/// Escapes text for HTML content and attributes.
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn colour(state: &str) -> &'static str {
+    match state {
+        "succeeded" => "#2e7d32",
+        "failed" => "#c62828",
+        "timed-out" => "#ef6c00",
+        "unreachable" => "#6a1b9a",
+        "unknown" => "#455a64",
+        _ => "#1565c0",
+    }
+}
+
+const ROW: i64 = 26;
+const LABEL: i64 = 220;
+const WIDTH: i64 = 900;
+
+/// One bar per phase and host that ran; the x axis is the run's time.
+pub fn timeline_svg(r: &Report) -> String {
+    let start = r.run.started_at_ms;
+    let end = r
+        .run
+        .ended_at_ms
+        .unwrap_or(r.generated_at_ms)
+        .max(start + 1);
+    let x = |ms: i64| LABEL + (ms - start) * (WIDTH - LABEL - 10) / (end - start);
+    let bars: Vec<(String, String, i64, i64)> = r
+        .phases
+        .iter()
+        .flat_map(|p| {
+            p.hosts.iter().filter_map(|h| {
+                Some((
+                    format!("{} / {}", p.id, h.host),
+                    h.state.clone(),
+                    h.started_at_ms?,
+                    h.ended_at_ms.unwrap_or(end),
+                ))
+            })
+        })
+        .collect();
+    let height = ROW * (bars.len() as i64 + 1) + 10;
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"timeline\" width=\"{WIDTH}\" height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\">"
+    );
+    for (i, (label, state, from, to)) in bars.iter().enumerate() {
+        let y = ROW * i as i64 + 6;
+        let (x0, x1) = (x(*from), x(*to).max(x(*from) + 2));
+        let _ = write!(
+            o,
+            "<text x=\"4\" y=\"{}\" font-size=\"12\">{}</text><rect class=\"bar\" x=\"{x0}\" y=\"{y}\" width=\"{}\" height=\"{}\" fill=\"{}\"><title>{} {}: {}</title></rect>",
+            y + 14,
+            esc(label),
+            x1 - x0,
+            ROW - 8,
+            colour(state),
+            esc(label),
+            esc(state),
+            human_ms(to - from)
+        );
+    }
+    let axis = ROW * bars.len() as i64 + 18;
+    let _ = write!(
+        o,
+        "<text x=\"{LABEL}\" y=\"{axis}\" font-size=\"11\">{}</text><text x=\"{}\" y=\"{axis}\" font-size=\"11\" text-anchor=\"end\">{} (+{})</text></svg>",
+        esc(&rfc3339(start)),
+        WIDTH - 10,
+        esc(&rfc3339(end)),
+        human_ms(end - start)
+    );
+    o
+}
+
+pub fn html(r: &Report) -> String {
+    let run = &r.run;
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Rollback report {id}</title><style>\
+body{{font-family:system-ui,sans-serif;margin:2em;max-width:1000px;color:#222}}\
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px}}\
+.met{{color:#2e7d32}}.unmet{{color:#c62828}}.na{{color:#777}}h1{{font-size:1.6em}}</style></head><body>",
+        id = esc(&run.id)
+    );
+    let _ = write!(
+        o,
+        "<h1>Rollback report: {}</h1><table><tr><th>Run</th><td><code>{}</code>{}</td></tr><tr><th>Status</th><td><b>{}</b></td></tr><tr><th>Reason</th><td>{}</td></tr><tr><th>Started by</th><td>{}</td></tr><tr><th>Started</th><td>{}</td></tr><tr><th>Ended</th><td>{}</td></tr><tr><th>Duration</th><td>{}</td></tr><tr><th>Journal</th><td>{}</td></tr></table>",
+        esc(&r.plan),
+        esc(&run.id),
+        if run.dry_run { " (dry run)" } else { "" },
+        esc(&run.status.to_uppercase()),
+        esc(&run.reason),
+        esc(&run.started_by),
+        rfc3339(run.started_at_ms),
+        run.ended_at_ms.map_or("—".into(), rfc3339),
+        human_ms(run.duration_ms),
+        esc(&r.journal)
+    );
+    let _ = write!(o, "<h2>Timeline</h2>{}", timeline_svg(r));
+    let _ = write!(
+        o,
+        "<h2>Success criteria</h2><table><tr><th>Criterion</th><th>Target</th><th>Measured</th><th>Result</th></tr>"
+    );
+    for c in &r.success {
+        let (class, word) = match c.met {
+            Some(true) => ("met", "met"),
+            Some(false) => ("unmet", "not met"),
+            None => ("na", "not measured"),
+        };
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td></tr>",
+            esc(&c.name),
+            esc(&c.target),
+            esc(&c.measured)
+        );
+    }
+    let _ = write!(
+        o,
+        "</table><h2>Steps</h2><table><tr><th>Start</th><th>Phase</th><th>Host</th><th>Step</th><th>Attempt</th><th>Result</th><th>Summary</th></tr>"
+    );
+    for s in &r.timeline {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} <small>{}</small></td><td>{}</td><td style=\"color:{}\">{}</td><td>{}</td></tr>",
+            rfc3339(s.started_at_ms),
+            esc(&s.phase),
+            esc(&s.host),
+            esc(&s.step),
+            esc(&s.what),
+            s.attempt,
+            colour(&s.result),
+            esc(&s.result),
+            esc(&s.summary)
+        );
+    }
+    let _ = write!(o, "</table><h2>Approvals</h2><ul>");
+    for d in &r.approvals {
+        let _ = write!(
+            o,
+            "<li>{} — {} ({}) {} <code>{}</code> {}</li>",
+            rfc3339(d.at_ms),
+            esc(&d.by),
+            esc(&d.role),
+            if d.approved {
+                "approved"
+            } else {
+                "<b>refused</b>"
+            },
+            esc(&d.scope),
+            esc(&d.why)
+        );
+    }
+    let _ = write!(o, "</ul>");
+    if !r.versions.is_empty() {
+        let _ = write!(
+            o,
+            "<h2>Versions</h2><table><tr><th>Host</th><th>From</th><th>To</th></tr>"
+        );
+        for v in &r.versions {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&v.host),
+                esc(&v.from),
+                esc(&v.to)
+            );
+        }
+        let _ = write!(o, "</table>");
+    }
+    let _ = write!(o, "<h2>Impact</h2><table>");
+    for (name, value) in &r.figures {
+        let _ = write!(
+            o,
+            "<tr><th>{}</th><td>{}</td></tr>",
+            esc(name),
+            esc(&super::figure_text(name, value))
+        );
+    }
+    let _ = write!(o, "</table><h2>Escalation</h2><ul>");
+    for e in &r.escalations {
+        let _ = write!(
+            o,
+            "<li>{}: <code>{}</code> — <b>{}</b></li>",
+            esc(&e.who),
+            esc(&e.when),
+            esc(&e.state)
+        );
+    }
+    let _ = write!(o, "</ul><h2>Evidence</h2><ul>");
+    for e in &r.evidence {
+        let _ = write!(o, "<li>{} — {}</li>", rfc3339(e.at_ms), esc(&e.text));
+    }
+    let _ = write!(o, "</ul><h2>Follow-ups</h2><ul>");
+    for f in &r.follow_ups {
+        let _ = write!(
+            o,
+            "<li>{} — due {}</li>",
+            esc(&f.what),
+            f.due_at_ms.map_or("—".into(), rfc3339)
+        );
+    }
+    let _ = write!(
+        o,
+        "</ul><p><small>Generated {} by Backout from the run's journal.</small></p></body></html>",
+        rfc3339(r.generated_at_ms)
+    );
+    o
+}

@@ -1,0 +1,190 @@
+//! The report as Markdown: what a release manager pastes into the incident
+//! ticket the next morning.
+
+use std::fmt::Write;
+
+use super::{Report, rfc3339};
+use crate::cli::human_ms;
+
+fn at(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "—".into(), rfc3339)
+}
+
+fn span(start: Option<i64>, end: Option<i64>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) => human_ms(e - s),
+        _ => "—".into(),
+    }
+}
+
+/// Pipes and newlines would break a table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn met(m: Option<bool>) -> &'static str {
+    match m {
+        Some(true) => "✅ met",
+        Some(false) => "❌ not met",
+        None => "— not measured",
+    }
+}
+
+pub fn markdown(r: &Report) -> String {
+    let mut o = String::new();
+    let run = &r.run;
+    let _ = writeln!(o, "# Rollback report: {}\n", cell(&r.plan));
+    let _ = writeln!(o, "| | |\n| --- | --- |");
+    let _ = writeln!(
+        o,
+        "| Run | `{}`{} |",
+        run.id,
+        if run.dry_run { " (dry run)" } else { "" }
+    );
+    let _ = writeln!(o, "| Status | **{}** |", run.status.to_uppercase());
+    let _ = writeln!(o, "| Reason | {} |", cell(&run.reason));
+    if !run.to_version.is_empty() {
+        let _ = writeln!(o, "| Target version | {} |", cell(&run.to_version));
+    }
+    let _ = writeln!(o, "| Started by | {} |", run.started_by);
+    let _ = writeln!(o, "| Started | {} |", rfc3339(run.started_at_ms));
+    let _ = writeln!(o, "| Ended | {} |", at(run.ended_at_ms));
+    let _ = writeln!(o, "| Duration | {} |", human_ms(run.duration_ms));
+    let _ = writeln!(o, "| Journal | {} |", cell(&r.journal));
+
+    let _ = writeln!(o, "\n## Success criteria\n");
+    if r.success.is_empty() {
+        let _ = writeln!(o, "The plan sets none (`[success]`).");
+    } else {
+        let _ = writeln!(
+            o,
+            "| Criterion | Target | Measured | Result |\n| --- | --- | --- | --- |"
+        );
+        for c in &r.success {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} |",
+                cell(&c.name),
+                cell(&c.target),
+                cell(&c.measured),
+                met(c.met)
+            );
+        }
+    }
+
+    let _ = writeln!(o, "\n## Phases\n");
+    let _ = writeln!(
+        o,
+        "| Phase | Status | Start | End | Duration | Hosts |\n| --- | --- | --- | --- | --- | --- |"
+    );
+    for p in &r.phases {
+        let hosts: Vec<String> = p
+            .hosts
+            .iter()
+            .map(|h| format!("{} {}", h.host, h.state))
+            .collect();
+        let _ = writeln!(
+            o,
+            "| {} ({}) | {} | {} | {} | {} | {} |",
+            cell(&p.name),
+            p.id,
+            p.status,
+            at(p.started_at_ms),
+            at(p.ended_at_ms),
+            span(p.started_at_ms, p.ended_at_ms),
+            cell(&hosts.join(", "))
+        );
+    }
+
+    let _ = writeln!(o, "\n## Timeline\n");
+    let _ = writeln!(
+        o,
+        "| Start | End | Phase | Host | Step | Attempt | Result | Summary |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for s in &r.timeline {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} ({}) | {} | {} | {} |",
+            rfc3339(s.started_at_ms),
+            at(s.ended_at_ms),
+            s.phase,
+            s.host,
+            s.step,
+            cell(&s.what),
+            s.attempt,
+            s.result,
+            cell(&s.summary)
+        );
+    }
+
+    let _ = writeln!(o, "\n## Decision makers and approvals\n");
+    if r.approvals.is_empty() {
+        let _ = writeln!(o, "None recorded.");
+    }
+    for d in &r.approvals {
+        let verb = if d.approved { "approved" } else { "REFUSED" };
+        let why = if d.why.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", d.why)
+        };
+        let _ = writeln!(
+            o,
+            "- {} — {} ({}) {verb} `{}`{}",
+            rfc3339(d.at_ms),
+            d.by,
+            d.role,
+            d.scope,
+            cell(&why)
+        );
+    }
+
+    if !r.versions.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n## Versions\n\n| Host | From | To |\n| --- | --- | --- |"
+        );
+        for v in &r.versions {
+            let _ = writeln!(o, "| {} | {} | {} |", v.host, cell(&v.from), cell(&v.to));
+        }
+    }
+
+    let _ = writeln!(o, "\n## Impact\n\n| Figure | Value |\n| --- | --- |");
+    for (name, value) in &r.figures {
+        let _ = writeln!(o, "| {name} | {} |", super::figure_text(name, value));
+    }
+
+    let _ = writeln!(o, "\n## Escalation\n");
+    if r.escalations.is_empty() {
+        let _ = writeln!(o, "The plan sets no escalation rules.");
+    }
+    for e in &r.escalations {
+        let _ = writeln!(o, "- {}: `{}` — **{}**", e.who, e.when, e.state);
+    }
+
+    let _ = writeln!(o, "\n## Evidence before the decision\n");
+    if r.evidence.is_empty() {
+        let _ = writeln!(
+            o,
+            "No decision or signal was recorded in the six hours before the run."
+        );
+    }
+    for e in &r.evidence {
+        let _ = writeln!(o, "- {} — {}", rfc3339(e.at_ms), cell(&e.text));
+    }
+
+    let _ = writeln!(o, "\n## Follow-ups\n");
+    for f in &r.follow_ups {
+        let _ = writeln!(o, "- [ ] {} — due {}", f.what, at(f.due_at_ms));
+    }
+    let _ = writeln!(
+        o,
+        "\n### Root cause\n\n_To be written._\n\n### Prevention measures\n\n_To be written._\n\n### Lessons learned\n\n_To be written._"
+    );
+    let _ = writeln!(
+        o,
+        "\n---\nGenerated {} by Backout from the run's journal.",
+        rfc3339(r.generated_at_ms)
+    );
+    o
+}

@@ -1,0 +1,611 @@
+//! The post-rollback report (seed 6.2), built from a run's journal: the
+//! summary, the timeline of every phase, host and step, approvals with
+//! their times, versions each host went from and to, the run's figures and
+//! the escalations they trigger, the plan's success criteria measured, the
+//! evidence recorded before the decision, and the follow-ups with their due
+//! times. Pure: journal entries and the plan in, a [`Report`] out; the
+//! renderers (`markdown.rs`, `html.rs`, JSON through serde) turn it into text.
+
+use std::collections::BTreeMap;
+
+use backout_plan::expr::{Truth, Value as FigureValue};
+use backout_plan::model::Plan;
+use backout_plan::run::{PhaseStatus, RunStatus};
+use backout_plan::sections::RUN_FIGURES;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::journal::Entry;
+use crate::runs::replay;
+
+mod html;
+mod markdown;
+pub use html::html;
+pub use markdown::markdown;
+
+/// How long before a run the evidence (decisions, signals set by people)
+/// is looked for.
+pub const EVIDENCE_WINDOW_MS: i64 = 6 * 60 * 60 * 1000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub plan: String,
+    pub generated_at_ms: i64,
+    pub run: RunFacts,
+    pub success: Vec<Criterion>,
+    pub phases: Vec<PhaseFacts>,
+    pub timeline: Vec<StepFacts>,
+    pub approvals: Vec<Decision>,
+    pub versions: Vec<HostVersion>,
+    pub figures: BTreeMap<String, Value>,
+    pub escalations: Vec<EscalationFacts>,
+    pub evidence: Vec<Evidence>,
+    pub follow_ups: Vec<FollowUp>,
+    /// The journal's own check, as `audit verify` says it.
+    pub journal: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFacts {
+    pub id: String,
+    pub reason: String,
+    pub to_version: String,
+    pub dry_run: bool,
+    pub started_by: String,
+    pub started_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub duration_ms: i64,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Criterion {
+    pub name: String,
+    pub target: String,
+    pub measured: String,
+    /// `None`: not measured (nothing in the run measures it).
+    pub met: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseFacts {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub started_at_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+    pub hosts: Vec<HostFacts>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostFacts {
+    pub host: String,
+    pub state: String,
+    pub detail: String,
+    pub started_at_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepFacts {
+    pub phase: String,
+    pub step: String,
+    pub host: String,
+    pub attempt: u64,
+    pub what: String,
+    pub started_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    /// succeeded, failed, timed-out, unreachable, unknown; or "running".
+    pub result: String,
+    pub summary: String,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub data: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub scope: String,
+    pub role: String,
+    pub by: String,
+    pub at_ms: i64,
+    pub approved: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostVersion {
+    pub host: String,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EscalationFacts {
+    pub who: String,
+    pub when: String,
+    /// fired, not fired, or unknown (a figure it needs was not measured).
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    pub at_ms: i64,
+    pub kind: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FollowUp {
+    pub what: String,
+    pub due_at_ms: Option<i64>,
+}
+
+/// Everything the report is built from.
+pub struct Inputs<'a> {
+    pub run_id: &'a str,
+    /// The run's entries, in journal order.
+    pub entries: &'a [Entry],
+    /// Entries outside runs (decisions, signals) from around the run.
+    pub context: &'a [Entry],
+    pub plan: &'a Plan,
+    pub journal_check: String,
+    pub now_ms: i64,
+}
+
+fn body(e: &Entry) -> Value {
+    serde_json::from_str(&e.body).unwrap_or(Value::Null)
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_string()
+}
+
+/// Builds the report. `None` when the journal has no such run.
+pub fn build(inputs: &Inputs) -> Option<Report> {
+    let run_entries: Vec<Entry> = inputs
+        .entries
+        .iter()
+        .filter(|e| e.kind.starts_with("run."))
+        .cloned()
+        .collect();
+    let (meta, run) = replay(inputs.run_id, &run_entries).ok()??;
+    let end = meta.finished_at_ms.unwrap_or(inputs.now_ms);
+    let status = run.status(end);
+    let timeline = timeline(inputs.entries);
+    let names: BTreeMap<&str, &str> = inputs
+        .plan
+        .phases
+        .iter()
+        .map(|p| (p.id.as_str(), p.name.as_str()))
+        .collect();
+    let phases: Vec<PhaseFacts> = run
+        .phases(end)
+        .into_iter()
+        .map(|(id, status)| {
+            let steps: Vec<&StepFacts> = timeline.iter().filter(|s| s.phase == id).collect();
+            let span = |host: Option<&str>| {
+                let mine: Vec<&&StepFacts> = steps
+                    .iter()
+                    .filter(|s| host.is_none_or(|h| s.host == h))
+                    .collect();
+                (
+                    mine.iter().map(|s| s.started_at_ms).min(),
+                    mine.iter().filter_map(|s| s.ended_at_ms).max(),
+                )
+            };
+            let (started_at_ms, ended_at_ms) = span(None);
+            PhaseFacts {
+                name: names.get(id.as_str()).unwrap_or(&"").to_string(),
+                status: phase_word(&status).into(),
+                started_at_ms,
+                ended_at_ms,
+                hosts: run
+                    .hosts_of(&id)
+                    .into_iter()
+                    .map(|h| {
+                        let (started_at_ms, ended_at_ms) = span(Some(&h.host));
+                        HostFacts {
+                            state: h.state.as_str().into(),
+                            detail: h.detail,
+                            host: h.host,
+                            started_at_ms,
+                            ended_at_ms,
+                        }
+                    })
+                    .collect(),
+                id,
+            }
+        })
+        .collect();
+    let approvals = decisions(inputs.entries);
+    let figures = figures(&timeline, meta.started_at_ms, end);
+    let run_facts = RunFacts {
+        id: meta.id.clone(),
+        reason: meta.reason.clone(),
+        to_version: meta.to_version.clone(),
+        dry_run: meta.dry_run,
+        started_by: meta.started_by.clone(),
+        started_at_ms: meta.started_at_ms,
+        ended_at_ms: meta.finished_at_ms,
+        duration_ms: end - meta.started_at_ms,
+        status: status_word(&status),
+    };
+    Some(Report {
+        plan: inputs.plan.meta.name.clone(),
+        generated_at_ms: inputs.now_ms,
+        success: success(inputs.plan, &run_facts, &phases, &timeline),
+        versions: versions(&timeline),
+        escalations: escalations(inputs.plan, &figures),
+        evidence: evidence(inputs.context, meta.started_at_ms, end),
+        follow_ups: follow_ups(inputs.plan, meta.finished_at_ms),
+        journal: inputs.journal_check.clone(),
+        run: run_facts,
+        phases,
+        timeline,
+        approvals,
+        figures,
+    })
+}
+
+fn status_word(status: &RunStatus) -> String {
+    match status {
+        RunStatus::AwaitingApproval(_) => "awaiting-approval".into(),
+        RunStatus::Running => "running".into(),
+        RunStatus::Succeeded => "succeeded".into(),
+        RunStatus::Failed => "failed".into(),
+        RunStatus::Refused(role) => format!("refused by {role}"),
+        RunStatus::Aborted => "aborted".into(),
+    }
+}
+
+fn phase_word(status: &PhaseStatus) -> &'static str {
+    match status {
+        PhaseStatus::Waiting => "waiting",
+        PhaseStatus::AwaitingApproval(_) => "awaiting-approval",
+        PhaseStatus::Running => "running",
+        PhaseStatus::Succeeded => "succeeded",
+        PhaseStatus::Failed(_) => "failed",
+        PhaseStatus::TimedOut => "timed-out",
+        PhaseStatus::Skipped => "skipped",
+        PhaseStatus::Aborted => "aborted",
+    }
+}
+
+/// Every attempt of every step: dispatched, and how it finished.
+fn timeline(entries: &[Entry]) -> Vec<StepFacts> {
+    let mut steps: Vec<StepFacts> = Vec::new();
+    for e in entries {
+        let b = body(e);
+        let key = (
+            text(&b, "phase"),
+            text(&b, "step"),
+            text(&b, "host"),
+            b["attempt"].as_u64().unwrap_or(0),
+        );
+        match e.kind.as_str() {
+            "run.dispatched" => steps.push(StepFacts {
+                phase: key.0,
+                step: key.1,
+                host: key.2,
+                attempt: key.3,
+                what: text(&b, "what"),
+                started_at_ms: e.at_ms,
+                ended_at_ms: None,
+                result: "running".into(),
+                summary: String::new(),
+                data: Value::Null,
+            }),
+            "run.finished" => {
+                if let Some(s) = steps.iter_mut().rev().find(|s| {
+                    (
+                        s.phase.as_str(),
+                        s.step.as_str(),
+                        s.host.as_str(),
+                        s.attempt,
+                    ) == (key.0.as_str(), key.1.as_str(), key.2.as_str(), key.3)
+                }) {
+                    s.ended_at_ms = Some(e.at_ms);
+                    let (result, reason) = match &b["outcome"] {
+                        Value::String(word) => (word.clone(), String::new()),
+                        Value::Object(map) => map
+                            .iter()
+                            .next()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                            .unwrap_or_default(),
+                        _ => ("failed".into(), String::new()),
+                    };
+                    s.result = result;
+                    s.summary = if reason.is_empty() {
+                        text(&b, "output")
+                    } else {
+                        reason
+                    };
+                    s.data = b["data"].clone();
+                }
+            }
+            _ => {}
+        }
+    }
+    steps
+}
+
+fn decisions(entries: &[Entry]) -> Vec<Decision> {
+    entries
+        .iter()
+        .filter(|e| e.kind == "run.approved" || e.kind == "run.refused")
+        .map(|e| {
+            let b = body(e);
+            Decision {
+                scope: text(&b, "scope"),
+                role: text(&b, "role"),
+                by: text(&b, "by"),
+                at_ms: e.at_ms,
+                approved: e.kind == "run.approved",
+                why: text(&b, "why"),
+            }
+        })
+        .collect()
+}
+
+/// Versions each host went from and to: steps whose data carries `from`
+/// and `to` (the `app` plugin's checkout and rollback).
+fn versions(timeline: &[StepFacts]) -> Vec<HostVersion> {
+    let name = |v: &Value| match (v["commit"].as_str(), v["subject"].as_str()) {
+        (Some(c), Some(s)) => format!("{} ({s})", c.get(..10).unwrap_or(c)),
+        _ => v.as_str().map(str::to_string).unwrap_or_default(),
+    };
+    timeline
+        .iter()
+        .filter(|s| {
+            s.result == "succeeded" && s.data["from"].is_object() && s.data["to"].is_object()
+        })
+        .map(|s| HostVersion {
+            host: s.host.clone(),
+            from: name(&s.data["from"]),
+            to: name(&s.data["to"]),
+        })
+        .collect()
+}
+
+/// The run's figures: `outage` (seconds, the run's length so far), and any
+/// figure of `RUN_FIGURES` a step reported at the top level of its data
+/// (numbers are summed over steps, flags are or-ed).
+fn figures(timeline: &[StepFacts], start: i64, end: i64) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    out.insert(
+        "outage".to_string(),
+        serde_json::json!(((end - start) as f64 / 1000.0).round()),
+    );
+    for step in timeline.iter().filter(|s| s.result == "succeeded") {
+        for figure in RUN_FIGURES.iter().filter(|f| **f != "outage") {
+            match (&step.data[*figure], out.get(*figure)) {
+                (Value::Number(n), Some(Value::Number(sum))) => {
+                    let total = n.as_f64().unwrap_or(0.0) + sum.as_f64().unwrap_or(0.0);
+                    out.insert(figure.to_string(), serde_json::json!(total));
+                }
+                (Value::Number(n), _) => {
+                    out.insert(figure.to_string(), Value::Number(n.clone()));
+                }
+                (Value::Bool(b), prior) => {
+                    let any = *b || prior.and_then(Value::as_bool).unwrap_or(false);
+                    out.insert(figure.to_string(), Value::Bool(any));
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn escalations(plan: &Plan, figures: &BTreeMap<String, Value>) -> Vec<EscalationFacts> {
+    let lookup = |name: &str| match figures.get(name) {
+        Some(Value::Number(n)) => n.as_f64().map(FigureValue::Number),
+        Some(Value::Bool(b)) => Some(FigureValue::Bool(*b)),
+        _ => None,
+    };
+    plan.escalations
+        .iter()
+        .map(|e| EscalationFacts {
+            who: e.who.clone(),
+            when: e.when_text.clone(),
+            state: match e.when.eval(&lookup) {
+                Truth::True => "fired",
+                Truth::False => "not fired",
+                Truth::Unknown => "unknown",
+            }
+            .into(),
+        })
+        .collect()
+}
+
+fn success(
+    plan: &Plan,
+    run: &RunFacts,
+    phases: &[PhaseFacts],
+    timeline: &[StepFacts],
+) -> Vec<Criterion> {
+    let Some(success) = &plan.success else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let human = |ms: i64| crate::cli::human_ms(ms);
+    if let Some(rto) = success.rto {
+        let target = i64::try_from(rto.as_millis()).unwrap_or(i64::MAX);
+        let done = run.ended_at_ms.is_some() && run.status == "succeeded";
+        out.push(Criterion {
+            name: "Recovery time (RTO)".into(),
+            target: format!("≤ {}", human(target)),
+            measured: if done {
+                human(run.duration_ms)
+            } else {
+                format!(
+                    "not recovered ({} so far, {})",
+                    human(run.duration_ms),
+                    run.status
+                )
+            },
+            met: Some(done && run.duration_ms <= target),
+        });
+    }
+    if let Some(within) = success.notify_within {
+        let target = i64::try_from(within.as_millis()).unwrap_or(i64::MAX);
+        let first = timeline
+            .iter()
+            .filter(|s| s.what.starts_with("notify.") && s.result == "succeeded")
+            .filter_map(|s| s.ended_at_ms)
+            .min();
+        out.push(Criterion {
+            name: "Stakeholders notified".into(),
+            target: format!("within {} of the decision", human(target)),
+            measured: first.map_or("no notify step ran".into(), |at| {
+                format!("{} after the decision", human(at - run.started_at_ms))
+            }),
+            met: first.map(|at| at - run.started_at_ms <= target),
+        });
+    }
+    if success.no_new_errors {
+        let counts: Vec<u64> = timeline
+            .iter()
+            .filter(|s| s.result == "succeeded")
+            .filter_map(|s| {
+                s.data["checks"]["log_errors"]
+                    .as_u64()
+                    .or_else(|| s.data["log"]["matches"].as_u64())
+            })
+            .collect();
+        let total: u64 = counts.iter().sum();
+        out.push(Criterion {
+            name: "No new errors after the rollback".into(),
+            target: "0 error lines".into(),
+            measured: if counts.is_empty() {
+                "no step counted errors".into()
+            } else {
+                format!("{total} error lines in {} checks", counts.len())
+            },
+            met: (!counts.is_empty()).then_some(total == 0),
+        });
+    }
+    if success.data_integrity {
+        let checks: Vec<bool> = timeline
+            .iter()
+            .filter(|s| s.result == "succeeded")
+            .filter_map(|s| s.data["consistent"].as_bool())
+            .collect();
+        out.push(Criterion {
+            name: "Data integrity".into(),
+            target: "audit and counts consistent".into(),
+            measured: if checks.is_empty() {
+                "no step checked data integrity".into()
+            } else {
+                format!(
+                    "{} of {} checks consistent",
+                    checks.iter().filter(|c| **c).count(),
+                    checks.len()
+                )
+            },
+            met: (!checks.is_empty()).then(|| checks.iter().all(|c| *c)),
+        });
+    }
+    if success.timeline_complete {
+        let open = timeline.iter().filter(|s| s.ended_at_ms.is_none()).count();
+        let unstarted = phases
+            .iter()
+            .filter(|p| p.started_at_ms.is_none() && p.status != "skipped")
+            .count();
+        out.push(Criterion {
+            name: "Timeline complete".into(),
+            target: "every phase and step with a start and an end".into(),
+            measured: format!(
+                "{} steps, {open} without an end; {unstarted} phases never started",
+                timeline.len()
+            ),
+            met: Some(open == 0 && unstarted == 0 && run.ended_at_ms.is_some()),
+        });
+    }
+    out
+}
+
+fn evidence(context: &[Entry], start: i64, end: i64) -> Vec<Evidence> {
+    context
+        .iter()
+        .filter(|e| e.at_ms >= start - EVIDENCE_WINDOW_MS && e.at_ms <= end)
+        .filter_map(|e| {
+            let b = body(e);
+            let text = match e.kind.as_str() {
+                "decision" => format!(
+                    "{}: {} ({}) by {}",
+                    text(&b, "trigger"),
+                    text(&b, "decision"),
+                    text(&b, "detail"),
+                    text(&b, "by")
+                ),
+                "signal.set" => format!(
+                    "{} = {} set by {}: {}",
+                    text(&b, "signal"),
+                    text(&b, "value"),
+                    text(&b, "by"),
+                    text(&b, "note")
+                ),
+                "signal.events" => format!(
+                    "{} × {} recorded by {}: {}",
+                    b["count"],
+                    text(&b, "signal"),
+                    text(&b, "by"),
+                    text(&b, "note")
+                ),
+                _ => return None,
+            };
+            Some(Evidence {
+                at_ms: e.at_ms,
+                kind: e.kind.clone(),
+                text,
+            })
+        })
+        .collect()
+}
+
+fn follow_ups(plan: &Plan, ended: Option<i64>) -> Vec<FollowUp> {
+    let Some(spec) = &plan.report else {
+        return Vec::new();
+    };
+    [
+        ("Root cause analysis", spec.root_cause_due),
+        ("Prevention measures", spec.prevention_due),
+        ("Lessons learned", spec.lessons_due),
+    ]
+    .into_iter()
+    .filter_map(|(what, due)| {
+        let due = due?;
+        Some(FollowUp {
+            what: what.into(),
+            due_at_ms: ended.map(|e| e + i64::try_from(due.as_millis()).unwrap_or(0)),
+        })
+    })
+    .collect()
+}
+
+/// A figure for people: the outage as a duration, numbers without a
+/// trailing `.0`.
+pub fn figure_text(name: &str, value: &Value) -> String {
+    match (name, value.as_f64()) {
+        ("outage", Some(s)) => crate::cli::human_ms((s * 1000.0) as i64),
+        (_, Some(n)) if n.fract() == 0.0 => format!("{n:.0}"),
+        (_, Some(n)) => format!("{n:.2}"),
+        _ => value.to_string(),
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, seconds).
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests;

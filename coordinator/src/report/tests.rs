@@ -1,0 +1,246 @@
+//! The report from a journal written by hand: a run that rolled two hosts
+//! back, with approvals, a data-loss figure, a decision before it.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::*;
+
+const T0: i64 = 1_764_000_000_000; // 2025-11-24T16:00:00Z
+const MIN: i64 = 60_000;
+
+const PLAN: &str = r#"[plan]
+name = "Report test"
+[[host]]
+id = "app-1"
+[[host]]
+id = "app-2"
+[roles]
+release-manager = "Release Manager"
+technical-lead = "Technical Lead"
+[approvals]
+run = ["technical-lead"]
+[[phase]]
+id = "application"
+name = "Application Rollback"
+[[phase.step]]
+id = "deploy"
+plugin = "app"
+action = "rollback"
+on = "app-1"
+[[phase.step]]
+id = "deploy2"
+plugin = "app"
+action = "rollback"
+on = "app-2"
+[[phase]]
+id = "communication"
+name = "Communication"
+after = ["application"]
+[[phase.step]]
+id = "tell"
+plugin = "notify"
+action = "slack"
+on = "app-1"
+[[escalation]]
+who = "CTO"
+when = "data_loss_usd > 10000 or outage > 4h"
+[[escalation]]
+who = "Legal"
+when = "data_breach"
+[success]
+rto = "60m"
+notify_within = "15m"
+no_new_errors = true
+data_integrity = true
+timeline_complete = true
+[report]
+root_cause_due = "24h"
+prevention_due = "48h"
+lessons_due = "72h"
+"#;
+
+fn plan() -> Plan {
+    Plan::parse(Path::new("plan.toml"), PLAN).unwrap()
+}
+
+fn entry(seq: i64, at: i64, run: &str, kind: &str, body: Value) -> Entry {
+    Entry {
+        seq,
+        at_ms: at,
+        run_id: run.into(),
+        kind: kind.into(),
+        body: body.to_string(),
+        prev_hash: String::new(),
+        hash: String::new(),
+    }
+}
+
+/// A run that succeeded in 20 minutes: `loss_usd` is what app-2's step
+/// reports as data loss.
+fn journal(loss_usd: f64) -> Vec<Entry> {
+    let plan = backout_plan::run::RunPlan::new(&plan(), &[]).unwrap();
+    let mut seq = 0;
+    let mut e = |at: i64, kind: &str, body: Value| {
+        seq += 1;
+        entry(seq, T0 + at, "run-1", kind, body)
+    };
+    let version = |c: &str, s: &str| json!({ "commit": c, "subject": s });
+    vec![
+        e(
+            0,
+            "run.created",
+            json!({ "reason": "5xx at 12%", "to_version": "", "phases": [], "dry_run": false, "by": "dave", "plan": plan }),
+        ),
+        e(0, "run.started", json!({ "by": "dave" })),
+        e(
+            2 * MIN,
+            "run.approved",
+            json!({ "scope": "run", "role": "technical-lead", "by": "bob" }),
+        ),
+        e(
+            2 * MIN,
+            "run.dispatched",
+            json!({ "phase": "application", "step": "deploy", "host": "app-1", "attempt": 1, "what": "app.rollback" }),
+        ),
+        e(
+            2 * MIN,
+            "run.dispatched",
+            json!({ "phase": "application", "step": "deploy2", "host": "app-2", "attempt": 1, "what": "app.rollback" }),
+        ),
+        e(
+            9 * MIN,
+            "run.finished",
+            json!({ "phase": "application", "step": "deploy", "host": "app-1", "attempt": 1, "outcome": "succeeded", "output": "rolled back",
+            "data": { "from": version("c3c3c3c3c3c3", "release 1.2"), "to": version("c2c2c2c2c2c2", "release 1.1 STABLE"), "checks": { "log_errors": 0 } } }),
+        ),
+        e(
+            11 * MIN,
+            "run.finished",
+            json!({ "phase": "application", "step": "deploy2", "host": "app-2", "attempt": 1, "outcome": "succeeded", "output": "rolled back",
+            "data": { "from": version("c3c3c3c3c3c3", "release 1.2"), "to": version("c2c2c2c2c2c2", "release 1.1 STABLE"), "checks": { "log_errors": 0 }, "data_loss_usd": loss_usd, "consistent": true } }),
+        ),
+        e(
+            11 * MIN,
+            "run.dispatched",
+            json!({ "phase": "communication", "step": "tell", "host": "app-1", "attempt": 1, "what": "notify.slack" }),
+        ),
+        e(
+            12 * MIN,
+            "run.finished",
+            json!({ "phase": "communication", "step": "tell", "host": "app-1", "attempt": 1, "outcome": "succeeded", "output": "posted", "data": {} }),
+        ),
+        e(
+            20 * MIN,
+            "run.ended",
+            json!({ "status": "succeeded", "elapsed_ms": 20 * MIN }),
+        ),
+    ]
+}
+
+fn report_of(entries: &[Entry]) -> Report {
+    let context = vec![entry(
+        99,
+        T0 - 10 * MIN,
+        "",
+        "decision",
+        json!({ "trigger": "High Error Rate", "decision": "assess-for-rollback", "detail": "error_rate 12% held 15m", "by": "guard" }),
+    )];
+    build(&Inputs {
+        run_id: "run-1",
+        entries,
+        context: &context,
+        plan: &plan(),
+        journal_check: "intact, 10 entries".into(),
+        now_ms: T0 + 30 * MIN,
+    })
+    .unwrap()
+}
+
+#[test]
+fn the_timeline_has_every_phase_host_and_step_with_real_times() {
+    let r = report_of(&journal(500.0));
+    assert_eq!(r.run.status, "succeeded");
+    assert_eq!(r.run.duration_ms, 20 * MIN);
+    assert_eq!(r.timeline.len(), 3);
+    assert!(r.timeline.iter().all(|s| s.ended_at_ms.is_some()));
+    let app = &r.phases[0];
+    assert_eq!(
+        (app.started_at_ms, app.ended_at_ms),
+        (Some(T0 + 2 * MIN), Some(T0 + 11 * MIN))
+    );
+    assert_eq!(app.hosts[1].ended_at_ms, Some(T0 + 11 * MIN));
+    assert_eq!(r.versions.len(), 2);
+    assert_eq!(r.versions[0].to, "c2c2c2c2c2 (release 1.1 STABLE)");
+    assert_eq!(r.approvals[0].by, "bob");
+    assert_eq!(r.evidence.len(), 1, "the decision 10 minutes before counts");
+    assert_eq!(
+        r.follow_ups[0].due_at_ms,
+        Some(T0 + 20 * MIN + 24 * 60 * MIN)
+    );
+}
+
+#[test]
+fn success_criteria_are_measured_from_the_journals_times() {
+    let r = report_of(&journal(500.0));
+    let find = |name: &str| r.success.iter().find(|c| c.name.starts_with(name)).unwrap();
+    assert_eq!(find("Recovery").met, Some(true));
+    assert_eq!(find("Recovery").measured, "20 m 0 s");
+    assert_eq!(
+        find("Stakeholders").met,
+        Some(true),
+        "notified 12 minutes in"
+    );
+    assert_eq!(find("No new errors").met, Some(true));
+    assert_eq!(find("Data integrity").met, Some(true));
+    assert_eq!(find("Timeline").met, Some(true));
+
+    // An unfinished run: not recovered, timeline incomplete.
+    let mut open = journal(0.0);
+    open.truncate(7);
+    let r = report_of(&open);
+    let find = |name: &str| r.success.iter().find(|c| c.name.starts_with(name)).unwrap();
+    assert_eq!(find("Recovery").met, Some(false));
+    assert_eq!(find("Timeline").met, Some(false));
+    assert_eq!(find("Stakeholders").met, None, "no notify step ran yet");
+}
+
+#[test]
+fn escalation_fires_exactly_when_the_threshold_is_crossed() {
+    let state = |loss: f64| {
+        report_of(&journal(loss))
+            .escalations
+            .iter()
+            .map(|e| (e.who.clone(), e.state.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(state(10_000.0)[0], ("CTO".into(), "not fired".into()));
+    assert_eq!(state(10_000.01)[0], ("CTO".into(), "fired".into()));
+    assert_eq!(
+        state(0.0)[1],
+        ("Legal".into(), "unknown".into()),
+        "no step measured data_breach"
+    );
+}
+
+#[test]
+fn markdown_and_json_reports_are_stable() {
+    let r = report_of(&journal(12_500.0));
+    insta::assert_snapshot!("markdown", markdown(&r));
+    insta::assert_json_snapshot!("json", r);
+}
+
+#[test]
+fn the_html_report_has_one_timeline_bar_per_phase_and_host() {
+    let r = report_of(&journal(0.0));
+    let page = html(&r);
+    assert_eq!(
+        page.matches("<rect class=\"bar\"").count(),
+        3,
+        "application × 2, communication × 1"
+    );
+    assert!(page.contains("application / app-2"));
+    assert!(page.starts_with("<!doctype html>"));
+    assert!(!page.contains("<script"), "a report runs nothing");
+}
