@@ -29,6 +29,11 @@ impl Plugin for Health {
             "HTTP health checks (up, slow, down) and a count of matching lines in an error log tail.",
         )
         .action(
+            "baseline",
+            "Samples response time and error-log lines N times at an interval, with warnings over thresholds.",
+            false,
+        )
+        .action(
             "check",
             "Calls each health URL and counts pattern matches in the last lines of a log file; with require_healthy, fails when a check is down.",
             false,
@@ -38,12 +43,15 @@ impl Plugin for Health {
     fn run(step: Step) -> Result<Outcome, PluginError> {
         match step.action.as_str() {
             "check" => check(&step),
+            "baseline" => baseline::run(&step),
             _ => Err(step.unknown_action()),
         }
     }
 }
 
 export_plugin!(Health);
+
+mod baseline;
 
 /// Parameters of the `check` action.
 #[derive(Debug, Deserialize)]
@@ -76,6 +84,12 @@ struct CheckParams {
     /// Above this latency an up check is reported `slow`.
     #[serde(default)]
     slow_ms: Option<u64>,
+    /// A request body (a probe such as the registration flow's POST with
+    /// test data); sent as JSON unless `headers` set a content type.
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,8 +251,21 @@ fn status_word(status: Status) -> &'static str {
 /// Calls one URL and classifies the answer.
 fn run_check(check: &CheckParams) -> CheckResult {
     let name = check.name.clone().unwrap_or_else(|| check.url.clone());
-    let request = HttpRequest::new(check.method.to_ascii_uppercase(), check.url.clone())
+    let mut request = HttpRequest::new(check.method.to_ascii_uppercase(), check.url.clone())
         .timeout_ms(check.timeout_ms);
+    for (name, value) in &check.headers {
+        request = request.header(name.clone(), value.clone());
+    }
+    if let Some(body) = &check.body {
+        if !check
+            .headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header("content-type", "application/json");
+        }
+        request = request.body(body.clone().into_bytes());
+    }
 
     let started = host::now();
     let response = request.send();

@@ -235,3 +235,76 @@ fn a_plugin_whose_needs_are_not_granted_is_not_loaded_and_the_refusal_says_why()
     )
     .expect("a plugin that declares no needs loads");
 }
+
+fn register(seen: &super::Seen) -> (u16, String, Duration) {
+    let json = seen
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v == "application/json");
+    if seen.method == "POST" && json && seen.body.starts_with(b"{\"email\"") {
+        (201, "created".into(), Duration::ZERO)
+    } else {
+        route(seen)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_probe_with_test_data_must_answer_as_expected() {
+    let server = TestServer::start(register);
+    let host = host(
+        "health",
+        Grants {
+            urls: vec![server.url("/")],
+            ..Default::default()
+        },
+    );
+    let params = json!({ "checks": [{
+        "name": "registration", "url": server.url("/api/auth/register"), "method": "POST",
+        "expect_status": [200, 201], "body": "{\"email\":\"rollback_test@example.com\"}",
+    }], "require_healthy": true });
+    let (outcome, _) = step(&host, "health", "check", params, Opts::default()).await;
+    assert_eq!(data(&outcome)["checks"][0]["status"], "up", "{outcome:?}");
+    // Without the body the endpoint does not create anything: down, and the step fails.
+    let params = json!({ "checks": [{
+        "name": "registration", "url": server.url("/api/auth/register"), "method": "POST",
+        "expect_status": [200, 201],
+    }], "require_healthy": true });
+    let (outcome, _) = step(&host, "health", "check", params, Opts::default()).await;
+    assert_eq!(failure(&outcome).0, "unhealthy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baseline_samples_response_and_errors_and_warns_over_thresholds() {
+    let server = TestServer::start(route);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("error.log");
+    std::fs::write(&log, "ERROR a\nERROR b\nok\nERROR c\n").unwrap();
+    let host = host(
+        "health",
+        Grants {
+            urls: vec![server.url("/")],
+            read: vec![logs.path().to_path_buf()],
+            ..Default::default()
+        },
+    );
+    let params = json!({
+        "url": server.url("/slow"), "samples": 3, "every": "100ms", "warn_response_s": 0.2,
+        "log": { "path": log, "tail_lines": 50, "pattern": "ERROR" }, "warn_errors": 2,
+    });
+    let (outcome, events) = step(&host, "health", "baseline", params, Opts::default()).await;
+    let d = data(&outcome);
+    let samples = d["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 3);
+    assert!(d["max_response_s"].as_f64().unwrap() >= 0.3, "{d}");
+    assert_eq!(samples[0]["errors"], 3);
+    assert_eq!(
+        d["samples_with_warnings"], 3,
+        "every sample is slow and has 3 > 2 errors"
+    );
+    assert_eq!(d["log"]["matches"], 3);
+    let progress = events
+        .iter()
+        .filter(|e| matches!(e, StepEvent::Progress { .. }))
+        .count();
+    assert_eq!(progress, 3, "one live progress event per sample");
+}
