@@ -129,6 +129,13 @@ action = "check"
 on = "app"
 timeout = "20s"
 params = { require_healthy = true, checks = [{ name = "application", url = "$app/health" }, { name = "database", url = "$app/api/health/database" }] }
+[success]
+rto = "60m"
+timeline_complete = true
+[report]
+root_cause_due = "24h"
+prevention_due = "48h"
+lessons_due = "72h"
 [signals.service_up]
 probe = { check = "application", aggregate = "any-up" }
 interval = "2s"
@@ -305,6 +312,13 @@ cat "$work/watch.out"
 
 say "backout audit verify   (every decision, command and outcome, hash-chained)"
 "$backout" audit verify --config "$work/coordinator.toml"
+
+say "backout report $run_id   (for the company, the next morning)"
+report_dir=${BACKOUT_DEMO_REPORTS:-/tmp/backout-demo-report}
+mkdir -p "$report_dir"
+"$backout" report "$run_id" --format md --out "$report_dir/report.md"
+"$backout" report "$run_id" --format html --out "$report_dir/report.html"
+sed -n '/## Success criteria/,/## Phases/p' "$report_dir/report.md" | head -12
 
 if $keep; then
   say "The fleet keeps running. In another shell:"

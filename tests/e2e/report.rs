@@ -132,6 +132,71 @@ async fn a_runs_report_in_markdown_json_and_html_comes_from_its_journal() {
 
     let html = report(&pki, &addr, &id, "html");
     assert_eq!(html.matches("<rect class=\"bar\"").count(), 3);
+    // It opens in a real browser: headless Chromium renders it to a picture.
+    let page = pki.path().join("report.html");
+    std::fs::write(&page, &html).unwrap();
+    let shot = pki.path().join("report.png");
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1100,1400",
+            &format!("--screenshot={}", shot.display()),
+            &format!("file://{}", page.display()),
+        ])
+        .output()
+        .expect("chromium is installed by scripts/install-parts.sh");
+    let png = std::fs::read(&shot)
+        .unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    assert!(
+        png.len() > 10_000,
+        "a rendered page, not a blank one ({} bytes)",
+        png.len()
+    );
     let out = cli(&pki, &addr, "alice", &["report", "run-nope"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guard_starts_the_rollback_when_an_immediate_trigger_allows_it() {
+    let pki = Pki::new("autorollback.test");
+    let plan = PLAN.to_string()
+        + "[signals.breach]\nmanual = true\n[[trigger]]\nname = \"Breach\"\nclass = \"immediate\"\nwhen = \"breach\"\nunknown = \"ok\"\nauto_rollback = true\ndeciders = [\"release-manager\"]\n";
+    let (coordinator, _agents) = fleet(&pki, &plan, &[]).await;
+    let addr = coordinator.addr.clone();
+    let guard = backout_e2e::cli_child(
+        &pki,
+        &addr,
+        "dave",
+        &["guard", "--interval", "200ms", "--exit-on-immediate"],
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let out = cli(
+        &pki,
+        &addr,
+        "alice",
+        &["signal", "set", "breach=true", "--note", "PII exposed"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = tokio::time::timeout(std::time::Duration::from_secs(30), guard.wait_with_output())
+        .await
+        .expect("guard exits on an immediate trigger")
+        .unwrap();
+    let said = String::from_utf8_lossy(&said.stdout);
+    assert!(said.contains("rollback run run-"), "{said}");
+    let runs = backout_e2e::json_of(&cli(&pki, &addr, "alice", &["runs", "--output", "json"]));
+    let run = &runs["runs"][0];
+    assert_eq!(run["reason"], "guard: Breach fired");
+    assert_eq!(
+        run["started_by"], "dave",
+        "under the guard's own certificate"
+    );
+    assert_eq!(run["status"], "awaiting-approval", "approvals still apply");
 }

@@ -204,7 +204,7 @@ async fn act(
             auto_rollback,
         } => {
             let what = if auto_rollback {
-                "the plan allows guard to start the rollback; rollback runs are not built yet, so guard records the decision and does not start one"
+                "the plan lets guard start the rollback"
             } else {
                 "the plan leaves the rollback to its deciders"
             };
@@ -224,6 +224,29 @@ async fn act(
                     "{now} guard: could not record the decision: {}",
                     e.message()
                 ),
+            }
+            if auto_rollback {
+                // The run still waits for the plan's approvals: guard only
+                // saves the deciders the minute it takes to start it.
+                let request = wire::StartRunRequest {
+                    reason: format!("guard: {trigger} fired"),
+                    ..Default::default()
+                };
+                match client.start_run(request).await {
+                    Ok(run) => println!(
+                        "{now} rollback run {} started; it waits for {}",
+                        run.get_ref().run_id,
+                        run.get_ref()
+                            .pending
+                            .iter()
+                            .map(|p| p.roles.join(" + "))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                    Err(e) => {
+                        println!("{now} guard: could not start the rollback: {}", e.message())
+                    }
+                }
             }
             exit_on_immediate.then_some(Exit::Failed)
         }

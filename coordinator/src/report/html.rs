@@ -87,6 +87,73 @@ pub fn timeline_svg(r: &Report) -> String {
     o
 }
 
+const CHART_H: i64 = 180;
+
+/// A signal's line over time, its trigger's threshold dashed, and the run's
+/// start and end as vertical lines.
+pub fn chart_svg(r: &Report, c: &super::Chart) -> String {
+    let Some((first, last)) = c.points.first().zip(c.points.last()) else {
+        return format!(
+            "<p>{}: no data ({})</p>",
+            esc(&c.signal),
+            esc(c.error.as_deref().unwrap_or("no samples"))
+        );
+    };
+    // The x axis covers the points and the run itself.
+    let run_end = r.run.ended_at_ms.unwrap_or(r.generated_at_ms);
+    let t0 = first.0.min(r.run.started_at_ms);
+    let t1 = last.0.max(run_end).max(t0 + 1);
+    let top = c
+        .points
+        .iter()
+        .map(|p| p.1)
+        .chain(c.threshold)
+        .fold(f64::MIN, f64::max)
+        .max(f64::MIN_POSITIVE)
+        * 1.1;
+    let x = |ms: i64| 50 + (ms - t0) * (WIDTH - 60) / (t1 - t0);
+    let y = |v: f64| 10 + ((1.0 - v / top) * (CHART_H - 30) as f64) as i64;
+    let points: Vec<String> = c
+        .points
+        .iter()
+        .map(|(t, v)| format!("{},{}", x(*t), y(*v)))
+        .collect();
+    let mut o = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"{WIDTH}\" height=\"{CHART_H}\"><text x=\"50\" y=\"12\" font-size=\"12\">{} — {}</text>",
+        esc(&c.trigger),
+        esc(&c.condition)
+    );
+    let _ = write!(
+        o,
+        "<polyline fill=\"none\" stroke=\"#1565c0\" stroke-width=\"2\" points=\"{}\"/>",
+        points.join(" ")
+    );
+    if let Some(t) = c.threshold {
+        let _ = write!(
+            o,
+            "<line class=\"threshold\" x1=\"50\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"#c62828\" stroke-dasharray=\"6 4\"/><text x=\"4\" y=\"{y}\" font-size=\"11\">{t}</text>",
+            WIDTH - 10,
+            y = y(t)
+        );
+    }
+    for (label, at) in [
+        ("start", Some(r.run.started_at_ms)),
+        ("end", r.run.ended_at_ms),
+    ] {
+        if let Some(at) = at.filter(|at| (t0..=t1).contains(at)) {
+            let _ = write!(
+                o,
+                "<line x1=\"{x}\" x2=\"{x}\" y1=\"14\" y2=\"{}\" stroke=\"#555\"/><text x=\"{x}\" y=\"{}\" font-size=\"11\">run {label}</text>",
+                CHART_H - 18,
+                CHART_H - 6,
+                x = x(at)
+            );
+        }
+    }
+    o.push_str("</svg>");
+    o
+}
+
 pub fn html(r: &Report) -> String {
     let run = &r.run;
     let mut o = String::new();
@@ -113,6 +180,12 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
         esc(&r.journal)
     );
     let _ = write!(o, "<h2>Timeline</h2>{}", timeline_svg(r));
+    if !r.charts.is_empty() {
+        let _ = write!(o, "<h2>Signals around the rollback</h2>");
+        for c in &r.charts {
+            o.push_str(&chart_svg(r, c));
+        }
+    }
     let _ = write!(
         o,
         "<h2>Success criteria</h2><table><tr><th>Criterion</th><th>Target</th><th>Measured</th><th>Result</th></tr>"

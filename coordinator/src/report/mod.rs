@@ -40,9 +40,25 @@ pub struct Report {
     pub figures: BTreeMap<String, Value>,
     pub escalations: Vec<EscalationFacts>,
     pub evidence: Vec<Evidence>,
+    /// The fired triggers' signals before, during and after the run.
+    pub charts: Vec<Chart>,
     pub follow_ups: Vec<FollowUp>,
     /// The journal's own check, as `audit verify` says it.
     pub journal: String,
+}
+
+/// One signal over time around the run, with the line its trigger draws.
+#[derive(Debug, Clone, Serialize)]
+pub struct Chart {
+    pub trigger: String,
+    pub signal: String,
+    /// `error_rate > 0.05`.
+    pub condition: String,
+    pub threshold: Option<f64>,
+    pub points: Vec<(i64, f64)>,
+    /// Why there are no points, if there are none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +166,7 @@ pub struct Inputs<'a> {
     pub context: &'a [Entry],
     pub plan: &'a Plan,
     pub journal_check: String,
+    pub charts: Vec<Chart>,
     pub now_ms: i64,
 }
 
@@ -159,6 +176,37 @@ fn body(e: &Entry) -> Value {
 
 fn text(v: &Value, key: &str) -> String {
     v[key].as_str().unwrap_or_default().to_string()
+}
+
+/// The triggers to chart: those named in decisions recorded around the run
+/// (the ones that fired); without any, every trigger with a plain threshold
+/// (`signal OP number`). Each with its signal and threshold.
+pub fn chart_triggers(
+    plan: &Plan,
+    context: &[Entry],
+    start: i64,
+    end: i64,
+) -> Vec<(String, String, String, f64)> {
+    let fired: Vec<String> = evidence(context, start, end)
+        .iter()
+        .filter(|e| e.kind == "decision")
+        .filter_map(|e| e.text.split(':').next().map(str::to_string))
+        .collect();
+    let chosen: Vec<_> = plan
+        .triggers
+        .iter()
+        .filter(|t| fired.is_empty() || fired.contains(&t.name))
+        .filter_map(|t| {
+            let (signal, op, value) = t.when.threshold()?;
+            Some((
+                t.name.clone(),
+                signal.clone(),
+                format!("{signal} {op} {value}"),
+                value,
+            ))
+        })
+        .collect();
+    chosen.into_iter().take(4).collect()
 }
 
 /// Builds the report. `None` when the journal has no such run.
@@ -240,6 +288,7 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         evidence: evidence(inputs.context, meta.started_at_ms, end),
         follow_ups: follow_ups(inputs.plan, meta.finished_at_ms),
         journal: inputs.journal_check.clone(),
+        charts: inputs.charts.clone(),
         run: run_facts,
         phases,
         timeline,

@@ -153,6 +153,21 @@ fn report_of(entries: &[Entry]) -> Report {
         context: &context,
         plan: &plan(),
         journal_check: "intact, 10 entries".into(),
+        charts: vec![Chart {
+            trigger: "High Error Rate".into(),
+            signal: "error_rate".into(),
+            condition: "error_rate > 0.05".into(),
+            threshold: Some(0.05),
+            points: (0..60)
+                .map(|i| {
+                    (
+                        T0 - 30 * MIN + i * MIN,
+                        if (25..40).contains(&i) { 0.12 } else { 0.01 },
+                    )
+                })
+                .collect(),
+            error: None,
+        }],
         now_ms: T0 + 30 * MIN,
     })
     .unwrap()
@@ -243,4 +258,9 @@ fn the_html_report_has_one_timeline_bar_per_phase_and_host() {
     assert!(page.contains("application / app-2"));
     assert!(page.starts_with("<!doctype html>"));
     assert!(!page.contains("<script"), "a report runs nothing");
+    assert_eq!(page.matches("<polyline").count(), 1, "one chart");
+    assert!(
+        page.contains("class=\"threshold\""),
+        "the trigger's line is drawn"
+    );
 }

@@ -234,7 +234,7 @@ impl wire::control_server::Control for ControlService {
     ) -> Result<Response<wire::ReportReply>, Status> {
         self.operator(&request)?;
         let req = request.into_inner();
-        let text = super::run_wire::report(&self.state, &req.run_id, &req.format)?;
+        let text = super::run_wire::report(&self.state, &req.run_id, &req.format).await?;
         Ok(Response::new(wire::ReportReply { text }))
     }
 

@@ -176,9 +176,54 @@ pub fn summary_to_wire(s: &Summary) -> wire::RunSummary {
     }
 }
 
+/// How far before the run and after its end the signal charts reach.
+const CHART_BEFORE_MS: i64 = 30 * 60 * 1000;
+const CHART_AFTER_MS: i64 = 15 * 60 * 1000;
+
+/// The charts of the triggers that fired around a run, from Prometheus.
+async fn charts(
+    plan: &backout_plan::model::Plan,
+    context: &[crate::journal::Entry],
+    start: i64,
+    end: i64,
+    now: i64,
+) -> Vec<crate::report::Chart> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    let (from, to) = (start - CHART_BEFORE_MS, (end + CHART_AFTER_MS).min(now));
+    let step_s = u64::try_from((to - from) / 1000 / 240).unwrap_or(1).max(1);
+    let mut out = Vec::new();
+    for (trigger, signal, condition, threshold) in
+        crate::report::chart_triggers(plan, context, start, end)
+    {
+        let Some(backout_plan::model::Source::Prometheus { url, query }) =
+            plan.signals.get(&signal).map(|s| &s.source)
+        else {
+            continue;
+        };
+        let (points, error) =
+            match crate::signals::sampler::query_range(&client, url, query, from, to, step_s).await
+            {
+                Ok(points) => (points, None),
+                Err(e) => (Vec::new(), Some(e)),
+            };
+        out.push(crate::report::Chart {
+            trigger,
+            signal,
+            condition,
+            threshold: Some(threshold),
+            points,
+            error,
+        });
+    }
+    out
+}
+
 /// The report of `run_id` in `format` (md, json, html), built from the
-/// journal as it is now.
-pub fn report(state: &State, run_id: &str, format: &str) -> Result<String, Status> {
+/// journal as it is now, with the fired triggers' signals from Prometheus.
+pub async fn report(state: &State, run_id: &str, format: &str) -> Result<String, Status> {
     let board = state
         .board
         .as_ref()
@@ -194,13 +239,30 @@ pub fn report(state: &State, run_id: &str, format: &str) -> Result<String, Statu
             format!("BROKEN at entry {seq}: {reason}")
         }
     };
+    let now = backout_proto::now_ms();
+    let created = entries.iter().find(|e| e.kind == "run.created");
+    let ended = entries.iter().find(|e| e.kind == "run.ended");
+    let charts = match created {
+        Some(c) => {
+            charts(
+                board.plan(),
+                &context,
+                c.at_ms,
+                ended.map_or(now, |e| e.at_ms),
+                now,
+            )
+            .await
+        }
+        None => Vec::new(),
+    };
     let report = crate::report::build(&crate::report::Inputs {
         run_id,
         entries: &entries,
         context: &context,
         plan: board.plan(),
         journal_check,
-        now_ms: backout_proto::now_ms(),
+        charts,
+        now_ms: now,
     })
     .ok_or_else(|| Status::not_found(format!("no run `{run_id}` in the journal")))?;
     match format {

@@ -110,6 +110,66 @@ pub async fn query_prometheus(
     Ok(parse_query_result(&body["data"]))
 }
 
+/// Runs a range query from `start_ms` to `end_ms` with `step_s` seconds
+/// between points: the first series, as (ms, value) points (NaN dropped).
+pub async fn query_range(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+    start_ms: i64,
+    end_ms: i64,
+    step_s: u64,
+) -> Result<Vec<(i64, f64)>, String> {
+    let url = format!("{}/api/v1/query_range", base.trim_end_matches('/'));
+    let seconds = |ms: i64| format!("{:.3}", ms as f64 / 1000.0);
+    let response = client
+        .get(&url)
+        .query(&[
+            ("query", query.to_string()),
+            ("start", seconds(start_ms)),
+            ("end", seconds(end_ms)),
+            ("step", step_s.max(1).to_string()),
+        ])
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", backout_tls::tls::error_chain(&e)))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| format!("{url}: {}", backout_tls::tls::error_chain(&e)))?;
+    let body: Json =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{url}: answer is not JSON: {e}"))?;
+    if !status.is_success() || body["status"] != "success" {
+        return Err(format!(
+            "{url}: HTTP {status}: {}",
+            body["error"].as_str().unwrap_or("query failed")
+        ));
+    }
+    Ok(parse_range_result(&body["data"]))
+}
+
+/// The points of the first series of a matrix result.
+pub fn parse_range_result(data: &Json) -> Vec<(i64, f64)> {
+    let Some(values) = data["result"]
+        .as_array()
+        .and_then(|r| r.first())
+        .and_then(|series| series["values"].as_array())
+    else {
+        return Vec::new();
+    };
+    values
+        .iter()
+        .filter_map(|pair| {
+            let at = pair.get(0)?.as_f64()?;
+            let value: f64 = pair.get(1)?.as_str()?.parse().ok()?;
+            value
+                .is_finite()
+                .then_some(((at * 1000.0).round() as i64, value))
+        })
+        .collect()
+}
+
 /// The first number of a vector or scalar result.
 pub fn parse_query_result(data: &Json) -> Option<f64> {
     let sample = match data["resultType"].as_str()? {
@@ -171,6 +231,19 @@ pub fn aggregate_probe(outcomes: &[StepOutcome], check: &str, aggregate: &str) -
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn range_results_give_the_first_series_without_nan() {
+        let data = json!({ "resultType": "matrix", "result": [
+            { "metric": {}, "values": [[1700000000.5, "0.01"], [1700000001.5, "NaN"], [1700000002.5, "0.12"]] },
+            { "metric": {}, "values": [[1700000000.5, "9"]] },
+        ]});
+        assert_eq!(
+            parse_range_result(&data),
+            [(1_700_000_000_500, 0.01), (1_700_000_002_500, 0.12)]
+        );
+        assert!(parse_range_result(&json!({ "result": [] })).is_empty());
+    }
 
     #[test]
     fn vector_scalar_empty_and_nan_results() {
