@@ -136,6 +136,27 @@ enum Command {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Rehearse the plan against its staging fleet: a real run with its
+    /// approvals, followed live; then a drill report with each phase's time
+    /// against the last drill's, and the plan file stamped with the date
+    /// and the figures. Refuses a coordinator that serves another plan.
+    ///
+    /// Example: backout drill --plan staging.toml
+    Drill {
+        /// The staging plan: the one the coordinator serves.
+        #[arg(long)]
+        plan: PathBuf,
+        /// Only these phases (comma-separated; default: every non-optional phase).
+        #[arg(long, value_delimiter = ',')]
+        phases: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Where the drill report goes (default: drill-RUN.md here).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Abort a run: nothing more is dispatched.
     Abort {
         run: String,
@@ -376,6 +397,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 to_version: to.unwrap_or_default(),
                 phases,
                 dry_run,
+                drill: false,
             };
             let summary = control
                 .start_run(request)
@@ -464,6 +486,22 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 None => print!("{text}"),
             }
             Ok(Exit::Ok)
+        }
+        Command::Drill {
+            plan,
+            phases,
+            reason,
+            out,
+            output,
+        } => {
+            let args = cli::drill::DrillArgs {
+                plan,
+                phases,
+                reason,
+                out,
+                output,
+            };
+            cli::drill::run(&cli.connect, args).await
         }
         Command::Abort { run, output } => {
             let mut control = cli.connect.control().await?;

@@ -191,6 +191,22 @@ pub struct Drill {
     /// Stamped by `backout drill`.
     #[serde(default)]
     pub last_tested: Option<String>,
+    /// The last drill's result, stamped by `backout drill`.
+    #[serde(default)]
+    pub last: Option<DrillResult>,
+}
+
+/// `[drill.last]`: what the last drill measured.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DrillResult {
+    #[serde(default)]
+    pub run: String,
+    #[serde(default)]
+    pub result: String,
+    /// Seconds each phase took, by phase id.
+    #[serde(default)]
+    pub phases: std::collections::BTreeMap<String, f64>,
 }
 
 /// The run figures escalation rules may use.

@@ -200,3 +200,86 @@ async fn guard_starts_the_rollback_when_an_immediate_trigger_allows_it() {
     );
     assert_eq!(run["status"], "awaiting-approval", "approvals still apply");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_runs_the_plan_stamps_it_and_later_reports_compare_with_it() {
+    let pki = Pki::new("drill.test");
+    let (coordinator, _agents) = fleet(&pki, PLAN, &["app-1", "app-2"]).await;
+    let addr = coordinator.addr.clone();
+    let plan = pki.path().join("plan.toml");
+
+    // Not the plan this coordinator serves: refused before anything runs.
+    let other = pki.path().join("other.toml");
+    std::fs::write(&other, PLAN.replace("report e2e", "production")).unwrap();
+    let out = cli(
+        &pki,
+        &addr,
+        "dave",
+        &["drill", "--plan", other.to_str().unwrap()],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let report_file = pki.path().join("drill.md");
+    let drill = backout_e2e::cli_child(
+        &pki,
+        &addr,
+        "dave",
+        &[
+            "drill",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--out",
+            report_file.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    );
+    // The drill waits for its approvals like any run.
+    let id = backout_e2e::wait_for("the drill run", std::time::Duration::from_secs(20), || {
+        let runs = backout_e2e::json_of(&cli(&pki, &addr, "alice", &["runs", "--output", "json"]));
+        runs["runs"][0]["run"].as_str().map(str::to_string)
+    })
+    .await;
+    backout_e2e::json_of(&cli(
+        &pki,
+        &addr,
+        "bob",
+        &["approve", &id, "--output", "json"],
+    ));
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), drill.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let stamped = backout_plan::model::Plan::load(&plan).unwrap();
+    let last = stamped.drill.unwrap().last.unwrap();
+    assert_eq!(
+        (last.run.as_str(), last.result.as_str()),
+        (id.as_str(), "succeeded")
+    );
+    assert!(last.phases.contains_key("application") && last.phases.contains_key("communication"));
+    let text = std::fs::read_to_string(&report_file).unwrap();
+    assert!(
+        text.contains("(drill)") && text.contains("## Against the last drill"),
+        "{text}"
+    );
+
+    // A later run's report shows each phase against the drill.
+    let later = start_approved(&pki, &addr);
+    ended(&pki, &addr, &later).await;
+    let json: Value = serde_json::from_str(&report(&pki, &addr, &later, "json")).unwrap();
+    assert_eq!(
+        json["phases"][0]["last_drill_s"].as_f64(),
+        last.phases.get("application").copied()
+    );
+}

@@ -2,6 +2,7 @@
 
 pub mod assess;
 pub mod client;
+pub mod drill;
 pub mod guard;
 pub mod matrix;
 pub mod pki;

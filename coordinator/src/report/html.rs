@@ -170,7 +170,11 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
         "<h1>Rollback report: {}</h1><table><tr><th>Run</th><td><code>{}</code>{}</td></tr><tr><th>Status</th><td><b>{}</b></td></tr><tr><th>Reason</th><td>{}</td></tr><tr><th>Started by</th><td>{}</td></tr><tr><th>Started</th><td>{}</td></tr><tr><th>Ended</th><td>{}</td></tr><tr><th>Duration</th><td>{}</td></tr><tr><th>Journal</th><td>{}</td></tr></table>",
         esc(&r.plan),
         esc(&run.id),
-        if run.dry_run { " (dry run)" } else { "" },
+        match (run.dry_run, run.drill) {
+            (true, _) => " (dry run)",
+            (_, true) => " (drill)",
+            _ => "",
+        },
         esc(&run.status.to_uppercase()),
         esc(&run.reason),
         esc(&run.started_by),

@@ -35,12 +35,12 @@ pub fn markdown(r: &Report) -> String {
     let run = &r.run;
     let _ = writeln!(o, "# Rollback report: {}\n", cell(&r.plan));
     let _ = writeln!(o, "| | |\n| --- | --- |");
-    let _ = writeln!(
-        o,
-        "| Run | `{}`{} |",
-        run.id,
-        if run.dry_run { " (dry run)" } else { "" }
-    );
+    let kind = match (run.dry_run, run.drill) {
+        (true, _) => " (dry run)",
+        (_, true) => " (drill)",
+        _ => "",
+    };
+    let _ = writeln!(o, "| Run | `{}`{kind} |", run.id);
     let _ = writeln!(o, "| Status | **{}** |", run.status.to_uppercase());
     let _ = writeln!(o, "| Reason | {} |", cell(&run.reason));
     if !run.to_version.is_empty() {
@@ -83,9 +83,12 @@ pub fn markdown(r: &Report) -> String {
             .iter()
             .map(|h| format!("{} {}", h.host, h.state))
             .collect();
+        let drill = p
+            .last_drill_s
+            .map_or_else(|| "—".into(), |s| human_ms((s * 1000.0) as i64));
         let _ = writeln!(
             o,
-            "| {} ({}) | {} | {} | {} | {} | {} |",
+            "| {} ({}) | {} | {} | {} | {} | {drill} | {} |",
             cell(&p.name),
             p.id,
             p.status,

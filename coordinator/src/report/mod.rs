@@ -67,6 +67,7 @@ pub struct RunFacts {
     pub reason: String,
     pub to_version: String,
     pub dry_run: bool,
+    pub drill: bool,
     pub started_by: String,
     pub started_at_ms: i64,
     pub ended_at_ms: Option<i64>,
@@ -90,6 +91,8 @@ pub struct PhaseFacts {
     pub status: String,
     pub started_at_ms: Option<i64>,
     pub ended_at_ms: Option<i64>,
+    /// Seconds the phase took in the last drill (`[drill.last]`).
+    pub last_drill_s: Option<f64>,
     pub hosts: Vec<HostFacts>,
 }
 
@@ -167,6 +170,8 @@ pub struct Inputs<'a> {
     pub plan: &'a Plan,
     pub journal_check: String,
     pub charts: Vec<Chart>,
+    /// The last drill of this plan (or of its staging plan).
+    pub drill: Option<backout_plan::sections::DrillResult>,
     pub now_ms: i64,
 }
 
@@ -248,6 +253,10 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
                 status: phase_word(&status).into(),
                 started_at_ms,
                 ended_at_ms,
+                last_drill_s: inputs
+                    .drill
+                    .as_ref()
+                    .and_then(|d| d.phases.get(&id).copied()),
                 hosts: run
                     .hosts_of(&id)
                     .into_iter()
@@ -273,6 +282,7 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         reason: meta.reason.clone(),
         to_version: meta.to_version.clone(),
         dry_run: meta.dry_run,
+        drill: meta.drill,
         started_by: meta.started_by.clone(),
         started_at_ms: meta.started_at_ms,
         ended_at_ms: meta.finished_at_ms,

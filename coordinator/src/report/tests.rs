@@ -168,6 +168,11 @@ fn report_of(entries: &[Entry]) -> Report {
                 .collect(),
             error: None,
         }],
+        drill: Some(backout_plan::sections::DrillResult {
+            run: "run-0".into(),
+            result: "succeeded".into(),
+            phases: [("application".to_string(), 420.0)].into(),
+        }),
         now_ms: T0 + 30 * MIN,
     })
     .unwrap()
@@ -186,6 +191,7 @@ fn the_timeline_has_every_phase_host_and_step_with_real_times() {
         (Some(T0 + 2 * MIN), Some(T0 + 11 * MIN))
     );
     assert_eq!(app.hosts[1].ended_at_ms, Some(T0 + 11 * MIN));
+    assert_eq!(app.last_drill_s, Some(420.0), "against the last drill");
     assert_eq!(r.versions.len(), 2);
     assert_eq!(r.versions[0].to, "c2c2c2c2c2 (release 1.1 STABLE)");
     assert_eq!(r.approvals[0].by, "bob");

@@ -27,6 +27,16 @@ mod watch;
 use codec::{event_from_journal, event_json, scope_name};
 pub use watch::RunEvent;
 
+/// What an operator asks for when starting a run.
+#[derive(Debug, Clone, Default)]
+pub struct StartRun {
+    pub reason: String,
+    pub to_version: String,
+    pub phases: Vec<String>,
+    pub dry_run: bool,
+    pub drill: bool,
+}
+
 /// What a succeeded step reported: its one line and its data (JSON text).
 #[derive(Debug, Clone)]
 pub struct StepResult {
@@ -41,6 +51,8 @@ pub struct RunMeta {
     pub reason: String,
     pub to_version: String,
     pub dry_run: bool,
+    /// A rehearsal (`backout drill`).
+    pub drill: bool,
     pub started_by: String,
     pub started_at_ms: i64,
     pub finished_at_ms: Option<i64>,
@@ -285,14 +297,16 @@ impl Runs {
 
     /// Starts a run and its driver task. A dry run needs no approvals: it
     /// changes nothing.
-    pub fn start(
-        state: &Arc<State>,
-        by: &str,
-        reason: &str,
-        to_version: &str,
-        phases: &[String],
-        dry_run: bool,
-    ) -> Result<Summary, RunError> {
+    pub fn start(state: &Arc<State>, by: &str, req: &StartRun) -> Result<Summary, RunError> {
+        let StartRun {
+            reason,
+            to_version,
+            phases,
+            dry_run,
+            drill,
+        } = req;
+        let (reason, to_version, dry_run, drill) =
+            (reason.as_str(), to_version.as_str(), *dry_run, *drill);
         let board = state.board.as_ref().ok_or(RunError::NoPlan)?;
         let mut plan = RunPlan::new(board.plan(), phases)?;
         if dry_run {
@@ -309,6 +323,7 @@ impl Runs {
             reason: reason.into(),
             to_version: to_version.into(),
             dry_run,
+            drill,
             started_by: by.into(),
             started_at_ms: now,
             finished_at_ms: None,
@@ -319,7 +334,7 @@ impl Runs {
                 now,
                 &id,
                 "run.created",
-                &json!({ "reason": reason, "to_version": to_version, "phases": phases, "dry_run": dry_run, "by": by, "plan": plan }),
+                &json!({ "reason": reason, "to_version": to_version, "phases": phases, "dry_run": dry_run, "drill": drill, "by": by, "plan": plan }),
             )
             .map_err(|e| RunError::Journal(e.to_string()))?;
         let mut entry = Entry {
@@ -464,6 +479,7 @@ pub fn replay(
         reason: body["reason"].as_str().unwrap_or_default().into(),
         to_version: body["to_version"].as_str().unwrap_or_default().into(),
         dry_run: body["dry_run"].as_bool().unwrap_or(false),
+        drill: body["drill"].as_bool().unwrap_or(false),
         started_by,
         started_at_ms: created.at_ms,
         finished_at_ms: entries

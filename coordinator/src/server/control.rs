@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::run_wire::{WatchStream, summary_to_wire, watch_stream};
 use crate::assess;
-use crate::runs::{RunError, Runs};
+use crate::runs::{RunError, Runs, StartRun};
 use crate::signals::board::{Board, SignalView};
 use backout_plan::expr::Value;
 use backout_plan::matrix::Verdict;
@@ -184,15 +184,14 @@ impl wire::control_server::Control for ControlService {
         if req.reason.trim().is_empty() {
             return Err(Status::invalid_argument("a run needs a reason (--reason)"));
         }
-        let summary = Runs::start(
-            &self.state,
-            &operator.name,
-            &req.reason,
-            &req.to_version,
-            &req.phases,
-            req.dry_run,
-        )
-        .map_err(run_status)?;
+        let start = StartRun {
+            reason: req.reason.clone(),
+            to_version: req.to_version,
+            phases: req.phases,
+            dry_run: req.dry_run,
+            drill: req.drill,
+        };
+        let summary = Runs::start(&self.state, &operator.name, &start).map_err(run_status)?;
         tracing::warn!(run = %summary.meta.id, operator = %operator.name, reason = %req.reason, "rollback run started");
         Ok(Response::new(summary_to_wire(&summary)))
     }

@@ -125,6 +125,7 @@ pub fn summary_to_wire(s: &Summary) -> wire::RunSummary {
         started_at_ms: s.meta.started_at_ms,
         finished_at_ms: s.meta.finished_at_ms.unwrap_or(0),
         dry_run: s.meta.dry_run,
+        drill: s.meta.drill,
         to_version: s.meta.to_version.clone(),
         phases: s
             .phases
@@ -173,6 +174,31 @@ pub fn summary_to_wire(s: &Summary) -> wire::RunSummary {
             })
             .collect(),
         approvals: s.approvals.clone(),
+    }
+}
+
+/// The last drill's figures, read from disk (a drill stamps the file while
+/// the coordinator runs): from the staging plan the plan names (`[drill]
+/// staging_plan`, relative to the plan file), else from the plan itself.
+fn last_drill(state: &State) -> Option<backout_plan::sections::DrillResult> {
+    let path = state.config.plan.as_ref()?;
+    let load = |p: &std::path::Path| match backout_plan::model::Plan::load(p) {
+        Ok(plan) => plan.drill,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a plan's last drill");
+            None
+        }
+    };
+    let drill = load(path)?;
+    match &drill.staging_plan {
+        Some(staging) => {
+            load(&backout_config::resolve(
+                path,
+                std::path::Path::new(staging),
+            ))?
+            .last
+        }
+        None => drill.last,
     }
 }
 
@@ -262,6 +288,7 @@ pub async fn report(state: &State, run_id: &str, format: &str) -> Result<String,
         plan: board.plan(),
         journal_check,
         charts,
+        drill: last_drill(state),
         now_ms: now,
     })
     .ok_or_else(|| Status::not_found(format!("no run `{run_id}` in the journal")))?;
