@@ -382,7 +382,10 @@ async fn a_secret_url_is_filled_in_checked_after_and_never_shown() {
     assert_eq!(code, "host-denied");
     assert!(message.contains("${secret:ELSEWHERE_URL}"), "{message}");
     let everything = format!("{outcome:?}{events:?}");
-    assert!(!everything.contains("elsewhere_do_not_leak"), "{everything}");
+    assert!(
+        !everything.contains("elsewhere_do_not_leak"),
+        "{everything}"
+    );
     assert!(!everything.contains(&closed.to_string()), "{everything}");
 
     // A secret the plugin is not granted is refused before anything else.
