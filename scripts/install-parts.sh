@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
 # Installs the real parts that the tests and the demo start, when missing:
-# Debian's prometheus and python3 (for the sample app). Needs root and apt on
-# a fresh machine; does nothing when they are already there.
+# Debian's prometheus and python3 (for the sample app), and Prism (the
+# OpenAPI mock server the provider tests check plugins' requests against),
+# from the npm registry into target/node. Needs root and apt on a fresh
+# machine for the Debian packages; does nothing when everything is there.
 set -euo pipefail
-if command -v prometheus >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
-  exit 0
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+
+# Prism 5.14.2 is the last 5.x that runs on Debian's Node 20 (5.15 wants 24).
+prism_version="5.14.2"
+prism_prefix="$target_dir/node"
+
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v python3 >/dev/null 2>&1 \
+    || ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends prometheus python3 nodejs npm >/dev/null
+  else
+    echo "prometheus, python3 and npm are needed: apt-get install prometheus python3 nodejs npm (as root)" >&2
+    exit 1
+  fi
 fi
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends prometheus python3 >/dev/null
-else
-  echo "prometheus and python3 are needed: apt-get install prometheus python3 (as root)" >&2
-  exit 1
+
+prism_package="$prism_prefix/node_modules/@stoplight/prism-cli/package.json"
+if ! grep -qs "\"version\": \"$prism_version\"" "$prism_package"; then
+  mkdir -p "$prism_prefix"
+  npm install --prefix "$prism_prefix" --no-audit --no-fund --loglevel=error \
+    "@stoplight/prism-cli@$prism_version" >/dev/null
 fi
