@@ -9,6 +9,7 @@ mod bad_input;
 mod crash;
 mod matrix;
 mod outcomes;
+mod providers;
 mod refusals;
 mod runs;
 mod sandbox;
