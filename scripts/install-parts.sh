@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Installs the real parts that the tests and the demo start, when missing:
-# Debian's prometheus, python3 (for the sample app) and chromium (headless,
-# to open the HTML report). Needs root and apt on a fresh machine; does
-# nothing when they are already there.
+# Debian's prometheus, python3 (for the sample app), chromium (headless, to
+# open the HTML report) and nodejs/npm; and Prism (the OpenAPI mock server
+# the provider tests check plugins' requests against) from the npm registry
+# into target/node. Needs root and apt on a fresh machine for the Debian
+# packages; does nothing when everything is there.
 set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
 
 # command -> Debian package
 declare -A parts=(
   [prometheus]=prometheus
   [python3]=python3
   [chromium]=chromium
+  [npm]=npm
 )
 missing=()
 for command in "${!parts[@]}"; do
@@ -24,4 +30,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "needed: apt-get install ${missing[*]} (as root)" >&2
     exit 1
   fi
+fi
+
+# Prism 5.14.2 is the last 5.x that runs on Debian's Node 20 (5.15 wants 24).
+prism_version="5.14.2"
+prism_prefix="$target_dir/node"
+prism_package="$prism_prefix/node_modules/@stoplight/prism-cli/package.json"
+if ! grep -qs "\"version\": \"$prism_version\"" "$prism_package"; then
+  mkdir -p "$prism_prefix"
+  npm install --prefix "$prism_prefix" --no-audit --no-fund --loglevel=error \
+    "@stoplight/prism-cli@$prism_version" >/dev/null
 fi

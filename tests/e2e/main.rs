@@ -10,6 +10,7 @@ mod bad_input;
 mod crash;
 mod matrix;
 mod outcomes;
+mod providers;
 mod refusals;
 mod report;
 mod runs;

@@ -1,5 +1,6 @@
 //! A tiny HTTP/1.1 server for health checks in tests: `/up` answers 200,
-//! `/down` 503, `/slow` 200 after 800 ms; every request is recorded.
+//! `/down` 503, `/slow` 200 after 800 ms, and paths under `/services/` 200
+//! `ok`, as a Slack incoming webhook does; every request is recorded.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,7 @@ impl TestHttp {
                             tokio::time::sleep(Duration::from_millis(800)).await;
                             ("200 OK", "slow but ok")
                         }
+                        p if p.starts_with("/services/") => ("200 OK", "ok"),
                         _ => ("404 Not Found", "no such path"),
                     };
                     let response = format!(

@@ -78,6 +78,22 @@ pub(crate) enum Refusal {
     Invalid(String),
 }
 
+impl Refusal {
+    /// The same kind of refusal, with a message that names `written` (the
+    /// URL as the plugin wrote it) instead of what was checked: used when
+    /// the checked URL has a secret filled in.
+    pub(crate) fn reworded(self, written: &str) -> Refusal {
+        match self {
+            Refusal::Denied(_) => Refusal::Denied(format!(
+                "HTTP to `{written}` (with its secrets filled in) is not a granted URL"
+            )),
+            Refusal::Invalid(_) => Refusal::Invalid(format!(
+                "`{written}` (with its secrets filled in) is not a valid http(s) URL"
+            )),
+        }
+    }
+}
+
 impl Capabilities {
     /// Validates one plugin's grants.
     pub(crate) fn new(grants: &Grants) -> Result<Self, GrantError> {

@@ -1,12 +1,18 @@
 //! `http`: a request to a granted URL prefix, made by the host.
 //!
-//! The plugin never opens a socket. The host checks the URL against the
-//! grants, refuses state-changing methods in dry-run, fills in granted
-//! secrets in headers and body, and sends the request with the agent's
+//! The plugin never opens a socket. The host fills in granted secrets in the
+//! URL, then checks the filled URL against the grants, refuses
+//! state-changing methods in dry-run, fills in granted secrets in headers and
+//! body, and sends the request with the agent's
 //! client, which follows no redirects (a redirect could lead outside the
 //! granted prefixes; the plugin gets the 3xx and decides) and uses no proxy
 //! from the environment. The wait is bounded by the request's own timeout
 //! and by the step's deadline, whichever comes first.
+//!
+//! A secret in the URL (a Slack incoming webhook's URL is itself the
+//! credential) is never shown: every message about such a request names the
+//! URL as the plugin wrote it, `${secret:NAME}` and all, and the reqwest
+//! errors are stripped of their URL.
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -45,13 +51,26 @@ pub(crate) fn call(
     request: HttpRequest,
 ) -> Result<HttpResponse, HostCallError> {
     let method_name = request.method.trim().to_ascii_uppercase();
-    let url = ctx
-        .caps
-        .check_url(&ctx.plugin, &request.url)
-        .map_err(|r| ctx.refuse(r))?;
+    let secret_url = SecretStore::mentions_secret(request.url.as_bytes());
+    // Secrets are filled in first, so the grant check sees the URL that is
+    // really called.
+    let filled_url = ctx.substitute(&request.url)?;
+    let url = match ctx.caps.check_url(&ctx.plugin, &filled_url) {
+        Ok(url) => url,
+        Err(refusal) if secret_url => {
+            return Err(ctx.refuse(refusal.reworded(&request.url)));
+        }
+        Err(refusal) => return Err(ctx.refuse(refusal)),
+    };
+    // How messages name the URL: as written when it holds a secret.
+    let shown = if secret_url {
+        request.url.clone()
+    } else {
+        url.to_string()
+    };
     if ctx.dry_run && method_name != "GET" && method_name != "HEAD" {
         return Err(ctx.deny(format!(
-            "dry-run: HTTP {method_name} to {url} refused (only GET and HEAD run in dry-run)"
+            "dry-run: HTTP {method_name} to {shown} refused (only GET and HEAD run in dry-run)"
         )));
     }
     let method = reqwest::Method::from_bytes(method_name.as_bytes()).map_err(|_| {
@@ -96,7 +115,10 @@ pub(crate) fn call(
             if let Some(body) = body {
                 builder = builder.body(body);
             }
-            let mut response = builder.send().await.map_err(FetchError::Request)?;
+            let mut response = builder
+                .send()
+                .await
+                .map_err(|e| FetchError::Request(e.without_url()))?;
             let status = response.status().as_u16();
             let headers: Vec<(String, Vec<u8>)> = response
                 .headers()
@@ -104,7 +126,11 @@ pub(crate) fn call(
                 .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
                 .collect();
             let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(FetchError::Request)? {
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| FetchError::Request(e.without_url()))?
+            {
                 if body.len() + chunk.len() > MAX_BODY {
                     return Err(FetchError::TooLarge);
                 }
@@ -125,13 +151,13 @@ pub(crate) fn call(
             body: ctx.secrets.redact_bytes(&body),
         }),
         Ok(Err(FetchError::TooLarge)) => Err(ctx.failed(format!(
-            "the response from {url} is larger than {}",
+            "the response from {shown} is larger than {}",
             bytes_text(MAX_BODY as u64)
         ))),
-        Ok(Err(FetchError::Request(e))) => Err(ctx.failed(describe(&e, &url))),
+        Ok(Err(FetchError::Request(e))) => Err(ctx.failed(describe(&e, &shown))),
         Err(_elapsed) if by_deadline => Err(ctx.stop(StopReason::Deadline)),
         Err(_elapsed) => Err(ctx.timed_out(format!(
-            "no complete response from {url} within {} ms",
+            "no complete response from {shown} within {} ms",
             limit.as_millis()
         ))),
     }
@@ -139,7 +165,7 @@ pub(crate) fn call(
 
 /// A failure in words an operator can act on: "connection refused" rather
 /// than a chain of library types.
-fn describe(error: &reqwest::Error, url: &url::Url) -> String {
+fn describe(error: &reqwest::Error, url: &str) -> String {
     let mut source = error.source();
     let mut innermost = error.to_string();
     while let Some(cause) = source {

@@ -1,7 +1,7 @@
 //! Named secrets: filled in by the host at the boundary, redacted everywhere.
 //!
 //! A plugin never holds a secret's value. It writes `${secret:NAME}` in an
-//! HTTP header or body, or in an exec argument or environment value, and the
+//! HTTP URL, header or body, or in an exec argument or environment value, and the
 //! host replaces it on the way out, provided the plugin is granted `NAME`.
 //! On the way back in (HTTP responses, program output) and on the way to the
 //! coordinator (events, outcomes, error messages) every secret value is

@@ -324,6 +324,8 @@ pub mod host {
 
     impl HttpRequest {
         /// A request with no headers, no body and the host's default timeout.
+        /// `${secret:NAME}` in the URL is filled in by the host, which then
+        /// checks the filled URL against the grants and never shows it.
         pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
             HttpRequest {
                 method: method.into(),

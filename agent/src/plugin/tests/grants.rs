@@ -339,6 +339,77 @@ async fn secrets_reach_the_server_but_never_the_coordinator() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_url_is_filled_in_checked_after_and_never_shown() {
+    let server = TestServer::start(echo_route);
+    let closed = super::closed_port();
+    // A Slack incoming webhook: the URL itself is the credential.
+    let hook = server.url("/services/T000/B000/hook_do_not_leak_7");
+    let elsewhere = format!("http://127.0.0.1:{closed}/services/T000/B000/elsewhere_do_not_leak");
+    let secrets = SecretStore::from_values([
+        ("HOOK_URL", hook.as_str()),
+        ("ELSEWHERE_URL", elsewhere.as_str()),
+        ("NOT_GRANTED_URL", "http://127.0.0.1:1/never"),
+    ])
+    .expect("valid");
+    let host = host_with(
+        vec![config(
+            "testbed",
+            Grants {
+                urls: vec![server.url("/services")],
+                secrets: vec!["HOOK_URL".into(), "ELSEWHERE_URL".into()],
+                ..Default::default()
+            },
+            None,
+        )],
+        secrets,
+    );
+
+    // Filled in, checked against the grant, sent.
+    let params = json!({ "url": "${secret:HOOK_URL}", "method": "POST", "body": "{}" });
+    let (outcome, events) = step(&host, "testbed", "http", params, Opts::default()).await;
+    assert_eq!(data(&outcome)["status"], 200);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/services/T000/B000/hook_do_not_leak_7");
+    let everything = format!("{outcome:?}{events:?}");
+    assert!(!everything.contains("hook_do_not_leak_7"), "{everything}");
+
+    // The grant is checked on the filled URL: a secret pointing outside the
+    // granted prefix is refused, and the refusal names only the marker.
+    let params = json!({ "url": "${secret:ELSEWHERE_URL}", "method": "POST" });
+    let (outcome, events) = step(&host, "testbed", "http", params, Opts::default()).await;
+    let (code, message) = failure(&outcome);
+    assert_eq!(code, "host-denied");
+    assert!(message.contains("${secret:ELSEWHERE_URL}"), "{message}");
+    let everything = format!("{outcome:?}{events:?}");
+    assert!(
+        !everything.contains("elsewhere_do_not_leak"),
+        "{everything}"
+    );
+    assert!(!everything.contains(&closed.to_string()), "{everything}");
+
+    // A secret the plugin is not granted is refused before anything else.
+    let params = json!({ "url": "${secret:NOT_GRANTED_URL}" });
+    let (outcome, _) = step(&host, "testbed", "http", params, Opts::default()).await;
+    assert_eq!(
+        failure(&outcome).1,
+        "secret NOT_GRANTED_URL is not granted to plugin testbed"
+    );
+
+    // Dry-run refuses the POST and names the marker, not the URL.
+    let params = json!({ "url": "${secret:HOOK_URL}", "method": "POST" });
+    let dry = Opts {
+        dry_run: true,
+        ..Default::default()
+    };
+    let (outcome, _) = step(&host, "testbed", "http", params, dry).await;
+    let (code, message) = failure(&outcome);
+    assert_eq!(code, "host-denied");
+    assert!(message.contains("${secret:HOOK_URL}"), "{message}");
+    assert_eq!(server.seen().len(), 1, "nothing more reached the server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_runs_granted_programs_in_granted_directories() {
     let dir = tempfile::tempdir().expect("tempdir");
     let granted = std::fs::canonicalize(dir.path()).expect("canonical");
