@@ -30,7 +30,7 @@ fn inventory_reports_what_was_loaded() {
     let health = &inventory[0];
     let bytes = std::fs::read(wasm("health")).expect("read");
     assert_eq!(health.sha256, sha256_hex(&bytes));
-    assert_eq!(health.actions, ["check"]);
+    assert_eq!(health.actions, ["baseline", "check"]);
     assert!(!health.action_info[0].changes_state);
     assert!(!health.version.is_empty());
     assert!(inventory[1].actions.iter().any(|a| a == "spin"));
@@ -73,7 +73,7 @@ async fn a_replaced_file_is_compiled_again() {
     };
     let host =
         PluginHost::new(&[cfg], SecretStore::empty(), StepLimits::default()).expect("starts");
-    assert_eq!(host.inventory()[0].actions, ["check"]);
+    assert_eq!(host.inventory()[0].actions, ["baseline", "check"]);
 
     // The operator installs another version; a command pinning the new
     // hash gets it, one pinning the old hash is refused.
