@@ -7,6 +7,7 @@
 mod assess;
 mod bad_input;
 mod crash;
+mod db;
 mod matrix;
 mod outcomes;
 mod refusals;
