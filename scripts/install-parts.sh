@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the real parts that the tests and the demo start, when missing:
 # Debian's prometheus, python3 (for the sample app), chromium (headless, to
-# open the HTML report) and nodejs/npm; and Prism (the OpenAPI mock server
+# open the HTML report), nodejs/npm, and PostgreSQL 15 (server binaries
+# initdb/pg_ctl/postgres for the db plugin's tests, the clients
+# psql/pg_dump/pg_restore the plugin runs; the package also creates the
+# `postgres` user the tests run the server as when they run as root); and Prism (the OpenAPI mock server
 # the provider tests check plugins' requests against) from the npm registry
 # into target/node. Needs root and apt on a fresh machine for the Debian
 # packages; does nothing when everything is there.
@@ -17,10 +20,17 @@ declare -A parts=(
   [chromium]=chromium
   [npm]=npm
 )
+have_postgres() {
+  command -v psql >/dev/null 2>&1 && command -v pg_dump >/dev/null 2>&1 &&
+    command -v pg_restore >/dev/null 2>&1 &&
+    { command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
+}
+
 missing=()
 for command in "${!parts[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${parts[$command]}")
 done
+have_postgres || missing+=(postgresql-15 postgresql-client-15)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "real parts the tests start (Debian's prometheus, python3, chromium; Prism from npm)"
+step "real parts the tests start (Debian's prometheus, python3, chromium, postgresql-15; Prism from npm)"
 scripts/install-parts.sh
 prometheus --version 2>&1 | head -1
 

@@ -8,6 +8,7 @@ mod app;
 mod assess;
 mod bad_input;
 mod crash;
+mod db;
 mod matrix;
 mod outcomes;
 mod providers;

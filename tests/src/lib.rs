@@ -8,6 +8,7 @@
 
 pub mod fake;
 pub mod http;
+pub mod postgres;
 pub mod prism;
 pub mod services;
 

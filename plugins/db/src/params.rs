@@ -1,0 +1,346 @@
+//! The parameters of each action, as a plan writes them, and their checks.
+//! Unknown fields are errors: a typo in a rollback plan must not be ignored.
+
+use std::collections::BTreeMap;
+
+use backout_plugin_sdk::PluginError;
+use serde::Deserialize;
+
+use crate::sql;
+
+/// `bad-params` with a message.
+pub fn bad(message: impl Into<String>) -> PluginError {
+    PluginError::new("bad-params", message)
+}
+
+/// Where the database is and who connects. Every action has it as `db`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Db {
+    /// A host name or address, or a directory holding the Unix socket.
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    /// `${secret:NAME}` only: the host fills it into `PGPASSWORD`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `PGSSLMODE`, e.g. `require`.
+    #[serde(default)]
+    pub sslmode: Option<String>,
+    /// Where `pg_dump`, `pg_restore` and `psql` are; by default their bare
+    /// names, looked up in the agent's PATH. Grants name the exact strings.
+    #[serde(default)]
+    pub bin_dir: Option<String>,
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+impl Db {
+    pub fn validate(&self) -> Result<(), PluginError> {
+        for (field, value) in [
+            ("db.host", &self.host),
+            ("db.dbname", &self.dbname),
+            ("db.user", &self.user),
+        ] {
+            if value.trim().is_empty() {
+                return Err(bad(format!("{field} is empty")));
+            }
+        }
+        if let Some(password) = &self.password
+            && sql::secret_reference(password).is_none()
+        {
+            return Err(bad(
+                "db.password must be `${secret:NAME}`: a password written in the plan would be journaled",
+            ));
+        }
+        if let Some(dir) = &self.bin_dir
+            && !dir.starts_with('/')
+        {
+            return Err(bad(format!("db.bin_dir `{dir}` must be absolute")));
+        }
+        Ok(())
+    }
+
+    /// The program to run for a PostgreSQL tool.
+    pub fn program(&self, tool: &str) -> String {
+        match &self.bin_dir {
+            Some(dir) => sql::join(dir, tool),
+            None => tool.to_string(),
+        }
+    }
+
+    /// The libpq environment. Read-only sessions get
+    /// `default_transaction_read_only`, so a read can never write.
+    pub fn env(&self, read_only: bool) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("PGHOST".to_string(), self.host.clone()),
+            ("PGPORT".to_string(), self.port.to_string()),
+            ("PGDATABASE".to_string(), self.dbname.clone()),
+            ("PGUSER".to_string(), self.user.clone()),
+            ("PGCONNECT_TIMEOUT".to_string(), "10".to_string()),
+            ("PGAPPNAME".to_string(), "backout-db".to_string()),
+        ];
+        if let Some(password) = &self.password {
+            env.push(("PGPASSWORD".to_string(), password.clone()));
+        }
+        if let Some(mode) = &self.sslmode {
+            env.push(("PGSSLMODE".to_string(), mode.clone()));
+        }
+        if read_only {
+            env.push((
+                "PGOPTIONS".to_string(),
+                "-c default_transaction_read_only=on".to_string(),
+            ));
+        }
+        env
+    }
+
+    /// `db samia on 10.0.0.5:5432`, for summaries.
+    pub fn describe(&self) -> String {
+        format!("db {} on {}:{}", self.dbname, self.host, self.port)
+    }
+}
+
+/// An absolute directory without `..` (the host checks grants; this only
+/// keeps file names the plugin builds sensible).
+fn check_dir(field: &str, dir: &str) -> Result<(), PluginError> {
+    if !dir.starts_with('/') || dir.split('/').any(|part| part == "..") {
+        return Err(bad(format!(
+            "{field} `{dir}` must be an absolute path without `..`"
+        )));
+    }
+    Ok(())
+}
+
+fn check_tables(tables: &[String]) -> Result<(), PluginError> {
+    if tables.is_empty() {
+        return Err(bad("tables is empty"));
+    }
+    for table in tables {
+        sql::quote_qualified(table).map_err(|e| bad(format!("tables: {e}")))?;
+    }
+    Ok(())
+}
+
+/// `backup`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    pub db: Db,
+    /// Directory the dump and its marker are written to.
+    pub dir: String,
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+fn default_prefix() -> String {
+    "backout_".to_string()
+}
+
+impl Backup {
+    pub fn validate(&self) -> Result<(), PluginError> {
+        self.db.validate()?;
+        check_dir("dir", &self.dir)?;
+        if !sql::valid_prefix(&self.prefix) {
+            return Err(bad(format!(
+                "prefix `{}` may hold letters, digits, `-`, `_` and `.` (not first)",
+                self.prefix
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The built-in runner's folder and table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Migrations {
+    /// Folder of `NNN_name.up.sql` / `NNN_name.down.sql`.
+    pub dir: String,
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// The column holding each applied migration's id.
+    #[serde(default = "default_column")]
+    pub column: String,
+}
+
+fn default_table() -> String {
+    "schema_migrations".to_string()
+}
+
+fn default_column() -> String {
+    "version".to_string()
+}
+
+impl Migrations {
+    fn validate(&self) -> Result<(), PluginError> {
+        check_dir("migrations.dir", &self.dir)?;
+        sql::quote_qualified(&self.table).map_err(|e| bad(format!("migrations.table: {e}")))?;
+        sql::quote_ident(&self.column).map_err(|e| bad(format!("migrations.column: {e}")))?;
+        Ok(())
+    }
+}
+
+/// `migrate-down`: the built-in runner (`migrations`) or an external
+/// command (`command`, `{target}` replaced), never both.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateDown {
+    pub db: Db,
+    /// The migration to roll back to (it stays applied): an id or a number.
+    pub target: String,
+    /// Where `backup` of this run left its marker.
+    pub backup_dir: String,
+    #[serde(default)]
+    pub migrations: Option<Migrations>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Working directory of `command`.
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+impl MigrateDown {
+    pub fn validate(&self) -> Result<(), PluginError> {
+        self.db.validate()?;
+        check_dir("backup_dir", &self.backup_dir)?;
+        if self.target.trim().is_empty() {
+            return Err(bad("target is empty"));
+        }
+        match (&self.migrations, &self.command) {
+            (Some(m), None) => {
+                m.validate()?;
+                if self.cwd.is_some() {
+                    return Err(bad("cwd goes with command, not with migrations"));
+                }
+            }
+            (None, Some(command)) => {
+                if command.first().is_none_or(|p| p.trim().is_empty()) {
+                    return Err(bad("command is empty"));
+                }
+                if let Some(cwd) = &self.cwd {
+                    check_dir("cwd", cwd)?;
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "give exactly one of migrations (the built-in runner) or command",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `audit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    pub db: Db,
+    pub migrations: Migrations,
+    /// Expect the migrations up to this one only (after a rollback).
+    #[serde(default)]
+    pub up_to: Option<String>,
+    /// Fail the step when applied and expected differ.
+    #[serde(default)]
+    pub require_match: bool,
+}
+
+impl Audit {
+    pub fn validate(&self) -> Result<(), PluginError> {
+        self.db.validate()?;
+        self.migrations.validate()
+    }
+}
+
+/// `counts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    pub db: Db,
+    pub tables: Vec<String>,
+}
+
+impl Counts {
+    pub fn validate(&self) -> Result<(), PluginError> {
+        self.db.validate()?;
+        check_tables(&self.tables)
+    }
+}
+
+/// `since`: epoch milliseconds, or text (RFC 3339 or a span like `1h`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Since {
+    Ms(i64),
+    Text(String),
+}
+
+/// One column or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Columns {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `data-loss`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataLoss {
+    pub db: Db,
+    pub since: Since,
+    pub tables: Vec<String>,
+    /// The creation time column of every table.
+    #[serde(default = "default_created")]
+    pub column: String,
+    /// Columns summed over the rows since `since`, per table.
+    #[serde(default)]
+    pub sums: BTreeMap<String, Columns>,
+}
+
+fn default_created() -> String {
+    "created_at".to_string()
+}
+
+impl DataLoss {
+    pub fn validate(&self) -> Result<(), PluginError> {
+        self.db.validate()?;
+        check_tables(&self.tables)?;
+        sql::quote_ident(&self.column).map_err(|e| bad(format!("column: {e}")))?;
+        for table in self.sums.keys() {
+            if !self.tables.contains(table) {
+                return Err(bad(format!("sums names `{table}`, which is not in tables")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The sums as table → columns.
+    pub fn sums(&self) -> BTreeMap<String, Vec<String>> {
+        self.sums
+            .iter()
+            .map(|(table, columns)| {
+                let columns = match columns {
+                    Columns::One(c) => vec![c.clone()],
+                    Columns::Many(list) => list.clone(),
+                };
+                (table.clone(), columns)
+            })
+            .collect()
+    }
+
+    /// `since` as epoch milliseconds.
+    pub fn since_ms(&self, now_ms: i64) -> Result<i64, PluginError> {
+        match &self.since {
+            Since::Ms(ms) => Ok(*ms),
+            Since::Text(text) => {
+                sql::parse_since(text, now_ms).map_err(|e| bad(format!("since: {e}")))
+            }
+        }
+    }
+}

@@ -1,0 +1,587 @@
+//! The `db` plugin against a real PostgreSQL 15 (`backout_e2e::postgres`),
+//! run by a real agent in rollback runs: a verified backup, migrations
+//! rolled back to a target, audit, row counts, data-loss figures; a failed
+//! backup stops the phase before any migration; an irreversible migration
+//! is refused with nothing applied; a dry run changes nothing; and the
+//! database password never reaches the journal or the logs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use backout_e2e::postgres::{MIGRATIONS, Migration, Postgres};
+use backout_e2e::{
+    Coordinator, Pki, Proc, agent_config, cli, cli_child, connected_agents, json_of, plan_config,
+    plugin, run_of, start_agent, wait_for,
+};
+use serde_json::{Value, json};
+
+/// A database, a coordinator with `plan`, and agent `db-1` granted the db
+/// plugin: its programs, the backup dir (read, write), the migrations dir
+/// (read) and the password secret (from a file).
+struct Fleet {
+    pki: Pki,
+    pg: Postgres,
+    coordinator: Coordinator,
+    _agent: Proc,
+    backups: PathBuf,
+}
+
+/// The directories a plan names, known before the plan is written.
+struct Dirs {
+    backups: PathBuf,
+    migrations: PathBuf,
+    /// Exists, but is granted to nobody.
+    elsewhere: PathBuf,
+}
+
+const HEAD: &str = r#"[plan]
+name = "db e2e"
+[[host]]
+id = "db-1"
+[roles]
+release-manager = "Release Manager"
+technical-lead = "Technical Lead"
+[approvals]
+run = ["technical-lead"]
+"#;
+
+/// The `db` parameter of every step: the password is a secret reference.
+fn db(pg: &Postgres, port: u16) -> String {
+    format!(
+        r#"{{ host = "127.0.0.1", port = {port}, dbname = "{}", user = "{}", password = "${{secret:DB_PASSWORD}}" }}"#,
+        pg.dbname, pg.user
+    )
+}
+
+async fn fleet(migrations: &[Migration], phases: impl Fn(&Postgres, &Dirs) -> String) -> Fleet {
+    let pki = Pki::new("db.test");
+    pki.issue("agent", "db-1");
+    for op in ["dave", "bob", "alice"] {
+        pki.issue("operator", op);
+    }
+    let pg = Postgres::start();
+    let dirs = Dirs {
+        backups: pki.path().join("backups"),
+        migrations: pki.path().join("migrations"),
+        elsewhere: pki.path().join("elsewhere"),
+    };
+    std::fs::create_dir_all(&dirs.backups).unwrap();
+    std::fs::create_dir_all(&dirs.elsewhere).unwrap();
+    pg.migrate_up(&dirs.migrations, migrations);
+
+    std::fs::write(
+        pki.path().join("plan.toml"),
+        format!("{HEAD}{}", phases(&pg, &dirs)),
+    )
+    .unwrap();
+    let coordinator = Coordinator::start(pki.path(), &plan_config(&pki, "state")).await;
+
+    let secret = pki.path().join("db-password");
+    std::fs::write(&secret, &pg.password).unwrap();
+    let state = pki.path().join("state-db-1");
+    let config = format!(
+        r#"{base}
+[[plugin]]
+name = "db"
+path = "{plugin}"
+[plugin.grants]
+programs = ["pg_dump", "pg_restore", "psql", "sha256sum", "stat", "ls"]
+dry_run_programs = ["psql", "ls"]
+read = ["{backups}", "{migrations}"]
+write = ["{backups}"]
+secrets = ["DB_PASSWORD"]
+
+[secrets]
+DB_PASSWORD = {{ file = "{secret}" }}
+"#,
+        base = agent_config(&pki, "db-1", &coordinator.addr, &state, ""),
+        plugin = plugin("db").display(),
+        backups = dirs.backups.display(),
+        migrations = dirs.migrations.display(),
+        secret = secret.display(),
+    );
+    let path = pki.path().join("db-1.toml");
+    std::fs::write(&path, config).unwrap();
+    let agent = start_agent(&path, &pki.path().join("db-1.log"));
+    let addr = coordinator.addr.clone();
+    wait_for("the agent", Duration::from_secs(30), || {
+        (connected_agents(&pki, &addr, "alice").len() == 1).then_some(())
+    })
+    .await;
+    Fleet {
+        pki,
+        pg,
+        coordinator,
+        _agent: agent,
+        backups: dirs.backups,
+    }
+}
+
+impl Fleet {
+    /// Starts a run of `phases`, has bob approve it, follows it to its end;
+    /// returns the run summary and every watch line.
+    async fn run(&self, phases: &str) -> (Value, Vec<Value>) {
+        let addr = &self.coordinator.addr;
+        let started = json_of(&cli(
+            &self.pki,
+            addr,
+            "dave",
+            &[
+                "rollback", "start", "--reason", "db e2e", "--phases", phases, "--output", "json",
+            ],
+        ));
+        let id = started["run"].as_str().unwrap().to_string();
+        json_of(&cli(
+            &self.pki,
+            addr,
+            "bob",
+            &["approve", &id, "--output", "json"],
+        ));
+        // `backout watch` exits 1 when the run failed, which these tests
+        // expect of some runs: its lines are read either way.
+        let watch = cli_child(
+            &self.pki,
+            addr,
+            "alice",
+            &["watch", &id, "--output", "json"],
+        );
+        let out = tokio::time::timeout(Duration::from_secs(90), watch.wait_with_output())
+            .await
+            .expect("the run did not end")
+            .unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "watch: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        (run_of(&self.pki, addr, &id), lines)
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// The `finished` line of a step.
+fn finished<'a>(lines: &'a [Value], step: &str) -> &'a Value {
+    lines
+        .iter()
+        .find(|l| l["kind"] == "finished" && l["step"] == step)
+        .unwrap_or_else(|| panic!("step {step} never finished: {lines:#?}"))
+}
+
+fn dispatched(lines: &[Value], step: &str) -> bool {
+    lines
+        .iter()
+        .any(|l| l["kind"] == "dispatched" && l["step"] == step)
+}
+
+fn all_ids() -> Vec<String> {
+    MIGRATIONS.iter().map(|(id, _, _)| id.to_string()).collect()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_rollback_backs_up_assesses_migrates_down_audits_and_counts() {
+    let since = now_ms() - 24 * 3600 * 1000;
+    let f = fleet(MIGRATIONS, |pg, d| {
+        let db = db(pg, pg.port);
+        format!(
+            r#"[[phase]]
+id = "database"
+name = "Database Rollback"
+[[phase.step]]
+id = "backup"
+plugin = "db"
+action = "backup"
+on = "db-1"
+params = {{ db = {db}, dir = "{backups}", prefix = "emergency_rollback_" }}
+[[phase.step]]
+id = "data-loss"
+plugin = "db"
+action = "data-loss"
+on = "db-1"
+params = {{ db = {db}, since = {since}, tables = ["orders", "profiles", "payment_transactions"], sums = {{ payment_transactions = "amount_cents" }} }}
+[[phase.step]]
+id = "migrate-down"
+plugin = "db"
+action = "migrate-down"
+on = "db-1"
+params = {{ db = {db}, target = "003_payment_transactions", backup_dir = "{backups}", migrations = {{ dir = "{migrations}" }} }}
+[[phase.step]]
+id = "audit"
+plugin = "db"
+action = "audit"
+on = "db-1"
+params = {{ db = {db}, migrations = {{ dir = "{migrations}" }}, up_to = "003_payment_transactions", require_match = true }}
+[[phase.step]]
+id = "counts"
+plugin = "db"
+action = "counts"
+on = "db-1"
+params = {{ db = {db}, tables = ["profiles", "orders", "payment_transactions"] }}
+"#,
+            backups = d.backups.display(),
+            migrations = d.migrations.display(),
+        )
+    })
+    .await;
+    // Rows from before the window (two days old) and inside it (now).
+    f.pg.sql(
+        "INSERT INTO profiles (email, created_at) SELECT 'old' || i, now() - interval '2 days' FROM generate_series(1, 3) i;
+         INSERT INTO profiles (email) VALUES ('new1'), ('new2');
+         INSERT INTO orders (total_cents, created_at) SELECT 1000, now() - interval '2 days' FROM generate_series(1, 4) i;
+         INSERT INTO orders (total_cents) VALUES (500), (700), (900);
+         INSERT INTO payment_transactions (amount_cents, created_at) VALUES (1000, now() - interval '2 days'), (1000, now() - interval '2 days');
+         INSERT INTO payment_transactions (amount_cents) VALUES (2500), (1250);",
+    );
+
+    let (run, lines) = f.run("database").await;
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+
+    // The backup: a custom-format dump pg_restore can list, as hashed.
+    let backup = &finished(&lines, "backup")["data"]["backup"];
+    let file = PathBuf::from(backup["file"].as_str().unwrap());
+    assert_eq!(file.parent(), Some(f.backups.as_path()));
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("emergency_rollback_") && name.ends_with(".dump"),
+        "{name}"
+    );
+    assert_eq!(backup["sha256"], backout_e2e::sha256_file(&file));
+    assert_eq!(backup["size"], std::fs::metadata(&file).unwrap().len());
+    assert_eq!(backup["verified"], true);
+    let listed = std::process::Command::new("pg_restore")
+        .arg("--list")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    let toc = String::from_utf8_lossy(&listed.stdout);
+    assert!(toc.contains("TABLE public secrets_providers"), "{toc}");
+    assert!(
+        f.backups
+            .join(format!(
+                "backout-backup-{}.json",
+                backup["run"].as_str().unwrap()
+            ))
+            .exists()
+    );
+
+    // Data loss in the window, before the rollback.
+    let loss = &finished(&lines, "data-loss")["data"];
+    assert_eq!(loss["since_ms"], since);
+    assert_eq!(loss["tables"]["orders"]["rows"], 3, "{loss}");
+    assert_eq!(loss["tables"]["profiles"]["rows"], 2, "{loss}");
+    assert_eq!(loss["tables"]["payment_transactions"]["rows"], 2, "{loss}");
+    assert_eq!(
+        loss["tables"]["payment_transactions"]["sums"]["amount_cents"], 3750,
+        "{loss}"
+    );
+    assert!(
+        lines.iter().any(|l| l["kind"] == "output"
+            && l["step"] == "data-loss"
+            && l["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("data_loss = "))),
+        "the figures are emitted as an output: {lines:#?}"
+    );
+
+    // The down files ran, newest first, and the table says so.
+    let down = &finished(&lines, "migrate-down")["data"];
+    assert_eq!(
+        down["reverted"],
+        json!(["005_secrets_providers", "004_orders_status"]),
+        "{down}"
+    );
+    assert_eq!(down["backup"], backup["file"]);
+    assert!(!f.pg.has_table("secrets_providers"));
+    assert_eq!(
+        f.pg.number("SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'status'"),
+        0
+    );
+    assert_eq!(f.pg.applied(), all_ids()[..3].to_vec());
+    assert_eq!(
+        f.pg.number("SELECT count(*) FROM orders"),
+        7,
+        "rows survive"
+    );
+
+    let audit = &finished(&lines, "audit")["data"];
+    assert_eq!(audit["matches"], true, "{audit}");
+    assert_eq!(audit["applied"], json!(all_ids()[..3]));
+    assert_eq!(audit["expected"], json!(all_ids()[..3]));
+
+    let counts = &finished(&lines, "counts")["data"]["counts"];
+    assert_eq!(
+        counts,
+        &json!({ "profiles": 5, "orders": 7, "payment_transactions": 4 })
+    );
+
+    // The password was used (scram auth succeeded) but never recorded.
+    let journal = rusqlite::Connection::open(f.pki.path().join("state/journal.db")).unwrap();
+    let rows: Vec<String> = journal
+        .prepare("SELECT kind || ' ' || body FROM entries")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        rows.iter().any(|r| r.contains("${secret:DB_PASSWORD}")),
+        "the plan's reference is journaled"
+    );
+    assert!(
+        rows.iter().any(|r| r.contains("emergency_rollback_")),
+        "the journal holds the steps' results"
+    );
+    for row in &rows {
+        assert!(
+            !row.contains(&f.pg.password),
+            "the password is in the journal: {row}"
+        );
+    }
+    let agent_log = std::fs::read_to_string(f.pki.path().join("db-1.log")).unwrap();
+    assert!(
+        agent_log.contains("running step"),
+        "the agent logged its steps"
+    );
+    for log in ["db-1.log", "coordinator.log"] {
+        let text = std::fs::read_to_string(f.pki.path().join(log)).unwrap();
+        assert!(!text.contains(&f.pg.password), "the password is in {log}");
+    }
+}
+
+/// migrate-down to 003 with the built-in runner.
+fn migrate_down_step(db: &str, d: &Dirs, extra: &str) -> String {
+    format!(
+        r#"[[phase.step]]
+id = "migrate-down"
+plugin = "db"
+action = "migrate-down"
+on = "db-1"
+{extra}params = {{ db = {db}, target = "003_payment_transactions", backup_dir = "{backups}", migrations = {{ dir = "{migrations}" }} }}
+"#,
+        backups = d.backups.display(),
+        migrations = d.migrations.display(),
+    )
+}
+
+fn backup_step(db: &str, dir: &Path) -> String {
+    format!(
+        r#"[[phase.step]]
+id = "backup"
+plugin = "db"
+action = "backup"
+on = "db-1"
+params = {{ db = {db}, dir = "{}" }}
+"#,
+        dir.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_backup_stops_the_phase_and_no_migration_runs_without_one() {
+    let f = fleet(MIGRATIONS, |pg, d| {
+        let good = db(pg, pg.port);
+        // Nothing listens one port up (the server took a free port; the
+        // next one is almost surely free too, and a refusal is what counts).
+        let wrong = db(pg, pg.port.wrapping_add(1));
+        format!(
+            "[[phase]]\nid = \"ungranted\"\nname = \"Backup where the agent may not write\"\n{}{}\
+             [[phase]]\nid = \"unreachable\"\nname = \"Backup of a database that is not there\"\n{}{}\
+             [[phase]]\nid = \"alone\"\nname = \"Migrations without a backup\"\n{}",
+            backup_step(&good, &d.elsewhere),
+            migrate_down_step(&good, d, ""),
+            backup_step(&wrong, &d.backups),
+            migrate_down_step(&good, d, ""),
+            migrate_down_step(&good, d, ""),
+        )
+    })
+    .await;
+    let elsewhere = f.pki.path().join("elsewhere");
+
+    // A backup into a directory the agent does not grant.
+    let (run, lines) = f.run("ungranted").await;
+    assert_eq!(run["status"], "failed", "{run:#}");
+    let backup = finished(&lines, "backup");
+    assert_eq!(backup["outcome"], "failed");
+    let why = backup["text"].as_str().unwrap();
+    assert!(
+        why.contains("backup-failed") && why.contains("not granted"),
+        "{why}"
+    );
+    assert!(
+        !dispatched(&lines, "migrate-down"),
+        "the phase halted before migrating"
+    );
+    assert!(
+        Fleet::files(&elsewhere).is_empty(),
+        "nothing was written there"
+    );
+
+    // A backup of a database that does not answer.
+    let (run, lines) = f.run("unreachable").await;
+    assert_eq!(run["status"], "failed", "{run:#}");
+    let why = finished(&lines, "backup")["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        why.contains("backup-failed") && why.contains("pg_dump"),
+        "{why}"
+    );
+    assert!(!dispatched(&lines, "migrate-down"));
+    assert!(
+        !Fleet::files(&f.backups)
+            .iter()
+            .any(|n| n.ends_with(".json")),
+        "no marker for a failed backup: {:?}",
+        Fleet::files(&f.backups)
+    );
+
+    // migrate-down on its own finds no verified backup of its run.
+    let (run, lines) = f.run("alone").await;
+    assert_eq!(run["status"], "failed", "{run:#}");
+    let down = finished(&lines, "migrate-down");
+    let why = down["text"].as_str().unwrap();
+    assert!(why.contains("no-backup"), "{why}");
+
+    assert_eq!(f.pg.applied(), all_ids(), "no migration was rolled back");
+    assert!(f.pg.has_table("secrets_providers"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_irreversible_migration_is_refused_with_nothing_applied_and_the_plan_can_freeze() {
+    // 004 has no down file; 005 and 003 have theirs.
+    let migrations: Vec<Migration> = MIGRATIONS
+        .iter()
+        .map(|&(id, up, down)| {
+            (
+                id,
+                up,
+                if id == "004_orders_status" {
+                    None
+                } else {
+                    down
+                },
+            )
+        })
+        .collect();
+    let f = fleet(&migrations, |pg, d| {
+        let db = db(pg, pg.port);
+        // The plan goes on after a refusal (`on_failure = "continue"`) to a
+        // freeze step; counts stands in for it.
+        format!(
+            "[[phase]]\nid = \"database\"\nname = \"Database Rollback\"\n{}{}\
+             [[phase.step]]\nid = \"freeze\"\nplugin = \"db\"\naction = \"counts\"\non = \"db-1\"\n\
+             params = {{ db = {db}, tables = [\"orders\"] }}\n",
+            backup_step(&db, &d.backups),
+            migrate_down_step(&db, d, "on_failure = \"continue\"\n"),
+        )
+    })
+    .await;
+    let (_run, lines) = f.run("database").await;
+    assert_eq!(finished(&lines, "backup")["outcome"], "succeeded");
+    let down = finished(&lines, "migrate-down");
+    assert_eq!(down["outcome"], "failed");
+    let why = down["text"].as_str().unwrap();
+    assert!(
+        why.contains("irreversible") && why.contains("004_orders_status"),
+        "{why}"
+    );
+    assert!(
+        !why.contains("005_secrets_providers"),
+        "only the irreversible one is named: {why}"
+    );
+
+    assert_eq!(f.pg.applied(), all_ids(), "nothing was applied");
+    assert!(
+        f.pg.has_table("secrets_providers"),
+        "005's down file did not run"
+    );
+    assert_eq!(
+        f.pg.number("SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'status'"),
+        1
+    );
+    assert_eq!(
+        finished(&lines, "freeze")["outcome"],
+        "succeeded",
+        "the plan went on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_says_what_it_would_do_and_changes_nothing() {
+    let f = fleet(MIGRATIONS, |pg, d| {
+        let db = db(pg, pg.port);
+        format!(
+            "[[phase]]\nid = \"database\"\nname = \"Database Rollback\"\n{}{}\
+             [[phase.step]]\nid = \"counts\"\nplugin = \"db\"\naction = \"counts\"\non = \"db-1\"\n\
+             params = {{ db = {db}, tables = [\"orders\", \"secrets_providers\"] }}\n",
+            backup_step(&db, &d.backups),
+            migrate_down_step(&db, d, ""),
+        )
+    })
+    .await;
+    f.pg.sql("INSERT INTO orders (total_cents) VALUES (1), (2)");
+    let report = json_of(&cli(
+        &f.pki,
+        &f.coordinator.addr,
+        "dave",
+        &[
+            "rollback",
+            "start",
+            "--reason",
+            "rehearsal",
+            "--phases",
+            "database",
+            "--dry-run",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(report["status"], "succeeded", "{report:#}");
+    let steps = report["hosts"]["db-1"].as_array().unwrap();
+    let would = |step: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"] == step)
+            .and_then(|s| s["would"].as_str())
+            .unwrap_or_else(|| panic!("no {step} in {report:#}"))
+            .to_string()
+    };
+    let backup = would("backup");
+    assert!(
+        backup.starts_with("would dump db samia on 127.0.0.1:")
+            && backup.contains(&f.backups.display().to_string()),
+        "{backup}"
+    );
+    let down = would("migrate-down");
+    assert!(
+        down.contains("would apply 2 down migrations")
+            && down.contains("005_secrets_providers, 004_orders_status"),
+        "{down}"
+    );
+    // Reads run in a dry run, in a read-only session.
+    assert_eq!(would("counts"), "orders 2, secrets_providers 1");
+
+    assert!(Fleet::files(&f.backups).is_empty(), "no backup, no marker");
+    assert_eq!(f.pg.applied(), all_ids());
+    assert!(f.pg.has_table("secrets_providers"));
+}
