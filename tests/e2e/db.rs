@@ -216,7 +216,7 @@ id = "data-loss"
 plugin = "db"
 action = "data-loss"
 on = "db-1"
-params = {{ db = {db}, since = {since}, tables = ["orders", "profiles", "payment_transactions"], sums = {{ payment_transactions = "amount_cents" }} }}
+params = {{ db = {db}, since = {since}, tables = ["orders", "profiles", "payment_transactions"], sums = {{ payment_transactions = "amount_cents" }}, figures = {{ lost_orders = "orders", lost_registrations = "profiles", affected_transactions = "payment_transactions", affected_amount_cents = "payment_transactions.amount_cents", data_loss_usd = "payment_transactions.amount_cents / 100" }} }}
 [[phase.step]]
 id = "migrate-down"
 plugin = "db"
@@ -235,6 +235,12 @@ plugin = "db"
 action = "counts"
 on = "db-1"
 params = {{ db = {db}, tables = ["profiles", "orders", "payment_transactions"] }}
+[[escalation]]
+who = "CTO"
+when = "data_loss_usd > 37"
+[[escalation]]
+who = "CEO"
+when = "data_loss_usd > 37.5 or lost_orders > 3"
 "#,
             backups = d.backups.display(),
             migrations = d.migrations.display(),
@@ -364,6 +370,43 @@ params = {{ db = {db}, tables = ["profiles", "orders", "payment_transactions"] }
     for log in ["db-1.log", "coordinator.log"] {
         let text = std::fs::read_to_string(f.pki.path().join(log)).unwrap();
         assert!(!text.contains(&f.pg.password), "the password is in {log}");
+    }
+
+    // The report's figures are what the test put into PostgreSQL, and each
+    // escalation fires exactly when its threshold is crossed.
+    let out = backout_e2e::cli(
+        &f.pki,
+        &f.coordinator.addr,
+        "alice",
+        &["report", run["run"].as_str().unwrap(), "--format", "json"],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let figures = &report["figures"];
+    assert_eq!(figures["lost_orders"], 3.0, "{figures}");
+    assert_eq!(figures["lost_registrations"], 2.0);
+    assert_eq!(figures["affected_transactions"], 2.0);
+    assert_eq!(figures["affected_amount_cents"], 3750.0);
+    assert_eq!(figures["data_loss_usd"], 37.5);
+    let escalation = |who: &str| {
+        report["escalations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["who"] == who)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(escalation("CTO"), "fired", "37.5 > 37");
+    assert_eq!(
+        escalation("CEO"),
+        "not fired",
+        "37.5 is not > 37.5, 3 is not > 3"
+    );
+    for row in report.to_string().lines() {
+        assert!(
+            !row.contains(&f.pg.password),
+            "the password is in the report"
+        );
     }
 }
 

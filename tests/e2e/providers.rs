@@ -81,6 +81,11 @@ pub(super) async fn fleet(pki: &Pki, plan: &str, grants: &Grants) -> (Coordinato
         ),
         ("notify", &grants.notify, "\"SLACK_WEBHOOK_URL\""),
     ] {
+        // A plugin with no URL to call is not loaded at all: each declares
+        // that it needs one, and the agent refuses what it cannot grant.
+        if urls.is_empty() {
+            continue;
+        }
         config += &format!(
             "\n[[plugin]]\nname = \"{name}\"\npath = \"{}\"\n[plugin.grants]\nurls = [{}]\nsecrets = [{secrets}]\n",
             plugin(name).display(),

@@ -20,7 +20,7 @@ mod dns;
 mod settings;
 
 use backout_plugin_sdk::host::HttpRequest;
-use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -50,6 +50,13 @@ impl Plugin for Cdn {
             "Changes fields of a DNS record (params.set); records their previous values, which this action given back restores.",
             true,
         )
+    }
+
+    fn needs() -> Vec<Need> {
+        vec![
+            Need::url("", "Cloudflare's API (params.base_url)"),
+            Need::secret("", "the API token, or the e-mail and key"),
+        ]
     }
 
     fn run(step: Step) -> Result<Outcome, PluginError> {

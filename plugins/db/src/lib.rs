@@ -29,7 +29,7 @@ mod pg;
 mod reads;
 mod sql;
 
-use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
 
 struct Db;
 
@@ -61,6 +61,13 @@ impl Plugin for Db {
             "Rows created since params.since in params.tables, and sums of params.sums.",
             false,
         )
+    }
+
+    fn needs() -> Vec<Need> {
+        vec![Need::program(
+            "",
+            "pg_dump, pg_restore, psql, sha256sum, stat and ls, as the steps use them",
+        )]
     }
 
     fn run(step: Step) -> Result<Outcome, PluginError> {

@@ -288,6 +288,28 @@ pub enum Columns {
     Many(Vec<String>),
 }
 
+/// Where one run figure comes from in the data-loss counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FigureSource {
+    pub table: String,
+    /// A summed column; `None`: the row count.
+    pub column: Option<String>,
+    pub divisor: f64,
+}
+
+impl FigureSource {
+    /// The figure's value in the counts (`{table: {rows, sums: {column}}}`).
+    pub fn value(&self, tables: &serde_json::Value) -> Option<f64> {
+        let entry = &tables[self.table.as_str()];
+        let raw = match &self.column {
+            Some(c) => &entry["sums"][c.as_str()],
+            None => &entry["rows"],
+        };
+        let n = raw.as_f64().or_else(|| raw.as_str()?.parse().ok())?;
+        Some(n / self.divisor)
+    }
+}
+
 /// `data-loss`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -301,6 +323,11 @@ pub struct DataLoss {
     /// Columns summed over the rows since `since`, per table.
     #[serde(default)]
     pub sums: BTreeMap<String, Columns>,
+    /// Run figures (what escalation rules and the report use) from the
+    /// counts: figure name -> `"table"` (rows), `"table.column"` (a sum), with
+    /// an optional divisor: `"payment_transactions.amount_cents / 100"`.
+    #[serde(default)]
+    pub figures: BTreeMap<String, String>,
 }
 
 fn default_created() -> String {
@@ -308,6 +335,49 @@ fn default_created() -> String {
 }
 
 impl DataLoss {
+    /// Each figure's source, checked against the tables and sums asked for.
+    pub fn figure_sources(&self) -> Result<Vec<(String, FigureSource)>, PluginError> {
+        let sums = self.sums();
+        self.figures
+            .iter()
+            .map(|(name, text)| {
+                let (path, divisor) = match text.split_once('/') {
+                    Some((path, d)) => (
+                        path.trim(),
+                        d.trim()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|d| *d != 0.0)
+                            .ok_or_else(|| {
+                                bad(format!("figures.{name}: `{d}` is not a divisor"))
+                            })?,
+                    ),
+                    None => (text.trim(), 1.0),
+                };
+                let (table, column) = match path.split_once('.') {
+                    Some((t, c)) => (t.to_string(), Some(c.to_string())),
+                    None => (path.to_string(), None),
+                };
+                if !self.tables.contains(&table) {
+                    return Err(bad(format!("figures.{name}: `{table}` is not in tables")));
+                }
+                if let Some(c) = &column
+                    && !sums.get(&table).is_some_and(|cols| cols.contains(c))
+                {
+                    return Err(bad(format!("figures.{name}: `{table}.{c}` is not in sums")));
+                }
+                Ok((
+                    name.clone(),
+                    FigureSource {
+                        table,
+                        column,
+                        divisor,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     pub fn validate(&self) -> Result<(), PluginError> {
         self.db.validate()?;
         check_tables(&self.tables)?;
@@ -341,6 +411,52 @@ impl DataLoss {
             Since::Text(text) => {
                 sql::parse_since(text, now_ms).map_err(|e| bad(format!("since: {e}")))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_loss(figures: &str) -> Result<DataLoss, serde_json::Error> {
+        serde_json::from_str(&format!(
+            r#"{{ "db": {{ "host": "/tmp", "dbname": "app", "user": "app" }}, "since": "1h",
+                 "tables": ["orders", "payment_transactions"],
+                 "sums": {{ "payment_transactions": "amount_cents" }}, "figures": {figures} }}"#
+        ))
+    }
+
+    #[test]
+    fn figures_come_from_counts_and_sums_with_a_divisor() {
+        let p = data_loss(
+            r#"{ "lost_orders": "orders", "affected_amount_cents": "payment_transactions.amount_cents",
+                 "data_loss_usd": "payment_transactions.amount_cents / 100" }"#,
+        )
+        .unwrap();
+        let tables = serde_json::json!({
+            "orders": { "rows": 3 },
+            "payment_transactions": { "rows": 2, "sums": { "amount_cents": "3750" } },
+        });
+        let values: BTreeMap<String, Option<f64>> = p
+            .figure_sources()
+            .unwrap()
+            .into_iter()
+            .map(|(name, source)| (name, source.value(&tables)))
+            .collect();
+        assert_eq!(values["lost_orders"], Some(3.0));
+        assert_eq!(values["affected_amount_cents"], Some(3750.0));
+        assert_eq!(values["data_loss_usd"], Some(37.5));
+    }
+
+    #[test]
+    fn a_figure_must_name_a_counted_table_or_summed_column() {
+        for bad in [
+            r#"{ "x": "profiles" }"#,
+            r#"{ "x": "orders.amount_cents" }"#,
+            r#"{ "x": "orders / 0" }"#,
+        ] {
+            assert!(data_loss(bad).unwrap().figure_sources().is_err(), "{bad}");
         }
     }
 }

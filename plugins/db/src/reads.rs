@@ -46,6 +46,7 @@ pub fn counts(step: &Step) -> Result<Outcome, PluginError> {
 pub fn data_loss(step: &Step) -> Result<Outcome, PluginError> {
     let p: params::DataLoss = step.params()?;
     p.validate()?;
+    let figures = p.figure_sources()?;
     let now = i64::try_from(host::now()).unwrap_or(i64::MAX);
     let since_ms = p.since_ms(now)?;
     let sums = p.sums();
@@ -81,6 +82,13 @@ pub fn data_loss(step: &Step) -> Result<Outcome, PluginError> {
     let mut data = report;
     if let Some(map) = data.as_object_mut() {
         map.insert("changed".into(), json!([]));
+        // Run figures at the top level of the data, where the report and
+        // escalation rules read them.
+        for (name, source) in &figures {
+            if let Some(value) = source.value(&tables) {
+                map.insert(name.clone(), json!(value));
+            }
+        }
     }
     Ok(Outcome::new(format!("since {since}: {summary}"), data))
 }

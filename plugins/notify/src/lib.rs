@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use backout_plugin_sdk::host::{self, HttpRequest};
-use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -40,6 +40,10 @@ impl Plugin for Notify {
             "Fills params.template (and params.title) from params.facts and posts text and blocks to params.url.",
             true,
         )
+    }
+
+    fn needs() -> Vec<Need> {
+        vec![Need::url("", "the Slack incoming webhook")]
     }
 
     fn run(step: Step) -> Result<Outcome, PluginError> {

@@ -19,7 +19,7 @@ mod api;
 mod square;
 mod stripe;
 
-use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
 
 struct Webhook;
 
@@ -50,6 +50,13 @@ impl Plugin for Webhook {
             "Puts a Square webhook subscription back as a square-update recorded it (params.previous).",
             true,
         )
+    }
+
+    fn needs() -> Vec<Need> {
+        vec![
+            Need::url("", "the provider's API (params.base_url)"),
+            Need::secret("", "the provider's key or token"),
+        ]
     }
 
     fn run(step: Step) -> Result<Outcome, PluginError> {
