@@ -379,6 +379,16 @@ impl Plan {
             .collect();
         sections::check_phases(&file.phases, &file.roles, &targets).map_err(|(f, m)| bad(f, m))?;
         sections::check_templates(&file.templates, &file.channels).map_err(|(f, m)| bad(f, m))?;
+        for (name, channel) in &file.channels {
+            if let Some(via) = &channel.via
+                && !targets.contains(via)
+            {
+                return Err(bad(
+                    format!("channels.{name}.via"),
+                    format!("`{via}` is neither a host nor a group of [[host]]"),
+                ));
+            }
+        }
         let escalations = sections::check_escalations(file.escalations, &file.channels)
             .map_err(|(f, m)| bad(f, m))?;
 

@@ -97,6 +97,11 @@ pub struct Channel {
     pub target: String,
     #[serde(default)]
     pub label: Option<String>,
+    /// The host (or group) whose agent posts to this channel with its
+    /// `notify` plugin (Slack). Without it, messages to the channel are
+    /// recorded as not sent.
+    #[serde(default)]
+    pub via: Option<String>,
 }
 
 /// A message template (minijinja), filled from the run's facts.

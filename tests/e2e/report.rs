@@ -46,6 +46,7 @@ who = "CEO"
 when = "data_loss_usd > 50000"
 [success]
 rto = "60m"
+notify_within = "15m"
 no_new_errors = true
 timeline_complete = true
 [report]
@@ -281,5 +282,115 @@ async fn a_drill_runs_the_plan_stamps_it_and_later_reports_compare_with_it() {
     assert_eq!(
         json["phases"][0]["last_drill_s"].as_f64(),
         last.phases.get("application").copied()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn people_are_told_at_start_approval_end_and_escalation_and_the_report_says_when() {
+    let slack = backout_e2e::http::TestHttp::start().await;
+    let pki = Pki::new("tell.test");
+    let hook = slack.url("/services/T000/B000/XXXX");
+    let plan = PLAN.replace("data_loss_usd = 6000", "data_loss_usd = 20000")
+        + &format!(
+            r#"[channels.emergency]
+kind = "slack"
+target = "{hook}"
+via = "app-1"
+[channels.team-email]
+kind = "email"
+target = "emergency@example.com"
+[templates.emergency]
+channels = ["emergency"]
+on = ["start"]
+body = "ROLLBACK INITIATED. Decision: {{{{ reason }}}}"
+[templates.waiting]
+channels = ["emergency"]
+on = ["approval-waiting"]
+body = "Waiting for {{{{ waiting_roles }}}} on {{{{ waiting_scope }}}}"
+[templates.internal]
+channels = ["emergency", "team-email"]
+on = ["end"]
+subject = "ROLLBACK COMPLETED"
+body = "Reason: {{{{ reason }}}}. Duration: {{{{ duration }}}}. Data loss: {{{{ data_loss }}}}. Application: {{{{ status.application }}}}."
+[templates.exec]
+on = ["escalation"]
+body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ escalation_when }}}}"
+"#
+        );
+    let plan = plan.replace(
+        "[[escalation]]\nwho = \"CTO\"\nwhen = \"data_loss_usd > 10000 or outage > 4h\"\n",
+        "[[escalation]]\nwho = \"CTO\"\nwhen = \"data_loss_usd > 10000 or outage > 4h\"\nchannels = [\"emergency\"]\n",
+    );
+    let (coordinator, _none) = fleet(&pki, &plan, &[]).await;
+    let addr = coordinator.addr.clone();
+    let mut agents = Vec::new();
+    for id in ["app-1", "app-2"] {
+        let config = pki.path().join(format!("{id}-tell.toml"));
+        let notify = format!(
+            "[[plugin]]\nname = \"notify\"\npath = \"{}\"\n[plugin.grants]\nurls = [\"{}\"]\n",
+            backout_e2e::plugin("notify").display(),
+            slack.url("/services/")
+        );
+        std::fs::write(
+            &config,
+            backout_e2e::agent_config(&pki, id, &addr, &pki.path().join(format!("s-{id}")), "")
+                + &notify,
+        )
+        .unwrap();
+        agents.push(backout_e2e::start_agent(
+            &config,
+            &pki.path().join(format!("{id}.log")),
+        ));
+    }
+    backout_e2e::wait_for("agents", std::time::Duration::from_secs(30), || {
+        (backout_e2e::connected_agents(&pki, &addr, "alice").len() == 2).then_some(())
+    })
+    .await;
+    let id = start_approved(&pki, &addr);
+    ended(&pki, &addr, &id).await;
+    // The end and escalation messages go out just after the run ends.
+    let json = backout_e2e::wait_for("four messages", std::time::Duration::from_secs(30), || {
+        let json: Value = serde_json::from_str(&report(&pki, &addr, &id, "json")).ok()?;
+        (json["communications"].as_array()?.len() == 5).then_some(json)
+    })
+    .await;
+    let moments: Vec<(String, String, bool)> = json["communications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["moment"].as_str().unwrap().to_string(),
+                n["channel"].as_str().unwrap().to_string(),
+                n["sent"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moments,
+        [
+            ("start".into(), "emergency".into(), true),
+            ("approval-waiting".into(), "emergency".into(), true),
+            ("end".into(), "emergency".into(), true),
+            ("end".into(), "team-email".into(), false),
+            ("escalation".into(), "emergency".into(), true),
+        ]
+    );
+    let posted = slack.requests.lock().unwrap().join("\n");
+    assert!(
+        posted.contains("Decision: 5xx at 12%") || posted.contains("ROLLBACK INITIATED"),
+        "{posted}"
+    );
+    assert!(
+        posted.contains("Waiting for technical-lead on run"),
+        "{posted}"
+    );
+    assert!(posted.contains("Data loss: $40000.00"), "both deploy steps report 20,000: {posted}");
+    assert!(posted.contains("Application: succeeded"), "{posted}");
+    assert!(posted.contains("ESCALATION to CTO"), "{posted}");
+    let md = report(&pki, &addr, &id, "md");
+    assert!(
+        md.contains("NOT sent: Backout does not send to `email` channels"),
+        "{md}"
     );
 }

@@ -57,6 +57,8 @@ fn event_line(e: &wire::RunEvent, verbose: bool) -> Option<String> {
         "aborted" => format!("ABORTED by {}", e.by),
         "phase-timed-out" => format!("phase {} TIMED OUT", e.phase),
         "ended" => format!("run ended: {}", e.outcome.to_uppercase()),
+        "notified" => format!("told {}: {} ({})", e.host, e.step, e.text),
+        "not-notified" => format!("NOT told {}: {}: {}", e.host, e.step, e.text),
         "log" => format!("{at} [{}] {}", e.role, e.text),
         "finished" if e.outcome != "succeeded" => {
             format!(

@@ -270,7 +270,23 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
             esc(&super::figure_text(name, value))
         );
     }
-    let _ = write!(o, "</table><h2>Escalation</h2><ul>");
+    let _ = write!(o, "</table><h2>Communication</h2><ul>");
+    for n in &r.communications {
+        let _ = write!(
+            o,
+            "<li>{} — <code>{}</code> to {} ({}): {}</li>",
+            rfc3339(n.at_ms),
+            esc(&n.template),
+            esc(&n.channel),
+            esc(&n.moment),
+            if n.sent {
+                "sent".to_string()
+            } else {
+                format!("<b>not sent</b>: {}", esc(&n.detail))
+            }
+        );
+    }
+    let _ = write!(o, "</ul><h2>Escalation</h2><ul>");
     for e in &r.escalations {
         let _ = write!(
             o,

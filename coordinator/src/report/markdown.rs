@@ -157,6 +157,27 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(o, "| {name} | {} |", super::figure_text(name, value));
     }
 
+    let _ = writeln!(o, "\n## Communication\n");
+    if r.communications.is_empty() {
+        let _ = writeln!(o, "No message was sent.");
+    }
+    for n in &r.communications {
+        let what = if n.sent {
+            "sent".to_string()
+        } else {
+            format!("NOT sent: {}", n.detail)
+        };
+        let _ = writeln!(
+            o,
+            "- {} — `{}` to {} ({}): {}",
+            rfc3339(n.at_ms),
+            n.template,
+            n.channel,
+            n.moment,
+            cell(&what)
+        );
+    }
+
     let _ = writeln!(o, "\n## Escalation\n");
     if r.escalations.is_empty() {
         let _ = writeln!(o, "The plan sets no escalation rules.");

@@ -42,6 +42,8 @@ pub struct Report {
     pub evidence: Vec<Evidence>,
     /// The fired triggers' signals before, during and after the run.
     pub charts: Vec<Chart>,
+    /// Every message the run sent (or could not send), with its time.
+    pub communications: Vec<Notification>,
     pub follow_ups: Vec<FollowUp>,
     /// The journal's own check, as `audit verify` says it.
     pub journal: String,
@@ -145,6 +147,18 @@ pub struct EscalationFacts {
     pub when: String,
     /// fired, not fired, or unknown (a figure it needs was not measured).
     pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    pub at_ms: i64,
+    pub template: String,
+    pub channel: String,
+    /// start, approval-waiting, end, escalation.
+    pub moment: String,
+    pub sent: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -276,6 +290,7 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         })
         .collect();
     let approvals = decisions(inputs.entries);
+    let communications = communications(inputs.entries);
     let figures = figures(&timeline, meta.started_at_ms, end);
     let run_facts = RunFacts {
         id: meta.id.clone(),
@@ -292,13 +307,14 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
     Some(Report {
         plan: inputs.plan.meta.name.clone(),
         generated_at_ms: inputs.now_ms,
-        success: success(inputs.plan, &run_facts, &phases, &timeline),
+        success: success(inputs.plan, &run_facts, &phases, &timeline, &communications),
         versions: versions(&timeline),
         escalations: escalations(inputs.plan, &figures),
         evidence: evidence(inputs.context, meta.started_at_ms, end),
         follow_ups: follow_ups(inputs.plan, meta.finished_at_ms),
         journal: inputs.journal_check.clone(),
         charts: inputs.charts.clone(),
+        communications,
         run: run_facts,
         phases,
         timeline,
@@ -318,7 +334,7 @@ fn status_word(status: &RunStatus) -> String {
     }
 }
 
-fn phase_word(status: &PhaseStatus) -> &'static str {
+pub fn phase_word(status: &PhaseStatus) -> &'static str {
     match status {
         PhaseStatus::Waiting => "waiting",
         PhaseStatus::AwaitingApproval(_) => "awaiting-approval",
@@ -389,6 +405,24 @@ fn timeline(entries: &[Entry]) -> Vec<StepFacts> {
     steps
 }
 
+fn communications(entries: &[Entry]) -> Vec<Notification> {
+    entries
+        .iter()
+        .filter(|e| e.kind == "notification.sent" || e.kind == "notification.skipped")
+        .map(|e| {
+            let b = body(e);
+            Notification {
+                at_ms: e.at_ms,
+                template: text(&b, "template"),
+                channel: text(&b, "channel"),
+                moment: text(&b, "moment"),
+                sent: e.kind == "notification.sent",
+                detail: text(&b, "why"),
+            }
+        })
+        .collect()
+}
+
 fn decisions(entries: &[Entry]) -> Vec<Decision> {
     entries
         .iter()
@@ -457,7 +491,12 @@ fn figures(timeline: &[StepFacts], start: i64, end: i64) -> BTreeMap<String, Val
     out
 }
 
-fn escalations(plan: &Plan, figures: &BTreeMap<String, Value>) -> Vec<EscalationFacts> {
+/// The run's figures from its journal entries, as the report computes them.
+pub fn figures_of(entries: &[Entry], start: i64, end: i64) -> BTreeMap<String, Value> {
+    figures(&timeline(entries), start, end)
+}
+
+pub fn escalations(plan: &Plan, figures: &BTreeMap<String, Value>) -> Vec<EscalationFacts> {
     let lookup = |name: &str| match figures.get(name) {
         Some(Value::Number(n)) => n.as_f64().map(FigureValue::Number),
         Some(Value::Bool(b)) => Some(FigureValue::Bool(*b)),
@@ -483,6 +522,7 @@ fn success(
     run: &RunFacts,
     phases: &[PhaseFacts],
     timeline: &[StepFacts],
+    communications: &[Notification],
 ) -> Vec<Criterion> {
     let Some(success) = &plan.success else {
         return Vec::new();
@@ -509,15 +549,16 @@ fn success(
     }
     if let Some(within) = success.notify_within {
         let target = i64::try_from(within.as_millis()).unwrap_or(i64::MAX);
-        let first = timeline
+        let by_step = timeline
             .iter()
             .filter(|s| s.what.starts_with("notify.") && s.result == "succeeded")
-            .filter_map(|s| s.ended_at_ms)
-            .min();
+            .filter_map(|s| s.ended_at_ms);
+        let by_message = communications.iter().filter(|n| n.sent).map(|n| n.at_ms);
+        let first = by_step.chain(by_message).min();
         out.push(Criterion {
             name: "Stakeholders notified".into(),
             target: format!("within {} of the decision", human(target)),
-            measured: first.map_or("no notify step ran".into(), |at| {
+            measured: first.map_or("nobody was notified".into(), |at| {
                 format!("{} after the decision", human(at - run.started_at_ms))
             }),
             met: first.map(|at| at - run.started_at_ms <= target),

@@ -9,7 +9,7 @@ use backout_proto::now_ms;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use super::RunEvent;
+use super::{RunEvent, notify};
 use crate::fleet::StepOutcome;
 use crate::server::State;
 use crate::server::dispatch::StepSpec;
@@ -34,10 +34,17 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
             let Some(entry) = entries.get_mut(&id) else {
                 return;
             };
-            // Note when scopes start waiting for approvals.
+            // Note when scopes start waiting for approvals, and tell people.
             for (phase, status) in entry.run.phases(now) {
-                if matches!(status, backout_plan::run::PhaseStatus::AwaitingApproval(_)) {
-                    entry.waiting_since.entry(phase).or_insert(now);
+                if let backout_plan::run::PhaseStatus::AwaitingApproval(roles) = status
+                    && !entry.waiting_since.contains_key(&phase)
+                {
+                    entry.waiting_since.insert(phase.clone(), now);
+                    let moment = notify::Moment::ApprovalWaiting {
+                        scope: phase,
+                        roles,
+                    };
+                    tokio::spawn(notify::announce(state.clone(), id.clone(), moment));
                 }
             }
             for phase in entry.run.overdue(now) {
@@ -88,6 +95,7 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
                             outcome: text,
                             ..RunEvent::default()
                         });
+                        tokio::spawn(tell_the_end(state.clone(), id.clone()));
                     }
                     Err(e) => {
                         tracing::error!(run = %id, error = %e, "cannot journal the end of a run; retrying");
@@ -104,6 +112,39 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
         }
         // Woken by outcomes and decisions; the timeout covers backoffs and time limits.
         let _ = tokio::time::timeout(Duration::from_millis(500), notify.notified()).await;
+    }
+}
+
+/// At the end: the `end` messages, then the escalations the run's figures
+/// fire (each journaled, each with its messages).
+async fn tell_the_end(state: Arc<State>, id: String) {
+    notify::announce(state.clone(), id.clone(), notify::Moment::End).await;
+    let Some(board) = &state.board else { return };
+    let Ok(entries) = state.journal.entries(Some(&id)) else {
+        return;
+    };
+    let (start, end) = (
+        entries.first().map_or(0, |e| e.at_ms),
+        entries.last().map_or(0, |e| e.at_ms),
+    );
+    let figures = crate::report::figures_of(&entries, start, end);
+    for e in crate::report::escalations(board.plan(), &figures) {
+        if e.state != "fired" {
+            continue;
+        }
+        let body = json!({ "who": e.who, "when": e.when, "figures": figures });
+        if let Err(err) = state
+            .journal
+            .append(now_ms(), &id, "escalation.fired", &body)
+        {
+            tracing::error!(run = %id, error = %err, "cannot journal an escalation");
+        }
+        tracing::warn!(run = %id, who = %e.who, when = %e.when, "escalation fired");
+        let moment = notify::Moment::Escalation {
+            who: e.who,
+            when: e.when,
+        };
+        notify::announce(state.clone(), id.clone(), moment).await;
     }
 }
 

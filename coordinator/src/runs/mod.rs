@@ -22,7 +22,8 @@ use crate::fleet::StepEvent;
 use crate::server::State;
 
 mod codec;
-mod drive;
+pub(crate) mod drive;
+pub mod notify;
 mod watch;
 use codec::{event_from_journal, event_json, scope_name};
 pub use watch::RunEvent;
@@ -258,7 +259,7 @@ impl Runs {
         Ok(())
     }
 
-    fn publish(&self, event: RunEvent) {
+    pub(crate) fn publish(&self, event: RunEvent) {
         // No watcher is not an error.
         let _ = self.updates.send(event);
     }
@@ -354,7 +355,16 @@ impl Runs {
         let summary = summarize(&entry, now);
         state.runs.lock().insert(id.clone(), entry);
         let notify = state.runs.notifier(&id);
-        tokio::spawn(drive::drive(state.clone(), id, notify));
+        tokio::spawn(drive::drive(state.clone(), id.clone(), notify));
+        // Tell people, in order: the run started, then what it waits for.
+        let (state, waiting) = (state.clone(), summary.pending.first().cloned());
+        tokio::spawn(async move {
+            notify::announce(state.clone(), id.clone(), notify::Moment::Start).await;
+            if let Some((scope, roles, _)) = waiting {
+                let moment = notify::Moment::ApprovalWaiting { scope, roles };
+                notify::announce(state, id, moment).await;
+            }
+        });
         Ok(summary)
     }
 

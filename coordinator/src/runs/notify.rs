@@ -1,0 +1,302 @@
+//! Telling people (seed 6.1): the plan's templates, filled from the run's
+//! facts with minijinja, sent to their channels at the moments they name:
+//! `start`, `approval-waiting`, `end`, and `escalation` (when the run's
+//! figures cross an escalation rule's line). A Slack channel is posted by
+//! the `notify` plugin on an agent of the channel's `via`; every message is
+//! journaled with the time it went out (`notification.sent`), or with why it
+//! did not (`notification.skipped`). Dry runs tell nobody; drills say so.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backout_plan::model::Plan;
+use backout_proto::now_ms;
+use serde_json::{Value, json};
+
+use super::RunEvent;
+use crate::fleet::StepOutcome;
+use crate::server::State;
+use crate::server::dispatch::StepSpec;
+
+/// When a message goes out.
+#[derive(Debug, Clone)]
+pub enum Moment {
+    Start,
+    /// A scope ("run" or a phase) began waiting for these roles.
+    ApprovalWaiting {
+        scope: String,
+        roles: Vec<String>,
+    },
+    End,
+    /// An escalation rule fired.
+    Escalation {
+        who: String,
+        when: String,
+    },
+}
+
+impl Moment {
+    fn word(&self) -> &'static str {
+        match self {
+            Moment::Start => "start",
+            Moment::ApprovalWaiting { .. } => "approval-waiting",
+            Moment::End => "end",
+            Moment::Escalation { .. } => "escalation",
+        }
+    }
+}
+
+/// Fills `text` from `facts`; a variable the facts lack renders empty
+/// rather than failing a message someone is waiting for.
+pub fn render(text: &str, facts: &Value) -> Result<String, String> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+    env.render_str(text, facts).map_err(|e| e.to_string())
+}
+
+/// The facts templates are filled from, for one run at one moment.
+pub fn facts(state: &State, run_id: &str, moment: &Moment) -> Option<Value> {
+    let summary = state.runs.summary(run_id)?;
+    let plan = state.board.as_ref()?.plan();
+    let entries = state.journal.entries(Some(run_id)).ok()?;
+    let meta = &summary.meta;
+    let end = meta.finished_at_ms.unwrap_or_else(now_ms);
+    let figures = crate::report::figures_of(&entries, meta.started_at_ms, end);
+    let mut status: BTreeMap<String, String> = summary
+        .phases
+        .iter()
+        .map(|p| {
+            (
+                p.id.clone(),
+                crate::report::phase_word(&p.status).to_string(),
+            )
+        })
+        .collect();
+    // The seed's template speaks of "providers" for the external services.
+    if let Some(s) = status.get("external-services").cloned() {
+        status.entry("providers".into()).or_insert(s);
+    }
+    let release_manager = summary
+        .approvals
+        .iter()
+        .find(|a| a.starts_with("release-manager:"))
+        .and_then(|a| a.split(": ").nth(1))
+        .and_then(|a| a.split(" (").next())
+        .unwrap_or(&meta.started_by)
+        .to_string();
+    let rca = plan
+        .report
+        .as_ref()
+        .and_then(|r| r.root_cause_due)
+        .map(|due| crate::report::rfc3339(end + i64::try_from(due.as_millis()).unwrap_or(0)));
+    let data_loss = figures
+        .get("data_loss_usd")
+        .and_then(Value::as_f64)
+        .map_or("none measured".to_string(), |usd| format!("${usd:.2}"));
+    let mut facts = json!({
+        "run_id": meta.id,
+        "plan": plan.meta.name,
+        "reason": meta.reason,
+        "issue": meta.reason,
+        "to_version": meta.to_version,
+        "started_by": meta.started_by,
+        "start_time": crate::report::rfc3339(meta.started_at_ms),
+        "rollback_time": crate::report::rfc3339(meta.started_at_ms),
+        "end_time": meta.finished_at_ms.map(crate::report::rfc3339),
+        "duration": crate::cli::human_ms(end - meta.started_at_ms),
+        "status": status,
+        "result": crate::runs::drive::status_word(&summary.status),
+        "data_loss": data_loss,
+        "figures": figures,
+        "impact": meta.reason,
+        "release_manager": release_manager,
+        "rca_meeting": rca,
+        "drill": meta.drill,
+        "moment": moment.word(),
+    });
+    if let Some(map) = facts.as_object_mut() {
+        match moment {
+            Moment::ApprovalWaiting { scope, roles } => {
+                map.insert("waiting_scope".into(), json!(scope));
+                map.insert("waiting_roles".into(), json!(roles.join(" + ")));
+            }
+            Moment::Escalation { who, when } => {
+                map.insert("escalation_who".into(), json!(who));
+                map.insert("escalation_when".into(), json!(when));
+            }
+            _ => {}
+        }
+    }
+    Some(facts)
+}
+
+/// One message to one channel: where it would go, or why it cannot.
+fn agent_for(state: &State, plan: &Plan, via: &str) -> Option<String> {
+    let connected = state.registry.connected_ids();
+    plan.hosts
+        .iter()
+        .filter(|h| h.id == via || h.groups.iter().any(|g| g == via))
+        .map(|h| h.id.clone())
+        .find(|id| connected.contains(id))
+}
+
+/// Sends every template meant for `moment`, and journals each message.
+pub async fn announce(state: Arc<State>, run_id: String, moment: Moment) {
+    let Some(board) = &state.board else { return };
+    let plan = board.plan();
+    let Some(meta) = state.runs.summary(&run_id).map(|s| s.meta) else {
+        return;
+    };
+    if meta.dry_run {
+        return;
+    }
+    let Some(facts) = facts(&state, &run_id, &moment) else {
+        return;
+    };
+    for (name, template) in &plan.templates {
+        if !template.on.iter().any(|m| m == moment.word()) {
+            continue;
+        }
+        let channels: Vec<String> = match &moment {
+            Moment::Escalation { who, .. } => plan
+                .escalations
+                .iter()
+                .find(|e| &e.who == who)
+                .map(|e| e.channels.clone())
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| template.channels.clone()),
+            _ => template.channels.clone(),
+        };
+        let drill = if meta.drill { "[DRILL] " } else { "" };
+        let rendered = render(&template.body, &facts).map(|body| format!("{drill}{body}"));
+        let title = template
+            .subject
+            .as_deref()
+            .map_or(Ok(format!("Backout: {name}")), |s| render(s, &facts))
+            .map(|t| format!("{drill}{t}"));
+        for channel_name in &channels {
+            let record = match (&rendered, &title) {
+                (Ok(body), Ok(title)) => {
+                    send(
+                        &state,
+                        plan,
+                        &run_id,
+                        name,
+                        channel_name,
+                        &moment,
+                        title,
+                        body,
+                    )
+                    .await
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    json!({ "sent": false, "why": format!("the template does not render: {e}") })
+                }
+            };
+            let mut body =
+                json!({ "template": name, "channel": channel_name, "moment": moment.word() });
+            if let (Some(map), Some(more)) = (body.as_object_mut(), record.as_object()) {
+                map.extend(more.clone());
+            }
+            let sent = body["sent"].as_bool().unwrap_or(false);
+            let kind = if sent {
+                "notification.sent"
+            } else {
+                "notification.skipped"
+            };
+            let at = now_ms();
+            match state.journal.append(at, &run_id, kind, &body) {
+                Ok(written) => state.runs.publish(RunEvent {
+                    seq: written.seq,
+                    run_id: run_id.clone(),
+                    at_ms: at,
+                    kind: if sent { "notified" } else { "not-notified" }.into(),
+                    step: name.clone(),
+                    host: channel_name.clone(),
+                    text: body["why"]
+                        .as_str()
+                        .map_or_else(|| moment.word().to_string(), str::to_string),
+                    ..RunEvent::default()
+                }),
+                Err(e) => {
+                    tracing::error!(run = %run_id, error = %e, "cannot journal a notification")
+                }
+            }
+        }
+    }
+}
+
+/// Posts one message through the `notify` plugin of an agent of the
+/// channel's `via`. Returns what the journal keeps of it.
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    state: &State,
+    plan: &Plan,
+    run_id: &str,
+    template: &str,
+    channel_name: &str,
+    moment: &Moment,
+    title: &str,
+    body: &str,
+) -> Value {
+    let Some(channel) = plan.channels.get(channel_name) else {
+        return json!({ "sent": false, "why": "no such channel" });
+    };
+    if channel.kind != "slack" {
+        return json!({ "sent": false, "why": format!("Backout does not send to `{}` channels: send it by hand", channel.kind) });
+    }
+    let Some(via) = &channel.via else {
+        return json!({ "sent": false, "why": "the channel names no `via` agent to post it" });
+    };
+    let Some(agent) = agent_for(state, plan, via) else {
+        return json!({ "sent": false, "why": format!("no agent of `{via}` is connected") });
+    };
+    // The notify plugin fills `{{name}}` itself: the message is already filled.
+    let text = body.replace("{{", "{ {");
+    let params =
+        json!({ "url": channel.target, "title": title.replace("{{", "{ {"), "template": text });
+    let spec = StepSpec {
+        run_id: run_id.to_string(),
+        step_id: format!(
+            "{run_id}/notify/{template}-{channel_name}-{}#1",
+            moment.word()
+        ),
+        agent_id: agent.clone(),
+        plugin: "notify".into(),
+        action: "post".into(),
+        params_json: params.to_string(),
+        dry_run: false,
+        deadline: Some(Duration::from_secs(20)),
+        journal_events: true,
+    };
+    let pending = state.dispatcher.send(spec).await;
+    let command_id = pending.command_id.clone();
+    let outcome = pending.wait(Duration::from_secs(30)).await;
+    if matches!(outcome, StepOutcome::TimedOut) {
+        state.dispatcher.forget(&command_id);
+    }
+    match outcome {
+        StepOutcome::Succeeded { .. } => json!({ "sent": true, "via": agent }),
+        other => json!({ "sent": false, "via": agent, "why": other.detail() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_fill_from_facts_and_missing_facts_render_empty() {
+        let facts = json!({ "reason": "5xx at 12%", "status": { "application": "succeeded" } });
+        assert_eq!(
+            render(
+                "Decision: {{ reason }} / app {{ status.application }} / db {{ status.database }}.",
+                &facts
+            )
+            .unwrap(),
+            "Decision: 5xx at 12% / app succeeded / db ."
+        );
+        assert!(render("{{ unclosed", &facts).is_err());
+    }
+}
