@@ -385,7 +385,10 @@ body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ escalation_when }}}}"
         posted.contains("Waiting for technical-lead on run"),
         "{posted}"
     );
-    assert!(posted.contains("Data loss: $40000.00"), "both deploy steps report 20,000: {posted}");
+    assert!(
+        posted.contains("Data loss: $40000.00"),
+        "both deploy steps report 20,000: {posted}"
+    );
     assert!(posted.contains("Application: succeeded"), "{posted}");
     assert!(posted.contains("ESCALATION to CTO"), "{posted}");
     let md = report(&pki, &addr, &id, "md");

@@ -119,6 +119,16 @@ impl Bars {
         }
     }
 
+    /// A plugin's progress shows on its host's bar until the next change.
+    fn progress(&self, e: &wire::RunEvent) {
+        if let Some(bar) = self.bars.get(&(e.phase.clone(), e.host.clone())) {
+            bar.set_message(format!(
+                "running {} {}/{}: {}",
+                e.step, e.done, e.total, e.text
+            ));
+        }
+    }
+
     fn update(&mut self, r: &wire::RunSummary) {
         for phase in &r.phases {
             if matches!(phase.status.as_str(), "waiting" | "awaiting-approval") {
@@ -206,6 +216,9 @@ pub async fn follow(mut updates: Updates, output: Output) -> anyhow::Result<Exit
                 }
                 if let Some(s) = &summary {
                     bars.update(s);
+                }
+                if let Some(e) = update.event.as_ref().filter(|e| e.kind == "progress") {
+                    bars.progress(e);
                 }
             }
             (None, Output::Text) => {}

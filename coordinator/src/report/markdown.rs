@@ -142,6 +142,31 @@ pub fn markdown(r: &Report) -> String {
         );
     }
 
+    let baselines: Vec<_> = r
+        .timeline
+        .iter()
+        .filter(|s| s.data["samples"].is_array())
+        .collect();
+    if !baselines.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n## Stabilisation baseline\n\n| Host | Samples | Response avg | Response max | Errors at the end | Samples with warnings |\n| --- | --- | --- | --- | --- | --- |"
+        );
+        for s in baselines {
+            let d = &s.data;
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.2} s | {:.2} s | {} | {} |",
+                s.host,
+                d["samples"].as_array().map_or(0, Vec::len),
+                d["avg_response_s"].as_f64().unwrap_or(0.0),
+                d["max_response_s"].as_f64().unwrap_or(0.0),
+                d["log"]["matches"],
+                d["samples_with_warnings"]
+            );
+        }
+    }
+
     if !r.versions.is_empty() {
         let _ = writeln!(
             o,

@@ -270,3 +270,19 @@ fn the_html_report_has_one_timeline_bar_per_phase_and_host() {
         "the trigger's line is drawn"
     );
 }
+
+#[test]
+fn a_baseline_step_is_summarised_for_the_report() {
+    let mut entries = journal(0.0);
+    let end = entries.pop().unwrap();
+    entries.push(entry(50, T0 + 13 * MIN, "run-1", "run.dispatched", json!({ "phase": "communication", "step": "baseline", "host": "app-1", "attempt": 1, "what": "health.baseline" })));
+    entries.push(entry(51, T0 + 16 * MIN, "run-1", "run.finished", json!({ "phase": "communication", "step": "baseline", "host": "app-1", "attempt": 1, "outcome": "succeeded", "output": "3 samples",
+        "data": { "samples": [{}, {}, {}], "avg_response_s": 0.25, "max_response_s": 2.5, "samples_with_warnings": 1, "log": { "matches": 0 } } })));
+    entries.push(end);
+    let md = markdown(&report_of(&entries));
+    assert!(md.contains("## Stabilisation baseline"), "{md}");
+    assert!(
+        md.contains("| app-1 | 3 | 0.25 s | 2.50 s | 0 | 1 |"),
+        "{md}"
+    );
+}
