@@ -354,7 +354,7 @@ body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ escalation_when }}}}"
         (json["communications"].as_array()?.len() == 5).then_some(json)
     })
     .await;
-    let moments: Vec<(String, String, bool)> = json["communications"]
+    let mut moments: Vec<(String, String, bool)> = json["communications"]
         .as_array()
         .unwrap()
         .iter()
@@ -366,15 +366,24 @@ body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ escalation_when }}}}"
             )
         })
         .collect();
+    // Start and approval first, in that order; the escalation fires as soon
+    // as a step reports figures over its line, during the run.
+    assert_eq!(moments[0].0, "start");
+    assert_eq!(moments[1].0, "approval-waiting");
+    moments.sort();
     assert_eq!(
         moments,
         [
-            ("start".into(), "emergency".into(), true),
             ("approval-waiting".into(), "emergency".into(), true),
             ("end".into(), "emergency".into(), true),
             ("end".into(), "team-email".into(), false),
             ("escalation".into(), "emergency".into(), true),
+            ("start".into(), "emergency".into(), true),
         ]
+    );
+    assert_eq!(
+        json["escalations"][0]["state"], "fired",
+        "and the report agrees"
     );
     let posted = slack.requests.lock().unwrap().join("\n");
     assert!(

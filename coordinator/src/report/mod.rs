@@ -590,7 +590,15 @@ fn success(
         let checks: Vec<bool> = timeline
             .iter()
             .filter(|s| s.result == "succeeded")
-            .filter_map(|s| s.data["consistent"].as_bool())
+            .filter_map(|s| {
+                // A step says so itself, or the db plugin's audit says the
+                // applied migrations match the expected ones.
+                s.data["consistent"].as_bool().or_else(|| {
+                    (s.what == "db.audit")
+                        .then(|| s.data["matches"].as_bool())
+                        .flatten()
+                })
+            })
             .collect();
         out.push(Criterion {
             name: "Data integrity".into(),

@@ -115,21 +115,34 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
     }
 }
 
-/// At the end: the `end` messages, then the escalations the run's figures
-/// fire (each journaled, each with its messages).
+/// At the end: the `end` messages, then any escalation still to fire.
 async fn tell_the_end(state: Arc<State>, id: String) {
     notify::announce(state.clone(), id.clone(), notify::Moment::End).await;
+    escalate(state, id).await;
+}
+
+/// Evaluates the plan's escalation rules over the run's figures so far
+/// (during the run, after each step that reported figures, and at the end)
+/// and fires each rule at most once per run: journaled, then its messages.
+async fn escalate(state: Arc<State>, id: String) {
     let Some(board) = &state.board else { return };
+    let _one_at_a_time = state.runs.escalating.lock().await;
     let Ok(entries) = state.journal.entries(Some(&id)) else {
         return;
     };
-    let (start, end) = (
-        entries.first().map_or(0, |e| e.at_ms),
-        entries.last().map_or(0, |e| e.at_ms),
-    );
-    let figures = crate::report::figures_of(&entries, start, end);
+    let fired_before: Vec<String> = entries
+        .iter()
+        .filter(|e| e.kind == "escalation.fired")
+        .filter_map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.body)
+                .ok()
+                .and_then(|b| b["who"].as_str().map(str::to_string))
+        })
+        .collect();
+    let start = entries.first().map_or(0, |e| e.at_ms);
+    let figures = crate::report::figures_of(&entries, start, now_ms());
     for e in crate::report::escalations(board.plan(), &figures) {
-        if e.state != "fired" {
+        if e.state != "fired" || fired_before.contains(&e.who) {
             continue;
         }
         let body = json!({ "who": e.who, "when": e.when, "figures": figures });
@@ -138,6 +151,7 @@ async fn tell_the_end(state: Arc<State>, id: String) {
             .append(now_ms(), &id, "escalation.fired", &body)
         {
             tracing::error!(run = %id, error = %err, "cannot journal an escalation");
+            continue;
         }
         tracing::warn!(run = %id, who = %e.who, when = %e.when, "escalation fired");
         let moment = notify::Moment::Escalation {
@@ -222,6 +236,13 @@ pub(super) async fn execute(state: Arc<State>, id: String, d: Dispatch, notify: 
         }),
         _ => None,
     };
+    // A step that reports run figures may cross an escalation line now,
+    // not only at the end.
+    let reports_figures = result.as_ref().is_some_and(|r| {
+        backout_plan::sections::RUN_FIGURES
+            .iter()
+            .any(|f| r.data_json.contains(&format!("\"{f}\"")))
+    });
     let outcome = run_outcome(outcome);
     {
         let mut runs = state.runs.lock();
@@ -240,6 +261,9 @@ pub(super) async fn execute(state: Arc<State>, id: String, d: Dispatch, notify: 
         }
     }
     notify.notify_one();
+    if reports_figures {
+        escalate(state, id).await;
+    }
 }
 
 /// What the engine makes of an agent's answer.

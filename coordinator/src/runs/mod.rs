@@ -115,6 +115,8 @@ pub struct Runs {
     wake: Mutex<BTreeMap<String, Arc<Notify>>>,
     /// Every run's live events, for watchers.
     updates: broadcast::Sender<RunEvent>,
+    /// One escalation check at a time, so a rule fires once per run.
+    pub(crate) escalating: tokio::sync::Mutex<()>,
 }
 
 impl Default for Runs {
@@ -123,6 +125,7 @@ impl Default for Runs {
             entries: Mutex::default(),
             wake: Mutex::default(),
             updates: broadcast::channel(4096).0,
+            escalating: tokio::sync::Mutex::new(()),
         }
     }
 }
