@@ -490,4 +490,65 @@ mod tests {
             vec!["a", "b", "c"]
         );
     }
+
+    mod fuzz {
+        //! The condition language on hostile text: parse errors with a
+        //! column, never a panic; whatever parses evaluates.
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn token() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("error_rate".to_string()),
+                Just("p95".to_string()),
+                Just("up".to_string()),
+                Just("and".to_string()),
+                Just("or".to_string()),
+                Just("not".to_string()),
+                Just("(".to_string()),
+                Just(")".to_string()),
+                Just(">".to_string()),
+                Just(">=".to_string()),
+                Just("==".to_string()),
+                Just("!=".to_string()),
+                Just("<".to_string()),
+                Just("5%".to_string()),
+                Just("2000ms".to_string()),
+                Just("15m".to_string()),
+                Just("true".to_string()),
+                Just("1e309".to_string()),
+                Just("-".to_string()),
+                "[0-9]{1,4}(\\.[0-9]{1,3})?",
+                ".{0,3}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_text_parses_or_names_a_column(text in ".{0,120}") {
+                if let Err(e) = Expr::parse(&text) {
+                    prop_assert!(e.offset <= text.len() + 1, "{e} in {text:?}");
+                }
+            }
+
+            #[test]
+            fn token_soup_parses_or_fails_and_parsed_conditions_evaluate(
+                tokens in proptest::collection::vec(token(), 0..24),
+                value in any::<f64>(),
+                flag in any::<bool>(),
+            ) {
+                let text = tokens.join(" ");
+                if let Ok(expr) = Expr::parse(&text) {
+                    let _ = expr.eval(&|name| match name {
+                        "up" => Some(Value::Bool(flag)),
+                        "p95" => None,
+                        _ => Some(Value::Number(value)),
+                    });
+                    let _ = expr.signals();
+                    let _ = expr.threshold();
+                }
+            }
+        }
+    }
 }

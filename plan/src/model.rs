@@ -599,4 +599,38 @@ mod tests {
             .to_string();
         assert!(err.contains("p.toml:") && err.contains("wen"), "{err}");
     }
+
+    mod fuzz {
+        //! Plan files mangled at random: an error naming the file, never a panic.
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const SEED: &str = include_str!("../../examples/samia-tarot/plan.toml");
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn any_text_is_a_plan_or_an_error(text in ".{0,400}") {
+                let _ = Plan::parse(Path::new("fuzz.toml"), &text);
+            }
+
+            #[test]
+            fn a_mangled_seed_plan_is_a_plan_or_an_error_naming_the_file(
+                cut in 0usize..SEED.len(),
+                len in 0usize..40,
+                insert in ".{0,12}",
+            ) {
+                let mut text = SEED.to_string();
+                let start = (0..=cut).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+                let end = (start + len).min(text.len());
+                let end = (end..=text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+                text.replace_range(start..end, &insert);
+                if let Err(e) = Plan::parse(Path::new("fuzz.toml"), &text) {
+                    prop_assert!(e.to_string().contains("fuzz.toml"), "{e}");
+                }
+            }
+        }
+    }
 }

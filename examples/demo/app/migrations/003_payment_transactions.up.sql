@@ -1,0 +1,1 @@
+CREATE TABLE payment_transactions (id bigserial PRIMARY KEY, order_id bigint REFERENCES orders(id), amount_cents bigint NOT NULL, provider text NOT NULL DEFAULT 'stripe', created_at timestamptz NOT NULL DEFAULT now());
