@@ -10,3 +10,4 @@ mod matrix;
 mod refusals;
 mod runs;
 mod sandbox;
+mod sessions;
