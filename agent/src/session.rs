@@ -26,12 +26,16 @@ use crate::plugin::{PluginHost, StepEvent, StepOutcome, StepRequest};
 const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 /// Everything a session needs; shared by every command task.
+///
+/// One process normally runs one session. With `--sessions-from` (load
+/// testing) it runs one per identity: each has its own TLS material,
+/// admission and ledger, and all share the compiled plugins.
 pub struct Agent {
     pub id: String,
     pub config: AgentConfig,
     pub tls: TlsMaterial,
     pub admission: Admission,
-    pub host: PluginHost,
+    pub host: Arc<PluginHost>,
     pub ledger: Ledger,
 }
 

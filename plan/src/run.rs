@@ -233,6 +233,9 @@ pub struct Run {
     phase_started: BTreeMap<String, i64>,
     /// Phases recorded as timed out.
     timed_out: BTreeSet<String>,
+    /// phase -> step -> the hosts it runs on: the plan's targets as sets, so
+    /// that "does this step run here?" stays cheap on a fleet of thousands.
+    targets: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
 }
 
 /// Why an event cannot be applied.
@@ -252,8 +255,19 @@ pub enum Rejected {
 
 impl Run {
     pub fn new(plan: RunPlan) -> Run {
+        let mut targets: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        for phase in &plan.phases {
+            let steps = targets.entry(phase.id.clone()).or_default();
+            for step in &phase.steps {
+                steps
+                    .entry(step.id.clone())
+                    .or_default()
+                    .extend(step.hosts.iter().cloned());
+            }
+        }
         Run {
             plan,
+            targets,
             started_by: None,
             approvals: BTreeMap::new(),
             refused: BTreeMap::new(),
@@ -395,15 +409,24 @@ impl Run {
 
     /// Hosts of a phase in the order they were first named by its steps.
     fn hosts(phase: &PhasePlan) -> Vec<String> {
+        let mut seen = BTreeSet::new();
         let mut hosts: Vec<String> = Vec::new();
         for step in &phase.steps {
             for host in &step.hosts {
-                if !hosts.contains(host) {
+                if seen.insert(host.as_str()) {
                     hosts.push(host.clone());
                 }
             }
         }
         hosts
+    }
+
+    /// Whether step `step` of phase `phase` runs on `host`.
+    fn runs_on(&self, phase: &str, step: &str, host: &str) -> bool {
+        self.targets
+            .get(phase)
+            .and_then(|steps| steps.get(step))
+            .is_some_and(|hosts| hosts.contains(host))
     }
 
     fn attempt(&self, phase: &str, step: &str, host: &str) -> Option<&Attempt> {
@@ -417,7 +440,7 @@ impl Run {
         for step in phase
             .steps
             .iter()
-            .filter(|s| s.hosts.iter().any(|h| h == host))
+            .filter(|s| self.runs_on(&phase.id, &s.id, host))
         {
             match self.attempt(&phase.id, &step.id, host) {
                 None => return HostProgress::Next(step.id.clone(), 1, i64::MIN),
@@ -660,7 +683,7 @@ impl Run {
         let steps: Vec<&StepPlan> = phase
             .steps
             .iter()
-            .filter(|s| s.hosts.contains(&host))
+            .filter(|s| self.runs_on(&phase.id, &s.id, &host))
             .collect();
         let over = |s: &StepPlan| match self.attempt(&phase.id, &s.id, &host) {
             Some(Attempt {

@@ -17,4 +17,5 @@ mod report;
 mod runs;
 mod sandbox;
 mod sdk;
+mod sessions;
 mod watch;

@@ -250,11 +250,15 @@ alice = ["release-manager"]
 
 /// Starts `backout-agent` with the config at `config`.
 pub fn start_agent(config: &Path, log: &Path) -> Proc {
-    let mut proc = Proc::spawn(
-        &bin("backout-agent"),
-        &["--config", config.to_str().unwrap()],
-        log,
-    );
+    start_agent_with(config, &[], log)
+}
+
+/// Starts `backout-agent` with the config at `config` and more arguments
+/// (e.g. `--sessions-from DIR`).
+pub fn start_agent_with(config: &Path, args: &[&str], log: &Path) -> Proc {
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let mut proc = Proc::spawn(&bin("backout-agent"), &all, log);
     let stdout = proc.child.stdout.take().unwrap();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();

@@ -558,3 +558,51 @@ fn every_refusal_counts_not_only_the_first() {
     assert_eq!(run.status(0), RunStatus::Refused("technical-lead".into()));
     assert!(run.next(0).is_empty());
 }
+
+#[test]
+fn each_host_runs_only_the_steps_that_target_it() {
+    let mut run = Run::new(plan(vec![phase(
+        "app",
+        &[],
+        vec![
+            step("drain", &["lb-1"]),
+            step("stop", &["app-1", "app-2"]),
+            step("check", &["app-2", "lb-1"]),
+        ],
+    )]));
+    approved(&mut run);
+    // First round: every host's first step at once; then lb-1 and app-2 check.
+    assert_eq!(
+        drive(&mut run, 0),
+        [
+            "app/drain@lb-1#1",
+            "app/stop@app-1#1",
+            "app/stop@app-2#1",
+            "app/check@lb-1#1",
+            "app/check@app-2#1"
+        ]
+    );
+    assert_eq!(run.status(0), RunStatus::Succeeded);
+    let succeeded: Vec<String> = run
+        .hosts_of("app")
+        .into_iter()
+        .filter(|h| h.state == HostState::Succeeded)
+        .map(|h| h.host)
+        .collect();
+    assert_eq!(succeeded, ["lb-1", "app-1", "app-2"].map(String::from));
+}
+
+#[test]
+fn a_phase_fans_out_to_a_large_fleet_at_once() {
+    let hosts: Vec<String> = (0..5_000).map(|i| format!("host-{i:05}")).collect();
+    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let mut run = Run::new(plan(vec![phase("app", &[], vec![step("echo", &refs)])]));
+    approved(&mut run);
+    assert_eq!(drive(&mut run, 0).len(), 5_000);
+    assert_eq!(run.status(0), RunStatus::Succeeded);
+    assert!(
+        run.hosts_of("app")
+            .iter()
+            .all(|h| h.state == HostState::Succeeded && h.steps_done == 1)
+    );
+}

@@ -1,0 +1,495 @@
+//! `bench-fanout`: one no-op phase fanned out to N agent sessions, from
+//! `backout rollback start` to the run's aggregated result, with the
+//! coordinator's CPU and memory.
+//!
+//! ```sh
+//! cargo build --release --bins && scripts/build-plugins.sh
+//! target/release/bench-fanout 10 100 1000
+//! ```
+//!
+//! The binaries (`backout`, `backout-agent`) are the ones beside this one, so
+//! all three come from the same profile; the testbed plugin is
+//! `<target>/plugins/testbed.wasm`.
+//!
+//! For each N: a PKI in a temp dir (the CA and the coordinator by `backout pki
+//! init`, N agent certificates issued in-process), a plan with N hosts in
+//! group `fleet` and one phase whose one step is `testbed` `echo` on `fleet`
+//! with no approvals, a coordinator (`backout serve`), and ONE agent process
+//! running the N sessions (`backout-agent --sessions-from <pki>/agents`).
+//! Once all N are connected: the coordinator's idle CPU over 5 s and its
+//! resident memory, then the run (`backout rollback start`), timed by the
+//! coordinator (its `run.created` to `run.ended` journal times, which `backout
+//! runs` reports as started/finished) and by the wall clock from the CLI call
+//! to the coordinator's "run ended" log line. Every process is killed and the
+//! temp dir removed at the end, also on error.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use backout_tls::Identity;
+use backout_tls::pki::{self, LeafOptions};
+use serde_json::Value;
+
+/// Linux clock ticks per second (`getconf CLK_TCK`, 100 on every common kernel).
+const CLOCK_TICKS: f64 = 100.0;
+const IDLE_WINDOW: Duration = Duration::from_secs(5);
+
+/// A child process killed (and reaped) when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Where the binaries and the plugin are.
+struct Tools {
+    backout: PathBuf,
+    agent: PathBuf,
+    testbed: PathBuf,
+}
+
+impl Tools {
+    fn find() -> anyhow::Result<Tools> {
+        let exe = std::env::current_exe().context("cannot find this program's path")?;
+        let dir = exe
+            .parent()
+            .context("this program's path has no directory")?;
+        let tools = Tools {
+            backout: dir.join("backout"),
+            agent: dir.join("backout-agent"),
+            testbed: dir.join("../plugins/testbed.wasm"),
+        };
+        for path in [&tools.backout, &tools.agent] {
+            if !path.is_file() {
+                bail!(
+                    "{} is missing: build every binary of this profile first (`cargo build --release --bins`)",
+                    path.display()
+                );
+            }
+        }
+        if !tools.testbed.is_file() {
+            bail!(
+                "{} is missing: run scripts/build-plugins.sh first",
+                tools.testbed.display()
+            );
+        }
+        Ok(tools)
+    }
+}
+
+/// What one N measured.
+struct Figures {
+    sessions: usize,
+    connect: Duration,
+    idle_cpu_percent: f64,
+    idle_rss_mib: f64,
+    run_ms: i64,
+    wall: Duration,
+    run_cpu_s: f64,
+    agent_cpu_s: f64,
+    peak_rss_mib: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let counts = std::env::args()
+        .skip(1)
+        .map(|a| {
+            a.replace([',', '_'], "")
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| format!("`{a}` is not a number of sessions"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let counts = if counts.is_empty() {
+        vec![10, 100, 1000]
+    } else {
+        counts
+    };
+    let tools = Tools::find()?;
+    let mut rows = Vec::new();
+    for n in counts {
+        eprintln!("bench-fanout: {n} sessions...");
+        let figures = bench(&tools, n).with_context(|| format!("with {n} sessions"))?;
+        eprintln!(
+            "bench-fanout: {n} sessions: run {} ms, coordinator {:.2} s CPU",
+            figures.run_ms, figures.run_cpu_s
+        );
+        rows.push(figures);
+    }
+    print!("{}", table(&rows));
+    Ok(())
+}
+
+fn table(rows: &[Figures]) -> String {
+    let mut out = String::from(
+        "| sessions | all connected in | start → result (coordinator) | start → result (CLI, wall) \
+         | coordinator CPU, run | agent process CPU, run | coordinator idle CPU | coordinator RSS, idle \
+         | coordinator peak RSS |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for f in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} s | {} ms | {} ms | {:.2} s | {:.2} s | {:.1}% | {:.1} MiB | {:.1} MiB |",
+            f.sessions,
+            f.connect.as_secs_f64(),
+            f.run_ms,
+            f.wall.as_millis(),
+            f.run_cpu_s,
+            f.agent_cpu_s,
+            f.idle_cpu_percent,
+            f.idle_rss_mib,
+            f.peak_rss_mib,
+        );
+    }
+    out
+}
+
+fn bench(tools: &Tools, n: usize) -> anyhow::Result<Figures> {
+    let temp = tempfile::tempdir()?;
+    let dir = temp.path();
+    let pki_dir = dir.join("pki");
+    let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i:04}")).collect();
+    make_pki(tools, &pki_dir, &ids)?;
+    std::fs::write(dir.join("plan.toml"), plan(&ids))?;
+    std::fs::write(
+        dir.join("coordinator.toml"),
+        coordinator_config(&pki_dir, &ids),
+    )?;
+
+    let coordinator_log = dir.join("coordinator.log");
+    let (coordinator, addr) = start_coordinator(tools, dir, &coordinator_log)?;
+    std::fs::write(
+        dir.join("agent.toml"),
+        agent_config(&addr, &pki_dir, &ids[0], &tools.testbed),
+    )?;
+    let pid = coordinator.0.id();
+    let started = Instant::now();
+    let agent = Killed(
+        Command::new(&tools.agent)
+            .arg("--config")
+            .arg(dir.join("agent.toml"))
+            .arg("--sessions-from")
+            .arg(pki_dir.join("agents"))
+            .env_remove("RUST_LOG")
+            .env("BACKOUT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("agent.log"))?)
+            .spawn()
+            .context("cannot start backout-agent")?,
+    );
+    let cli = Cli {
+        backout: &tools.backout,
+        addr: &addr,
+        pki: &pki_dir,
+    };
+    let deadline = Duration::from_secs(60) + Duration::from_millis(100 * n as u64);
+    loop {
+        if connected(&cli)? == n {
+            break;
+        }
+        if started.elapsed() > deadline {
+            bail!(
+                "only {} of {n} sessions connected after {deadline:?}",
+                connected(&cli)?
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let connect = started.elapsed();
+
+    // Idle: N sessions heartbeating, nothing else.
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_before = cpu_seconds(pid)?;
+    std::thread::sleep(IDLE_WINDOW);
+    let idle_cpu_percent = (cpu_seconds(pid)? - idle_before) / IDLE_WINDOW.as_secs_f64() * 100.0;
+    let idle_rss_mib = status_kib(pid, "VmRSS")? / 1024.0;
+
+    // The run.
+    let mut log = LogTail::open(&coordinator_log)?;
+    log.skip_to_end()?;
+    let cpu_before = cpu_seconds(pid)?;
+    let agent_before = cpu_seconds(agent.0.id())?;
+    let t0 = Instant::now();
+    let started = cli.json(&["rollback", "start", "--reason", "bench", "--output", "json"])?;
+    let run_id = started["run"]
+        .as_str()
+        .context("`rollback start` printed no run id")?
+        .to_string();
+    let run_deadline = Duration::from_secs(600);
+    while !log.saw("run ended")? {
+        if t0.elapsed() > run_deadline {
+            bail!("run {run_id} did not end in {run_deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let wall = t0.elapsed();
+    let run_cpu_s = cpu_seconds(pid)? - cpu_before;
+    let agent_cpu_s = cpu_seconds(agent.0.id())? - agent_before;
+    let peak_rss_mib = status_kib(pid, "VmHWM")? / 1024.0;
+
+    let runs = cli.json(&["runs", "--output", "json"])?;
+    let run = runs["runs"]
+        .as_array()
+        .and_then(|runs| runs.iter().find(|r| r["run"] == run_id.as_str()))
+        .with_context(|| format!("`backout runs` does not list {run_id}"))?;
+    let succeeded = run["phases"][0]["hosts_succeeded"]
+        .as_array()
+        .map_or(0, Vec::len);
+    if run["status"] != "succeeded" || succeeded != n {
+        bail!(
+            "run {run_id} ended {} with {succeeded} of {n} hosts succeeded; see {}",
+            run["status"],
+            coordinator_log.display()
+        );
+    }
+    let (Some(start_ms), Some(end_ms)) = (
+        run["started_at_ms"].as_i64(),
+        run["finished_at_ms"].as_i64(),
+    ) else {
+        bail!("run {run_id} has no start or finish time");
+    };
+    drop(agent);
+    drop(coordinator);
+    Ok(Figures {
+        sessions: n,
+        connect,
+        idle_cpu_percent,
+        idle_rss_mib,
+        run_ms: end_ms - start_ms,
+        wall,
+        run_cpu_s,
+        agent_cpu_s,
+        peak_rss_mib,
+    })
+}
+
+/// The CA, coordinator and command key by `backout pki init`; agents and the
+/// operator issued in-process (the same library `backout pki issue` calls).
+fn make_pki(tools: &Tools, dir: &Path, ids: &[String]) -> anyhow::Result<()> {
+    let out = Command::new(&tools.backout)
+        .args(["pki", "init", "--trust-domain", "bench.test", "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!("pki init: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let options = LeafOptions::default();
+    for id in ids {
+        pki::issue(dir, &Identity::Agent(id.clone()), &options)?;
+    }
+    pki::issue(dir, &Identity::Operator("bench".into()), &options)?;
+    Ok(())
+}
+
+fn plan(ids: &[String]) -> String {
+    let mut plan = String::from("[plan]\nname = \"fan-out bench\"\n");
+    for id in ids {
+        let _ = writeln!(plan, "[[host]]\nid = \"{id}\"\ngroups = [\"fleet\"]");
+    }
+    plan.push_str(
+        r#"[roles]
+release-manager = "Release Manager"
+[[phase]]
+id = "noop"
+name = "No-op"
+[[phase.step]]
+id = "echo"
+plugin = "testbed"
+action = "echo"
+on = "fleet"
+"#,
+    );
+    plan
+}
+
+fn coordinator_config(pki: &Path, ids: &[String]) -> String {
+    let p = pki.display();
+    let mut config = format!(
+        r#"listen = "127.0.0.1:0"
+command_key = "{p}/command-signing.key"
+plan = "plan.toml"
+[tls]
+ca = "{p}/ca.pem"
+cert = "{p}/coordinator.pem"
+key = "{p}/coordinator.key"
+[operators]
+bench = ["release-manager"]
+"#
+    );
+    for id in ids {
+        let _ = writeln!(config, "[[agent]]\nid = \"{id}\"");
+    }
+    config
+}
+
+/// `[tls] cert` and `key` name the first agent; `--sessions-from` ignores them.
+fn agent_config(coordinator: &str, pki: &Path, first: &str, testbed: &Path) -> String {
+    let p = pki.display();
+    format!(
+        r#"coordinator = "{coordinator}"
+command_key = "{p}/command-signing.pub"
+state_dir = "agent-state"
+[tls]
+ca = "{p}/ca.pem"
+cert = "{p}/agents/{first}.pem"
+key = "{p}/agents/{first}.key"
+[reconnect]
+initial = "100ms"
+max = "2s"
+[[plugin]]
+name = "testbed"
+path = "{testbed}"
+"#,
+        testbed = testbed.display()
+    )
+}
+
+/// Starts `backout serve` and returns it with the address it listens on.
+fn start_coordinator(tools: &Tools, dir: &Path, log: &Path) -> anyhow::Result<(Killed, String)> {
+    let mut child = Killed(
+        Command::new(&tools.backout)
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.join("coordinator.toml"))
+            .env_remove("RUST_LOG")
+            .env("BACKOUT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()
+            .context("cannot start backout serve")?,
+    );
+    let stdout = child.0.stdout.take().context("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads stdout to its end, so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("backout: listening on ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).with_context(|| {
+        format!(
+            "the coordinator did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    })?;
+    Ok((child, addr))
+}
+
+/// `backout` as operator `bench`.
+struct Cli<'a> {
+    backout: &'a Path,
+    addr: &'a str,
+    pki: &'a Path,
+}
+
+impl Cli<'_> {
+    fn json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let out = Command::new(self.backout)
+            .args(args)
+            .env("BACKOUT_COORDINATOR", self.addr)
+            .env("BACKOUT_PKI", self.pki)
+            .env("BACKOUT_OPERATOR", "bench")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "backout {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("backout {}: not JSON", args.join(" ")))
+    }
+}
+
+fn connected(cli: &Cli) -> anyhow::Result<usize> {
+    let agents = cli.json(&["agents", "--output", "json"])?;
+    Ok(agents["agents"].as_array().map_or(0, |agents| {
+        agents.iter().filter(|a| a["connected"] == true).count()
+    }))
+}
+
+/// User plus system CPU time of a process, in seconds (`/proc/<pid>/stat`).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (in parentheses, which may hold spaces):
+    // state is field 3, utime 14 and stime 15.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("unexpected /proc/<pid>/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i - 3)
+            .context("short /proc/<pid>/stat")?
+            .parse::<f64>()?)
+    };
+    Ok((ticks(14)? + ticks(15)?) / CLOCK_TICKS)
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("empty status line")?
+        .parse()?)
+}
+
+/// Reads what a log file gains, from where it was last read.
+struct LogTail {
+    file: std::fs::File,
+    pending: String,
+}
+
+impl LogTail {
+    fn open(path: &Path) -> anyhow::Result<LogTail> {
+        Ok(LogTail {
+            file: std::fs::File::open(path)?,
+            pending: String::new(),
+        })
+    }
+
+    fn skip_to_end(&mut self) -> anyhow::Result<()> {
+        self.file.seek(SeekFrom::End(0))?;
+        Ok(())
+    }
+
+    /// Whether the text appended since the last call holds `needle`.
+    fn saw(&mut self, needle: &str) -> anyhow::Result<bool> {
+        let mut new = String::new();
+        self.file.read_to_string(&mut new)?;
+        self.pending.push_str(&new);
+        if self.pending.contains(needle) {
+            return Ok(true);
+        }
+        // Keep a possibly cut line's end for the next read.
+        let keep = self.pending.len().saturating_sub(needle.len());
+        let keep = (keep..=self.pending.len())
+            .find(|i| self.pending.is_char_boundary(*i))
+            .unwrap_or(self.pending.len());
+        self.pending.drain(..keep);
+        Ok(false)
+    }
+}
