@@ -174,6 +174,14 @@ pub(super) fn status_word(status: &RunStatus) -> String {
     }
 }
 
+/// What `execute` sends for a step.
+struct StepCall {
+    plugin: String,
+    action: String,
+    params_json: String,
+    timeout: Option<Duration>,
+}
+
 /// Sends one dispatch to its agent and journals the outcome. The step id is
 /// the same every time this dispatch is sent, so an agent that already ran
 /// it answers from its ledger. While the agent is unreachable or still busy
@@ -181,10 +189,17 @@ pub(super) fn status_word(status: &RunStatus) -> String {
 /// time; what is still unanswered then is timed out or unreachable, and
 /// never retried under a new attempt.
 pub(super) async fn execute(state: Arc<State>, id: String, d: Dispatch, notify: Arc<Notify>) {
+    // Only what the command needs: a step's host list can be the whole fleet.
     let found = {
         let runs = state.runs.lock();
         runs.get(&id).and_then(|entry| {
-            let step = entry.run.plan().step(&d.phase, &d.step)?.clone();
+            let s = entry.run.plan().step(&d.phase, &d.step)?;
+            let step = StepCall {
+                plugin: s.plugin.clone(),
+                action: s.action.clone(),
+                params_json: s.params_json.clone(),
+                timeout: s.timeout,
+            };
             Some((step, entry.meta.to_version.clone(), entry.meta.dry_run))
         })
     };
