@@ -34,9 +34,9 @@ done
 
 # The example of a third-party plugin lives outside the workspace (its own
 # Cargo.lock) and is built the way its author would build it.
-cargo build --release --target wasm32-wasip2 --manifest-path examples/plugin-maintenance/Cargo.toml
+cargo build --release --target wasm32-wasip2 --target-dir "$target_dir" --manifest-path examples/plugin-maintenance/Cargo.toml
 cp "$target_dir/wasm32-wasip2/release/plugin_maintenance.wasm" "$target_dir/plugins/maintenance.wasm.tmp"
 mv "$target_dir/plugins/maintenance.wasm.tmp" "$target_dir/plugins/maintenance.wasm"
 echo "built $target_dir/plugins/maintenance.wasm (example, outside the workspace)"
 # The template must keep compiling too.
-cargo build --release --target wasm32-wasip2 --manifest-path plugins/sdk/template/Cargo.toml
+cargo build --release --target wasm32-wasip2 --target-dir "$target_dir" --manifest-path plugins/sdk/template/Cargo.toml
