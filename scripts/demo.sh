@@ -265,7 +265,7 @@ sed -e "s|@PROMETHEUS@|$prometheus_url|g" -e "s|@APP1@|${app_url[app-1]}|g" -e "
   -e "s|@STRIPE@|http://127.0.0.1:${prism_port[stripe]}|g" -e "s|@SQUARE@|http://127.0.0.1:${prism_port[square]}|g" \
   -e "s|@CLOUDFLARE@|http://127.0.0.1:${prism_port[cloudflare]}|g" \
   "$demo/plan.toml.in" >"$work/plan.toml"
-if grep -n '@[A-Z0-9_]*@' "$work/plan.toml"; then echo "unfilled placeholders in the plan" >&2; exit 1; fi
+if grep -v '^ *#' "$work/plan.toml" | grep '@[A-Z0-9_]*@'; then echo "unfilled placeholders in the plan" >&2; exit 1; fi
 "$backout" plan check "$work/plan.toml" >/dev/null
 
 {
@@ -389,10 +389,10 @@ path = "$target/plugins/cdn.wasm"
 urls = ["http://127.0.0.1:${prism_port[cloudflare]}/zones/023e105f4ecef8ad9ca31a8372d0c353"]
 secrets = ["CLOUDFLARE_TOKEN"]
 [secrets]
-STRIPE_SECRET_KEY = { file = "secrets/STRIPE_SECRET_KEY" }
-SQUARE_ACCESS_TOKEN = { file = "secrets/SQUARE_ACCESS_TOKEN" }
-CLOUDFLARE_TOKEN = { file = "secrets/CLOUDFLARE_TOKEN" }
-SLACK_EMERGENCY_WEBHOOK = { file = "secrets/SLACK_EMERGENCY_WEBHOOK" }
+STRIPE_SECRET_KEY = { file = "$work/secrets/STRIPE_SECRET_KEY" }
+SQUARE_ACCESS_TOKEN = { file = "$work/secrets/SQUARE_ACCESS_TOKEN" }
+CLOUDFLARE_TOKEN = { file = "$work/secrets/CLOUDFLARE_TOKEN" }
+SLACK_EMERGENCY_WEBHOOK = { file = "$work/secrets/SLACK_EMERGENCY_WEBHOOK" }
 TOML
 } >"$work/app-1.toml"
 {
@@ -400,7 +400,7 @@ TOML
   app_plugins app-2
   cat <<TOML
 [secrets]
-SLACK_EMERGENCY_WEBHOOK = { file = "secrets/SLACK_EMERGENCY_WEBHOOK" }
+SLACK_EMERGENCY_WEBHOOK = { file = "$work/secrets/SLACK_EMERGENCY_WEBHOOK" }
 TOML
 } >"$work/app-2.toml"
 {
@@ -411,12 +411,15 @@ name = "db"
 path = "$target/plugins/db.wasm"
 [plugin.grants]
 programs = ["pg_dump", "pg_restore", "psql", "sha256sum", "stat", "ls"]
-dry_run_programs = ["psql", "ls"]
+# Rehearsals read the database (psql, in read-only sessions) but not the
+# migrations folder (ls): the audit compares against the schema after
+# migrate-down, which a rehearsal does not run, so there it says what it would do.
+dry_run_programs = ["psql"]
 read = ["$hosts/db-1/backups", "$hosts/db-1/samia-tarot/migrations"]
 write = ["$hosts/db-1/backups"]
 secrets = ["DB_PASSWORD"]
 [secrets]
-DB_PASSWORD = { file = "secrets/DB_PASSWORD" }
+DB_PASSWORD = { file = "$work/secrets/DB_PASSWORD" }
 TOML
 } >"$work/db-1.toml"
 
@@ -513,6 +516,7 @@ set -e
 phases=immediate-response,application,database,external-services,stabilisation,communication
 say "Rehearse first: backout rollback start --dry-run (no approvals; each plugin says what it would do, changes nothing)"
 explain "the database phase is optional in the plan (high risk): the run names it because v2.4.0 came with a migration"
+explain "read-only calls run for real: health checks, database reads and the providers' current settings, as they are now"
 "$backout" rollback start --reason "rehearsal" --phases "$phases" --dry-run | indent || true
 
 say "The on-call engineer (demo-oncall) starts the rollback to v2.3.1; it waits for its approvers"
@@ -530,7 +534,16 @@ approve() { # operator, args...
   local op=$1
   shift
   printf '%s  %-22s (%s) $ backout approve %s\n' "$(date +%H:%M:%S)" "$op" "${role_of[$op]}" "$*"
-  BACKOUT_OPERATOR=$op "$backout" approve "$@" 2>&1 | sed 's/^/           /'
+  BACKOUT_OPERATOR=$op "$backout" approve "$@" --output json 2>&1 | python3 -c '
+import json, sys
+text = sys.stdin.read()
+try:
+    run = json.loads(text)
+except ValueError:
+    print("           " + text.strip().replace("\n", "\n           "))
+    sys.exit()
+parts = [p["scope"] + " waits for " + " + ".join(p["roles"]) for p in run["pending_approvals"]]
+print("           -> run " + run["status"] + "".join("; " + w for w in parts))'
 }
 (
   sleep 2
@@ -575,7 +588,7 @@ say "The database: a verified backup first, then migrated down to 025 (v2.3.1's 
 for f in "$hosts/db-1/backups"/*.dump; do
   echo "backup $(basename "$f"): $(du -h "$f" | cut -f1), $(pg_restore --list "$f" | grep -c ' TABLE DATA ') tables' data, pg_restore --list reads it" | indent
 done
-echo "applied migrations: $(sql -c 'SELECT string_agg(version, ", " ORDER BY version) FROM schema_migrations')" | indent
+echo "applied migrations: $(sql -c "SELECT string_agg(version, ', ' ORDER BY version) FROM schema_migrations")" | indent
 echo "checkout_sessions table: $(sql -c "SELECT coalesce(to_regclass('public.checkout_sessions')::text, 'gone')")" | indent
 echo "rows kept: profiles $(sql -c 'SELECT count(*) FROM profiles'), orders $(sql -c 'SELECT count(*) FROM orders'), payment_transactions $(sql -c 'SELECT count(*) FROM payment_transactions')" | indent
 
@@ -637,7 +650,8 @@ print(f"RTO: {rto['measured']} (target {rto['target']}, {'met' if rto['met'] els
       f"run {r['run']['duration_ms'] / 1000:.1f} s from start to end, approvals included")
 figures = r.get("figures", {})
 if figures:
-    print("figures: " + ", ".join(f"{k} {v:g}" for k, v in figures.items() if isinstance(v, (int, float))))
+    print("figures: " + ", ".join(f"{k} {v:,.0f}" if float(v).is_integer() else f"{k} {v:,.2f}"
+                                    for k, v in figures.items() if isinstance(v, (int, float))))
 for e in r.get("escalations", []):
     print(f"escalation {e['who']}: {e['when']} -> {e['state']}")
 PY
