@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Backout demo: the whole story of a production rollback, in one command.
 #
-#   scripts/demo.sh           run it (about 2 minutes) and clean up everything it started
+#   scripts/demo.sh           run it (about a minute once built) and clean up everything it started
 #   scripts/demo.sh --keep    leave the fleet running afterwards, to explore with the CLI
 #   scripts/demo.sh --build   rebuild Backout and its plugins first (otherwise only
 #                             what is missing is built, e.g. on a fresh clone)
@@ -671,5 +671,8 @@ $backout report $run_id
 $backout rollback start --reason "try it" --dry-run
 EOF
   echo "Configurations, logs and the plan are in $work. Press Ctrl-C here to stop everything and remove it." | indent
-  while true; do sleep 3600; done
+  # In the background, so that Ctrl-C (or a TERM) is handled at once.
+  sleep infinity &
+  pids+=($!)
+  wait $!
 fi

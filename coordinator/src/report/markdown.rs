@@ -75,7 +75,7 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(o, "\n## Phases\n");
     let _ = writeln!(
         o,
-        "| Phase | Status | Start | End | Duration | Hosts |\n| --- | --- | --- | --- | --- | --- |"
+        "| Phase | Status | Start | End | Duration | Last drill | Hosts |\n| --- | --- | --- | --- | --- | --- | --- |"
     );
     for p in &r.phases {
         let hosts: Vec<String> = p
