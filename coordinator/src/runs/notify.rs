@@ -37,6 +37,15 @@ pub enum Moment {
 }
 
 impl Moment {
+    /// The moment with what tells two of its kind apart (scope, who).
+    fn key(&self) -> String {
+        match self {
+            Moment::ApprovalWaiting { scope, .. } => format!("approval-waiting-{scope}"),
+            Moment::Escalation { who, .. } => format!("escalation-{who}"),
+            other => other.word().to_string(),
+        }
+    }
+
     fn word(&self) -> &'static str {
         match self {
             Moment::Start => "start",
@@ -253,14 +262,16 @@ async fn send(
         return json!({ "sent": false, "why": format!("no agent of `{via}` is connected") });
     };
     // The notify plugin fills `{{name}}` itself: the message is already filled.
-    let text = body.replace("{{", "{ {");
-    let params =
-        json!({ "url": channel.target, "title": title.replace("{{", "{ {"), "template": text });
+    let text = unbrace(body);
+    let params = json!({ "url": channel.target, "title": unbrace(title), "template": text });
     let spec = StepSpec {
         run_id: run_id.to_string(),
+        // Unique per message: a step id the agent has seen answers from its
+        // ledger without posting again.
         step_id: format!(
-            "{run_id}/notify/{template}-{channel_name}-{}#1",
-            moment.word()
+            "{run_id}/notify/{template}-{channel_name}-{}#{}",
+            moment.key(),
+            backout_proto::now_ms()
         ),
         agent_id: agent.clone(),
         plugin: "notify".into(),
@@ -282,9 +293,25 @@ async fn send(
     }
 }
 
+/// The notify plugin fills `{{name}}` itself; an already filled message
+/// must not contain `{{` (whatever an operator typed in a reason).
+fn unbrace(text: &str) -> String {
+    let mut text = text.to_string();
+    while text.contains("{{") {
+        text = text.replace("{{", "{ {");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_double_brace_survives() {
+        assert_eq!(unbrace("a {{{x}}} b"), "a { { {x}}} b");
+        assert!(!unbrace("{{{{").contains("{{"));
+    }
 
     #[test]
     fn templates_fill_from_facts_and_missing_facts_render_empty() {
