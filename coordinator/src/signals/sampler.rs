@@ -87,27 +87,8 @@ pub async fn query_prometheus(
     base: &str,
     query: &str,
 ) -> Result<Option<f64>, String> {
-    let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
-    let response = client
-        .get(&url)
-        .query(&[("query", query)])
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {}", backout_tls::tls::error_chain(&e)))?;
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| format!("{url}: {}", backout_tls::tls::error_chain(&e)))?;
-    let body: Json =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{url}: answer is not JSON: {e}"))?;
-    if !status.is_success() || body["status"] != "success" {
-        return Err(format!(
-            "{url}: HTTP {status}: {}",
-            body["error"].as_str().unwrap_or("query failed")
-        ));
-    }
-    Ok(parse_query_result(&body["data"]))
+    let data = prometheus_api(client, base, "query", &[("query", query.to_string())]).await?;
+    Ok(parse_query_result(&data))
 }
 
 /// Runs a range query from `start_ms` to `end_ms` with `step_s` seconds
@@ -120,16 +101,29 @@ pub async fn query_range(
     end_ms: i64,
     step_s: u64,
 ) -> Result<Vec<(i64, f64)>, String> {
-    let url = format!("{}/api/v1/query_range", base.trim_end_matches('/'));
     let seconds = |ms: i64| format!("{:.3}", ms as f64 / 1000.0);
+    let params = [
+        ("query", query.to_string()),
+        ("start", seconds(start_ms)),
+        ("end", seconds(end_ms)),
+        ("step", step_s.max(1).to_string()),
+    ];
+    let data = prometheus_api(client, base, "query_range", &params).await?;
+    Ok(parse_range_result(&data))
+}
+
+/// Calls `/api/v1/<endpoint>` and returns the answer's `data`, or an error
+/// naming the URL (transport, not JSON, HTTP status or Prometheus's error).
+async fn prometheus_api(
+    client: &reqwest::Client,
+    base: &str,
+    endpoint: &str,
+    params: &[(&str, String)],
+) -> Result<Json, String> {
+    let url = format!("{}/api/v1/{endpoint}", base.trim_end_matches('/'));
     let response = client
         .get(&url)
-        .query(&[
-            ("query", query.to_string()),
-            ("start", seconds(start_ms)),
-            ("end", seconds(end_ms)),
-            ("step", step_s.max(1).to_string()),
-        ])
+        .query(params)
         .send()
         .await
         .map_err(|e| format!("{url}: {}", backout_tls::tls::error_chain(&e)))?;
@@ -138,7 +132,7 @@ pub async fn query_range(
         .bytes()
         .await
         .map_err(|e| format!("{url}: {}", backout_tls::tls::error_chain(&e)))?;
-    let body: Json =
+    let mut body: Json =
         serde_json::from_slice(&bytes).map_err(|e| format!("{url}: answer is not JSON: {e}"))?;
     if !status.is_success() || body["status"] != "success" {
         return Err(format!(
@@ -146,7 +140,7 @@ pub async fn query_range(
             body["error"].as_str().unwrap_or("query failed")
         ));
     }
-    Ok(parse_range_result(&body["data"]))
+    Ok(body["data"].take())
 }
 
 /// The points of the first series of a matrix result.
