@@ -497,7 +497,29 @@ impl Run {
         out
     }
 
+    /// A phase's status. An abort ends what has not ended (and what would
+    /// only be skipped because of it); a phase that had ended keeps its result.
     fn phase_status(
+        &self,
+        phase: &PhasePlan,
+        before: &BTreeMap<String, PhaseStatus>,
+        now_ms: i64,
+    ) -> PhaseStatus {
+        let status = self.progress_status(phase, before, now_ms);
+        let skipped_by_abort = status == PhaseStatus::Skipped
+            && phase
+                .after
+                .iter()
+                .any(|a| before.get(a) == Some(&PhaseStatus::Aborted));
+        if self.aborted && (!status.done() || skipped_by_abort) {
+            return PhaseStatus::Aborted;
+        }
+        status
+    }
+
+    /// A phase's status from its dependencies, approvals and hosts. A
+    /// failed host ends the phase before its time limit can.
+    fn progress_status(
         &self,
         phase: &PhasePlan,
         before: &BTreeMap<String, PhaseStatus>,
@@ -513,9 +535,6 @@ impl Run {
         if self.timed_out.contains(&phase.id) {
             return PhaseStatus::TimedOut;
         }
-        if self.aborted {
-            return PhaseStatus::Aborted;
-        }
         if !self.missing(&Scope::Run).is_empty() || self.refused.contains_key(&Scope::Run) {
             return PhaseStatus::Waiting;
         }
@@ -530,19 +549,6 @@ impl Run {
         if !missing.is_empty() {
             return PhaseStatus::AwaitingApproval(missing);
         }
-        if let (Some(limit), Some(started)) = (phase.time_limit, self.phase_started.get(&phase.id))
-        {
-            let limit_ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
-            let all_done = Self::hosts(phase).iter().all(|h| {
-                matches!(
-                    self.host_progress(phase, h),
-                    HostProgress::Done | HostProgress::Failed(..)
-                )
-            });
-            if !all_done && now_ms > started.saturating_add(limit_ms) {
-                return PhaseStatus::TimedOut;
-            }
-        }
         for batch in self.batches(phase) {
             let progress: Vec<HostProgress> =
                 batch.iter().map(|h| self.host_progress(phase, h)).collect();
@@ -554,10 +560,25 @@ impl Run {
                 return PhaseStatus::Failed(reason.clone());
             }
             if progress.iter().any(|p| !matches!(p, HostProgress::Done)) {
-                return PhaseStatus::Running;
+                return if self.over_time(phase, now_ms) {
+                    PhaseStatus::TimedOut
+                } else {
+                    PhaseStatus::Running
+                };
             }
         }
         PhaseStatus::Succeeded
+    }
+
+    /// Whether a started phase has run past its time limit at `now_ms`.
+    fn over_time(&self, phase: &PhasePlan, now_ms: i64) -> bool {
+        match (phase.time_limit, self.phase_started.get(&phase.id)) {
+            (Some(limit), Some(started)) => {
+                let limit_ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+                now_ms > started.saturating_add(limit_ms)
+            }
+            _ => false,
+        }
     }
 
     fn batches(&self, phase: &PhasePlan) -> Vec<Vec<String>> {

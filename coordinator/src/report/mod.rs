@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use backout_plan::expr::{Truth, Value as FigureValue};
 use backout_plan::model::Plan;
-use backout_plan::run::{PhaseStatus, RunStatus};
+use backout_plan::run::PhaseStatus;
 use backout_plan::sections::RUN_FIGURES;
 use serde::Serialize;
 use serde_json::Value;
@@ -302,7 +302,7 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         started_at_ms: meta.started_at_ms,
         ended_at_ms: meta.finished_at_ms,
         duration_ms: end - meta.started_at_ms,
-        status: status_word(&status),
+        status: crate::runs::drive::status_word(&status),
     };
     Some(Report {
         plan: inputs.plan.meta.name.clone(),
@@ -321,17 +321,6 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         approvals,
         figures,
     })
-}
-
-fn status_word(status: &RunStatus) -> String {
-    match status {
-        RunStatus::AwaitingApproval(_) => "awaiting-approval".into(),
-        RunStatus::Running => "running".into(),
-        RunStatus::Succeeded => "succeeded".into(),
-        RunStatus::Failed => "failed".into(),
-        RunStatus::Refused(role) => format!("refused by {role}"),
-        RunStatus::Aborted => "aborted".into(),
-    }
 }
 
 pub fn phase_word(status: &PhaseStatus) -> &'static str {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backout_plan::run::{Dispatch, Event, Outcome, RunStatus};
+use backout_plan::run::{Dispatch, Event, Outcome, PhaseStatus, RunStatus, Scope};
 use backout_proto::now_ms;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -34,17 +34,27 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
             let Some(entry) = entries.get_mut(&id) else {
                 return;
             };
-            // Note when scopes start waiting for approvals, and tell people.
+            // Note when scopes start waiting for approvals, and tell people once.
+            let mut waiting: Vec<(String, Vec<String>)> = Vec::new();
+            // (Cheap: the status stops at the run's approvals while any is missing.)
+            if !entry.run.missing(&Scope::Run).is_empty()
+                && let RunStatus::AwaitingApproval(roles) = entry.run.status(now)
+            {
+                waiting.push(("run".into(), roles));
+            }
             for (phase, status) in entry.run.phases(now) {
-                if let backout_plan::run::PhaseStatus::AwaitingApproval(roles) = status
-                    && !entry.waiting_since.contains_key(&phase)
-                {
-                    entry.waiting_since.insert(phase.clone(), now);
-                    let moment = notify::Moment::ApprovalWaiting {
-                        scope: phase,
-                        roles,
-                    };
-                    tokio::spawn(notify::announce(state.clone(), id.clone(), moment));
+                if let PhaseStatus::AwaitingApproval(roles) = status {
+                    waiting.push((phase, roles));
+                }
+            }
+            for (scope, roles) in waiting {
+                entry.waiting_since.entry(scope.clone()).or_insert(now);
+                if entry.announced.insert(scope.clone()) {
+                    notify::tell(
+                        &state,
+                        &id,
+                        notify::Moment::ApprovalWaiting { scope, roles },
+                    );
                 }
             }
             for phase in entry.run.overdue(now) {
@@ -117,8 +127,9 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
 
 /// At the end: the `end` messages, then any escalation still to fire.
 async fn tell_the_end(state: Arc<State>, id: String) {
-    notify::announce(state.clone(), id.clone(), notify::Moment::End).await;
-    escalate(state, id).await;
+    notify::tell(&state, &id, notify::Moment::End);
+    escalate(state.clone(), id.clone()).await;
+    notify::done_telling(&state, &id);
 }
 
 /// Evaluates the plan's escalation rules over the run's figures so far
@@ -158,12 +169,12 @@ async fn escalate(state: Arc<State>, id: String) {
             who: e.who,
             when: e.when,
         };
-        notify::announce(state.clone(), id.clone(), moment).await;
+        notify::tell(&state, &id, moment);
     }
 }
 
 /// The run's status as one word (for the journal and watchers).
-pub(super) fn status_word(status: &RunStatus) -> String {
+pub(crate) fn status_word(status: &RunStatus) -> String {
     match status {
         RunStatus::AwaitingApproval(_) => "awaiting-approval".into(),
         RunStatus::Running => "running".into(),
@@ -259,19 +270,31 @@ pub(super) async fn execute(state: Arc<State>, id: String, d: Dispatch, notify: 
             .any(|f| r.data_json.contains(&format!("\"{f}\"")))
     });
     let outcome = run_outcome(outcome);
-    {
-        let mut runs = state.runs.lock();
-        if let Some(entry) = runs.get_mut(&id) {
+    // An outcome that cannot be journaled (a full disk) is tried again
+    // until it can: the step must not stay in flight for ever.
+    let mut pause = ASK_AGAIN_FIRST;
+    loop {
+        let written = {
+            let mut runs = state.runs.lock();
+            let Some(entry) = runs.get_mut(&id) else {
+                break;
+            };
             let event = Event::Finished {
-                phase: d.phase,
-                step: d.step,
-                host: d.host,
+                phase: d.phase.clone(),
+                step: d.step.clone(),
+                host: d.host.clone(),
                 attempt: d.attempt,
-                outcome,
+                outcome: outcome.clone(),
                 at_ms: now_ms(),
             };
-            if let Err(e) = state.runs.record(&state, entry, event, result) {
-                tracing::error!(run = %id, error = %e, "cannot journal an outcome");
+            state.runs.record(&state, entry, event, result.clone())
+        };
+        match written {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(run = %id, error = %e, "cannot journal an outcome; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(ASK_AGAIN_MAX);
             }
         }
     }

@@ -10,7 +10,7 @@
 //! with the recorded outcome (or "in progress", or "interrupted"), so nothing
 //! runs twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use backout_plan::run::{Event, HostView, PhaseStatus, Rejected, Run, RunPlan, RunStatus, Scope};
@@ -64,6 +64,8 @@ struct Entry {
     run: Run,
     /// When each scope began waiting for approvals (for "waited for").
     waiting_since: BTreeMap<String, i64>,
+    /// The scopes whose "approval waiting" messages are out (or queued).
+    announced: BTreeSet<String>,
 }
 
 /// Errors for operators.
@@ -117,6 +119,8 @@ pub struct Runs {
     updates: broadcast::Sender<RunEvent>,
     /// One escalation check at a time, so a rule fires once per run.
     pub(crate) escalating: tokio::sync::Mutex<()>,
+    /// Each run's messages, sent in order.
+    pub(crate) announcers: notify::Queues,
 }
 
 impl Default for Runs {
@@ -126,6 +130,7 @@ impl Default for Runs {
             wake: Mutex::default(),
             updates: broadcast::channel(4096).0,
             escalating: tokio::sync::Mutex::new(()),
+            announcers: notify::Queues::default(),
         }
     }
 }
@@ -159,7 +164,8 @@ impl Runs {
             .entries(None)
             .map_err(|e| RunError::Journal(e.to_string()))?;
         let mut by_run: BTreeMap<String, Vec<crate::journal::Entry>> = BTreeMap::new();
-        for e in entries.into_iter().filter(|e| e.kind.starts_with("run.")) {
+        let kept = |kind: &str| kind.starts_with("run.") || kind.starts_with("notification.");
+        for e in entries.into_iter().filter(|e| kept(&e.kind)) {
             by_run.entry(e.run_id.clone()).or_default().push(e);
         }
         let mut resumed = 0;
@@ -173,10 +179,12 @@ impl Runs {
                 }
             };
             let finished_at_ms = meta.finished_at_ms;
+            let (waiting_since, announced) = approvals_announced(&meta, &entries);
             let entry = Entry {
                 meta,
                 run,
-                waiting_since: BTreeMap::new(),
+                waiting_since,
+                announced,
             };
             let in_flight = entry.run.in_flight();
             state.runs.lock().insert(id.clone(), entry);
@@ -277,21 +285,25 @@ impl Runs {
     }
 
     /// Subscribes to live events, then reads the run's history from the
-    /// journal and takes a snapshot: nothing is lost in between. Live events
+    /// journal, then takes a snapshot: nothing is lost in between. Live events
     /// already in the history (same journal `seq`) are for the watcher to skip.
     pub fn watch(
         state: &State,
         run_id: &str,
     ) -> Result<(Summary, Vec<RunEvent>, broadcast::Receiver<RunEvent>), RunError> {
         let rx = state.runs.updates.subscribe();
-        let summary = state
-            .runs
-            .summary(run_id)
-            .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
+        if state.runs.summary(run_id).is_none() {
+            return Err(RunError::UnknownRun(run_id.into()));
+        }
         let entries = state
             .journal
             .entries(Some(run_id))
             .map_err(|e| RunError::Journal(e.to_string()))?;
+        // The snapshot after the history: never older than what it precedes.
+        let summary = state
+            .runs
+            .summary(run_id)
+            .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
         Ok((summary, watch::history(run_id, &entries), rx))
     }
 
@@ -345,6 +357,7 @@ impl Runs {
             meta,
             run: Run::new(plan),
             waiting_since: BTreeMap::from([("run".to_string(), now)]),
+            announced: BTreeSet::new(),
         };
         state.runs.record(
             state,
@@ -357,17 +370,10 @@ impl Runs {
         )?;
         let summary = summarize(&entry, now);
         state.runs.lock().insert(id.clone(), entry);
+        // First the start; the driver then tells what the run waits for.
+        notify::tell(state, &id, notify::Moment::Start);
         let notify = state.runs.notifier(&id);
-        tokio::spawn(drive::drive(state.clone(), id.clone(), notify));
-        // Tell people, in order: the run started, then what it waits for.
-        let (state, waiting) = (state.clone(), summary.pending.first().cloned());
-        tokio::spawn(async move {
-            notify::announce(state.clone(), id.clone(), notify::Moment::Start).await;
-            if let Some((scope, roles, _)) = waiting {
-                let moment = notify::Moment::ApprovalWaiting { scope, roles };
-                notify::announce(state, id, moment).await;
-            }
-        });
+        tokio::spawn(drive::drive(state.clone(), id, notify));
         Ok(summary)
     }
 
@@ -503,7 +509,35 @@ pub fn replay(
     Ok(Some((meta, Run::replay(plan, &events))))
 }
 
+/// After a restart: since when each scope has waited for approvals, and
+/// which were already announced (their message is in the journal, sent or
+/// not), so that nobody is told twice. The run waits from its creation.
+fn approvals_announced(
+    meta: &RunMeta,
+    entries: &[crate::journal::Entry],
+) -> (BTreeMap<String, i64>, BTreeSet<String>) {
+    let mut since = BTreeMap::from([("run".to_string(), meta.started_at_ms)]);
+    let mut announced = BTreeSet::new();
+    for e in entries
+        .iter()
+        .filter(|e| e.kind.starts_with("notification."))
+    {
+        let body: Value = serde_json::from_str(&e.body).unwrap_or_default();
+        if let (Some("approval-waiting"), Some(scope)) =
+            (body["moment"].as_str(), body["scope"].as_str())
+        {
+            since.entry(scope.to_string()).or_insert(e.at_ms);
+            announced.insert(scope.to_string());
+        }
+    }
+    (since, announced)
+}
+
+/// A run as operators see it. An ended run is shown as it stood when it
+/// ended; a run is `succeeded` or `failed` only once its end is journaled
+/// (until then the last steps are still coming back).
 fn summarize(entry: &Entry, now: i64) -> Summary {
+    let now = entry.meta.finished_at_ms.unwrap_or(now);
     let phases: Vec<PhaseView> = entry
         .run
         .phases(now)
@@ -514,13 +548,20 @@ fn summarize(entry: &Entry, now: i64) -> Summary {
             status,
         })
         .collect();
+    let mut status = entry.run.status(now);
+    if entry.meta.finished_at_ms.is_none()
+        && matches!(status, RunStatus::Succeeded | RunStatus::Failed)
+    {
+        status = RunStatus::Running;
+    }
+    let open = matches!(status, RunStatus::AwaitingApproval(_) | RunStatus::Running);
     let mut pending = Vec::new();
     let run_missing = entry.run.missing(&Scope::Run);
-    if !run_missing.is_empty() {
+    if open && !run_missing.is_empty() {
         let since = entry.waiting_since.get("run").copied().unwrap_or(now);
         pending.push(("run".to_string(), run_missing, now - since));
     }
-    for phase in &phases {
+    for phase in phases.iter().filter(|_| open) {
         if let PhaseStatus::AwaitingApproval(roles) = &phase.status {
             let since = entry.waiting_since.get(&phase.id).copied().unwrap_or(now);
             pending.push((phase.id.clone(), roles.clone(), now - since));
@@ -528,7 +569,7 @@ fn summarize(entry: &Entry, now: i64) -> Summary {
     }
     Summary {
         meta: entry.meta.clone(),
-        status: entry.run.status(now),
+        status,
         phases,
         pending,
         approvals: entry

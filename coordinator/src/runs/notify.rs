@@ -7,12 +7,13 @@
 //! did not (`notification.skipped`). Dry runs tell nobody; drills say so.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backout_plan::model::Plan;
 use backout_proto::now_ms;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use super::RunEvent;
 use crate::fleet::StepOutcome;
@@ -54,6 +55,46 @@ impl Moment {
             Moment::Escalation { .. } => "escalation",
         }
     }
+}
+
+/// Each run's messages go out one at a time, in the order they were asked
+/// for: an "approval waiting" message never arrives after the escalation
+/// that followed the approval.
+#[derive(Default)]
+pub struct Queues(Mutex<BTreeMap<String, mpsc::UnboundedSender<Moment>>>);
+
+/// Queues the messages of `moment` for run `run_id`.
+pub fn tell(state: &Arc<State>, run_id: &str, moment: Moment) {
+    let mut queues = state
+        .runs
+        .announcers
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let queue = queues.entry(run_id.to_string()).or_insert_with(|| {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (state, run_id) = (state.clone(), run_id.to_string());
+        tokio::spawn(async move {
+            while let Some(moment) = rx.recv().await {
+                announce(state.clone(), run_id.clone(), moment).await;
+            }
+        });
+        tx
+    });
+    if queue.send(moment).is_err() {
+        tracing::error!(run = %run_id, "the run's message queue has stopped");
+    }
+}
+
+/// The run's last message is queued: its queue ends once it has sent it.
+pub fn done_telling(state: &State, run_id: &str) {
+    let mut queues = state
+        .runs
+        .announcers
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    queues.remove(run_id);
 }
 
 /// Fills `text` from `facts`; a variable the facts lack renders empty
@@ -151,7 +192,7 @@ fn agent_for(state: &State, plan: &Plan, via: &str) -> Option<String> {
 }
 
 /// Sends every template meant for `moment`, and journals each message.
-pub async fn announce(state: Arc<State>, run_id: String, moment: Moment) {
+async fn announce(state: Arc<State>, run_id: String, moment: Moment) {
     let Some(board) = &state.board else { return };
     let plan = board.plan();
     let Some(meta) = state.runs.summary(&run_id).map(|s| s.meta) else {
@@ -205,6 +246,9 @@ pub async fn announce(state: Arc<State>, run_id: String, moment: Moment) {
             };
             let mut body =
                 json!({ "template": name, "channel": channel_name, "moment": moment.word() });
+            if let Moment::ApprovalWaiting { scope, .. } = &moment {
+                body["scope"] = json!(scope);
+            }
             if let (Some(map), Some(more)) = (body.as_object_mut(), record.as_object()) {
                 map.extend(more.clone());
             }

@@ -606,3 +606,66 @@ fn a_phase_fans_out_to_a_large_fleet_at_once() {
             .all(|h| h.state == HostState::Succeeded && h.steps_done == 1)
     );
 }
+
+#[test]
+fn an_abort_keeps_what_had_ended_and_ends_the_rest() {
+    let mut run = Run::new(plan(vec![
+        phase("done", &[], vec![step("a", &["app-1"])]),
+        phase("busy", &["done"], vec![step("b", &["app-1"])]),
+        phase("later", &["busy"], vec![step("c", &["app-1"])]),
+    ]));
+    approved(&mut run);
+    exec_next(&mut run, 0, Outcome::Succeeded, 1);
+    let d = run.next(2).remove(0);
+    run.apply(&Event::Dispatched {
+        phase: d.phase,
+        step: d.step,
+        host: d.host,
+        attempt: 1,
+        at_ms: 2,
+    });
+    run.apply(&Event::Aborted {
+        by: "alice".into(),
+        at_ms: 3,
+    });
+    let statuses: Vec<PhaseStatus> = run.phases(4).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(
+        statuses,
+        [
+            PhaseStatus::Succeeded,
+            PhaseStatus::Aborted,
+            PhaseStatus::Aborted
+        ]
+    );
+}
+
+#[test]
+fn a_failed_host_fails_the_phase_even_after_its_time_limit() {
+    let mut p = phase("p", &[], vec![step("s", &["app-1", "app-2"])]);
+    p.time_limit = Some(Duration::from_secs(60));
+    let mut run = Run::new(plan(vec![p]));
+    approved(&mut run);
+    let ds = run.next(0);
+    exec(
+        &mut run,
+        &ds[0],
+        Outcome::Failed {
+            reason: "boom".into(),
+        },
+        1,
+    );
+    run.apply(&Event::Dispatched {
+        phase: ds[1].phase.clone(),
+        step: ds[1].step.clone(),
+        host: ds[1].host.clone(),
+        attempt: 1,
+        at_ms: 0,
+    });
+    // app-2 is still running past the limit; the phase had already failed.
+    let status = run.phases(2 * MIN).remove(0).1;
+    assert!(
+        matches!(&status, PhaseStatus::Failed(why) if why.contains("boom")),
+        "{status:?}"
+    );
+    assert!(run.overdue(2 * MIN).is_empty());
+}
