@@ -36,6 +36,15 @@ pub struct Entry {
     pub hash: String,
 }
 
+/// An entry to append.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEntry<'a> {
+    pub at_ms: i64,
+    pub run_id: &'a str,
+    pub kind: &'a str,
+    pub body: &'a serde_json::Value,
+}
+
 /// The result of `verify`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -136,44 +145,78 @@ impl Journal {
         kind: &str,
         body: &serde_json::Value,
     ) -> Result<Entry, JournalError> {
+        let mut written = self.append_all(&[NewEntry {
+            at_ms,
+            run_id,
+            kind,
+            body,
+        }])?;
+        written
+            .pop()
+            .ok_or_else(|| self.err(rusqlite::Error::QueryReturnedNoRows))
+    }
+
+    /// Appends entries in order, durably, in one transaction (one fsync):
+    /// all of them or none. Returns them as written.
+    pub fn append_all(&self, new: &[NewEntry<'_>]) -> Result<Vec<Entry>, JournalError> {
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let (last_seq, prev_hash): (i64, String) = tx
+        let (mut seq, mut prev_hash): (i64, String) = tx
             .query_row("SELECT seq, hash FROM head WHERE id = 1", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
             .map_err(|e| self.err(e))?
             .unwrap_or((0, GENESIS.to_string()));
-        let seq = last_seq + 1;
-        let body = body.to_string();
-        let hash = entry_hash(seq, at_ms, run_id, kind, &body, &prev_hash);
-        tx.execute(
-            "INSERT INTO entries (seq, at_ms, run_id, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![seq, at_ms, run_id, kind, body, prev_hash, hash],
-        )
-        .map_err(|e| self.err(e))?;
+        let mut written = Vec::with_capacity(new.len());
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO entries (seq, at_ms, run_id, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(|e| self.err(e))?;
+            for n in new {
+                seq += 1;
+                let body = n.body.to_string();
+                let hash = entry_hash(seq, n.at_ms, n.run_id, n.kind, &body, &prev_hash);
+                insert
+                    .execute(params![
+                        seq, n.at_ms, n.run_id, n.kind, body, prev_hash, hash
+                    ])
+                    .map_err(|e| self.err(e))?;
+                let entry = Entry {
+                    seq,
+                    at_ms: n.at_ms,
+                    run_id: n.run_id.to_string(),
+                    kind: n.kind.to_string(),
+                    body,
+                    prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+                    hash,
+                };
+                written.push(entry);
+            }
+        }
         tx.execute(
             "INSERT INTO head (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT(id) DO UPDATE SET seq = ?1, hash = ?2",
-            params![seq, hash],
+            params![seq, prev_hash],
         )
         .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
-        if self.freeze_after == Some(seq) {
-            eprintln!("backout: frozen after journal entry {seq} ({kind})");
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
+        if let Some(frozen) = self.freeze_after {
+            let first = seq + 1 - written.len() as i64;
+            if (first..=seq).contains(&frozen) {
+                eprintln!(
+                    "backout: frozen after journal entry {frozen} (written with entries {first}..={seq})"
+                );
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
             }
         }
-        Ok(Entry {
-            seq,
-            at_ms,
-            run_id: run_id.to_string(),
-            kind: kind.to_string(),
-            body,
-            prev_hash,
-            hash,
-        })
+        Ok(written)
     }
 
     /// Entries of one run (or all, with `None`), in order.
@@ -290,6 +333,25 @@ mod tests {
         j.append(60, "run-1", "run.finished", &json!({})).unwrap();
         assert_eq!(j.verify().unwrap(), Verdict::Intact { entries: 6 });
         assert_eq!(j.entries(Some("run-1")).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn a_batch_is_written_in_order_and_chained_like_single_entries() {
+        let (_dir, _path, j) = journal(2);
+        let (a, b) = (json!({ "n": "a" }), json!({ "n": "b" }));
+        let new = |body| NewEntry {
+            at_ms: 30,
+            run_id: "run-2",
+            kind: "run.finished",
+            body,
+        };
+        let written = j.append_all(&[new(&a), new(&b)]).unwrap();
+        assert_eq!(written.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(written[1].prev_hash, written[0].hash);
+        assert!(j.append_all(&[]).unwrap().is_empty());
+        assert_eq!(j.append(40, "run-2", "x", &json!({})).unwrap().seq, 5);
+        assert_eq!(j.verify().unwrap(), Verdict::Intact { entries: 5 });
+        assert_eq!(j.entries(Some("run-2")).unwrap().len(), 3);
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //!   `retries` more times (`retry`).
 //! * A phase past its `time_limit` times out; an abort stops everything.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::sections::OnFailure;
 
@@ -200,6 +200,14 @@ impl PhaseStatus {
     }
 }
 
+/// One evaluation of a run (see [`Run::evaluate`]).
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub phases: Vec<(String, PhaseStatus)>,
+    pub next: Vec<Dispatch>,
+    pub status: RunStatus,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunStatus {
     AwaitingApproval(Vec<String>),
@@ -227,15 +235,18 @@ pub struct Run {
     /// Every refusal: scope -> the role that refused first.
     refused: BTreeMap<Scope, String>,
     aborted: bool,
-    /// (phase, step, host) -> latest attempt
-    attempts: BTreeMap<(String, String, String), Attempt>,
+    /// phase -> host -> step -> latest attempt (looked up by `&str`
+    /// without building a key: the driver asks for every host each turn).
+    attempts: BTreeMap<String, HashMap<String, BTreeMap<String, Attempt>>>,
     /// When each phase dispatched its first step.
     phase_started: BTreeMap<String, i64>,
     /// Phases recorded as timed out.
     timed_out: BTreeSet<String>,
     /// phase -> step -> the hosts it runs on: the plan's targets as sets, so
     /// that "does this step run here?" stays cheap on a fleet of thousands.
-    targets: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    targets: BTreeMap<String, BTreeMap<String, HashSet<String>>>,
+    /// phase -> its hosts, in the order its steps first name them.
+    phase_hosts: BTreeMap<String, Vec<String>>,
 }
 
 /// Why an event cannot be applied.
@@ -255,7 +266,12 @@ pub enum Rejected {
 
 impl Run {
     pub fn new(plan: RunPlan) -> Run {
-        let mut targets: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        let mut targets: BTreeMap<String, BTreeMap<String, HashSet<String>>> = BTreeMap::new();
+        let phase_hosts = plan
+            .phases
+            .iter()
+            .map(|p| (p.id.clone(), Self::hosts_in_order(p)))
+            .collect();
         for phase in &plan.phases {
             let steps = targets.entry(phase.id.clone()).or_default();
             for step in &phase.steps {
@@ -268,6 +284,7 @@ impl Run {
         Run {
             plan,
             targets,
+            phase_hosts,
             started_by: None,
             approvals: BTreeMap::new(),
             refused: BTreeMap::new(),
@@ -366,14 +383,19 @@ impl Run {
                 at_ms,
             } => {
                 self.phase_started.entry(phase.clone()).or_insert(*at_ms);
-                self.attempts.insert(
-                    (phase.clone(), step.clone(), host.clone()),
-                    Attempt {
-                        attempt: *attempt,
-                        dispatched_at: *at_ms,
-                        finished: None,
-                    },
-                );
+                self.attempts
+                    .entry(phase.clone())
+                    .or_default()
+                    .entry(host.clone())
+                    .or_default()
+                    .insert(
+                        step.clone(),
+                        Attempt {
+                            attempt: *attempt,
+                            dispatched_at: *at_ms,
+                            finished: None,
+                        },
+                    );
             }
             Event::Finished {
                 phase,
@@ -385,7 +407,9 @@ impl Run {
             } => {
                 if let Some(a) = self
                     .attempts
-                    .get_mut(&(phase.clone(), step.clone(), host.clone()))
+                    .get_mut(phase)
+                    .and_then(|hosts| hosts.get_mut(host))
+                    .and_then(|steps| steps.get_mut(step))
                     && a.attempt == *attempt
                 {
                     a.finished = Some((outcome.clone(), *at_ms));
@@ -408,7 +432,7 @@ impl Run {
     }
 
     /// Hosts of a phase in the order they were first named by its steps.
-    fn hosts(phase: &PhasePlan) -> Vec<String> {
+    fn hosts_in_order(phase: &PhasePlan) -> Vec<String> {
         let mut seen = BTreeSet::new();
         let mut hosts: Vec<String> = Vec::new();
         for step in &phase.steps {
@@ -430,8 +454,12 @@ impl Run {
     }
 
     fn attempt(&self, phase: &str, step: &str, host: &str) -> Option<&Attempt> {
-        self.attempts
-            .get(&(phase.to_string(), step.to_string(), host.to_string()))
+        self.attempts.get(phase)?.get(host)?.get(step)
+    }
+
+    /// The hosts of a phase, in the order its steps first name them.
+    fn hosts(&self, phase: &PhasePlan) -> &[String] {
+        self.phase_hosts.get(&phase.id).map_or(&[], Vec::as_slice)
     }
 
     /// Where one host stands in a phase: done (Ok / Err(reason)), or the next
@@ -581,35 +609,50 @@ impl Run {
         }
     }
 
-    fn batches(&self, phase: &PhasePlan) -> Vec<Vec<String>> {
-        let hosts = Self::hosts(phase);
+    fn batches<'a>(&'a self, phase: &PhasePlan) -> std::slice::Chunks<'a, String> {
+        let hosts = self.hosts(phase);
         let size = if phase.rolling == 0 {
             hosts.len().max(1)
         } else {
             phase.rolling as usize
         };
-        hosts.chunks(size).map(<[String]>::to_vec).collect()
+        hosts.chunks(size)
     }
 
     /// What to dispatch now. Each (phase, step, host, attempt) is returned
     /// until its `Dispatched` event is applied, so a caller that crashed
     /// between deciding and journaling decides the same again.
     pub fn next(&self, now_ms: i64) -> Vec<Dispatch> {
+        self.next_of(&self.phases(now_ms), now_ms)
+    }
+
+    /// The phases' statuses, what to dispatch and the run's status at
+    /// `now_ms`, from one evaluation of the phases (the driver's turn).
+    pub fn evaluate(&self, now_ms: i64) -> Evaluation {
+        let phases = self.phases(now_ms);
+        Evaluation {
+            next: self.next_of(&phases, now_ms),
+            status: self.status_of(&phases),
+            phases,
+        }
+    }
+
+    fn next_of(&self, phases: &[(String, PhaseStatus)], now_ms: i64) -> Vec<Dispatch> {
         let mut out = Vec::new();
-        for (id, status) in self.phases(now_ms) {
+        for (id, status) in phases {
             // A phase whose dependencies and approvals are met is Running,
             // even before its first dispatch.
-            if status != PhaseStatus::Running {
+            if *status != PhaseStatus::Running {
                 continue;
             }
-            let Some(phase) = self.plan.phases.iter().find(|p| p.id == id) else {
+            let Some(phase) = self.plan.phases.iter().find(|p| &p.id == id) else {
                 continue;
             };
             // The first batch that is not done is the one running.
             for batch in self.batches(phase) {
-                let progress: Vec<(String, HostProgress)> = batch
+                let progress: Vec<(&String, HostProgress)> = batch
                     .iter()
-                    .map(|h| (h.clone(), self.host_progress(phase, h)))
+                    .map(|h| (h, self.host_progress(phase, h)))
                     .collect();
                 if progress
                     .iter()
@@ -624,7 +667,7 @@ impl Run {
                         out.push(Dispatch {
                             phase: phase.id.clone(),
                             step,
-                            host,
+                            host: host.clone(),
                             attempt,
                         });
                     }
@@ -637,6 +680,17 @@ impl Run {
 
     /// The run as a whole at `now_ms` (phase time limits depend on it).
     pub fn status(&self, now_ms: i64) -> RunStatus {
+        // The phases are evaluated only once the run itself may go.
+        if self.aborted
+            || self.refused.contains_key(&Scope::Run)
+            || !self.missing(&Scope::Run).is_empty()
+        {
+            return self.status_of(&[]);
+        }
+        self.status_of(&self.phases(now_ms))
+    }
+
+    fn status_of(&self, phases: &[(String, PhaseStatus)]) -> RunStatus {
         if self.aborted {
             return RunStatus::Aborted;
         }
@@ -647,7 +701,6 @@ impl Run {
         if !missing.is_empty() {
             return RunStatus::AwaitingApproval(missing);
         }
-        let phases = self.phases(now_ms);
         if phases.iter().all(|(_, s)| *s == PhaseStatus::Succeeded) {
             RunStatus::Succeeded
         } else if phases.iter().all(|(_, s)| s.done()) {
@@ -659,16 +712,31 @@ impl Run {
 
     /// Steps dispatched and not finished: the ones to ask agents about after a restart.
     pub fn in_flight(&self) -> Vec<Dispatch> {
+        let mut out = Vec::new();
+        for (phase, hosts) in &self.attempts {
+            for (host, steps) in hosts {
+                for (step, a) in steps.iter().filter(|(_, a)| a.finished.is_none()) {
+                    out.push(Dispatch {
+                        phase: phase.clone(),
+                        step: step.clone(),
+                        host: host.clone(),
+                        attempt: a.attempt,
+                    });
+                }
+            }
+        }
+        // Hash order is not an order: the same run resumes the same way.
+        out.sort_by(|a, b| (&a.phase, &a.host, &a.step).cmp(&(&b.phase, &b.host, &b.step)));
+        out
+    }
+
+    /// Whether any step is dispatched and not finished.
+    pub fn has_in_flight(&self) -> bool {
         self.attempts
-            .iter()
-            .filter(|(_, a)| a.finished.is_none())
-            .map(|((phase, step, host), a)| Dispatch {
-                phase: phase.clone(),
-                step: step.clone(),
-                host: host.clone(),
-                attempt: a.attempt,
-            })
-            .collect()
+            .values()
+            .flat_map(HashMap::values)
+            .flat_map(BTreeMap::values)
+            .any(|a| a.finished.is_none())
     }
 
     /// Every approval so far: scope, role, person.
@@ -698,9 +766,9 @@ impl Run {
         let Some(phase) = self.plan.phases.iter().find(|p| p.id == phase_id) else {
             return Vec::new();
         };
-        Self::hosts(phase)
-            .into_iter()
-            .map(|host| self.host_view(phase, host))
+        self.hosts(phase)
+            .iter()
+            .map(|host| self.host_view(phase, host.clone()))
             .collect()
     }
 

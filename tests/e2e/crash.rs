@@ -211,7 +211,8 @@ async fn a_coordinator_killed_at_each_journal_boundary_resumes_and_runs_every_st
         restarted.proc.kill().await;
     }
     eprintln!("the coordinator was killed at {boundaries} boundaries in turn");
-    // created, started, approved, 5 × (dispatched, command, result,
-    // finished) and a log line or two: well over 20 boundaries.
-    assert!(boundaries >= 20, "only {boundaries} boundaries were tried");
+    // created, started, approved, 5 × (dispatched, command, finished) and
+    // log lines: 19 entries. (Entries written in one transaction, such as
+    // a turn's dispatches, freeze at the same point: after all of them.)
+    assert!(boundaries >= 18, "only {boundaries} boundaries were tried");
 }

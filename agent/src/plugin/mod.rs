@@ -44,6 +44,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+mod stamp;
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
 use wasmtime::Engine;
@@ -298,6 +300,8 @@ struct Slot {
     limits: StepLimits,
     current: Mutex<Arc<LoadedPlugin>>,
     cache: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+    /// The file's stamp when it was last hashed, and its hash.
+    hashed: Mutex<Option<(stamp::FileStamp, String)>>,
 }
 
 impl PluginHost {
@@ -371,6 +375,7 @@ impl PluginHost {
                     limits,
                     current: Mutex::new(loaded),
                     cache: Mutex::new(cache),
+                    hashed: Mutex::new(None),
                 },
             );
         }
@@ -410,12 +415,27 @@ impl PluginHost {
             .plugins
             .get(name)
             .ok_or_else(|| ResolveError::UnknownPlugin(name.to_string()))?;
-        let bytes = std::fs::read(&slot.config.path).map_err(|source| PluginHostError::Read {
-            plugin: name.to_string(),
-            path: slot.config.path.clone(),
-            source,
-        })?;
-        let actual = sha256_hex(&bytes);
+        let read = || {
+            std::fs::read(&slot.config.path).map_err(|source| PluginHostError::Read {
+                plugin: name.to_string(),
+                path: slot.config.path.clone(),
+                source,
+            })
+        };
+        // The file is read and hashed again unless its stamp says it has
+        // not changed since it was last hashed (see `stamp.rs`).
+        let stamp = stamp::FileStamp::of(&slot.config.path);
+        let known = match (&stamp, &*lock(&slot.hashed)) {
+            (Some(now), Some((then, hash))) if now == then => Some(hash.clone()),
+            _ => None,
+        };
+        let (actual, mut bytes) = match known {
+            Some(hash) => (hash, None),
+            None => {
+                let bytes = read()?;
+                (sha256_hex(&bytes), Some(bytes))
+            }
+        };
         if !actual.eq_ignore_ascii_case(expected_sha256.trim()) {
             return Err(ResolveError::HashMismatch {
                 plugin: name.to_string(),
@@ -429,6 +449,23 @@ impl PluginHost {
             Some(loaded) => loaded.clone(),
             None => {
                 tracing::info!(plugin = %name, sha256 = %actual, "the plugin file changed; compiling it again");
+                let bytes = match bytes.take() {
+                    Some(bytes) => bytes,
+                    None => {
+                        // Known by its stamp but no longer compiled: read it
+                        // and check it again before compiling.
+                        let bytes = read()?;
+                        let again = sha256_hex(&bytes);
+                        if again != actual {
+                            return Err(ResolveError::HashMismatch {
+                                plugin: name.to_string(),
+                                expected: expected_sha256.to_string(),
+                                actual: again,
+                            });
+                        }
+                        bytes
+                    }
+                };
                 let inner = &self.inner;
                 let loaded = Arc::new(load(
                     &inner.engine,
@@ -441,11 +478,14 @@ impl PluginHost {
                 if cache.len() > CACHE_VERSIONS {
                     cache.clear();
                 }
-                cache.insert(actual, loaded.clone());
+                cache.insert(actual.clone(), loaded.clone());
                 loaded
             }
         };
         *lock(&slot.current) = loaded.clone();
+        if let Some(stamp) = stamp.filter(stamp::FileStamp::settled) {
+            *lock(&slot.hashed) = Some((stamp, actual));
+        }
         Ok(loaded)
     }
 

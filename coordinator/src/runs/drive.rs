@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backout_plan::run::{Dispatch, Event, Outcome, PhaseStatus, RunStatus, Scope};
+use backout_plan::run::{Dispatch, Event, Outcome, PhaseStatus, RunStatus};
 use backout_proto::now_ms;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -12,39 +12,57 @@ use tokio::sync::Notify;
 use super::{RunEvent, notify};
 use crate::fleet::StepOutcome;
 use crate::server::State;
-use crate::server::dispatch::StepSpec;
+use crate::server::dispatch::{PendingStep, StepSpec};
 
 /// How long a step is waited for when the plan gives it no `timeout`.
 const DEFAULT_STEP_TIME: Duration = Duration::from_secs(600);
 /// Beyond the step's own time: delivery, admission, the answer's way back.
 const STEP_GRACE: Duration = Duration::from_secs(10);
+/// How long the driver waits, once woken, for more of a turn's news.
+const GATHER: Duration = Duration::from_millis(2);
 /// The first and the longest pause between asking an agent again.
 const ASK_AGAIN_FIRST: Duration = Duration::from_millis(500);
 const ASK_AGAIN_MAX: Duration = Duration::from_secs(5);
 
-/// Drives one run until it ends: journal what is due, then send it; journal
-/// phase time-outs when first seen; journal the end.
+/// Drives one run until it ends. Each turn, under the run's lock: journal
+/// the outcomes that came back since the last turn (one write), note and
+/// announce approvals waited on, journal phase time-outs when first seen,
+/// journal what is due (one write), and journal the end. Then send what is
+/// due (one more write for the commands). Writing a turn's events together
+/// keeps a run over a thousand hosts to a few fsyncs per turn.
 pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
     loop {
         let now = now_ms();
-        let mut to_send = Vec::new();
+        let mut to_send: Vec<(Dispatch, StepSpec)> = Vec::new();
+        let mut figures = false;
         let done = {
             let runs = &state.runs;
             let mut entries = runs.lock();
             let Some(entry) = entries.get_mut(&id) else {
                 return;
             };
+            // Outcomes back from `execute`: a failed write leaves them for the next turn.
+            if !entry.outcomes.is_empty() {
+                let outcomes = std::mem::take(&mut entry.outcomes);
+                let events = outcomes.iter().map(|o| (o.event.clone(), o.result.clone()));
+                match runs.record_all(&state, entry, events.collect()) {
+                    Ok(()) => figures = outcomes.iter().any(|o| o.reports_figures),
+                    Err(e) => {
+                        tracing::error!(run = %id, error = %e, "cannot journal outcomes; trying again");
+                        entry.outcomes = outcomes;
+                    }
+                }
+            }
+            // One evaluation of the run for the whole turn.
+            let eval = entry.run.evaluate(now);
             // Note when scopes start waiting for approvals, and tell people once.
             let mut waiting: Vec<(String, Vec<String>)> = Vec::new();
-            // (Cheap: the status stops at the run's approvals while any is missing.)
-            if !entry.run.missing(&Scope::Run).is_empty()
-                && let RunStatus::AwaitingApproval(roles) = entry.run.status(now)
-            {
-                waiting.push(("run".into(), roles));
+            if let RunStatus::AwaitingApproval(roles) = &eval.status {
+                waiting.push(("run".into(), roles.clone()));
             }
-            for (phase, status) in entry.run.phases(now) {
+            for (phase, status) in &eval.phases {
                 if let PhaseStatus::AwaitingApproval(roles) = status {
-                    waiting.push((phase, roles));
+                    waiting.push((phase.clone(), roles.clone()));
                 }
             }
             for (scope, roles) in waiting {
@@ -57,27 +75,45 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
                     );
                 }
             }
-            for phase in entry.run.overdue(now) {
+            let overdue = entry.run.overdue(now);
+            let timed_out = !overdue.is_empty();
+            for phase in overdue {
                 let event = Event::PhaseTimedOut { phase, at_ms: now };
                 if let Err(e) = runs.record(&state, entry, event, None) {
                     tracing::error!(run = %id, error = %e, "cannot journal a phase time-out; retrying");
                 }
             }
-            for d in entry.run.next(now) {
-                let event = Event::Dispatched {
-                    phase: d.phase.clone(),
-                    step: d.step.clone(),
-                    host: d.host.clone(),
-                    attempt: d.attempt,
-                    at_ms: now,
-                };
-                if let Err(e) = runs.record(&state, entry, event, None) {
-                    tracing::error!(run = %id, error = %e, "cannot journal a dispatch; retrying");
-                    break;
+            // A phase that just timed out changes what is due and the status.
+            let eval = if timed_out {
+                entry.run.evaluate(now)
+            } else {
+                eval
+            };
+            let due = eval.next;
+            if !due.is_empty() {
+                let events = due.iter().map(|d| {
+                    let event = Event::Dispatched {
+                        phase: d.phase.clone(),
+                        step: d.step.clone(),
+                        host: d.host.clone(),
+                        attempt: d.attempt,
+                        at_ms: now,
+                    };
+                    (event, None)
+                });
+                match runs.record_all(&state, entry, events.collect()) {
+                    Ok(()) => {
+                        to_send = due
+                            .into_iter()
+                            .filter_map(|d| Some((d.clone(), step_spec(entry, &d)?)))
+                            .collect();
+                    }
+                    Err(e) => {
+                        tracing::error!(run = %id, error = %e, "cannot journal dispatches; retrying");
+                    }
                 }
-                to_send.push(d);
             }
-            let status = entry.run.status(now);
+            let status = eval.status;
             let over = matches!(
                 status,
                 RunStatus::Succeeded
@@ -85,7 +121,7 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
                     | RunStatus::Refused(_)
                     | RunStatus::Aborted
             );
-            if over && entry.run.in_flight().is_empty() && entry.meta.finished_at_ms.is_none() {
+            if over && !entry.run.has_in_flight() && entry.meta.finished_at_ms.is_none() {
                 let text = status_word(&status);
                 let elapsed = now - entry.meta.started_at_ms;
                 match state.journal.append(
@@ -114,14 +150,31 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
             }
             entry.meta.finished_at_ms.is_some()
         };
+        if figures {
+            // A step that reports run figures may cross an escalation line
+            // now, not only at the end.
+            tokio::spawn(escalate(state.clone(), id.clone()));
+        }
         if done {
             return;
         }
-        for d in to_send {
-            tokio::spawn(execute(state.clone(), id.clone(), d, notify.clone()));
+        if !to_send.is_empty() {
+            let specs = to_send.iter().map(|(_, spec)| spec.clone()).collect();
+            let sent = state.dispatcher.send_all(specs).await;
+            for ((d, spec), first) in to_send.into_iter().zip(sent) {
+                let task = execute(state.clone(), id.clone(), d, spec, Some(first));
+                tokio::spawn(task);
+            }
         }
         // Woken by outcomes and decisions; the timeout covers backoffs and time limits.
-        let _ = tokio::time::timeout(Duration::from_millis(500), notify.notified()).await;
+        if tokio::time::timeout(Duration::from_millis(500), notify.notified())
+            .await
+            .is_ok()
+        {
+            // Outcomes come back together from a large fleet: a moment's
+            // wait lets one turn (one evaluation, one write) take them all.
+            tokio::time::sleep(GATHER).await;
+        }
     }
 }
 
@@ -185,56 +238,51 @@ pub(crate) fn status_word(status: &RunStatus) -> String {
     }
 }
 
-/// What `execute` sends for a step.
-struct StepCall {
-    plugin: String,
-    action: String,
-    params_json: String,
-    timeout: Option<Duration>,
+/// What the command for dispatch `d` of the run says: its plugin, action,
+/// params (with the target version put in) and time. The step id is the
+/// same every time this dispatch is sent, so an agent that already ran it
+/// answers from its ledger. Only what the command needs is copied: a step's
+/// host list can be the whole fleet.
+pub(super) fn step_spec(entry: &super::Entry, d: &Dispatch) -> Option<StepSpec> {
+    let step = entry.run.plan().step(&d.phase, &d.step)?;
+    let id = &entry.meta.id;
+    Some(StepSpec {
+        run_id: id.clone(),
+        step_id: format!("{id}/{}/{}/{}#{}", d.phase, d.step, d.host, d.attempt),
+        agent_id: d.host.clone(),
+        plugin: step.plugin.clone(),
+        action: step.action.clone(),
+        params_json: with_version(&step.params_json, &entry.meta.to_version),
+        dry_run: entry.meta.dry_run,
+        deadline: step.timeout,
+        journal_events: true,
+    })
 }
 
-/// Sends one dispatch to its agent and journals the outcome. The step id is
-/// the same every time this dispatch is sent, so an agent that already ran
-/// it answers from its ledger. While the agent is unreachable or still busy
-/// with it, it is asked again (at growing intervals), for at most the step's
-/// time; what is still unanswered then is timed out or unreachable, and
-/// never retried under a new attempt.
-pub(super) async fn execute(state: Arc<State>, id: String, d: Dispatch, notify: Arc<Notify>) {
-    // Only what the command needs: a step's host list can be the whole fleet.
-    let found = {
-        let runs = state.runs.lock();
-        runs.get(&id).and_then(|entry| {
-            let s = entry.run.plan().step(&d.phase, &d.step)?;
-            let step = StepCall {
-                plugin: s.plugin.clone(),
-                action: s.action.clone(),
-                params_json: s.params_json.clone(),
-                timeout: s.timeout,
-            };
-            Some((step, entry.meta.to_version.clone(), entry.meta.dry_run))
-        })
-    };
-    let Some((step, to_version, dry_run)) = found else {
-        return;
-    };
-    let params_json = with_version(&step.params_json, &to_version);
+/// Carries one dispatch to its agent and hands the outcome to the run's
+/// driver, which journals it. `first` is the command already sent (by the
+/// driver, with the others of its turn); without it, the command is sent
+/// here (a step in flight when the coordinator restarted). While the agent
+/// is unreachable or still busy with it, it is asked again (at growing
+/// intervals), for at most the step's time; what is still unanswered then
+/// is timed out or unreachable, and never retried under a new attempt.
+pub(super) async fn execute(
+    state: Arc<State>,
+    id: String,
+    d: Dispatch,
+    spec: StepSpec,
+    first: Option<PendingStep>,
+) {
     let give_up =
-        tokio::time::Instant::now() + step.timeout.unwrap_or(DEFAULT_STEP_TIME) + STEP_GRACE;
+        tokio::time::Instant::now() + spec.deadline.unwrap_or(DEFAULT_STEP_TIME) + STEP_GRACE;
     let mut pause = ASK_AGAIN_FIRST;
+    let mut first = first;
     let outcome = loop {
-        let spec = StepSpec {
-            run_id: id.clone(),
-            step_id: format!("{id}/{}/{}/{}#{}", d.phase, d.step, d.host, d.attempt),
-            agent_id: d.host.clone(),
-            plugin: step.plugin.clone(),
-            action: step.action.clone(),
-            params_json: params_json.clone(),
-            dry_run,
-            deadline: step.timeout,
-            journal_events: true,
-        };
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
-        let pending = state.dispatcher.send(spec).await;
+        let pending = match first.take() {
+            Some(sent) => sent,
+            None => state.dispatcher.send(spec.clone()).await,
+        };
         let command_id = pending.command_id.clone();
         let outcome = pending.wait(left).await;
         if matches!(outcome, StepOutcome::TimedOut) {
@@ -262,46 +310,27 @@ pub(super) async fn execute(state: Arc<State>, id: String, d: Dispatch, notify: 
         }),
         _ => None,
     };
-    // A step that reports run figures may cross an escalation line now,
-    // not only at the end.
     let reports_figures = result.as_ref().is_some_and(|r| {
         backout_plan::sections::RUN_FIGURES
             .iter()
             .any(|f| r.data_json.contains(&format!("\"{f}\"")))
     });
-    let outcome = run_outcome(outcome);
-    // An outcome that cannot be journaled (a full disk) is tried again
-    // until it can: the step must not stay in flight for ever.
-    let mut pause = ASK_AGAIN_FIRST;
-    loop {
-        let written = {
-            let mut runs = state.runs.lock();
-            let Some(entry) = runs.get_mut(&id) else {
-                break;
-            };
-            let event = Event::Finished {
-                phase: d.phase.clone(),
-                step: d.step.clone(),
-                host: d.host.clone(),
-                attempt: d.attempt,
-                outcome: outcome.clone(),
-                at_ms: now_ms(),
-            };
-            state.runs.record(&state, entry, event, result.clone())
-        };
-        match written {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::error!(run = %id, error = %e, "cannot journal an outcome; trying again");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(ASK_AGAIN_MAX);
-            }
-        }
+    let event = Event::Finished {
+        phase: d.phase,
+        step: d.step,
+        host: d.host,
+        attempt: d.attempt,
+        outcome: run_outcome(outcome),
+        at_ms: now_ms(),
+    };
+    if let Some(entry) = state.runs.lock().get_mut(&id) {
+        entry.outcomes.push(super::Returned {
+            event,
+            result,
+            reports_figures,
+        });
     }
-    notify.notify_one();
-    if reports_figures {
-        escalate(state, id).await;
-    }
+    state.runs.wake(&id);
 }
 
 /// What the engine makes of an agent's answer.

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast};
 
 use crate::fleet::StepEvent;
+use crate::journal::NewEntry;
 use crate::server::State;
 
 mod codec;
@@ -66,6 +67,16 @@ struct Entry {
     waiting_since: BTreeMap<String, i64>,
     /// The scopes whose "approval waiting" messages are out (or queued).
     announced: BTreeSet<String>,
+    /// Outcomes back from agents, for the driver to journal on its next turn.
+    outcomes: Vec<Returned>,
+}
+
+/// A step's outcome on its way to the journal.
+struct Returned {
+    event: Event,
+    result: Option<StepResult>,
+    /// Its data names run figures (escalation rules look at them).
+    reports_figures: bool,
 }
 
 /// Errors for operators.
@@ -185,15 +196,21 @@ impl Runs {
                 run,
                 waiting_since,
                 announced,
+                outcomes: Vec::new(),
             };
-            let in_flight = entry.run.in_flight();
+            let in_flight: Vec<_> = entry
+                .run
+                .in_flight()
+                .into_iter()
+                .filter_map(|d| Some((d.clone(), drive::step_spec(&entry, &d)?)))
+                .collect();
             state.runs.lock().insert(id.clone(), entry);
             if finished_at_ms.is_none() {
                 resumed += 1;
                 tracing::warn!(run = %id, in_flight = in_flight.len(), "resuming run from the journal");
                 let notify = state.runs.notifier(&id);
-                for d in in_flight {
-                    tokio::spawn(drive::execute(state.clone(), id.clone(), d, notify.clone()));
+                for (d, spec) in in_flight {
+                    tokio::spawn(drive::execute(state.clone(), id.clone(), d, spec, None));
                 }
                 tokio::spawn(drive::drive(state.clone(), id, notify));
             }
@@ -232,41 +249,67 @@ impl Runs {
         event: Event,
         result: Option<StepResult>,
     ) -> Result<(), RunError> {
-        let (kind, mut body) = event_json(&event);
-        let text = match (&event, &result) {
-            (_, Some(result)) => result.summary.clone(),
-            (Event::Dispatched { phase, step, .. }, None) => entry
-                .run
-                .plan()
-                .step(phase, step)
-                .map(|s| format!("{}.{}", s.plugin, s.action))
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
-        let data: Value = result
-            .as_ref()
-            .map(|r| serde_json::from_str(&r.data_json).unwrap_or_else(|_| json!(r.data_json)))
-            .unwrap_or(Value::Null);
-        if let Some(map) = body.as_object_mut() {
-            if result.is_some() {
-                map.insert("output".into(), json!(text));
-                map.insert("data".into(), data.clone());
-            } else if !text.is_empty() {
-                map.insert("what".into(), json!(text));
-            }
-        }
+        self.record_all(state, entry, vec![(event, result)])
+    }
+
+    /// [`Runs::record`] for several events at once: one journal transaction
+    /// (one fsync) for all of them, or nothing when it fails.
+    fn record_all(
+        &self,
+        state: &State,
+        entry: &mut Entry,
+        events: Vec<(Event, Option<StepResult>)>,
+    ) -> Result<(), RunError> {
         let at = now_ms();
+        let mut prepared = Vec::with_capacity(events.len());
+        for (event, result) in events {
+            let (kind, mut body) = event_json(&event);
+            let text = match (&event, &result) {
+                (_, Some(result)) => result.summary.clone(),
+                (Event::Dispatched { phase, step, .. }, None) => entry
+                    .run
+                    .plan()
+                    .step(phase, step)
+                    .map(|s| format!("{}.{}", s.plugin, s.action))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            let data: Value = result
+                .as_ref()
+                .map(|r| serde_json::from_str(&r.data_json).unwrap_or_else(|_| json!(r.data_json)))
+                .unwrap_or(Value::Null);
+            if let Some(map) = body.as_object_mut() {
+                if result.is_some() {
+                    map.insert("output".into(), json!(text));
+                    map.insert("data".into(), data.clone());
+                } else if !text.is_empty() {
+                    map.insert("what".into(), json!(text));
+                }
+            }
+            prepared.push((event, kind, body, text, data));
+        }
+        let new: Vec<NewEntry<'_>> = prepared
+            .iter()
+            .map(|(_, kind, body, _, _)| NewEntry {
+                at_ms: at,
+                run_id: &entry.meta.id,
+                kind,
+                body,
+            })
+            .collect();
         let written = state
             .journal
-            .append(at, &entry.meta.id, kind, &body)
+            .append_all(&new)
             .map_err(|e| RunError::Journal(e.to_string()))?;
-        entry.run.apply(&event);
-        let mut update = RunEvent::of(&entry.meta.id, &event, at, &text);
-        update.seq = written.seq;
-        if !data.is_null() {
-            update.data = data.to_string();
+        for ((event, _, _, text, data), written) in prepared.into_iter().zip(written) {
+            entry.run.apply(&event);
+            let mut update = RunEvent::of(&entry.meta.id, &event, at, &text);
+            update.seq = written.seq;
+            if !data.is_null() {
+                update.data = data.to_string();
+            }
+            self.publish(update);
         }
-        self.publish(update);
         Ok(())
     }
 
@@ -358,6 +401,7 @@ impl Runs {
             run: Run::new(plan),
             waiting_since: BTreeMap::from([("run".to_string(), now)]),
             announced: BTreeSet::new(),
+            outcomes: Vec::new(),
         };
         state.runs.record(
             state,

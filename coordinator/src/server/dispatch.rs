@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::registry::Registry;
 use crate::fleet::{StepEvent, StepOutcome};
-use crate::journal::Journal;
+use crate::journal::{Journal, NewEntry};
 
 /// One step to run on one agent.
 #[derive(Debug, Clone)]
@@ -30,8 +30,10 @@ pub struct StepSpec {
     pub params_json: String,
     pub dry_run: bool,
     pub deadline: Option<Duration>,
-    /// Journal the plugin's live events (a rollback run's steps, not
-    /// health probes that repeat every few seconds).
+    /// A step of a run (a rollback's step, a message): its plugin's live
+    /// events are journaled, and its outcome is journaled by the run (not
+    /// as `step.finished`). Health probes that repeat every few seconds
+    /// journal only their outcome.
     pub journal_events: bool,
 }
 
@@ -41,7 +43,34 @@ struct Pending {
     /// The session the command went out on: when it ends, so does the wait.
     session: u64,
     run_id: String,
+    /// The step the command runs: live events are filed under it, whatever
+    /// the agent's message says.
+    step_id: String,
     done: oneshot::Sender<StepOutcome>,
+}
+
+/// A command ready to be journaled, signed and sent.
+struct Prepared {
+    body: wire::CommandBody,
+    journal_events: bool,
+}
+
+impl Prepared {
+    /// What the journal keeps of the command.
+    fn record(&self) -> serde_json::Value {
+        let b = &self.body;
+        json!({
+            "command_id": b.command_id,
+            "step_id": b.step_id,
+            "agent": b.target_agent,
+            "plugin": b.plugin,
+            "plugin_sha256": b.plugin_sha256,
+            "action": b.action,
+            "params": serde_json::from_str::<serde_json::Value>(&b.params_json).unwrap_or_default(),
+            "dry_run": b.dry_run,
+            "expires_at_ms": b.expires_at_ms,
+        })
+    }
 }
 
 pub struct Dispatcher {
@@ -103,18 +132,69 @@ impl Dispatcher {
     /// Signs and sends one step. Never fails: an agent that cannot be reached
     /// gives a step that is already `Unreachable`.
     pub async fn send(&self, spec: StepSpec) -> PendingStep {
-        let Some((tx, session)) = self.registry.sender(&spec.agent_id) else {
-            return PendingStep::ready(StepOutcome::Unreachable {
+        let mut sent = self.send_all(vec![spec]).await;
+        sent.pop().unwrap_or_else(|| {
+            PendingStep::ready(StepOutcome::Unreachable {
+                detail: "the command was not sent".into(),
+            })
+        })
+    }
+
+    /// Signs and sends steps, in order, one pending step for each: every
+    /// command is journaled (`command.sent`, one transaction for all of
+    /// them) before any is sent, so a command that is not in the journal
+    /// never left.
+    pub async fn send_all(&self, specs: Vec<StepSpec>) -> Vec<PendingStep> {
+        let prepared: Vec<Result<Prepared, StepOutcome>> =
+            specs.into_iter().map(|spec| self.prepare(spec)).collect();
+        let records: Vec<(String, serde_json::Value)> = prepared
+            .iter()
+            .flatten()
+            .map(|p| (p.body.run_id.clone(), p.record()))
+            .collect();
+        let now = now_ms();
+        let new: Vec<NewEntry<'_>> = records
+            .iter()
+            .map(|(run_id, body)| NewEntry {
+                at_ms: now,
+                run_id,
+                kind: "command.sent",
+                body,
+            })
+            .collect();
+        let journaled = self.journal.append_all(&new);
+        let mut out = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let step = match (p, &journaled) {
+                (Err(outcome), _) => PendingStep::ready(outcome),
+                (Ok(_), Err(e)) => {
+                    tracing::error!(error = %e, "cannot journal a command; not sending it");
+                    PendingStep::ready(StepOutcome::Failed {
+                        code: "journal".into(),
+                        message: e.to_string(),
+                    })
+                }
+                (Ok(p), Ok(_)) => self.deliver(p).await,
+            };
+            out.push(step);
+        }
+        out
+    }
+
+    /// The command for one step, signed later: its body, or why it cannot go.
+    fn prepare(&self, spec: StepSpec) -> Result<Prepared, StepOutcome> {
+        if self.registry.sender(&spec.agent_id).is_none() {
+            return Err(StepOutcome::Unreachable {
                 detail: format!("agent `{}` is not connected", spec.agent_id),
             });
-        };
+        }
         // The pinned hash wins; without a pin we expect what the agent reported.
         let sha256 = match self.pins.get(&spec.plugin) {
             Some(pin) => pin.clone(),
             None => match self.registry.plugin(&spec.agent_id, &spec.plugin) {
                 Some(p) => p.sha256,
                 None => {
-                    return PendingStep::ready(StepOutcome::Failed {
+                    return Err(StepOutcome::Failed {
                         code: "no-plugin".into(),
                         message: format!(
                             "agent `{}` does not offer plugin `{}`",
@@ -127,10 +207,10 @@ impl Dispatcher {
         let command_id = format!("{}/{}", spec.step_id, hex::encode(&new_nonce()[..4]));
         let now = now_ms();
         let body = wire::CommandBody {
-            command_id: command_id.clone(),
+            command_id,
             run_id: spec.run_id,
             step_id: spec.step_id,
-            target_agent: spec.agent_id.clone(),
+            target_agent: spec.agent_id,
             plugin: spec.plugin,
             plugin_sha256: sha256,
             action: spec.action,
@@ -143,50 +223,59 @@ impl Dispatcher {
                 .deadline
                 .map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
         };
-        // Journaled before it is sent: a command that is not in the journal never left.
-        let record = json!({
-            "command_id": body.command_id,
-            "step_id": body.step_id,
-            "agent": body.target_agent,
-            "plugin": body.plugin,
-            "plugin_sha256": body.plugin_sha256,
-            "action": body.action,
-            "params": serde_json::from_str::<serde_json::Value>(&body.params_json).unwrap_or_default(),
-            "dry_run": body.dry_run,
-            "expires_at_ms": body.expires_at_ms,
-        });
-        if let Err(e) = self
-            .journal
-            .append(now, &body.run_id, "command.sent", &record)
-        {
-            tracing::error!(error = %e, "cannot journal a command; not sending it");
-            return PendingStep::ready(StepOutcome::Failed {
-                code: "journal".into(),
-                message: e.to_string(),
-            });
-        }
-        let signed = self.signer.sign(&body);
+        Ok(Prepared {
+            body,
+            journal_events: spec.journal_events,
+        })
+    }
+
+    /// Signs a journaled command, remembers it as pending on the agent's
+    /// current session, and writes it to that session's stream.
+    async fn deliver(&self, p: Prepared) -> PendingStep {
+        let Prepared {
+            body,
+            journal_events,
+        } = p;
+        let agent = body.target_agent.clone();
+        let unreachable = |why: &str| {
+            PendingStep::ready(StepOutcome::Unreachable {
+                detail: format!("agent `{agent}` {why}"),
+            })
+        };
+        // The session is looked up after the journal write: an agent that
+        // dialled again meanwhile gets the command on its new session.
+        let Some((tx, session)) = self.registry.sender(&agent) else {
+            return unreachable("is not connected");
+        };
+        let command_id = body.command_id.clone();
         let (done, rx) = oneshot::channel();
         self.lock().insert(
             command_id.clone(),
             Pending {
-                agent_id: spec.agent_id.clone(),
-                journal_events: spec.journal_events,
+                agent_id: agent.clone(),
+                journal_events,
                 session,
                 run_id: body.run_id.clone(),
+                step_id: body.step_id.clone(),
                 done,
             },
         );
+        // A session replaced between the lookup and the insert has already
+        // failed its pending commands: this one would wait for nothing.
+        if self.registry.sender(&agent).map(|(_, s)| s) != Some(session) {
+            self.lock().remove(&command_id);
+            return unreachable("dialled again while the command was being sent");
+        }
         let message = wire::CoordinatorMessage {
-            kind: Some(wire::coordinator_message::Kind::Command(signed)),
+            kind: Some(wire::coordinator_message::Kind::Command(
+                self.signer.sign(&body),
+            )),
         };
         if tx.send(message).await.is_err() {
             self.lock().remove(&command_id);
-            return PendingStep::ready(StepOutcome::Unreachable {
-                detail: format!("agent `{}` disconnected", spec.agent_id),
-            });
+            return unreachable("disconnected");
         }
-        tracing::debug!(command = %command_id, agent = %spec.agent_id, "command sent");
+        tracing::debug!(command = %command_id, agent = %agent, "command sent");
         PendingStep { command_id, rx }
     }
 
@@ -204,6 +293,13 @@ impl Dispatcher {
             Some(p) if p.agent_id != from_agent => Err(format!(
                 "command `{command_id}` was not sent to agent `{from_agent}`"
             )),
+            Some(p) if p.journal_events => {
+                // The run journals what it makes of the outcome before it tells anyone.
+                if let Some(p) = pending.remove(command_id) {
+                    let _ = p.done.send(outcome);
+                }
+                Ok(())
+            }
             Some(p) => {
                 // Journaled before anyone is told.
                 let record = json!({
@@ -230,8 +326,8 @@ impl Dispatcher {
     }
 
     /// Journals a live event of a pending command (a plugin's log line,
-    /// progress or output). Returns the run it belongs to and the journal
-    /// entry's `seq` (`None` for a command whose events are not journaled),
+    /// progress or output). Returns the run and step it belongs to and the
+    /// journal entry's `seq` (`None` for a command whose events are not journaled),
     /// or an error for a command that is not waiting or was addressed to
     /// another agent.
     pub fn event(
@@ -239,9 +335,9 @@ impl Dispatcher {
         from_agent: &str,
         command_id: &str,
         event: &StepEvent,
-    ) -> Result<Option<(String, i64)>, String> {
+    ) -> Result<Option<(String, String, i64)>, String> {
         let pending = self.lock();
-        let run_id = match pending.get(command_id) {
+        let (run_id, step_id) = match pending.get(command_id) {
             None => return Err(format!("no command `{command_id}` is running")),
             Some(p) if p.agent_id != from_agent => {
                 return Err(format!(
@@ -249,7 +345,7 @@ impl Dispatcher {
                 ));
             }
             Some(p) if !p.journal_events => return Ok(None),
-            Some(p) => p.run_id.clone(),
+            Some(p) => (p.run_id.clone(), p.step_id.clone()),
         };
         drop(pending);
         let body = match event {
@@ -268,7 +364,7 @@ impl Dispatcher {
             }
         };
         match self.journal.append(now_ms(), &run_id, "step.event", &body) {
-            Ok(written) => Ok(Some((run_id, written.seq))),
+            Ok(written) => Ok(Some((run_id, step_id, written.seq))),
             Err(e) => {
                 tracing::error!(error = %e, "cannot journal a step event");
                 Err(format!("the coordinator cannot record this event now: {e}"))

@@ -180,10 +180,10 @@ fn handle(
                 .dispatcher
                 .event(agent_id, &event.command_id, &step_event)
             {
-                Ok(Some((run_id, seq))) => {
+                Ok(Some((run_id, step_id, seq))) => {
                     state
                         .runs
-                        .step_event(&run_id, &event.step_id, seq, event.at_ms, step_event);
+                        .step_event(&run_id, &step_id, seq, event.at_ms, step_event);
                     None
                 }
                 Ok(None) => None,

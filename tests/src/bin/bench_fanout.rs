@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release --bins && scripts/build-plugins.sh
-//! target/release/bench-fanout 10 100 1000
+//! target/release/bench-fanout [--runs 20] 10 100 1000
 //! ```
 //!
 //! The binaries (`backout`, `backout-agent`) are the ones beside this one, so
@@ -14,14 +14,19 @@
 //! For each N: a PKI in a temp dir (the CA and the coordinator by `backout pki
 //! init`, N agent certificates issued in-process), a plan with N hosts in
 //! group `fleet` and one phase whose one step is `testbed` `echo` on `fleet`
-//! with no approvals, a coordinator (`backout serve`), and ONE agent process
-//! running the N sessions (`backout-agent --sessions-from <pki>/agents`).
+//! with no approvals, a coordinator (`backout serve`), and one agent process
+//! per 2,500 sessions running them (`backout-agent --sessions-from DIR`).
 //! Once all N are connected: the coordinator's idle CPU over 5 s and its
-//! resident memory, then the run (`backout rollback start`), timed by the
-//! coordinator (its `run.created` to `run.ended` journal times, which `backout
-//! runs` reports as started/finished) and by the wall clock from the CLI call
-//! to the coordinator's "run ended" log line. Every process is killed and the
-//! temp dir removed at the end, also on error.
+//! resident memory, then `--runs R` runs one after the other (default 20;
+//! `backout rollback start`), each timed by the coordinator (its
+//! `run.created` to `run.ended` journal times, which `backout runs` reports
+//! as started/finished) and by the wall clock from the CLI call to the
+//! coordinator's "run ended" log line: p50, p99 (nearest rank) and max.
+//! Then the reconnect storm: the coordinator is SIGKILLed and started again
+//! on the same address; the time until `backout agents` lists all N again,
+//! and from its log the most sessions accepted within 100 ms. Every process
+//! is killed and the temp dir removed at the end, also on error
+//! (`BENCH_KEEP=1` keeps the temp dir and its logs).
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -37,6 +42,9 @@ use serde_json::Value;
 /// Linux clock ticks per second (`getconf CLK_TCK`, 100 on every common kernel).
 const CLOCK_TICKS: f64 = 100.0;
 const IDLE_WINDOW: Duration = Duration::from_secs(5);
+/// The most sessions one load-testing agent process runs (each holds six
+/// open files; this machine allows 20,000 per process).
+const SESSIONS_PER_PROCESS: usize = 2_500;
 
 /// A child process killed (and reaped) when dropped.
 struct Killed(Child);
@@ -90,16 +98,52 @@ struct Figures {
     connect: Duration,
     idle_cpu_percent: f64,
     idle_rss_mib: f64,
-    run_ms: i64,
-    wall: Duration,
+    /// Start → result of each run, by the coordinator's journal times.
+    run_ms: Vec<i64>,
+    /// Start → result of each run, CLI call to the "run ended" log line.
+    wall_ms: Vec<i64>,
+    /// Coordinator and agent-process CPU per run (the mean over the runs).
     run_cpu_s: f64,
     agent_cpu_s: f64,
     peak_rss_mib: f64,
+    storm: Storm,
+}
+
+/// The reconnect storm: the coordinator SIGKILLed and started again on the
+/// same address with every session connected.
+struct Storm {
+    /// From the new coordinator listening to `agents` listing all N.
+    all_back: Duration,
+    /// The most sessions accepted within any 100 ms (from its log).
+    peak_per_100ms: usize,
+    /// First to last session accepted.
+    spread: Duration,
+}
+
+/// The value at percentile `p` (nearest rank) of `values`.
+fn percentile(values: &[i64], p: f64) -> i64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted
+        .get(rank.saturating_sub(1).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
 }
 
 fn main() -> anyhow::Result<()> {
-    let counts = std::env::args()
-        .skip(1)
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut runs = 20;
+    if let Some(at) = args.iter().position(|a| a == "--runs") {
+        runs = args
+            .get(at + 1)
+            .and_then(|r| r.parse::<usize>().ok())
+            .filter(|r| *r > 0)
+            .context("--runs takes a number of runs per N")?;
+        args.drain(at..=at + 1);
+    }
+    let counts = args
+        .iter()
         .map(|a| {
             a.replace([',', '_'], "")
                 .parse::<usize>()
@@ -117,10 +161,12 @@ fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for n in counts {
         eprintln!("bench-fanout: {n} sessions...");
-        let figures = bench(&tools, n).with_context(|| format!("with {n} sessions"))?;
+        let figures = bench(&tools, n, runs).with_context(|| format!("with {n} sessions"))?;
         eprintln!(
-            "bench-fanout: {n} sessions: run {} ms, coordinator {:.2} s CPU",
-            figures.run_ms, figures.run_cpu_s
+            "bench-fanout: {n} sessions: {runs} runs, p50 {} ms, p99 {} ms; all back after a restart in {:.1} s",
+            percentile(&figures.run_ms, 50.0),
+            percentile(&figures.run_ms, 99.0),
+            figures.storm.all_back.as_secs_f64()
         );
         rows.push(figures);
     }
@@ -130,30 +176,42 @@ fn main() -> anyhow::Result<()> {
 
 fn table(rows: &[Figures]) -> String {
     let mut out = String::from(
-        "| sessions | all connected in | start → result (coordinator) | start → result (CLI, wall) \
-         | coordinator CPU, run | agent process CPU, run | coordinator idle CPU | coordinator RSS, idle \
-         | coordinator peak RSS |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| sessions | all connected in | runs | start → result p50 | p99 | max | CLI wall p50 \
+         | coordinator CPU per run | agent process CPU per run | coordinator idle CPU \
+         | coordinator RSS, idle | coordinator peak RSS | restart: all back in \
+         | restart: most accepted in 100 ms | restart: first to last |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for f in rows {
         let _ = writeln!(
             out,
-            "| {} | {:.1} s | {} ms | {} ms | {:.2} s | {:.2} s | {:.1}% | {:.1} MiB | {:.1} MiB |",
+            "| {} | {:.1} s | {} | {} ms | {} ms | {} ms | {} ms | {:.2} s | {:.2} s | {:.1}% | {:.1} MiB | {:.1} MiB | {:.1} s | {} | {:.1} s |",
             f.sessions,
             f.connect.as_secs_f64(),
-            f.run_ms,
-            f.wall.as_millis(),
+            f.run_ms.len(),
+            percentile(&f.run_ms, 50.0),
+            percentile(&f.run_ms, 99.0),
+            percentile(&f.run_ms, 100.0),
+            percentile(&f.wall_ms, 50.0),
             f.run_cpu_s,
             f.agent_cpu_s,
             f.idle_cpu_percent,
             f.idle_rss_mib,
             f.peak_rss_mib,
+            f.storm.all_back.as_secs_f64(),
+            f.storm.peak_per_100ms,
+            f.storm.spread.as_secs_f64(),
         );
     }
     out
 }
 
-fn bench(tools: &Tools, n: usize) -> anyhow::Result<Figures> {
-    let temp = tempfile::tempdir()?;
+fn bench(tools: &Tools, n: usize, runs: usize) -> anyhow::Result<Figures> {
+    let mut temp = tempfile::tempdir()?;
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        eprintln!("bench-fanout: keeping {}", temp.path().display());
+        temp.disable_cleanup(true);
+    }
     let dir = temp.path();
     let pki_dir = dir.join("pki");
     let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i:04}")).collect();
@@ -165,27 +223,47 @@ fn bench(tools: &Tools, n: usize) -> anyhow::Result<Figures> {
     )?;
 
     let coordinator_log = dir.join("coordinator.log");
-    let (coordinator, addr) = start_coordinator(tools, dir, &coordinator_log)?;
+    let (mut coordinator, addr) = start_coordinator(tools, dir, &coordinator_log)?;
     std::fs::write(
         dir.join("agent.toml"),
         agent_config(&addr, &pki_dir, &ids[0], &tools.testbed),
     )?;
     let pid = coordinator.0.id();
     let started = Instant::now();
-    let agent = Killed(
-        Command::new(&tools.agent)
-            .arg("--config")
-            .arg(dir.join("agent.toml"))
-            .arg("--sessions-from")
-            .arg(pki_dir.join("agents"))
-            .env_remove("RUST_LOG")
-            .env("BACKOUT_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("agent.log"))?)
-            .spawn()
-            .context("cannot start backout-agent")?,
-    );
+    // A session holds six files in the load-testing agent: past
+    // SESSIONS_PER_PROCESS, the sessions are shared out among processes.
+    let mut agents = Vec::new();
+    for (i, part) in ids.chunks(SESSIONS_PER_PROCESS).enumerate() {
+        let from = if part.len() == ids.len() {
+            pki_dir.join("agents")
+        } else {
+            let part_dir = dir.join(format!("agents-{i}"));
+            std::fs::create_dir_all(&part_dir)?;
+            for id in part {
+                for ext in ["pem", "key"] {
+                    let name = format!("{id}.{ext}");
+                    std::fs::hard_link(pki_dir.join("agents").join(&name), part_dir.join(&name))?;
+                }
+            }
+            part_dir
+        };
+        agents.push(Killed(
+            Command::new(&tools.agent)
+                .arg("--config")
+                .arg(dir.join("agent.toml"))
+                .arg("--sessions-from")
+                .arg(from)
+                .env_remove("RUST_LOG")
+                .env("BACKOUT_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join(format!("agent-{i}.log")))?)
+                .spawn()
+                .context("cannot start backout-agent")?,
+        ));
+    }
+    let agents_cpu =
+        || -> anyhow::Result<f64> { agents.iter().map(|a| cpu_seconds(a.0.id())).sum() };
     let cli = Cli {
         backout: &tools.backout,
         addr: &addr,
@@ -213,11 +291,75 @@ fn bench(tools: &Tools, n: usize) -> anyhow::Result<Figures> {
     let idle_cpu_percent = (cpu_seconds(pid)? - idle_before) / IDLE_WINDOW.as_secs_f64() * 100.0;
     let idle_rss_mib = status_kib(pid, "VmRSS")? / 1024.0;
 
-    // The run.
+    // The runs, one after the other.
     let mut log = LogTail::open(&coordinator_log)?;
     log.skip_to_end()?;
     let cpu_before = cpu_seconds(pid)?;
-    let agent_before = cpu_seconds(agent.0.id())?;
+    let agent_before = agents_cpu()?;
+    let (mut run_ms, mut wall_ms) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (coordinator_ms, wall) = one_run(&cli, &mut log, n, &coordinator_log)?;
+        run_ms.push(coordinator_ms);
+        wall_ms.push(i64::try_from(wall.as_millis()).unwrap_or(i64::MAX));
+    }
+    let run_cpu_s = (cpu_seconds(pid)? - cpu_before) / runs as f64;
+    let agent_cpu_s = (agents_cpu()? - agent_before) / runs as f64;
+    let peak_rss_mib = status_kib(pid, "VmHWM")? / 1024.0;
+
+    // The reconnect storm: SIGKILL, then the same coordinator on the same address.
+    drop(coordinator);
+    std::fs::write(
+        dir.join("coordinator.toml"),
+        coordinator_config(&pki_dir, &ids).replace("127.0.0.1:0", &addr),
+    )?;
+    let restart_log = dir.join("coordinator-restarted.log");
+    let (restarted, again) = start_coordinator(tools, dir, &restart_log)?;
+    let listening = Instant::now();
+    if again != addr {
+        bail!("the coordinator came back on {again}, not {addr}");
+    }
+    coordinator = restarted;
+    let storm_deadline = Duration::from_secs(120);
+    while connected(&cli)? < n {
+        if listening.elapsed() > storm_deadline {
+            bail!("not every session came back within {storm_deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let all_back = listening.elapsed();
+    let accepted = accepted_times(&std::fs::read_to_string(&restart_log)?);
+    let storm = Storm {
+        all_back,
+        peak_per_100ms: most_within(&accepted, 0.1),
+        spread: Duration::from_secs_f64(
+            accepted.last().copied().unwrap_or(0.0) - accepted.first().copied().unwrap_or(0.0),
+        ),
+    };
+    drop(agents);
+    drop(coordinator);
+    Ok(Figures {
+        sessions: n,
+        connect,
+        idle_cpu_percent,
+        idle_rss_mib,
+        run_ms,
+        wall_ms,
+        run_cpu_s,
+        agent_cpu_s,
+        peak_rss_mib,
+        storm,
+    })
+}
+
+/// One run: started by the CLI, over when the coordinator logs its end.
+/// Returns its start → result by the coordinator's journal times, and by
+/// the wall clock.
+fn one_run(
+    cli: &Cli,
+    log: &mut LogTail,
+    n: usize,
+    coordinator_log: &Path,
+) -> anyhow::Result<(i64, Duration)> {
     let t0 = Instant::now();
     let started = cli.json(&["rollback", "start", "--reason", "bench", "--output", "json"])?;
     let run_id = started["run"]
@@ -229,13 +371,9 @@ fn bench(tools: &Tools, n: usize) -> anyhow::Result<Figures> {
         if t0.elapsed() > run_deadline {
             bail!("run {run_id} did not end in {run_deadline:?}");
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     }
     let wall = t0.elapsed();
-    let run_cpu_s = cpu_seconds(pid)? - cpu_before;
-    let agent_cpu_s = cpu_seconds(agent.0.id())? - agent_before;
-    let peak_rss_mib = status_kib(pid, "VmHWM")? / 1024.0;
-
     let runs = cli.json(&["runs", "--output", "json"])?;
     let run = runs["runs"]
         .as_array()
@@ -257,19 +395,39 @@ fn bench(tools: &Tools, n: usize) -> anyhow::Result<Figures> {
     ) else {
         bail!("run {run_id} has no start or finish time");
     };
-    drop(agent);
-    drop(coordinator);
-    Ok(Figures {
-        sessions: n,
-        connect,
-        idle_cpu_percent,
-        idle_rss_mib,
-        run_ms: end_ms - start_ms,
-        wall,
-        run_cpu_s,
-        agent_cpu_s,
-        peak_rss_mib,
-    })
+    Ok((end_ms - start_ms, wall))
+}
+
+/// The times (seconds of the day, sorted) of the "agent connected" lines
+/// of a coordinator's log (`2026-11-29T00:55:01.123456Z  INFO …`).
+fn accepted_times(log: &str) -> Vec<f64> {
+    let mut times: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("agent connected"))
+        .filter_map(|l| {
+            let clock = l.get(11..26)?;
+            let mut parts = clock.split(':');
+            let h: f64 = parts.next()?.parse().ok()?;
+            let m: f64 = parts.next()?.parse().ok()?;
+            let sec: f64 = parts.next()?.parse().ok()?;
+            Some(h * 3600.0 + m * 60.0 + sec)
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+/// The most of `sorted` times that fall within any `window` seconds.
+fn most_within(sorted: &[f64], window: f64) -> usize {
+    let mut most = 0;
+    let mut from = 0;
+    for (to, t) in sorted.iter().enumerate() {
+        while t - sorted[from] > window {
+            from += 1;
+        }
+        most = most.max(to + 1 - from);
+    }
+    most
 }
 
 /// The CA, coordinator and command key by `backout pki init`; agents and the
@@ -481,7 +639,9 @@ impl LogTail {
         let mut new = String::new();
         self.file.read_to_string(&mut new)?;
         self.pending.push_str(&new);
-        if self.pending.contains(needle) {
+        if let Some(at) = self.pending.find(needle) {
+            // What follows the match is for the next call.
+            self.pending.drain(..at + needle.len());
             return Ok(true);
         }
         // Keep a possibly cut line's end for the next read.
