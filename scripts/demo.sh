@@ -648,6 +648,10 @@ r = json.load(open(sys.argv[1]))
 rto = next(c for c in r["success"] if c["name"].startswith("Recovery time"))
 print(f"RTO: {rto['measured']} (target {rto['target']}, {'met' if rto['met'] else 'NOT met'}); "
       f"run {r['run']['duration_ms'] / 1000:.1f} s from start to end, approvals included")
+t = r["run"]["timing"]
+print(f"where the time went: {t['in_steps_ms'] / 1000:.1f} s in steps on the agents, "
+      f"{t['waiting_ms'] / 1000:.1f} s waiting for approvals, "
+      f"{t['orchestration_ms'] / 1000:.2f} s Backout's own orchestration (goal < 1 s)")
 figures = r.get("figures", {})
 if figures:
     print("figures: " + ", ".join(f"{k} {v:,.0f}" if float(v).is_integer() else f"{k} {v:,.2f}"

@@ -116,6 +116,25 @@ async fn a_runs_report_in_markdown_json_and_html_comes_from_its_journal() {
         run["finished_at_ms"].as_i64().unwrap() - run["started_at_ms"].as_i64().unwrap()
     );
     assert!(json["journal"].as_str().unwrap().starts_with("intact"));
+    // Where the time went: the parts add up to the run, the steps ran on
+    // their agents (each step's `ran_ms` came back from it).
+    let t = &json["run"]["timing"];
+    let part = |k: &str| t[k].as_i64().unwrap();
+    assert_eq!(part("run_ms"), duration, "{t}");
+    assert_eq!(
+        part("in_steps_ms") + part("waiting_ms") + part("orchestration_ms"),
+        duration,
+        "{t}"
+    );
+    assert!(part("in_steps_ms") > 0, "{t}");
+    assert!(
+        json["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["ran_ms"].as_i64().is_some()),
+        "every step says how long it ran"
+    );
 
     let md = report(&pki, &addr, &id, "md");
     for row in [

@@ -50,6 +50,11 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(o, "| Started | {} |", rfc3339(run.started_at_ms));
     let _ = writeln!(o, "| Ended | {} |", at(run.ended_at_ms));
     let _ = writeln!(o, "| Duration | {} |", human_ms(run.duration_ms));
+    let _ = writeln!(
+        o,
+        "| Where the time went | {} |",
+        super::timing_words(&run.timing)
+    );
     let _ = writeln!(o, "| Journal | {} |", cell(&r.journal));
 
     let _ = writeln!(o, "\n## Success criteria\n");

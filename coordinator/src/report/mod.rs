@@ -20,6 +20,7 @@ use crate::runs::replay;
 
 mod html;
 mod markdown;
+mod timing;
 pub use html::html;
 pub use markdown::markdown;
 
@@ -75,6 +76,9 @@ pub struct RunFacts {
     pub ended_at_ms: Option<i64>,
     pub duration_ms: i64,
     pub status: String,
+    /// Where the run's time went: in steps, waiting for approvals, and
+    /// the rest (Backout's own overhead).
+    pub timing: timing::Timing,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,6 +120,9 @@ pub struct StepFacts {
     pub what: String,
     pub started_at_ms: i64,
     pub ended_at_ms: Option<i64>,
+    /// How long it ran on its agent (by the agent's clock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ran_ms: Option<i64>,
     /// succeeded, failed, timed-out, unreachable, unknown; or "running".
     pub result: String,
     pub summary: String,
@@ -187,6 +194,16 @@ pub struct Inputs<'a> {
     /// The last drill of this plan (or of its staging plan).
     pub drill: Option<backout_plan::sections::DrillResult>,
     pub now_ms: i64,
+}
+
+/// "40.2 s in steps, 11.5 s waiting for approvals, 0.4 s Backout's own".
+pub fn timing_words(t: &timing::Timing) -> String {
+    format!(
+        "{} in steps, {} waiting for approvals, {} Backout's own (dispatch, journal, transport)",
+        crate::cli::human_ms(t.in_steps_ms),
+        crate::cli::human_ms(t.waiting_ms),
+        crate::cli::human_ms(t.orchestration_ms)
+    )
 }
 
 fn body(e: &Entry) -> Value {
@@ -290,6 +307,7 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         })
         .collect();
     let approvals = decisions(inputs.entries);
+    let timing = timing::Timing::of(run.plan(), &timeline, &approvals, meta.started_at_ms, end);
     let communications = communications(inputs.entries);
     let figures = figures(&timeline, meta.started_at_ms, end);
     let run_facts = RunFacts {
@@ -303,6 +321,7 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         ended_at_ms: meta.finished_at_ms,
         duration_ms: end - meta.started_at_ms,
         status: crate::runs::drive::status_word(&status),
+        timing,
     };
     Some(Report {
         plan: inputs.plan.meta.name.clone(),
@@ -356,6 +375,7 @@ fn timeline(entries: &[Entry]) -> Vec<StepFacts> {
                 what: text(&b, "what"),
                 started_at_ms: e.at_ms,
                 ended_at_ms: None,
+                ran_ms: None,
                 result: "running".into(),
                 summary: String::new(),
                 data: Value::Null,
@@ -370,6 +390,7 @@ fn timeline(entries: &[Entry]) -> Vec<StepFacts> {
                     ) == (key.0.as_str(), key.1.as_str(), key.2.as_str(), key.3)
                 }) {
                     s.ended_at_ms = Some(e.at_ms);
+                    s.ran_ms = b["ran_ms"].as_i64();
                     let (result, reason) = match &b["outcome"] {
                         Value::String(word) => (word.clone(), String::new()),
                         Value::Object(map) => map

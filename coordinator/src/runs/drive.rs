@@ -9,17 +9,19 @@ use backout_proto::now_ms;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use super::{RunEvent, notify};
+use super::{Fact, RunEvent, notify};
 use crate::fleet::StepOutcome;
 use crate::server::State;
-use crate::server::dispatch::{PendingStep, StepSpec};
+use crate::server::dispatch::{Answer, PendingStep, StepSpec};
 
 /// How long a step is waited for when the plan gives it no `timeout`.
 const DEFAULT_STEP_TIME: Duration = Duration::from_secs(600);
 /// Beyond the step's own time: delivery, admission, the answer's way back.
 const STEP_GRACE: Duration = Duration::from_secs(10);
-/// How long the driver waits, once woken, for more of a turn's news.
+/// How long the driver waits, once woken, for more of a turn's news: at
+/// least this, at most `GATHER_MAX`.
 const GATHER: Duration = Duration::from_millis(2);
+const GATHER_MAX: Duration = Duration::from_millis(50);
 /// The first and the longest pause between asking an agent again.
 const ASK_AGAIN_FIRST: Duration = Duration::from_millis(500);
 const ASK_AGAIN_MAX: Duration = Duration::from_secs(5);
@@ -32,6 +34,7 @@ const ASK_AGAIN_MAX: Duration = Duration::from_secs(5);
 /// keeps a run over a thousand hosts to a few fsyncs per turn.
 pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
     loop {
+        let turn = std::time::Instant::now();
         let now = now_ms();
         let mut to_send: Vec<(Dispatch, StepSpec)> = Vec::new();
         let mut figures = false;
@@ -44,8 +47,7 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
             // Outcomes back from `execute`: a failed write leaves them for the next turn.
             if !entry.outcomes.is_empty() {
                 let outcomes = std::mem::take(&mut entry.outcomes);
-                let events = outcomes.iter().map(|o| (o.event.clone(), o.result.clone()));
-                match runs.record_all(&state, entry, events.collect()) {
+                match runs.record_all(&state, entry, outcomes.clone()) {
                     Ok(()) => figures = outcomes.iter().any(|o| o.reports_figures),
                     Err(e) => {
                         tracing::error!(run = %id, error = %e, "cannot journal outcomes; trying again");
@@ -79,7 +81,7 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
             let timed_out = !overdue.is_empty();
             for phase in overdue {
                 let event = Event::PhaseTimedOut { phase, at_ms: now };
-                if let Err(e) = runs.record(&state, entry, event, None) {
+                if let Err(e) = runs.record(&state, entry, event) {
                     tracing::error!(run = %id, error = %e, "cannot journal a phase time-out; retrying");
                 }
             }
@@ -92,14 +94,13 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
             let due = eval.next;
             if !due.is_empty() {
                 let events = due.iter().map(|d| {
-                    let event = Event::Dispatched {
+                    Fact::of(Event::Dispatched {
                         phase: d.phase.clone(),
                         step: d.step.clone(),
                         host: d.host.clone(),
                         attempt: d.attempt,
                         at_ms: now,
-                    };
-                    (event, None)
+                    })
                 });
                 match runs.record_all(&state, entry, events.collect()) {
                     Ok(()) => {
@@ -167,13 +168,16 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
             }
         }
         // Woken by outcomes and decisions; the timeout covers backoffs and time limits.
+        let took = turn.elapsed();
         if tokio::time::timeout(Duration::from_millis(500), notify.notified())
             .await
             .is_ok()
         {
             // Outcomes come back together from a large fleet: a moment's
             // wait lets one turn (one evaluation, one write) take them all.
-            tokio::time::sleep(GATHER).await;
+            // As long as the last turn took, so that evaluating the run
+            // never takes more than half the driver's time.
+            tokio::time::sleep(took.clamp(GATHER, GATHER_MAX)).await;
         }
     }
 }
@@ -277,25 +281,25 @@ pub(super) async fn execute(
         tokio::time::Instant::now() + spec.deadline.unwrap_or(DEFAULT_STEP_TIME) + STEP_GRACE;
     let mut pause = ASK_AGAIN_FIRST;
     let mut first = first;
-    let outcome = loop {
+    let Answer { outcome, ran_ms } = loop {
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
         let pending = match first.take() {
             Some(sent) => sent,
             None => state.dispatcher.send(spec.clone()).await,
         };
         let command_id = pending.command_id.clone();
-        let outcome = pending.wait(left).await;
-        if matches!(outcome, StepOutcome::TimedOut) {
+        let answer = pending.answer(left).await;
+        if matches!(answer.outcome, StepOutcome::TimedOut) {
             state.dispatcher.forget(&command_id);
         }
-        let again = match &outcome {
+        let again = match &answer.outcome {
             StepOutcome::Unreachable { .. } => true,
             StepOutcome::Failed { code, .. } => code == "in-progress",
             _ => false,
         };
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
         if !again || left.is_zero() {
-            break outcome;
+            break answer;
         }
         // The last pause is cut short so the agent is asked once more at the end.
         tokio::time::sleep(pause.min(left)).await;
@@ -324,9 +328,10 @@ pub(super) async fn execute(
         at_ms: now_ms(),
     };
     if let Some(entry) = state.runs.lock().get_mut(&id) {
-        entry.outcomes.push(super::Returned {
+        entry.outcomes.push(Fact {
             event,
             result,
+            ran_ms,
             reports_figures,
         });
     }

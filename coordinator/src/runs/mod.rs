@@ -68,15 +68,30 @@ struct Entry {
     /// The scopes whose "approval waiting" messages are out (or queued).
     announced: BTreeSet<String>,
     /// Outcomes back from agents, for the driver to journal on its next turn.
-    outcomes: Vec<Returned>,
+    outcomes: Vec<Fact>,
 }
 
-/// A step's outcome on its way to the journal.
-struct Returned {
+/// An event on its way to the journal, with what came with it.
+#[derive(Debug, Clone)]
+struct Fact {
     event: Event,
+    /// A succeeded step's summary and data.
     result: Option<StepResult>,
+    /// How long a finished step ran on its agent.
+    ran_ms: Option<i64>,
     /// Its data names run figures (escalation rules look at them).
     reports_figures: bool,
+}
+
+impl Fact {
+    fn of(event: Event) -> Fact {
+        Fact {
+            event,
+            result: None,
+            ran_ms: None,
+            reports_figures: false,
+        }
+    }
 }
 
 /// Errors for operators.
@@ -242,14 +257,8 @@ impl Runs {
     /// application. A finished step's result (its summary and its data, JSON)
     /// is kept beside the event in the journal, for watchers and the report;
     /// a dispatch notes the plugin and action.
-    fn record(
-        &self,
-        state: &State,
-        entry: &mut Entry,
-        event: Event,
-        result: Option<StepResult>,
-    ) -> Result<(), RunError> {
-        self.record_all(state, entry, vec![(event, result)])
+    fn record(&self, state: &State, entry: &mut Entry, event: Event) -> Result<(), RunError> {
+        self.record_all(state, entry, vec![Fact::of(event)])
     }
 
     /// [`Runs::record`] for several events at once: one journal transaction
@@ -258,11 +267,17 @@ impl Runs {
         &self,
         state: &State,
         entry: &mut Entry,
-        events: Vec<(Event, Option<StepResult>)>,
+        facts: Vec<Fact>,
     ) -> Result<(), RunError> {
         let at = now_ms();
-        let mut prepared = Vec::with_capacity(events.len());
-        for (event, result) in events {
+        let mut prepared = Vec::with_capacity(facts.len());
+        for Fact {
+            event,
+            result,
+            ran_ms,
+            ..
+        } in facts
+        {
             let (kind, mut body) = event_json(&event);
             let text = match (&event, &result) {
                 (_, Some(result)) => result.summary.clone(),
@@ -279,6 +294,9 @@ impl Runs {
                 .map(|r| serde_json::from_str(&r.data_json).unwrap_or_else(|_| json!(r.data_json)))
                 .unwrap_or(Value::Null);
             if let Some(map) = body.as_object_mut() {
+                if let Some(ran_ms) = ran_ms {
+                    map.insert("ran_ms".into(), json!(ran_ms));
+                }
                 if result.is_some() {
                     map.insert("output".into(), json!(text));
                     map.insert("data".into(), data.clone());
@@ -410,7 +428,6 @@ impl Runs {
                 by: by.into(),
                 at_ms: now,
             },
-            None,
         )?;
         let summary = summarize(&entry, now);
         state.runs.lock().insert(id.clone(), entry);
@@ -472,7 +489,7 @@ impl Runs {
                     at_ms: now,
                 },
             };
-            state.runs.record(state, entry, event, None)?;
+            state.runs.record(state, entry, event)?;
             summarize(entry, now)
         };
         state.runs.wake(run_id);
@@ -492,7 +509,7 @@ impl Runs {
                 by: by.into(),
                 at_ms: now_ms(),
             };
-            state.runs.record(state, entry, event, None)?;
+            state.runs.record(state, entry, event)?;
             summarize(entry, now_ms())
         };
         state.runs.wake(run_id);

@@ -46,7 +46,15 @@ struct Pending {
     /// The step the command runs: live events are filed under it, whatever
     /// the agent's message says.
     step_id: String,
-    done: oneshot::Sender<StepOutcome>,
+    done: oneshot::Sender<Answer>,
+}
+
+/// An agent's answer: the outcome, and how long the step ran there (by the
+/// agent's own clock; `None` when it did not say).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub outcome: StepOutcome,
+    pub ran_ms: Option<i64>,
 }
 
 /// A command ready to be journaled, signed and sent.
@@ -86,13 +94,16 @@ pub struct Dispatcher {
 /// A step that has been sent; await its outcome with [`PendingStep::wait`].
 pub struct PendingStep {
     pub command_id: String,
-    rx: oneshot::Receiver<StepOutcome>,
+    rx: oneshot::Receiver<Answer>,
 }
 
 impl PendingStep {
     fn ready(outcome: StepOutcome) -> Self {
         let (tx, rx) = oneshot::channel();
-        let _ = tx.send(outcome);
+        let _ = tx.send(Answer {
+            outcome,
+            ran_ms: None,
+        });
         PendingStep {
             command_id: String::new(),
             rx,
@@ -101,12 +112,21 @@ impl PendingStep {
 
     /// Waits for the agent's answer, at most `timeout`.
     pub async fn wait(self, timeout: Duration) -> StepOutcome {
-        match tokio::time::timeout(timeout, self.rx).await {
-            Ok(Ok(outcome)) => outcome,
+        self.answer(timeout).await.outcome
+    }
+
+    /// Waits for the agent's answer with its time, at most `timeout`.
+    pub async fn answer(self, timeout: Duration) -> Answer {
+        let outcome = match tokio::time::timeout(timeout, self.rx).await {
+            Ok(Ok(answer)) => return answer,
             Ok(Err(_)) => StepOutcome::Unreachable {
                 detail: "the coordinator dropped the step".into(),
             },
             Err(_) => StepOutcome::TimedOut,
+        };
+        Answer {
+            outcome,
+            ran_ms: None,
         }
     }
 }
@@ -286,6 +306,7 @@ impl Dispatcher {
         from_agent: &str,
         command_id: &str,
         outcome: StepOutcome,
+        ran_ms: Option<i64>,
     ) -> Result<(), String> {
         let mut pending = self.lock();
         match pending.get(command_id) {
@@ -296,7 +317,7 @@ impl Dispatcher {
             Some(p) if p.journal_events => {
                 // The run journals what it makes of the outcome before it tells anyone.
                 if let Some(p) = pending.remove(command_id) {
-                    let _ = p.done.send(outcome);
+                    let _ = p.done.send(Answer { outcome, ran_ms });
                 }
                 Ok(())
             }
@@ -318,7 +339,7 @@ impl Dispatcher {
                     ));
                 }
                 if let Some(p) = pending.remove(command_id) {
-                    let _ = p.done.send(outcome);
+                    let _ = p.done.send(Answer { outcome, ran_ms });
                 }
                 Ok(())
             }
@@ -387,8 +408,11 @@ impl Dispatcher {
             .collect();
         for id in ids {
             if let Some(p) = pending.remove(&id) {
-                let _ = p.done.send(StepOutcome::Unreachable {
-                    detail: format!("agent `{agent_id}` disconnected before answering"),
+                let _ = p.done.send(Answer {
+                    outcome: StepOutcome::Unreachable {
+                        detail: format!("agent `{agent_id}` disconnected before answering"),
+                    },
+                    ran_ms: None,
                 });
             }
         }

@@ -195,11 +195,18 @@ fn handle(
         }
         Some(AgentKind::Result(result)) => {
             let command_id = result.command_id.clone();
+            // How long it ran, by the agent's clock (both times or nothing).
+            let ran_ms = (result.started_at_ms > 0
+                && result.finished_at_ms >= result.started_at_ms)
+                .then(|| result.finished_at_ms - result.started_at_ms);
             let outcome = match outcome_from_wire(result) {
                 Ok(outcome) => outcome,
                 Err(reason) => return Some(rejected(reason)),
             };
-            match state.dispatcher.complete(agent_id, &command_id, outcome) {
+            match state
+                .dispatcher
+                .complete(agent_id, &command_id, outcome, ran_ms)
+            {
                 Ok(()) => None,
                 Err(reason) => {
                     tracing::warn!(agent = %agent_id, %reason, "result rejected");

@@ -271,13 +271,14 @@ fn bench(tools: &Tools, n: usize, runs: usize) -> anyhow::Result<Figures> {
     };
     let deadline = Duration::from_secs(60) + Duration::from_millis(100 * n as u64);
     loop {
-        if connected(&cli)? == n {
+        // While thousands of sessions shake hands the CLI may time out: ask again.
+        if connected(&cli).unwrap_or(0) == n {
             break;
         }
         if started.elapsed() > deadline {
             bail!(
                 "only {} of {n} sessions connected after {deadline:?}",
-                connected(&cli)?
+                connected(&cli).unwrap_or(0)
             );
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -320,7 +321,7 @@ fn bench(tools: &Tools, n: usize, runs: usize) -> anyhow::Result<Figures> {
     }
     coordinator = restarted;
     let storm_deadline = Duration::from_secs(120);
-    while connected(&cli)? < n {
+    while connected(&cli).unwrap_or(0) < n {
         if listening.elapsed() > storm_deadline {
             bail!("not every session came back within {storm_deadline:?}");
         }
