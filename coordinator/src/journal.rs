@@ -54,8 +54,22 @@ pub enum Verdict {
     Broken { seq: i64, reason: String },
 }
 
+/// What to do once a deferred entry is written (tell watchers, with its seq).
+pub type AfterWrite = Box<dyn FnOnce(&Entry) + Send>;
+
+/// An entry written with the next transaction (see [`Journal::append_soon`]).
+struct Deferred {
+    at_ms: i64,
+    run_id: String,
+    kind: String,
+    body: serde_json::Value,
+    then: AfterWrite,
+}
+
 pub struct Journal {
     conn: Mutex<Connection>,
+    /// Entries waiting for the next transaction, in arrival order.
+    soon: Mutex<Vec<Deferred>>,
     path: PathBuf,
     /// Test hook: stop the world right after this entry is durable.
     freeze_after: Option<i64>,
@@ -125,6 +139,7 @@ impl Journal {
         let freeze_after = std::env::var(FREEZE_ENV).ok().and_then(|v| v.parse().ok());
         Ok(Journal {
             conn: Mutex::new(conn),
+            soon: Mutex::new(Vec::new()),
             path: path.to_path_buf(),
             freeze_after,
         })
@@ -156,13 +171,84 @@ impl Journal {
             .ok_or_else(|| self.err(rusqlite::Error::QueryReturnedNoRows))
     }
 
+    /// Queues an entry that nothing waits on (a plugin's log line or
+    /// progress): it is written with the next transaction, before that
+    /// transaction's own entries, or by [`Journal::flush`] (the coordinator
+    /// flushes every few milliseconds). `then` runs once it is durable. A
+    /// thousand hosts' log lines cost one fsync instead of a thousand; what
+    /// a crash can lose is the last few milliseconds of them, never a
+    /// decision, a command or an outcome.
+    pub fn append_soon(
+        &self,
+        at_ms: i64,
+        run_id: &str,
+        kind: &str,
+        body: serde_json::Value,
+        then: AfterWrite,
+    ) {
+        self.soon
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Deferred {
+                at_ms,
+                run_id: run_id.to_string(),
+                kind: kind.to_string(),
+                body,
+                then,
+            });
+    }
+
+    /// Writes the entries queued by [`Journal::append_soon`], if any.
+    pub fn flush(&self) -> Result<(), JournalError> {
+        self.append_all(&[]).map(drop)
+    }
+
     /// Appends entries in order, durably, in one transaction (one fsync):
-    /// all of them or none. Returns them as written.
+    /// all of them or none, after any queued by [`Journal::append_soon`].
+    /// Returns `new` as written.
     pub fn append_all(&self, new: &[NewEntry<'_>]) -> Result<Vec<Entry>, JournalError> {
-        if new.is_empty() {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        // Taken under the connection's lock: queued entries keep their order.
+        let deferred = std::mem::take(&mut *self.soon.lock().unwrap_or_else(|p| p.into_inner()));
+        if new.is_empty() && deferred.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let all: Vec<NewEntry<'_>> = deferred
+            .iter()
+            .map(|d| NewEntry {
+                at_ms: d.at_ms,
+                run_id: &d.run_id,
+                kind: &d.kind,
+                body: &d.body,
+            })
+            .chain(new.iter().copied())
+            .collect();
+        let mut written = match self.write(&mut conn, &all) {
+            Ok(written) => written,
+            Err(e) => {
+                drop(all);
+                // Queued entries wait for the next transaction.
+                let mut soon = self.soon.lock().unwrap_or_else(|p| p.into_inner());
+                let later = std::mem::replace(&mut *soon, deferred);
+                soon.extend(later);
+                return Err(e);
+            }
+        };
+        drop(conn);
+        let own = written.split_off(deferred.len());
+        drop(all);
+        for (d, entry) in deferred.into_iter().zip(&written) {
+            (d.then)(entry);
+        }
+        Ok(own)
+    }
+
+    /// Writes `new` in one transaction on `conn`.
+    fn write(
+        &self,
+        conn: &mut Connection,
+        new: &[NewEntry<'_>],
+    ) -> Result<Vec<Entry>, JournalError> {
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let (mut seq, mut prev_hash): (i64, String) = tx
             .query_row("SELECT seq, hash FROM head WHERE id = 1", [], |r| {
@@ -285,6 +371,24 @@ impl Journal {
     }
 }
 
+/// How often queued entries (`append_soon`) are written at the latest.
+pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Writes the journal's queued entries every `every`, for as long as the
+/// server runs.
+pub fn flush_every(journal: std::sync::Arc<Journal>, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = journal.flush() {
+                tracing::error!(error = %e, "cannot write queued journal entries; trying again");
+            }
+        }
+    });
+}
+
 fn read_entries(conn: &Connection, run_id: Option<&str>) -> Result<Vec<Entry>, rusqlite::Error> {
     let mut stmt = conn.prepare(
         "SELECT seq, at_ms, run_id, kind, body, prev_hash, hash FROM entries
@@ -352,6 +456,28 @@ mod tests {
         assert_eq!(j.append(40, "run-2", "x", &json!({})).unwrap().seq, 5);
         assert_eq!(j.verify().unwrap(), Verdict::Intact { entries: 5 });
         assert_eq!(j.entries(Some("run-2")).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn queued_entries_go_first_with_the_next_write_and_are_told_their_seq() {
+        let (_dir, _path, j) = journal(1);
+        let told = std::sync::Arc::new(Mutex::new(Vec::new()));
+        for n in 0..2 {
+            let told = told.clone();
+            j.append_soon(
+                20,
+                "run-1",
+                "step.event",
+                json!({ "n": n }),
+                Box::new(move |e| told.lock().unwrap().push(e.seq)),
+            );
+        }
+        assert!(told.lock().unwrap().is_empty(), "not written yet");
+        let own = j.append(30, "run-1", "run.finished", &json!({})).unwrap();
+        assert_eq!(own.seq, 4, "after the two queued entries");
+        assert_eq!(*told.lock().unwrap(), [2, 3]);
+        j.flush().unwrap();
+        assert_eq!(j.verify().unwrap(), Verdict::Intact { entries: 4 });
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! times. Pure: journal entries and the plan in, a [`Report`] out; the
 //! renderers (`markdown.rs`, `html.rs`, JSON through serde) turn it into text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use backout_plan::expr::{Truth, Value as FigureValue};
 use backout_plan::model::Plan;
@@ -358,6 +358,9 @@ pub fn phase_word(status: &PhaseStatus) -> &'static str {
 /// Every attempt of every step: dispatched, and how it finished.
 fn timeline(entries: &[Entry]) -> Vec<StepFacts> {
     let mut steps: Vec<StepFacts> = Vec::new();
+    // (phase, step, host, attempt) -> its latest dispatch in `steps`: a
+    // run over thousands of hosts is matched in one pass.
+    let mut latest: HashMap<(String, String, String, u64), usize> = HashMap::new();
     for e in entries {
         let b = body(e);
         let key = (
@@ -367,28 +370,24 @@ fn timeline(entries: &[Entry]) -> Vec<StepFacts> {
             b["attempt"].as_u64().unwrap_or(0),
         );
         match e.kind.as_str() {
-            "run.dispatched" => steps.push(StepFacts {
-                phase: key.0,
-                step: key.1,
-                host: key.2,
-                attempt: key.3,
-                what: text(&b, "what"),
-                started_at_ms: e.at_ms,
-                ended_at_ms: None,
-                ran_ms: None,
-                result: "running".into(),
-                summary: String::new(),
-                data: Value::Null,
-            }),
+            "run.dispatched" => {
+                steps.push(StepFacts {
+                    phase: key.0.clone(),
+                    step: key.1.clone(),
+                    host: key.2.clone(),
+                    attempt: key.3,
+                    what: text(&b, "what"),
+                    started_at_ms: e.at_ms,
+                    ended_at_ms: None,
+                    ran_ms: None,
+                    result: "running".into(),
+                    summary: String::new(),
+                    data: Value::Null,
+                });
+                latest.insert(key, steps.len() - 1);
+            }
             "run.finished" => {
-                if let Some(s) = steps.iter_mut().rev().find(|s| {
-                    (
-                        s.phase.as_str(),
-                        s.step.as_str(),
-                        s.host.as_str(),
-                        s.attempt,
-                    ) == (key.0.as_str(), key.1.as_str(), key.2.as_str(), key.3)
-                }) {
+                if let Some(s) = latest.get(&key).and_then(|&i| steps.get_mut(i)) {
                     s.ended_at_ms = Some(e.at_ms);
                     s.ran_ms = b["ran_ms"].as_i64();
                     let (result, reason) = match &b["outcome"] {

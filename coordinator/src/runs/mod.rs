@@ -337,12 +337,12 @@ impl Runs {
     }
 
     /// A plugin's live event for a step of run `run_id`, journaled as `seq`.
+    /// Takes no lock: it is called right after a journal write, which may
+    /// happen while a run's driver holds the runs' lock.
     pub fn step_event(&self, run_id: &str, step_id: &str, seq: i64, at_ms: i64, event: StepEvent) {
-        if self.lock().contains_key(run_id) {
-            let mut update = RunEvent::of_step(run_id, step_id, at_ms, event);
-            update.seq = seq;
-            self.publish(update);
-        }
+        let mut update = RunEvent::of_step(run_id, step_id, at_ms, event);
+        update.seq = seq;
+        self.publish(update);
     }
 
     /// Subscribes to live events, then reads the run's history from the

@@ -57,6 +57,13 @@ pub struct Answer {
     pub ran_ms: Option<i64>,
 }
 
+/// A live event of a run's step, for the journal (`step.event`).
+pub struct LiveEvent {
+    pub run_id: String,
+    pub step_id: String,
+    pub body: serde_json::Value,
+}
+
 /// A command ready to be journaled, signed and sent.
 struct Prepared {
     body: wire::CommandBody,
@@ -346,17 +353,17 @@ impl Dispatcher {
         }
     }
 
-    /// Journals a live event of a pending command (a plugin's log line,
-    /// progress or output). Returns the run and step it belongs to and the
-    /// journal entry's `seq` (`None` for a command whose events are not journaled),
-    /// or an error for a command that is not waiting or was addressed to
-    /// another agent.
+    /// Checks a live event of a pending command (a plugin's log line,
+    /// progress or output) and says what the journal keeps of it: the run
+    /// and step it belongs to and the entry's body (`None` for a command
+    /// whose events are not journaled), or an error for a command that is
+    /// not waiting or was addressed to another agent.
     pub fn event(
         &self,
         from_agent: &str,
         command_id: &str,
         event: &StepEvent,
-    ) -> Result<Option<(String, String, i64)>, String> {
+    ) -> Result<Option<LiveEvent>, String> {
         let pending = self.lock();
         let (run_id, step_id) = match pending.get(command_id) {
             None => return Err(format!("no command `{command_id}` is running")),
@@ -384,13 +391,11 @@ impl Dispatcher {
                 json!({ "command_id": command_id, "output": name, "value": value_json })
             }
         };
-        match self.journal.append(now_ms(), &run_id, "step.event", &body) {
-            Ok(written) => Ok(Some((run_id, step_id, written.seq))),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot journal a step event");
-                Err(format!("the coordinator cannot record this event now: {e}"))
-            }
-        }
+        Ok(Some(LiveEvent {
+            run_id,
+            step_id,
+            body,
+        }))
     }
 
     /// Stops waiting for `command_id` (its waiter gave up).

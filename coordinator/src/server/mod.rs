@@ -108,6 +108,7 @@ pub async fn run(
     if let Some(board) = &state.board {
         crate::signals::sampler::spawn(state.clone(), board.clone());
     }
+    crate::journal::flush_every(state.journal.clone(), crate::journal::FLUSH_EVERY);
     let resumed = Runs::resume(&state)?;
     if resumed > 0 {
         tracing::warn!(runs = resumed, "unfinished runs resumed from the journal");

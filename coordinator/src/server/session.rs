@@ -160,7 +160,7 @@ impl wire::session_server::Session for SessionService {
 
 /// Handles one message from an agent; returns the reply to send, if any.
 fn handle(
-    state: &State,
+    state: &Arc<State>,
     agent_id: &str,
     message: wire::AgentMessage,
 ) -> Option<wire::CoordinatorMessage> {
@@ -180,10 +180,21 @@ fn handle(
                 .dispatcher
                 .event(agent_id, &event.command_id, &step_event)
             {
-                Ok(Some((run_id, step_id, seq))) => {
-                    state
-                        .runs
-                        .step_event(&run_id, &step_id, seq, event.at_ms, step_event);
+                Ok(Some(live)) => {
+                    // Journaled with the next write (a turn of the run, at
+                    // the latest a few milliseconds on); watchers hear of it then.
+                    let (tell, at_ms) = (state.clone(), event.at_ms);
+                    let (run_id, step_id) = (live.run_id.clone(), live.step_id);
+                    state.journal.append_soon(
+                        now_ms(),
+                        &live.run_id,
+                        "step.event",
+                        live.body,
+                        Box::new(move |entry| {
+                            tell.runs
+                                .step_event(&run_id, &step_id, entry.seq, at_ms, step_event);
+                        }),
+                    );
                     None
                 }
                 Ok(None) => None,
