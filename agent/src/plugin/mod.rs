@@ -246,7 +246,7 @@ pub enum PluginHostError {
     #[error("the plugin engine cannot start: {0}")]
     Engine(String),
     #[error(
-        "plugin `{plugin}` needs what its [plugin.grants] do not give: {missing}; grant them or remove the plugin"
+        "plugin `{plugin}` needs what its [plugin.grants] do not give (or a granted secret this agent has no value for in [secrets]): {missing}; grant and configure them, or remove the plugin"
     )]
     Needs { plugin: String, missing: String },
 }
@@ -364,7 +364,9 @@ impl PluginHost {
                 path: config.path.clone(),
                 source,
             })?;
-            let loaded = Arc::new(load(&engine, &linker, config, &caps, &limits, &bytes)?);
+            let loaded = Arc::new(load(
+                &engine, &linker, &secrets, config, &caps, &limits, &bytes,
+            )?);
             let mut cache = HashMap::new();
             cache.insert(loaded.sha256.clone(), loaded.clone());
             slots.insert(
@@ -470,6 +472,7 @@ impl PluginHost {
                 let loaded = Arc::new(load(
                     &inner.engine,
                     &inner.linker,
+                    &inner.secrets,
                     &slot.config,
                     &slot.caps,
                     &slot.limits,
@@ -577,13 +580,14 @@ impl PluginHost {
 fn load(
     engine: &Engine,
     linker: &Linker<HostState>,
+    secrets: &SecretStore,
     config: &PluginConfig,
     caps: &Arc<Capabilities>,
     limits: &StepLimits,
     bytes: &[u8],
 ) -> Result<LoadedPlugin, PluginHostError> {
     let compiled = engine::compile(engine, linker, &config.name, &config.path, bytes, limits)?;
-    let unmet = needs::unmet(caps, &compiled.needs);
+    let unmet = needs::unmet(caps, &|name| secrets.contains(name), &compiled.needs);
     if !unmet.is_empty() {
         return Err(PluginHostError::Needs {
             plugin: config.name.clone(),

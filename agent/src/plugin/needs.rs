@@ -73,20 +73,25 @@ fn need(value: &Val) -> wasmtime::Result<Need> {
     })
 }
 
-/// The needs the grants do not cover.
-pub(crate) fn unmet<'a>(caps: &Capabilities, needs: &'a [Need]) -> Vec<&'a Need> {
-    needs.iter().filter(|n| !met(caps, n)).collect()
+/// The needs the grants do not cover. A secret is met only when it is both
+/// granted and configured on this agent (`configured` says which are).
+pub(crate) fn unmet<'a>(
+    caps: &Capabilities,
+    configured: &dyn Fn(&str) -> bool,
+    needs: &'a [Need],
+) -> Vec<&'a Need> {
+    needs.iter().filter(|n| !met(caps, configured, n)).collect()
 }
 
-fn met(caps: &Capabilities, need: &Need) -> bool {
+fn met(caps: &Capabilities, configured: &dyn Fn(&str) -> bool, need: &Need) -> bool {
     let any = need.value.is_empty();
     match need.kind.as_str() {
         "program" if any => caps.grants_any_program(),
         "program" => caps.program_granted(&need.value),
         "url" if any => caps.grants_any_url(),
         "url" => caps.check_url("", &need.value).is_ok(),
-        "secret" if any => !caps.secrets().is_empty(),
-        "secret" => caps.secret_granted(&need.value),
+        "secret" if any => caps.secrets().iter().any(|s| configured(s)),
+        "secret" => caps.secret_granted(&need.value) && configured(&need.value),
         kind @ ("read" | "write") => {
             let access = if kind == "read" {
                 Access::Read
@@ -124,10 +129,12 @@ mod tests {
             urls: vec!["https://api.stripe.com/v1/".into()],
             read: vec!["/var/log".into()],
             write: vec!["/var/backups".into()],
-            secrets: vec!["STRIPE_SECRET_KEY".into()],
+            secrets: vec!["STRIPE_SECRET_KEY".into(), "SQUARE_TOKEN".into()],
             ..Grants::default()
         })
         .unwrap();
+        // SQUARE_TOKEN is granted but this agent has no value for it.
+        let configured = |name: &str| name == "STRIPE_SECRET_KEY";
         let needs = vec![
             need("program", "git"),
             need("program", ""),
@@ -139,9 +146,13 @@ mod tests {
             need("url", "https://api.cloudflare.com/"),
             need("write", "/etc"),
             need("secret", "OTHER"),
+            need("secret", "SQUARE_TOKEN"),
             need("teleport", ""),
         ];
-        let missing: Vec<String> = unmet(&caps, &needs).iter().map(|n| n.to_string()).collect();
+        let missing: Vec<String> = unmet(&caps, &configured, &needs)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         assert_eq!(
             missing,
             [
@@ -149,10 +160,11 @@ mod tests {
                 "url `https://api.cloudflare.com/` (because)",
                 "write `/etc` (because)",
                 "secret `OTHER` (because)",
+                "secret `SQUARE_TOKEN` (because)",
                 "some teleport grant (because)",
             ]
         );
         let nothing = Capabilities::new(&Grants::default()).unwrap();
-        assert_eq!(unmet(&nothing, &[need("read", "")]).len(), 1);
+        assert_eq!(unmet(&nothing, &configured, &[need("read", "")]).len(), 1);
     }
 }

@@ -66,6 +66,21 @@ pub enum Output {
     Json,
 }
 
+/// Text from agents and plugins made safe for a terminal: control
+/// characters (escape sequences, carriage returns, newlines) are shown as
+/// `\u{1b}` instead of acting on the operator's screen. Tabs stay.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Formats a duration in milliseconds for people: "340 ms", "12.5 s", "3 m 20 s".
 pub fn human_ms(ms: i64) -> String {
     if ms < 1_000 {
@@ -74,5 +89,17 @@ pub fn human_ms(ms: i64) -> String {
         format!("{:.1} s", ms as f64 / 1_000.0)
     } else {
         format!("{} m {} s", ms / 60_000, (ms % 60_000) / 1_000)
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(
+            super::printable("ok\u{1b}[2J\rdone\tx"),
+            "ok\\u{1b}[2J\\u{d}done\tx"
+        );
+        assert_eq!(super::printable("déjà vu"), "déjà vu");
     }
 }

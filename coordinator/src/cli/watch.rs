@@ -114,7 +114,8 @@ impl Bars {
 
     /// Prints above the bars (or plainly when there is no terminal).
     fn line(&self, text: &str) {
-        if self.multi.is_hidden() || self.multi.println(text).is_err() {
+        let text = super::printable(text);
+        if self.multi.is_hidden() || self.multi.println(&text).is_err() {
             println!("{text}");
         }
     }
@@ -122,10 +123,10 @@ impl Bars {
     /// A plugin's progress shows on its host's bar until the next change.
     fn progress(&self, e: &wire::RunEvent) {
         if let Some(bar) = self.bars.get(&(e.phase.clone(), e.host.clone())) {
-            bar.set_message(format!(
+            bar.set_message(super::printable(&format!(
                 "running {} {}/{}: {}",
                 e.step, e.done, e.total, e.text
-            ));
+            )));
         }
     }
 
@@ -153,7 +154,7 @@ impl Bars {
                 if !h.detail.is_empty() {
                     msg.push_str(&format!(": {}", h.detail));
                 }
-                bar.set_message(msg);
+                bar.set_message(super::printable(&msg));
                 if h.state != "pending" && h.state != "running" && !bar.is_finished() {
                     bar.finish();
                 }
@@ -330,10 +331,11 @@ pub async fn dry_run_report(mut updates: Updates, output: Output) -> anyhow::Res
                         format!("{}: {}", w.outcome.to_uppercase(), w.text)
                     };
                     println!(
-                        "  {:>2}. {:<28} {:<20} {text}",
+                        "  {:>2}. {:<28} {:<20} {}",
                         i + 1,
                         format!("{}/{}", w.phase, w.step),
-                        w.what
+                        w.what,
+                        super::printable(&text)
                     );
                 }
             }

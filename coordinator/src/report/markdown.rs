@@ -17,9 +17,23 @@ fn span(start: Option<i64>, end: Option<i64>) -> String {
     }
 }
 
-/// Pipes and newlines would break a table cell.
+/// Text from plugins and operators, safe in a table cell: pipes and line
+/// breaks would break the table, and `<`, `>` and `&` would be HTML to a
+/// Markdown renderer; other control characters are dropped.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn met(m: Option<bool>) -> &'static str {
@@ -241,4 +255,15 @@ pub fn markdown(r: &Report) -> String {
         rfc3339(r.generated_at_ms)
     );
     o
+}
+
+#[cfg(test)]
+mod cell_tests {
+    #[test]
+    fn a_cell_keeps_its_table_and_carries_no_html() {
+        assert_eq!(
+            super::cell("a|b\n<script>x</script> & \u{1b}[2Jc"),
+            "a\\|b &lt;script&gt;x&lt;/script&gt; &amp; [2Jc"
+        );
+    }
 }
