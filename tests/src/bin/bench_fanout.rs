@@ -133,15 +133,20 @@ fn percentile(values: &[i64], p: f64) -> i64 {
 
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut runs = 20;
-    if let Some(at) = args.iter().position(|a| a == "--runs") {
-        runs = args
+    let mut option = |name: &str, default: usize| -> anyhow::Result<usize> {
+        let Some(at) = args.iter().position(|a| a == name) else {
+            return Ok(default);
+        };
+        let value = args
             .get(at + 1)
             .and_then(|r| r.parse::<usize>().ok())
             .filter(|r| *r > 0)
-            .context("--runs takes a number of runs per N")?;
+            .with_context(|| format!("{name} takes a positive number"))?;
         args.drain(at..=at + 1);
-    }
+        Ok(value)
+    };
+    let runs = option("--runs", 20)?;
+    let steps = option("--steps", 1)?;
     let counts = args
         .iter()
         .map(|a| {
@@ -161,7 +166,8 @@ fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for n in counts {
         eprintln!("bench-fanout: {n} sessions...");
-        let figures = bench(&tools, n, runs).with_context(|| format!("with {n} sessions"))?;
+        let figures =
+            bench(&tools, n, runs, steps).with_context(|| format!("with {n} sessions"))?;
         eprintln!(
             "bench-fanout: {n} sessions: {runs} runs, p50 {} ms, p99 {} ms; all back after a restart in {:.1} s",
             percentile(&figures.run_ms, 50.0),
@@ -206,7 +212,7 @@ fn table(rows: &[Figures]) -> String {
     out
 }
 
-fn bench(tools: &Tools, n: usize, runs: usize) -> anyhow::Result<Figures> {
+fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<Figures> {
     let mut temp = tempfile::tempdir()?;
     if std::env::var_os("BENCH_KEEP").is_some() {
         eprintln!("bench-fanout: keeping {}", temp.path().display());
@@ -216,7 +222,7 @@ fn bench(tools: &Tools, n: usize, runs: usize) -> anyhow::Result<Figures> {
     let pki_dir = dir.join("pki");
     let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i:04}")).collect();
     make_pki(tools, &pki_dir, &ids)?;
-    std::fs::write(dir.join("plan.toml"), plan(&ids))?;
+    std::fs::write(dir.join("plan.toml"), plan(&ids, steps))?;
     std::fs::write(
         dir.join("coordinator.toml"),
         coordinator_config(&pki_dir, &ids),
@@ -304,6 +310,16 @@ fn bench(tools: &Tools, n: usize, runs: usize) -> anyhow::Result<Figures> {
         wall_ms.push(i64::try_from(wall.as_millis()).unwrap_or(i64::MAX));
     }
     let run_cpu_s = (cpu_seconds(pid)? - cpu_before) / runs as f64;
+    // Every result accounted for: per run `run.created`, `run.started`,
+    // `run.ended`, and per step and host `run.dispatched`, `command.sent`,
+    // the plugin's one log line and `run.finished`; the chain intact.
+    let audit = audit(tools, dir)?;
+    let expected = runs * (3 + 4 * n * steps);
+    let entries = audit["entries"].as_u64().unwrap_or(0) as usize;
+    if audit["intact"] != true || entries != expected {
+        bail!("the journal holds {entries} entries, {expected} expected, or is broken: {audit}");
+    }
+    eprintln!("bench-fanout: the journal holds all {entries} entries of the {runs} runs and verifies");
     let agent_cpu_s = (agents_cpu()? - agent_before) / runs as f64;
     let peak_rss_mib = status_kib(pid, "VmHWM")? / 1024.0;
 
@@ -349,6 +365,21 @@ fn bench(tools: &Tools, n: usize, runs: usize) -> anyhow::Result<Figures> {
         agent_cpu_s,
         peak_rss_mib,
         storm,
+    })
+}
+
+/// `backout audit verify` of the coordinator's journal, as JSON.
+fn audit(tools: &Tools, dir: &Path) -> anyhow::Result<Value> {
+    let out = Command::new(&tools.backout)
+        .args(["audit", "verify", "--output", "json", "--config"])
+        .arg(dir.join("coordinator.toml"))
+        .stdin(Stdio::null())
+        .output()?;
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "audit verify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     })
 }
 
@@ -450,7 +481,7 @@ fn make_pki(tools: &Tools, dir: &Path, ids: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn plan(ids: &[String]) -> String {
+fn plan(ids: &[String], steps: usize) -> String {
     let mut plan = String::from("[plan]\nname = \"fan-out bench\"\n");
     for id in ids {
         let _ = writeln!(plan, "[[host]]\nid = \"{id}\"\ngroups = [\"fleet\"]");
@@ -461,13 +492,14 @@ release-manager = "Release Manager"
 [[phase]]
 id = "noop"
 name = "No-op"
-[[phase.step]]
-id = "echo"
-plugin = "testbed"
-action = "echo"
-on = "fleet"
 "#,
     );
+    for step in 1..=steps {
+        let _ = writeln!(
+            plan,
+            "[[phase.step]]\nid = \"echo-{step}\"\nplugin = \"testbed\"\naction = \"echo\"\non = \"fleet\""
+        );
+    }
     plan
 }
 
