@@ -14,11 +14,11 @@ use backout_e2e::{
 };
 use serde_json::Value;
 
-const HOSTS: [&str; 2] = ["app-1", "app-2"];
+pub(crate) const HOSTS: [&str; 2] = ["app-1", "app-2"];
 
 /// Two phases: `application` (two steps on both hosts), then `verify` (one
 /// step on app-1). Every step appends its name to `marks`.
-fn plan(marks: &Path) -> String {
+pub(crate) fn plan(marks: &Path) -> String {
     let step = |id: &str, on: &str| {
         format!(
             "[[phase.step]]\nid = \"{id}\"\nplugin = \"testbed\"\naction = \"write\"\non = \"{on}\"\nparams = {{ path = \"{}\", contents = \"{id}\\n\", append = true }}\n",
@@ -53,8 +53,24 @@ after = ["application"]
     )
 }
 
+/// A PKI with both agents and the operators dave, bob and alice; the
+/// directory the steps' marks go to, and the agents' grant to write there.
+pub(crate) fn fleet_pki(domain: &str) -> (Pki, std::path::PathBuf, String) {
+    let pki = Pki::new(domain);
+    for agent in HOSTS {
+        pki.issue("agent", agent);
+    }
+    for op in ["dave", "bob", "alice"] {
+        pki.issue("operator", op);
+    }
+    let marks_dir = pki.path().join("marks");
+    std::fs::create_dir_all(&marks_dir).unwrap();
+    let grants = format!("write = [\"{}\"]", marks_dir.display());
+    (pki, marks_dir, grants)
+}
+
 /// How many times each step ran, from the marks file.
-fn counts(marks: &Path) -> Vec<(String, usize)> {
+pub(crate) fn counts(marks: &Path) -> Vec<(String, usize)> {
     let text = std::fs::read_to_string(marks).unwrap_or_default();
     ["stop", "start", "check"]
         .iter()
@@ -81,16 +97,7 @@ fn only_run(pki: &Pki, addr: &str) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_coordinator_killed_at_each_journal_boundary_resumes_and_runs_every_step_once() {
-    let pki = Pki::new("crash.test");
-    for agent in HOSTS {
-        pki.issue("agent", agent);
-    }
-    for op in ["dave", "bob", "alice"] {
-        pki.issue("operator", op);
-    }
-    let marks_dir = pki.path().join("marks");
-    std::fs::create_dir_all(&marks_dir).unwrap();
-    let grants = format!("write = [\"{}\"]", marks_dir.display());
+    let (pki, marks_dir, grants) = fleet_pki("crash.test");
 
     // The first coordinator picks the port; every later one reuses it so
     // the agents find it again.

@@ -7,6 +7,7 @@
 mod app;
 mod assess;
 mod bad_input;
+mod chaos;
 mod crash;
 mod db;
 mod matrix;

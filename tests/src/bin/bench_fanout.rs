@@ -319,7 +319,9 @@ fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<F
     if audit["intact"] != true || entries != expected {
         bail!("the journal holds {entries} entries, {expected} expected, or is broken: {audit}");
     }
-    eprintln!("bench-fanout: the journal holds all {entries} entries of the {runs} runs and verifies");
+    eprintln!(
+        "bench-fanout: the journal holds all {entries} entries of the {runs} runs and verifies"
+    );
     let agent_cpu_s = (agents_cpu()? - agent_before) / runs as f64;
     let peak_rss_mib = status_kib(pid, "VmHWM")? / 1024.0;
 
@@ -375,12 +377,8 @@ fn audit(tools: &Tools, dir: &Path) -> anyhow::Result<Value> {
         .arg(dir.join("coordinator.toml"))
         .stdin(Stdio::null())
         .output()?;
-    serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "audit verify: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("audit verify: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
 /// One run: started by the CLI, over when the coordinator logs its end.
