@@ -104,6 +104,11 @@ impl AgentConfig {
         for plugin in &mut config.plugins {
             plugin.path = resolve(&plugin.path);
         }
+        for source in config.secrets.values_mut() {
+            if let SecretSource::File(file) = source {
+                *file = resolve(file);
+            }
+        }
         if config.reconnect.initial.is_zero() || config.reconnect.max < config.reconnect.initial {
             return Err(ConfigError::invalid(
                 path,
@@ -126,5 +131,41 @@ impl AgentConfig {
 
     pub fn tls_files(&self) -> TlsFiles {
         self.tls.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_and_secret_files_follow_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            r#"coordinator = "127.0.0.1:7443"
+command_key = "keys/command.pub"
+state_dir = "state"
+[tls]
+ca = "pki/ca.pem"
+cert = "pki/app-1.pem"
+key = "pki/app-1.key"
+[secrets]
+TOKEN = { file = "secrets/token" }
+ABSOLUTE = { file = "/etc/backout/token" }
+"#,
+        )
+        .unwrap();
+        let config = AgentConfig::load(&path).unwrap();
+        assert_eq!(config.state_dir, dir.path().join("state"));
+        assert_eq!(
+            config.secrets["TOKEN"],
+            SecretSource::File(dir.path().join("secrets/token"))
+        );
+        assert_eq!(
+            config.secrets["ABSOLUTE"],
+            SecretSource::File("/etc/backout/token".into())
+        );
     }
 }

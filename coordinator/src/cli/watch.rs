@@ -96,6 +96,7 @@ struct Bars {
     multi: MultiProgress,
     bars: BTreeMap<(String, String), ProgressBar>,
     style: ProgressStyle,
+    /// Who was last said to be awaited (scopes and roles).
     last_pending: Option<String>,
 }
 
@@ -160,12 +161,18 @@ impl Bars {
                 }
             }
         }
-        let pending = pending_line(r);
-        if pending != self.last_pending {
-            if let Some(p) = &pending {
-                self.line(p);
+        // Said again only when who is awaited changes, not as the wait grows.
+        let awaited: Vec<String> = r
+            .pending
+            .iter()
+            .map(|p| format!("{}:{}", p.scope, p.roles.join("+")))
+            .collect();
+        let key = (!awaited.is_empty()).then(|| awaited.join(";"));
+        if key != self.last_pending {
+            if let Some(p) = pending_line(r) {
+                self.line(&p);
             }
-            self.last_pending = pending;
+            self.last_pending = key;
         }
     }
 }
