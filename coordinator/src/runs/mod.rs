@@ -269,6 +269,18 @@ impl Runs {
         entry: &mut Entry,
         facts: Vec<Fact>,
     ) -> Result<(), RunError> {
+        self.record_all_after(state, entry, &[], facts)
+    }
+
+    /// [`Runs::record_all`], with `lead` entries written first in the same
+    /// transaction (a run's `run.created` before its `run.started`).
+    fn record_all_after(
+        &self,
+        state: &State,
+        entry: &mut Entry,
+        lead: &[NewEntry<'_>],
+        facts: Vec<Fact>,
+    ) -> Result<(), RunError> {
         let at = now_ms();
         let mut prepared = Vec::with_capacity(facts.len());
         for Fact {
@@ -306,19 +318,21 @@ impl Runs {
             }
             prepared.push((event, kind, body, text, data));
         }
-        let new: Vec<NewEntry<'_>> = prepared
+        let new: Vec<NewEntry<'_>> = lead
             .iter()
-            .map(|(_, kind, body, _, _)| NewEntry {
+            .copied()
+            .chain(prepared.iter().map(|(_, kind, body, _, _)| NewEntry {
                 at_ms: at,
                 run_id: &entry.meta.id,
                 kind,
                 body,
-            })
+            }))
             .collect();
-        let written = state
+        let mut written = state
             .journal
             .append_all(&new)
             .map_err(|e| RunError::Journal(e.to_string()))?;
+        let written = written.split_off(lead.len().min(written.len()));
         for ((event, _, _, text, data), written) in prepared.into_iter().zip(written) {
             entry.run.apply(&event);
             let mut update = RunEvent::of(&entry.meta.id, &event, at, &text);
@@ -405,15 +419,7 @@ impl Runs {
             started_at_ms: now,
             finished_at_ms: None,
         };
-        state
-            .journal
-            .append(
-                now,
-                &id,
-                "run.created",
-                &json!({ "reason": reason, "to_version": to_version, "phases": phases, "dry_run": dry_run, "drill": drill, "by": by, "plan": plan }),
-            )
-            .map_err(|e| RunError::Journal(e.to_string()))?;
+        let created = json!({ "reason": reason, "to_version": to_version, "phases": phases, "dry_run": dry_run, "drill": drill, "by": by, "plan": plan });
         let mut entry = Entry {
             meta,
             run: Run::new(plan),
@@ -421,14 +427,21 @@ impl Runs {
             announced: BTreeSet::new(),
             outcomes: Vec::new(),
         };
-        state.runs.record(
-            state,
-            &mut entry,
-            Event::Started {
-                by: by.into(),
-                at_ms: now,
-            },
-        )?;
+        // Created and started in one transaction: a run the operator is
+        // told failed to start is not resumed later.
+        let created = NewEntry {
+            at_ms: now,
+            run_id: &id,
+            kind: "run.created",
+            body: &created,
+        };
+        let started = Fact::of(Event::Started {
+            by: by.into(),
+            at_ms: now,
+        });
+        state
+            .runs
+            .record_all_after(state, &mut entry, &[created], vec![started])?;
         let summary = summarize(&entry, now);
         state.runs.lock().insert(id.clone(), entry);
         // First the start; the driver then tells what the run waits for.
