@@ -38,6 +38,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub mod api;
+
 /// The bindings generated from `wit/plugin.wit`.
 ///
 /// They are public only so that [`export_plugin!`] can reach them from the
