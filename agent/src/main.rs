@@ -187,6 +187,10 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colours only for a person; a log file gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (the disk is full) is dropped.
+        // Reporting it would `eprintln!` to the same full stderr, which
+        // panics the task that logged: a run's driver died of it.
+        .log_internal_errors(false)
         .try_init();
 
     let mut agents = match build(&cli.config, cli.sessions_from.as_deref()) {

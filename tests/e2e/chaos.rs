@@ -11,10 +11,10 @@
 
 use std::time::{Duration, Instant};
 
-use backout_e2e::{Coordinator, Pki, Proc, agent_config, cli, plan_config, start_agent};
+use backout_e2e::{Coordinator, Pki, Proc, cli, plan_config, start_agent};
 use serde_json::Value;
 
-use crate::crash::{HOSTS, counts, fleet_pki, plan};
+use crate::crash::{HOSTS, agents, counts, fleet_pki, plan};
 
 /// A small deterministic generator (xorshift64*), so a seed replays a run.
 struct Dice(u64);
@@ -69,13 +69,7 @@ async fn runs_end_correctly_while_the_coordinator_and_agents_are_killed_at_rando
     let config = plan_config(&pki, "state");
     let mut coordinator = Coordinator::start(pki.path(), &config).await;
     let addr = coordinator.addr.clone();
-    let mut agents = Vec::new();
-    for id in HOSTS {
-        let path = pki.path().join(format!("{id}.toml"));
-        let state = pki.path().join(format!("state-{id}"));
-        std::fs::write(&path, agent_config(&pki, id, &addr, &state, &grants)).unwrap();
-        agents.push(start_agent_of(&pki, id));
-    }
+    let mut agents = agents(&pki, &addr, &grants).await;
 
     let (mut coordinator_kills, mut agent_kills) = (0, 0);
     let (mut succeeded, mut failed_unknown, mut duplicates) = (0, 0, 0);
@@ -176,4 +170,94 @@ async fn start_and_approve(pki: &Pki, addr: &str) -> String {
     let id = started["run"].as_str().unwrap().to_string();
     let _ = cli(pki, addr, "bob", &["approve", &id]);
     id
+}
+
+/// The crash plan with a first step that sleeps on both hosts, so that it
+/// is in flight when the disk fills.
+fn slow_plan(marks: &std::path::Path) -> String {
+    let slow = "[[phase.step]]\nid = \"slow\"\nplugin = \"testbed\"\naction = \"sleep\"\non = \"app\"\nparams = { ms = 1500 }\n";
+    plan(marks).replacen(
+        "name = \"Application Rollback\"\n",
+        &format!("name = \"Application Rollback\"\n{slow}"),
+        1,
+    )
+}
+
+/// `prlimit --fsize` on a running process: the most bytes it may write into
+/// any file (a full disk, as the process sees it), or `unlimited`.
+fn limit_file_size(pid: u32, limit: &str) {
+    let out = std::process::Command::new("prlimit")
+        // The soft limit only: raising it again needs no privilege.
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")])
+        .output()
+        .expect("prlimit (util-linux) runs");
+    assert!(
+        out.status.success(),
+        "prlimit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_refuses_changes_and_the_run_carries_on_once_there_is_room() {
+    let (pki, marks_dir, grants) = fleet_pki("full.test");
+    let marks = marks_dir.join("marks");
+    std::fs::write(pki.path().join("plan.toml"), slow_plan(&marks)).unwrap();
+    let config = plan_config(&pki, "state");
+    let coordinator = Coordinator::start(pki.path(), &config).await;
+    let addr = coordinator.addr.clone();
+    let agents = agents(&pki, &addr, &grants).await;
+    backout_e2e::wait_for("agents", Duration::from_secs(30), || {
+        (backout_e2e::connected_agents(&pki, &addr, "alice").len() == 2).then_some(())
+    })
+    .await;
+    let id = start_and_approve(&pki, &addr).await;
+    // The sleeps are out on both agents; then the disk is full.
+    backout_e2e::wait_for("the slow steps to be sent", Duration::from_secs(20), || {
+        let run = status_of(&pki, &addr, &id)?;
+        let hosts = run["phases"][0]["hosts"].as_array()?;
+        hosts.iter().all(|h| h["state"] == "running").then_some(())
+    })
+    .await;
+    let pid = coordinator.proc.child.id().expect("the coordinator runs");
+    limit_file_size(pid, "1");
+
+    // A change that cannot be journaled is refused, and says why.
+    let refused = cli(
+        &pki,
+        &addr,
+        "dave",
+        &["rollback", "start", "--reason", "while full"],
+    );
+    assert!(!refused.status.success(), "a run started on a full disk");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("journal"), "{why}");
+    // The sleeps end meanwhile; their outcomes wait with the driver, and
+    // nothing after them is sent.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        counts(&marks).iter().all(|(_, c)| *c == 0),
+        "a step was sent while nothing could be journaled"
+    );
+    let run = status_of(&pki, &addr, &id).expect("the coordinator still answers");
+    assert_eq!(run["status"], "running", "{run}");
+
+    // Room again: the run carries on from where it stood.
+    limit_file_size(pid, "unlimited");
+    let run = backout_e2e::wait_for("the run to end", Duration::from_secs(30), || {
+        let run = status_of(&pki, &addr, &id)?;
+        run["finished_at_ms"].as_i64().is_some().then_some(run)
+    })
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        counts(&marks)[1],
+        ("start".to_string(), 2),
+        "each host once"
+    );
+    let audit = backout_e2e::audit_verify(&pki);
+    assert_eq!(audit["intact"], true, "{audit}");
+    for mut agent in agents {
+        agent.kill().await;
+    }
 }

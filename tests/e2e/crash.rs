@@ -78,7 +78,7 @@ pub(crate) fn counts(marks: &Path) -> Vec<(String, usize)> {
         .collect()
 }
 
-async fn agents(pki: &Pki, addr: &str, grants: &str) -> Vec<Proc> {
+pub(crate) async fn agents(pki: &Pki, addr: &str, grants: &str) -> Vec<Proc> {
     let mut procs = Vec::new();
     for id in HOSTS {
         let path = pki.path().join(format!("{id}.toml"));
