@@ -5,6 +5,7 @@
 //! `backout serve` bind the listener themselves (port 0 in tests) and decide
 //! when to stop.
 
+pub mod access;
 pub mod control;
 pub mod dispatch;
 pub mod registry;
