@@ -63,6 +63,10 @@ pub struct LeafOptions {
     pub sans: Vec<String>,
     /// Validity in days.
     pub days: u32,
+    /// Start the validity this many days in the past (0: now). With `days`
+    /// smaller than this, the certificate is already expired: only for tests
+    /// of the refusal of expired certificates.
+    pub backdate_days: u32,
 }
 
 impl Default for LeafOptions {
@@ -70,6 +74,7 @@ impl Default for LeafOptions {
         LeafOptions {
             sans: Vec::new(),
             days: 365,
+            backdate_days: 0,
         }
     }
 }
@@ -171,6 +176,12 @@ pub fn init(dir: &Path, domain: &str, coordinator: &LeafOptions) -> Result<Writt
 
 /// Issues a certificate for `identity`, signed by the CA in `dir`.
 pub fn issue(dir: &Path, identity: &Identity, options: &LeafOptions) -> Result<Written, PkiError> {
+    let (issuer, domain) = load_issuer(dir)?;
+    write_leaf(dir, &issuer, &domain, identity, options)
+}
+
+/// The CA of `dir` as an rcgen issuer, and the trust domain it names.
+fn load_issuer(dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), PkiError> {
     let ca_cert_path = dir.join(CA_CERT);
     let ca_key_path = dir.join(CA_KEY);
     let ca_pem = read_to_string(&ca_cert_path)?;
@@ -191,7 +202,7 @@ pub fn issue(dir: &Path, identity: &Identity, options: &LeafOptions) -> Result<W
         path: ca_cert_path.clone(),
         message: e.to_string(),
     })?;
-    write_leaf(dir, &issuer, &domain, identity, options)
+    Ok((issuer, domain))
 }
 
 /// The trust domain a CA certificate names in its `spiffe://<domain>` URI SAN.
@@ -260,8 +271,9 @@ fn write_leaf(
     }
     params.subject_alt_names = sans;
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::from_secs(60);
-    params.not_after = now + Duration::from_secs(u64::from(options.days.max(1)) * 24 * 3600);
+    let start = now - Duration::from_secs(u64::from(options.backdate_days) * 24 * 3600);
+    params.not_before = start - Duration::from_secs(60);
+    params.not_after = start + Duration::from_secs(u64::from(options.days.max(1)) * 24 * 3600);
     let cert = params.signed_by(&key, issuer)?;
 
     if let Some(parent) = cert_path.parent() {
@@ -275,6 +287,116 @@ fn write_leaf(
     Ok(Written {
         files: vec![cert_path, key_path],
     })
+}
+
+pub const CRL: &str = "crl.pem";
+
+/// Options for the certificate revocation list.
+#[derive(Debug, Clone, Copy)]
+pub struct CrlOptions {
+    /// Days until the CRL's next update; past it, a coordinator using the CRL
+    /// refuses every client certificate until a fresh CRL is written.
+    pub days: u32,
+    /// Date the CRL this many days back (0: now). With `days` smaller than
+    /// this, the CRL is already out of date: only for tests.
+    pub backdate_days: u32,
+}
+
+impl Default for CrlOptions {
+    fn default() -> Self {
+        CrlOptions {
+            days: 7,
+            backdate_days: 0,
+        }
+    }
+}
+
+/// Adds the certificate of `identity` (if given) to the CRL of `dir`
+/// (`crl.pem`) and signs the list again with the CA, with a new next-update
+/// time. Without an identity, only re-signs (to extend the next update).
+/// Certificates already listed stay listed. Returns the serials on the list.
+pub fn revoke(
+    dir: &Path,
+    identity: Option<&Identity>,
+    options: &CrlOptions,
+) -> Result<Vec<String>, PkiError> {
+    use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+    use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
+
+    let (issuer, _) = load_issuer(dir)?;
+    let crl_path = dir.join(CRL);
+    let mut revoked: Vec<RevokedCertParams> = Vec::new();
+    if crl_path.exists() {
+        let pem = read_to_string(&crl_path)?;
+        let parse_err = |message: String| PkiError::Parse {
+            path: crl_path.clone(),
+            message,
+        };
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+            .map(|d: rustls_pki_types::CertificateRevocationListDer<'static>| d.to_vec())
+            .map_err(|e| parse_err(format!("not a PEM CRL: {e}")))?;
+        let (_, crl) =
+            CertificateRevocationList::from_der(&der).map_err(|e| parse_err(e.to_string()))?;
+        for entry in crl.iter_revoked_certificates() {
+            let revocation_time =
+                OffsetDateTime::from_unix_timestamp(entry.revocation_date.timestamp())
+                    .map_err(|e| parse_err(e.to_string()))?;
+            revoked.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(entry.raw_serial()),
+                revocation_time,
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+    }
+    let now = OffsetDateTime::now_utc();
+    if let Some(identity) = identity {
+        let (cert_path, _) = leaf_paths(dir, identity);
+        let pem = read_to_string(&cert_path)?;
+        let der = first_pem_der(&pem).ok_or_else(|| PkiError::Parse {
+            path: cert_path.clone(),
+            message: "no CERTIFICATE block".into(),
+        })?;
+        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| PkiError::Parse {
+            path: cert_path.clone(),
+            message: e.to_string(),
+        })?;
+        let serial = SerialNumber::from_slice(cert.raw_serial());
+        if !revoked.iter().any(|r| r.serial_number == serial) {
+            revoked.push(RevokedCertParams {
+                serial_number: serial,
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+    }
+    let this_update = now - Duration::from_secs(u64::from(options.backdate_days) * 24 * 3600);
+    let next_update = this_update + Duration::from_secs(u64::from(options.days.max(1)) * 24 * 3600);
+    let serials = revoked
+        .iter()
+        .map(|r| r.serial_number.to_string())
+        .collect();
+    let crl_number = u64::try_from(now.unix_timestamp()).unwrap_or_default();
+    let params = CertificateRevocationListParams {
+        this_update: this_update - Duration::from_secs(60),
+        next_update,
+        crl_number: SerialNumber::from(crl_number),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(&issuer)?;
+    // A CRL is public and replaced as a whole: write it beside and rename, so
+    // a coordinator never reads half a list.
+    let tmp = dir.join(format!("{CRL}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    write_new_file(&tmp, crl.pem()?.as_bytes(), 0o644)?;
+    std::fs::rename(&tmp, &crl_path).map_err(|source| PkiError::Io {
+        path: crl_path.clone(),
+        source,
+    })?;
+    Ok(serials)
 }
 
 /// Writes a file that must not exist yet, with `mode` from the start (so a
@@ -360,6 +482,56 @@ mod tests {
             ca_domain(&first_pem_der(&pem).unwrap()).unwrap(),
             "fleet.example"
         );
+    }
+
+    #[test]
+    fn revoking_keeps_earlier_entries_and_refreshes_the_list() {
+        use x509_parser::prelude::{CertificateRevocationList, FromDer};
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), "crl.local", &LeafOptions::default()).unwrap();
+        let (a, b) = (Identity::Agent("a".into()), Identity::Operator("b".into()));
+        issue(dir.path(), &a, &LeafOptions::default()).unwrap();
+        issue(dir.path(), &b, &LeafOptions::default()).unwrap();
+        assert_eq!(
+            revoke(dir.path(), Some(&a), &CrlOptions::default())
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            revoke(dir.path(), Some(&b), &CrlOptions::default())
+                .unwrap()
+                .len(),
+            2
+        );
+        // Again, and a bare refresh: still two.
+        assert_eq!(
+            revoke(dir.path(), Some(&b), &CrlOptions::default())
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            revoke(dir.path(), None, &CrlOptions::default())
+                .unwrap()
+                .len(),
+            2
+        );
+        let pem = std::fs::read(dir.path().join(CRL)).unwrap();
+        let der: rustls_pki_types::CertificateRevocationListDer<'static> =
+            rustls_pki_types::pem::PemObject::from_pem_slice(&pem).unwrap();
+        let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
+        assert_eq!(crl.iter_revoked_certificates().count(), 2);
+        let next = crl.next_update().unwrap().timestamp();
+        let in_a_week = OffsetDateTime::now_utc().unix_timestamp() + 7 * 24 * 3600;
+        assert!((next - in_a_week).abs() < 120, "{next} vs {in_a_week}");
+        // Revoking a name without a certificate says which file is missing.
+        let err = revoke(
+            dir.path(),
+            Some(&Identity::Agent("nobody".into())),
+            &CrlOptions::default(),
+        );
+        assert!(matches!(err, Err(PkiError::Io { .. })));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -59,6 +59,8 @@ pub struct TlsMaterial {
     roots: Arc<RootCertStore>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    /// Revocation lists the server checks client certificates against.
+    crls: Vec<CertificateRevocationListDer<'static>>,
     /// The trust domain, read from the CA certificate.
     pub domain: String,
     /// Who our own certificate says we are.
@@ -71,6 +73,7 @@ impl Clone for TlsMaterial {
             roots: self.roots.clone(),
             chain: self.chain.clone(),
             key: self.key.clone_key(),
+            crls: self.crls.clone(),
             domain: self.domain.clone(),
             identity: self.identity.clone(),
         }
@@ -126,9 +129,27 @@ impl TlsFiles {
             roots: Arc::new(roots),
             chain,
             key,
+            crls: Vec::new(),
             domain,
             identity,
         })
+    }
+}
+
+impl TlsMaterial {
+    /// Adds the certificate revocation lists (PEM, signed by the fleet CA) in
+    /// `path`: the server then refuses any client certificate they list, and
+    /// every client certificate once a list is past its next-update time.
+    pub fn with_crl(mut self, path: &Path) -> Result<Self, TlsError> {
+        let bytes = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
+        let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| file_err(path, format!("not a PEM CRL: {e}")))?;
+        if crls.is_empty() {
+            return Err(file_err(path, "no X509 CRL block"));
+        }
+        self.crls = crls;
+        Ok(self)
     }
 }
 
@@ -138,7 +159,16 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Server side: TLS 1.3 only, a client certificate signed by the fleet CA required.
 pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(material.roots.clone(), provider())
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(material.roots.clone(), provider());
+    if !material.crls.is_empty() {
+        // A revoked certificate is refused, and so is every certificate once
+        // a list is out of date: a stale list could hide a revocation.
+        builder = builder
+            .with_crls(material.crls.iter().cloned())
+            .enforce_revocation_expiration();
+    }
+    let verifier = builder
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut config = ServerConfig::builder_with_provider(provider())

@@ -1,4 +1,4 @@
-//! `backout pki init|issue`.
+//! `backout pki init|issue|revoke`.
 
 use std::path::PathBuf;
 
@@ -47,6 +47,32 @@ pub enum PkiCommand {
         san: Vec<String>,
         #[arg(long, default_value_t = 365)]
         days: u32,
+        /// Start the validity this many days ago (tests: with --days smaller,
+        /// the certificate is already expired).
+        #[arg(long, default_value_t = 0, hide = true)]
+        backdate_days: u32,
+    },
+    /// Revoke an agent's or operator's certificate: add it to the CA-signed
+    /// revocation list DIR/crl.pem and sign the list again with a new
+    /// next-update time. Without KIND and NAME, only re-signs the list (run it
+    /// before the next update passes: a coordinator refuses every client
+    /// certificate while its list is out of date). The coordinator reads the
+    /// list named by `crl = ...` in its configuration.
+    ///
+    /// Example: backout pki revoke operator mallory --dir /etc/backout/pki
+    Revoke {
+        #[arg(value_enum, requires = "name")]
+        kind: Option<IssueKind>,
+        /// The agent id or operator name.
+        name: Option<String>,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Days until the list's next update.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Date the list this many days back (tests: makes an out-of-date list).
+        #[arg(long, default_value_t = 0, hide = true)]
+        backdate_days: u32,
     },
 }
 
@@ -71,7 +97,12 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
                     return Err(pki::PkiError::Exists { path: path.clone() }.into());
                 }
             }
-            let written = pki::init(&dir, &trust_domain, &LeafOptions { sans: san, days })?;
+            let options = LeafOptions {
+                sans: san,
+                days,
+                backdate_days: 0,
+            };
+            let written = pki::init(&dir, &trust_domain, &options)?;
             let signer = CommandSigner::generate();
             pki::write_new_file(&key_path, signer.to_pkcs8_pem()?.as_bytes(), 0o600)?;
             pki::write_new_file(&pub_path, signer.public_key_pem()?.as_bytes(), 0o644)?;
@@ -91,16 +122,56 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
             dir,
             san,
             days,
+            backdate_days,
         } => {
             let identity = match kind {
                 IssueKind::Agent => Identity::Agent(name),
                 IssueKind::Operator => Identity::Operator(name),
             };
-            let written = pki::issue(&dir, &identity, &LeafOptions { sans: san, days })
+            let options = LeafOptions {
+                sans: san,
+                days,
+                backdate_days,
+            };
+            let written = pki::issue(&dir, &identity, &options)
                 .with_context(|| format!("issuing a certificate for {identity}"))?;
             for file in &written.files {
                 println!("wrote {}", file.display());
             }
+            Ok(())
+        }
+        PkiCommand::Revoke {
+            kind,
+            name,
+            dir,
+            days,
+            backdate_days,
+        } => {
+            let identity = match (kind, name) {
+                (Some(IssueKind::Agent), Some(name)) => Some(Identity::Agent(name)),
+                (Some(IssueKind::Operator), Some(name)) => Some(Identity::Operator(name)),
+                _ => None,
+            };
+            if let Some(identity) = &identity {
+                backout_tls::identity::validate_name(match identity {
+                    Identity::Agent(n) | Identity::Operator(n) => n,
+                    Identity::Coordinator => "",
+                })?;
+            }
+            let options = pki::CrlOptions {
+                days,
+                backdate_days,
+            };
+            let serials = pki::revoke(&dir, identity.as_ref(), &options)
+                .context("writing the revocation list")?;
+            if let Some(identity) = &identity {
+                println!("revoked {identity}");
+            }
+            println!(
+                "wrote {} ({} revoked, next update in {days} days)",
+                dir.join(pki::CRL).display(),
+                serials.len()
+            );
             Ok(())
         }
     }

@@ -96,7 +96,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let material = config.tls_files().load()?;
+    let mut material = config.tls_files().load()?;
+    if let Some(crl) = &config.crl {
+        material = material.with_crl(crl)?;
+        tracing::info!(crl = %crl.display(), "client certificates are checked against the CRL");
+    }
     if material.identity != Identity::Coordinator {
         bail!(
             "{}: this certificate belongs to {}, not to the coordinator",
