@@ -17,5 +17,6 @@ mod report;
 mod runs;
 mod sandbox;
 mod sdk;
+mod security;
 mod sessions;
 mod watch;
