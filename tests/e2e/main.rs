@@ -14,6 +14,7 @@ mod outcomes;
 mod providers;
 mod refusals;
 mod report;
+mod rotation;
 mod runs;
 mod sandbox;
 mod sdk;

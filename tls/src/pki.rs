@@ -180,8 +180,62 @@ pub fn issue(dir: &Path, identity: &Identity, options: &LeafOptions) -> Result<W
     write_leaf(dir, &issuer, &domain, identity, options)
 }
 
+/// Renews the certificate of `identity` in place: a new key and certificate
+/// replace the old ones (the only time Backout replaces key material, and
+/// only for a name that already has a certificate). Both are written beside
+/// and renamed over the old files, key first (the old certificate is kept as
+/// `<name>.pem.old`): a reader sees either file whole,
+/// and a coordinator that reads the new certificate before the new key keeps
+/// its previous configuration until both are there. The coordinator's
+/// certificate always carries `localhost` and `127.0.0.1`. The old
+/// certificate stays valid until it expires or is revoked.
+pub fn renew(dir: &Path, identity: &Identity, options: &LeafOptions) -> Result<Written, PkiError> {
+    let (cert_path, key_path) = leaf_paths(dir, identity);
+    if !cert_path.exists() {
+        return Err(PkiError::Io {
+            path: cert_path,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "nothing to renew (issue it first)",
+            ),
+        });
+    }
+    let (issuer, domain) = load_issuer(dir)?;
+    let mut options = options.clone();
+    if *identity == Identity::Coordinator {
+        for default in ["localhost", "127.0.0.1"] {
+            if !options.sans.iter().any(|s| s == default) {
+                options.sans.push(default.to_string());
+            }
+        }
+    }
+    // Keep the old certificate (public) beside, as `<name>.pem.old`, so it
+    // can be revoked after the renewal (`backout pki revoke --cert`).
+    let old = cert_path.with_extension("pem.old");
+    std::fs::copy(&cert_path, &old).map_err(|source| PkiError::Io {
+        path: old.clone(),
+        source,
+    })?;
+    let staging = dir.join(format!(".renew-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = write_leaf(&staging, &issuer, &domain, identity, &options).and_then(|_| {
+        let (new_cert, new_key) = leaf_paths(&staging, identity);
+        for (from, to) in [(&new_key, &key_path), (&new_cert, &cert_path)] {
+            std::fs::rename(from, to).map_err(|source| PkiError::Io {
+                path: to.clone(),
+                source,
+            })?;
+        }
+        Ok(Written {
+            files: vec![cert_path.clone(), key_path.clone()],
+        })
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
 /// The CA of `dir` as an rcgen issuer, and the trust domain it names.
-fn load_issuer(dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), PkiError> {
+pub(crate) fn load_issuer(dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), PkiError> {
     let ca_cert_path = dir.join(CA_CERT);
     let ca_key_path = dir.join(CA_KEY);
     let ca_pem = read_to_string(&ca_cert_path)?;
@@ -289,116 +343,6 @@ fn write_leaf(
     })
 }
 
-pub const CRL: &str = "crl.pem";
-
-/// Options for the certificate revocation list.
-#[derive(Debug, Clone, Copy)]
-pub struct CrlOptions {
-    /// Days until the CRL's next update; past it, a coordinator using the CRL
-    /// refuses every client certificate until a fresh CRL is written.
-    pub days: u32,
-    /// Date the CRL this many days back (0: now). With `days` smaller than
-    /// this, the CRL is already out of date: only for tests.
-    pub backdate_days: u32,
-}
-
-impl Default for CrlOptions {
-    fn default() -> Self {
-        CrlOptions {
-            days: 7,
-            backdate_days: 0,
-        }
-    }
-}
-
-/// Adds the certificate of `identity` (if given) to the CRL of `dir`
-/// (`crl.pem`) and signs the list again with the CA, with a new next-update
-/// time. Without an identity, only re-signs (to extend the next update).
-/// Certificates already listed stay listed. Returns the serials on the list.
-pub fn revoke(
-    dir: &Path,
-    identity: Option<&Identity>,
-    options: &CrlOptions,
-) -> Result<Vec<String>, PkiError> {
-    use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
-    use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
-
-    let (issuer, _) = load_issuer(dir)?;
-    let crl_path = dir.join(CRL);
-    let mut revoked: Vec<RevokedCertParams> = Vec::new();
-    if crl_path.exists() {
-        let pem = read_to_string(&crl_path)?;
-        let parse_err = |message: String| PkiError::Parse {
-            path: crl_path.clone(),
-            message,
-        };
-        let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
-            .map(|d: rustls_pki_types::CertificateRevocationListDer<'static>| d.to_vec())
-            .map_err(|e| parse_err(format!("not a PEM CRL: {e}")))?;
-        let (_, crl) =
-            CertificateRevocationList::from_der(&der).map_err(|e| parse_err(e.to_string()))?;
-        for entry in crl.iter_revoked_certificates() {
-            let revocation_time =
-                OffsetDateTime::from_unix_timestamp(entry.revocation_date.timestamp())
-                    .map_err(|e| parse_err(e.to_string()))?;
-            revoked.push(RevokedCertParams {
-                serial_number: SerialNumber::from_slice(entry.raw_serial()),
-                revocation_time,
-                reason_code: None,
-                invalidity_date: None,
-            });
-        }
-    }
-    let now = OffsetDateTime::now_utc();
-    if let Some(identity) = identity {
-        let (cert_path, _) = leaf_paths(dir, identity);
-        let pem = read_to_string(&cert_path)?;
-        let der = first_pem_der(&pem).ok_or_else(|| PkiError::Parse {
-            path: cert_path.clone(),
-            message: "no CERTIFICATE block".into(),
-        })?;
-        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| PkiError::Parse {
-            path: cert_path.clone(),
-            message: e.to_string(),
-        })?;
-        let serial = SerialNumber::from_slice(cert.raw_serial());
-        if !revoked.iter().any(|r| r.serial_number == serial) {
-            revoked.push(RevokedCertParams {
-                serial_number: serial,
-                revocation_time: now,
-                reason_code: None,
-                invalidity_date: None,
-            });
-        }
-    }
-    let this_update = now - Duration::from_secs(u64::from(options.backdate_days) * 24 * 3600);
-    let next_update = this_update + Duration::from_secs(u64::from(options.days.max(1)) * 24 * 3600);
-    let serials = revoked
-        .iter()
-        .map(|r| r.serial_number.to_string())
-        .collect();
-    let crl_number = u64::try_from(now.unix_timestamp()).unwrap_or_default();
-    let params = CertificateRevocationListParams {
-        this_update: this_update - Duration::from_secs(60),
-        next_update,
-        crl_number: SerialNumber::from(crl_number),
-        issuing_distribution_point: None,
-        revoked_certs: revoked,
-        key_identifier_method: KeyIdMethod::Sha256,
-    };
-    let crl = params.signed_by(&issuer)?;
-    // A CRL is public and replaced as a whole: write it beside and rename, so
-    // a coordinator never reads half a list.
-    let tmp = dir.join(format!("{CRL}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    write_new_file(&tmp, crl.pem()?.as_bytes(), 0o644)?;
-    std::fs::rename(&tmp, &crl_path).map_err(|source| PkiError::Io {
-        path: crl_path.clone(),
-        source,
-    })?;
-    Ok(serials)
-}
-
 /// Writes a file that must not exist yet, with `mode` from the start (so a
 /// private key is never readable by others, not even for an instant).
 pub fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
@@ -434,14 +378,14 @@ pub fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Pki
         })
 }
 
-fn read_to_string(path: &Path) -> Result<String, PkiError> {
+pub(crate) fn read_to_string(path: &Path) -> Result<String, PkiError> {
     std::fs::read_to_string(path).map_err(|source| PkiError::Io {
         path: path.to_path_buf(),
         source,
     })
 }
 
-fn first_pem_der(pem: &str) -> Option<Vec<u8>> {
+pub(crate) fn first_pem_der(pem: &str) -> Option<Vec<u8>> {
     use rustls_pki_types::pem::PemObject;
     rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
         .next()
@@ -485,53 +429,26 @@ mod tests {
     }
 
     #[test]
-    fn revoking_keeps_earlier_entries_and_refreshes_the_list() {
-        use x509_parser::prelude::{CertificateRevocationList, FromDer};
+    fn renewing_replaces_key_and_certificate() {
         let dir = tempfile::tempdir().unwrap();
-        init(dir.path(), "crl.local", &LeafOptions::default()).unwrap();
-        let (a, b) = (Identity::Agent("a".into()), Identity::Operator("b".into()));
-        issue(dir.path(), &a, &LeafOptions::default()).unwrap();
-        issue(dir.path(), &b, &LeafOptions::default()).unwrap();
+        init(dir.path(), "renew.local", &LeafOptions::default()).unwrap();
+        let agent = Identity::Agent("a".into());
+        assert!(renew(dir.path(), &agent, &LeafOptions::default()).is_err());
+        issue(dir.path(), &agent, &LeafOptions::default()).unwrap();
+        let (cert, key) = leaf_paths(dir.path(), &agent);
+        let before = (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
+        renew(dir.path(), &agent, &LeafOptions::default()).unwrap();
         assert_eq!(
-            revoke(dir.path(), Some(&a), &CrlOptions::default())
-                .unwrap()
-                .len(),
-            1
+            std::fs::read(cert.with_extension("pem.old")).unwrap(),
+            before.0
         );
-        assert_eq!(
-            revoke(dir.path(), Some(&b), &CrlOptions::default())
-                .unwrap()
-                .len(),
-            2
-        );
-        // Again, and a bare refresh: still two.
-        assert_eq!(
-            revoke(dir.path(), Some(&b), &CrlOptions::default())
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(
-            revoke(dir.path(), None, &CrlOptions::default())
-                .unwrap()
-                .len(),
-            2
-        );
-        let pem = std::fs::read(dir.path().join(CRL)).unwrap();
-        let der: rustls_pki_types::CertificateRevocationListDer<'static> =
-            rustls_pki_types::pem::PemObject::from_pem_slice(&pem).unwrap();
-        let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
-        assert_eq!(crl.iter_revoked_certificates().count(), 2);
-        let next = crl.next_update().unwrap().timestamp();
-        let in_a_week = OffsetDateTime::now_utc().unix_timestamp() + 7 * 24 * 3600;
-        assert!((next - in_a_week).abs() < 120, "{next} vs {in_a_week}");
-        // Revoking a name without a certificate says which file is missing.
-        let err = revoke(
-            dir.path(),
-            Some(&Identity::Agent("nobody".into())),
-            &CrlOptions::default(),
-        );
-        assert!(matches!(err, Err(PkiError::Io { .. })));
+        assert_ne!(std::fs::read(&cert).unwrap(), before.0);
+        assert_ne!(std::fs::read(&key).unwrap(), before.1);
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let der = first_pem_der(&std::fs::read_to_string(&cert).unwrap()).unwrap();
+        assert_eq!(Identity::from_cert_der(&der, "renew.local").unwrap(), agent);
+        renew(dir.path(), &Identity::Coordinator, &LeafOptions::default()).unwrap();
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct TlsMaterial {
     pub domain: String,
     /// Who our own certificate says we are.
     pub identity: Identity,
+    /// The files this was read from.
+    files: TlsFiles,
 }
 
 impl Clone for TlsMaterial {
@@ -76,6 +78,7 @@ impl Clone for TlsMaterial {
             crls: self.crls.clone(),
             domain: self.domain.clone(),
             identity: self.identity.clone(),
+            files: self.files.clone(),
         }
     }
 }
@@ -132,11 +135,30 @@ impl TlsFiles {
             crls: Vec::new(),
             domain,
             identity,
+            files: self.clone(),
         })
     }
 }
 
 impl TlsMaterial {
+    /// Reads the files again, for a client about to (re)connect: a renewed
+    /// certificate, key or CA bundle is used from the next connection on.
+    /// Refuses material that names another identity or trust domain, so a
+    /// caller can keep what it has. (CRLs are the server's; not re-read.)
+    pub fn reloaded(&self) -> Result<TlsMaterial, TlsError> {
+        let fresh = self.files.load()?;
+        if fresh.identity != self.identity || fresh.domain != self.domain {
+            return Err(file_err(
+                &self.files.cert,
+                format!(
+                    "now names {} in {}, not {} in {}",
+                    fresh.identity, fresh.domain, self.identity, self.domain
+                ),
+            ));
+        }
+        Ok(fresh)
+    }
+
     /// Adds the certificate revocation lists (PEM, signed by the fleet CA) in
     /// `path`: the server then refuses any client certificate they list, and
     /// every client certificate once a list is past its next-update time.
@@ -266,8 +288,26 @@ pub fn incoming(
     config: Arc<ServerConfig>,
     domain: String,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
+    incoming_with(listener, move || config.clone(), domain)
+}
+
+/// Like [`incoming`], taking the configuration for each new handshake from
+/// `config`, which rebuilds it when the certificate, key, CA bundle or CRL
+/// changes on disk (see [`crate::reload`]). Accepted connections keep theirs.
+pub fn incoming_reloading(
+    listener: TcpListener,
+    config: Arc<crate::reload::ReloadingServerConfig>,
+    domain: String,
+) -> ReceiverStream<Result<TlsConn, io::Error>> {
+    incoming_with(listener, move || config.current(), domain)
+}
+
+fn incoming_with(
+    listener: TcpListener,
+    config: impl Fn() -> Arc<ServerConfig> + Send + 'static,
+    domain: String,
+) -> ReceiverStream<Result<TlsConn, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(128);
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = tokio::select! {
@@ -284,7 +324,7 @@ pub fn incoming(
                 () = tx.closed() => return,
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
+            let acceptor = tokio_rustls::TlsAcceptor::from(config());
             let tx = tx.clone();
             let domain = domain.clone();
             tokio::spawn(async move {

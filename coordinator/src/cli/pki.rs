@@ -1,4 +1,4 @@
-//! `backout pki init|issue|revoke`.
+//! `backout pki init|issue|renew|revoke`.
 
 use std::path::PathBuf;
 
@@ -52,6 +52,27 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = 0, hide = true)]
         backdate_days: u32,
     },
+    /// Renew a certificate in place: a new key and certificate replace the
+    /// old ones. A running coordinator picks up its renewed certificate at
+    /// the next handshake; an agent at its next (re)connection. The old
+    /// certificate stays valid until it expires: revoke it if it must stop.
+    ///
+    /// Example: backout pki renew coordinator --dir /etc/backout/pki --san coordinator.internal
+    Renew {
+        #[arg(value_enum)]
+        kind: RenewKind,
+        /// The agent id or operator name (not for the coordinator).
+        #[arg(required_if_eq_any = [("kind", "agent"), ("kind", "operator")])]
+        name: Option<String>,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Extra DNS names or IP addresses (the coordinator always gets
+        /// localhost and 127.0.0.1).
+        #[arg(long)]
+        san: Vec<String>,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
     /// Revoke an agent's or operator's certificate: add it to the CA-signed
     /// revocation list DIR/crl.pem and sign the list again with a new
     /// next-update time. Without KIND and NAME, only re-signs the list (run it
@@ -60,11 +81,16 @@ pub enum PkiCommand {
     /// list named by `crl = ...` in its configuration.
     ///
     /// Example: backout pki revoke operator mallory --dir /etc/backout/pki
+    /// Example: backout pki revoke --cert /etc/backout/pki/agents/app-1.pem.old --dir /etc/backout/pki
     Revoke {
-        #[arg(value_enum, requires = "name")]
+        #[arg(value_enum, requires = "name", conflicts_with = "cert")]
         kind: Option<IssueKind>,
         /// The agent id or operator name.
         name: Option<String>,
+        /// Revoke this certificate file instead (e.g. the `.pem.old` a
+        /// renewal kept).
+        #[arg(long)]
+        cert: Option<PathBuf>,
         #[arg(long)]
         dir: PathBuf,
         /// Days until the list's next update.
@@ -80,6 +106,13 @@ pub enum PkiCommand {
 pub enum IssueKind {
     Agent,
     Operator,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RenewKind {
+    Agent,
+    Operator,
+    Coordinator,
 }
 
 pub fn run(command: PkiCommand) -> anyhow::Result<()> {
@@ -140,9 +173,35 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        PkiCommand::Renew {
+            kind,
+            name,
+            dir,
+            san,
+            days,
+        } => {
+            let name = name.unwrap_or_default();
+            let identity = match kind {
+                RenewKind::Agent => Identity::Agent(name),
+                RenewKind::Operator => Identity::Operator(name),
+                RenewKind::Coordinator => Identity::Coordinator,
+            };
+            let options = LeafOptions {
+                sans: san,
+                days,
+                backdate_days: 0,
+            };
+            let written = pki::renew(&dir, &identity, &options)
+                .with_context(|| format!("renewing the certificate of {identity}"))?;
+            for file in &written.files {
+                println!("wrote {}", file.display());
+            }
+            Ok(())
+        }
         PkiCommand::Revoke {
             kind,
             name,
+            cert,
             dir,
             days,
             backdate_days,
@@ -152,24 +211,22 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
                 (Some(IssueKind::Operator), Some(name)) => Some(Identity::Operator(name)),
                 _ => None,
             };
-            if let Some(identity) = &identity {
-                backout_tls::identity::validate_name(match identity {
-                    Identity::Agent(n) | Identity::Operator(n) => n,
-                    Identity::Coordinator => "",
-                })?;
+            if let Some(Identity::Agent(n) | Identity::Operator(n)) = &identity {
+                backout_tls::identity::validate_name(n)?;
             }
-            let options = pki::CrlOptions {
+            let cert = cert.or_else(|| identity.as_ref().map(|i| pki::leaf_paths(&dir, i).0));
+            let options = backout_tls::crl::CrlOptions {
                 days,
                 backdate_days,
             };
-            let serials = pki::revoke(&dir, identity.as_ref(), &options)
+            let serials = backout_tls::crl::revoke(&dir, cert.as_deref(), &options)
                 .context("writing the revocation list")?;
-            if let Some(identity) = &identity {
-                println!("revoked {identity}");
+            if let Some(cert) = &cert {
+                println!("revoked {}", cert.display());
             }
             println!(
                 "wrote {} ({} revoked, next update in {days} days)",
-                dir.join(pki::CRL).display(),
+                dir.join(backout_tls::crl::CRL).display(),
                 serials.len()
             );
             Ok(())
