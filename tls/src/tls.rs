@@ -304,10 +304,11 @@ pub fn incoming_reloading(
 
 fn incoming_with(
     listener: TcpListener,
-    config: impl Fn() -> Arc<ServerConfig> + Send + 'static,
+    config: impl Fn() -> Arc<ServerConfig> + Send + Sync + 'static,
     domain: String,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(128);
+    let config = Arc::new(config);
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = tokio::select! {
@@ -324,10 +325,13 @@ fn incoming_with(
                 () = tx.closed() => return,
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = tokio_rustls::TlsAcceptor::from(config());
+            let config = config.clone();
             let tx = tx.clone();
             let domain = domain.clone();
             tokio::spawn(async move {
+                // Taken here, not in the accept loop: a reload (a few file
+                // reads) never holds up accepting the next connection.
+                let acceptor = tokio_rustls::TlsAcceptor::from(config());
                 let stream =
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => stream,
