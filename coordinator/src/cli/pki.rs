@@ -78,9 +78,10 @@ pub enum PkiCommand {
     /// next-update time. Without KIND and NAME, only re-signs the list (run it
     /// before the next update passes: a coordinator refuses every client
     /// certificate while its list is out of date). The coordinator reads the
-    /// list named by `crl = ...` in its configuration.
+    /// list named by `crl = ...` in its configuration, again whenever it changes.
     ///
     /// Example: backout pki revoke operator mallory --dir /etc/backout/pki
+    ///
     /// Example: backout pki revoke --cert /etc/backout/pki/agents/app-1.pem.old --dir /etc/backout/pki
     Revoke {
         #[arg(value_enum, requires = "name", conflicts_with = "cert")]
