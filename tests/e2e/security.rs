@@ -222,10 +222,13 @@ id = "app-1"
 id = "app-old"
 [[agent]]
 id = "app-revoked"
+[[agent]]
+id = "app-future"
 [operators]
 alice = ["release-manager"]
 old = ["release-manager"]
 revoked = ["release-manager"]
+future = ["release-manager"]
 "#
     )
 }
@@ -249,6 +252,10 @@ async fn every_method_refuses_every_wrong_certificate() {
             &["issue", kind, name, "--days", "1", "--backdate-days", "10"],
         );
     }
+    // Valid from tomorrow.
+    for (kind, name) in [("agent", "app-future"), ("operator", "future")] {
+        issue_with(&pki, &["issue", kind, name, "--postdate-days", "1"]);
+    }
     issue_with(&pki, &["revoke", "agent", "app-revoked"]);
     issue_with(&pki, &["revoke", "operator", "revoked"]);
     // Another fleet with the same trust domain and the same names.
@@ -271,9 +278,9 @@ async fn every_method_refuses_every_wrong_certificate() {
             Caller::Agent => ("operator", "alice"),
             Caller::Operator => ("agent", "app-1"),
         };
-        let (old, revoked) = match caller {
-            Caller::Agent => ("app-old", "app-revoked"),
-            Caller::Operator => ("old", "revoked"),
+        let (old, revoked, future) = match caller {
+            Caller::Agent => ("app-old", "app-revoked", "app-future"),
+            Caller::Operator => ("old", "revoked", "future"),
         };
         // (credential, the TLS alert the server must refuse it with, or
         // None: it must get PermissionDenied from the access table)
@@ -281,6 +288,10 @@ async fn every_method_refuses_every_wrong_certificate() {
             (("no client certificate", None), Some("CertificateRequired")),
             (("foreign CA", leaf(f, role, legit)), Some("DecryptError")),
             (("expired", leaf(p, role, old)), Some("CertificateExpired")),
+            (
+                ("not yet valid", leaf(p, role, future)),
+                Some("CertificateExpired"),
+            ),
             (
                 ("revoked (CRL)", leaf(p, role, revoked)),
                 Some("CertificateRevoked"),
@@ -328,8 +339,18 @@ async fn every_method_refuses_every_wrong_certificate() {
         failures.join("\n")
     );
     // The refusals were the coordinator's TLS checks, and it still serves.
+    // rustls sends the same alert for expired and not-yet-valid; its log
+    // tells them apart, and names the other refusals.
     let log = coordinator.proc.log_text();
-    assert!(log.contains("TLS handshake refused"), "{log}");
+    for reason in [
+        "peer sent no certificates",
+        "BadSignature",
+        "certificate expired",
+        "certificate not valid yet",
+        "Revoked",
+    ] {
+        assert!(log.contains(reason), "no refusal for `{reason}` in the log");
+    }
     assert!(
         cli(&pki, &coordinator.addr, "alice", &["agents"])
             .status

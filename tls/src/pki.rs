@@ -67,6 +67,9 @@ pub struct LeafOptions {
     /// smaller than this, the certificate is already expired: only for tests
     /// of the refusal of expired certificates.
     pub backdate_days: u32,
+    /// Start the validity this many days in the future (0: now): only for
+    /// tests of the refusal of not-yet-valid certificates.
+    pub postdate_days: u32,
 }
 
 impl Default for LeafOptions {
@@ -75,6 +78,7 @@ impl Default for LeafOptions {
             sans: Vec::new(),
             days: 365,
             backdate_days: 0,
+            postdate_days: 0,
         }
     }
 }
@@ -325,7 +329,8 @@ fn write_leaf(
     }
     params.subject_alt_names = sans;
     let now = OffsetDateTime::now_utc();
-    let start = now - Duration::from_secs(u64::from(options.backdate_days) * 24 * 3600);
+    let start = now - Duration::from_secs(u64::from(options.backdate_days) * 24 * 3600)
+        + Duration::from_secs(u64::from(options.postdate_days) * 24 * 3600);
     params.not_before = start - Duration::from_secs(60);
     params.not_after = start + Duration::from_secs(u64::from(options.days.max(1)) * 24 * 3600);
     let cert = params.signed_by(&key, issuer)?;

@@ -51,6 +51,10 @@ pub enum PkiCommand {
         /// the certificate is already expired).
         #[arg(long, default_value_t = 0, hide = true)]
         backdate_days: u32,
+        /// Start the validity this many days from now (tests: a certificate
+        /// not valid yet).
+        #[arg(long, default_value_t = 0, hide = true)]
+        postdate_days: u32,
     },
     /// Renew a certificate in place: a new key and certificate replace the
     /// old ones. A running coordinator picks up its renewed certificate at
@@ -135,6 +139,7 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
                 sans: san,
                 days,
                 backdate_days: 0,
+                postdate_days: 0,
             };
             let written = pki::init(&dir, &trust_domain, &options)?;
             let signer = CommandSigner::generate();
@@ -157,6 +162,7 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
             san,
             days,
             backdate_days,
+            postdate_days,
         } => {
             let identity = match kind {
                 IssueKind::Agent => Identity::Agent(name),
@@ -166,6 +172,7 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
                 sans: san,
                 days,
                 backdate_days,
+                postdate_days,
             };
             let written = pki::issue(&dir, &identity, &options)
                 .with_context(|| format!("issuing a certificate for {identity}"))?;
@@ -191,6 +198,7 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
                 sans: san,
                 days,
                 backdate_days: 0,
+                postdate_days: 0,
             };
             let written = pki::renew(&dir, &identity, &options)
                 .with_context(|| format!("renewing the certificate of {identity}"))?;
