@@ -69,10 +69,17 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
         .server_name
         .clone()
         .unwrap_or_else(|| backout_tls::tls::host_part(&agent.config.coordinator));
+    // Read the certificate files again at every (re)connection, so a renewed
+    // certificate is used without a restart; if they do not load (a renewal
+    // half written), dial with what was loaded at start.
+    let tls = agent.tls.reloaded().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "TLS files do not load; using the ones loaded at start");
+        agent.tls.clone()
+    });
     let channel = connect_coordinator(
         &agent.config.coordinator,
         &server_name,
-        &agent.tls,
+        &tls,
         Duration::from_secs(5),
     )
     .await?;

@@ -5,6 +5,7 @@
 //! command_key = "pki/command-signing.key"    # ed25519, separate from the TLS key
 //! command_ttl = "60s"                        # how long a signed command stays valid
 //! heartbeat_interval = "5s"
+//! crl = "pki/crl.pem"                        # optional: revoked certificates (`backout pki revoke`)
 //!
 //! [tls]
 //! ca = "pki/ca.pem"
@@ -52,6 +53,10 @@ pub struct CoordinatorConfig {
     /// `host:port` to listen on; port 0 picks a free port (printed at start).
     pub listen: String,
     pub tls: TlsFiles,
+    /// Optional certificate revocation list (`backout pki revoke`), checked on
+    /// every client handshake; an out-of-date list refuses everyone.
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
     pub command_key: PathBuf,
     #[serde(default = "default_command_ttl", deserialize_with = "duration")]
     pub command_ttl: Duration,
@@ -171,6 +176,7 @@ impl CoordinatorConfig {
         let mut config: CoordinatorConfig = backout_config::load(path)?;
         config.tls = config.tls.resolved(|p| backout_config::resolve(path, p));
         config.command_key = backout_config::resolve(path, &config.command_key);
+        config.crl = config.crl.map(|p| backout_config::resolve(path, &p));
         config.plan = config.plan.map(|p| backout_config::resolve(path, &p));
         config.state_dir = backout_config::resolve(path, &config.state_dir);
         if let Some(plan) = &config.plan {

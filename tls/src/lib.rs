@@ -7,9 +7,13 @@
 //!   with rcgen by `backout pki init|issue`.
 //! * [`tls`]: rustls configurations (TLS 1.3 only, client certificates
 //!   required on both sides) and the glue that runs tonic over them.
+//! * [`reload`]: the server's configuration rebuilt when its files change,
+//!   so certificates, CA bundle and CRL rotate without a restart.
 
+pub mod crl;
 pub mod identity;
 pub mod pki;
+pub mod reload;
 pub mod tls;
 
 pub use identity::{Identity, IdentityError};

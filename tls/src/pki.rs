@@ -63,6 +63,13 @@ pub struct LeafOptions {
     pub sans: Vec<String>,
     /// Validity in days.
     pub days: u32,
+    /// Start the validity this many days in the past (0: now). With `days`
+    /// smaller than this, the certificate is already expired: only for tests
+    /// of the refusal of expired certificates.
+    pub backdate_days: u32,
+    /// Start the validity this many days in the future (0: now): only for
+    /// tests of the refusal of not-yet-valid certificates.
+    pub postdate_days: u32,
 }
 
 impl Default for LeafOptions {
@@ -70,6 +77,8 @@ impl Default for LeafOptions {
         LeafOptions {
             sans: Vec::new(),
             days: 365,
+            backdate_days: 0,
+            postdate_days: 0,
         }
     }
 }
@@ -171,6 +180,66 @@ pub fn init(dir: &Path, domain: &str, coordinator: &LeafOptions) -> Result<Writt
 
 /// Issues a certificate for `identity`, signed by the CA in `dir`.
 pub fn issue(dir: &Path, identity: &Identity, options: &LeafOptions) -> Result<Written, PkiError> {
+    let (issuer, domain) = load_issuer(dir)?;
+    write_leaf(dir, &issuer, &domain, identity, options)
+}
+
+/// Renews the certificate of `identity` in place: a new key and certificate
+/// replace the old ones (the only time Backout replaces key material, and
+/// only for a name that already has a certificate). Both are written beside
+/// and renamed over the old files, key first (the old certificate is kept as
+/// `<name>.pem.old`): a reader sees either file whole,
+/// and a coordinator that reads the new certificate before the new key keeps
+/// its previous configuration until both are there. The coordinator's
+/// certificate always carries `localhost` and `127.0.0.1`. The old
+/// certificate stays valid until it expires or is revoked.
+pub fn renew(dir: &Path, identity: &Identity, options: &LeafOptions) -> Result<Written, PkiError> {
+    let (cert_path, key_path) = leaf_paths(dir, identity);
+    if !cert_path.exists() {
+        return Err(PkiError::Io {
+            path: cert_path,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "nothing to renew (issue it first)",
+            ),
+        });
+    }
+    let (issuer, domain) = load_issuer(dir)?;
+    let mut options = options.clone();
+    if *identity == Identity::Coordinator {
+        for default in ["localhost", "127.0.0.1"] {
+            if !options.sans.iter().any(|s| s == default) {
+                options.sans.push(default.to_string());
+            }
+        }
+    }
+    // Keep the old certificate (public) beside, as `<name>.pem.old`, so it
+    // can be revoked after the renewal (`backout pki revoke --cert`).
+    let old = cert_path.with_extension("pem.old");
+    std::fs::copy(&cert_path, &old).map_err(|source| PkiError::Io {
+        path: old.clone(),
+        source,
+    })?;
+    let staging = dir.join(format!(".renew-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = write_leaf(&staging, &issuer, &domain, identity, &options).and_then(|_| {
+        let (new_cert, new_key) = leaf_paths(&staging, identity);
+        for (from, to) in [(&new_key, &key_path), (&new_cert, &cert_path)] {
+            std::fs::rename(from, to).map_err(|source| PkiError::Io {
+                path: to.clone(),
+                source,
+            })?;
+        }
+        Ok(Written {
+            files: vec![cert_path.clone(), key_path.clone()],
+        })
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// The CA of `dir` as an rcgen issuer, and the trust domain it names.
+pub(crate) fn load_issuer(dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), PkiError> {
     let ca_cert_path = dir.join(CA_CERT);
     let ca_key_path = dir.join(CA_KEY);
     let ca_pem = read_to_string(&ca_cert_path)?;
@@ -191,7 +260,7 @@ pub fn issue(dir: &Path, identity: &Identity, options: &LeafOptions) -> Result<W
         path: ca_cert_path.clone(),
         message: e.to_string(),
     })?;
-    write_leaf(dir, &issuer, &domain, identity, options)
+    Ok((issuer, domain))
 }
 
 /// The trust domain a CA certificate names in its `spiffe://<domain>` URI SAN.
@@ -260,8 +329,10 @@ fn write_leaf(
     }
     params.subject_alt_names = sans;
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::from_secs(60);
-    params.not_after = now + Duration::from_secs(u64::from(options.days.max(1)) * 24 * 3600);
+    let start = now - Duration::from_secs(u64::from(options.backdate_days) * 24 * 3600)
+        + Duration::from_secs(u64::from(options.postdate_days) * 24 * 3600);
+    params.not_before = start - Duration::from_secs(60);
+    params.not_after = start + Duration::from_secs(u64::from(options.days.max(1)) * 24 * 3600);
     let cert = params.signed_by(&key, issuer)?;
 
     if let Some(parent) = cert_path.parent() {
@@ -312,14 +383,14 @@ pub fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Pki
         })
 }
 
-fn read_to_string(path: &Path) -> Result<String, PkiError> {
+pub(crate) fn read_to_string(path: &Path) -> Result<String, PkiError> {
     std::fs::read_to_string(path).map_err(|source| PkiError::Io {
         path: path.to_path_buf(),
         source,
     })
 }
 
-fn first_pem_der(pem: &str) -> Option<Vec<u8>> {
+pub(crate) fn first_pem_der(pem: &str) -> Option<Vec<u8>> {
     use rustls_pki_types::pem::PemObject;
     rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
         .next()
@@ -360,6 +431,29 @@ mod tests {
             ca_domain(&first_pem_der(&pem).unwrap()).unwrap(),
             "fleet.example"
         );
+    }
+
+    #[test]
+    fn renewing_replaces_key_and_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), "renew.local", &LeafOptions::default()).unwrap();
+        let agent = Identity::Agent("a".into());
+        assert!(renew(dir.path(), &agent, &LeafOptions::default()).is_err());
+        issue(dir.path(), &agent, &LeafOptions::default()).unwrap();
+        let (cert, key) = leaf_paths(dir.path(), &agent);
+        let before = (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
+        renew(dir.path(), &agent, &LeafOptions::default()).unwrap();
+        assert_eq!(
+            std::fs::read(cert.with_extension("pem.old")).unwrap(),
+            before.0
+        );
+        assert_ne!(std::fs::read(&cert).unwrap(), before.0);
+        assert_ne!(std::fs::read(&key).unwrap(), before.1);
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let der = first_pem_der(&std::fs::read_to_string(&cert).unwrap()).unwrap();
+        assert_eq!(Identity::from_cert_der(&der, "renew.local").unwrap(), agent);
+        renew(dir.path(), &Identity::Coordinator, &LeafOptions::default()).unwrap();
     }
 
     #[test]

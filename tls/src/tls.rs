@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -59,10 +59,14 @@ pub struct TlsMaterial {
     roots: Arc<RootCertStore>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    /// Revocation lists the server checks client certificates against.
+    crls: Vec<CertificateRevocationListDer<'static>>,
     /// The trust domain, read from the CA certificate.
     pub domain: String,
     /// Who our own certificate says we are.
     pub identity: Identity,
+    /// The files this was read from.
+    files: TlsFiles,
 }
 
 impl Clone for TlsMaterial {
@@ -71,8 +75,10 @@ impl Clone for TlsMaterial {
             roots: self.roots.clone(),
             chain: self.chain.clone(),
             key: self.key.clone_key(),
+            crls: self.crls.clone(),
             domain: self.domain.clone(),
             identity: self.identity.clone(),
+            files: self.files.clone(),
         }
     }
 }
@@ -126,9 +132,46 @@ impl TlsFiles {
             roots: Arc::new(roots),
             chain,
             key,
+            crls: Vec::new(),
             domain,
             identity,
+            files: self.clone(),
         })
+    }
+}
+
+impl TlsMaterial {
+    /// Reads the files again, for a client about to (re)connect: a renewed
+    /// certificate, key or CA bundle is used from the next connection on.
+    /// Refuses material that names another identity or trust domain, so a
+    /// caller can keep what it has. (CRLs are the server's; not re-read.)
+    pub fn reloaded(&self) -> Result<TlsMaterial, TlsError> {
+        let fresh = self.files.load()?;
+        if fresh.identity != self.identity || fresh.domain != self.domain {
+            return Err(file_err(
+                &self.files.cert,
+                format!(
+                    "now names {} in {}, not {} in {}",
+                    fresh.identity, fresh.domain, self.identity, self.domain
+                ),
+            ));
+        }
+        Ok(fresh)
+    }
+
+    /// Adds the certificate revocation lists (PEM, signed by the fleet CA) in
+    /// `path`: the server then refuses any client certificate they list, and
+    /// every client certificate once a list is past its next-update time.
+    pub fn with_crl(mut self, path: &Path) -> Result<Self, TlsError> {
+        let bytes = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
+        let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| file_err(path, format!("not a PEM CRL: {e}")))?;
+        if crls.is_empty() {
+            return Err(file_err(path, "no X509 CRL block"));
+        }
+        self.crls = crls;
+        Ok(self)
     }
 }
 
@@ -138,7 +181,16 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Server side: TLS 1.3 only, a client certificate signed by the fleet CA required.
 pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(material.roots.clone(), provider())
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(material.roots.clone(), provider());
+    if !material.crls.is_empty() {
+        // A revoked certificate is refused, and so is every certificate once
+        // a list is out of date: a stale list could hide a revocation.
+        builder = builder
+            .with_crls(material.crls.iter().cloned())
+            .enforce_revocation_expiration();
+    }
+    let verifier = builder
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut config = ServerConfig::builder_with_provider(provider())
@@ -236,8 +288,27 @@ pub fn incoming(
     config: Arc<ServerConfig>,
     domain: String,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
+    incoming_with(listener, move || config.clone(), domain)
+}
+
+/// Like [`incoming`], taking the configuration for each new handshake from
+/// `config`, which rebuilds it when the certificate, key, CA bundle or CRL
+/// changes on disk (see [`crate::reload`]). Accepted connections keep theirs.
+pub fn incoming_reloading(
+    listener: TcpListener,
+    config: Arc<crate::reload::ReloadingServerConfig>,
+    domain: String,
+) -> ReceiverStream<Result<TlsConn, io::Error>> {
+    incoming_with(listener, move || config.current(), domain)
+}
+
+fn incoming_with(
+    listener: TcpListener,
+    config: impl Fn() -> Arc<ServerConfig> + Send + Sync + 'static,
+    domain: String,
+) -> ReceiverStream<Result<TlsConn, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(128);
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let config = Arc::new(config);
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = tokio::select! {
@@ -254,10 +325,13 @@ pub fn incoming(
                 () = tx.closed() => return,
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
+            let config = config.clone();
             let tx = tx.clone();
             let domain = domain.clone();
             tokio::spawn(async move {
+                // Taken here, not in the accept loop: a reload (a few file
+                // reads) never holds up accepting the next connection.
+                let acceptor = tokio_rustls::TlsAcceptor::from(config());
                 let stream =
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => stream,

@@ -1,4 +1,4 @@
-//! `backout pki init|issue`.
+//! `backout pki init|issue|renew|revoke`.
 
 use std::path::PathBuf;
 
@@ -47,6 +47,63 @@ pub enum PkiCommand {
         san: Vec<String>,
         #[arg(long, default_value_t = 365)]
         days: u32,
+        /// Start the validity this many days ago (tests: with --days smaller,
+        /// the certificate is already expired).
+        #[arg(long, default_value_t = 0, hide = true)]
+        backdate_days: u32,
+        /// Start the validity this many days from now (tests: a certificate
+        /// not valid yet).
+        #[arg(long, default_value_t = 0, hide = true)]
+        postdate_days: u32,
+    },
+    /// Renew a certificate in place: a new key and certificate replace the
+    /// old ones. A running coordinator picks up its renewed certificate at
+    /// the next handshake; an agent at its next (re)connection. The old
+    /// certificate stays valid until it expires: revoke it if it must stop.
+    ///
+    /// Example: backout pki renew coordinator --dir /etc/backout/pki --san coordinator.internal
+    Renew {
+        #[arg(value_enum)]
+        kind: RenewKind,
+        /// The agent id or operator name (not for the coordinator).
+        #[arg(required_if_eq_any = [("kind", "agent"), ("kind", "operator")])]
+        name: Option<String>,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Extra DNS names or IP addresses (the coordinator always gets
+        /// localhost and 127.0.0.1).
+        #[arg(long)]
+        san: Vec<String>,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Revoke an agent's or operator's certificate: add it to the CA-signed
+    /// revocation list DIR/crl.pem and sign the list again with a new
+    /// next-update time. Without KIND and NAME, only re-signs the list (run it
+    /// before the next update passes: a coordinator refuses every client
+    /// certificate while its list is out of date). The coordinator reads the
+    /// list named by `crl = ...` in its configuration, again whenever it changes.
+    ///
+    /// Example: backout pki revoke operator mallory --dir /etc/backout/pki
+    ///
+    /// Example: backout pki revoke --cert /etc/backout/pki/agents/app-1.pem.old --dir /etc/backout/pki
+    Revoke {
+        #[arg(value_enum, requires = "name", conflicts_with = "cert")]
+        kind: Option<IssueKind>,
+        /// The agent id or operator name.
+        name: Option<String>,
+        /// Revoke this certificate file instead (e.g. the `.pem.old` a
+        /// renewal kept).
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Days until the list's next update.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Date the list this many days back (tests: makes an out-of-date list).
+        #[arg(long, default_value_t = 0, hide = true)]
+        backdate_days: u32,
     },
 }
 
@@ -54,6 +111,13 @@ pub enum PkiCommand {
 pub enum IssueKind {
     Agent,
     Operator,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RenewKind {
+    Agent,
+    Operator,
+    Coordinator,
 }
 
 pub fn run(command: PkiCommand) -> anyhow::Result<()> {
@@ -71,7 +135,13 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
                     return Err(pki::PkiError::Exists { path: path.clone() }.into());
                 }
             }
-            let written = pki::init(&dir, &trust_domain, &LeafOptions { sans: san, days })?;
+            let options = LeafOptions {
+                sans: san,
+                days,
+                backdate_days: 0,
+                postdate_days: 0,
+            };
+            let written = pki::init(&dir, &trust_domain, &options)?;
             let signer = CommandSigner::generate();
             pki::write_new_file(&key_path, signer.to_pkcs8_pem()?.as_bytes(), 0o600)?;
             pki::write_new_file(&pub_path, signer.public_key_pem()?.as_bytes(), 0o644)?;
@@ -91,16 +161,83 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
             dir,
             san,
             days,
+            backdate_days,
+            postdate_days,
         } => {
             let identity = match kind {
                 IssueKind::Agent => Identity::Agent(name),
                 IssueKind::Operator => Identity::Operator(name),
             };
-            let written = pki::issue(&dir, &identity, &LeafOptions { sans: san, days })
+            let options = LeafOptions {
+                sans: san,
+                days,
+                backdate_days,
+                postdate_days,
+            };
+            let written = pki::issue(&dir, &identity, &options)
                 .with_context(|| format!("issuing a certificate for {identity}"))?;
             for file in &written.files {
                 println!("wrote {}", file.display());
             }
+            Ok(())
+        }
+        PkiCommand::Renew {
+            kind,
+            name,
+            dir,
+            san,
+            days,
+        } => {
+            let name = name.unwrap_or_default();
+            let identity = match kind {
+                RenewKind::Agent => Identity::Agent(name),
+                RenewKind::Operator => Identity::Operator(name),
+                RenewKind::Coordinator => Identity::Coordinator,
+            };
+            let options = LeafOptions {
+                sans: san,
+                days,
+                backdate_days: 0,
+                postdate_days: 0,
+            };
+            let written = pki::renew(&dir, &identity, &options)
+                .with_context(|| format!("renewing the certificate of {identity}"))?;
+            for file in &written.files {
+                println!("wrote {}", file.display());
+            }
+            Ok(())
+        }
+        PkiCommand::Revoke {
+            kind,
+            name,
+            cert,
+            dir,
+            days,
+            backdate_days,
+        } => {
+            let identity = match (kind, name) {
+                (Some(IssueKind::Agent), Some(name)) => Some(Identity::Agent(name)),
+                (Some(IssueKind::Operator), Some(name)) => Some(Identity::Operator(name)),
+                _ => None,
+            };
+            if let Some(Identity::Agent(n) | Identity::Operator(n)) = &identity {
+                backout_tls::identity::validate_name(n)?;
+            }
+            let cert = cert.or_else(|| identity.as_ref().map(|i| pki::leaf_paths(&dir, i).0));
+            let options = backout_tls::crl::CrlOptions {
+                days,
+                backdate_days,
+            };
+            let serials = backout_tls::crl::revoke(&dir, cert.as_deref(), &options)
+                .context("writing the revocation list")?;
+            if let Some(cert) = &cert {
+                println!("revoked {}", cert.display());
+            }
+            println!(
+                "wrote {} ({} revoked, next update in {days} days)",
+                dir.join(backout_tls::crl::CRL).display(),
+                serials.len()
+            );
             Ok(())
         }
     }

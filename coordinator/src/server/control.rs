@@ -10,7 +10,7 @@ use backout_proto::{now_ms, wire};
 use backout_tls::{Identity, PeerInfo};
 use tonic::{Request, Response, Status};
 
-use super::State;
+use super::{State, access};
 use serde_json::json;
 
 use super::run_wire::{WatchStream, summary_to_wire, watch_stream};
@@ -33,28 +33,25 @@ struct Operator {
 }
 
 impl ControlService {
-    fn operator<T>(&self, request: &Request<T>) -> Result<Operator, Status> {
-        let peer = request
-            .extensions()
-            .get::<PeerInfo>()
-            .ok_or_else(|| Status::unauthenticated("no TLS peer information"))?;
-        match &peer.identity {
-            Ok(Identity::Operator(name)) => match self.state.config.operators.get(name) {
-                Some(roles) => Ok(Operator {
-                    name: name.clone(),
-                    roles: roles.clone(),
-                }),
-                None => {
-                    tracing::warn!(peer = %peer.addr, operator = %name, "unknown operator refused");
-                    Err(Status::permission_denied(format!(
-                        "operator `{name}` is not in the coordinator's configuration"
-                    )))
-                }
-            },
-            Ok(other) => Err(Status::permission_denied(format!(
+    /// Checks the caller of `Control/<method>` against the access table
+    /// ([`super::access`]) and returns the operator with their roles.
+    fn operator<T>(&self, request: &Request<T>, method: &str) -> Result<Operator, Status> {
+        let config = &self.state.config;
+        let identity = access::authorize(
+            &format!("/backout.v1.Control/{method}"),
+            request.extensions().get::<PeerInfo>(),
+            |id| config.is_known_agent(id),
+            |name| config.operators.contains_key(name),
+        )?;
+        match identity {
+            Identity::Operator(name) => Ok(Operator {
+                roles: config.operators.get(&name).cloned().unwrap_or_default(),
+                name,
+            }),
+            // The table gives every Control method to operators only.
+            other => Err(Status::permission_denied(format!(
                 "{other} may not use the Control service"
             ))),
-            Err(e) => Err(Status::unauthenticated(e.clone())),
         }
     }
 }
@@ -65,7 +62,7 @@ impl wire::control_server::Control for ControlService {
         &self,
         request: Request<wire::ListAgentsRequest>,
     ) -> Result<Response<wire::ListAgentsReply>, Status> {
-        self.operator(&request)?;
+        self.operator(&request, "ListAgents")?;
         let agents = self
             .state
             .registry
@@ -101,7 +98,7 @@ impl wire::control_server::Control for ControlService {
         &self,
         request: Request<wire::AssessRequest>,
     ) -> Result<Response<wire::AssessReply>, Status> {
-        let operator = self.operator(&request)?;
+        let operator = self.operator(&request, "Assess")?;
         let timeout = match request.get_ref().timeout_ms {
             0 => self.state.config.assess.timeout,
             ms => Duration::from_millis(ms.into()),
@@ -132,7 +129,7 @@ impl wire::control_server::Control for ControlService {
         &self,
         request: Request<wire::WhoAmIRequest>,
     ) -> Result<Response<wire::WhoAmIReply>, Status> {
-        let operator = self.operator(&request)?;
+        let operator = self.operator(&request, "WhoAmI")?;
         Ok(Response::new(wire::WhoAmIReply {
             identity: format!("operator/{}", operator.name),
             roles: operator.roles,
@@ -143,7 +140,7 @@ impl wire::control_server::Control for ControlService {
         &self,
         request: Request<wire::MatrixRequest>,
     ) -> Result<Response<wire::MatrixReply>, Status> {
-        self.operator(&request)?;
+        self.operator(&request, "Matrix")?;
         let now = now_ms();
         let Some(board) = &self.state.board else {
             return Ok(Response::new(wire::MatrixReply {
@@ -159,7 +156,7 @@ impl wire::control_server::Control for ControlService {
         &self,
         request: Request<wire::SetSignalRequest>,
     ) -> Result<Response<wire::SetSignalReply>, Status> {
-        let operator = self.operator(&request)?;
+        let operator = self.operator(&request, "SetSignal")?;
         let board = self.board()?;
         let req = request.into_inner();
         board
@@ -179,7 +176,7 @@ impl wire::control_server::Control for ControlService {
         &self,
         request: Request<wire::StartRunRequest>,
     ) -> Result<Response<wire::RunSummary>, Status> {
-        let operator = self.operator(&request)?;
+        let operator = self.operator(&request, "StartRun")?;
         let req = request.into_inner();
         if req.reason.trim().is_empty() {
             return Err(Status::invalid_argument("a run needs a reason (--reason)"));
@@ -200,7 +197,7 @@ impl wire::control_server::Control for ControlService {
         &self,
         request: Request<wire::ApproveRequest>,
     ) -> Result<Response<wire::RunSummary>, Status> {
-        let operator = self.operator(&request)?;
+        let operator = self.operator(&request, "Approve")?;
         let req = request.into_inner();
         let phase = (!req.phase.is_empty()).then(|| req.phase.clone());
         let role = (!req.role.is_empty()).then_some(req.role.as_str());
@@ -222,7 +219,7 @@ impl wire::control_server::Control for ControlService {
         &self,
         request: Request<wire::ListRunsRequest>,
     ) -> Result<Response<wire::ListRunsReply>, Status> {
-        self.operator(&request)?;
+        self.operator(&request, "ListRuns")?;
         let runs = self.state.runs.list().iter().map(summary_to_wire).collect();
         Ok(Response::new(wire::ListRunsReply { runs }))
     }
@@ -231,7 +228,7 @@ impl wire::control_server::Control for ControlService {
         &self,
         request: Request<wire::ReportRequest>,
     ) -> Result<Response<wire::ReportReply>, Status> {
-        self.operator(&request)?;
+        self.operator(&request, "Report")?;
         let req = request.into_inner();
         let text = super::run_wire::report(&self.state, &req.run_id, &req.format).await?;
         Ok(Response::new(wire::ReportReply { text }))
@@ -243,7 +240,7 @@ impl wire::control_server::Control for ControlService {
         &self,
         request: Request<wire::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        self.operator(&request)?;
+        self.operator(&request, "Watch")?;
         let run_id = request.into_inner().run_id;
         let (summary, history, rx) = Runs::watch(&self.state, &run_id).map_err(run_status)?;
         Ok(Response::new(watch_stream(
@@ -259,7 +256,7 @@ impl wire::control_server::Control for ControlService {
         &self,
         request: Request<wire::AbortRunRequest>,
     ) -> Result<Response<wire::RunSummary>, Status> {
-        let operator = self.operator(&request)?;
+        let operator = self.operator(&request, "AbortRun")?;
         let req = request.into_inner();
         let summary = Runs::abort(&self.state, &req.run_id, &operator.name).map_err(run_status)?;
         tracing::warn!(run = %req.run_id, operator = %operator.name, "run aborted");
@@ -277,7 +274,7 @@ impl wire::control_server::Control for ControlService {
         &self,
         request: Request<wire::RecordEventRequest>,
     ) -> Result<Response<wire::SetSignalReply>, Status> {
-        let operator = self.operator(&request)?;
+        let operator = self.operator(&request, "RecordEvent")?;
         let board = self.board()?;
         let req = request.into_inner();
         board
@@ -305,7 +302,7 @@ impl ControlService {
         &self,
         request: Request<wire::RecordDecisionRequest>,
     ) -> Result<Response<wire::RecordDecisionReply>, Status> {
-        let operator = self.operator(&request)?;
+        let operator = self.operator(&request, "RecordDecision")?;
         let req = request.into_inner();
         self.journal(
             "",

@@ -5,6 +5,7 @@
 //! `backout serve` bind the listener themselves (port 0 in tests) and decide
 //! when to stop.
 
+pub mod access;
 pub mod control;
 pub mod dispatch;
 pub mod registry;
@@ -14,10 +15,9 @@ pub mod session;
 use std::future::Future;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use backout_proto::command::CommandSigner;
 use backout_proto::wire;
-use backout_tls::Identity;
 use tokio::net::TcpListener;
 
 use crate::config::CoordinatorConfig;
@@ -95,15 +95,15 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let material = config.tls_files().load()?;
-    if material.identity != Identity::Coordinator {
-        bail!(
-            "{}: this certificate belongs to {}, not to the coordinator",
-            config.tls.cert.display(),
-            material.identity
-        );
+    // The TLS files are read again whenever one changes (checked before each
+    // new handshake): renewed certificates, CA bundle and CRL take effect
+    // without a restart, and open sessions keep going.
+    let (tls, material) =
+        backout_tls::reload::ReloadingServerConfig::load(config.tls_files(), config.crl.clone())
+            .with_context(|| format!("{}: TLS", config.tls.cert.display()))?;
+    if let Some(crl) = &config.crl {
+        tracing::info!(crl = %crl.display(), "client certificates are checked against the CRL");
     }
-    let tls = backout_tls::tls::server_config(&material)?;
     let state = Arc::new(State::new(config)?);
     if let Some(board) = &state.board {
         crate::signals::sampler::spawn(state.clone(), board.clone());
@@ -113,7 +113,8 @@ pub async fn run(
     if resumed > 0 {
         tracing::warn!(runs = resumed, "unfinished runs resumed from the journal");
     }
-    let incoming = backout_tls::tls::incoming(listener, tls, material.domain.clone());
+    let incoming =
+        backout_tls::tls::incoming_reloading(listener, Arc::new(tls), material.domain.clone());
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))

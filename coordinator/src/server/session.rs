@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use backout_proto::{now_ms, wire};
 use backout_tls::{Identity, PeerInfo};
+
+use super::access;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -50,27 +52,18 @@ impl wire::session_server::Session for SessionService {
         &self,
         request: Request<Streaming<wire::AgentMessage>>,
     ) -> Result<Response<OutStream>, Status> {
-        let peer = request
-            .extensions()
-            .get::<PeerInfo>()
-            .cloned()
-            .ok_or_else(|| Status::unauthenticated("no TLS peer information"))?;
-        let agent_id = match &peer.identity {
-            Ok(Identity::Agent(id)) => id.clone(),
-            Ok(other) => {
-                tracing::warn!(peer = %peer.addr, identity = %other, "non-agent tried to open a session");
-                return Err(Status::permission_denied(format!(
-                    "{other} may not open an agent session"
-                )));
-            }
-            Err(e) => return Err(Status::unauthenticated(e.clone())),
+        let peer = request.extensions().get::<PeerInfo>().cloned();
+        let config = &self.state.config;
+        let identity = access::authorize(
+            "/backout.v1.Session/Attach",
+            peer.as_ref(),
+            |id| config.is_known_agent(id),
+            |name| config.operators.contains_key(name),
+        )?;
+        let (Identity::Agent(agent_id), Some(peer)) = (identity, peer) else {
+            // The table gives Attach to agents only.
+            return Err(Status::permission_denied("only agents open sessions"));
         };
-        if !self.state.config.is_known_agent(&agent_id) {
-            tracing::warn!(peer = %peer.addr, agent = %agent_id, "unknown agent refused");
-            return Err(Status::permission_denied(format!(
-                "agent `{agent_id}` is not in the coordinator's configuration"
-            )));
-        }
 
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
