@@ -77,7 +77,7 @@ pub struct Journal {
 
 /// The crash tests' hook. With `BACKOUT_TEST_FREEZE_AFTER_ENTRY=N`, the
 /// coordinator writes entry N, says so on stderr, and then holds the journal
-/// forever: nothing after entry N happens, and the test kills the process
+/// forever: nothing after the transaction that wrote entry N happens, and the test kills the process
 /// with SIGKILL at exactly that boundary. Unset, it costs one comparison.
 pub const FREEZE_ENV: &str = "BACKOUT_TEST_FREEZE_AFTER_ENTRY";
 
@@ -174,7 +174,9 @@ impl Journal {
     /// Queues an entry that nothing waits on (a plugin's log line or
     /// progress): it is written with the next transaction, before that
     /// transaction's own entries, or by [`Journal::flush`] (the coordinator
-    /// flushes every few milliseconds). `then` runs once it is durable. A
+    /// flushes every few milliseconds). `then` runs once it is durable,
+    /// before any later entry is written: it must not block or take a lock
+    /// that a writer of the journal may hold. A
     /// thousand hosts' log lines cost one fsync instead of a thousand; what
     /// a crash can lose is the last few milliseconds of them, never a
     /// decision, a command or an outcome.
@@ -234,12 +236,14 @@ impl Journal {
                 return Err(e);
             }
         };
-        drop(conn);
         let own = written.split_off(deferred.len());
         drop(all);
+        // Told in journal order, before anything written after them can be:
+        // still under the connection's lock (the callbacks take no lock).
         for (d, entry) in deferred.into_iter().zip(&written) {
             (d.then)(entry);
         }
+        drop(conn);
         Ok(own)
     }
 

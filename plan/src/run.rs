@@ -588,7 +588,8 @@ impl Run {
                 return PhaseStatus::Failed(reason.clone());
             }
             if progress.iter().any(|p| !matches!(p, HostProgress::Done)) {
-                return if self.over_time(phase, now_ms) {
+                // An aborted run's phases end as aborted, not timed out.
+                return if !self.aborted && self.over_time(phase, now_ms) {
                     PhaseStatus::TimedOut
                 } else {
                     PhaseStatus::Running
@@ -690,7 +691,9 @@ impl Run {
         self.status_of(&self.phases(now_ms))
     }
 
-    fn status_of(&self, phases: &[(String, PhaseStatus)]) -> RunStatus {
+    /// The run's status from its phases' statuses (as [`Run::phases`] gives
+    /// them at some time).
+    pub fn status_of(&self, phases: &[(String, PhaseStatus)]) -> RunStatus {
         if self.aborted {
             return RunStatus::Aborted;
         }

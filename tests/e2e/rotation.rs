@@ -143,6 +143,11 @@ params = { ms = 6000 }
     backout(&pki, &["pki", "revoke", "operator", "eve"]);
     let new_coordinator = der_of(&pki.path().join("coordinator.pem"));
     assert_ne!(new_coordinator, old_coordinator);
+    assert_eq!(
+        run_of(&pki, &addr, &id)["status"],
+        "running",
+        "the phase must still run while the certificates change"
+    );
     let served = served_certificate(&pki, &addr, "alice").await.unwrap();
     assert!(
         served == new_coordinator,

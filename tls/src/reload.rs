@@ -4,7 +4,7 @@
 //! configuration and the files it was built from (CA bundle, certificate,
 //! key, optional CRL). Before each new handshake, [`incoming`](crate::tls::incoming)
 //! asks it for [`current`](ReloadingServerConfig::current): it compares the
-//! files' modification times and sizes with those it last loaded (a few
+//! files' stamps (inode, size, modification and change times) with those it last loaded (a few
 //! `stat` calls) and, when one changed, builds a new configuration. Existing
 //! connections keep the configuration they were accepted with, so sessions
 //! and running phases are not dropped; only new handshakes see the renewed
@@ -15,23 +15,28 @@
 //! and the previous configuration stays in use; it is tried again at the next
 //! handshake, so a renewal written as two files settles by itself.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use rustls::ServerConfig;
 
 use crate::identity::Identity;
 use crate::tls::{TlsError, TlsFiles, TlsMaterial, server_config};
 
-/// What the files looked like when last loaded: (mtime, size) of each.
-type Stamp = Vec<Option<(SystemTime, u64)>>;
+/// What the files looked like when last loaded: of each, its inode, size,
+/// and modification and change times (a file replaced by a rename, or
+/// rewritten at the same size, still shows).
+type Stamp = Vec<Option<[i64; 6]>>;
 
 /// The server's TLS configuration, rebuilt when its files change on disk.
 pub struct ReloadingServerConfig {
     files: TlsFiles,
     crl: Option<PathBuf>,
     current: Mutex<(Stamp, Arc<ServerConfig>)>,
+    /// The files' stamp when they last failed to load: not tried again on
+    /// every handshake (a reconnect storm), only once they change again.
+    failed: Mutex<Option<Stamp>>,
 }
 
 impl ReloadingServerConfig {
@@ -46,6 +51,7 @@ impl ReloadingServerConfig {
                 files,
                 crl,
                 current: Mutex::new((stamp, config)),
+                failed: Mutex::new(None),
             },
             material,
         ))
@@ -58,14 +64,20 @@ impl ReloadingServerConfig {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if guard.0 != now {
+        let mut failed = match self.failed.lock() {
+            Ok(failed) => failed,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if guard.0 != now && failed.as_ref() != Some(&now) {
             match load_material(&self.files, self.crl.as_ref()).and_then(|m| server_config(&m)) {
                 Ok(config) => {
                     tracing::info!(cert = %self.files.cert.display(), "TLS files changed: new handshakes use them");
                     *guard = (now, config);
+                    *failed = None;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "TLS files changed but do not load; keeping the previous ones");
+                    tracing::warn!(error = %e, "TLS files changed but do not load; keeping the previous ones until they change again");
+                    *failed = Some(now);
                 }
             }
         }
@@ -95,9 +107,16 @@ fn stamp(files: &TlsFiles, crl: Option<&PathBuf>) -> Stamp {
         .into_iter()
         .chain(crl)
         .map(|path| {
-            std::fs::metadata(path)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
+            std::fs::metadata(path).ok().map(|m| {
+                [
+                    m.ino() as i64,
+                    m.len() as i64,
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                ]
+            })
         })
         .collect()
 }

@@ -42,7 +42,12 @@ impl Timing {
             .iter()
             .filter_map(|s| {
                 let ended = s.ended_at_ms?;
-                let began = s.ran_ms.map_or(s.started_at_ms, |ms| ended - ms);
+                // The agent's word, within what the coordinator saw: from
+                // the dispatch to the result.
+                let began = s
+                    .ran_ms
+                    .map_or(s.started_at_ms, |ms| ended.saturating_sub(ms.max(0)))
+                    .max(s.started_at_ms);
                 Some((began.max(start), ended.min(end)))
             })
             .collect();

@@ -294,7 +294,9 @@ pub(super) async fn execute(
         }
         let again = match &answer.outcome {
             StepOutcome::Unreachable { .. } => true,
-            StepOutcome::Failed { code, .. } => code == "in-progress",
+            // Still running there, or never sent (the journal could not
+            // record the command): ask again.
+            StepOutcome::Failed { code, .. } => code == "in-progress" || code == "journal",
             _ => false,
         };
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());

@@ -557,7 +557,8 @@ pub fn replay(
             )
         })
         .collect();
-    // A crash between `run.created` and `run.started` loses nothing.
+    // Both are one transaction now; a journal from before that may hold a
+    // `run.created` without its `run.started`: the run started all the same.
     if !events.iter().any(|e| matches!(e, Event::Started { .. })) {
         events.insert(
             0,
@@ -612,9 +613,10 @@ fn approvals_announced(
 /// (until then the last steps are still coming back).
 fn summarize(entry: &Entry, now: i64) -> Summary {
     let now = entry.meta.finished_at_ms.unwrap_or(now);
-    let phases: Vec<PhaseView> = entry
-        .run
-        .phases(now)
+    // One evaluation of the phases for both the phases and the run.
+    let statuses = entry.run.phases(now);
+    let mut status = entry.run.status_of(&statuses);
+    let phases: Vec<PhaseView> = statuses
         .into_iter()
         .map(|(id, status)| PhaseView {
             hosts: entry.run.hosts_of(&id),
@@ -622,7 +624,6 @@ fn summarize(entry: &Entry, now: i64) -> Summary {
             status,
         })
         .collect();
-    let mut status = entry.run.status(now);
     if entry.meta.finished_at_ms.is_none()
         && matches!(status, RunStatus::Succeeded | RunStatus::Failed)
     {

@@ -24,15 +24,6 @@ pub enum Caller {
     Operator,
 }
 
-impl Caller {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Caller::Agent => "agent",
-            Caller::Operator => "operator",
-        }
-    }
-}
-
 /// Method full name (`/package.Service/Method`) → who may call it.
 pub const TABLE: &[(&str, Caller)] = &[
     ("/backout.v1.Session/Attach", Caller::Agent),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use backout_proto::command::{CommandSigner, new_nonce};
 use backout_proto::{now_ms, wire};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use serde_json::json;
 
@@ -201,7 +201,7 @@ impl Dispatcher {
                         message: e.to_string(),
                     })
                 }
-                (Ok(p), Ok(_)) => self.deliver(p).await,
+                (Ok(p), Ok(_)) => self.deliver(p),
             };
             out.push(step);
         }
@@ -258,7 +258,7 @@ impl Dispatcher {
 
     /// Signs a journaled command, remembers it as pending on the agent's
     /// current session, and writes it to that session's stream.
-    async fn deliver(&self, p: Prepared) -> PendingStep {
+    fn deliver(&self, p: Prepared) -> PendingStep {
         let Prepared {
             body,
             journal_events,
@@ -298,9 +298,15 @@ impl Dispatcher {
                 self.signer.sign(&body),
             )),
         };
-        if tx.send(message).await.is_err() {
+        // Never waits on one agent's full queue (the driver sends a turn's
+        // commands one after the other): a full queue is "unreachable now",
+        // which the run asks again.
+        if let Err(e) = tx.try_send(message) {
             self.lock().remove(&command_id);
-            return unreachable("disconnected");
+            return unreachable(match e {
+                mpsc::error::TrySendError::Full(_) => "is not taking commands (its queue is full)",
+                mpsc::error::TrySendError::Closed(_) => "disconnected",
+            });
         }
         tracing::debug!(command = %command_id, agent = %agent, "command sent");
         PendingStep { command_id, rx }

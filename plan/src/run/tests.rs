@@ -669,3 +669,28 @@ fn a_failed_host_fails_the_phase_even_after_its_time_limit() {
     );
     assert!(run.overdue(2 * MIN).is_empty());
 }
+
+#[test]
+fn an_aborted_phase_is_not_timed_out_later() {
+    let mut p = phase("p", &[], vec![step("slow", &["app-1"])]);
+    p.time_limit = Some(Duration::from_secs(60));
+    let mut run = Run::new(plan(vec![p]));
+    approved(&mut run);
+    let d = run.next(0).remove(0);
+    run.apply(&Event::Dispatched {
+        phase: d.phase,
+        step: d.step,
+        host: d.host,
+        attempt: 1,
+        at_ms: 0,
+    });
+    run.apply(&Event::Aborted {
+        by: "alice".into(),
+        at_ms: 1,
+    });
+    assert_eq!(run.phases(2 * MIN)[0].1, PhaseStatus::Aborted);
+    assert!(
+        run.overdue(2 * MIN).is_empty(),
+        "no time-out after an abort"
+    );
+}
