@@ -53,8 +53,8 @@ pub(super) fn approved(run: &mut Run) {
     }
 }
 
-/// Journals the dispatch, then the outcome.
-pub(super) fn exec(run: &mut Run, d: &Dispatch, outcome: Outcome, at_ms: i64) {
+/// Journals the dispatch only: the step is in flight.
+pub(super) fn dispatched(run: &mut Run, d: &Dispatch, at_ms: i64) {
     run.apply(&Event::Dispatched {
         phase: d.phase.clone(),
         step: d.step.clone(),
@@ -62,6 +62,11 @@ pub(super) fn exec(run: &mut Run, d: &Dispatch, outcome: Outcome, at_ms: i64) {
         attempt: d.attempt,
         at_ms,
     });
+}
+
+/// Journals the dispatch, then the outcome.
+pub(super) fn exec(run: &mut Run, d: &Dispatch, outcome: Outcome, at_ms: i64) {
+    dispatched(run, d, at_ms);
     run.apply(&Event::Finished {
         phase: d.phase.clone(),
         step: d.step.clone(),
@@ -339,13 +344,7 @@ fn a_phase_past_its_time_limit_times_out_and_abort_stops_everything() {
     ]));
     approved(&mut run);
     let d = run.next(0).remove(0);
-    run.apply(&Event::Dispatched {
-        phase: d.phase,
-        step: d.step,
-        host: d.host,
-        attempt: 1,
-        at_ms: 0,
-    });
+    dispatched(&mut run, &d, 0);
     assert_eq!(run.phases(10 * MIN)[0].1, PhaseStatus::Running);
     assert_eq!(run.phases(10 * MIN + 1)[0].1, PhaseStatus::TimedOut);
     assert_eq!(run.phases(10 * MIN + 1)[1].1, PhaseStatus::Skipped);
@@ -617,13 +616,7 @@ fn an_abort_keeps_what_had_ended_and_ends_the_rest() {
     approved(&mut run);
     exec_next(&mut run, 0, Outcome::Succeeded, 1);
     let d = run.next(2).remove(0);
-    run.apply(&Event::Dispatched {
-        phase: d.phase,
-        step: d.step,
-        host: d.host,
-        attempt: 1,
-        at_ms: 2,
-    });
+    dispatched(&mut run, &d, 2);
     run.apply(&Event::Aborted {
         by: "alice".into(),
         at_ms: 3,
@@ -654,13 +647,7 @@ fn a_failed_host_fails_the_phase_even_after_its_time_limit() {
         },
         1,
     );
-    run.apply(&Event::Dispatched {
-        phase: ds[1].phase.clone(),
-        step: ds[1].step.clone(),
-        host: ds[1].host.clone(),
-        attempt: 1,
-        at_ms: 0,
-    });
+    dispatched(&mut run, &ds[1], 0);
     // app-2 is still running past the limit; the phase had already failed.
     let status = run.phases(2 * MIN).remove(0).1;
     assert!(
@@ -677,13 +664,7 @@ fn an_aborted_phase_is_not_timed_out_later() {
     let mut run = Run::new(plan(vec![p]));
     approved(&mut run);
     let d = run.next(0).remove(0);
-    run.apply(&Event::Dispatched {
-        phase: d.phase,
-        step: d.step,
-        host: d.host,
-        attempt: 1,
-        at_ms: 0,
-    });
+    dispatched(&mut run, &d, 0);
     run.apply(&Event::Aborted {
         by: "alice".into(),
         at_ms: 1,

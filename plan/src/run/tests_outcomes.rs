@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::tests::{MIN, approved, exec, names, phase, plan, step};
+use super::tests::{MIN, approved, dispatched, exec, names, phase, plan, step};
 use super::*;
 
 fn retrying(id: &str) -> StepPlan {
@@ -65,13 +65,7 @@ fn a_recorded_time_out_stays_when_the_late_step_finishes() {
     let mut run = Run::new(plan(vec![p]));
     approved(&mut run);
     let d = run.next(0).remove(0);
-    run.apply(&Event::Dispatched {
-        phase: d.phase.clone(),
-        step: d.step.clone(),
-        host: d.host.clone(),
-        attempt: 1,
-        at_ms: 0,
-    });
+    dispatched(&mut run, &d, 0);
     assert!(
         run.overdue(MIN).is_empty(),
         "exactly the limit is not past it"
