@@ -68,26 +68,13 @@ pub(crate) fn run(step: &Step) -> Result<Outcome, PluginError> {
         .keys()
         .map(|f| (f.clone(), record.get(f).cloned().unwrap_or(Value::Null)))
         .collect();
-    api::record_previous(
-        &format!("zone {} DNS record {}", zone.id, p.record),
-        &before,
-    );
-    let changes = api::diff(&before, &p.set);
-    let changed: Vec<Value> = changes.iter().map(api::Change::json).collect();
     let what = format!("zone {} DNS record {}", zone.id, p.record);
-
-    if changes.is_empty() {
-        return Ok(Outcome::new(
-            format!("{what}: already as asked, nothing to change"),
-            json!({ "zone": zone.id, "record": p.record, "before": before, "after": before, "changed": [] }),
-        ));
-    }
-    if step.dry_run {
-        return Ok(Outcome::new(
-            format!("{what}: would set {}", api::lines(&changes)),
-            json!({ "zone": zone.id, "record": p.record, "dry_run": true, "before": before, "would_set": p.set, "changed": changed }),
-        ));
-    }
+    let ident = json!({ "zone": zone.id, "record": p.record });
+    let changes = match api::decide(&what, ident, &before, &p.set, step.dry_run) {
+        api::Decision::Done(outcome) => return Ok(outcome),
+        api::Decision::Apply(changes) => changes,
+    };
+    let changed: Vec<Value> = changes.iter().map(api::Change::json).collect();
 
     // The record as read with the changes applied: Cloudflare's API
     // document describes the request body as a whole record.

@@ -67,25 +67,13 @@ pub(crate) fn run(step: &Step) -> Result<Outcome, PluginError> {
         }
         before.insert(id.clone(), value);
     }
-    api::record_previous(&format!("zone {} settings", zone.id), &before);
-    let changes = api::diff(&before, &wanted);
+    let what = format!("zone {}", zone.id);
+    let ident = json!({ "zone": zone.id });
+    let changes = match api::decide(&what, ident, &before, &wanted, step.dry_run) {
+        api::Decision::Done(outcome) => return Ok(outcome),
+        api::Decision::Apply(changes) => changes,
+    };
     let changed: Vec<Value> = changes.iter().map(api::Change::json).collect();
-
-    if changes.is_empty() {
-        return Ok(Outcome::new(
-            format!(
-                "zone {}: settings already as asked, nothing to change",
-                zone.id
-            ),
-            json!({ "zone": zone.id, "before": before, "after": before, "changed": [] }),
-        ));
-    }
-    if step.dry_run {
-        return Ok(Outcome::new(
-            format!("zone {}: would set {}", zone.id, api::lines(&changes)),
-            json!({ "zone": zone.id, "dry_run": true, "before": before, "would_set": wanted, "changed": changed }),
-        ));
-    }
 
     let mut after = Map::new();
     for change in &changes {

@@ -159,6 +159,55 @@ pub fn lines(changes: &[Change]) -> String {
     }
 }
 
+/// What a read-then-write action does next, once it has read the state
+/// before ([`decide`]).
+pub enum Decision {
+    /// Nothing to change, or a dry run: this is the step's outcome.
+    Done(crate::Outcome),
+    /// Apply these changes.
+    Apply(Vec<Change>),
+}
+
+/// The shape every provider action shares: record the state `before` (so
+/// the change can be undone), compare it with what is `wanted`, and answer
+/// at once when nothing is to change or this is a dry run. `what` names the
+/// thing for people ("stripe webhook endpoint we_1"); `ident` (a JSON
+/// object, e.g. `{"zone": …}`) starts the outcome's data.
+pub fn decide(
+    what: &str,
+    ident: Value,
+    before: &Map<String, Value>,
+    wanted: &Map<String, Value>,
+    dry_run: bool,
+) -> Decision {
+    record_previous(what, before);
+    let changes = diff(before, wanted);
+    let mut data = match ident {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    data.insert("before".into(), Value::Object(before.clone()));
+    if changes.is_empty() {
+        data.insert("after".into(), Value::Object(before.clone()));
+        data.insert("changed".into(), json!([]));
+        return Decision::Done(crate::Outcome::new(
+            format!("{what}: already as asked, nothing to change"),
+            Value::Object(data),
+        ));
+    }
+    if dry_run {
+        data.insert("dry_run".into(), json!(true));
+        data.insert("would_set".into(), Value::Object(wanted.clone()));
+        let changed: Vec<Value> = changes.iter().map(Change::json).collect();
+        data.insert("changed".into(), json!(changed));
+        return Decision::Done(crate::Outcome::new(
+            format!("{what}: would set {}", lines(&changes)),
+            Value::Object(data),
+        ));
+    }
+    Decision::Apply(changes)
+}
+
 /// Logs and emits the state read before a change, so the change can be
 /// undone (the `*-restore` actions take it as `previous`).
 pub fn record_previous(what: &str, previous: &Map<String, Value>) {

@@ -162,25 +162,13 @@ fn apply(step: &Step, target: &Target, wanted: &State) -> Result<Outcome, Plugin
 
     let before = State::from_answer(&api::send(target.request("GET", &url))?)?;
     let before_fields = before.fields();
-    api::record_previous(&format!("square webhook subscription {id}"), &before_fields);
-    let changes = api::diff(&before_fields, &wanted_fields);
+    let what = format!("square webhook subscription {id}");
+    let ident = json!({ "provider": "square", "subscription": id });
+    let changes = match api::decide(&what, ident, &before_fields, &wanted_fields, step.dry_run) {
+        api::Decision::Done(outcome) => return Ok(outcome),
+        api::Decision::Apply(changes) => changes,
+    };
     let changed: Vec<Value> = changes.iter().map(api::Change::json).collect();
-
-    if changes.is_empty() {
-        return Ok(Outcome::new(
-            format!("square webhook subscription {id}: already as asked, nothing to change"),
-            json!({ "provider": "square", "subscription": id, "before": before_fields, "after": before_fields, "changed": [] }),
-        ));
-    }
-    if step.dry_run {
-        return Ok(Outcome::new(
-            format!(
-                "square webhook subscription {id}: would set {}",
-                api::lines(&changes)
-            ),
-            json!({ "provider": "square", "subscription": id, "dry_run": true, "before": before_fields, "would_set": wanted_fields, "changed": changed }),
-        ));
-    }
 
     // Only the changed fields are sent; the rest stay as they are.
     let mut subscription = Map::new();

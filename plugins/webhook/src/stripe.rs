@@ -153,28 +153,13 @@ fn apply(
     // Only the fields this action may set are recorded (never the
     // endpoint's signing secret, which Stripe may return).
     let before_fields = before.fields();
-    api::record_previous(
-        &format!("stripe webhook endpoint {endpoint}"),
-        &before_fields,
-    );
-    let changes = api::diff(&before_fields, &wanted_fields);
+    let what = format!("stripe webhook endpoint {endpoint}");
+    let ident = json!({ "provider": "stripe", "endpoint": endpoint });
+    let changes = match api::decide(&what, ident, &before_fields, &wanted_fields, step.dry_run) {
+        api::Decision::Done(outcome) => return Ok(outcome),
+        api::Decision::Apply(changes) => changes,
+    };
     let changed: Vec<Value> = changes.iter().map(api::Change::json).collect();
-
-    if changes.is_empty() {
-        return Ok(Outcome::new(
-            format!("stripe webhook endpoint {endpoint}: already as asked, nothing to change"),
-            json!({ "provider": "stripe", "endpoint": endpoint, "before": before_fields, "after": before_fields, "changed": [] }),
-        ));
-    }
-    if step.dry_run {
-        return Ok(Outcome::new(
-            format!(
-                "stripe webhook endpoint {endpoint}: would set {}",
-                api::lines(&changes)
-            ),
-            json!({ "provider": "stripe", "endpoint": endpoint, "dry_run": true, "before": before_fields, "would_set": wanted_fields, "changed": changed }),
-        ));
-    }
 
     let body = api::form(&wanted.form(&changes));
     let updated = api::send(
