@@ -757,10 +757,15 @@ impl Run {
         if !self.plan.phases.iter().any(|p| p.time_limit.is_some()) {
             return Vec::new();
         }
-        self.phases(now_ms)
-            .into_iter()
+        self.overdue_of(&self.phases(now_ms))
+    }
+
+    /// [`Run::overdue`] from phase statuses already evaluated (the driver's turn).
+    pub fn overdue_of(&self, phases: &[(String, PhaseStatus)]) -> Vec<String> {
+        phases
+            .iter()
             .filter(|(id, status)| *status == PhaseStatus::TimedOut && !self.timed_out.contains(id))
-            .map(|(id, _)| id)
+            .map(|(id, _)| id.clone())
             .collect()
     }
 

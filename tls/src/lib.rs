@@ -9,11 +9,13 @@
 //!   required on both sides) and the glue that runs tonic over them.
 //! * [`reload`]: the server's configuration rebuilt when its files change,
 //!   so certificates, CA bundle and CRL rotate without a restart.
+//! * [`stamp`]: whether a file changed, without reading it.
 
 pub mod crl;
 pub mod identity;
 pub mod pki;
 pub mod reload;
+pub mod stamp;
 pub mod tls;
 
 pub use identity::{Identity, IdentityError};

@@ -15,19 +15,18 @@
 //! and the previous configuration stays in use; it is tried again at the next
 //! handshake, so a renewal written as two files settles by itself.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rustls::ServerConfig;
 
 use crate::identity::Identity;
+use crate::stamp::FileStamp;
 use crate::tls::{TlsError, TlsFiles, TlsMaterial, server_config};
 
-/// What the files looked like when last loaded: of each, its inode, size,
-/// and modification and change times (a file replaced by a rename, or
-/// rewritten at the same size, still shows).
-type Stamp = Vec<Option<[i64; 6]>>;
+/// What the files looked like when last loaded (a file replaced by a
+/// rename, or rewritten at the same size, still shows).
+type Stamp = Vec<Option<FileStamp>>;
 
 /// The server's TLS configuration, rebuilt when its files change on disk.
 pub struct ReloadingServerConfig {
@@ -106,17 +105,6 @@ fn stamp(files: &TlsFiles, crl: Option<&PathBuf>) -> Stamp {
     [&files.ca, &files.cert, &files.key]
         .into_iter()
         .chain(crl)
-        .map(|path| {
-            std::fs::metadata(path).ok().map(|m| {
-                [
-                    m.ino() as i64,
-                    m.len() as i64,
-                    m.mtime(),
-                    m.mtime_nsec(),
-                    m.ctime(),
-                    m.ctime_nsec(),
-                ]
-            })
-        })
+        .map(|path| FileStamp::of(path))
         .collect()
 }

@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-mod stamp;
+use backout_tls::stamp;
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
 use wasmtime::Engine;

@@ -145,9 +145,7 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
             let signer = CommandSigner::generate();
             pki::write_new_file(&key_path, signer.to_pkcs8_pem()?.as_bytes(), 0o600)?;
             pki::write_new_file(&pub_path, signer.public_key_pem()?.as_bytes(), 0o644)?;
-            for file in written.files.iter().chain([&key_path, &pub_path]) {
-                println!("wrote {}", file.display());
-            }
+            say_written(written.files.iter().chain([&key_path, &pub_path]));
             println!(
                 "trust domain {trust_domain}; command key id {} (agents pin {})",
                 signer.key_id(),
@@ -176,9 +174,7 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
             };
             let written = pki::issue(&dir, &identity, &options)
                 .with_context(|| format!("issuing a certificate for {identity}"))?;
-            for file in &written.files {
-                println!("wrote {}", file.display());
-            }
+            say_written(&written.files);
             Ok(())
         }
         PkiCommand::Renew {
@@ -202,9 +198,7 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
             };
             let written = pki::renew(&dir, &identity, &options)
                 .with_context(|| format!("renewing the certificate of {identity}"))?;
-            for file in &written.files {
-                println!("wrote {}", file.display());
-            }
+            say_written(&written.files);
             Ok(())
         }
         PkiCommand::Revoke {
@@ -240,5 +234,12 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// One "wrote PATH" line per file written.
+fn say_written<'a>(files: impl IntoIterator<Item = &'a std::path::PathBuf>) {
+    for file in files {
+        println!("wrote {}", file.display());
     }
 }

@@ -77,20 +77,14 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
                     );
                 }
             }
-            let overdue = entry.run.overdue(now);
-            let timed_out = !overdue.is_empty();
-            for phase in overdue {
+            // Journaling a time-out changes nothing `eval` says: the phase
+            // is timed out in it already.
+            for phase in entry.run.overdue_of(&eval.phases) {
                 let event = Event::PhaseTimedOut { phase, at_ms: now };
                 if let Err(e) = runs.record(&state, entry, event) {
                     tracing::error!(run = %id, error = %e, "cannot journal a phase time-out; retrying");
                 }
             }
-            // A phase that just timed out changes what is due and the status.
-            let eval = if timed_out {
-                entry.run.evaluate(now)
-            } else {
-                eval
-            };
             let due = eval.next;
             if !due.is_empty() {
                 let events = due.iter().map(|d| {

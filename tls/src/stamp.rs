@@ -1,13 +1,12 @@
-//! Knowing a plugin file has not changed without reading it again.
-//!
-//! Every command pins the plugin's SHA-256, and the agent checks the file it
-//! would load. Hashing the whole file for every step costs more than the
-//! step itself on a busy agent, so the hash is kept with the file's stamp:
-//! device, inode, size, modification and change times. Any write, rename
+//! Knowing a file has not changed without reading it again: its stamp
+//! (device, inode, size, modification and change times). Any write, rename
 //! over it or metadata change moves the change time, which user space cannot
-//! set back. Like git's "racily clean" rule, a stamp is trusted only once the
-//! file has been still for a while: two writes within one tick of the
-//! kernel's coarse clock can leave the same times behind.
+//! set back. The coordinator's TLS files are reloaded when their stamps move
+//! ([`crate::reload`]); the agent hashes a plugin file again only when its
+//! stamp moved. Like git's "racily clean" rule, a stamp that stands for the
+//! file's content is trusted only once the file has been still for a while
+//! ([`FileStamp::settled`]): two writes within one tick of the kernel's
+//! coarse clock can leave the same times behind.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
