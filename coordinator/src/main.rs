@@ -9,7 +9,7 @@ use backout_proto::wire;
 use clap::{Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 ok, 1 failed (unhealthy, refused, unreachable), 2 bad input (flags, files, configuration).
+Exit codes: 0 ok, 1 failed (unhealthy, refused, unreachable, a trigger fired), 2 bad input (flags, files, configuration), 3 unknown (assess: nothing fired but a trigger has no data).
 
 Examples:
   backout pki init --dir pki --trust-domain prod.example

@@ -6,11 +6,13 @@
 //! and     := not ("and" not)*
 //! not     := "not" not | cmp
 //! cmp     := operand (("<" | "<=" | ">" | ">=" | "==" | "!=") operand)?
-//! operand := NUMBER UNIT? | "true" | "false" | IDENT | "(" expr ")"
+//! operand := NUMBER UNIT? | "true" | "false" | CALL | IDENT | "(" expr ")"
+//! CALL    := "pass" | "marginal" | "fail" | "inconclusive"
 //! UNIT    := "%" | "ms" | "s" | "m" | "h"
 //! ```
 //!
-//! Numbers with units are normalised: `5%` is `0.05`, durations are seconds
+//! A CALL is a verdict of the canary judge, the value of a canary signal
+//! (`canary_latency == fail`). Numbers with units are normalised: `5%` is `0.05`, durations are seconds
 //! (`2000ms` is `2.0`). Signals carry values in the same base units (ratios,
 //! seconds), so `p95_latency > 2000ms` compares seconds with seconds.
 //!
@@ -244,6 +246,13 @@ impl Parser {
                     Ok(Expr::Bool(word == "true"))
                 }
                 "and" | "or" | "not" => self.error(format!("expected a value, found `{word}`")),
+                // The canary judge's calls, as its signals' values.
+                _ if crate::judge::Call::from_word(&word).is_some() => {
+                    self.pos += 1;
+                    Ok(Expr::Number(
+                        crate::judge::Call::from_word(&word).map_or(0.0, |c| c.code()),
+                    ))
+                }
                 _ => {
                     self.pos += 1;
                     Ok(Expr::Signal(word))
@@ -378,6 +387,19 @@ mod tests {
     fn eval(text: &str, values: &[(&str, Value)]) -> Truth {
         let expr = Expr::parse(text).unwrap();
         expr.eval(&|name| values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+    }
+
+    #[test]
+    fn the_canary_judges_calls_are_words() {
+        let expr = Expr::parse("canary == fail").unwrap();
+        assert!(!expr.signals().contains("fail"));
+        let fail = Value::Number(crate::judge::Call::Fail.code());
+        assert_eq!(eval("canary == fail", &[("canary", fail)]), Truth::True);
+        assert_eq!(
+            eval("canary == marginal", &[("canary", fail)]),
+            Truth::False
+        );
+        assert_eq!(eval("canary == inconclusive", &[]), Truth::Unknown);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::time::Duration;
 use backout_config::{ConfigError, opt_duration};
 use serde::Deserialize;
 
-use crate::expr::Expr;
+use crate::expr::{Expr, Op};
+use crate::judge::{Call, Judge, Worse};
 use crate::sections::{
     self, Approvals, Channel, Contact, Drill, Escalation, EscalationSpec, Phase, ReportSpec,
     Success, Template,
@@ -51,6 +52,9 @@ pub struct SignalSpec {
     /// A health probe run by agents through the `health` plugin.
     #[serde(default)]
     pub probe: Option<ProbeSource>,
+    /// The canary judge: a metric on the canary against the baseline.
+    #[serde(default)]
+    pub canary: Option<CanarySource>,
     /// Set by people with `backout signal set`.
     #[serde(default)]
     pub manual: bool,
@@ -77,13 +81,52 @@ pub struct PrometheusSource {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeSource {
-    /// The assess check whose results feed the signal.
+    /// The assess check whose results feed the signal (`error-log` for
+    /// `log-matches`: the lines of `[assess.log]`).
     pub check: String,
     /// How host results combine: "any-up" (1 while any host is up),
     /// "share-down" (fraction of hosts down), "max-latency" (seconds),
-    /// "log-matches" (error-log lines matching, summed over hosts).
+    /// "log-matches" (error-log lines matching, summed over hosts). A host
+    /// the check is aimed at that does not answer is unknown: the value is
+    /// unknown when it could change with that host's answer.
     #[serde(default = "default_aggregate")]
     pub aggregate: String,
+}
+
+/// The canary judge over Prometheus: the same metric on the canary and on
+/// the baseline (e.g. `group="canary"` and `group="baseline"`), as range
+/// queries over the last `over`, judged by [`crate::judge`]. The signal's
+/// value is the call, compared in conditions with `pass`, `marginal`,
+/// `fail` or `inconclusive`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanarySource {
+    pub url: String,
+    /// The metric on the canary.
+    pub query: String,
+    /// The same metric on the baseline.
+    pub baseline: String,
+    /// How far back to compare (default 10m).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub over: Option<Duration>,
+    /// Time between the points of the range queries (default 15s).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub step: Option<Duration>,
+    /// "higher" (default: latency, errors) or "lower" (throughput) is worse.
+    #[serde(default)]
+    pub worse: Option<String>,
+    /// Fewer points than this on either side: inconclusive (default 10).
+    #[serde(default)]
+    pub min_samples: Option<usize>,
+    /// One-sided p-value below which the canary is worse (default 0.05).
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    /// Rank-biserial effect from which "worse" fails (default 0.3).
+    #[serde(default)]
+    pub min_effect: Option<f64>,
+    /// Canary variance over the baseline's above which the spread grew (default 2).
+    #[serde(default)]
+    pub max_variance_ratio: Option<f64>,
 }
 
 fn default_aggregate() -> String {
@@ -129,6 +172,19 @@ pub struct TriggerSpec {
     pub auto_rollback: bool,
 }
 
+/// `[decide_within]`: how long the deciders have, from the moment a
+/// trigger of each class fires, to decide (the seed's headings: "Immediate
+/// Rollback Triggers (0-15 minutes)", "Considered Rollback Triggers (15-30
+/// minutes)"). A class without one has no deadline.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideWithin {
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub immediate: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub considered: Option<Duration>,
+}
+
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,6 +198,8 @@ pub struct PlanFile {
     pub signals: BTreeMap<String, SignalSpec>,
     #[serde(default, rename = "trigger")]
     pub triggers: Vec<TriggerSpec>,
+    #[serde(default)]
+    pub decide_within: DecideWithin,
     #[serde(default)]
     pub approvals: Approvals,
     #[serde(default, rename = "phase")]
@@ -165,10 +223,26 @@ pub struct PlanFile {
 /// A signal after validation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
-    Prometheus { url: String, query: String },
-    Probe { check: String, aggregate: String },
+    Prometheus {
+        url: String,
+        query: String,
+    },
+    Probe {
+        check: String,
+        aggregate: String,
+    },
+    Canary {
+        url: String,
+        query: String,
+        baseline: String,
+        over: Duration,
+        step: Duration,
+        judge: Judge,
+    },
     Manual,
-    Events { window: Duration },
+    Events {
+        window: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +263,8 @@ pub struct Trigger {
     pub deciders: Vec<String>,
     pub unknown: UnknownMeans,
     pub auto_rollback: bool,
+    /// How long its deciders have once it fires (`[decide_within]` of its class).
+    pub decide_within: Option<Duration>,
 }
 
 /// A validated plan.
@@ -199,6 +275,7 @@ pub struct Plan {
     pub roles: BTreeMap<String, String>,
     pub signals: BTreeMap<String, Signal>,
     pub triggers: Vec<Trigger>,
+    pub decide_within: DecideWithin,
     pub approvals: Approvals,
     pub phases: Vec<Phase>,
     pub channels: BTreeMap<String, Channel>,
@@ -249,12 +326,13 @@ impl Plan {
             let field = |f: &str| format!("signals.{name}.{f}");
             let kinds = usize::from(spec.prometheus.is_some())
                 + usize::from(spec.probe.is_some())
+                + usize::from(spec.canary.is_some())
                 + usize::from(spec.manual)
                 + usize::from(spec.events);
             if kinds != 1 {
                 return Err(bad(
                     format!("signals.{name}"),
-                    "give exactly one source: prometheus, probe, manual = true or events = true"
+                    "give exactly one source: prometheus, probe, canary, manual = true or events = true"
                         .into(),
                 ));
             }
@@ -281,10 +359,21 @@ impl Plan {
                         ),
                     ));
                 }
+                if p.aggregate == "log-matches" && p.check != "error-log" {
+                    return Err(bad(
+                        field("probe.check"),
+                        format!(
+                            "`{}`: log-matches counts the error log's matching lines ([assess.log] of the coordinator); write check = \"error-log\"",
+                            p.check
+                        ),
+                    ));
+                }
                 Source::Probe {
                     check: p.check,
                     aggregate: p.aggregate,
                 }
+            } else if let Some(c) = spec.canary {
+                canary_source(c).map_err(|(f, m)| bad(field(&format!("canary.{f}")), m))?
             } else if spec.manual {
                 Source::Manual
             } else {
@@ -341,6 +430,29 @@ impl Plan {
             }
             let hold = Hold::parse(spec.hold.as_deref().unwrap_or(""))
                 .map_err(|e| bad(field("for"), e))?;
+            // The canary judge's marginal and inconclusive calls are for a
+            // person: only `X == fail` may be immediate or roll back by itself.
+            for signal in when.signals() {
+                let is_canary = signals
+                    .get(&signal)
+                    .is_some_and(|s: &Signal| matches!(s.source, Source::Canary { .. }));
+                let only_fail = when
+                    == Expr::Compare(
+                        Box::new(Expr::Signal(signal.clone())),
+                        Op::Eq,
+                        Box::new(Expr::Number(Call::Fail.code())),
+                    );
+                if is_canary && !only_fail && (spec.class == Class::Immediate || spec.auto_rollback)
+                {
+                    return Err(bad(
+                        field("when"),
+                        format!(
+                            "`{}` reads the canary judge `{signal}`: an immediate or auto_rollback trigger may only be `{signal} == fail`; marginal and inconclusive are for people (a considered trigger)",
+                            spec.when
+                        ),
+                    ));
+                }
+            }
             if spec.deciders.is_empty() {
                 return Err(bad(field("deciders"), "name at least one role".into()));
             }
@@ -361,6 +473,10 @@ impl Plan {
                 deciders: spec.deciders,
                 unknown: spec.unknown,
                 auto_rollback: spec.auto_rollback,
+                decide_within: match spec.class {
+                    Class::Immediate => file.decide_within.immediate,
+                    Class::Considered => file.decide_within.considered,
+                },
             });
         }
 
@@ -398,6 +514,7 @@ impl Plan {
             roles: file.roles,
             signals,
             triggers,
+            decide_within: file.decide_within,
             approvals: file.approvals,
             phases: file.phases,
             channels: file.channels,
@@ -409,6 +526,54 @@ impl Plan {
             drill: file.drill,
         })
     }
+}
+
+/// Validates a canary source; errors are (field under `canary.`, message).
+fn canary_source(c: CanarySource) -> Result<Source, (String, String)> {
+    if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
+        return Err(("url".into(), format!("`{}` is not an http(s) URL", c.url)));
+    }
+    let defaults = Judge::default();
+    let worse = match c.worse.as_deref() {
+        None | Some("higher") => Worse::Higher,
+        Some("lower") => Worse::Lower,
+        Some(other) => return Err(("worse".into(), format!("`{other}`: use higher or lower"))),
+    };
+    let judge = Judge {
+        worse,
+        min_samples: c.min_samples.unwrap_or(defaults.min_samples),
+        alpha: c.alpha.unwrap_or(defaults.alpha),
+        min_effect: c.min_effect.unwrap_or(defaults.min_effect),
+        max_variance_ratio: c.max_variance_ratio.unwrap_or(defaults.max_variance_ratio),
+    };
+    if judge.min_samples < 2 {
+        return Err(("min_samples".into(), "at least 2".into()));
+    }
+    if judge.alpha.is_nan() || judge.alpha <= 0.0 || judge.alpha >= 1.0 {
+        return Err(("alpha".into(), "between 0 and 1, like 0.05".into()));
+    }
+    if !(0.0..=1.0).contains(&judge.min_effect) {
+        return Err(("min_effect".into(), "between 0 and 1, like 0.3".into()));
+    }
+    if judge.max_variance_ratio.is_nan() || judge.max_variance_ratio < 1.0 {
+        return Err(("max_variance_ratio".into(), "1 or more, like 2".into()));
+    }
+    let step = c.step.unwrap_or(Duration::from_secs(15));
+    let over = c.over.unwrap_or(Duration::from_secs(600));
+    if step < Duration::from_secs(1) {
+        return Err(("step".into(), "at least 1s".into()));
+    }
+    if over < step {
+        return Err(("over".into(), "at least one step".into()));
+    }
+    Ok(Source::Canary {
+        url: c.url,
+        query: c.query,
+        baseline: c.baseline,
+        over,
+        step,
+        judge,
+    })
 }
 
 fn valid_name(name: &str) -> bool {
@@ -469,6 +634,12 @@ mod tests {
             .unwrap();
         assert_eq!(error_rate.hold, Hold::For(Duration::from_secs(15 * 60)));
         assert_eq!(error_rate.deciders, ["technical-lead", "release-manager"]);
+        // The seed's response times: immediate within 15 minutes, considered within 30.
+        assert_eq!(error_rate.decide_within, Some(Duration::from_secs(30 * 60)));
+        assert_eq!(
+            plan.triggers[0].decide_within,
+            Some(Duration::from_secs(15 * 60))
+        );
         assert_eq!(
             plan.signals["critical_tickets"].source,
             Source::Events {
@@ -563,6 +734,81 @@ mod tests {
             .to_string();
         assert!(
             err.contains("trigger[0].when") && err.contains("column"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn log_matches_reads_the_error_log_and_says_so() {
+        let probe = |check: &str| {
+            format!(
+                "[plan]\nname = \"t\"\n[roles]\nrm = \"RM\"\n[signals.errors]\nprobe = {{ check = \"{check}\", aggregate = \"log-matches\" }}\n[[trigger]]\nname = \"a\"\nclass = \"considered\"\nwhen = \"errors > 10\"\ndeciders = [\"rm\"]\n"
+            )
+        };
+        let err = Plan::parse(Path::new("p.toml"), &probe("application"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:")
+                && err.contains("field `signals.errors.probe.check`")
+                && err.contains("error-log"),
+            "{err}"
+        );
+        let plan = Plan::parse(Path::new("p.toml"), &probe("error-log")).unwrap();
+        assert_eq!(
+            plan.signals["errors"].source,
+            Source::Probe {
+                check: "error-log".into(),
+                aggregate: "log-matches".into()
+            }
+        );
+    }
+
+    const CANARY: &str = "[plan]\nname = \"t\"\n[roles]\nrm = \"RM\"\n[signals.canary_latency]\ncanary = { url = \"http://127.0.0.1:9090\", query = 'p95{group=\"canary\"}', baseline = 'p95{group=\"baseline\"}', over = \"10m\", min_samples = 20 }\n";
+
+    #[test]
+    fn a_canary_judge_is_a_signal_and_only_its_fail_may_act_alone() {
+        let trigger = |class: &str, when: &str, auto: bool| {
+            format!(
+                "{CANARY}[[trigger]]\nname = \"Canary\"\nclass = \"{class}\"\nwhen = \"{when}\"\nauto_rollback = {auto}\ndeciders = [\"rm\"]\n"
+            )
+        };
+        let plan = Plan::parse(
+            Path::new("p.toml"),
+            &trigger("immediate", "canary_latency == fail", true),
+        )
+        .unwrap();
+        let Source::Canary { judge, over, .. } = &plan.signals["canary_latency"].source else {
+            panic!("not a canary");
+        };
+        assert_eq!((judge.min_samples, judge.alpha), (20, 0.05));
+        assert_eq!(*over, Duration::from_secs(600));
+        // Marginal and inconclusive pause for a person: a considered trigger.
+        let text = trigger(
+            "considered",
+            "canary_latency == marginal or canary_latency == inconclusive",
+            false,
+        );
+        assert!(Plan::parse(Path::new("p.toml"), &text).is_ok());
+        for (class, when, auto) in [
+            ("immediate", "canary_latency == marginal", false),
+            ("considered", "canary_latency != pass", true),
+            ("immediate", "canary_latency >= fail", false),
+        ] {
+            let err = Plan::parse(Path::new("p.toml"), &trigger(class, when, auto))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("trigger[0].when") && err.contains("for people"),
+                "{when}: {err}"
+            );
+        }
+        let bad = CANARY.replace("min_samples = 20", "worse = \"sideways\"");
+        let err = Plan::parse(Path::new("p.toml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("signals.canary_latency.canary.worse") && err.contains("sideways"),
             "{err}"
         );
     }

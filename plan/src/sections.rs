@@ -225,6 +225,9 @@ pub const RUN_FIGURES: &[&str] = &[
     "regulatory_breach",
     "data_breach",
     "compliance_violation",
+    // True for a fired trigger whose deciders let its `[decide_within]`
+    // deadline pass; `outage` is then the time since its breach began.
+    "decision_overdue",
 ];
 
 /// Checks the phases: unique ids, known roles, hosts and groups, `after`

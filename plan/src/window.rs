@@ -80,64 +80,137 @@ impl State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Standing {
     pub state: State,
-    /// When the current unbroken run of holding samples began.
+    /// When the current unbroken run of holding samples began: the breach's
+    /// onset, however long ago (a [`Tracker`] keeps it without the samples).
     pub since_ms: Option<i64>,
     /// How long it has held (now - since).
     pub held: Duration,
     /// How many consecutive samples have held.
     pub consecutive: u32,
+    /// When the current breach met its hold (the trigger fired), if it has.
+    pub fired_at_ms: Option<i64>,
+    /// When the data went missing (the first unknown sample of the current
+    /// run of them, or the last sample heard when the samples stopped).
+    pub unknown_since_ms: Option<i64>,
 }
 
-/// Evaluates `samples` (oldest first) at `now_ms`. The newest sample older
-/// than `stale_after` makes the state unknown.
-pub fn evaluate(samples: &[Sample], hold: Hold, now_ms: i64, stale_after: Duration) -> Standing {
-    let unknown = Standing {
-        state: State::Unknown,
-        since_ms: None,
-        held: Duration::ZERO,
-        consecutive: 0,
-    };
-    let Some(last) = samples.last() else {
-        return unknown;
-    };
-    let stale_ms = i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
-    if now_ms.saturating_sub(last.at_ms) > stale_ms {
-        return unknown;
-    }
-    match last.truth {
-        Truth::Unknown => return unknown,
-        Truth::False => {
-            return Standing {
-                state: State::Ok,
-                ..unknown
-            };
+/// A trigger's evaluations folded as they arrive: the newest sample, and
+/// when the current breach (or the current lack of data) began, however
+/// long ago. Constant memory: the onset does not depend on how many samples
+/// a history could hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tracker {
+    last: Option<Sample>,
+    breach_since_ms: Option<i64>,
+    consecutive: u32,
+    /// When the current breach met a `Samples` hold (the other holds are
+    /// computed from the onset).
+    count_met_ms: Option<i64>,
+    unknown_since_ms: Option<i64>,
+}
+
+impl Tracker {
+    /// Folds in the next sample (samples arrive oldest first).
+    pub fn push(&mut self, sample: Sample, hold: Hold) {
+        match sample.truth {
+            Truth::True => {
+                if self.breach_since_ms.is_none() {
+                    self.breach_since_ms = Some(sample.at_ms);
+                    self.consecutive = 0;
+                    self.count_met_ms = None;
+                }
+                self.consecutive = self.consecutive.saturating_add(1);
+                if let Hold::Samples(n) = hold
+                    && self.consecutive >= n
+                    && self.count_met_ms.is_none()
+                {
+                    self.count_met_ms = Some(sample.at_ms);
+                }
+                self.unknown_since_ms = None;
+            }
+            Truth::False => {
+                self.breach_since_ms = None;
+                self.consecutive = 0;
+                self.count_met_ms = None;
+                self.unknown_since_ms = None;
+            }
+            Truth::Unknown => {
+                self.breach_since_ms = None;
+                self.consecutive = 0;
+                self.count_met_ms = None;
+                if self.unknown_since_ms.is_none() {
+                    self.unknown_since_ms = Some(sample.at_ms);
+                }
+            }
         }
-        Truth::True => {}
+        self.last = Some(sample);
     }
-    // The unbroken run of holding samples at the end of the history.
-    let run: Vec<&Sample> = samples
-        .iter()
-        .rev()
-        .take_while(|s| s.truth == Truth::True)
-        .collect();
-    let consecutive = u32::try_from(run.len()).unwrap_or(u32::MAX);
-    let since_ms = run.last().map_or(last.at_ms, |s| s.at_ms);
-    let held = Duration::from_millis(u64::try_from(now_ms.saturating_sub(since_ms)).unwrap_or(0));
-    let fired = match hold {
-        Hold::Immediately => true,
-        Hold::For(needed) => held >= needed,
-        Hold::Samples(n) => consecutive >= n,
-    };
-    Standing {
-        state: if fired {
-            State::Fired
-        } else {
-            State::Breaching
-        },
-        since_ms: Some(since_ms),
-        held,
-        consecutive,
+
+    /// The newest sample folded in.
+    pub fn last(&self) -> Option<Sample> {
+        self.last
     }
+
+    /// Where the trigger stands at `now_ms`. The newest sample older than
+    /// `stale_after` makes the state unknown.
+    pub fn standing(&self, hold: Hold, now_ms: i64, stale_after: Duration) -> Standing {
+        let unknown = |since: Option<i64>| Standing {
+            state: State::Unknown,
+            since_ms: None,
+            held: Duration::ZERO,
+            consecutive: 0,
+            fired_at_ms: None,
+            unknown_since_ms: since,
+        };
+        let Some(last) = self.last else {
+            return unknown(None);
+        };
+        let stale_ms = i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
+        if now_ms.saturating_sub(last.at_ms) > stale_ms {
+            return unknown(Some(self.unknown_since_ms.unwrap_or(last.at_ms)));
+        }
+        let since_ms = match last.truth {
+            Truth::Unknown => return unknown(self.unknown_since_ms),
+            Truth::False => {
+                return Standing {
+                    state: State::Ok,
+                    ..unknown(None)
+                };
+            }
+            Truth::True => self.breach_since_ms.unwrap_or(last.at_ms),
+        };
+        let held =
+            Duration::from_millis(u64::try_from(now_ms.saturating_sub(since_ms)).unwrap_or(0));
+        let fired_at_ms = match hold {
+            Hold::Immediately => Some(since_ms),
+            Hold::For(needed) => (held >= needed).then(|| {
+                since_ms.saturating_add(i64::try_from(needed.as_millis()).unwrap_or(i64::MAX))
+            }),
+            Hold::Samples(_) => self.count_met_ms,
+        };
+        Standing {
+            state: if fired_at_ms.is_some() {
+                State::Fired
+            } else {
+                State::Breaching
+            },
+            since_ms: Some(since_ms),
+            held,
+            consecutive: self.consecutive,
+            fired_at_ms,
+            unknown_since_ms: None,
+        }
+    }
+}
+
+/// Evaluates `samples` (oldest first) at `now_ms`: the same answer as a
+/// [`Tracker`] that was pushed each of them.
+pub fn evaluate(samples: &[Sample], hold: Hold, now_ms: i64, stale_after: Duration) -> Standing {
+    let mut tracker = Tracker::default();
+    for sample in samples {
+        tracker.push(*sample, hold);
+    }
+    tracker.standing(hold, now_ms, stale_after)
 }
 
 #[cfg(test)]
@@ -262,6 +335,77 @@ mod tests {
                 State::Unknown => assert_eq!(truths.last(), Some(&U)),
             }
         }
+    }
+
+    #[test]
+    fn a_tracker_keeps_the_onset_of_a_breach_however_long_it_held() {
+        // The seed's 15-minute trigger, held for 34 minutes at 15 s samples:
+        // the onset is minute 0, not the oldest sample a history could keep.
+        let hold = Hold::For(Duration::from_secs(15 * 60));
+        let mut tracker = Tracker::default();
+        for i in 0..=(34 * 4) {
+            tracker.push(
+                Sample {
+                    at_ms: i * 15_000,
+                    truth: T,
+                },
+                hold,
+            );
+        }
+        let s = tracker.standing(hold, 34 * MIN, STALE);
+        assert_eq!(s.state, State::Fired);
+        assert_eq!(s.since_ms, Some(0));
+        assert_eq!(s.held, Duration::from_secs(34 * 60));
+        assert_eq!(s.fired_at_ms, Some(15 * MIN));
+        assert_eq!(s.consecutive, 137);
+        // One good sample ends the breach; the next one starts a new onset.
+        tracker.push(
+            Sample {
+                at_ms: 35 * MIN,
+                truth: F,
+            },
+            hold,
+        );
+        tracker.push(
+            Sample {
+                at_ms: 36 * MIN,
+                truth: T,
+            },
+            hold,
+        );
+        let s = tracker.standing(hold, 36 * MIN, STALE);
+        assert_eq!(
+            (s.state, s.since_ms, s.fired_at_ms),
+            (State::Breaching, Some(36 * MIN), None)
+        );
+    }
+
+    #[test]
+    fn a_tracker_says_since_when_data_is_missing() {
+        let hold = Hold::Samples(2);
+        let mut tracker = Tracker::default();
+        for (i, truth) in [T, T, U, U, U].into_iter().enumerate() {
+            tracker.push(
+                Sample {
+                    at_ms: i as i64 * MIN,
+                    truth,
+                },
+                hold,
+            );
+            if i == 1 {
+                assert_eq!(tracker.standing(hold, MIN, STALE).fired_at_ms, Some(MIN));
+            }
+        }
+        let s = tracker.standing(hold, 4 * MIN, STALE);
+        assert_eq!(
+            (s.state, s.unknown_since_ms),
+            (State::Unknown, Some(2 * MIN))
+        );
+        // Samples that stop: unknown since the last one heard.
+        let mut tracker = Tracker::default();
+        tracker.push(Sample { at_ms: 0, truth: F }, hold);
+        let s = tracker.standing(hold, 10 * MIN, STALE);
+        assert_eq!((s.state, s.unknown_since_ms), (State::Unknown, Some(0)));
     }
 
     #[test]

@@ -21,4 +21,5 @@ mod sandbox;
 mod sdk;
 mod security;
 mod sessions;
+mod verdicts;
 mod watch;

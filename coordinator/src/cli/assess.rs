@@ -85,9 +85,24 @@ fn host_json(host: &wire::HostAssessment) -> Value {
     })
 }
 
+/// The exit of `assess`: 1 (failed) when a host is unhealthy or not heard,
+/// or a trigger fired; else 3 (unknown) when a trigger has no data (missing
+/// data is never health); else 0.
+pub fn assessment_exit(healthy: bool, matrix: Option<&wire::MatrixReply>) -> Exit {
+    let fired = matrix.is_some_and(|m| m.verdict != "NO ACTION");
+    let unknown = matrix.is_some_and(|m| !m.unknown.is_empty());
+    if !healthy || fired {
+        Exit::Failed
+    } else if unknown {
+        Exit::Unknown
+    } else {
+        Exit::Ok
+    }
+}
+
 /// Prints the assessment: host health, then (with a plan) the decision
-/// matrix, the verdict and the checklist. `Exit::Ok` when every host is
-/// healthy and the verdict is no action, else `Exit::Failed`.
+/// matrix, the verdict and the checklist; see [`assessment_exit`] for the
+/// exit code, which the JSON carries as `status` and `exit_code`.
 pub fn print_assessment(
     reply: &wire::AssessReply,
     matrix: Option<&wire::MatrixReply>,
@@ -98,10 +113,17 @@ pub fn print_assessment(
     let healthy = !hosts.is_empty() && hosts.iter().all(|h| h["healthy"] == json!(true));
     let matrix = matrix.filter(|m| m.has_plan);
     let checklist = super::matrix::checklist(&hosts, matrix, deploy_ms);
-    let quiet = matrix.is_none_or(|m| m.verdict == "NO ACTION");
+    let exit = assessment_exit(healthy, matrix);
+    let status = match exit {
+        Exit::Ok => "ok",
+        Exit::Unknown => "unknown",
+        _ => "failed",
+    };
     match output {
         Output::Json => {
             let doc = json!({
+                "status": status,
+                "exit_code": exit as u8,
                 "healthy": healthy,
                 "started_at_ms": reply.started_at_ms,
                 "duration_ms": reply.finished_at_ms - reply.started_at_ms,
@@ -169,11 +191,43 @@ pub fn print_assessment(
                 Some(m) => super::matrix::print_text(m, &checklist),
                 None => println!("(no plan: the coordinator shows no decision matrix)"),
             }
+            if let (Exit::Unknown, Some(m)) = (exit, matrix) {
+                println!(
+                    "\nUNKNOWN (exit 3): nothing fired, but {} trigger(s) have no data; missing data is not health",
+                    m.unknown.len()
+                );
+            }
         }
     }
-    if healthy && quiet {
-        Exit::Ok
-    } else {
-        Exit::Failed
+    exit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(verdict: &str, unknown: &[&str]) -> wire::MatrixReply {
+        wire::MatrixReply {
+            has_plan: true,
+            verdict: verdict.into(),
+            unknown: unknown.iter().map(|u| u.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn exit_zero_only_when_every_trigger_has_data_and_none_fired() {
+        let quiet = matrix("NO ACTION", &[]);
+        assert_eq!(assessment_exit(true, Some(&quiet)), Exit::Ok);
+        // Prometheus down: four triggers without data is not health.
+        let blind = matrix("NO ACTION", &["High Error Rate", "Performance Degradation"]);
+        assert_eq!(assessment_exit(true, Some(&blind)), Exit::Unknown);
+        assert_eq!(Exit::Unknown as u8, 3);
+        // Something known to be wrong outranks what is not known.
+        assert_eq!(assessment_exit(false, Some(&blind)), Exit::Failed);
+        let fired = matrix("ASSESS FOR ROLLBACK", &["Performance Degradation"]);
+        assert_eq!(assessment_exit(true, Some(&fired)), Exit::Failed);
+        assert_eq!(assessment_exit(true, None), Exit::Ok);
+        assert_eq!(assessment_exit(false, None), Exit::Failed);
     }
 }

@@ -5,7 +5,7 @@
 //! coordinator cannot be reached it says so and keeps trying, and missing data
 //! shows as unknown (the matrix never fires on missing data alone).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use backout_proto::wire;
@@ -28,12 +28,54 @@ pub enum Action {
         trigger: String,
         deciders: Vec<String>,
         auto_rollback: bool,
+        /// When they must have decided (0: the plan sets no deadline).
+        decide_by_ms: i64,
     },
     /// A considered trigger fired: its deciders are paged.
     Page {
         trigger: String,
         deciders: Vec<String>,
+        decide_by_ms: i64,
     },
+    /// A fired trigger's decision deadline passed with no decision: its
+    /// deciders are paged again and the plan's escalation rules apply.
+    Overdue {
+        trigger: String,
+        deciders: Vec<String>,
+        decide_by_ms: i64,
+        late_ms: i64,
+        escalate_to: Vec<String>,
+    },
+}
+
+/// The fired triggers whose decision deadline has passed at `now_ms` with
+/// no decision (`decided(fired_at_ms)`: a rollback run started since), each
+/// once per firing (`done` remembers trigger and firing time). Pure.
+pub fn overdue(
+    done: &mut BTreeSet<(String, i64)>,
+    rows: &[wire::TriggerRow],
+    now_ms: i64,
+    decided: &mut dyn FnMut(i64) -> bool,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for row in rows {
+        if row.state != "FIRED" || row.decide_by_ms <= 0 || now_ms < row.decide_by_ms {
+            continue;
+        }
+        let key = (row.trigger.clone(), row.fired_at_ms);
+        if done.contains(&key) || decided(row.fired_at_ms) {
+            continue;
+        }
+        done.insert(key);
+        actions.push(Action::Overdue {
+            trigger: row.trigger.clone(),
+            deciders: row.deciders.clone(),
+            decide_by_ms: row.decide_by_ms,
+            late_ms: now_ms - row.decide_by_ms,
+            escalate_to: row.escalate_to.clone(),
+        });
+    }
+    actions
 }
 
 /// Compares the matrix with the states seen before; returns what to say and
@@ -49,7 +91,17 @@ pub fn step(seen: &mut BTreeMap<String, String>, rows: &[wire::TriggerRow]) -> V
             trigger: row.trigger.clone(),
             from: before.unwrap_or_else(|| "-".into()),
             to: row.state.clone(),
-            value: row.value.clone(),
+            value: if row.hosts_expected > 0 {
+                format!(
+                    "{}{}{} of {} hosts heard",
+                    row.value,
+                    if row.value.is_empty() { "" } else { ", " },
+                    row.hosts_heard,
+                    row.hosts_expected
+                )
+            } else {
+                row.value.clone()
+            },
         });
         if row.state == "FIRED" {
             actions.push(if row.class == "immediate" {
@@ -57,11 +109,13 @@ pub fn step(seen: &mut BTreeMap<String, String>, rows: &[wire::TriggerRow]) -> V
                     trigger: row.trigger.clone(),
                     deciders: row.deciders.clone(),
                     auto_rollback: row.auto_rollback,
+                    decide_by_ms: row.decide_by_ms,
                 }
             } else {
                 Action::Page {
                     trigger: row.trigger.clone(),
                     deciders: row.deciders.clone(),
+                    decide_by_ms: row.decide_by_ms,
                 }
             });
         }
@@ -83,6 +137,7 @@ pub async fn run(
     exit_on_immediate: bool,
 ) -> anyhow::Result<Exit> {
     let mut seen = BTreeMap::new();
+    let mut escalated = BTreeSet::new();
     let mut control = None;
     let mut was_down = false;
     println!(
@@ -122,7 +177,37 @@ pub async fn run(
                             "the coordinator has no plan: guard needs one (set `plan` in its configuration)".into()
                         ));
                     }
-                    let actions = step(&mut seen, &reply.rows);
+                    let mut actions = step(&mut seen, &reply.rows);
+                    let runs = if reply.rows.iter().any(|r| {
+                        r.state == "FIRED" && r.decide_by_ms > 0 && reply.now_ms >= r.decide_by_ms
+                    }) {
+                        match client.list_runs(wire::ListRunsRequest {}).await {
+                            Ok(runs) => Some(runs.into_inner().runs),
+                            Err(e) => {
+                                println!(
+                                    "{} guard: cannot list runs ({}); deadlines wait",
+                                    clock(),
+                                    e.message()
+                                );
+                                None
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    if let Some(runs) = runs {
+                        // A rollback run started since the trigger fired is a decision.
+                        let mut decided = |fired_at: i64| {
+                            runs.iter()
+                                .any(|r| !r.dry_run && r.started_at_ms >= fired_at)
+                        };
+                        actions.extend(overdue(
+                            &mut escalated,
+                            &reply.rows,
+                            reply.now_ms,
+                            &mut decided,
+                        ));
+                    }
                     // Say why data is missing whenever a trigger turns unknown.
                     if actions
                         .iter()
@@ -184,10 +269,54 @@ async fn act(
             println!("{now} {trigger}: {from} -> {to}{value}");
             None
         }
-        Action::Page { trigger, deciders } => {
+        Action::Overdue {
+            trigger,
+            deciders,
+            decide_by_ms,
+            late_ms,
+            escalate_to,
+        } => {
+            let by = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH
+                    + Duration::from_millis(u64::try_from(decide_by_ms).unwrap_or(0)),
+            );
+            let escalation = if escalate_to.is_empty() {
+                "no escalation rule applies yet".to_string()
+            } else {
+                format!("escalating to {}", escalate_to.join(" + "))
+            };
             println!(
-                "{now} ASSESS FOR ROLLBACK: {trigger} fired; paging {}",
+                "{now} DECISION OVERDUE: {trigger} fired and nobody decided by {by} ({} late); paging {} again; {escalation}",
+                human_ms(late_ms),
                 deciders.join(" + ")
+            );
+            let detail = format!(
+                "deciders {}; decide by {by}; escalate to {}",
+                deciders.join(" + "),
+                if escalate_to.is_empty() {
+                    "-".into()
+                } else {
+                    escalate_to.join(" + ")
+                }
+            );
+            let request = record(&trigger, "decision-overdue", detail);
+            if let Err(e) = client.record_decision(request).await {
+                println!(
+                    "{now} guard: could not record the escalation: {}",
+                    e.message()
+                );
+            }
+            None
+        }
+        Action::Page {
+            trigger,
+            deciders,
+            decide_by_ms,
+        } => {
+            println!(
+                "{now} ASSESS FOR ROLLBACK: {trigger} fired; paging {}{}",
+                deciders.join(" + "),
+                super::matrix::time_left(decide_by_ms, backout_proto::now_ms())
             );
             let request = record(&trigger, "page-deciders", deciders.join(" + "));
             if let Err(e) = client.record_decision(request).await {
@@ -202,6 +331,7 @@ async fn act(
             trigger,
             deciders,
             auto_rollback,
+            decide_by_ms,
         } => {
             let what = if auto_rollback {
                 "the plan lets guard start the rollback"
@@ -209,8 +339,9 @@ async fn act(
                 "the plan leaves the rollback to its deciders"
             };
             println!(
-                "{now} IMMEDIATE ROLLBACK: {trigger} fired; deciders {}; {what}",
-                deciders.join(" + ")
+                "{now} IMMEDIATE ROLLBACK: {trigger} fired; deciders {}{}; {what}",
+                deciders.join(" + "),
+                super::matrix::time_left(decide_by_ms, backout_proto::now_ms())
             );
             let decision = if auto_rollback {
                 "rollback-requested"
@@ -307,6 +438,48 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    fn fired(trigger: &str, fired_at_ms: i64, decide_by_ms: i64) -> wire::TriggerRow {
+        wire::TriggerRow {
+            fired_at_ms,
+            decide_by_ms,
+            escalate_to: vec!["CTO".into()],
+            ..row(trigger, "considered", "FIRED")
+        }
+    }
+
+    #[test]
+    fn a_decision_deadline_missed_pages_and_escalates_exactly_once() {
+        let mut done = BTreeSet::new();
+        let rows = [fired("Errors", 1_000, 31_000)];
+        let mut no_run = |_: i64| false;
+        assert!(overdue(&mut done, &rows, 30_999, &mut no_run).is_empty());
+        let actions = overdue(&mut done, &rows, 31_500, &mut no_run);
+        assert_eq!(
+            actions,
+            [Action::Overdue {
+                trigger: "Errors".into(),
+                deciders: vec!["release-manager".into()],
+                decide_by_ms: 31_000,
+                late_ms: 500,
+                escalate_to: vec!["CTO".into()],
+            }]
+        );
+        // Every later look: nothing more.
+        for now in [32_000, 60_000, 3_600_000] {
+            assert!(overdue(&mut done, &rows, now, &mut no_run).is_empty());
+        }
+        // The trigger recovers and fires again: a new deadline, a new page.
+        let again = [fired("Errors", 100_000, 130_000)];
+        assert_eq!(overdue(&mut done, &again, 130_000, &mut no_run).len(), 1);
+        // A rollback started after it fired is a decision: nothing to escalate.
+        let mut done = BTreeSet::new();
+        let mut run_started = |fired_at: i64| fired_at <= 20_000;
+        assert!(overdue(&mut done, &rows, 31_500, &mut run_started).is_empty());
+        // No deadline in the plan, or not fired: never.
+        let rows = [fired("Errors", 1_000, 0), row("Down", "immediate", "ok")];
+        assert!(overdue(&mut done, &rows, i64::MAX, &mut no_run).is_empty());
     }
 
     #[test]

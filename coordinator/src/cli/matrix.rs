@@ -12,15 +12,51 @@ pub fn checklist(
     matrix: Option<&wire::MatrixReply>,
     deploy_ms: Option<i64>,
 ) -> Value {
-    let failing = hosts.iter().filter(|h| h["healthy"] != json!(true)).count();
-    let widespread = if hosts.is_empty() {
-        json!({ "answer": "unknown", "detail": "no host answered" })
+    // A host that did not answer is unknown: neither failing nor healthy.
+    let heard: Vec<&Value> = hosts.iter().filter(|h| h["state"] == "ok").collect();
+    let unheard: Vec<String> = hosts
+        .iter()
+        .filter(|h| h["state"] != "ok")
+        .map(|h| {
+            format!(
+                "{}: {}",
+                h["agent"].as_str().unwrap_or("?"),
+                h["state"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let failing = heard.iter().filter(|h| h["healthy"] != json!(true)).count();
+    let widespread = if heard.is_empty() {
+        json!({ "answer": "unknown", "detail": "no host answered", "hosts_not_heard": unheard.len() })
     } else {
-        let share = failing as f64 / hosts.len() as f64;
+        let total = hosts.len();
+        let share = failing as f64 / total as f64;
+        // Kleene again: "yes" and "no" only when the hosts not heard could
+        // not change the answer.
+        let answer = if failing * 2 >= total {
+            "yes"
+        } else if (failing + unheard.len()) * 2 >= total {
+            "unknown"
+        } else if failing == 0 && unheard.is_empty() {
+            "no"
+        } else if failing == 0 {
+            "unknown"
+        } else {
+            "partly"
+        };
+        let mut detail = format!("{failing} of {total} hosts failing ({:.0}%)", share * 100.0);
+        if !unheard.is_empty() {
+            detail.push_str(&format!(
+                ", {} not heard ({})",
+                unheard.len(),
+                unheard.join(", ")
+            ));
+        }
         json!({
-            "answer": if share >= 0.5 { "yes" } else if failing == 0 { "no" } else { "partly" },
-            "detail": format!("{failing} of {} hosts failing ({:.0}%)", hosts.len(), share * 100.0),
+            "answer": answer,
+            "detail": detail,
             "share_failing": share,
+            "hosts_not_heard": unheard.len(),
         })
     };
     // Onset: the earliest start of a trigger that is breaching or fired.
@@ -74,9 +110,23 @@ pub fn matrix_json(m: &wire::MatrixReply) -> Value {
             "needed": r.needed,
             "state": r.state,
             "since_ms": r.since_ms,
+            "fired_at_ms": (r.fired_at_ms > 0).then_some(r.fired_at_ms),
+            "unknown_since_ms": (r.unknown_since_ms > 0).then_some(r.unknown_since_ms),
+            "hosts": (r.hosts_expected > 0).then(|| json!({ "heard": r.hosts_heard, "expected": r.hosts_expected })),
+            "decide_by_ms": (r.decide_by_ms > 0).then_some(r.decide_by_ms),
             "consecutive": r.consecutive,
             "deciders": r.deciders,
         })).collect::<Vec<_>>(),
+        "fired_triggers": m.fired_triggers.iter().map(|f| json!({
+            "trigger": f.trigger,
+            "class": f.class,
+            "deciders": f.deciders,
+            "since_ms": f.since_ms,
+            "fired_at_ms": f.fired_at_ms,
+            "decide_by_ms": (f.decide_by_ms > 0).then_some(f.decide_by_ms),
+            "time_left_ms": (f.decide_by_ms > 0).then_some(f.decide_by_ms - m.now_ms),
+        })).collect::<Vec<_>>(),
+        "evaluated_at_ms": (m.evaluated_at_ms > 0).then_some(m.evaluated_at_ms),
         "signals": m.signals.iter().map(signal_json).collect::<Vec<_>>(),
     })
 }
@@ -90,7 +140,21 @@ pub fn signal_json(s: &wire::SignalStatus) -> Value {
         "error": (!s.error.is_empty()).then_some(&s.error),
         "set_by": (!s.set_by.is_empty()).then_some(&s.set_by),
         "note": (!s.note.is_empty()).then_some(&s.note),
+        "hosts": (s.hosts_expected > 0).then(|| json!({ "heard": s.hosts_heard, "expected": s.hosts_expected })),
+        "judgement": (!s.judgement.is_empty()).then_some(&s.judgement),
     })
+}
+
+/// The time the deciders have left, for people: ", decide within 12 m 3 s"
+/// or ", DECISION OVERDUE by 40 s" (empty without a deadline).
+pub fn time_left(decide_by_ms: i64, now_ms: i64) -> String {
+    if decide_by_ms <= 0 {
+        String::new()
+    } else if decide_by_ms >= now_ms {
+        format!(", decide within {}", human_ms(decide_by_ms - now_ms))
+    } else {
+        format!(", DECISION OVERDUE by {}", human_ms(now_ms - decide_by_ms))
+    }
 }
 
 /// The matrix, verdict and checklist for people.
@@ -103,10 +167,20 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
             vec![
                 r.trigger.clone(),
                 r.class.clone(),
-                if r.value.is_empty() {
-                    "?".into()
-                } else {
-                    r.value.clone()
+                {
+                    let value = if r.value.is_empty() {
+                        "?".to_string()
+                    } else {
+                        r.value.clone()
+                    };
+                    if r.hosts_expected > 0 {
+                        format!(
+                            "{value} ({}/{} hosts heard)",
+                            r.hosts_heard, r.hosts_expected
+                        )
+                    } else {
+                        value
+                    }
                 },
                 r.condition.clone(),
                 format!(
@@ -143,6 +217,9 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
     for s in failing {
         println!("  signal {} is unknown: {}", s.name, s.error);
     }
+    for s in m.signals.iter().filter(|s| !s.judgement.is_empty()) {
+        println!("  canary {}: {}", s.name, s.judgement);
+    }
     println!();
     match m.verdict.as_str() {
         "NO ACTION" if m.unknown.is_empty() => println!("VERDICT: NO ACTION"),
@@ -151,11 +228,35 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
             m.unknown.len(),
             m.unknown.join(", ")
         ),
-        verdict => println!(
-            "VERDICT: {verdict} ({}) — decided by {}",
-            m.fired.join(", "),
-            m.deciders.join(" + ")
-        ),
+        verdict => {
+            println!("VERDICT: {verdict} — decided by {}", m.deciders.join(" + "));
+            for f in &m.fired_triggers {
+                let at = if m.evaluated_at_ms > 0 {
+                    m.evaluated_at_ms
+                } else {
+                    m.now_ms
+                };
+                let breaching = if f.since_ms > 0 {
+                    format!(", breaching for {}", human_ms(at - f.since_ms))
+                } else {
+                    String::new()
+                };
+                println!(
+                    "  FIRED {} ({}){breaching}{} — deciders {}",
+                    f.trigger,
+                    f.class,
+                    time_left(f.decide_by_ms, m.now_ms),
+                    f.deciders.join(" + ")
+                );
+            }
+            if !m.unknown.is_empty() {
+                println!(
+                    "  and {} trigger(s) have no data: {}",
+                    m.unknown.len(),
+                    m.unknown.join(", ")
+                );
+            }
+        }
     }
     println!("\nCHECKLIST (plan 1.1)");
     for (key, label) in [
@@ -172,5 +273,62 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
             checklist[key]["answer"].as_str().unwrap_or("?"),
             checklist[key]["detail"].as_str().unwrap_or("")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fired_since(since_ms: i64) -> wire::MatrixReply {
+        wire::MatrixReply {
+            has_plan: true,
+            rows: vec![wire::TriggerRow {
+                trigger: "Critical Security Breach".into(),
+                state: "FIRED".into(),
+                since_ms,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_breach_that_began_before_the_deploy_did_not_start_after_it() {
+        let deploy = 1_000_000;
+        let doc = checklist(&[], Some(&fired_since(deploy - 60_000)), Some(deploy));
+        let answer = &doc["started_after_deploy"];
+        assert_eq!(answer["answer"], "no", "{answer}");
+        assert_eq!(answer["detail"], "first breach 1 m 0 s before the deploy");
+        let doc = checklist(&[], Some(&fired_since(deploy + 1_300)), Some(deploy));
+        assert_eq!(doc["started_after_deploy"]["answer"], "yes");
+    }
+
+    #[test]
+    fn a_host_not_heard_is_neither_failing_nor_healthy() {
+        let host = |agent: &str, state: &str, healthy: bool| json!({ "agent": agent, "state": state, "healthy": healthy });
+        let hosts = [
+            host("app-1", "ok", false),
+            host("app-2", "ok", false),
+            host("app-3", "unreachable", false),
+        ];
+        let doc = checklist(&hosts, None, None);
+        assert_eq!(
+            doc["widespread"]["detail"],
+            "2 of 3 hosts failing (67%), 1 not heard (app-3: unreachable)"
+        );
+        assert_eq!(doc["widespread"]["answer"], "yes");
+        // One failing, one not heard, of three: it could be either.
+        let hosts = [
+            host("app-1", "ok", false),
+            host("app-2", "ok", true),
+            host("app-3", "timeout", false),
+        ];
+        assert_eq!(
+            checklist(&hosts, None, None)["widespread"]["answer"],
+            "unknown"
+        );
+        let hosts = [host("app-1", "ok", true), host("app-2", "ok", true)];
+        assert_eq!(checklist(&hosts, None, None)["widespread"]["answer"], "no");
     }
 }

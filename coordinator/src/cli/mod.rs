@@ -23,6 +23,9 @@ pub enum Exit {
     Failed = 1,
     /// 2: bad input (flags, files, configuration).
     BadInput = 2,
+    /// 3: the answer is unknown: nothing is known to be wrong, but some of
+    /// what should be known is not (`assess`: a trigger has no data).
+    Unknown = 3,
 }
 
 /// An error caused by what the user gave us; exits with code 2.

@@ -20,6 +20,12 @@ fn source_text(source: &Source) -> String {
     match source {
         Source::Prometheus { url, .. } => format!("prometheus {url}"),
         Source::Probe { check, aggregate } => format!("probe {check} ({aggregate})"),
+        Source::Canary { url, over, .. } => {
+            format!(
+                "canary judge {url} over {}",
+                humantime::format_duration(*over)
+            )
+        }
         Source::Manual => "manual".into(),
         Source::Events { window } => format!("events in {}", humantime::format_duration(*window)),
     }

@@ -18,7 +18,6 @@ use crate::assess;
 use crate::runs::{RunError, Runs, StartRun};
 use crate::signals::board::{Board, SignalView};
 use backout_plan::expr::Value;
-use backout_plan::matrix::Verdict;
 use backout_plan::model::Class;
 use backout_plan::window::Hold;
 
@@ -376,24 +375,32 @@ fn signal_status(view: &SignalView) -> wire::SignalStatus {
         error: view.error.clone().unwrap_or_default(),
         set_by: view.set_by.clone().unwrap_or_default(),
         note: view.note.clone().unwrap_or_default(),
+        hosts_heard: view.heard.map_or(0, |h| h.heard),
+        hosts_expected: view.heard.map_or(0, |h| h.expected),
+        judgement: view
+            .judgement
+            .as_ref()
+            .map(|j| j.explain())
+            .unwrap_or_default(),
     }
 }
 
-/// The matrix as sent to operators (the transport edge of `signals::board`).
+/// The matrix as sent to operators (the transport edge of `signals::board`):
+/// rows and verdict from one evaluation.
 fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
     let view = board.matrix(now);
+    let class = |c: Class| match c {
+        Class::Immediate => "immediate".to_string(),
+        Class::Considered => "considered".to_string(),
+    };
     let rows = view
         .rows
         .iter()
-        .map(|(row, value)| wire::TriggerRow {
+        .map(|row| wire::TriggerRow {
             trigger: row.trigger.clone(),
-            class: match row.class {
-                Class::Immediate => "immediate",
-                Class::Considered => "considered",
-            }
-            .into(),
+            class: class(row.class),
             condition: row.condition.clone(),
-            value: value_text(*value),
+            value: value_text(row.value),
             threshold: row.condition.clone(),
             held_ms: i64::try_from(row.standing.held.as_millis()).unwrap_or(i64::MAX),
             needed: match row.hold {
@@ -405,29 +412,38 @@ fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
             deciders: row.deciders.clone(),
             since_ms: row.standing.since_ms.unwrap_or(0),
             consecutive: row.standing.consecutive,
-            auto_rollback: board
-                .plan()
-                .triggers
-                .iter()
-                .any(|t| t.name == row.trigger && t.auto_rollback),
+            auto_rollback: row.auto_rollback,
+            fired_at_ms: row.standing.fired_at_ms.unwrap_or(0),
+            unknown_since_ms: row.standing.unknown_since_ms.unwrap_or(0),
+            hosts_heard: row.heard.map_or(0, |h| h.heard),
+            hosts_expected: row.heard.map_or(0, |h| h.expected),
+            decide_by_ms: row.decide_by_ms.unwrap_or(0),
+            escalate_to: row.escalate_to.clone(),
         })
         .collect();
-    let (fired, deciders, unknown) = match &view.verdict {
-        Verdict::ImmediateRollback { triggers, deciders }
-        | Verdict::AssessForRollback { triggers, deciders } => {
-            (triggers.clone(), deciders.clone(), Vec::new())
-        }
-        Verdict::NoAction { unknown } => (Vec::new(), Vec::new(), unknown.clone()),
-    };
+    let verdict = &view.verdict;
     wire::MatrixReply {
         has_plan: true,
         plan_name: board.plan().meta.name.clone(),
         rows,
-        verdict: view.verdict.headline().into(),
-        fired,
-        deciders,
-        unknown,
+        verdict: verdict.headline().into(),
+        fired: verdict.fired.iter().map(|f| f.trigger.clone()).collect(),
+        deciders: verdict.deciders.clone(),
+        unknown: verdict.unknown.clone(),
         signals: view.signals.iter().map(signal_status).collect(),
         now_ms: now,
+        fired_triggers: verdict
+            .fired
+            .iter()
+            .map(|f| wire::FiredTrigger {
+                trigger: f.trigger.clone(),
+                class: class(f.class),
+                deciders: f.deciders.clone(),
+                since_ms: f.since_ms.unwrap_or(0),
+                fired_at_ms: f.fired_at_ms.unwrap_or(0),
+                decide_by_ms: f.decide_by_ms.unwrap_or(0),
+            })
+            .collect(),
+        evaluated_at_ms: view.evaluated_at_ms.unwrap_or(0),
     }
 }

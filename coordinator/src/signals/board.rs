@@ -1,6 +1,9 @@
 //! The signal board: the latest value and bounded history of every signal of
-//! the plan, and of every trigger's evaluations. No I/O: samplers and the
-//! Control service write to it, the evaluator ticks it, and `matrix` reads it.
+//! the plan, every trigger's evaluations folded into a [`Tracker`] (so a
+//! breach's onset is kept however long it lasts), and the last evaluation's
+//! snapshot. No I/O: samplers and the Control service write to it, the
+//! evaluator ticks it, and `matrix` reads the snapshot, so a row's value,
+//! state, held time and the verdict always come from the same evaluation.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -8,9 +11,10 @@ use std::time::Duration;
 
 use backout_plan::expr::Value;
 use backout_plan::history::{Events, Point, Ring, capacity_for};
-use backout_plan::matrix::{self, Row, Verdict};
+use backout_plan::judge::Judgement;
+use backout_plan::matrix::{self, Heard, Row, Verdict};
 use backout_plan::model::{Plan, Signal, Source};
-use backout_plan::window::{Hold, Sample};
+use backout_plan::window::{Sample, Tracker};
 
 /// What is known of one signal.
 #[derive(Debug, Clone)]
@@ -23,6 +27,10 @@ pub struct SignalView {
     pub error: Option<String>,
     pub set_by: Option<String>,
     pub note: Option<String>,
+    /// For a probe: how many of the hosts expected to answer did.
+    pub heard: Option<Heard>,
+    /// For a canary judge: its last judgement.
+    pub judgement: Option<Judgement>,
 }
 
 struct SignalState {
@@ -32,14 +40,19 @@ struct SignalState {
     error: Option<String>,
     set_by: Option<String>,
     note: Option<String>,
+    heard: Option<Heard>,
+    judgement: Option<Judgement>,
 }
 
-/// The matrix at one moment.
+/// The matrix as one evaluation saw it.
 #[derive(Debug, Clone)]
 pub struct MatrixView {
-    pub rows: Vec<(Row, Option<Value>)>,
+    pub rows: Vec<Row>,
     pub verdict: Verdict,
     pub signals: Vec<SignalView>,
+    /// When the evaluation ran (None: the evaluator has not run lately, and
+    /// every trigger is unknown).
+    pub evaluated_at_ms: Option<i64>,
 }
 
 /// Errors for people setting signals.
@@ -64,14 +77,17 @@ pub struct Board {
 
 struct Inner {
     signals: BTreeMap<String, SignalState>,
-    /// One evaluation history per trigger, in plan order.
-    triggers: Vec<Ring<Sample>>,
+    /// Every trigger's evaluations, folded, in plan order.
+    triggers: Vec<Tracker>,
+    /// The last evaluation.
+    snapshot: Option<MatrixView>,
 }
 
 fn source_name(source: &Source) -> &'static str {
     match source {
         Source::Prometheus { .. } => "prometheus",
         Source::Probe { .. } => "probe",
+        Source::Canary { .. } => "canary",
         Source::Manual => "manual",
         Source::Events { .. } => "events",
     }
@@ -107,26 +123,21 @@ impl Board {
                         error: None,
                         set_by: None,
                         note: None,
+                        heard: None,
+                        judgement: None,
                     },
                 )
             })
             .collect();
-        let triggers = plan
-            .triggers
-            .iter()
-            .map(|t| {
-                let span = match t.hold {
-                    Hold::For(d) => d,
-                    Hold::Samples(n) => tick.saturating_mul(n),
-                    Hold::Immediately => tick,
-                };
-                Ring::new(capacity_for(span, tick))
-            })
-            .collect();
+        let triggers = vec![Tracker::default(); plan.triggers.len()];
         Board {
             plan,
             tick,
-            inner: Mutex::new(Inner { signals, triggers }),
+            inner: Mutex::new(Inner {
+                signals,
+                triggers,
+                snapshot: None,
+            }),
         }
     }
 
@@ -140,9 +151,34 @@ impl Board {
 
     /// Records a sampled value (None: the source could not say, with why).
     pub fn record(&self, name: &str, at_ms: i64, value: Option<Value>, error: Option<String>) {
+        self.record_probe(name, at_ms, value, error, None);
+    }
+
+    /// Records a probe's value with how many hosts were heard.
+    pub fn record_probe(
+        &self,
+        name: &str,
+        at_ms: i64,
+        value: Option<Value>,
+        error: Option<String>,
+        heard: Option<Heard>,
+    ) {
         if let Some(state) = self.lock().signals.get_mut(name) {
             state.history.push(Point { at_ms, value });
             state.error = error;
+            state.heard = heard;
+        }
+    }
+
+    /// Records a canary judge's judgement: the signal's value is its call.
+    pub fn record_judged(&self, name: &str, at_ms: i64, judgement: Judgement) {
+        if let Some(state) = self.lock().signals.get_mut(name) {
+            state.history.push(Point {
+                at_ms,
+                value: Some(Value::Number(judgement.call.code())),
+            });
+            state.error = None;
+            state.judgement = Some(judgement);
         }
     }
 
@@ -266,6 +302,8 @@ impl Board {
             error: state.error.clone(),
             set_by: state.set_by.clone(),
             note: state.note.clone(),
+            heard: state.heard,
+            judgement: state.judgement.clone(),
         }
     }
 
@@ -277,57 +315,102 @@ impl Board {
             .map(|s| Self::view_of(s, now_ms))
     }
 
-    /// Evaluates every trigger on the current values and records the sample.
+    /// Evaluates every trigger on the current values, folds the sample into
+    /// its tracker and keeps the result as the snapshot `matrix` returns.
     pub fn evaluate(&self, now_ms: i64) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let values: BTreeMap<String, Option<Value>> = inner
             .signals
             .iter_mut()
             .map(|(name, state)| (name.clone(), Self::current(state, now_ms).0))
             .collect();
-        for (trigger, ring) in self.plan.triggers.iter().zip(inner.triggers.iter_mut()) {
+        for (trigger, tracker) in self.plan.triggers.iter().zip(inner.triggers.iter_mut()) {
             let truth = trigger
                 .when
                 .eval(&|name| values.get(name).copied().flatten());
-            ring.push(Sample {
-                at_ms: now_ms,
-                truth: matrix::interpret(trigger, truth),
-            });
+            tracker.push(
+                Sample {
+                    at_ms: now_ms,
+                    truth: matrix::interpret(trigger, truth),
+                },
+                trigger.hold,
+            );
         }
+        let snapshot = self.snapshot(inner, now_ms, &values);
+        inner.snapshot = Some(snapshot);
     }
 
-    /// The matrix now: every trigger's standing, the verdict, every signal.
-    pub fn matrix(&self, now_ms: i64) -> MatrixView {
-        let mut inner = self.lock();
-        // Trigger samples are stale when the evaluator has stopped ticking.
-        let stale_after = self.tick.saturating_mul(3);
-        let mut rows = Vec::new();
-        for (trigger, ring) in self.plan.triggers.iter().zip(inner.triggers.iter()) {
-            let row = matrix::row(trigger, &ring.to_vec(), now_ms, stale_after);
-            rows.push((row, trigger));
-        }
-        let rows: Vec<(Row, Option<Value>)> = rows
-            .into_iter()
-            .map(|(row, trigger)| {
-                let value = trigger
-                    .when
-                    .threshold()
-                    .and_then(|(signal, _, _)| inner.signals.get_mut(&signal))
-                    .and_then(|s| Self::current(s, now_ms).0);
-                (row, value)
+    /// Trigger evaluations older than this are stale (the evaluator stopped).
+    fn stale_after(&self) -> Duration {
+        self.tick.saturating_mul(3)
+    }
+
+    fn snapshot(
+        &self,
+        inner: &mut Inner,
+        at_ms: i64,
+        values: &BTreeMap<String, Option<Value>>,
+    ) -> MatrixView {
+        let stale_after = self.stale_after();
+        let rows: Vec<Row> = self
+            .plan
+            .triggers
+            .iter()
+            .zip(inner.triggers.iter())
+            .map(|(trigger, tracker)| {
+                let signal = trigger.when.threshold().map(|(signal, _, _)| signal);
+                let value = signal
+                    .as_ref()
+                    .and_then(|s| values.get(s).copied().flatten());
+                let heard = signal
+                    .as_ref()
+                    .and_then(|s| inner.signals.get(s))
+                    .and_then(|s| s.heard);
+                let mut row = matrix::row(
+                    trigger,
+                    tracker.standing(trigger.hold, at_ms, stale_after),
+                    value,
+                    heard,
+                );
+                row.escalate_to = matrix::escalate_for(&self.plan.escalations, &row, at_ms);
+                row
             })
             .collect();
-        let verdict = matrix::verdict(&rows.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>());
+        let verdict = matrix::verdict(&rows);
         let signals = inner
             .signals
             .values_mut()
-            .map(|s| Self::view_of(s, now_ms))
+            .map(|s| Self::view_of(s, at_ms))
             .collect();
         MatrixView {
             rows,
             verdict,
             signals,
+            evaluated_at_ms: Some(at_ms),
         }
+    }
+
+    /// The matrix: the last evaluation's snapshot (every row's value, state
+    /// and held time, and the verdict, as that evaluation saw them). When
+    /// the evaluator has not run for three ticks, every trigger is unknown.
+    pub fn matrix(&self, now_ms: i64) -> MatrixView {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let fresh = inner.snapshot.as_ref().filter(|s| {
+            s.evaluated_at_ms.is_some_and(|at| {
+                u128::try_from(now_ms.saturating_sub(at).max(0)).unwrap_or(0)
+                    <= self.stale_after().as_millis()
+            })
+        });
+        if let Some(snapshot) = fresh {
+            return snapshot.clone();
+        }
+        // No fresh evaluation: the trackers say unknown (since when), with
+        // no values to show.
+        let mut view = self.snapshot(inner, now_ms, &BTreeMap::new());
+        view.evaluated_at_ms = None;
+        view
     }
 }
 
@@ -376,9 +459,8 @@ deciders = ["rm"]
         let m = board.matrix(now);
         m.rows
             .iter()
-            .find(|(r, _)| r.trigger == name)
+            .find(|r| r.trigger == name)
             .unwrap()
-            .0
             .standing
             .state
     }
@@ -390,8 +472,10 @@ deciders = ["rm"]
             let t = s * 1000;
             b.record("error_rate", t, Some(Value::Number(0.12)), None);
             b.evaluate(t);
+            if s == 2 {
+                assert_eq!(state(&b, t, "High Error Rate"), State::Breaching);
+            }
         }
-        assert_eq!(state(&b, 2000, "High Error Rate"), State::Breaching);
         assert_eq!(state(&b, 3000, "High Error Rate"), State::Fired);
         assert_eq!(b.matrix(3000).verdict.headline(), "ASSESS FOR ROLLBACK");
         b.record("error_rate", 4000, Some(Value::Number(0.01)), None);
@@ -441,6 +525,218 @@ deciders = ["rm"]
             .unwrap();
         b.evaluate(3_600_001);
         assert_eq!(state(&b, 3_600_001, "Tickets"), State::Ok);
+    }
+
+    /// The issue's onset case, in scaled time (1 s ticks): a breach
+    /// confirmed a minute before the deploy still began before it three
+    /// and thirty minutes later, whatever a history could have held.
+    #[test]
+    fn a_breach_confirmed_before_the_deploy_keeps_its_onset() {
+        let b = board();
+        b.set_manual("breach", "true", "alice", "PII in a bucket", 0)
+            .unwrap();
+        let deploy_ms = 60_000;
+        let mut now = 0;
+        for minutes in [3, 30] {
+            while now < minutes * 60_000 {
+                now += 1000;
+                b.evaluate(now);
+            }
+            let m = b.matrix(now);
+            let row = m.rows.iter().find(|r| r.trigger == "Breach").unwrap();
+            assert_eq!(row.standing.state, State::Fired);
+            assert_eq!(row.standing.since_ms, Some(1000), "the first evaluation");
+            assert!(row.standing.since_ms.unwrap() < deploy_ms);
+            assert_eq!(
+                row.standing.held,
+                Duration::from_millis(u64::try_from(now - 1000).unwrap())
+            );
+            assert_eq!(m.verdict.fired[0].since_ms, Some(1000));
+        }
+    }
+
+    #[test]
+    fn a_row_value_state_and_verdict_come_from_one_evaluation() {
+        let b = board();
+        b.record("error_rate", 0, Some(Value::Number(0.01)), None);
+        b.evaluate(0);
+        // A new value arrives between evaluations: the matrix still shows
+        // the value its state was computed from.
+        b.record("error_rate", 500, Some(Value::Number(0.21)), None);
+        let m = b.matrix(500);
+        let row = m
+            .rows
+            .iter()
+            .find(|r| r.trigger == "High Error Rate")
+            .unwrap();
+        assert_eq!(
+            (row.value, row.standing.state),
+            (Some(Value::Number(0.01)), State::Ok)
+        );
+        assert_eq!(m.evaluated_at_ms, Some(0));
+        b.evaluate(1000);
+        let m = b.matrix(1000);
+        let row = m
+            .rows
+            .iter()
+            .find(|r| r.trigger == "High Error Rate")
+            .unwrap();
+        assert_eq!(
+            (row.value, row.standing.state),
+            (Some(Value::Number(0.21)), State::Breaching)
+        );
+        // The evaluator stopped: every trigger is unknown, since when it was last heard.
+        let m = b.matrix(10_000);
+        assert_eq!(m.evaluated_at_ms, None);
+        let row = m
+            .rows
+            .iter()
+            .find(|r| r.trigger == "High Error Rate")
+            .unwrap();
+        assert_eq!(row.standing.state, State::Unknown);
+        assert_eq!(row.standing.unknown_since_ms, Some(1000));
+    }
+
+    /// Two hosts down and one unreachable: Complete Service Down is unknown,
+    /// never fired. All three down and heard: it fires after its hold.
+    #[test]
+    fn complete_service_down_needs_every_host_heard() {
+        use crate::fleet::StepOutcome;
+        use crate::signals::sampler::{HostProbe, aggregate_probe};
+        let text = r#"
+[plan]
+name = "test"
+[roles]
+rm = "Release Manager"
+[signals.service_up]
+probe = { check = "application", aggregate = "any-up" }
+interval = "1s"
+[[trigger]]
+name = "Complete Service Down"
+class = "immediate"
+when = "service_up == 0"
+for = "3s"
+deciders = ["rm"]
+"#;
+        let plan = Plan::parse(std::path::Path::new("t.toml"), text).unwrap();
+        let b = Board::new(plan, Duration::from_secs(1));
+        let down = StepOutcome::Succeeded {
+            summary: String::new(),
+            data_json: r#"{"checks":[{"name":"application","status":"down"}]}"#.into(),
+            outputs: vec![],
+        };
+        let unreachable = StepOutcome::Unreachable {
+            detail: "not connected".into(),
+        };
+        let probe = |b: &Board, now: i64, third: &StepOutcome| {
+            let hosts = [
+                HostProbe {
+                    agent: "app-1",
+                    outcome: &down,
+                    expected: true,
+                },
+                HostProbe {
+                    agent: "app-2",
+                    outcome: &down,
+                    expected: true,
+                },
+                HostProbe {
+                    agent: "app-3",
+                    outcome: third,
+                    expected: true,
+                },
+            ];
+            let r = aggregate_probe(&hosts, "application", "any-up");
+            b.record_probe("service_up", now, r.value, r.error, Some(r.heard));
+            b.evaluate(now);
+            b.matrix(now)
+        };
+        for second in 0..10 {
+            let m = probe(&b, second * 1000, &unreachable);
+            let row = &m.rows[0];
+            assert_eq!(row.standing.state, State::Unknown, "after {second} s");
+            assert_eq!(
+                row.heard,
+                Some(Heard {
+                    heard: 2,
+                    expected: 3
+                })
+            );
+            assert!(m.verdict.fired.is_empty());
+        }
+        for second in 10..=13 {
+            let m = probe(&b, second * 1000, &down);
+            let expected = if second < 13 {
+                State::Breaching
+            } else {
+                State::Fired
+            };
+            assert_eq!(m.rows[0].standing.state, expected, "after {second} s");
+            assert_eq!(
+                m.rows[0].heard,
+                Some(Heard {
+                    heard: 3,
+                    expected: 3
+                })
+            );
+        }
+        assert_eq!(b.matrix(13_000).verdict.headline(), "IMMEDIATE ROLLBACK");
+    }
+
+    /// A canary judge's call drives triggers: fail the immediate one,
+    /// inconclusive (too few samples) only the considered one, for people.
+    #[test]
+    fn a_canary_judgement_fires_fail_or_pauses_for_people() {
+        use backout_plan::judge::Judge;
+        let text = r#"
+[plan]
+name = "test"
+[roles]
+rm = "Release Manager"
+[signals.canary_latency]
+canary = { url = "http://127.0.0.1:9", query = "c", baseline = "b" }
+[[trigger]]
+name = "Canary Fails"
+class = "immediate"
+when = "canary_latency == fail"
+auto_rollback = true
+deciders = ["rm"]
+[[trigger]]
+name = "Canary Unclear"
+class = "considered"
+when = "canary_latency == marginal or canary_latency == inconclusive"
+deciders = ["rm"]
+"#;
+        let plan = Plan::parse(std::path::Path::new("t.toml"), text).unwrap();
+        let b = Board::new(plan, Duration::from_secs(1));
+        let baseline: Vec<f64> = (0..20).map(f64::from).collect();
+        let shifted: Vec<f64> = (0..20).map(|i| f64::from(i) + 100.0).collect();
+        b.record_judged(
+            "canary_latency",
+            0,
+            Judge::default().judge(&shifted[..4], &baseline),
+        );
+        b.evaluate(0);
+        let m = b.matrix(0);
+        assert_eq!(m.verdict.headline(), "ASSESS FOR ROLLBACK");
+        assert_eq!(m.verdict.fired[0].trigger, "Canary Unclear");
+        let view = b.view("canary_latency", 0).unwrap();
+        assert!(
+            view.judgement
+                .unwrap()
+                .explain()
+                .starts_with("inconclusive: too few samples"),
+        );
+        b.record_judged(
+            "canary_latency",
+            1000,
+            Judge::default().judge(&shifted, &baseline),
+        );
+        b.evaluate(1000);
+        let m = b.matrix(1000);
+        assert_eq!(m.verdict.headline(), "IMMEDIATE ROLLBACK");
+        assert_eq!(m.verdict.fired.len(), 1);
+        assert!(m.rows[0].auto_rollback);
     }
 
     /// Every trigger of the seed plan, driven to FIRED and back to ok, with the

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backout_plan::expr::Value;
+use backout_plan::matrix::Heard;
 use backout_plan::model::Source;
 use backout_proto::now_ms;
 use serde_json::Value as Json;
@@ -56,13 +57,59 @@ pub fn spawn(state: Arc<State>, board: Arc<Board>) {
                         ticker.tick().await;
                         let hosts =
                             crate::assess::run(&state, interval.min(Duration::from_secs(30))).await;
-                        let outcomes: Vec<StepOutcome> =
-                            hosts.into_iter().map(|h| h.outcome).collect();
-                        let value = aggregate_probe(&outcomes, &check, &aggregate);
-                        let error = value
-                            .is_none()
-                            .then(|| format!("no host reported check `{check}`"));
-                        board.record(&signal.name, now_ms(), value, error);
+                        let probes: Vec<HostProbe<'_>> = hosts
+                            .iter()
+                            .map(|h| HostProbe {
+                                agent: &h.agent_id,
+                                outcome: &h.outcome,
+                                expected: expects(&state.config, &h.agent_id, &check, &aggregate),
+                            })
+                            .collect();
+                        let reading = aggregate_probe(&probes, &check, &aggregate);
+                        board.record_probe(
+                            &signal.name,
+                            now_ms(),
+                            reading.value,
+                            reading.error,
+                            Some(reading.heard),
+                        );
+                    }
+                });
+            }
+            Source::Canary {
+                url,
+                query,
+                baseline,
+                over,
+                step,
+                judge,
+            } => {
+                let (board, client) = (board.clone(), client.clone());
+                tokio::spawn(async move {
+                    let mut ticker = tokio::time::interval(interval);
+                    let over_ms = i64::try_from(over.as_millis()).unwrap_or(i64::MAX);
+                    loop {
+                        ticker.tick().await;
+                        let now = now_ms();
+                        let start = now.saturating_sub(over_ms);
+                        let (canary, base) = tokio::join!(
+                            query_range(&client, &url, &query, start, now, step.as_secs()),
+                            query_range(&client, &url, &baseline, start, now, step.as_secs())
+                        );
+                        match (canary, base) {
+                            (Ok(canary), Ok(base)) => {
+                                let values = |points: Vec<(i64, f64)>| -> Vec<f64> {
+                                    points.into_iter().map(|(_, v)| v).collect()
+                                };
+                                let judgement = judge.judge(&values(canary), &values(base));
+                                tracing::debug!(signal = %signal.name, judgement = %judgement.explain(), "canary judged");
+                                board.record_judged(&signal.name, now, judgement);
+                            }
+                            (Err(e), _) | (_, Err(e)) => {
+                                tracing::warn!(signal = %signal.name, error = %e, "canary query failed");
+                                board.record(&signal.name, now, None, Some(e));
+                            }
+                        }
                     }
                 });
             }
@@ -179,35 +226,120 @@ pub fn parse_query_result(data: &Json) -> Option<f64> {
         .filter(|v| v.is_finite())
 }
 
-/// Combines the hosts' health results for one check.
-/// `any-up`: 1 while any host has it up, else 0; `share-down`: the fraction
-/// of reporting hosts with it down; `max-latency`: the slowest, in seconds;
-/// `log-matches`: error-log lines matching, summed over hosts.
-/// None when no host reported the check (unreachable hosts are not healthy
-/// hosts: with none reporting, the value is unknown).
-pub fn aggregate_probe(outcomes: &[StepOutcome], check: &str, aggregate: &str) -> Option<Value> {
-    let results: Vec<Json> = outcomes
+/// Whether the configuration aims the probe's check at `agent_id` (the
+/// error log, for `log-matches`): only those hosts are expected to answer.
+pub fn expects(
+    config: &crate::config::CoordinatorConfig,
+    agent_id: &str,
+    check: &str,
+    aggregate: &str,
+) -> bool {
+    if aggregate == "log-matches" {
+        return config
+            .assess
+            .log
+            .as_ref()
+            .is_some_and(|l| config.targets(&l.agents, agent_id));
+    }
+    config
+        .assess
+        .checks
         .iter()
-        .filter_map(|o| match o {
-            StepOutcome::Succeeded { data_json, .. } => {
-                serde_json::from_str::<Json>(data_json).ok()
-            }
+        .any(|c| c.name == check && config.targets(&c.agents, agent_id))
+}
+
+/// One host's answer to a probe round.
+#[derive(Debug, Clone, Copy)]
+pub struct HostProbe<'a> {
+    pub agent: &'a str,
+    pub outcome: &'a StepOutcome,
+    /// The configuration aims the probe's check at this host.
+    pub expected: bool,
+}
+
+/// A probe signal's value from one round, how many hosts were heard, and
+/// why the value is unknown when it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeReading {
+    pub value: Option<Value>,
+    pub heard: Heard,
+    pub error: Option<String>,
+}
+
+/// Combines the hosts' health results for one check. A host that was
+/// expected to run it and did not answer (unreachable, timed out, failed,
+/// or silent about the check) is unknown, never up or down: the value is
+/// unknown whenever the missing hosts could change it (Kleene logic, as for
+/// conditions).
+///
+/// * `any-up`: 1 while any host heard has it up (certain whatever the
+///   others say); 0 only when every expected host was heard and none is up.
+/// * `share-down`: the fraction of the expected hosts with it down.
+/// * `max-latency`: the slowest, in seconds.
+/// * `log-matches`: error-log lines matching (`[assess.log]`), summed over
+///   hosts; its `check` is `error-log`.
+///
+/// The last three need every expected host.
+pub fn aggregate_probe(hosts: &[HostProbe<'_>], check: &str, aggregate: &str) -> ProbeReading {
+    let expected: Vec<&HostProbe<'_>> = hosts.iter().filter(|h| h.expected).collect();
+    let mut results: Vec<Json> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    for host in &expected {
+        let result = match host.outcome {
+            StepOutcome::Succeeded { data_json, .. } => serde_json::from_str::<Json>(data_json)
+                .ok()
+                .and_then(|data| {
+                    if aggregate == "log-matches" {
+                        data["log"]["matches"]
+                            .as_f64()
+                            .map(|m| serde_json::json!({ "matches": m }))
+                    } else {
+                        data["checks"]
+                            .as_array()?
+                            .iter()
+                            .find(|c| c["name"] == check)
+                            .cloned()
+                    }
+                }),
             _ => None,
-        })
-        .filter_map(|data| {
-            data["checks"]
-                .as_array()?
-                .iter()
-                .find(|c| c["name"] == check)
-                .cloned()
-        })
-        .collect();
-    if results.is_empty() {
-        return None;
+        };
+        match result {
+            Some(result) => results.push(result),
+            None => missing.push(match host.outcome {
+                StepOutcome::Succeeded { .. } => format!("{} (did not report it)", host.agent),
+                other => format!("{} ({})", host.agent, other.state()),
+            }),
+        }
+    }
+    let heard = Heard {
+        heard: u32::try_from(results.len()).unwrap_or(u32::MAX),
+        expected: u32::try_from(expected.len()).unwrap_or(u32::MAX),
+    };
+    let unknown = |error: String| ProbeReading {
+        value: None,
+        heard,
+        error: Some(error),
+    };
+    if expected.is_empty() {
+        return unknown(if aggregate == "log-matches" {
+            "no host is configured with an error log ([assess.log])".into()
+        } else {
+            format!("no host is configured to run check `{check}`")
+        });
     }
     let up = |c: &Json| c["status"] == "up" || c["status"] == "slow";
+    let not_heard = || {
+        format!(
+            "{} of {} hosts heard; not heard: {}",
+            heard.heard,
+            heard.expected,
+            missing.join(", ")
+        )
+    };
     let value = match aggregate {
-        "any-up" => f64::from(u8::from(results.iter().any(up))),
+        "any-up" if results.iter().any(up) => 1.0,
+        _ if !missing.is_empty() => return unknown(not_heard()),
+        "any-up" => 0.0,
         "share-down" => results.iter().filter(|c| !up(c)).count() as f64 / results.len() as f64,
         "max-latency" => {
             results
@@ -216,9 +348,14 @@ pub fn aggregate_probe(outcomes: &[StepOutcome], check: &str, aggregate: &str) -
                 .fold(0.0, f64::max)
                 / 1000.0
         }
-        _ => return None,
+        "log-matches" => results.iter().filter_map(|c| c["matches"].as_f64()).sum(),
+        other => return unknown(format!("unknown aggregate `{other}`")),
     };
-    Some(Value::Number(value))
+    ProbeReading {
+        value: Some(Value::Number(value)),
+        heard,
+        error: None,
+    }
 }
 
 #[cfg(test)]
@@ -261,29 +398,166 @@ mod tests {
         }
     }
 
+    fn probes<'a>(outcomes: &'a [(&'a str, StepOutcome)]) -> Vec<HostProbe<'a>> {
+        outcomes
+            .iter()
+            .map(|(agent, outcome)| HostProbe {
+                agent,
+                outcome,
+                expected: true,
+            })
+            .collect()
+    }
+
+    fn value(hosts: &[HostProbe<'_>], check: &str, aggregate: &str) -> Option<Value> {
+        aggregate_probe(hosts, check, aggregate).value
+    }
+
     #[test]
-    fn probes_aggregate_across_hosts() {
-        let hosts = vec![
-            host(json!([{"name": "app", "status": "down", "latency_ms": 5}])),
-            host(json!([{"name": "app", "status": "slow", "latency_ms": 900}])),
-            StepOutcome::TimedOut,
+    fn probes_aggregate_across_hosts_when_every_host_answers() {
+        let hosts = [
+            (
+                "app-1",
+                host(json!([{"name": "app", "status": "down", "latency_ms": 5}])),
+            ),
+            (
+                "app-2",
+                host(json!([{"name": "app", "status": "slow", "latency_ms": 900}])),
+            ),
+            (
+                "app-3",
+                host(json!([{"name": "app", "status": "up", "latency_ms": 30}])),
+            ),
         ];
+        let hosts = probes(&hosts);
+        assert_eq!(value(&hosts, "app", "any-up"), Some(Value::Number(1.0)));
+        let third = 1.0 / 3.0;
         assert_eq!(
-            aggregate_probe(&hosts, "app", "any-up"),
-            Some(Value::Number(1.0))
+            value(&hosts, "app", "share-down"),
+            Some(Value::Number(third))
         );
         assert_eq!(
-            aggregate_probe(&hosts, "app", "share-down"),
-            Some(Value::Number(0.5))
-        );
-        assert_eq!(
-            aggregate_probe(&hosts, "app", "max-latency"),
+            value(&hosts, "app", "max-latency"),
             Some(Value::Number(0.9))
         );
-        assert_eq!(aggregate_probe(&hosts, "other", "any-up"), None);
+        let reading = aggregate_probe(&hosts, "other", "any-up");
+        assert_eq!(reading.value, None);
         assert_eq!(
-            aggregate_probe(&[StepOutcome::TimedOut], "app", "any-up"),
-            None
+            reading.heard,
+            Heard {
+                heard: 0,
+                expected: 3
+            }
         );
+    }
+
+    /// The case: two hosts down, the third's agent unreachable (its
+    /// app may well answer). Nothing says the whole service is down.
+    #[test]
+    fn a_host_not_heard_is_unknown_never_down() {
+        let down = || host(json!([{"name": "app", "status": "down", "latency_ms": 5}]));
+        let outcomes = [
+            ("app-1", down()),
+            ("app-2", down()),
+            (
+                "app-3",
+                StepOutcome::Unreachable {
+                    detail: "not connected".into(),
+                },
+            ),
+        ];
+        let hosts = probes(&outcomes);
+        for aggregate in ["any-up", "share-down", "max-latency"] {
+            let reading = aggregate_probe(&hosts, "app", aggregate);
+            assert_eq!(reading.value, None, "{aggregate}");
+            assert_eq!(
+                reading.heard,
+                Heard {
+                    heard: 2,
+                    expected: 3
+                }
+            );
+            let error = reading.error.unwrap();
+            assert!(
+                error.contains("2 of 3 hosts heard") && error.contains("app-3 (unreachable)"),
+                "{error}"
+            );
+        }
+        // One host heard up settles any-up whatever the others say.
+        let outcomes = [
+            ("app-1", host(json!([{"name": "app", "status": "up"}]))),
+            ("app-2", StepOutcome::TimedOut),
+        ];
+        assert_eq!(
+            value(&probes(&outcomes), "app", "any-up"),
+            Some(Value::Number(1.0))
+        );
+        // All three heard and down: the service is down.
+        let outcomes = [("app-1", down()), ("app-2", down()), ("app-3", down())];
+        assert_eq!(
+            value(&probes(&outcomes), "app", "any-up"),
+            Some(Value::Number(0.0))
+        );
+        assert_eq!(
+            value(&probes(&outcomes), "app", "share-down"),
+            Some(Value::Number(1.0))
+        );
+    }
+
+    #[test]
+    fn hosts_the_check_is_not_aimed_at_are_not_waited_for() {
+        let db = StepOutcome::Unreachable {
+            detail: "gone".into(),
+        };
+        let down = host(json!([{"name": "app", "status": "down"}]));
+        let hosts = [
+            HostProbe {
+                agent: "app-1",
+                outcome: &down,
+                expected: true,
+            },
+            HostProbe {
+                agent: "db-1",
+                outcome: &db,
+                expected: false,
+            },
+        ];
+        let reading = aggregate_probe(&hosts, "app", "any-up");
+        assert_eq!(reading.value, Some(Value::Number(0.0)));
+        assert_eq!(
+            reading.heard,
+            Heard {
+                heard: 1,
+                expected: 1
+            }
+        );
+        let none = [HostProbe {
+            agent: "db-1",
+            outcome: &db,
+            expected: false,
+        }];
+        let error = aggregate_probe(&none, "app", "any-up").error.unwrap();
+        assert!(
+            error.contains("no host is configured to run check `app`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn log_matches_sums_the_error_log_over_hosts() {
+        let logged = |matches: u64| {
+            StepOutcome::Succeeded {
+            summary: String::new(),
+            data_json: json!({ "checks": [], "log": { "path": "/var/log/app.log", "lines": 100, "matches": matches } }).to_string(),
+            outputs: vec![],
+        }
+        };
+        let outcomes = [("app-1", logged(2)), ("app-2", logged(3))];
+        assert_eq!(
+            value(&probes(&outcomes), "error-log", "log-matches"),
+            Some(Value::Number(5.0))
+        );
+        let outcomes = [("app-1", logged(2)), ("app-2", StepOutcome::TimedOut)];
+        assert_eq!(value(&probes(&outcomes), "error-log", "log-matches"), None);
     }
 }

@@ -1,0 +1,355 @@
+//! Verdicts people can trust (issue 18), end to end: honest onsets, hosts
+//! not heard are unknown, `assess` exit codes, `log-matches` from a real
+//! host log. Real coordinator and agents; the plans' times are scaled down
+//! (a minute of the seed plan is a second here), on the same code path.
+
+use std::time::{Duration, Instant};
+
+use backout_e2e::http::TestHttp;
+use backout_e2e::{Coordinator, Pki, agent_config, cli, plugin, sha256_file, start_agent};
+use serde_json::{Value, json};
+
+/// Starts a coordinator with `plan` that knows `agents` (each checked at
+/// `/path` of `http` under the check name `application`), and starts the
+/// agents listed in `start`. The log file (3 ERROR lines) is app-1's.
+async fn fleet(
+    pki: &Pki,
+    http: &TestHttp,
+    agents: &[(&str, &str)],
+    start: &[&str],
+    plan: &str,
+) -> (Coordinator, Vec<backout_e2e::Proc>) {
+    pki.issue("operator", "alice");
+    let log_dir = pki.path().join("logs");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let log_file = log_dir.join("error.log");
+    let mut lines: Vec<String> = (0..50).map(|i| format!("INFO request {i}")).collect();
+    for i in [40, 45, 49] {
+        lines[i] = format!("ERROR payment provider timeout {i}");
+    }
+    std::fs::write(&log_file, lines.join("\n") + "\n").unwrap();
+    std::fs::write(pki.path().join("plan.toml"), plan).unwrap();
+    let mut config = format!(
+        r#"command_key = "{p}/command-signing.key"
+heartbeat_interval = "1s"
+plan = "plan.toml"
+evaluate_every = "100ms"
+[tls]
+ca = "{p}/ca.pem"
+cert = "{p}/coordinator.pem"
+key = "{p}/coordinator.key"
+[operators]
+alice = ["release-manager"]
+[plugins.health]
+sha256 = "{health}"
+[assess]
+timeout = "5s"
+[assess.log]
+path = "{log}"
+tail_lines = 100
+pattern = "ERROR"
+agents = ["app-1"]
+"#,
+        p = pki.path().display(),
+        health = sha256_file(&plugin("health")),
+        log = log_file.display(),
+    );
+    for (id, path) in agents {
+        pki.issue("agent", id);
+        config.push_str(&format!(
+            "[[agent]]\nid = \"{id}\"\n[[assess.check]]\nname = \"application\"\nurl = \"{}\"\nagents = [\"{id}\"]\n",
+            http.url(path)
+        ));
+    }
+    let coordinator = Coordinator::start(pki.path(), &config).await;
+    let mut procs = Vec::new();
+    for id in start {
+        procs.push(start_fleet_agent(pki, http, &coordinator.addr, id));
+    }
+    (coordinator, procs)
+}
+
+fn start_fleet_agent(pki: &Pki, http: &TestHttp, addr: &str, id: &str) -> backout_e2e::Proc {
+    let state = pki.path().join(format!("state-{id}"));
+    let text = agent_config(pki, id, addr, &state, "")
+        .replace(
+            &format!("read = [\"{}\"]", state.display()),
+            &format!("read = [\"{}\"]", pki.path().join("logs").display()),
+        )
+        .replace(
+            "urls = [\"http://127.0.0.1/\"]",
+            &format!("urls = [\"{}\"]", http.url("/")),
+        );
+    let path = pki.path().join(format!("{id}.toml"));
+    std::fs::write(&path, text).unwrap();
+    start_agent(&path, &pki.path().join(format!("{id}.log")))
+}
+
+/// `backout assess --output json [extra]`: its exit code and document.
+fn assess(pki: &Pki, addr: &str, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["assess", "--output", "json"];
+    args.extend_from_slice(extra);
+    let out = cli(pki, addr, "alice", &args);
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        [0, 1, 3].contains(&code),
+        "exit {code}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn row(doc: &Value, trigger: &str) -> Value {
+    doc["matrix"]["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["trigger"] == trigger)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn signal(doc: &Value, name: &str) -> Value {
+    doc["matrix"]["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Polls `check` every `every` until it gives `Some`, at most `timeout`
+/// (for waits of many seconds, where a tighter poll would only load the
+/// machine).
+async fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
+const PLAN: &str = r#"[plan]
+name = "verdicts"
+[roles]
+release-manager = "Release Manager"
+security-lead = "Security Lead"
+technical-lead = "Technical Lead"
+[signals.error_rate]
+prometheus = { url = "http://127.0.0.1:9", query = "sum(rate(http_requests_total[1m]))" }
+interval = "200ms"
+[signals.error_lines]
+probe = { check = "error-log", aggregate = "log-matches" }
+interval = "300ms"
+[signals.breach_confirmed]
+manual = true
+[[trigger]]
+name = "Critical Security Breach"
+class = "immediate"
+when = "breach_confirmed"
+unknown = "ok"
+deciders = ["security-lead", "release-manager"]
+[[trigger]]
+name = "High Error Rate"
+class = "considered"
+when = "error_rate > 5%"
+for = "1s"
+deciders = ["technical-lead", "release-manager"]
+[[trigger]]
+name = "Error Log"
+class = "considered"
+when = "error_lines > 100"
+deciders = ["technical-lead"]
+"#;
+
+/// Prometheus down: `assess` exits 3 (unknown), never 0, and says so in
+/// its JSON. `log-matches` reads the host's error log. A breach confirmed
+/// before the deploy is "no" for "started after the deploy" three and
+/// thirty (scaled) minutes later, long after a history of the trigger's
+/// hold would have dropped its first sample.
+#[tokio::test(flavor = "multi_thread")]
+async fn assess_says_unknown_and_keeps_the_onset_of_a_breach() {
+    let pki = Pki::new("verdicts.test");
+    let http = TestHttp::start().await;
+    let (coordinator, _agents) = fleet(&pki, &http, &[("app-1", "/up")], &["app-1"], PLAN).await;
+    let addr = coordinator.addr.clone();
+
+    // The host is healthy and its log has 3 matching lines; Prometheus is
+    // down, so the error-rate trigger has no data.
+    let (code, doc) = poll(
+        "the error log to be read and the error rate to be unknown",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let (code, doc) = assess(&pki, &addr, &[]);
+            (signal(&doc, "error_lines")["value"] == "3"
+                && row(&doc, "High Error Rate")["state"] == "unknown"
+                && doc["healthy"] == true)
+                .then_some((code, doc))
+        },
+    )
+    .await;
+    assert_eq!(code, 3, "{doc}");
+    assert_eq!(doc["status"], "unknown");
+    assert_eq!(doc["exit_code"], 3);
+    assert_eq!(doc["verdict"], "NO ACTION");
+    assert_eq!(doc["matrix"]["unknown"], json!(["High Error Rate"]));
+    assert_eq!(
+        signal(&doc, "error_lines")["hosts"],
+        json!({ "heard": 1, "expected": 1 })
+    );
+    assert_eq!(row(&doc, "Error Log")["state"], "ok");
+    assert_eq!(row(&doc, "Error Log")["value"], "3");
+    // The text says it too, with the same exit code.
+    let out = cli(&pki, &addr, "alice", &["assess"]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("UNKNOWN (exit 3)") && text.contains("High Error Rate"),
+        "{text}"
+    );
+
+    // A breach is confirmed; the deploy comes one (scaled) minute later.
+    let out = cli(
+        &pki,
+        &addr,
+        "alice",
+        &["signal", "set", "breach_confirmed=true"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let confirmed = Instant::now();
+    let deploy_after = Duration::from_secs(1);
+    for minutes in [3, 30] {
+        let doc = poll(
+            &format!("the breach to have held {minutes} s"),
+            Duration::from_secs(minutes + 30),
+            Duration::from_millis(500),
+            || {
+                let ago = confirmed.elapsed().saturating_sub(deploy_after);
+                let ago = format!("{}ms", ago.as_millis());
+                let (code, doc) = assess(&pki, &addr, &["--deploy-time", &ago]);
+                let held = row(&doc, "Critical Security Breach")["held_ms"]
+                    .as_u64()
+                    .unwrap_or(0);
+                (code == 1 && held >= minutes * 1000).then_some(doc)
+            },
+        )
+        .await;
+        let answer = &doc["checklist"]["started_after_deploy"];
+        assert_eq!(answer["answer"], "no", "after {minutes} s: {answer}");
+        assert!(
+            answer["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("before the deploy"),
+            "{answer}"
+        );
+        assert_eq!(doc["verdict"], "IMMEDIATE ROLLBACK");
+        assert_eq!(doc["status"], "failed");
+        let fired = &doc["matrix"]["fired_triggers"][0];
+        assert_eq!(fired["trigger"], "Critical Security Breach");
+        assert_eq!(fired["class"], "immediate");
+        assert!(fired["since_ms"].as_i64().unwrap() < answer["deploy_ms"].as_i64().unwrap());
+    }
+}
+
+const SERVICE_DOWN: &str = r#"[plan]
+name = "service down"
+[roles]
+release-manager = "Release Manager"
+[signals.service_up]
+probe = { check = "application", aggregate = "any-up" }
+interval = "500ms"
+[[trigger]]
+name = "Complete Service Down"
+class = "immediate"
+when = "service_up == 0"
+for = "2s"
+deciders = ["release-manager"]
+"#;
+
+/// Two hosts down and the third's agent unreachable: Complete Service Down
+/// is unknown for longer than its hold, never fired, and the row says 2 of
+/// 3 hosts were heard. Once the third is heard, down too, it fires after
+/// its hold.
+#[tokio::test(flavor = "multi_thread")]
+async fn complete_service_down_is_unknown_while_a_host_is_not_heard() {
+    let pki = Pki::new("service-down.test");
+    let http = TestHttp::start().await;
+    let hosts = [("app-1", "/down"), ("app-2", "/down"), ("app-3", "/down")];
+    let (coordinator, mut agents) =
+        fleet(&pki, &http, &hosts, &["app-1", "app-2"], SERVICE_DOWN).await;
+    let addr = coordinator.addr.clone();
+
+    let doc = poll(
+        "the trigger to be unknown for twice its hold",
+        Duration::from_secs(40),
+        Duration::from_millis(200),
+        || {
+            let (_, doc) = assess(&pki, &addr, &[]);
+            let row = row(&doc, "Complete Service Down");
+            assert_ne!(row["state"], "FIRED", "fired on partial data: {doc}");
+            assert_ne!(doc["verdict"], "IMMEDIATE ROLLBACK", "{doc}");
+            let unknown_for = doc["matrix"]["evaluated_at_ms"].as_i64().unwrap_or(0)
+                - row["unknown_since_ms"].as_i64().unwrap_or(i64::MAX);
+            (row["hosts"] == json!({ "heard": 2, "expected": 3 }) && unknown_for >= 4_000)
+                .then_some(doc)
+        },
+    )
+    .await;
+    let service_up = signal(&doc, "service_up");
+    assert!(
+        service_up["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("2 of 3 hosts heard; not heard: app-3"),
+        "{service_up}"
+    );
+    let widespread = &doc["checklist"]["widespread"];
+    assert!(
+        widespread["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 of 3 hosts failing (67%), 1 not heard (app-3: unreachable)"),
+        "{widespread}"
+    );
+
+    // The third host is heard, and down: the service is down, after its hold.
+    agents.push(start_fleet_agent(&pki, &http, &addr, "app-3"));
+    let doc = poll(
+        "the trigger to fire",
+        Duration::from_secs(40),
+        Duration::from_millis(200),
+        || {
+            let (_, doc) = assess(&pki, &addr, &[]);
+            (row(&doc, "Complete Service Down")["state"] == "FIRED").then_some(doc)
+        },
+    )
+    .await;
+    let row = row(&doc, "Complete Service Down");
+    assert_eq!(row["hosts"], json!({ "heard": 3, "expected": 3 }));
+    // It fired once its breach had held for its hold, not before.
+    let (since, fired_at) = (
+        row["since_ms"].as_i64().unwrap(),
+        row["fired_at_ms"].as_i64().unwrap(),
+    );
+    assert_eq!(fired_at - since, 2_000, "{row}");
+    assert!(row["held_ms"].as_i64().unwrap() >= 2_000, "{row}");
+    assert_eq!(doc["verdict"], "IMMEDIATE ROLLBACK");
+}
