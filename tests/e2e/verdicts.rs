@@ -266,6 +266,11 @@ async fn assess_says_unknown_and_keeps_the_onset_of_a_breach() {
         assert_eq!(fired["trigger"], "Critical Security Breach");
         assert_eq!(fired["class"], "immediate");
         assert!(fired["since_ms"].as_i64().unwrap() < answer["deploy_ms"].as_i64().unwrap());
+        let evidence = fired["evidence"].as_str().unwrap();
+        assert!(
+            evidence.starts_with("breach_confirmed at true, breaching since "),
+            "{evidence}"
+        );
     }
 }
 

@@ -30,12 +30,15 @@ pub enum Action {
         auto_rollback: bool,
         /// When they must have decided (0: the plan sets no deadline).
         decide_by_ms: i64,
+        /// What fired it (condition, value, onset): said and journaled.
+        evidence: String,
     },
     /// A considered trigger fired: its deciders are paged.
     Page {
         trigger: String,
         deciders: Vec<String>,
         decide_by_ms: i64,
+        evidence: String,
     },
     /// A fired trigger's decision deadline passed with no decision: its
     /// deciders are paged again and the plan's escalation rules apply.
@@ -80,7 +83,11 @@ pub fn overdue(
 
 /// Compares the matrix with the states seen before; returns what to say and
 /// do, and updates `seen`. Pure, so the rules are unit-tested.
-pub fn step(seen: &mut BTreeMap<String, String>, rows: &[wire::TriggerRow]) -> Vec<Action> {
+pub fn step(
+    seen: &mut BTreeMap<String, String>,
+    rows: &[wire::TriggerRow],
+    now_ms: i64,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     for row in rows {
         let before = seen.insert(row.trigger.clone(), row.state.clone());
@@ -110,12 +117,14 @@ pub fn step(seen: &mut BTreeMap<String, String>, rows: &[wire::TriggerRow]) -> V
                     deciders: row.deciders.clone(),
                     auto_rollback: row.auto_rollback,
                     decide_by_ms: row.decide_by_ms,
+                    evidence: super::matrix::evidence(row, now_ms),
                 }
             } else {
                 Action::Page {
                     trigger: row.trigger.clone(),
                     deciders: row.deciders.clone(),
                     decide_by_ms: row.decide_by_ms,
+                    evidence: super::matrix::evidence(row, now_ms),
                 }
             });
         }
@@ -177,7 +186,7 @@ pub async fn run(
                             "the coordinator has no plan: guard needs one (set `plan` in its configuration)".into()
                         ));
                     }
-                    let mut actions = step(&mut seen, &reply.rows);
+                    let mut actions = step(&mut seen, &reply.rows, reply.now_ms);
                     let runs = if reply.rows.iter().any(|r| {
                         r.state == "FIRED" && r.decide_by_ms > 0 && reply.now_ms >= r.decide_by_ms
                     }) {
@@ -312,13 +321,15 @@ async fn act(
             trigger,
             deciders,
             decide_by_ms,
+            evidence,
         } => {
             println!(
-                "{now} ASSESS FOR ROLLBACK: {trigger} fired; paging {}{}",
+                "{now} ASSESS FOR ROLLBACK: {trigger} fired; paging {}{}; {evidence}",
                 deciders.join(" + "),
                 super::matrix::time_left(decide_by_ms, backout_proto::now_ms())
             );
-            let request = record(&trigger, "page-deciders", deciders.join(" + "));
+            let detail = format!("{}; {evidence}", deciders.join(" + "));
+            let request = record(&trigger, "page-deciders", detail);
             if let Err(e) = client.record_decision(request).await {
                 println!(
                     "{now} guard: could not record the decision: {}",
@@ -332,6 +343,7 @@ async fn act(
             deciders,
             auto_rollback,
             decide_by_ms,
+            evidence,
         } => {
             let what = if auto_rollback {
                 "the plan lets guard start the rollback"
@@ -339,7 +351,7 @@ async fn act(
                 "the plan leaves the rollback to its deciders"
             };
             println!(
-                "{now} IMMEDIATE ROLLBACK: {trigger} fired; deciders {}{}; {what}",
+                "{now} IMMEDIATE ROLLBACK: {trigger} fired; deciders {}{}; {what}; {evidence}",
                 deciders.join(" + "),
                 super::matrix::time_left(decide_by_ms, backout_proto::now_ms())
             );
@@ -348,7 +360,11 @@ async fn act(
             } else {
                 "page-deciders"
             };
-            let request = record(&trigger, decision, deciders.join(" + "));
+            let request = record(
+                &trigger,
+                decision,
+                format!("{}; {evidence}", deciders.join(" + ")),
+            );
             match client.record_decision(request).await {
                 Ok(_) => println!("{now} decision recorded on the coordinator"),
                 Err(e) => println!(
@@ -407,6 +423,7 @@ mod tests {
                 row("Down", "immediate", "ok"),
                 row("Errors", "considered", "breaching"),
             ],
+            0,
         );
         assert_eq!(first.len(), 2);
         assert!(
@@ -415,7 +432,8 @@ mod tests {
                 &[
                     row("Down", "immediate", "ok"),
                     row("Errors", "considered", "breaching")
-                ]
+                ],
+                0,
             )
             .is_empty()
         );
@@ -425,6 +443,7 @@ mod tests {
                 row("Down", "immediate", "FIRED"),
                 row("Errors", "considered", "FIRED"),
             ],
+            0,
         );
         assert!(matches!(fired[1], Action::Immediate { .. }), "{fired:?}");
         assert!(matches!(fired[3], Action::Page { .. }), "{fired:?}");
@@ -434,7 +453,8 @@ mod tests {
                 &[
                     row("Down", "immediate", "FIRED"),
                     row("Errors", "considered", "FIRED")
-                ]
+                ],
+                0,
             )
             .is_empty()
         );
@@ -485,7 +505,7 @@ mod tests {
     #[test]
     fn unknown_never_acts() {
         let mut seen = BTreeMap::new();
-        let actions = step(&mut seen, &[row("Down", "immediate", "unknown")]);
+        let actions = step(&mut seen, &[row("Down", "immediate", "unknown")], 0);
         assert_eq!(actions.len(), 1);
         assert!(matches!(actions[0], Action::Changed { .. }));
     }

@@ -119,6 +119,7 @@ pub fn matrix_json(m: &wire::MatrixReply) -> Value {
         })).collect::<Vec<_>>(),
         "fired_triggers": m.fired_triggers.iter().map(|f| json!({
             "trigger": f.trigger,
+            "evidence": m.rows.iter().find(|r| r.trigger == f.trigger).map(|r| evidence(r, m.now_ms)),
             "class": f.class,
             "deciders": f.deciders,
             "since_ms": f.since_ms,
@@ -143,6 +144,33 @@ pub fn signal_json(s: &wire::SignalStatus) -> Value {
         "hosts": (s.hosts_expected > 0).then(|| json!({ "heard": s.hosts_heard, "expected": s.hosts_expected })),
         "judgement": (!s.judgement.is_empty()).then_some(&s.judgement),
     })
+}
+
+/// What fired a trigger, for people and for the journal: its condition,
+/// the value it was evaluated on (and hosts heard), and when its breach
+/// began: "error_rate > 5% at 0.12, breaching since 2026-01-15T02:03:04Z
+/// (16 m 0 s)".
+pub fn evidence(row: &wire::TriggerRow, now_ms: i64) -> String {
+    let mut text = row.condition.clone();
+    if !row.value.is_empty() {
+        text.push_str(&format!(" at {}", row.value));
+    }
+    if row.hosts_expected > 0 {
+        text.push_str(&format!(
+            " ({} of {} hosts heard)",
+            row.hosts_heard, row.hosts_expected
+        ));
+    }
+    if row.since_ms > 0 {
+        let since = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(row.since_ms.unsigned_abs()),
+        );
+        text.push_str(&format!(
+            ", breaching since {since} ({})",
+            human_ms(now_ms - row.since_ms)
+        ));
+    }
+    text
 }
 
 /// The time the deciders have left, for people: ", decide within 12 m 3 s"
@@ -231,18 +259,14 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
         verdict => {
             println!("VERDICT: {verdict} — decided by {}", m.deciders.join(" + "));
             for f in &m.fired_triggers {
-                let at = if m.evaluated_at_ms > 0 {
-                    m.evaluated_at_ms
-                } else {
-                    m.now_ms
-                };
-                let breaching = if f.since_ms > 0 {
-                    format!(", breaching for {}", human_ms(at - f.since_ms))
-                } else {
-                    String::new()
-                };
+                let why = m
+                    .rows
+                    .iter()
+                    .find(|r| r.trigger == f.trigger)
+                    .map(|r| format!(": {}", evidence(r, m.now_ms)))
+                    .unwrap_or_default();
                 println!(
-                    "  FIRED {} ({}){breaching}{} — deciders {}",
+                    "  FIRED {} ({}){why}{} — deciders {}",
                     f.trigger,
                     f.class,
                     time_left(f.decide_by_ms, m.now_ms),
@@ -302,6 +326,25 @@ mod tests {
         assert_eq!(answer["detail"], "first breach 1 m 0 s before the deploy");
         let doc = checklist(&[], Some(&fired_since(deploy + 1_300)), Some(deploy));
         assert_eq!(doc["started_after_deploy"]["answer"], "yes");
+    }
+
+    #[test]
+    fn evidence_names_the_condition_value_hosts_and_onset() {
+        let row = wire::TriggerRow {
+            condition: "service_up == 0".into(),
+            value: "0".into(),
+            hosts_heard: 3,
+            hosts_expected: 3,
+            since_ms: 1_768_442_400_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            evidence(&row, 1_768_442_400_000 + 31 * 60_000),
+            "service_up == 0 at 0 (3 of 3 hosts heard), breaching since 2026-01-15T02:00:00Z (31 m 0 s)"
+        );
+        assert_eq!(time_left(1_000, 400), ", decide within 600 ms");
+        assert_eq!(time_left(1_000, 61_000), ", DECISION OVERDUE by 1 m 0 s");
+        assert_eq!(time_left(0, 61_000), "");
     }
 
     #[test]

@@ -359,7 +359,17 @@ impl Board {
             .iter()
             .zip(inner.triggers.iter())
             .map(|(trigger, tracker)| {
-                let signal = trigger.when.threshold().map(|(signal, _, _)| signal);
+                // The signal a threshold compares, or the only one it reads.
+                let signal = trigger
+                    .when
+                    .threshold()
+                    .map(|(signal, _, _)| signal)
+                    .or_else(|| {
+                        let signals = trigger.when.signals();
+                        (signals.len() == 1)
+                            .then(|| signals.into_iter().next())
+                            .flatten()
+                    });
                 let value = signal
                     .as_ref()
                     .and_then(|s| values.get(s).copied().flatten());
@@ -720,6 +730,8 @@ deciders = ["rm"]
         let m = b.matrix(0);
         assert_eq!(m.verdict.headline(), "ASSESS FOR ROLLBACK");
         assert_eq!(m.verdict.fired[0].trigger, "Canary Unclear");
+        // A condition that reads one signal shows its value.
+        assert_eq!(m.rows[1].value, Some(Value::Number(3.0)));
         let view = b.view("canary_latency", 0).unwrap();
         assert!(
             view.judgement
