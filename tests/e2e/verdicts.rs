@@ -358,3 +358,145 @@ async fn complete_service_down_is_unknown_while_a_host_is_not_heard() {
     assert!(row["held_ms"].as_i64().unwrap() >= 2_000, "{row}");
     assert_eq!(doc["verdict"], "IMMEDIATE ROLLBACK");
 }
+
+const DEADLINE: &str = r#"[plan]
+name = "deadline"
+[roles]
+release-manager = "Release Manager"
+technical-lead = "Technical Lead"
+[signals.errors]
+manual = true
+[signals.other]
+manual = true
+[decide_within]
+considered = "2s"
+[[trigger]]
+name = "High Error Rate"
+class = "considered"
+when = "errors"
+unknown = "ok"
+deciders = ["technical-lead", "release-manager"]
+[[trigger]]
+name = "Other"
+class = "considered"
+when = "other"
+unknown = "ok"
+deciders = ["release-manager"]
+[[escalation]]
+who = "Head of Engineering"
+when = "decision_overdue"
+"#;
+
+/// The seed's "decide within" in scaled time (2 s): guard pages the deciders
+/// when the trigger fires, with the time left; when the deadline passes with
+/// no rollback started it pages them again and escalates as the plan's rule
+/// says, exactly once, and the coordinator journals it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missed_decision_deadline_pages_and_escalates_exactly_once() {
+    let pki = Pki::new("deadline.test");
+    pki.issue("operator", "alice");
+    std::fs::write(pki.path().join("plan.toml"), DEADLINE).unwrap();
+    let config = format!(
+        "command_key = \"{p}/command-signing.key\"\nplan = \"plan.toml\"\nevaluate_every = \"100ms\"\n[tls]\nca = \"{p}/ca.pem\"\ncert = \"{p}/coordinator.pem\"\nkey = \"{p}/coordinator.key\"\n[operators]\nalice = [\"release-manager\"]\n",
+        p = pki.path().display()
+    );
+    let coordinator = Coordinator::start(pki.path(), &config).await;
+    let addr = coordinator.addr.clone();
+    let mut guard = backout_e2e::Proc::spawn(
+        &backout_e2e::bin("backout"),
+        &[
+            "guard",
+            "--interval",
+            "200ms",
+            "--coordinator",
+            &addr,
+            "--pki",
+            pki.path().to_str().unwrap(),
+            "--operator",
+            "alice",
+        ],
+        &pki.path().join("guard.log"),
+    );
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stdout = guard.child.stdout.take().unwrap();
+    let lines = said.clone();
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut reader = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let saw = |text: &str| said.lock().unwrap().iter().any(|l| l.contains(text));
+    let count = |text: &str| {
+        said.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
+    };
+    let set = |assignment: &str| {
+        let out = cli(&pki, &addr, "alice", &["signal", "set", assignment]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    poll(
+        "guard to watch",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || saw("High Error Rate: - -> ok").then_some(()),
+    )
+    .await;
+
+    set("errors=true");
+    poll(
+        "the deciders to be paged",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            saw("ASSESS FOR ROLLBACK: High Error Rate fired; paging technical-lead + release-manager, decide within")
+                .then_some(())
+        },
+    )
+    .await;
+    poll(
+        "the deadline to pass",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || saw("DECISION OVERDUE: High Error Rate").then_some(()),
+    )
+    .await;
+    // Another trigger fires and misses its own deadline ten guard looks
+    // later: the first one was not said again meanwhile.
+    set("other=true");
+    poll(
+        "the second deadline to pass",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || saw("DECISION OVERDUE: Other").then_some(()),
+    )
+    .await;
+    guard.kill().await;
+    let overdue: Vec<String> = said
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("DECISION OVERDUE: High Error Rate"))
+        .cloned()
+        .collect();
+    assert_eq!(overdue.len(), 1, "{overdue:?}");
+    assert!(
+        overdue[0].contains(
+            "paging technical-lead + release-manager again; escalating to Head of Engineering"
+        ),
+        "{}",
+        overdue[0]
+    );
+    assert_eq!(count("DECISION OVERDUE"), 2);
+    // The coordinator journaled each escalation once.
+    let log = coordinator.proc.log_text();
+    assert_eq!(log.matches("decision=decision-overdue").count(), 2, "{log}");
+}
