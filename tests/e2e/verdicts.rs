@@ -500,3 +500,126 @@ async fn a_missed_decision_deadline_pages_and_escalates_exactly_once() {
     let log = coordinator.proc.log_text();
     assert_eq!(log.matches("decision=decision-overdue").count(), 2, "{log}");
 }
+
+/// The canary judge over a real Prometheus scraping two sample apps, the
+/// canary and the baseline: with too little data it is inconclusive (for
+/// people: the considered trigger), with both alike it passes, and once the
+/// canary is slower it fails and the immediate trigger fires, the signal
+/// explaining why (U, p-value, medians).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_canary_judge_passes_alike_hosts_and_fails_a_slower_canary() {
+    use backout_e2e::services::{Prometheus, SampleApp};
+    let pki = Pki::new("canary.test");
+    pki.issue("operator", "alice");
+    let canary_dir = pki.path().join("canary");
+    let baseline_dir = pki.path().join("baseline");
+    std::fs::create_dir_all(&canary_dir).unwrap();
+    std::fs::create_dir_all(&baseline_dir).unwrap();
+    let canary = SampleApp::start(&canary_dir).await;
+    let baseline = SampleApp::start(&baseline_dir).await;
+    let prometheus = Prometheus::start(
+        pki.path(),
+        &[
+            format!("127.0.0.1:{}", canary.port),
+            format!("127.0.0.1:{}", baseline.port),
+        ],
+    )
+    .await;
+    let latency = |port: u16| {
+        format!(
+            "round(rate(http_request_duration_seconds_sum{{instance=\"127.0.0.1:{port}\"}}[3s]) / rate(http_request_duration_seconds_count{{instance=\"127.0.0.1:{port}\"}}[3s]), 0.001)"
+        )
+    };
+    let plan = format!(
+        r#"[plan]
+name = "canary"
+[roles]
+release-manager = "Release Manager"
+sre-lead = "SRE Lead"
+[signals.canary_latency]
+canary = {{ url = "{url}", query = '{canary}', baseline = '{baseline}', over = "8s", step = "1s", min_samples = 5 }}
+interval = "1s"
+[[trigger]]
+name = "Canary Fails"
+class = "immediate"
+when = "canary_latency == fail"
+deciders = ["release-manager"]
+[[trigger]]
+name = "Canary Unclear"
+class = "considered"
+when = "canary_latency == marginal or canary_latency == inconclusive"
+deciders = ["sre-lead", "release-manager"]
+"#,
+        url = prometheus.url,
+        canary = latency(canary.port),
+        baseline = latency(baseline.port),
+    );
+    std::fs::write(pki.path().join("plan.toml"), plan).unwrap();
+    let config = format!(
+        "command_key = \"{p}/command-signing.key\"\nplan = \"plan.toml\"\nevaluate_every = \"200ms\"\n[tls]\nca = \"{p}/ca.pem\"\ncert = \"{p}/coordinator.pem\"\nkey = \"{p}/coordinator.key\"\n[operators]\nalice = [\"release-manager\"]\n",
+        p = pki.path().display()
+    );
+    let coordinator = Coordinator::start(pki.path(), &config).await;
+    let addr = coordinator.addr.clone();
+    let judgement = |doc: &Value| {
+        signal(doc, "canary_latency")["judgement"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // The first judgement: before Prometheus has 5 points of each it is
+    // inconclusive, which is for people (the considered trigger), never
+    // the immediate one. (On a slow machine Prometheus may already have
+    // them; the board's unit test holds inconclusive deterministically.)
+    let doc = poll(
+        "a first judgement",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || {
+            let (_, doc) = assess(&pki, &addr, &[]);
+            (!judgement(&doc).is_empty()).then_some(doc)
+        },
+    )
+    .await;
+    if judgement(&doc).starts_with("inconclusive") {
+        assert_eq!(row(&doc, "Canary Unclear")["state"], "FIRED", "{doc}");
+        assert_eq!(doc["verdict"], "ASSESS FOR ROLLBACK", "{doc}");
+    }
+    assert_ne!(row(&doc, "Canary Fails")["state"], "FIRED", "{doc}");
+    // Both alike (80 ms): pass, nothing fired.
+    let doc = poll(
+        "a pass",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || {
+            let (_, doc) = assess(&pki, &addr, &[]);
+            judgement(&doc).starts_with("pass").then_some(doc)
+        },
+    )
+    .await;
+    assert_eq!(row(&doc, "Canary Fails")["state"], "ok", "{doc}");
+    // The canary's deploy is slower: fail, and the immediate trigger fires.
+    canary.fault(json!({ "latency_ms": 400 })).await;
+    let doc = poll(
+        "the canary to fail",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || {
+            let (_, doc) = assess(&pki, &addr, &[]);
+            (doc["verdict"] == "IMMEDIATE ROLLBACK").then_some(doc)
+        },
+    )
+    .await;
+    let why = judgement(&doc);
+    assert!(
+        why.starts_with("fail: canary worse: p = ") && why.contains("; U "),
+        "{why}"
+    );
+    assert_eq!(
+        doc["matrix"]["fired_triggers"][0]["trigger"],
+        "Canary Fails"
+    );
+    assert_eq!(row(&doc, "Canary Fails")["value"], "2");
+    drop(prometheus);
+}
