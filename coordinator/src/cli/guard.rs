@@ -187,8 +187,13 @@ pub async fn run(
                         ));
                     }
                     let mut actions = step(&mut seen, &reply.rows, reply.now_ms);
+                    // Runs are asked for only while a deadline has passed
+                    // that was not escalated yet.
                     let runs = if reply.rows.iter().any(|r| {
-                        r.state == "FIRED" && r.decide_by_ms > 0 && reply.now_ms >= r.decide_by_ms
+                        r.state == "FIRED"
+                            && r.decide_by_ms > 0
+                            && reply.now_ms >= r.decide_by_ms
+                            && !escalated.contains(&(r.trigger.clone(), r.fired_at_ms))
                     }) {
                         match client.list_runs(wire::ListRunsRequest {}).await {
                             Ok(runs) => Some(runs.into_inner().runs),
