@@ -1,5 +1,8 @@
 //! `backout guard`: watches the decision matrix after a deploy, says every
-//! change of every trigger, and acts when one fires.
+//! change of every trigger, and acts when one fires: it pages the deciders
+//! with what fired it and the time they have left (`[decide_within]`) and,
+//! when that time passes with no rollback started, pages them again and
+//! escalates as the plan's rules say, once per firing.
 //!
 //! Guard is what watches at 3 a.m., so it never gives up: when the
 //! coordinator cannot be reached it says so and keeps trying, and missing data
