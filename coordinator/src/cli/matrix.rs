@@ -220,7 +220,15 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
                     },
                     r.needed
                 ),
-                r.state.clone(),
+                if r.state == "unknown" && r.unknown_since_ms > 0 {
+                    // When its data went missing, not just that it did.
+                    format!(
+                        "unknown (no data for {})",
+                        human_ms(m.now_ms - r.unknown_since_ms)
+                    )
+                } else {
+                    r.state.clone()
+                },
                 r.deciders.join(" + "),
             ]
         })
