@@ -13,6 +13,19 @@ use backout_proto::wire;
 use super::client::ConnectArgs;
 use super::{Exit, human_ms};
 
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How often to look.
+    #[arg(long, default_value = "2s", value_parser = backout_config::parse_duration)]
+    interval: Duration,
+    /// When the deploy happened (RFC 3339, or how long ago, e.g. 5m).
+    #[arg(long, value_parser = super::parse_when)]
+    deploy_time: Option<i64>,
+    /// Exit with code 1 when an immediate trigger fires (for scripts).
+    #[arg(long)]
+    exit_on_immediate: bool,
+}
+
 /// What guard does about one trigger row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -76,16 +89,16 @@ fn clock() -> String {
 
 /// Runs until Ctrl-C, or (with `exit_on_immediate`) until an immediate
 /// trigger fires, which exits 1.
-pub async fn run(
-    connect: &ConnectArgs,
-    interval: Duration,
-    deploy_ms: Option<i64>,
-    exit_on_immediate: bool,
-) -> anyhow::Result<Exit> {
+pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
+    let Args {
+        interval,
+        deploy_time: deploy_ms,
+        exit_on_immediate,
+    } = args;
     let mut seen = BTreeMap::new();
     let mut control = None;
     let mut was_down = false;
-    println!(
+    outln!(
         "{} guard: watching the decision matrix every {}{}",
         clock(),
         human_ms(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX)),
@@ -100,7 +113,7 @@ pub async fn run(
                 Err(e) if e.is::<super::BadInput>() => return Err(e),
                 Err(e) => {
                     if !was_down {
-                        println!(
+                        outln!(
                             "{} guard: coordinator unreachable ({e:#}); retrying",
                             clock()
                         );
@@ -114,7 +127,7 @@ pub async fn run(
                 Ok(reply) => {
                     let reply = reply.into_inner();
                     if was_down {
-                        println!("{} guard: coordinator reachable again", clock());
+                        outln!("{} guard: coordinator reachable again", clock());
                         was_down = false;
                     }
                     if !reply.has_plan {
@@ -129,7 +142,7 @@ pub async fn run(
                         .any(|a| matches!(a, Action::Changed { to, .. } if to == "unknown"))
                     {
                         for signal in reply.signals.iter().filter(|s| !s.error.is_empty()) {
-                            println!(
+                            outln!(
                                 "{} signal {} has no data: {}; still trying",
                                 clock(),
                                 signal.name,
@@ -144,7 +157,7 @@ pub async fn run(
                     }
                 }
                 Err(status) => {
-                    println!(
+                    outln!(
                         "{} guard: matrix unavailable ({}); retrying",
                         clock(),
                         status.message()
@@ -181,17 +194,17 @@ async fn act(
             } else {
                 format!(" (value {value})")
             };
-            println!("{now} {trigger}: {from} -> {to}{value}");
+            outln!("{now} {trigger}: {from} -> {to}{value}");
             None
         }
         Action::Page { trigger, deciders } => {
-            println!(
+            outln!(
                 "{now} ASSESS FOR ROLLBACK: {trigger} fired; paging {}",
                 deciders.join(" + ")
             );
             let request = record(&trigger, "page-deciders", deciders.join(" + "));
             if let Err(e) = client.record_decision(request).await {
-                println!(
+                outln!(
                     "{now} guard: could not record the decision: {}",
                     e.message()
                 );
@@ -208,7 +221,7 @@ async fn act(
             } else {
                 "the plan leaves the rollback to its deciders"
             };
-            println!(
+            outln!(
                 "{now} IMMEDIATE ROLLBACK: {trigger} fired; deciders {}; {what}",
                 deciders.join(" + ")
             );
@@ -219,8 +232,8 @@ async fn act(
             };
             let request = record(&trigger, decision, deciders.join(" + "));
             match client.record_decision(request).await {
-                Ok(_) => println!("{now} decision recorded on the coordinator"),
-                Err(e) => println!(
+                Ok(_) => outln!("{now} decision recorded on the coordinator"),
+                Err(e) => outln!(
                     "{now} guard: could not record the decision: {}",
                     e.message()
                 ),
@@ -233,7 +246,7 @@ async fn act(
                     ..Default::default()
                 };
                 match client.start_run(request).await {
-                    Ok(run) => println!(
+                    Ok(run) => outln!(
                         "{now} rollback run {} started; it waits for {}",
                         run.get_ref().run_id,
                         run.get_ref()
@@ -244,7 +257,7 @@ async fn act(
                             .join("; ")
                     ),
                     Err(e) => {
-                        println!("{now} guard: could not start the rollback: {}", e.message())
+                        outln!("{now} guard: could not start the rollback: {}", e.message())
                     }
                 }
             }

@@ -95,7 +95,7 @@ pub fn signal_json(s: &wire::SignalStatus) -> Value {
 
 /// The matrix, verdict and checklist for people.
 pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
-    println!("\nDECISION MATRIX — {}", m.plan_name);
+    outln!("\nDECISION MATRIX — {}", m.plan_name);
     let rows: Vec<Vec<String>> = m
         .rows
         .iter()
@@ -123,7 +123,7 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table::render(
             &[
@@ -141,23 +141,23 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
     let failing: Vec<&wire::SignalStatus> =
         m.signals.iter().filter(|s| !s.error.is_empty()).collect();
     for s in failing {
-        println!("  signal {} is unknown: {}", s.name, s.error);
+        outln!("  signal {} is unknown: {}", s.name, s.error);
     }
-    println!();
+    outln!();
     match m.verdict.as_str() {
-        "NO ACTION" if m.unknown.is_empty() => println!("VERDICT: NO ACTION"),
-        "NO ACTION" => println!(
+        "NO ACTION" if m.unknown.is_empty() => outln!("VERDICT: NO ACTION"),
+        "NO ACTION" => outln!(
             "VERDICT: NO ACTION, but {} trigger(s) have no data: {}",
             m.unknown.len(),
             m.unknown.join(", ")
         ),
-        verdict => println!(
+        verdict => outln!(
             "VERDICT: {verdict} ({}) — decided by {}",
             m.fired.join(", "),
             m.deciders.join(" + ")
         ),
     }
-    println!("\nCHECKLIST (plan 1.1)");
+    outln!("\nCHECKLIST (plan 1.1)");
     for (key, label) in [
         ("widespread", "Issue is widespread"),
         ("started_after_deploy", "Issue started after the deployment"),
@@ -167,7 +167,7 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
         ),
         ("business_impact", "Business impact assessed"),
     ] {
-        println!(
+        outln!(
             "  [{}] {label}: {}",
             checklist[key]["answer"].as_str().unwrap_or("?"),
             checklist[key]["detail"].as_str().unwrap_or("")
