@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 
+use backout_config::sqlite::{OpenError, open_durable};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
@@ -17,7 +18,7 @@ use crate::plugin::StepOutcome;
 pub struct LedgerError {
     path: String,
     #[source]
-    source: rusqlite::Error,
+    source: OpenError,
 }
 
 /// What the ledger knew of a step when it was asked to run.
@@ -80,17 +81,12 @@ impl Ledger {
     pub fn open(state_dir: &Path) -> Result<Ledger, LedgerError> {
         let path = state_dir.join("agent.db");
         let display = path.display().to_string();
-        let err = |source| LedgerError {
+        let err = |source: OpenError| LedgerError {
             path: display.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
+        // Mode 0600, WAL, synchronous=FULL: a step begun is on disk before it runs.
+        let conn = open_durable(&path).map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS steps (
                  step_key TEXT PRIMARY KEY,
@@ -102,7 +98,7 @@ impl Ledger {
              );
              UPDATE steps SET state = 'interrupted' WHERE state = 'running';",
         )
-        .map_err(err)?;
+        .map_err(|e| err(e.into()))?;
         Ok(Ledger {
             conn: Mutex::new(conn),
             running: Mutex::new(BTreeSet::new()),
@@ -113,7 +109,7 @@ impl Ledger {
     fn err(&self, source: rusqlite::Error) -> LedgerError {
         LedgerError {
             path: self.path.clone(),
-            source,
+            source: source.into(),
         }
     }
 

@@ -177,26 +177,15 @@ fn open_files_limit() -> Option<u64> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = cli
-        .log
-        .clone()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        // Colours only for a person; a log file gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        // A log line that cannot be written (the disk is full) is dropped.
-        // Reporting it would `eprintln!` to the same full stderr, which
-        // panics the task that logged: a run's driver died of it.
-        .log_internal_errors(false)
-        .try_init();
+    backout_config::logging::init(cli.log.as_deref(), "info");
 
     let mut agents = match build(&cli.config, cli.sessions_from.as_deref()) {
         Ok(agents) => agents,
         Err(error) => {
-            eprintln!("backout-agent: {}", session::describe(&error));
+            say(
+                &mut std::io::stderr(),
+                format_args!("backout-agent: {}", session::describe(&error)),
+            );
             let code = if error.is::<BadConfig>() { 2 } else { 1 };
             return ExitCode::from(code);
         }
@@ -206,9 +195,12 @@ async fn main() -> ExitCode {
         if many {
             run_many(agents).await;
         } else if let Some(agent) = agents.pop() {
-            println!(
-                "backout-agent: {} dialling {}",
-                agent.id, agent.config.coordinator
+            say(
+                &mut std::io::stdout(),
+                format_args!(
+                    "backout-agent: {} dialling {}",
+                    agent.id, agent.config.coordinator
+                ),
             );
             session::run(Arc::new(agent)).await;
         }
@@ -233,10 +225,13 @@ async fn run_many(agents: Vec<Agent>) {
         );
     }
     if let Some(first) = agents.first() {
-        println!(
-            "backout-agent: {} sessions dialling {}",
-            agents.len(),
-            first.config.coordinator
+        say(
+            &mut std::io::stdout(),
+            format_args!(
+                "backout-agent: {} sessions dialling {}",
+                agents.len(),
+                first.config.coordinator
+            ),
         );
     }
     for agent in agents {
@@ -244,6 +239,13 @@ async fn run_many(agents: Vec<Agent>) {
         tokio::spawn(session::run(Arc::new(agent)).instrument(span));
     }
     std::future::pending::<()>().await
+}
+
+/// Writes one line, ignoring a failure: a service whose standard output or
+/// error was closed (or whose reader went away) keeps running, where
+/// `println!` would panic.
+fn say(to: &mut impl std::io::Write, line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(to, "{line}").and_then(|()| to.flush());
 }
 
 async fn sigterm() {

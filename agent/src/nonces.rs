@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use backout_config::sqlite::{OpenError, open_durable};
 use rusqlite::{Connection, params};
 
 #[derive(Debug, thiserror::Error)]
@@ -15,7 +16,7 @@ use rusqlite::{Connection, params};
 pub struct NonceStoreError {
     path: String,
     #[source]
-    source: rusqlite::Error,
+    source: OpenError,
 }
 
 pub struct NonceStore {
@@ -28,16 +29,13 @@ impl NonceStore {
     pub fn open(state_dir: &Path) -> Result<Self, NonceStoreError> {
         let path = state_dir.join("agent.db");
         let display = path.display().to_string();
-        let err = |source| NonceStoreError {
+        let err = |source: OpenError| NonceStoreError {
             path: display.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(err)?;
-        // WAL with synchronous=FULL: a nonce is on disk before the command runs.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
+        // Mode 0600, WAL with synchronous=FULL: a nonce is on disk before the
+        // command runs.
+        let conn = open_durable(&path).map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS nonces (
                  nonce BLOB PRIMARY KEY,
@@ -45,7 +43,7 @@ impl NonceStore {
              );
              CREATE INDEX IF NOT EXISTS nonces_keep_until ON nonces (keep_until_ms);",
         )
-        .map_err(err)?;
+        .map_err(|e| err(e.into()))?;
         Ok(NonceStore {
             conn: Mutex::new(conn),
             path: display,
@@ -60,9 +58,9 @@ impl NonceStore {
         now_ms: i64,
     ) -> Result<bool, NonceStoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let err = |source| NonceStoreError {
+        let err = |source: rusqlite::Error| NonceStoreError {
             path: self.path.clone(),
-            source,
+            source: source.into(),
         };
         conn.execute(
             "DELETE FROM nonces WHERE keep_until_ms < ?1",

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backout_proto::command::Refused;
-use backout_proto::{now_ms, wire};
+use backout_proto::{codes, now_ms, wire};
 use backout_tls::tls::{TlsMaterial, connect_coordinator, error_chain};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -105,6 +105,17 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
         version = %welcome.coordinator_version,
         "connected"
     );
+    // A plugin file that differs from the coordinator's pin is said now,
+    // not when its first step is refused.
+    let pins = |name: &str| welcome.plugin_pins.get(name).map(String::as_str);
+    for m in backout_proto::pin_mismatches(pins, &hello(agent).plugins) {
+        tracing::warn!(
+            plugin = %m.plugin,
+            pinned = %m.pinned,
+            file = %m.actual,
+            "this plugin's file does not match the coordinator's pin: its steps will be refused"
+        );
+    }
 
     let interval = Duration::from_millis(welcome.heartbeat_interval_ms.clamp(100, 300_000).into());
     let heartbeat = tokio::spawn(heartbeats(tx.clone(), interval));
@@ -144,6 +155,7 @@ fn hello(agent: &Agent) -> wire::Hello {
                 version: p.version,
                 sha256: p.sha256,
                 actions: p.actions,
+                pinned_sha256: String::new(),
             })
             .collect(),
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -228,25 +240,25 @@ async fn handle_command(
             Some(outcome)
         }
         Ok(Ok(Prior::Running)) => Some(StepOutcome::Failed {
-            code: "in-progress".into(),
+            code: codes::IN_PROGRESS.into(),
             message: format!(
                 "step `{}` is running on this agent; its result comes with its first command",
                 command.step_id
             ),
         }),
         Ok(Ok(Prior::Interrupted)) => Some(StepOutcome::Failed {
-            code: "interrupted".into(),
+            code: codes::INTERRUPTED.into(),
             message: format!(
                 "step `{}` was running when this agent stopped; its outcome is unknown and it is not run again",
                 command.step_id
             ),
         }),
         Ok(Err(e)) => Some(StepOutcome::Failed {
-            code: "ledger".into(),
+            code: codes::LEDGER.into(),
             message: e.to_string(),
         }),
         Err(e) => Some(StepOutcome::Failed {
-            code: "ledger".into(),
+            code: codes::LEDGER.into(),
             message: e.to_string(),
         }),
     };

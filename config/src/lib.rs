@@ -1,9 +1,17 @@
 //! Loading Backout's TOML files (coordinator and agent configuration, plans).
+//! With its features, also the set-up both binaries share: [`logging`] (the
+//! `logging` feature) and opening SQLite files ([`sqlite`], the `sqlite`
+//! feature). `plan/`, the pure core, uses neither.
 //!
 //! Every error names the file, the line and column, and the field, because the
 //! person reading it is fixing a configuration at 2 a.m. Types that use this
 //! crate put `#[serde(deny_unknown_fields)]` on every table, so a typo is an
 //! error and never silently ignored.
+
+#[cfg(feature = "logging")]
+pub mod logging;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

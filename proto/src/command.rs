@@ -43,6 +43,24 @@ pub enum Check {
 }
 
 impl Check {
+    /// Every check, in the order the agent runs them.
+    pub const ALL: [Check; 8] = [
+        Check::Signature,
+        Check::Malformed,
+        Check::Expired,
+        Check::NotYetValid,
+        Check::Replay,
+        Check::Target,
+        Check::UnknownPlugin,
+        Check::PluginHash,
+    ];
+
+    /// The check a refusal names on the wire (`Refusal.check`), if it is one
+    /// of ours.
+    pub fn from_wire(text: &str) -> Option<Check> {
+        Check::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Check::Malformed => "malformed",
@@ -87,6 +105,78 @@ pub enum KeyError {
     Private(String),
     #[error("not an ed25519 public key in SPKI PEM: {0}")]
     Public(String),
+}
+
+const PRIVATE_LABEL: &str = "PRIVATE KEY";
+const PUBLIC_LABEL: &str = "PUBLIC KEY";
+
+/// Says what is wrong with a key file that did not load as an ed25519 key
+/// with PEM label `expected`: not PEM at all, another kind of PEM block, or
+/// a key of another algorithm (named). `fallback` is the decoder's own
+/// message, for what is none of these.
+fn explain_key(text: &str, expected: &str, fallback: &str) -> String {
+    use ed25519_dalek::pkcs8::{Document, SecretDocument};
+    use ed25519_dalek::pkcs8::{PrivateKeyInfo, spki::SubjectPublicKeyInfoRef};
+
+    let wanted =
+        format!("expected `-----BEGIN {expected}-----` (ed25519, made by `backout pki init`)");
+    let Some(label) = pem_label(text) else {
+        return format!("not a PEM file: no `-----BEGIN ...-----` line; {wanted}");
+    };
+    if label != expected {
+        let kind = match label {
+            "EC PRIVATE KEY" => " (an elliptic-curve key such as P-256, in SEC1 form)",
+            "RSA PRIVATE KEY" | "RSA PUBLIC KEY" => " (an RSA key)",
+            "CERTIFICATE" => " (a certificate, not a key)",
+            "ENCRYPTED PRIVATE KEY" => " (a key protected by a passphrase)",
+            "PRIVATE KEY" if expected == PUBLIC_LABEL => {
+                " (a private key: agents pin the public one, command-signing.pub)"
+            }
+            "PUBLIC KEY" if expected == PRIVATE_LABEL => {
+                " (a public key: the coordinator needs the private one, command-signing.key)"
+            }
+            _ => "",
+        };
+        return format!("a PEM `{label}` block{kind}; {wanted}");
+    }
+    let oid = if expected == PRIVATE_LABEL {
+        SecretDocument::from_pem(text).ok().and_then(|(_, doc)| {
+            PrivateKeyInfo::try_from(doc.as_bytes())
+                .ok()
+                .map(|info| info.algorithm.oid)
+        })
+    } else {
+        Document::from_pem(text).ok().and_then(|(_, doc)| {
+            SubjectPublicKeyInfoRef::try_from(doc.as_bytes())
+                .ok()
+                .map(|info| info.algorithm.oid)
+        })
+    };
+    match oid.map(|oid| oid.to_string()) {
+        Some(oid) if oid != ED25519_OID => {
+            let name = match oid.as_str() {
+                "1.2.840.10045.2.1" => "an elliptic-curve key (e.g. P-256)",
+                "1.2.840.113549.1.1.1" => "an RSA key",
+                "1.3.101.113" => "an Ed448 key",
+                "1.3.101.110" | "1.3.101.111" => "an X25519/X448 key",
+                _ => "a key of another algorithm",
+            };
+            format!("{name} (algorithm {oid}), not ed25519 ({ED25519_OID}); {wanted}")
+        }
+        _ => format!("not a valid ed25519 key: {fallback}; {wanted}"),
+    }
+}
+
+/// The ed25519 algorithm identifier (RFC 8410).
+const ED25519_OID: &str = "1.3.101.112";
+
+/// The label of the first PEM block in `text` (`PRIVATE KEY` for
+/// `-----BEGIN PRIVATE KEY-----`), if any.
+fn pem_label(text: &str) -> Option<&str> {
+    let start = text.find("-----BEGIN ")? + "-----BEGIN ".len();
+    let rest = &text[start..];
+    let end = rest.find("-----")?;
+    Some(rest[..end].trim())
 }
 
 /// A validated command, the agent's domain view of a [`wire::CommandBody`].
@@ -211,17 +301,27 @@ impl CommandSigner {
         Self::new(SigningKey::generate(&mut rand::rngs::OsRng))
     }
 
+    /// Reads an ed25519 private key in PKCS#8 PEM (`-----BEGIN PRIVATE
+    /// KEY-----`), version 1 (what OpenSSL writes, and `backout pki init`
+    /// now) or version 2 (what `pki init` wrote before). Anything else is
+    /// refused saying what it is instead.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
-        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| KeyError::Private(e.to_string()))?;
+        let key = SigningKey::from_pkcs8_pem(pem)
+            .map_err(|e| KeyError::Private(explain_key(pem, PRIVATE_LABEL, &e.to_string())))?;
         Ok(Self::new(key))
     }
 
-    /// The private key as PKCS#8 PEM, for writing to a 0600 file.
+    /// The private key as PKCS#8 v1 PEM (`-----BEGIN PRIVATE KEY-----`, the
+    /// seed only, as RFC 8410 and OpenSSL write it), for a 0600 file.
+    /// `openssl pkey -in FILE` reads it.
     pub fn to_pkcs8_pem(&self) -> Result<String, KeyError> {
-        self.key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map(|pem| pem.to_string())
-            .map_err(|e| KeyError::Private(e.to_string()))
+        ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(LineEnding::LF)
+        .map(|pem| pem.to_string())
+        .map_err(|e| KeyError::Private(e.to_string()))
     }
 
     /// The public key as SPKI PEM, for agents to pin.
@@ -261,8 +361,8 @@ impl CommandVerifier {
     }
 
     pub fn from_public_key_pem(pem: &str, skew: Duration) -> Result<Self, KeyError> {
-        let key =
-            VerifyingKey::from_public_key_pem(pem).map_err(|e| KeyError::Public(e.to_string()))?;
+        let key = VerifyingKey::from_public_key_pem(pem)
+            .map_err(|e| KeyError::Public(explain_key(pem, PUBLIC_LABEL, &e.to_string())))?;
         Ok(Self::new(key, skew))
     }
 
@@ -420,12 +520,82 @@ mod tests {
     }
 
     #[test]
+    fn check_names_round_trip_and_are_stable() {
+        for check in Check::ALL {
+            assert_eq!(Check::from_wire(check.as_str()), Some(check));
+        }
+        assert_eq!(Check::from_wire("plugin_hash"), Some(Check::PluginHash));
+        assert_eq!(Check::from_wire("nope"), None);
+    }
+
+    #[test]
     fn private_key_pem_round_trips() {
         let signer = CommandSigner::generate();
         let pem = signer.to_pkcs8_pem().unwrap();
         let again = CommandSigner::from_pkcs8_pem(&pem).unwrap();
         assert_eq!(signer.key_id(), again.key_id());
         assert!(!format!("{signer:?}").contains(&pem[30..60]));
+    }
+
+    /// What OpenSSL reads (`openssl pkey -in KEY -noout`): PKCS#8 version 1,
+    /// the 32-byte seed under the ed25519 OID and nothing else (RFC 8410).
+    #[test]
+    fn the_private_key_is_written_as_rfc_8410_pkcs8_v1() {
+        use ed25519_dalek::pkcs8::SecretDocument;
+        let signer = CommandSigner::generate();
+        let pem = signer.to_pkcs8_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        let (_, der) = SecretDocument::from_pem(&pem).unwrap();
+        let prefix = hex::decode("302e020100300506032b657004220420").unwrap();
+        assert_eq!(der.as_bytes().len(), 48);
+        assert_eq!(&der.as_bytes()[..16], prefix.as_slice());
+    }
+
+    /// Files written by `pki init` before (PKCS#8 v2, with the public key)
+    /// still load.
+    #[test]
+    fn a_pkcs8_v2_key_written_before_still_loads() {
+        let signer = CommandSigner::generate();
+        let v2 = signer.key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+        assert_ne!(v2, signer.to_pkcs8_pem().unwrap());
+        let again = CommandSigner::from_pkcs8_pem(&v2).unwrap();
+        assert_eq!(signer.key_id(), again.key_id());
+    }
+
+    /// A wrong key file is refused saying what it is, not with the
+    /// decoder's words ("unsupported algorithm OID 1.3.101.112" for a P-256
+    /// key, "NUL byte" for a junk file).
+    #[test]
+    fn a_wrong_key_file_is_refused_saying_what_it_is() {
+        const P256: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBkZOcG8SX1ZR5FXv
+gRjofWiYkUtOO/jT4B5N+y8vsdGhRANCAAQbmXe9uDqlD5cTL8MnkAIAOwbf4pjH
+YCKxUTHFQLE0S7mRSPuVLRiVpwMCqQgI07Sdy073TqwmLGOTZTdFMOfm
+-----END PRIVATE KEY-----
+";
+        let message = |pem: &str| CommandSigner::from_pkcs8_pem(pem).unwrap_err().to_string();
+        let p256 = message(P256);
+        assert!(
+            p256.contains("elliptic-curve key") && p256.contains("1.2.840.10045.2.1"),
+            "{p256}"
+        );
+        let junk = message("hello\0world, not a key");
+        assert!(junk.contains("not a PEM file"), "{junk}");
+        let signer = CommandSigner::generate();
+        let public = message(&signer.public_key_pem().unwrap());
+        assert!(public.contains("a public key"), "{public}");
+        let sec1 = message("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n");
+        assert!(sec1.contains("P-256"), "{sec1}");
+        let private_as_public = CommandVerifier::from_public_key_pem(
+            &signer.to_pkcs8_pem().unwrap(),
+            Duration::from_secs(1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            private_as_public.contains("a private key"),
+            "{private_as_public}"
+        );
     }
 
     mod fuzz {

@@ -10,6 +10,7 @@ mod bad_input;
 mod chaos;
 mod crash;
 mod db;
+mod edges;
 mod matrix;
 mod outcomes;
 mod providers;

@@ -94,6 +94,7 @@ impl wire::session_server::Session for FakeService {
             kind: Some(wire::coordinator_message::Kind::Welcome(wire::Welcome {
                 coordinator_version: "fake".into(),
                 heartbeat_interval_ms: 1_000,
+                ..Default::default()
             })),
         })
         .await

@@ -10,10 +10,12 @@
 //! * [`reload`]: the server's configuration rebuilt when its files change,
 //!   so certificates, CA bundle and CRL rotate without a restart.
 //! * [`stamp`]: whether a file changed, without reading it.
+//! * [`quiet`]: rate-limited log lines for what unauthenticated peers cause.
 
 pub mod crl;
 pub mod identity;
 pub mod pki;
+pub mod quiet;
 pub mod reload;
 pub mod stamp;
 pub mod tls;

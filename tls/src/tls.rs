@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
@@ -29,6 +29,7 @@ use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::identity::{self, Identity};
+use crate::quiet::LogLimiter;
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -309,6 +310,9 @@ fn incoming_with(
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(128);
     let config = Arc::new(config);
+    // Failed handshakes are caused by whoever reaches the port, signed in or
+    // not: their lines are rate-limited so they cannot fill the disk.
+    let limiter = Arc::new(LogLimiter::new(crate::quiet::EVERY));
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = tokio::select! {
@@ -316,7 +320,9 @@ fn incoming_with(
                     Ok(pair) => pair,
                     Err(e) => {
                         // Usually out of file descriptors: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
+                        if let Some(suppressed) = limiter.admit("accept failed", Instant::now()) {
+                            tracing::warn!(error = %e, suppressed, "accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
@@ -328,22 +334,41 @@ fn incoming_with(
             let config = config.clone();
             let tx = tx.clone();
             let domain = domain.clone();
+            let limiter = limiter.clone();
             tokio::spawn(async move {
                 // Taken here, not in the accept loop: a reload (a few file
                 // reads) never holds up accepting the next connection.
                 let acceptor = tokio_rustls::TlsAcceptor::from(config());
-                let stream =
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::info!(peer = %addr, error = %e, "TLS handshake refused");
-                            return;
+                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        let error = e.to_string();
+                        let reason = format!("refused: {error}");
+                        if let Some(suppressed) = limiter.admit(&reason, Instant::now()) {
+                            tracing::info!(
+                                peer = %addr,
+                                error,
+                                suppressed,
+                                "TLS handshake refused (at most one line per reason every {}s; `suppressed` counts those left out)",
+                                limiter.every().as_secs()
+                            );
                         }
-                        Err(_) => {
-                            tracing::info!(peer = %addr, "TLS handshake timed out");
-                            return;
+                        return;
+                    }
+                    Err(_) => {
+                        if let Some(suppressed) = limiter.admit("timed out", Instant::now()) {
+                            tracing::info!(
+                                peer = %addr,
+                                suppressed,
+                                "TLS handshake timed out (at most one line every {}s; `suppressed` counts those left out)",
+                                limiter.every().as_secs()
+                            );
                         }
-                    };
+                        return;
+                    }
+                };
                 let identity = match stream.get_ref().1.peer_certificates() {
                     Some([leaf, ..]) => {
                         Identity::from_cert_der(leaf, &domain).map_err(|e| e.to_string())

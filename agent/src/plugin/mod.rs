@@ -68,7 +68,7 @@ use state::{EventSink, HostState, StepContext};
 pub mod codes {
     /// The step ran past its deadline (guest code interrupted, or a host
     /// call reached it). Message: "stopped at its deadline of 2s".
-    pub const DEADLINE: &str = "deadline";
+    pub const DEADLINE: &str = backout_proto::codes::DEADLINE;
     /// The plugin tried to grow a memory past its cap. The message names
     /// the cap.
     pub const MEMORY: &str = "memory";

@@ -8,6 +8,29 @@
 //! replaced by `[redacted:NAME]`, so that a server echoing a token, or a
 //! plugin logging what it was given, does not leak it.
 //!
+//! What is redacted, exactly, within one piece of text (one response body,
+//! one program's output, one log message or event):
+//!
+//! * the value itself;
+//! * its JSON-escaped forms (quotes, backslashes and control characters
+//!   escaped; also `\/` for `/` and `\uXXXX` for non-ASCII);
+//! * its percent-encoded forms (RFC 3986 unreserved characters kept, hex in
+//!   upper or lower case; `+` for spaces as in forms; JavaScript's
+//!   `encodeURIComponent`);
+//! * its base64 forms, standard and URL-safe alphabets, with and without
+//!   `=` padding, whole or inside a longer base64 text (at each of the three
+//!   byte alignments, e.g. `user:TOKEN` in an HTTP Basic header): the
+//!   characters that encode only the secret's bytes are redacted. Inside a
+//!   longer text this is done only when that is at least
+//!   [`MIN_BASE64_CORE`] characters (a secret of at least 7 bytes), so that
+//!   short random-looking words are not redacted by chance;
+//! * any of the above split over lines: line breaks (`\n`, `\r`) inside
+//!   a match are ignored, and kept after the redaction mark.
+//!
+//! Not redacted: other encodings (hex, gzip, a secret reversed or cut into
+//! pieces with other text between them), and a value split across two
+//! separate messages (two log calls, two events).
+//!
 //! ```toml
 //! [secrets]
 //! STRIPE_SECRET_KEY = { env = "STRIPE_SECRET_KEY" }
@@ -135,13 +158,10 @@ impl SecretStore {
         let mut redactions: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for (name, value) in &map {
             let replacement = format!("[redacted:{name}]").into_bytes();
-            redactions.push((value.as_bytes().to_vec(), replacement.clone()));
-            // Inside JSON text a value with quotes, backslashes or control
-            // characters appears escaped; redact that form too.
-            let escaped = serde_json::Value::String(value.clone()).to_string();
-            let escaped = &escaped[1..escaped.len() - 1];
-            if escaped != value {
-                redactions.push((escaped.as_bytes().to_vec(), replacement));
+            for form in encoded_forms(value) {
+                if !redactions.iter().any(|(known, _)| *known == form) {
+                    redactions.push((form, replacement.clone()));
+                }
             }
         }
         redactions.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
@@ -229,6 +249,18 @@ impl SecretStore {
 
     /// `redact` over bytes (a response body, program output).
     pub fn redact_bytes(&self, input: &[u8]) -> Vec<u8> {
+        // With line breaks, every match is found in one pass over the text
+        // read without them, so a secret cut by a line break is not first
+        // broken up by a shorter secret it contains.
+        if input.iter().any(|&b| b == b'\n' || b == b'\r') {
+            self.redact_across_lines(input)
+        } else {
+            self.redact_in_line(input)
+        }
+    }
+
+    /// Replaces every form of every secret found whole in `input`.
+    fn redact_in_line(&self, input: &[u8]) -> Vec<u8> {
         let mut current = input.to_vec();
         for (value, replacement) in self.redactions.iter() {
             if find(&current, value).is_none() {
@@ -246,6 +278,138 @@ impl SecretStore {
         }
         current
     }
+
+    /// Finds the forms of every secret in `input` read with its line breaks
+    /// left out, and replaces each match (line breaks and all) by its
+    /// redaction mark followed by the line breaks it contained, so the text
+    /// keeps its lines.
+    fn redact_across_lines(&self, input: &[u8]) -> Vec<u8> {
+        let is_break = |b: u8| b == b'\n' || b == b'\r';
+        // The text without line breaks, and where each of its bytes was.
+        let (joined, origin): (Vec<u8>, Vec<usize>) = input
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !is_break(**b))
+            .map(|(i, b)| (*b, i))
+            .unzip();
+        // Matches as spans of `input`, longest forms first, never overlapping.
+        let mut spans: Vec<(usize, usize, &[u8])> = Vec::new();
+        for (value, replacement) in self.redactions.iter() {
+            let mut from = 0;
+            while let Some(at) = find(&joined[from..], value) {
+                let (start, end) = (from + at, from + at + value.len());
+                let span = (origin[start], origin[end - 1] + 1);
+                if !spans.iter().any(|(a, b, _)| span.0 < *b && *a < span.1) {
+                    spans.push((span.0, span.1, replacement));
+                }
+                from = end;
+            }
+        }
+        if spans.is_empty() {
+            return input.to_vec();
+        }
+        spans.sort_by_key(|s| s.0);
+        let mut out = Vec::with_capacity(input.len());
+        let mut at = 0;
+        for (start, end, replacement) in spans {
+            out.extend_from_slice(&input[at..start]);
+            out.extend_from_slice(replacement);
+            out.extend(input[start..end].iter().copied().filter(|b| is_break(*b)));
+            at = end;
+        }
+        out.extend_from_slice(&input[at..]);
+        out
+    }
+}
+
+/// The shortest run of base64 characters redacted inside a longer base64
+/// text (a secret of 7 bytes or more gives at least this many at every
+/// alignment).
+pub const MIN_BASE64_CORE: usize = 8;
+
+/// Every form of `value` that [`SecretStore::redact`] looks for: see the
+/// module's documentation.
+fn encoded_forms(value: &str) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+
+    let mut forms: Vec<Vec<u8>> = vec![value.as_bytes().to_vec()];
+    // JSON: as serde_json escapes it; with every non-ASCII character as
+    // \uXXXX (Python's default); each also with `/` escaped (PHP).
+    let json = serde_json::Value::String(value.to_string()).to_string();
+    let json = json[1..json.len() - 1].to_string();
+    let mut ascii = String::new();
+    for c in json.chars() {
+        if c.is_ascii() {
+            ascii.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                ascii.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    for form in [json, ascii] {
+        forms.push(form.replace('/', "\\/").into_bytes());
+        forms.push(form.into_bytes());
+    }
+    // Percent-encoding.
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+    let uri_component = |b: u8| unreserved(b) || b"!'()*".contains(&b);
+    forms.push(percent(value, unreserved, false, false));
+    forms.push(percent(value, unreserved, true, false));
+    forms.push(percent(value, unreserved, false, true));
+    forms.push(percent(value, uri_component, false, false));
+    // Base64, whole...
+    let bytes = value.as_bytes();
+    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(bytes).into_bytes());
+    }
+    // ... and inside a longer text: after `offset` bytes of anything, the
+    // characters whose six bits all come from the secret.
+    for offset in 0..3 {
+        let mut padded = vec![0u8; offset];
+        padded.extend_from_slice(bytes);
+        padded.extend_from_slice(&[0, 0]);
+        let (first, last) = (8 * offset, 8 * (offset + bytes.len()));
+        let chars = |encoded: String| -> Vec<u8> {
+            encoded
+                .bytes()
+                .enumerate()
+                .filter(|(j, _)| 6 * j >= first && 6 * j + 6 <= last)
+                .map(|(_, c)| c)
+                .collect()
+        };
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let core = chars(engine.encode(&padded));
+            if core.len() >= MIN_BASE64_CORE {
+                forms.push(core);
+            }
+        }
+    }
+    forms.retain(|f| !f.is_empty());
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// `value` percent-encoded: bytes for which `keep` holds stay, a space is
+/// `+` when `plus_for_space`, every other byte is `%XX` (hex in lower case
+/// when `lower`).
+fn percent(value: &str, keep: impl Fn(u8) -> bool, lower: bool, plus_for_space: bool) -> Vec<u8> {
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if keep(b) {
+            out.push(char::from(b));
+        } else if b == b' ' && plus_for_space {
+            out.push('+');
+        } else if lower {
+            out.push_str(&format!("%{b:02x}"));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.into_bytes()
 }
 
 /// A secret name: ASCII letters, digits and `_`, not empty.
@@ -318,6 +482,93 @@ mod tests {
         let s = SecretStore::from_values([("Q", "a\"b")]).expect("valid");
         let json = serde_json::json!({ "v": "x a\"b y" }).to_string();
         assert_eq!(s.redact(&json), r#"{"v":"x [redacted:Q] y"}"#);
+    }
+
+    /// The secret as the common encodings print it, each inside other text,
+    /// is redacted; the test prints which form leaked.
+    #[test]
+    fn redacts_the_common_encodings() {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let secret = "p@ss/w0rd+key?&=~é";
+        let s = SecretStore::from_values([("K", secret)]).expect("valid");
+        let mut cases: Vec<(String, String)> = vec![
+            ("plain".into(), secret.into()),
+            (
+                "json".into(),
+                serde_json::json!({ "v": format!("a\"{secret}") }).to_string(),
+            ),
+            (
+                "json, slashes escaped".into(),
+                "p@ss\\/w0rd+key?&=~\\u00e9".into(),
+            ),
+            (
+                "percent, upper".into(),
+                "p%40ss%2Fw0rd%2Bkey%3F%26%3D~%C3%A9".into(),
+            ),
+            (
+                "percent, lower".into(),
+                "p%40ss%2fw0rd%2bkey%3f%26%3d~%c3%a9".into(),
+            ),
+        ];
+        for prefix in ["", "u", "us", "user:"] {
+            let whole = format!("{prefix}{secret} and more after it");
+            cases.push((format!("base64 after {prefix:?}"), STANDARD.encode(&whole)));
+            cases.push((
+                format!("base64url after {prefix:?}"),
+                URL_SAFE_NO_PAD.encode(&whole),
+            ));
+        }
+        cases.push(("base64 alone, padded".into(), STANDARD.encode(secret)));
+        for (what, text) in cases {
+            let out = s.redact(&format!("before {text} after"));
+            assert!(out.contains("[redacted:K]"), "{what}: not redacted: {out}");
+            for encoded in encoded_forms(secret) {
+                assert!(
+                    find(out.as_bytes(), &encoded).is_none(),
+                    "{what}: a form is still there: {out}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn redacts_a_secret_split_over_lines() {
+        let s = store();
+        assert_eq!(
+            s.redact("token: s3cr3t-\nvalue, done\n"),
+            "token: [redacted:TOKEN]\n, done\n"
+        );
+        // Wrapped base64 (as `base64` and PEM write it, 76 or 64 columns).
+        use base64::Engine;
+        let long =
+            SecretStore::from_values([("LONG", "a-very-long-secret-token-0123456789-abcdef")])
+                .expect("valid");
+        let encoded = base64::engine::general_purpose::STANDARD
+            .encode("Authorization: Basic a-very-long-secret-token-0123456789-abcdef");
+        let wrapped: Vec<String> = encoded
+            .as_bytes()
+            .chunks(16)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        let out = long.redact(&wrapped.join("\r\n"));
+        assert!(out.contains("[redacted:LONG]"), "{out}");
+        assert_eq!(
+            out.matches("\r\n").count(),
+            wrapped.len() - 1,
+            "lines are kept"
+        );
+        // Text without the secret is untouched, line breaks and all.
+        assert_eq!(s.redact("s3cr3\nT-valu"), "s3cr3\nT-valu");
+    }
+
+    #[test]
+    fn short_secrets_are_not_redacted_inside_unrelated_base64() {
+        let s = SecretStore::from_values([("PIN", "1234")]).expect("valid");
+        // "1234" in base64 is MTIzNA==; its core inside other text would be
+        // a few letters, which random base64 contains by chance.
+        assert_eq!(s.redact("xMTIzyz"), "xMTIzyz");
+        assert_eq!(s.redact("b64 MTIzNA=="), "b64 [redacted:PIN]");
     }
 
     #[test]

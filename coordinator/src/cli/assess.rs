@@ -3,7 +3,40 @@
 use backout_proto::wire;
 use serde_json::{Value, json};
 
+use super::client::{ConnectArgs, status_error};
 use super::{Exit, Output, human_ms, table};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+    /// How long to wait for the slowest host (e.g. 15s).
+    #[arg(long, value_parser = backout_config::parse_duration)]
+    timeout: Option<std::time::Duration>,
+    /// When the deploy happened (RFC 3339, e.g. 2026-01-15T02:00:00Z, or
+    /// how long ago, e.g. 45m), to answer "did it start after the deploy?".
+    #[arg(long, value_parser = super::parse_when)]
+    deploy_time: Option<i64>,
+}
+
+pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
+    let Args {
+        output,
+        timeout,
+        deploy_time,
+    } = args;
+    let control = connect.control().await?;
+    let timeout_ms = timeout.map_or(0, |t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX));
+    // Health and matrix at once: the 2 a.m. answer in one round trip's time.
+    let (mut health_client, mut matrix_client) = (control.clone(), control);
+    let (health, matrix) = tokio::join!(
+        health_client.assess(wire::AssessRequest { timeout_ms }),
+        matrix_client.matrix(wire::MatrixRequest {})
+    );
+    let reply = health.map_err(status_error)?.into_inner();
+    let matrix = matrix.map_err(status_error)?.into_inner();
+    Ok(print_assessment(&reply, Some(&matrix), deploy_time, output))
+}
 
 /// Prints the agents table (or JSON). Always `Exit::Ok` once the call succeeded.
 pub fn print_agents(reply: &wire::ListAgentsReply, output: Output) -> Exit {
@@ -24,15 +57,17 @@ pub fn print_agents(reply: &wire::ListAgentsReply, output: Output) -> Exit {
                         "last_seen_ago_ms": reply.now_ms - a.last_seen_ms,
                         "plugins": a.plugins.iter().map(|p| json!({
                             "name": p.name, "version": p.version, "sha256": p.sha256, "actions": p.actions,
+                            "pinned_sha256": (!p.pinned_sha256.is_empty()).then_some(&p.pinned_sha256),
+                            "pin": pin_state(p),
                         })).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
-            println!("{}", json!({ "agents": agents }));
+            outln!("{}", json!({ "agents": agents }));
         }
         Output::Text => {
             if reply.agents.is_empty() {
-                println!("no agent has connected yet");
+                outln!("no agent has connected yet");
                 return Exit::Ok;
             }
             let rows: Vec<Vec<String>> = reply
@@ -47,19 +82,22 @@ pub fn print_agents(reply: &wire::ListAgentsReply, output: Output) -> Exit {
                         a.plugins
                             .iter()
                             .map(|p| {
-                                format!(
-                                    "{}@{} ({})",
-                                    p.name,
-                                    p.version,
-                                    &p.sha256[..p.sha256.len().min(12)]
-                                )
+                                let mismatch = if pin_state(p) == PIN_MISMATCH {
+                                    format!(
+                                        ", PIN MISMATCH: the coordinator pins {}",
+                                        short(&p.pinned_sha256)
+                                    )
+                                } else {
+                                    String::new()
+                                };
+                                format!("{}@{} ({}{mismatch})", p.name, p.version, short(&p.sha256))
                             })
                             .collect::<Vec<_>>()
                             .join(", "),
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(
                     &["AGENT", "STATE", "VERSION", "LAST SEEN", "PLUGINS"],
@@ -69,6 +107,26 @@ pub fn print_agents(reply: &wire::ListAgentsReply, output: Output) -> Exit {
         }
     }
     Exit::Ok
+}
+
+/// A plugin whose file differs from the coordinator's pin: every step of it
+/// on that agent will be refused.
+pub const PIN_MISMATCH: &str = "mismatch";
+
+/// "ok" (the file is the pinned one), [`PIN_MISMATCH`], or "unpinned".
+fn pin_state(p: &wire::PluginDescriptor) -> &'static str {
+    if p.pinned_sha256.is_empty() {
+        "unpinned"
+    } else if p.pinned_sha256.eq_ignore_ascii_case(&p.sha256) {
+        "ok"
+    } else {
+        PIN_MISMATCH
+    }
+}
+
+/// The first 12 hex digits of a sha256, enough for people to compare.
+fn short(sha256: &str) -> &str {
+    sha256.get(..12).unwrap_or(sha256)
 }
 
 /// One host's assessment, with the health plugin's data parsed.
@@ -132,7 +190,7 @@ pub fn print_assessment(
                 "verdict": matrix.map(|m| m.verdict.clone()),
                 "checklist": checklist,
             });
-            println!("{doc}");
+            outln!("{doc}");
         }
         Output::Text => {
             let mut rows = Vec::new();
@@ -175,12 +233,12 @@ pub fn print_assessment(
                     ]);
                 }
             }
-            print!(
+            out!(
                 "{}",
                 table::render(&["HOST", "CHECK", "STATUS", "LATENCY", "DETAIL"], &rows)
             );
             let down = hosts.iter().filter(|h| h["healthy"] != json!(true)).count();
-            println!(
+            outln!(
                 "\n{}: {} of {} hosts healthy (assessed in {})",
                 if healthy { "HEALTHY" } else { "UNHEALTHY" },
                 hosts.len() - down,
@@ -189,10 +247,10 @@ pub fn print_assessment(
             );
             match matrix {
                 Some(m) => super::matrix::print_text(m, &checklist),
-                None => println!("(no plan: the coordinator shows no decision matrix)"),
+                None => outln!("(no plan: the coordinator shows no decision matrix)"),
             }
             if let (Exit::Unknown, Some(m)) = (exit, matrix) {
-                println!(
+                outln!(
                     "\nUNKNOWN (exit 3): nothing fired, but {} trigger(s) have no data; missing data is not health",
                     m.unknown.len()
                 );

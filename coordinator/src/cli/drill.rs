@@ -16,15 +16,26 @@ use serde_json::Value;
 use super::client::{ConnectArgs, status_error};
 use super::{BadInput, Exit, Output, human_ms};
 
-pub struct DrillArgs {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The staging plan: the one the coordinator serves.
+    #[arg(long)]
     pub plan: PathBuf,
+    /// Only these phases (comma-separated; default: every non-optional phase).
+    #[arg(long, value_delimiter = ',')]
     pub phases: Vec<String>,
+    /// Why the drill (recorded in the journal and the report; default:
+    /// "drill of PLAN-NAME").
+    #[arg(long)]
     pub reason: Option<String>,
+    /// Where the drill report goes (default: drill-RUN.md here).
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }
 
-pub async fn run(connect: &ConnectArgs, args: DrillArgs) -> anyhow::Result<Exit> {
+pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
     let plan = Plan::load(&args.plan)?;
     let mut control = connect.control().await?;
     // A drill runs for real: never against a coordinator serving another plan.
@@ -56,7 +67,7 @@ pub async fn run(connect: &ConnectArgs, args: DrillArgs) -> anyhow::Result<Exit>
         .map_err(status_error)?
         .into_inner();
     let id = started.run_id.clone();
-    eprintln!("drill run {id} started");
+    super::say_error(&format!("drill run {id} started"));
     let updates = control
         .watch(wire::WatchRequest { run_id: id.clone() })
         .await

@@ -16,6 +16,19 @@ use backout_proto::wire;
 use super::client::ConnectArgs;
 use super::{Exit, human_ms};
 
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How often to look.
+    #[arg(long, default_value = "2s", value_parser = backout_config::parse_duration)]
+    interval: Duration,
+    /// When the deploy happened (RFC 3339, or how long ago, e.g. 5m).
+    #[arg(long, value_parser = super::parse_when)]
+    deploy_time: Option<i64>,
+    /// Exit with code 1 when an immediate trigger fires (for scripts).
+    #[arg(long)]
+    exit_on_immediate: bool,
+}
+
 /// What guard does about one trigger row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -142,17 +155,17 @@ fn clock() -> String {
 
 /// Runs until Ctrl-C, or (with `exit_on_immediate`) until an immediate
 /// trigger fires, which exits 1.
-pub async fn run(
-    connect: &ConnectArgs,
-    interval: Duration,
-    deploy_ms: Option<i64>,
-    exit_on_immediate: bool,
-) -> anyhow::Result<Exit> {
+pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
+    let Args {
+        interval,
+        deploy_time: deploy_ms,
+        exit_on_immediate,
+    } = args;
     let mut seen = BTreeMap::new();
     let mut escalated = BTreeSet::new();
     let mut control = None;
     let mut was_down = false;
-    println!(
+    outln!(
         "{} guard: watching the decision matrix every {}{}",
         clock(),
         human_ms(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX)),
@@ -167,7 +180,7 @@ pub async fn run(
                 Err(e) if e.is::<super::BadInput>() => return Err(e),
                 Err(e) => {
                     if !was_down {
-                        println!(
+                        outln!(
                             "{} guard: coordinator unreachable ({e:#}); retrying",
                             clock()
                         );
@@ -181,7 +194,7 @@ pub async fn run(
                 Ok(reply) => {
                     let reply = reply.into_inner();
                     if was_down {
-                        println!("{} guard: coordinator reachable again", clock());
+                        outln!("{} guard: coordinator reachable again", clock());
                         was_down = false;
                     }
                     if !reply.has_plan {
@@ -201,7 +214,7 @@ pub async fn run(
                         match client.list_runs(wire::ListRunsRequest {}).await {
                             Ok(runs) => Some(runs.into_inner().runs),
                             Err(e) => {
-                                println!(
+                                outln!(
                                     "{} guard: cannot list runs ({}); deadlines wait",
                                     clock(),
                                     e.message()
@@ -231,7 +244,7 @@ pub async fn run(
                         .any(|a| matches!(a, Action::Changed { to, .. } if to == "unknown"))
                     {
                         for signal in reply.signals.iter().filter(|s| !s.error.is_empty()) {
-                            println!(
+                            outln!(
                                 "{} signal {} has no data: {}; still trying",
                                 clock(),
                                 signal.name,
@@ -246,7 +259,7 @@ pub async fn run(
                     }
                 }
                 Err(status) => {
-                    println!(
+                    outln!(
                         "{} guard: matrix unavailable ({}); retrying",
                         clock(),
                         status.message()
@@ -283,7 +296,7 @@ async fn act(
             } else {
                 format!(" (value {value})")
             };
-            println!("{now} {trigger}: {from} -> {to}{value}");
+            outln!("{now} {trigger}: {from} -> {to}{value}");
             None
         }
         Action::Overdue {
@@ -302,7 +315,7 @@ async fn act(
             } else {
                 format!("escalating to {}", escalate_to.join(" + "))
             };
-            println!(
+            outln!(
                 "{now} DECISION OVERDUE: {trigger} fired and nobody decided by {by} ({} late); paging {} again; {escalation}",
                 human_ms(late_ms),
                 deciders.join(" + ")
@@ -318,7 +331,7 @@ async fn act(
             );
             let request = record(&trigger, "decision-overdue", detail);
             if let Err(e) = client.record_decision(request).await {
-                println!(
+                outln!(
                     "{now} guard: could not record the escalation: {}",
                     e.message()
                 );
@@ -331,7 +344,7 @@ async fn act(
             decide_by_ms,
             evidence,
         } => {
-            println!(
+            outln!(
                 "{now} ASSESS FOR ROLLBACK: {trigger} fired; paging {}{}; {evidence}",
                 deciders.join(" + "),
                 super::matrix::time_left(decide_by_ms, backout_proto::now_ms())
@@ -339,7 +352,7 @@ async fn act(
             let detail = format!("{}; {evidence}", deciders.join(" + "));
             let request = record(&trigger, "page-deciders", detail);
             if let Err(e) = client.record_decision(request).await {
-                println!(
+                outln!(
                     "{now} guard: could not record the decision: {}",
                     e.message()
                 );
@@ -358,7 +371,7 @@ async fn act(
             } else {
                 "the plan leaves the rollback to its deciders"
             };
-            println!(
+            outln!(
                 "{now} IMMEDIATE ROLLBACK: {trigger} fired; deciders {}{}; {what}; {evidence}",
                 deciders.join(" + "),
                 super::matrix::time_left(decide_by_ms, backout_proto::now_ms())
@@ -374,8 +387,8 @@ async fn act(
                 format!("{}; {evidence}", deciders.join(" + ")),
             );
             match client.record_decision(request).await {
-                Ok(_) => println!("{now} decision recorded on the coordinator"),
-                Err(e) => println!(
+                Ok(_) => outln!("{now} decision recorded on the coordinator"),
+                Err(e) => outln!(
                     "{now} guard: could not record the decision: {}",
                     e.message()
                 ),
@@ -388,7 +401,7 @@ async fn act(
                     ..Default::default()
                 };
                 match client.start_run(request).await {
-                    Ok(run) => println!(
+                    Ok(run) => outln!(
                         "{now} rollback run {} started; it waits for {}",
                         run.get_ref().run_id,
                         run.get_ref()
@@ -399,7 +412,7 @@ async fn act(
                             .join("; ")
                     ),
                     Err(e) => {
-                        println!("{now} guard: could not start the rollback: {}", e.message())
+                        outln!("{now} guard: could not start the rollback: {}", e.message())
                     }
                 }
             }

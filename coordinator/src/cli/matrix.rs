@@ -187,7 +187,7 @@ pub fn time_left(decide_by_ms: i64, now_ms: i64) -> String {
 
 /// The matrix, verdict and checklist for people.
 pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
-    println!("\nDECISION MATRIX — {}", m.plan_name);
+    outln!("\nDECISION MATRIX — {}", m.plan_name);
     let rows: Vec<Vec<String>> = m
         .rows
         .iter()
@@ -233,7 +233,7 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table::render(
             &[
@@ -251,21 +251,21 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
     let failing: Vec<&wire::SignalStatus> =
         m.signals.iter().filter(|s| !s.error.is_empty()).collect();
     for s in failing {
-        println!("  signal {} is unknown: {}", s.name, s.error);
+        outln!("  signal {} is unknown: {}", s.name, s.error);
     }
     for s in m.signals.iter().filter(|s| !s.judgement.is_empty()) {
-        println!("  canary {}: {}", s.name, s.judgement);
+        outln!("  canary {}: {}", s.name, s.judgement);
     }
-    println!();
+    outln!();
     match m.verdict.as_str() {
-        "NO ACTION" if m.unknown.is_empty() => println!("VERDICT: NO ACTION"),
-        "NO ACTION" => println!(
+        "NO ACTION" if m.unknown.is_empty() => outln!("VERDICT: NO ACTION"),
+        "NO ACTION" => outln!(
             "VERDICT: NO ACTION, but {} trigger(s) have no data: {}",
             m.unknown.len(),
             m.unknown.join(", ")
         ),
         verdict => {
-            println!("VERDICT: {verdict} — decided by {}", m.deciders.join(" + "));
+            outln!("VERDICT: {verdict} — decided by {}", m.deciders.join(" + "));
             for f in &m.fired_triggers {
                 let why = m
                     .rows
@@ -273,7 +273,7 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
                     .find(|r| r.trigger == f.trigger)
                     .map(|r| format!(": {}", evidence(r, m.now_ms)))
                     .unwrap_or_default();
-                println!(
+                outln!(
                     "  FIRED {} ({}){why}{} — deciders {}",
                     f.trigger,
                     f.class,
@@ -282,7 +282,7 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
                 );
             }
             if !m.unknown.is_empty() {
-                println!(
+                outln!(
                     "  and {} trigger(s) have no data: {}",
                     m.unknown.len(),
                     m.unknown.join(", ")
@@ -290,7 +290,7 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
             }
         }
     }
-    println!("\nCHECKLIST (plan 1.1)");
+    outln!("\nCHECKLIST (plan 1.1)");
     for (key, label) in [
         ("widespread", "Issue is widespread"),
         ("started_after_deploy", "Issue started after the deployment"),
@@ -300,7 +300,7 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
         ),
         ("business_impact", "Business impact assessed"),
     ] {
-        println!(
+        outln!(
             "  [{}] {label}: {}",
             checklist[key]["answer"].as_str().unwrap_or("?"),
             checklist[key]["detail"].as_str().unwrap_or("")

@@ -1,18 +1,105 @@
-//! The operator CLI: argument definitions, exit codes, output helpers.
+//! The operator CLI: one module per command (its clap `Args` and its `run`),
+//! exit codes, output helpers. `main.rs` is only the clap root.
+//!
+//! Everything a command prints to standard output goes through [`outln!`] or
+//! [`out!`], never `println!`: when the reader goes away early
+//! (`backout plan check plan.toml | head -2`), `println!` panics (exit 101);
+//! these end the process quietly with [`EXIT_BROKEN_PIPE`] instead.
 
+use std::fmt;
+use std::io::{self, Write};
+
+/// Prints a line to standard output, like `println!`, but never panics: see
+/// [`write_stdout`].
+macro_rules! outln {
+    () => {
+        $crate::cli::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Prints to standard output, like `print!`, but never panics: see
+/// [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
+pub mod abort;
+pub mod agents;
+pub mod approve;
 pub mod assess;
+pub mod audit;
 pub mod client;
 pub mod drill;
 pub mod guard;
 pub mod matrix;
 pub mod pki;
 pub mod plan;
+pub mod report;
+pub mod rollback;
 pub mod runs;
 pub mod serve;
+pub mod signal;
 pub mod table;
 pub mod watch;
+pub mod whoami;
 
-use std::fmt;
+/// The exit code when standard output's reader went away before everything
+/// was printed: 141 (128 + SIGPIPE), what a shell reports for `cat`, `ls` or
+/// any coreutils program in the same place. Neither "ok" nor one of the
+/// documented failures: the reader chose to stop reading.
+pub const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// Writes to standard output and flushes. When the reader has gone away
+/// (EPIPE), the process ends quietly with [`EXIT_BROKEN_PIPE`]; any other
+/// write error (a full disk behind a redirection) is said on standard error
+/// and exits 1. Never a panic.
+pub fn write_stdout(args: fmt::Arguments<'_>) {
+    let mut stdout = io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        stdout_failed(&error);
+    }
+}
+
+/// Ends the process after standard output failed: see [`write_stdout`].
+pub fn stdout_failed(error: &io::Error) -> ! {
+    if error.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(i32::from(EXIT_BROKEN_PIPE));
+    }
+    say_error(&format!(
+        "backout: cannot write to standard output: {error}"
+    ));
+    std::process::exit(Exit::Failed as i32)
+}
+
+/// Writes one line to standard error; a closed standard error is ignored
+/// (`eprintln!` would panic).
+pub fn say_error(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// Parses an RFC 3339 time or a duration meaning "that long ago", to Unix ms.
+pub fn parse_when(text: &str) -> Result<i64, String> {
+    let now = std::time::SystemTime::now();
+    let at = match humantime::parse_rfc3339_weak(text) {
+        Ok(at) => at,
+        Err(_) => {
+            let ago = backout_config::parse_duration(text).map_err(|_| {
+                format!(
+                    "`{text}` is neither a time like 2026-01-15T02:00:00Z nor a duration like 45m"
+                )
+            })?;
+            now.checked_sub(ago).ok_or("too long ago")?
+        }
+    };
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .map_err(|_| "before 1970".to_string())
+}
 
 /// Exit codes, stable and documented in `backout --help`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,6 +40,8 @@ pub enum PkiCommand {
         kind: IssueKind,
         /// The agent id or operator name.
         name: String,
+        /// The PKI directory (made by `pki init`): its CA signs the
+        /// certificate, written under agents/ or operators/.
         #[arg(long)]
         dir: PathBuf,
         /// Extra DNS names or IP addresses.
@@ -120,7 +122,15 @@ pub enum RenewKind {
     Coordinator,
 }
 
-pub fn run(command: PkiCommand) -> anyhow::Result<()> {
+/// `backout pki`'s arguments: one subcommand.
+pub type Args = PkiCommand;
+
+pub fn run(args: Args) -> anyhow::Result<super::Exit> {
+    execute(args)?;
+    Ok(super::Exit::Ok)
+}
+
+fn execute(command: PkiCommand) -> anyhow::Result<()> {
     match command {
         PkiCommand::Init {
             dir,
@@ -146,7 +156,7 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
             pki::write_new_file(&key_path, signer.to_pkcs8_pem()?.as_bytes(), 0o600)?;
             pki::write_new_file(&pub_path, signer.public_key_pem()?.as_bytes(), 0o644)?;
             say_written(written.files.iter().chain([&key_path, &pub_path]));
-            println!(
+            outln!(
                 "trust domain {trust_domain}; command key id {} (agents pin {})",
                 signer.key_id(),
                 pub_path.display()
@@ -225,9 +235,9 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
             let serials = backout_tls::crl::revoke(&dir, cert.as_deref(), &options)
                 .context("writing the revocation list")?;
             if let Some(cert) = &cert {
-                println!("revoked {}", cert.display());
+                outln!("revoked {}", cert.display());
             }
-            println!(
+            outln!(
                 "wrote {} ({} revoked, next update in {days} days)",
                 dir.join(backout_tls::crl::CRL).display(),
                 serials.len()
@@ -240,6 +250,6 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
 /// One "wrote PATH" line per file written.
 fn say_written<'a>(files: impl IntoIterator<Item = &'a std::path::PathBuf>) {
     for file in files {
-        println!("wrote {}", file.display());
+        outln!("wrote {}", file.display());
     }
 }

@@ -1,12 +1,12 @@
 //! `backout plan check FILE`: validate a plan and summarise it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use backout_plan::model::{Class, Plan, Source};
 use backout_plan::window::Hold;
 use serde_json::json;
 
-use super::{Output, table};
+use super::{Exit, Output, table};
 
 fn hold_text(hold: Hold) -> String {
     match hold {
@@ -29,6 +29,24 @@ fn source_text(source: &Source) -> String {
         Source::Manual => "manual".into(),
         Source::Events { window } => format!("events in {}", humantime::format_duration(*window)),
     }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Args {
+    /// Validate a plan and print a summary; exit 2 with file, line and field when invalid.
+    ///
+    /// Example: backout plan check examples/samia-tarot/plan.toml
+    Check {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<Exit> {
+    let Args::Check { file, output } = args;
+    check(&file, output)?;
+    Ok(Exit::Ok)
 }
 
 pub fn check(path: &Path, output: Output) -> anyhow::Result<()> {
@@ -57,10 +75,10 @@ pub fn check(path: &Path, output: Output) -> anyhow::Result<()> {
                     "for": hold_text(t.hold), "deciders": t.deciders,
                 })).collect::<Vec<_>>(),
             });
-            println!("{doc}");
+            outln!("{doc}");
         }
         Output::Text => {
-            println!(
+            outln!(
                 "{}: valid — {}{}",
                 path.display(),
                 plan.meta.name,
@@ -70,7 +88,7 @@ pub fn check(path: &Path, output: Output) -> anyhow::Result<()> {
                     .map(|d| format!(" ({d})"))
                     .unwrap_or_default()
             );
-            println!(
+            outln!(
                 "{} hosts, {} roles, {} signals, {} triggers\n",
                 plan.hosts.len(),
                 plan.roles.len(),
@@ -90,18 +108,18 @@ pub fn check(path: &Path, output: Output) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(&["TRIGGER", "CLASS", "WHEN", "FOR", "DECIDERS"], &rows)
             );
-            println!();
+            outln!();
             let rows: Vec<Vec<String>> = plan
                 .signals
                 .values()
                 .map(|s| vec![s.name.clone(), source_text(&s.source)])
                 .collect();
-            print!("{}", table::render(&["SIGNAL", "SOURCE"], &rows));
-            println!();
+            out!("{}", table::render(&["SIGNAL", "SOURCE"], &rows));
+            outln!();
             let rows: Vec<Vec<String>> = plan
                 .phases
                 .iter()
@@ -126,7 +144,7 @@ pub fn check(path: &Path, output: Output) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(
                     &["PHASE", "NAME", "AFTER", "APPROVALS", "TIME LIMIT", "STEPS"],
@@ -134,13 +152,13 @@ pub fn check(path: &Path, output: Output) -> anyhow::Result<()> {
                 )
             );
             if !plan.approvals.run.is_empty() {
-                println!(
+                outln!(
                     "\nA run needs approval by: {}",
                     plan.approvals.run.join(" + ")
                 );
             }
             for e in &plan.escalations {
-                println!("Escalate to {} when {}", e.who, e.when_text);
+                outln!("Escalate to {} when {}", e.who, e.when_text);
             }
         }
     }

@@ -3,7 +3,25 @@
 use backout_proto::wire;
 use serde_json::{Value, json};
 
-use super::{Output, human_ms, table};
+use super::client::{ConnectArgs, status_error};
+use super::{Exit, Output, human_ms, table};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
+    let mut control = connect.control().await?;
+    let reply = control
+        .list_runs(wire::ListRunsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    print_runs(&reply, args.output);
+    Ok(Exit::Ok)
+}
 
 pub fn summary_json(r: &wire::RunSummary) -> Value {
     json!({
@@ -34,9 +52,9 @@ pub fn summary_json(r: &wire::RunSummary) -> Value {
 
 pub fn print_summary(r: &wire::RunSummary, output: Output) {
     match output {
-        Output::Json => println!("{}", summary_json(r)),
+        Output::Json => outln!("{}", summary_json(r)),
         Output::Text => {
-            println!(
+            outln!(
                 "{}  {}{}  started by {}: {}",
                 r.run_id,
                 r.status.to_uppercase(),
@@ -57,7 +75,7 @@ pub fn print_summary(r: &wire::RunSummary, output: Output) {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(
                     &["PHASE", "STATUS", "HOSTS DONE", "HOSTS NOT DONE", "DETAIL"],
@@ -65,7 +83,7 @@ pub fn print_summary(r: &wire::RunSummary, output: Output) {
                 )
             );
             for p in &r.pending {
-                println!(
+                outln!(
                     "  waiting {} for approval of {} by {}",
                     human_ms(p.waiting_ms),
                     p.scope,
@@ -73,7 +91,7 @@ pub fn print_summary(r: &wire::RunSummary, output: Output) {
                 );
             }
             if !r.approvals.is_empty() {
-                println!("  approved: {}", r.approvals.join("; "));
+                outln!("  approved: {}", r.approvals.join("; "));
             }
         }
     }
@@ -98,11 +116,11 @@ pub fn print_runs(reply: &wire::ListRunsReply, output: Output) {
     match output {
         Output::Json => {
             let runs: Vec<Value> = reply.runs.iter().map(summary_json).collect();
-            println!("{}", json!({ "runs": runs }));
+            outln!("{}", json!({ "runs": runs }));
         }
         Output::Text => {
             if reply.runs.is_empty() {
-                println!("no runs");
+                outln!("no runs");
                 return;
             }
             let rows: Vec<Vec<String>> = reply
@@ -129,7 +147,7 @@ pub fn print_runs(reply: &wire::ListRunsReply, output: Output) {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(
                     &["RUN", "STATUS", "STARTED BY", "WAITING FOR", "REASON"],

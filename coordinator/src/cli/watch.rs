@@ -9,8 +9,27 @@ use backout_proto::wire;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
+use super::client::{ConnectArgs, status_error};
 use super::runs::summary_json;
 use super::{Exit, Output, human_ms};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    run: String,
+    /// text: bars on a terminal (plain lines otherwise); json: one JSON object per line.
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
+    let mut control = connect.control().await?;
+    let updates = control
+        .watch(wire::WatchRequest { run_id: args.run })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    follow(updates, args.output).await
+}
 
 /// A stream of run updates, as the Control client returns it.
 pub type Updates = tonic::Streaming<wire::RunUpdate>;
@@ -117,7 +136,7 @@ impl Bars {
     fn line(&self, text: &str) {
         let text = super::printable(text);
         if self.multi.is_hidden() || self.multi.println(&text).is_err() {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 
@@ -190,10 +209,10 @@ pub async fn follow(mut updates: Updates, output: Output) -> anyhow::Result<Exit
         match (&mut bars, output) {
             (_, Output::Json) => {
                 if let Some(e) = &update.event {
-                    println!("{}", event_json(e));
+                    outln!("{}", event_json(e));
                 } else if let Some(s) = &summary {
                     let kind = if last.is_none() { "snapshot" } else { "resync" };
-                    println!(
+                    outln!(
                         "{}",
                         json!({ "kind": kind, "missed": update.missed, "run": summary_json(s) })
                     );
@@ -239,7 +258,7 @@ pub async fn follow(mut updates: Updates, output: Output) -> anyhow::Result<Exit
         anyhow::bail!("the coordinator sent nothing about this run");
     };
     if output == Output::Json {
-        println!(
+        outln!(
             "{}",
             json!({ "kind": "result", "run": summary_json(&last) })
         );
@@ -318,26 +337,26 @@ pub async fn dry_run_report(mut updates: Updates, output: Output) -> anyhow::Res
                     (host.clone(), json!(steps))
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 json!({ "run": last.run_id, "dry_run": true, "status": last.status, "hosts": hosts })
             );
         }
         Output::Text => {
-            println!(
+            outln!(
                 "{}  DRY RUN {}: nothing was changed",
                 last.run_id,
                 last.status.to_uppercase()
             );
             for (host, steps) in &hosts {
-                println!("{host}");
+                outln!("{host}");
                 for (i, w) in steps.iter().enumerate() {
                     let text = if w.outcome == "succeeded" {
                         format!("would: {}", w.text)
                     } else {
                         format!("{}: {}", w.outcome.to_uppercase(), w.text)
                     };
-                    println!(
+                    outln!(
                         "  {:>2}. {:<28} {:<20} {}",
                         i + 1,
                         format!("{}/{}", w.phase, w.step),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backout_plan::run::{Dispatch, Event, Outcome, PhaseStatus, RunStatus};
-use backout_proto::now_ms;
+use backout_proto::{codes, now_ms};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -290,7 +290,9 @@ pub(super) async fn execute(
             StepOutcome::Unreachable { .. } => true,
             // Still running there, or never sent (the journal could not
             // record the command): ask again.
-            StepOutcome::Failed { code, .. } => code == "in-progress" || code == "journal",
+            StepOutcome::Failed { code, .. } => {
+                code == codes::IN_PROGRESS || code == codes::JOURNAL
+            }
             _ => false,
         };
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
@@ -338,14 +340,14 @@ pub(super) async fn execute(
 fn run_outcome(outcome: StepOutcome) -> Outcome {
     match outcome {
         StepOutcome::Succeeded { .. } => Outcome::Succeeded,
-        StepOutcome::Failed { code, message } if code == "interrupted" => {
+        StepOutcome::Failed { code, message } if code == codes::INTERRUPTED => {
             Outcome::Unknown { reason: message }
         }
         // The agent stopped the step at its deadline: it may have done part of its work.
-        StepOutcome::Failed { code, message } if code == "deadline" => {
+        StepOutcome::Failed { code, message } if code == codes::DEADLINE => {
             Outcome::TimedOut { reason: message }
         }
-        StepOutcome::Failed { code, message } if code == "in-progress" => Outcome::TimedOut {
+        StepOutcome::Failed { code, message } if code == codes::IN_PROGRESS => Outcome::TimedOut {
             reason: format!("still running on the agent when the step's time ran out: {message}"),
         },
         StepOutcome::TimedOut => Outcome::TimedOut {

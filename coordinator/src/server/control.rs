@@ -77,6 +77,9 @@ impl wire::control_server::Control for ControlService {
                     .plugins
                     .into_iter()
                     .map(|p| wire::PluginDescriptor {
+                        pinned_sha256: (self.state.config.plugins.get(&p.name))
+                            .map(|pin| pin.sha256.to_ascii_lowercase())
+                            .unwrap_or_default(),
                         name: p.name,
                         version: p.version,
                         sha256: p.sha256,

@@ -197,7 +197,7 @@ impl Dispatcher {
                 (Ok(_), Err(e)) => {
                     tracing::error!(error = %e, "cannot journal a command; not sending it");
                     PendingStep::ready(StepOutcome::Failed {
-                        code: "journal".into(),
+                        code: backout_proto::codes::JOURNAL.into(),
                         message: e.to_string(),
                     })
                 }
@@ -222,7 +222,7 @@ impl Dispatcher {
                 Some(p) => p.sha256,
                 None => {
                     return Err(StepOutcome::Failed {
-                        code: "no-plugin".into(),
+                        code: backout_proto::codes::NO_PLUGIN.into(),
                         message: format!(
                             "agent `{}` does not offer plugin `{}`",
                             spec.agent_id, spec.plugin

@@ -87,7 +87,30 @@ impl wire::session_server::Session for SessionService {
             coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
             heartbeat_interval_ms: u32::try_from(self.state.config.heartbeat_interval.as_millis())
                 .unwrap_or(5_000),
+            plugin_pins: self
+                .state
+                .config
+                .plugins
+                .iter()
+                .map(|(name, pin)| (name.clone(), pin.sha256.to_ascii_lowercase()))
+                .collect(),
         }));
+        let pins = |name: &str| {
+            self.state
+                .config
+                .plugins
+                .get(name)
+                .map(|p| p.sha256.as_str())
+        };
+        for m in backout_proto::pin_mismatches(pins, &hello.plugins) {
+            tracing::warn!(
+                agent = %agent_id,
+                plugin = %m.plugin,
+                pinned = %m.pinned,
+                file = %m.actual,
+                "the agent's plugin file does not match the pin: its steps will be refused"
+            );
+        }
         // The channel is new and empty, so this cannot wait.
         let _ = tx.send(welcome).await;
 

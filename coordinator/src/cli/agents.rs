@@ -1,0 +1,22 @@
+//! `backout agents`: which agents are connected, and what they run.
+
+use backout_proto::wire;
+
+use super::client::{ConnectArgs, status_error};
+use super::{Exit, Output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
+    let mut control = connect.control().await?;
+    let reply = control
+        .list_agents(wire::ListAgentsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    Ok(super::assess::print_agents(&reply, args.output))
+}
