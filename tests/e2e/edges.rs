@@ -355,3 +355,32 @@ sha256 = "{wrong}"
         coordinator.proc.log_text()
     );
 }
+
+/// The coordinator's journal is 0600 like the agent's database. Ignored
+/// until `coordinator/src/journal.rs` opens it through
+/// `backout_config::sqlite::open_durable` (owned by the journal rework).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "until journal.rs opens through backout_config::sqlite::open_durable"]
+async fn the_journal_is_mode_0600() {
+    let pki = Pki::new("journal-mode.test");
+    pki.issue("agent", "app-1");
+    pki.issue("operator", "alice");
+    let coordinator = Coordinator::minimal(&pki).await;
+    // A call the coordinator answers: by then the journal is open.
+    let out = cli(
+        &pki,
+        &coordinator.addr,
+        "alice",
+        &["runs", "--output", "json"],
+    );
+    assert!(out.status.success());
+    // `state_dir` defaults to `state` beside the configuration file.
+    let state = pki.path().join("state");
+    assert_eq!(mode_of(&state.join("journal.db")), 0o600);
+    for companion in ["journal.db-wal", "journal.db-shm"] {
+        let path = state.join(companion);
+        if path.exists() {
+            assert_eq!(mode_of(&path), 0o600, "{companion}");
+        }
+    }
+}
