@@ -100,6 +100,73 @@ async fn a_run_waits_for_distinct_approvers_then_runs_its_phases_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn approving_with_a_role_you_do_not_hold_is_refused_and_the_run_does_not_advance() {
+    let fleet = app_then_database("norole.test").start().await;
+    let id = run_id(&fleet.start_run(
+        "dave",
+        &["--reason", "roles", "--phases", "application,database"],
+    ));
+    let entries = fleet.audit_verify()["entries"].clone();
+    let refused = |who: &str, args: &[&str], message: &str| {
+        let mut all = vec!["approve", id.as_str()];
+        all.extend_from_slice(args);
+        let out = fleet.cli(who, &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{who} {args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("refused by the coordinator: {message}")),
+            "{who} {args:?}: {stderr}"
+        );
+    };
+    // carol holds dba only; the run waits for release-manager and technical-lead.
+    refused(
+        "carol",
+        &[],
+        "you hold none of the roles still needed here (release-manager, technical-lead); your roles: dba",
+    );
+    // bob names a role he does not hold.
+    refused(
+        "bob",
+        &["--role", "release-manager"],
+        "you hold none of the roles still needed here (release-manager); your roles: technical-lead",
+    );
+    // A refusal by a role one does not hold is refused the same way.
+    refused(
+        "carol",
+        &["--refuse", "--why", "not mine to say"],
+        "you hold none of the roles still needed here (release-manager, technical-lead); your roles: dba",
+    );
+
+    // The run has not moved: the same roles pending, nothing ran, nothing
+    // was journaled.
+    let run = fleet.run_of(&id);
+    assert_eq!(run["status"], "awaiting-approval", "{run}");
+    assert_eq!(
+        run["pending_approvals"][0]["roles"],
+        json!(["release-manager", "technical-lead"]),
+        "{run}"
+    );
+    assert_eq!(phase(&run, "application")["hosts_succeeded"], json!([]));
+    assert_eq!(fleet.audit_verify()["entries"], entries);
+
+    // The phase's approvals likewise: dave holds neither dba nor technical-lead.
+    fleet.approve(&id, &["alice", "bob"]);
+    fleet
+        .wait_run(&id, "the database phase to wait", |run| {
+            phase(run, "database")["status"] == "awaiting-approval"
+        })
+        .await;
+    refused(
+        "dave",
+        &["--phase", "database"],
+        "you hold none of the roles still needed here (dba, technical-lead); your roles: release-manager",
+    );
+    let run = fleet.run_of(&id);
+    assert_eq!(phase(&run, "database")["status"], "awaiting-approval");
+    assert_eq!(phase(&run, "database")["hosts_succeeded"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_refused_phase_fails_the_run_and_abort_stops_one() {
     let fleet = app_then_database("refuse.test").start().await;
     let start = || {
