@@ -33,3 +33,10 @@ step "tests"
 # are never reached there); then the workspace's own tests.
 cargo test --no-fail-fast -p backout-plugin-sdk "${plugin_packages[@]}"
 cargo test --no-fail-fast "$@"
+
+step "load (bench-fanout: 50 sessions, one run of 5 steps, the journal accounted for)"
+# A small load on the debug build: it fails unless every result of the run
+# is in the journal (the exact entry count), the chain is intact, and every
+# session comes back after the coordinator is killed and started again.
+# The figures that go to BENCHMARKS.md come from the release build.
+"${CARGO_TARGET_DIR:-target}/debug/bench-fanout" --runs 1 --steps 5 50

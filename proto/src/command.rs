@@ -625,11 +625,15 @@ YCKxUTHFQLE0S7mRSPuVLRiVpwMCqQgI07Sdy073TqwmLGOTZTdFMOfm
                 let (signer, verifier) = pair();
                 let signature = signer.key.sign(&body).to_bytes().to_vec();
                 let signed = wire::SignedCommand { body, signature, key_id: signer.key_id().into() };
-                // Random bytes may decode as a CommandBody; whatever they are,
-                // the answer is a refusal with a reason, not a panic.
-                if let Err(refused) = verifier.verify(&signed, 1_700_000_000_000) {
-                    prop_assert!(!refused.detail.is_empty());
-                }
+                // The signature holds, so the refusal must be about the body:
+                // random bytes never make a well-formed command (a 16-byte
+                // nonce, a JSON object of params, every id, a validity
+                // window), so the refusal is `malformed`, with a reason.
+                let refused = verifier.verify(&signed, 1_700_000_000_000);
+                prop_assert!(refused.is_err(), "validly signed garbage was accepted");
+                let refused = refused.unwrap_err();
+                prop_assert_eq!(refused.check, Check::Malformed, "{}", refused.detail);
+                prop_assert!(!refused.detail.is_empty());
             }
         }
     }

@@ -7,11 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use backout_e2e::fleet::Fleet;
 use backout_e2e::services::free_port;
-use backout_e2e::{
-    Coordinator, Pki, agent_config, cli, connected_agents, json_of, plan_config, start_agent,
-    wait_for, watch_to_end,
-};
+use backout_e2e::{Pki, wait_for};
 use serde_json::{Value, json};
 
 /// A tiny app: /health answers its version and the config's MODE, or 500
@@ -90,10 +88,6 @@ fn health(port: u16) -> Option<Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_app_plugin_rolls_back_to_the_previous_stable_version_and_its_health_says_so() {
     let pki = Pki::new("app.test");
-    pki.issue("agent", "app-1");
-    for op in ["dave", "bob", "alice"] {
-        pki.issue("operator", op);
-    }
     let repo = pki.path().join("repo");
     repository(&repo);
     let port = free_port();
@@ -125,45 +119,26 @@ async fn the_app_plugin_rolls_back_to_the_previous_stable_version_and_its_health
     });
     // TOML accepts JSON's inline shapes for these values.
     let plan = format!(
-        "[plan]\nname = \"app e2e\"\n[[host]]\nid = \"app-1\"\n[roles]\ntechnical-lead = \"Technical Lead\"\nrelease-manager = \"Release Manager\"\n[approvals]\nrun = [\"technical-lead\"]\n[[phase]]\nid = \"application\"\nname = \"Application Rollback\"\n[[phase.step]]\nid = \"deploy-previous\"\nplugin = \"app\"\naction = \"rollback\"\non = \"app-1\"\ntimeout = \"60s\"\nparams = {}\n",
+        "[[phase]]\nid = \"application\"\nname = \"Application Rollback\"\n[[phase.step]]\nid = \"deploy-previous\"\nplugin = \"app\"\naction = \"rollback\"\non = \"app-1\"\ntimeout = \"60s\"\nparams = {}\n",
         toml_inline(&params)
     );
-    std::fs::write(pki.path().join("plan.toml"), plan).unwrap();
-    let coordinator = Coordinator::start(pki.path(), &plan_config(&pki, "state")).await;
-    let addr = coordinator.addr.clone();
     let grants = format!(
         "[[plugin]]\nname = \"app\"\npath = \"{}\"\n[plugin.grants]\nprograms = [\"git\", \"sh\", \"python3\"]\ndry_run_programs = [\"git log\"]\nurls = [\"http://127.0.0.1:{port}/\"]\nread = [\"{r}\"]\nwrite = [\"{r}\"]\n",
         backout_e2e::plugin("app").display(),
         r = repo.display()
     );
-    let config = pki.path().join("app-1.toml");
-    let state = pki.path().join("state-app-1");
-    std::fs::write(
-        &config,
-        agent_config(&pki, "app-1", &addr, &state, "") + &grants,
-    )
-    .unwrap();
-    let _agent = start_agent(&config, &pki.path().join("app-1.log"));
-    wait_for("the agent", Duration::from_secs(30), || {
-        (connected_agents(&pki, &addr, "alice").len() == 1).then_some(())
-    })
-    .await;
+    let fleet = Fleet::builder("app.test")
+        .pki(pki)
+        .name("app e2e")
+        .hosts(["app-1"])
+        .approvals(["technical-lead"])
+        .plan(&plan)
+        .agent_config(move |_, config| config + &grants)
+        .start()
+        .await;
 
     // A dry run names both versions and changes nothing.
-    let dry = json_of(&cli(
-        &pki,
-        &addr,
-        "dave",
-        &[
-            "rollback",
-            "start",
-            "--reason",
-            "rehearsal",
-            "--dry-run",
-            "--output",
-            "json",
-        ],
-    ));
+    let dry = fleet.start_run("dave", &["--reason", "rehearsal", "--dry-run"]);
     let would = dry["hosts"]["app-1"][0]["would"]
         .as_str()
         .unwrap()
@@ -177,27 +152,8 @@ async fn the_app_plugin_rolls_back_to_the_previous_stable_version_and_its_health
         "the bad version still runs, still failing"
     );
 
-    let started = json_of(&cli(
-        &pki,
-        &addr,
-        "dave",
-        &[
-            "rollback",
-            "start",
-            "--reason",
-            "checkout errors",
-            "--output",
-            "json",
-        ],
-    ));
-    let id = started["run"].as_str().unwrap().to_string();
-    json_of(&cli(
-        &pki,
-        &addr,
-        "bob",
-        &["approve", &id, "--output", "json"],
-    ));
-    let lines = watch_to_end(&pki, &addr, &id).await;
+    let id = fleet.start_approved(&["--reason", "checkout errors"]);
+    let lines = fleet.watch_to_end(&id).await;
     let result = lines.last().unwrap();
     assert_eq!(result["run"]["status"], "succeeded", "{lines:#?}");
     let finished = lines.iter().find(|l| l["kind"] == "finished").unwrap();

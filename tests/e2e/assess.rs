@@ -3,19 +3,15 @@
 
 use std::time::Duration;
 
+use backout_e2e::fleet::Fleet;
 use backout_e2e::http::TestHttp;
-use backout_e2e::{
-    Coordinator, Pki, agent_config, cli, connected_agents, plugin, sha256_file, start_agent,
-    wait_for,
-};
+use backout_e2e::{Pki, plugin, sha256_file, wait_for};
 use serde_json::Value;
 
-/// Starts a coordinator that knows app-1 and app-2, and both agents.
-async fn fleet(pki: &Pki, http: &TestHttp) -> (Coordinator, Vec<backout_e2e::Proc>) {
-    for agent in ["app-1", "app-2"] {
-        pki.issue("agent", agent);
-    }
-    pki.issue("operator", "alice");
+/// A coordinator without a plan that knows app-1 and app-2 (group `app`),
+/// with health checks against `http` and a log check, and both agents.
+async fn fleet(domain: &str, http: &TestHttp) -> Fleet {
+    let pki = Pki::new(domain);
     let health_sha = sha256_file(&plugin("health"));
     let log_dir = pki.path().join("logs");
     std::fs::create_dir_all(&log_dir).unwrap();
@@ -28,20 +24,7 @@ async fn fleet(pki: &Pki, http: &TestHttp) -> (Coordinator, Vec<backout_e2e::Pro
     std::fs::write(&log_file, lines.join("\n") + "\n").unwrap();
 
     let config = format!(
-        r#"command_key = "{p}/command-signing.key"
-heartbeat_interval = "1s"
-[tls]
-ca = "{p}/ca.pem"
-cert = "{p}/coordinator.pem"
-key = "{p}/coordinator.key"
-[[agent]]
-id = "app-1"
-groups = ["app"]
-[[agent]]
-id = "app-2"
-groups = ["app"]
-[operators]
-alice = ["release-manager"]
+        r#"heartbeat_interval = "1s"
 [plugins.health]
 sha256 = "{health_sha}"
 [assess]
@@ -65,51 +48,42 @@ tail_lines = 100
 pattern = "ERROR"
 agents = ["app-1"]
 "#,
-        p = pki.path().display(),
         up = http.url("/up"),
         down = http.url("/down"),
         slow = http.url("/slow"),
         log = log_file.display(),
     );
-    let coordinator = Coordinator::start(pki.path(), &config).await;
-    let mut agents = Vec::new();
-    for id in ["app-1", "app-2"] {
-        let state = pki.path().join(format!("state-{id}"));
-        let mut text = agent_config(pki, id, &coordinator.addr, &state, "");
-        text = text.replace(
-            &format!("read = [\"{}\"]", state.display()),
-            &format!("read = [\"{}\"]", log_dir.display()),
-        );
-        // Grant the health plugin the test server's origin (default: port 80 only).
-        text = text.replace(
-            "urls = [\"http://127.0.0.1/\"]",
-            &format!("urls = [\"{}\"]", http.url("/")),
-        );
-        let path = pki.path().join(format!("{id}.toml"));
-        std::fs::write(&path, text).unwrap();
-        agents.push(start_agent(&path, &pki.path().join(format!("{id}.log"))));
-    }
-    let addr = coordinator.addr.clone();
-    wait_for("both agents to connect", Duration::from_secs(30), || {
-        let ids = connected_agents(pki, &addr, "alice");
-        (ids.len() == 2).then_some(())
-    })
-    .await;
-    (coordinator, agents)
+    let state_dir = pki.path().to_path_buf();
+    let origin = http.url("/");
+    Fleet::builder(domain)
+        .pki(pki)
+        .hosts(["app-1", "app-2"])
+        .group("app", ["app-1", "app-2"])
+        .operators(&[("alice", &["release-manager"])])
+        .config(&config)
+        .agent_config(move |id, text| {
+            // Grant the health plugin the log directory instead of the
+            // agent's state, and the test server's origin (default: port 80).
+            let state = state_dir.join(format!("state-{id}"));
+            text.replace(
+                &format!("read = [\"{}\"]", state.display()),
+                &format!("read = [\"{}\"]", log_dir.display()),
+            )
+            .replace(
+                "urls = [\"http://127.0.0.1/\"]",
+                &format!("urls = [\"{origin}\"]"),
+            )
+        })
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn assess_reports_up_down_and_slow_checks_per_host_as_json() {
-    let pki = Pki::new("assess.test");
     let http = TestHttp::start().await;
-    let (coordinator, _agents) = fleet(&pki, &http).await;
+    let fleet = fleet("assess.test", &http).await;
 
-    let out = cli(
-        &pki,
-        &coordinator.addr,
-        "alice",
-        &["assess", "--output", "json"],
-    );
+    let out = fleet.cli("alice", &["assess", "--output", "json"]);
     // One check is down, so the fleet is not healthy: exit 1.
     assert_eq!(
         out.status.code(),
@@ -156,12 +130,12 @@ async fn assess_reports_up_down_and_slow_checks_per_host_as_json() {
     assert_eq!(app2["log"], Value::Null);
 
     // Every command and result went to the journal first, and the chain verifies.
-    let audit = backout_e2e::audit_verify(&pki);
+    let audit = fleet.audit_verify();
     assert_eq!(audit["intact"], true);
     assert!(audit["entries"].as_i64().unwrap() >= 4, "{audit}");
 
     // The table for people says the same.
-    let out = cli(&pki, &coordinator.addr, "alice", &["assess"]);
+    let out = fleet.cli("alice", &["assess"]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -172,16 +146,10 @@ async fn assess_reports_up_down_and_slow_checks_per_host_as_json() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agents_lists_version_last_seen_and_plugin_hashes() {
-    let pki = Pki::new("agents.test");
     let http = TestHttp::start().await;
-    let (coordinator, mut agents) = fleet(&pki, &http).await;
+    let mut fleet = fleet("agents.test", &http).await;
 
-    let out = cli(
-        &pki,
-        &coordinator.addr,
-        "alice",
-        &["agents", "--output", "json"],
-    );
+    let out = fleet.cli("alice", &["agents", "--output", "json"]);
     assert!(out.status.success());
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let app1 = doc["agents"]
@@ -203,36 +171,26 @@ async fn agents_lists_version_last_seen_and_plugin_hashes() {
     assert_eq!(health["sha256"], sha256_file(&plugin("health")));
 
     // An agent that stops is shown as gone, not forgotten.
-    agents[1].kill().await;
-    let addr = coordinator.addr.clone();
+    fleet.kill_agent("app-2").await;
     wait_for("app-2 to be gone", Duration::from_secs(20), || {
-        let ids = connected_agents(&pki, &addr, "alice");
-        (ids == vec!["app-1".to_string()]).then_some(())
+        (fleet.connected() == ["app-1"]).then_some(())
     })
     .await;
-    let out = cli(&pki, &coordinator.addr, "alice", &["agents"]);
+    let out = fleet.cli("alice", &["agents"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("app-2") && text.contains("gone"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agents_reconnect_after_the_coordinator_restarts() {
-    let pki = Pki::new("reconnect.test");
     let http = TestHttp::start().await;
-    let (mut coordinator, _agents) = fleet(&pki, &http).await;
+    let mut fleet = fleet("reconnect.test", &http).await;
     // Kill the coordinator and start it again on the same port: the agents
     // must notice and come back by themselves.
-    let addr = coordinator.addr.clone();
-    coordinator.proc.kill().await;
-    let config = std::fs::read_to_string(pki.path().join("coordinator.toml")).unwrap();
-    let config = config.replace("listen = \"127.0.0.1:0\"\n", "");
-    let restarted = Coordinator::start_on(pki.path(), &config, &addr).await;
-    assert_eq!(restarted.addr, addr);
-    wait_for("both agents to reconnect", Duration::from_secs(30), || {
-        let ids = connected_agents(&pki, &addr, "alice");
-        (ids.len() == 2).then_some(())
-    })
-    .await;
-    let log = std::fs::read_to_string(pki.path().join("app-1.log")).unwrap();
+    let addr = fleet.addr.clone();
+    fleet.restart_coordinator().await;
+    assert_eq!(fleet.coordinator.addr, addr);
+    fleet.wait_connected(2).await;
+    let log = std::fs::read_to_string(fleet.agent_log("app-1", "")).unwrap();
     assert!(log.contains("reconnecting"), "{log}");
 }

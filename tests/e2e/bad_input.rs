@@ -184,7 +184,7 @@ async fn malformed_session_messages_do_not_kill_the_coordinator() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_coordinator_messages_do_not_kill_the_agent() {
-    let mut rig = crate::refusals::rig_with_grants("").await;
+    let mut rig = backout_e2e::rig::Rig::start("").await;
     // A message with nothing in it, then a command that is not one.
     rig.session
         .tx

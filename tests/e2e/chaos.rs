@@ -9,12 +9,15 @@
 //! `BACKOUT_CHAOS_RUNS=50 cargo test -p backout-e2e --test e2e chaos -- --nocapture`
 //! (`BACKOUT_CHAOS_SEED` replays a seed; the figures go to RELIABILITY.md).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use backout_e2e::{Coordinator, Pki, Proc, cli, plan_config, start_agent};
+use backout_e2e::fleet::{Fleet, run_id};
+use backout_e2e::plans::{APP_HOSTS, marked, marked_counts, marked_fleet};
+use backout_e2e::wait_for;
 use serde_json::Value;
 
-use crate::crash::{HOSTS, agents, counts, fleet_pki, plan};
+const WAIT: Duration = Duration::from_secs(30);
 
 /// A small deterministic generator (xorshift64*), so a seed replays a run.
 struct Dice(u64);
@@ -28,14 +31,9 @@ impl Dice {
     }
 }
 
-fn start_agent_of(pki: &Pki, id: &str) -> Proc {
-    let config = pki.path().join(format!("{id}.toml"));
-    start_agent(&config, &pki.path().join(format!("{id}.log")))
-}
-
 /// The run's summary, or `None` while the coordinator cannot answer.
-fn status_of(pki: &Pki, addr: &str, id: &str) -> Option<Value> {
-    let out = cli(pki, addr, "alice", &["runs", "--output", "json"]);
+fn status_of(fleet: &Fleet, id: &str) -> Option<Value> {
+    let out = fleet.cli("alice", &["runs", "--output", "json"]);
     if !out.status.success() {
         return None;
     }
@@ -64,42 +62,36 @@ async fn runs_end_correctly_while_the_coordinator_and_agents_are_killed_at_rando
     eprintln!("chaos: {runs} runs, BACKOUT_CHAOS_SEED={seed}");
     let mut dice = Dice(seed);
 
-    let (pki, marks_dir, grants) = fleet_pki("chaos.test");
-    std::fs::write(pki.path().join("plan.toml"), plan(&marks_dir.join("m"))).unwrap();
-    let config = plan_config(&pki, "state");
-    let mut coordinator = Coordinator::start(pki.path(), &config).await;
-    let addr = coordinator.addr.clone();
-    let mut agents = agents(&pki, &addr, &grants).await;
+    let (builder, marks_dir) = marked_fleet("chaos.test", |dir| marked(&dir.join("m")));
+    let mut fleet = builder.start().await;
 
     let (mut coordinator_kills, mut agent_kills) = (0, 0);
     let (mut succeeded, mut failed_unknown, mut duplicates) = (0, 0, 0);
     for n in 1..=runs {
         let marks = marks_dir.join(format!("run-{n}"));
-        std::fs::write(pki.path().join("plan.toml"), plan(&marks)).unwrap();
+        fleet.write_plan(&marked(&marks));
         // A new plan is read at start: restart the coordinator for it.
-        coordinator.proc.kill().await;
-        coordinator = Coordinator::start_on(pki.path(), &config, &addr).await;
-        let id = start_and_approve(&pki, &addr).await;
+        fleet.restart_coordinator().await;
+        let id = start_and_approve(&fleet).await;
         let deadline = Instant::now() + Duration::from_secs(90);
         let run = loop {
             tokio::time::sleep(Duration::from_millis(20 + dice.roll(400))).await;
             match dice.roll(4) {
                 0 => {
-                    coordinator.proc.kill().await;
+                    fleet.restart_coordinator().await;
                     coordinator_kills += 1;
-                    coordinator = Coordinator::start_on(pki.path(), &config, &addr).await;
                 }
                 1 => {
-                    let which = dice.roll(HOSTS.len() as u64) as usize;
-                    agents[which].kill().await;
+                    let which = APP_HOSTS[dice.roll(APP_HOSTS.len() as u64) as usize];
+                    fleet.kill_agent(which).await;
                     agent_kills += 1;
-                    agents[which] = start_agent_of(&pki, HOSTS[which]);
+                    fleet.start_agent(which, "");
                 }
                 _ => {}
             }
-            if let Some(run) = status_of(&pki, &addr, &id) {
+            if let Some(run) = status_of(&fleet, &id) {
                 if run["status"] == "awaiting-approval" {
-                    let _ = cli(&pki, &addr, "bob", &["approve", &id]);
+                    let _ = fleet.cli("bob", &["approve", &id]);
                 }
                 if run["finished_at_ms"].as_i64().is_some() {
                     break run;
@@ -107,7 +99,7 @@ async fn runs_end_correctly_while_the_coordinator_and_agents_are_killed_at_rando
             }
             assert!(Instant::now() < deadline, "run {n} ({id}) did not end");
         };
-        let ran = counts(&marks);
+        let ran = marked_counts(&marks);
         duplicates += ran.iter().filter(|(step, c)| *c > expected(step)).count();
         match run["status"].as_str() {
             Some("succeeded") => {
@@ -133,17 +125,13 @@ async fn runs_end_correctly_while_the_coordinator_and_agents_are_killed_at_rando
             other => panic!("run {n} ended {other:?}: {run}"),
         }
         assert_eq!(duplicates, 0, "run {n}: a step ran twice: {ran:?}");
-        let audit = backout_e2e::audit_verify(&pki);
+        let audit = fleet.audit_verify();
         assert_eq!(audit["intact"], true, "run {n}: {audit}");
     }
     eprintln!(
         "chaos: seed {seed}: {runs} runs ({succeeded} succeeded, {failed_unknown} failed on a step an agent died in), \
          {coordinator_kills} coordinator kills, {agent_kills} agent kills, {duplicates} steps run twice"
     );
-    for mut agent in agents {
-        agent.kill().await;
-    }
-    coordinator.proc.kill().await;
 }
 
 /// How many times each step of the crash plan runs: on both hosts, or
@@ -154,11 +142,9 @@ fn expected(step: &str) -> usize {
 
 /// Starts a run as dave and approves it as bob, trying again while the
 /// coordinator is just back.
-async fn start_and_approve(pki: &Pki, addr: &str) -> String {
+async fn start_and_approve(fleet: &Fleet) -> String {
     let started = loop {
-        let out = cli(
-            pki,
-            addr,
+        let out = fleet.cli(
             "dave",
             &["rollback", "start", "--reason", "chaos", "--output", "json"],
         );
@@ -167,16 +153,16 @@ async fn start_and_approve(pki: &Pki, addr: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let id = started["run"].as_str().unwrap().to_string();
-    let _ = cli(pki, addr, "bob", &["approve", &id]);
+    let id = run_id(&started);
+    let _ = fleet.cli("bob", &["approve", &id]);
     id
 }
 
 /// The crash plan with a first step that sleeps on both hosts, so that it
 /// is in flight when the disk fills.
-fn slow_plan(marks: &std::path::Path) -> String {
+fn slow_plan(marks: &Path) -> String {
     let slow = "[[phase.step]]\nid = \"slow\"\nplugin = \"testbed\"\naction = \"sleep\"\non = \"app\"\nparams = { ms = 1500 }\n";
-    plan(marks).replacen(
+    marked(marks).replacen(
         "name = \"Application Rollback\"\n",
         &format!("name = \"Application Rollback\"\n{slow}"),
         1,
@@ -200,64 +186,83 @@ fn limit_file_size(pid: u32, limit: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_refuses_changes_and_the_run_carries_on_once_there_is_room() {
-    let (pki, marks_dir, grants) = fleet_pki("full.test");
+    let (builder, marks_dir) = marked_fleet("full.test", |dir| slow_plan(&dir.join("marks")));
+    let fleet = builder.start().await;
     let marks = marks_dir.join("marks");
-    std::fs::write(pki.path().join("plan.toml"), slow_plan(&marks)).unwrap();
-    let config = plan_config(&pki, "state");
-    let coordinator = Coordinator::start(pki.path(), &config).await;
-    let addr = coordinator.addr.clone();
-    let agents = agents(&pki, &addr, &grants).await;
-    backout_e2e::wait_for("agents", Duration::from_secs(30), || {
-        (backout_e2e::connected_agents(&pki, &addr, "alice").len() == 2).then_some(())
-    })
-    .await;
-    let id = start_and_approve(&pki, &addr).await;
+    let id = start_and_approve(&fleet).await;
     // The sleeps are out on both agents; then the disk is full.
-    backout_e2e::wait_for("the slow steps to be sent", Duration::from_secs(20), || {
-        let run = status_of(&pki, &addr, &id)?;
+    wait_for("the slow steps to be sent", WAIT, || {
+        let run = status_of(&fleet, &id)?;
         let hosts = run["phases"][0]["hosts"].as_array()?;
         hosts.iter().all(|h| h["state"] == "running").then_some(())
     })
     .await;
-    let pid = coordinator.proc.child.id().expect("the coordinator runs");
+    let pid = fleet
+        .coordinator
+        .proc
+        .child
+        .id()
+        .expect("the coordinator runs");
     limit_file_size(pid, "1");
 
     // A change that cannot be journaled is refused, and says why.
-    let refused = cli(
-        &pki,
-        &addr,
-        "dave",
-        &["rollback", "start", "--reason", "while full"],
-    );
+    let refused = fleet.cli("dave", &["rollback", "start", "--reason", "while full"]);
     assert!(!refused.status.success(), "a run started on a full disk");
     let why = String::from_utf8_lossy(&refused.stderr);
     assert!(why.contains("journal"), "{why}");
-    // The sleeps end meanwhile; their outcomes wait with the driver, and
+    // The sleeps end meanwhile (each agent's ledger records its step done,
+    // then its result goes back); their outcomes wait with the driver, and
     // nothing after them is sent.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    wait_for("both slow steps to end on their agents", WAIT, || {
+        APP_HOSTS
+            .iter()
+            .all(|host| slow_step_done(&fleet, host))
+            .then_some(())
+    })
+    .await;
     assert!(
-        counts(&marks).iter().all(|(_, c)| *c == 0),
+        marked_counts(&marks).iter().all(|(_, c)| *c == 0),
         "a step was sent while nothing could be journaled"
     );
-    let run = status_of(&pki, &addr, &id).expect("the coordinator still answers");
+    let run = status_of(&fleet, &id).expect("the coordinator still answers");
     assert_eq!(run["status"], "running", "{run}");
 
     // Room again: the run carries on from where it stood.
+    let room_at = backout_proto::now_ms();
     limit_file_size(pid, "unlimited");
-    let run = backout_e2e::wait_for("the run to end", Duration::from_secs(30), || {
-        let run = status_of(&pki, &addr, &id)?;
+    let run = wait_for("the run to end", WAIT, || {
+        let run = status_of(&fleet, &id)?;
         run["finished_at_ms"].as_i64().is_some().then_some(run)
     })
     .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(
-        counts(&marks)[1],
+        marked_counts(&marks)[1],
         ("start".to_string(), 2),
         "each host once"
     );
-    let audit = backout_e2e::audit_verify(&pki);
+    // Nothing after the slow steps was sent before there was room.
+    let lines = fleet.watch_to_end(&id).await;
+    let early: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "dispatched" && l["step"] != "slow")
+        .filter(|l| l["at_ms"].as_i64().is_none_or(|at| at < room_at))
+        .collect();
+    assert!(early.is_empty(), "sent while the disk was full: {early:?}");
+    let audit = fleet.audit_verify();
     assert_eq!(audit["intact"], true, "{audit}");
-    for mut agent in agents {
-        agent.kill().await;
-    }
+}
+
+/// Whether `host`'s agent has recorded the slow step done in its ledger.
+fn slow_step_done(fleet: &Fleet, host: &str) -> bool {
+    let ledger = fleet.path().join(format!("state-{host}/agent.db"));
+    let Ok(db) = rusqlite::Connection::open(ledger) else {
+        return false;
+    };
+    db.query_row(
+        "SELECT count(*) FROM steps WHERE state = 'done' AND step_key LIKE '%/application/slow/%'",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n == 1)
 }

@@ -6,23 +6,19 @@
 //! database password never reaches the journal or the logs.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use backout_e2e::fleet::{Fleet, dispatched, finished};
 use backout_e2e::postgres::{MIGRATIONS, Migration, Postgres};
-use backout_e2e::{
-    Coordinator, Pki, Proc, agent_config, cli, cli_child, connected_agents, json_of, plan_config,
-    plugin, run_of, start_agent, wait_for,
-};
+use backout_e2e::{Pki, plugin};
 use serde_json::{Value, json};
 
-/// A database, a coordinator with `plan`, and agent `db-1` granted the db
+/// A database, a coordinator with a plan, and agent `db-1` granted the db
 /// plugin: its programs, the backup dir (read, write), the migrations dir
 /// (read) and the password secret (from a file).
-struct Fleet {
-    pki: Pki,
+struct Db {
+    fleet: Fleet,
     pg: Postgres,
-    coordinator: Coordinator,
-    _agent: Proc,
     backups: PathBuf,
 }
 
@@ -34,17 +30,6 @@ struct Dirs {
     elsewhere: PathBuf,
 }
 
-const HEAD: &str = r#"[plan]
-name = "db e2e"
-[[host]]
-id = "db-1"
-[roles]
-release-manager = "Release Manager"
-technical-lead = "Technical Lead"
-[approvals]
-run = ["technical-lead"]
-"#;
-
 /// The `db` parameter of every step: the password is a secret reference.
 fn db(pg: &Postgres, port: u16) -> String {
     format!(
@@ -53,12 +38,8 @@ fn db(pg: &Postgres, port: u16) -> String {
     )
 }
 
-async fn fleet(migrations: &[Migration], phases: impl Fn(&Postgres, &Dirs) -> String) -> Fleet {
+async fn fleet(migrations: &[Migration], phases: impl Fn(&Postgres, &Dirs) -> String) -> Db {
     let pki = Pki::new("db.test");
-    pki.issue("agent", "db-1");
-    for op in ["dave", "bob", "alice"] {
-        pki.issue("operator", op);
-    }
     let pg = Postgres::start();
     let dirs = Dirs {
         backups: pki.path().join("backups"),
@@ -69,18 +50,10 @@ async fn fleet(migrations: &[Migration], phases: impl Fn(&Postgres, &Dirs) -> St
     std::fs::create_dir_all(&dirs.elsewhere).unwrap();
     pg.migrate_up(&dirs.migrations, migrations);
 
-    std::fs::write(
-        pki.path().join("plan.toml"),
-        format!("{HEAD}{}", phases(&pg, &dirs)),
-    )
-    .unwrap();
-    let coordinator = Coordinator::start(pki.path(), &plan_config(&pki, "state")).await;
-
     let secret = pki.path().join("db-password");
     std::fs::write(&secret, &pg.password).unwrap();
-    let state = pki.path().join("state-db-1");
-    let config = format!(
-        r#"{base}
+    let db_plugin = format!(
+        r#"
 [[plugin]]
 name = "db"
 path = "{plugin}"
@@ -94,71 +67,38 @@ secrets = ["DB_PASSWORD"]
 [secrets]
 DB_PASSWORD = {{ file = "{secret}" }}
 "#,
-        base = agent_config(&pki, "db-1", &coordinator.addr, &state, ""),
         plugin = plugin("db").display(),
         backups = dirs.backups.display(),
         migrations = dirs.migrations.display(),
         secret = secret.display(),
     );
-    let path = pki.path().join("db-1.toml");
-    std::fs::write(&path, config).unwrap();
-    let agent = start_agent(&path, &pki.path().join("db-1.log"));
-    let addr = coordinator.addr.clone();
-    wait_for("the agent", Duration::from_secs(30), || {
-        (connected_agents(&pki, &addr, "alice").len() == 1).then_some(())
-    })
-    .await;
-    Fleet {
-        pki,
+    let fleet = Fleet::builder("db.test")
+        .pki(pki)
+        .name("db e2e")
+        .hosts(["db-1"])
+        .approvals(["technical-lead"])
+        .plan(&phases(&pg, &dirs))
+        .agent_config(move |_, config| config + &db_plugin)
+        .start()
+        .await;
+    Db {
+        fleet,
         pg,
-        coordinator,
-        _agent: agent,
         backups: dirs.backups,
     }
 }
 
-impl Fleet {
+impl Db {
     /// Starts a run of `phases`, has bob approve it, follows it to its end;
     /// returns the run summary and every watch line.
     async fn run(&self, phases: &str) -> (Value, Vec<Value>) {
-        let addr = &self.coordinator.addr;
-        let started = json_of(&cli(
-            &self.pki,
-            addr,
-            "dave",
-            &[
-                "rollback", "start", "--reason", "db e2e", "--phases", phases, "--output", "json",
-            ],
-        ));
-        let id = started["run"].as_str().unwrap().to_string();
-        json_of(&cli(
-            &self.pki,
-            addr,
-            "bob",
-            &["approve", &id, "--output", "json"],
-        ));
+        let id = self
+            .fleet
+            .start_approved(&["--reason", "db e2e", "--phases", phases]);
         // `backout watch` exits 1 when the run failed, which these tests
         // expect of some runs: its lines are read either way.
-        let watch = cli_child(
-            &self.pki,
-            addr,
-            "alice",
-            &["watch", &id, "--output", "json"],
-        );
-        let out = tokio::time::timeout(Duration::from_secs(90), watch.wait_with_output())
-            .await
-            .expect("the run did not end")
-            .unwrap();
-        assert!(
-            matches!(out.status.code(), Some(0 | 1)),
-            "watch: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lines = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect();
-        (run_of(&self.pki, addr, &id), lines)
+        let lines = self.fleet.watch_to_end(&id).await;
+        (self.fleet.run_of(&id), lines)
     }
 
     fn files(dir: &Path) -> Vec<String> {
@@ -169,20 +109,6 @@ impl Fleet {
         names.sort();
         names
     }
-}
-
-/// The `finished` line of a step.
-fn finished<'a>(lines: &'a [Value], step: &str) -> &'a Value {
-    lines
-        .iter()
-        .find(|l| l["kind"] == "finished" && l["step"] == step)
-        .unwrap_or_else(|| panic!("step {step} never finished: {lines:#?}"))
-}
-
-fn dispatched(lines: &[Value], step: &str) -> bool {
-    lines
-        .iter()
-        .any(|l| l["kind"] == "dispatched" && l["step"] == step)
 }
 
 fn all_ids() -> Vec<String> {
@@ -340,7 +266,7 @@ when = "data_loss_usd > 37.5 or lost_orders > 3"
     );
 
     // The password was used (scram auth succeeded) but never recorded.
-    let journal = rusqlite::Connection::open(f.pki.path().join("state/journal.db")).unwrap();
+    let journal = rusqlite::Connection::open(f.fleet.journal()).unwrap();
     let rows: Vec<String> = journal
         .prepare("SELECT kind || ' ' || body FROM entries")
         .unwrap()
@@ -362,21 +288,19 @@ when = "data_loss_usd > 37.5 or lost_orders > 3"
             "the password is in the journal: {row}"
         );
     }
-    let agent_log = std::fs::read_to_string(f.pki.path().join("db-1.log")).unwrap();
+    let agent_log = std::fs::read_to_string(f.fleet.agent_log("db-1", "")).unwrap();
     assert!(
         agent_log.contains("running step"),
         "the agent logged its steps"
     );
     for log in ["db-1.log", "coordinator.log"] {
-        let text = std::fs::read_to_string(f.pki.path().join(log)).unwrap();
+        let text = std::fs::read_to_string(f.fleet.path().join(log)).unwrap();
         assert!(!text.contains(&f.pg.password), "the password is in {log}");
     }
 
     // The report's figures are what the test put into PostgreSQL, and each
     // escalation fires exactly when its threshold is crossed.
-    let out = backout_e2e::cli(
-        &f.pki,
-        &f.coordinator.addr,
+    let out = f.fleet.cli(
         "alice",
         &["report", run["run"].as_str().unwrap(), "--format", "json"],
     );
@@ -387,15 +311,7 @@ when = "data_loss_usd > 37.5 or lost_orders > 3"
     assert_eq!(figures["affected_transactions"], 2.0);
     assert_eq!(figures["affected_amount_cents"], 3750.0);
     assert_eq!(figures["data_loss_usd"], 37.5);
-    let escalation = |who: &str| {
-        report["escalations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["who"] == who)
-            .unwrap()["state"]
-            .clone()
-    };
+    let escalation = |who: &str| backout_e2e::escalation(&report, who);
     assert_eq!(escalation("CTO"), "fired", "37.5 > 37");
     assert_eq!(
         escalation("CEO"),
@@ -457,7 +373,7 @@ async fn a_failed_backup_stops_the_phase_and_no_migration_runs_without_one() {
         )
     })
     .await;
-    let elsewhere = f.pki.path().join("elsewhere");
+    let elsewhere = f.fleet.path().join("elsewhere");
 
     // A backup into a directory the agent does not grant.
     let (run, lines) = f.run("ungranted").await;
@@ -474,7 +390,7 @@ async fn a_failed_backup_stops_the_phase_and_no_migration_runs_without_one() {
         "the phase halted before migrating"
     );
     assert!(
-        Fleet::files(&elsewhere).is_empty(),
+        Db::files(&elsewhere).is_empty(),
         "nothing was written there"
     );
 
@@ -491,11 +407,9 @@ async fn a_failed_backup_stops_the_phase_and_no_migration_runs_without_one() {
     );
     assert!(!dispatched(&lines, "migrate-down"));
     assert!(
-        !Fleet::files(&f.backups)
-            .iter()
-            .any(|n| n.ends_with(".json")),
+        !Db::files(&f.backups).iter().any(|n| n.ends_with(".json")),
         "no marker for a failed backup: {:?}",
-        Fleet::files(&f.backups)
+        Db::files(&f.backups)
     );
 
     // migrate-down on its own finds no verified backup of its run.
@@ -583,22 +497,10 @@ async fn a_dry_run_says_what_it_would_do_and_changes_nothing() {
     })
     .await;
     f.pg.sql("INSERT INTO orders (total_cents) VALUES (1), (2)");
-    let report = json_of(&cli(
-        &f.pki,
-        &f.coordinator.addr,
+    let report = f.fleet.start_run(
         "dave",
-        &[
-            "rollback",
-            "start",
-            "--reason",
-            "rehearsal",
-            "--phases",
-            "database",
-            "--dry-run",
-            "--output",
-            "json",
-        ],
-    ));
+        &["--reason", "rehearsal", "--phases", "database", "--dry-run"],
+    );
     assert_eq!(report["status"], "succeeded", "{report:#}");
     let steps = report["hosts"]["db-1"].as_array().unwrap();
     let would = |step: &str| {
@@ -624,7 +526,7 @@ async fn a_dry_run_says_what_it_would_do_and_changes_nothing() {
     // Reads run in a dry run, in a read-only session.
     assert_eq!(would("counts"), "orders 2, secrets_providers 1");
 
-    assert!(Fleet::files(&f.backups).is_empty(), "no backup, no marker");
+    assert!(Db::files(&f.backups).is_empty(), "no backup, no marker");
     assert_eq!(f.pg.applied(), all_ids());
     assert!(f.pg.has_table("secrets_providers"));
 }

@@ -3,21 +3,16 @@
 
 use std::time::Duration;
 
+use backout_e2e::fleet::{Fleet, FleetBuilder};
 use backout_e2e::services::{Prometheus, SampleApp};
-use backout_e2e::{Coordinator, Pki, cli, wait_for};
+use backout_e2e::{Pki, cli, wait_for};
 use serde_json::{Value, json};
 
 /// The seed's considered "High Error Rate" trigger with its window shortened
 /// from 15 minutes to 4 seconds (same code path), plus the manual triggers.
 fn plan(prometheus: &str) -> String {
     format!(
-        r#"[plan]
-name = "e2e"
-[roles]
-release-manager = "Release Manager"
-technical-lead = "Technical Lead"
-security-lead = "Security Lead"
-[signals.error_rate]
+        r#"[signals.error_rate]
 prometheus = {{ url = "{prometheus}", query = 'sum(rate(http_requests_total{{code=~"5.."}}[5s])) / sum(rate(http_requests_total[5s]))' }}
 interval = "500ms"
 stale_after = "3s"
@@ -36,6 +31,15 @@ when = "breach_confirmed"
 deciders = ["security-lead", "release-manager"]
 "#
     )
+}
+
+/// A coordinator (no agents) with `plan` and operator alice (release-manager).
+fn fleet(pki: Pki, plan: &str) -> FleetBuilder {
+    Fleet::builder("matrix.test")
+        .pki(pki)
+        .operators(&[("alice", &["release-manager"])])
+        .roles(["technical-lead", "security-lead"])
+        .plan(plan)
 }
 
 fn assess(pki: &Pki, addr: &str) -> Value {
@@ -66,25 +70,13 @@ fn trigger(doc: &Value, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn error_rate_breaches_then_fires_after_its_window_with_a_real_prometheus() {
     let pki = Pki::new("matrix.test");
-    pki.issue("operator", "alice");
     let app = SampleApp::start(pki.path()).await;
     let mut prometheus = Prometheus::start(pki.path(), &[format!("127.0.0.1:{}", app.port)]).await;
-    std::fs::write(pki.path().join("plan.toml"), plan(&prometheus.url)).unwrap();
-    let config = format!(
-        r#"command_key = "{p}/command-signing.key"
-plan = "plan.toml"
-evaluate_every = "500ms"
-[tls]
-ca = "{p}/ca.pem"
-cert = "{p}/coordinator.pem"
-key = "{p}/coordinator.key"
-[operators]
-alice = ["release-manager"]
-"#,
-        p = pki.path().display()
-    );
-    let coordinator = Coordinator::start(pki.path(), &config).await;
-    let addr = coordinator.addr.clone();
+    let fleet = fleet(pki, &plan(&prometheus.url))
+        .config("evaluate_every = \"500ms\"\n")
+        .start()
+        .await;
+    let (pki, addr) = (&fleet.pki, fleet.addr.clone());
 
     // Guard watches from the start, as after a deploy.
     let mut guard = backout_e2e::Proc::spawn(
@@ -118,16 +110,16 @@ alice = ["release-manager"]
     wait_for(
         "the error-rate trigger to be ok",
         Duration::from_secs(60),
-        || (trigger(&assess(&pki, &addr), "High Error Rate")["state"] == "ok").then_some(()),
+        || (trigger(&assess(pki, &addr), "High Error Rate")["state"] == "ok").then_some(()),
     )
     .await;
-    let doc = assess(&pki, &addr);
+    let doc = assess(pki, &addr);
     assert_eq!(doc["verdict"], "NO ACTION");
 
     // The bad deploy: 12% of requests fail.
     app.fault(json!({ "error_rate": 0.12 })).await;
     let breaching = wait_for("the trigger to breach", Duration::from_secs(30), || {
-        let doc = assess(&pki, &addr);
+        let doc = assess(pki, &addr);
         (trigger(&doc, "High Error Rate")["state"] == "breaching").then_some(doc)
     })
     .await;
@@ -141,7 +133,7 @@ alice = ["release-manager"]
     );
 
     let fired = wait_for("the trigger to fire", Duration::from_secs(30), || {
-        let doc = assess(&pki, &addr);
+        let doc = assess(pki, &addr);
         (trigger(&doc, "High Error Rate")["state"] == "FIRED").then_some(doc)
     })
     .await;
@@ -161,7 +153,7 @@ alice = ["release-manager"]
 
     // A person confirms a breach: the immediate trigger outranks.
     let out = cli(
-        &pki,
+        pki,
         &addr,
         "alice",
         &[
@@ -178,7 +170,7 @@ alice = ["release-manager"]
         String::from_utf8_lossy(&out.stderr)
     );
     let doc = wait_for("the breach to fire", Duration::from_secs(10), || {
-        let doc = assess(&pki, &addr);
+        let doc = assess(pki, &addr);
         (doc["verdict"] == "IMMEDIATE ROLLBACK").then_some(doc)
     })
     .await;
@@ -222,9 +214,15 @@ alice = ["release-manager"]
         said.contains("decision recorded on the coordinator"),
         "{said}"
     );
-    assert!(coordinator.proc.log_text().contains("decision recorded"));
+    assert!(
+        fleet
+            .coordinator
+            .proc
+            .log_text()
+            .contains("decision recorded")
+    );
     cli(
-        &pki,
+        pki,
         &addr,
         "alice",
         &["signal", "set", "breach_confirmed=false"],
@@ -233,14 +231,14 @@ alice = ["release-manager"]
     // Fixed: back to ok.
     app.fault(json!({ "error_rate": 0.0 })).await;
     wait_for("the trigger to recover", Duration::from_secs(30), || {
-        (trigger(&assess(&pki, &addr), "High Error Rate")["state"] == "ok").then_some(())
+        (trigger(&assess(pki, &addr), "High Error Rate")["state"] == "ok").then_some(())
     })
     .await;
 
     // Prometheus down: the trigger is unknown (never ok), and says why.
     prometheus.proc.kill().await;
     let doc = wait_for("the trigger to be unknown", Duration::from_secs(30), || {
-        let doc = assess(&pki, &addr);
+        let doc = assess(pki, &addr);
         (trigger(&doc, "High Error Rate")["state"] == "unknown").then_some(doc)
     })
     .await;
@@ -268,14 +266,9 @@ alice = ["release-manager"]
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_signal_input_is_refused_with_exit_2() {
-    let pki = Pki::new("signals.test");
-    pki.issue("operator", "alice");
-    std::fs::write(pki.path().join("plan.toml"), plan("http://127.0.0.1:9")).unwrap();
-    let config = format!(
-        "command_key = \"{p}/command-signing.key\"\nplan = \"plan.toml\"\n[tls]\nca = \"{p}/ca.pem\"\ncert = \"{p}/coordinator.pem\"\nkey = \"{p}/coordinator.key\"\n[operators]\nalice = [\"release-manager\"]\n",
-        p = pki.path().display()
-    );
-    let coordinator = Coordinator::start(pki.path(), &config).await;
+    let fleet = fleet(Pki::new("signals.test"), &plan("http://127.0.0.1:9"))
+        .start()
+        .await;
     for (args, expect) in [
         (vec!["signal", "set", "nope=true"], "no signal `nope`"),
         (
@@ -288,7 +281,7 @@ async fn bad_signal_input_is_refused_with_exit_2() {
         ),
         (vec!["signal", "set", "breach_confirmed"], "NAME=VALUE"),
     ] {
-        let out = cli(&pki, &coordinator.addr, "alice", &args);
+        let out = fleet.cli("alice", &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expect), "{args:?}: {stderr}");

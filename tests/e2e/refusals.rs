@@ -5,95 +5,17 @@
 
 use std::time::Duration;
 
-use backout_e2e::fake::{FakeCoordinator, FakeSession, command};
-use backout_e2e::{Coordinator, Pki, Proc, agent_config, cli, plugin, sha256_file, start_agent};
+use backout_e2e::fake::command;
+use backout_e2e::rig::Rig;
+use backout_e2e::{Coordinator, Pki, cli};
 use backout_proto::wire;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-pub struct Rig {
-    pub pki: Pki,
-    pub fake: FakeCoordinator,
-    pub agent: Proc,
-    pub session: FakeSession,
-    pub testbed_sha: String,
-}
-
 /// A real agent process connected to a fake coordinator.
 async fn rig() -> Rig {
-    rig_with_grants("").await
-}
-
-/// Like [`rig`], with `grants` (TOML lines) for the testbed plugin.
-pub async fn rig_with_grants(grants: &str) -> Rig {
-    let pki = Pki::new("refusals.test");
-    pki.issue("agent", "app-1");
-    let mut fake = FakeCoordinator::start(&pki).await;
-    let state = pki.path().join("state");
-    let config = agent_config(&pki, "app-1", &fake.addr, &state, grants);
-    let path = pki.path().join("agent.toml");
-    std::fs::write(&path, config).unwrap();
-    let agent = start_agent(&path, &pki.path().join("agent.log"));
-    let session = fake.next_session(WAIT).await;
-    assert_eq!(session.hello.agent_id, "app-1");
-    Rig {
-        pki,
-        fake,
-        agent,
-        session,
-        testbed_sha: sha256_file(&plugin("testbed")),
-    }
-}
-
-impl Rig {
-    pub fn echo(&self, marker: &str) -> wire::CommandBody {
-        command(
-            "app-1",
-            "testbed",
-            &self.testbed_sha,
-            "echo",
-            json!({ "marker": marker }),
-        )
-    }
-
-    pub async fn outcome(&mut self, signed: wire::SignedCommand) -> wire::step_result::Result {
-        let id = {
-            use prost::Message;
-            wire::CommandBody::decode(signed.body.as_slice())
-                .map(|b| b.command_id)
-                .unwrap_or_default()
-        };
-        self.session.send(signed).await;
-        let (result, _) = self.session.result(&id, WAIT).await;
-        result.result.unwrap()
-    }
-
-    pub async fn expect_refused(&mut self, signed: wire::SignedCommand, check: &str) -> String {
-        match self.outcome(signed).await {
-            wire::step_result::Result::Refused(r) => {
-                assert_eq!(r.check, check, "refused for another reason: {}", r.detail);
-                r.detail
-            }
-            other => panic!("expected a refusal ({check}), got {other:?}"),
-        }
-    }
-
-    /// The agent still runs a good command after a refusal.
-    pub async fn still_serves(&mut self) {
-        let body = self.echo("after");
-        let signed = self.pki.signer().sign(&body);
-        match self.outcome(signed).await {
-            wire::step_result::Result::Succeeded(s) => {
-                assert!(s.data_json.contains("after"), "{s:?}")
-            }
-            other => panic!("the agent did not serve a good command after a refusal: {other:?}"),
-        }
-        assert!(
-            self.agent.child.try_wait().unwrap().is_none(),
-            "the agent exited"
-        );
-    }
+    Rig::start("").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,10 +63,7 @@ async fn a_replayed_command_is_refused_also_after_the_agent_restarts() {
     rig.expect_refused(signed.clone(), "replay").await;
 
     // Restart the agent process: the nonce is remembered on disk.
-    rig.agent.kill().await;
-    let path = rig.pki.path().join("agent.toml");
-    rig.agent = start_agent(&path, &rig.pki.path().join("agent-2.log"));
-    rig.session = rig.fake.next_session(WAIT).await;
+    rig.restart_agent("agent-2.log").await;
     rig.expect_refused(signed, "replay").await;
     rig.still_serves().await;
 }
@@ -285,7 +204,11 @@ async fn an_agent_certificate_from_another_ca_is_refused() {
         key: foreign.path().join("agents/app-1.key"),
     };
     let err = attach_as(files, &coordinator.addr).await.unwrap_err();
-    assert_ne!(err.code(), tonic::Code::Ok);
+    // The coordinator's TLS check refuses it with a `DecryptError` alert
+    // (the certificate's signature is not its CA's), which the client reads
+    // with its first call (or, should it come sooner, on connecting).
+    let why = backout_tls::tls::error_chain(&err);
+    assert!(why.contains("received fatal alert: DecryptError"), "{why}");
     // The coordinator is still up and saw no agent.
     let out = cli(
         &pki,
@@ -343,13 +266,21 @@ async fn an_operator_without_a_client_certificate_is_refused() {
         let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1")
             .connect_with_connector(connector)
             .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            .map_err(|e| tonic::Status::unavailable(backout_tls::tls::error_chain(&e)))?;
         wire::control_client::ControlClient::new(channel)
             .list_agents(wire::ListAgentsRequest {})
             .await
     }
     .await;
-    assert!(result.is_err(), "a client without a certificate got in");
+    // The coordinator's TLS check refuses it with a `CertificateRequired`
+    // alert, which the client reads with its first call (or, should it come
+    // sooner, on connecting).
+    let err = result.expect_err("a client without a certificate got in");
+    let why = backout_tls::tls::error_chain(&err);
+    assert!(
+        why.contains("received fatal alert: CertificateRequired"),
+        "{why}"
+    );
 
     // A certificate of the fleet whose operator the configuration does not list.
     let out = cli(&pki, &coordinator.addr, "mallory", &["agents"]);
@@ -392,11 +323,16 @@ async fn a_step_id_runs_at_most_once_even_across_agent_restarts() {
     );
     slow.deadline_ms = 60_000;
     rig.session.send(signer.sign(&slow)).await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    rig.agent.kill().await;
-    let path = rig.pki.path().join("agent.toml");
-    rig.agent = start_agent(&path, &rig.pki.path().join("agent-2.log"));
-    rig.session = rig.fake.next_session(WAIT).await;
+    // Killed once the agent runs it.
+    backout_e2e::wait_for("the slow step to run", WAIT, || {
+        rig.agent
+            .log_text()
+            .lines()
+            .any(|l| l.contains("running step") && l.contains(&slow.step_id))
+            .then_some(())
+    })
+    .await;
+    rig.restart_agent("agent-2.log").await;
 
     let mut again = rig.echo("third");
     again.step_id = step_id;

@@ -2,25 +2,13 @@
 //! every phase and host, success criteria from the journal's timestamps,
 //! figures reported by a step, and the escalation they fire.
 
-use backout_e2e::{Pki, cli};
+use std::time::Duration;
+
+use backout_e2e::fleet::{Fleet, FleetBuilder};
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::outcomes::{ended, fleet, start_approved};
-
-const PLAN: &str = r#"[plan]
-name = "report e2e"
-[[host]]
-id = "app-1"
-groups = ["app"]
-[[host]]
-id = "app-2"
-groups = ["app"]
-[roles]
-release-manager = "Release Manager"
-technical-lead = "Technical Lead"
-[approvals]
-run = ["technical-lead"]
-[[phase]]
+const PLAN: &str = r#"[[phase]]
 id = "application"
 name = "Application Rollback"
 [[phase.step]]
@@ -53,8 +41,23 @@ timeline_complete = true
 root_cause_due = "24h"
 "#;
 
-fn report(pki: &Pki, addr: &str, id: &str, format: &str) -> String {
-    let out = cli(pki, addr, "alice", &["report", id, "--format", format]);
+/// app-1 and app-2 (group `app`), run approval by technical-lead (bob),
+/// and `plan` after the head.
+fn fleet(domain: &str, plan: &str) -> FleetBuilder {
+    Fleet::builder(domain)
+        .name("report e2e")
+        .hosts(["app-1", "app-2"])
+        .group("app", ["app-1", "app-2"])
+        .approvals(["technical-lead"])
+        .plan(plan)
+}
+
+fn start_approved(fleet: &Fleet) -> String {
+    fleet.start_approved(&["--reason", "outcomes"])
+}
+
+fn report(fleet: &Fleet, id: &str, format: &str) -> String {
+    let out = fleet.cli("alice", &["report", id, "--format", format]);
     assert!(
         out.status.success(),
         "{}",
@@ -65,14 +68,12 @@ fn report(pki: &Pki, addr: &str, id: &str, format: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_runs_report_in_markdown_json_and_html_comes_from_its_journal() {
-    let pki = Pki::new("report.test");
-    let (coordinator, _agents) = fleet(&pki, PLAN, &["app-1", "app-2"]).await;
-    let addr = coordinator.addr.clone();
-    let id = start_approved(&pki, &addr);
-    let run = ended(&pki, &addr, &id).await;
+    let fleet = fleet("report.test", PLAN).start().await;
+    let id = start_approved(&fleet);
+    let run = fleet.ended(&id).await;
     assert_eq!(run["status"], "succeeded");
 
-    let json: Value = serde_json::from_str(&report(&pki, &addr, &id, "json")).unwrap();
+    let json: Value = serde_json::from_str(&report(&fleet, &id, "json")).unwrap();
     let timeline = json["timeline"].as_array().unwrap();
     let mut seen: Vec<String> = timeline
         .iter()
@@ -96,15 +97,7 @@ async fn a_runs_report_in_markdown_json_and_html_comes_from_its_journal() {
     assert!(timeline.iter().all(|s| s["ended_at_ms"].as_i64().is_some()));
     // The figures: 6,000 USD reported by each of the two deploy steps.
     assert_eq!(json["figures"]["data_loss_usd"], 12000.0);
-    let state = |who: &str| {
-        json["escalations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["who"] == who)
-            .unwrap()["state"]
-            .clone()
-    };
+    let state = |who: &str| backout_e2e::escalation(&json, who);
     assert_eq!(state("CTO"), "fired", "12,000 > 10,000");
     assert_eq!(state("CEO"), "not fired");
     // RTO measured from the journal: the run's own start and end.
@@ -136,7 +129,7 @@ async fn a_runs_report_in_markdown_json_and_html_comes_from_its_journal() {
         "every step says how long it ran"
     );
 
-    let md = report(&pki, &addr, &id, "md");
+    let md = report(&fleet, &id, "md");
     for row in [
         "| application | app-1 |",
         "| application | app-2 |",
@@ -150,12 +143,12 @@ async fn a_runs_report_in_markdown_json_and_html_comes_from_its_journal() {
     );
     assert!(md.contains("Root cause analysis — due"), "{md}");
 
-    let html = report(&pki, &addr, &id, "html");
+    let html = report(&fleet, &id, "html");
     assert_eq!(html.matches("<rect class=\"bar\"").count(), 3);
     // It opens in a real browser: headless Chromium renders it to a picture.
-    let page = pki.path().join("report.html");
+    let page = fleet.path().join("report.html");
     std::fs::write(&page, &html).unwrap();
-    let shot = pki.path().join("report.png");
+    let shot = fleet.path().join("report.png");
     let out = std::process::Command::new("chromium")
         .args([
             "--headless",
@@ -176,27 +169,36 @@ async fn a_runs_report_in_markdown_json_and_html_comes_from_its_journal() {
         "a rendered page, not a blank one ({} bytes)",
         png.len()
     );
-    let out = cli(&pki, &addr, "alice", &["report", "run-nope"]);
+    let out = fleet.cli("alice", &["report", "run-nope"]);
     assert_eq!(out.status.code(), Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn guard_starts_the_rollback_when_an_immediate_trigger_allows_it() {
-    let pki = Pki::new("autorollback.test");
     let plan = PLAN.to_string()
         + "[signals.breach]\nmanual = true\n[[trigger]]\nname = \"Breach\"\nclass = \"immediate\"\nwhen = \"breach\"\nunknown = \"ok\"\nauto_rollback = true\ndeciders = [\"release-manager\"]\n";
-    let (coordinator, _agents) = fleet(&pki, &plan, &[]).await;
-    let addr = coordinator.addr.clone();
-    let guard = backout_e2e::cli_child(
-        &pki,
-        &addr,
+    let fleet = fleet("autorollback.test", &plan).no_agents().start().await;
+    let mut guard = fleet.cli_child(
         "dave",
         &["guard", "--interval", "200ms", "--exit-on-immediate"],
     );
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    let out = cli(
-        &pki,
-        &addr,
+    // The guard watches before the signal changes: it has told the
+    // trigger's first state.
+    let mut said = BufReader::new(guard.stdout.take().unwrap()).lines();
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = said.next_line().await.unwrap() {
+            text.push_str(&line);
+            text.push('\n');
+            if line.contains("Breach: - -> ") {
+                return;
+            }
+        }
+        panic!("the guard exited: {text}");
+    })
+    .await
+    .expect("the guard tells the trigger's state");
+    let out = fleet.cli(
         "alice",
         &["signal", "set", "breach=true", "--note", "PII exposed"],
     );
@@ -205,13 +207,17 @@ async fn guard_starts_the_rollback_when_an_immediate_trigger_allows_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let said = tokio::time::timeout(std::time::Duration::from_secs(30), guard.wait_with_output())
-        .await
-        .expect("guard exits on an immediate trigger")
-        .unwrap();
-    let said = String::from_utf8_lossy(&said.stdout);
-    assert!(said.contains("rollback run run-"), "{said}");
-    let runs = backout_e2e::json_of(&cli(&pki, &addr, "alice", &["runs", "--output", "json"]));
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = said.next_line().await.unwrap() {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        guard.wait().await.unwrap()
+    })
+    .await
+    .expect("guard exits on an immediate trigger");
+    assert!(text.contains("rollback run run-"), "{text}");
+    let runs = fleet.runs();
     let run = &runs["runs"][0];
     assert_eq!(run["reason"], "guard: Breach fired");
     assert_eq!(
@@ -223,20 +229,14 @@ async fn guard_starts_the_rollback_when_an_immediate_trigger_allows_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drill_runs_the_plan_stamps_it_and_later_reports_compare_with_it() {
-    let pki = Pki::new("drill.test");
-    let (coordinator, _agents) = fleet(&pki, PLAN, &["app-1", "app-2"]).await;
-    let addr = coordinator.addr.clone();
-    let plan = pki.path().join("plan.toml");
+    let fleet = fleet("drill.test", PLAN).start().await;
+    let plan = fleet.plan_path();
 
     // Not the plan this coordinator serves: refused before anything runs.
-    let other = pki.path().join("other.toml");
-    std::fs::write(&other, PLAN.replace("report e2e", "production")).unwrap();
-    let out = cli(
-        &pki,
-        &addr,
-        "dave",
-        &["drill", "--plan", other.to_str().unwrap()],
-    );
+    let other = fleet.path().join("other.toml");
+    let served = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(&other, served.replace("report e2e", "production")).unwrap();
+    let out = fleet.cli("dave", &["drill", "--plan", other.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -244,10 +244,8 @@ async fn a_drill_runs_the_plan_stamps_it_and_later_reports_compare_with_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let report_file = pki.path().join("drill.md");
-    let drill = backout_e2e::cli_child(
-        &pki,
-        &addr,
+    let report_file = fleet.path().join("drill.md");
+    let drill = fleet.cli_child(
         "dave",
         &[
             "drill",
@@ -260,18 +258,12 @@ async fn a_drill_runs_the_plan_stamps_it_and_later_reports_compare_with_it() {
         ],
     );
     // The drill waits for its approvals like any run.
-    let id = backout_e2e::wait_for("the drill run", std::time::Duration::from_secs(20), || {
-        let runs = backout_e2e::json_of(&cli(&pki, &addr, "alice", &["runs", "--output", "json"]));
-        runs["runs"][0]["run"].as_str().map(str::to_string)
+    let id = backout_e2e::wait_for("the drill run", Duration::from_secs(20), || {
+        fleet.runs()["runs"][0]["run"].as_str().map(str::to_string)
     })
     .await;
-    backout_e2e::json_of(&cli(
-        &pki,
-        &addr,
-        "bob",
-        &["approve", &id, "--output", "json"],
-    ));
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), drill.wait_with_output())
+    fleet.approve(&id, &["bob"]);
+    let out = tokio::time::timeout(Duration::from_secs(60), drill.wait_with_output())
         .await
         .unwrap()
         .unwrap();
@@ -295,9 +287,9 @@ async fn a_drill_runs_the_plan_stamps_it_and_later_reports_compare_with_it() {
     );
 
     // A later run's report shows each phase against the drill.
-    let later = start_approved(&pki, &addr);
-    ended(&pki, &addr, &later).await;
-    let json: Value = serde_json::from_str(&report(&pki, &addr, &later, "json")).unwrap();
+    let later = start_approved(&fleet);
+    fleet.ended(&later).await;
+    let json: Value = serde_json::from_str(&report(&fleet, &later, "json")).unwrap();
     assert_eq!(
         json["phases"][0]["last_drill_s"].as_f64(),
         last.phases.get("application").copied()
@@ -307,7 +299,6 @@ async fn a_drill_runs_the_plan_stamps_it_and_later_reports_compare_with_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn people_are_told_at_start_approval_end_and_escalation_and_the_report_says_when() {
     let slack = backout_e2e::http::TestHttp::start().await;
-    let pki = Pki::new("tell.test");
     let hook = slack.url("/services/T000/B000/XXXX");
     let plan = PLAN.replace("data_loss_usd = 6000", "data_loss_usd = 20000")
         + &format!(
@@ -340,36 +331,20 @@ body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ escalation_when }}}}"
         "[[escalation]]\nwho = \"CTO\"\nwhen = \"data_loss_usd > 10000 or outage > 4h\"\n",
         "[[escalation]]\nwho = \"CTO\"\nwhen = \"data_loss_usd > 10000 or outage > 4h\"\nchannels = [\"emergency\"]\n",
     );
-    let (coordinator, _none) = fleet(&pki, &plan, &[]).await;
-    let addr = coordinator.addr.clone();
-    let mut agents = Vec::new();
-    for id in ["app-1", "app-2"] {
-        let config = pki.path().join(format!("{id}-tell.toml"));
-        let notify = format!(
-            "[[plugin]]\nname = \"notify\"\npath = \"{}\"\n[plugin.grants]\nurls = [\"{}\"]\n",
-            backout_e2e::plugin("notify").display(),
-            slack.url("/services/")
-        );
-        std::fs::write(
-            &config,
-            backout_e2e::agent_config(&pki, id, &addr, &pki.path().join(format!("s-{id}")), "")
-                + &notify,
-        )
-        .unwrap();
-        agents.push(backout_e2e::start_agent(
-            &config,
-            &pki.path().join(format!("{id}.log")),
-        ));
-    }
-    backout_e2e::wait_for("agents", std::time::Duration::from_secs(30), || {
-        (backout_e2e::connected_agents(&pki, &addr, "alice").len() == 2).then_some(())
-    })
-    .await;
-    let id = start_approved(&pki, &addr);
-    ended(&pki, &addr, &id).await;
+    let notify = format!(
+        "[[plugin]]\nname = \"notify\"\npath = \"{}\"\n[plugin.grants]\nurls = [\"{}\"]\n",
+        backout_e2e::plugin("notify").display(),
+        slack.url("/services/")
+    );
+    let fleet = fleet("tell.test", &plan)
+        .agent_config(move |_, config| config + &notify)
+        .start()
+        .await;
+    let id = start_approved(&fleet);
+    fleet.ended(&id).await;
     // The end and escalation messages go out just after the run ends.
-    let json = backout_e2e::wait_for("four messages", std::time::Duration::from_secs(30), || {
-        let json: Value = serde_json::from_str(&report(&pki, &addr, &id, "json")).ok()?;
+    let json = backout_e2e::wait_for("five messages", Duration::from_secs(30), || {
+        let json: Value = serde_json::from_str(&report(&fleet, &id, "json")).ok()?;
         (json["communications"].as_array()?.len() == 5).then_some(json)
     })
     .await;
@@ -419,7 +394,7 @@ body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ escalation_when }}}}"
     );
     assert!(posted.contains("Application: succeeded"), "{posted}");
     assert!(posted.contains("ESCALATION to CTO"), "{posted}");
-    let md = report(&pki, &addr, &id, "md");
+    let md = report(&fleet, &id, "md");
     assert!(
         md.contains("NOT sent: Backout does not send to `email` channels"),
         "{md}"

@@ -7,10 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backout_e2e::{
-    Coordinator, Pki, agent_config, bin, cli, connected_agents, json_of, run, run_of, start_agent,
-    wait_for,
-};
+use backout_e2e::fleet::{Fleet, run_id};
+use backout_e2e::{Pki, bin, run, wait_for};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
@@ -72,20 +70,21 @@ fn der_of(path: &Path) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn certificates_and_crl_rotate_during_a_run_without_a_restart() {
     let pki = Pki::new("rotation.test");
-    pki.issue("agent", "app-1");
-    pki.issue("operator", "alice");
     pki.issue("operator", "eve");
     backout(&pki, &["pki", "revoke"]);
-    std::fs::write(
-        pki.path().join("plan.toml"),
-        r#"[plan]
-name = "rotation"
-[[host]]
-id = "app-1"
-groups = ["app"]
-[roles]
-release-manager = "Release Manager"
-[[phase]]
+    let p = pki.path().display().to_string();
+    let mut fleet = Fleet::builder("rotation.test")
+        .pki(pki)
+        .name("rotation")
+        .hosts(["app-1"])
+        .group("app", ["app-1"])
+        .operators(&[
+            ("alice", &["release-manager"]),
+            ("eve", &["release-manager"]),
+        ])
+        .config(&format!("crl = \"{p}/crl.pem\"\n"))
+        .plan(
+            r#"[[phase]]
 id = "slow"
 name = "Slow"
 [[phase.step]]
@@ -95,60 +94,43 @@ action = "sleep"
 on = "app-1"
 params = { ms = 6000 }
 "#,
-    )
-    .unwrap();
-    let p = pki.path().display();
-    let config = format!(
-        "command_key = \"{p}/command-signing.key\"\nplan = \"plan.toml\"\ncrl = \"{p}/crl.pem\"\n[tls]\nca = \"{p}/ca.pem\"\ncert = \"{p}/coordinator.pem\"\nkey = \"{p}/coordinator.key\"\n[operators]\nalice = [\"release-manager\"]\neve = [\"release-manager\"]\n"
-    );
-    let mut coordinator = Coordinator::start(pki.path(), &config).await;
-    let addr = coordinator.addr.clone();
-    let agent_toml = pki.path().join("agent.toml");
-    std::fs::write(
-        &agent_toml,
-        agent_config(&pki, "app-1", &addr, &pki.path().join("agent-state"), ""),
-    )
-    .unwrap();
-    let agent = start_agent(&agent_toml, &pki.path().join("agent.log"));
-    wait_for("the agent", WAIT, || {
-        (connected_agents(&pki, &addr, "alice") == ["app-1"]).then_some(())
-    })
-    .await;
+        )
+        .start()
+        .await;
+    let pki = &fleet.pki;
+    let addr = fleet.addr.clone();
     let old_coordinator = der_of(&pki.path().join("coordinator.pem"));
-    let served = served_certificate(&pki, &addr, "alice").await.unwrap();
+    let served = served_certificate(pki, &addr, "alice").await.unwrap();
     assert!(
         served == old_coordinator,
         "not the coordinator's certificate"
     );
 
-    let started = cli(
-        &pki,
-        &addr,
-        "alice",
-        &[
-            "rollback", "start", "--reason", "rotation", "--output", "json",
-        ],
-    );
-    let id = json_of(&started)["run"].as_str().unwrap().to_string();
-    wait_for("the slow phase to run", WAIT, || {
-        let run = run_of(&pki, &addr, &id);
-        (run["status"] == "running").then_some(())
+    let id = run_id(&fleet.start_run("alice", &["--reason", "rotation"]));
+    // The step runs on the agent over the session opened with the old
+    // certificates.
+    let agent_log = fleet.agent_log("app-1", "");
+    wait_for("the slow step to run on the agent", WAIT, || {
+        std::fs::read_to_string(&agent_log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("running step") && l.contains("/slow/sleep/"))
+            .then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Renew in place while the phase runs; revoke eve.
-    backout(&pki, &["pki", "renew", "coordinator"]);
-    backout(&pki, &["pki", "renew", "agent", "app-1"]);
-    backout(&pki, &["pki", "revoke", "operator", "eve"]);
+    backout(pki, &["pki", "renew", "coordinator"]);
+    backout(pki, &["pki", "renew", "agent", "app-1"]);
+    backout(pki, &["pki", "revoke", "operator", "eve"]);
     let new_coordinator = der_of(&pki.path().join("coordinator.pem"));
     assert_ne!(new_coordinator, old_coordinator);
     assert_eq!(
-        run_of(&pki, &addr, &id)["status"],
+        fleet.run_of(&id)["status"],
         "running",
         "the phase must still run while the certificates change"
     );
-    let served = served_certificate(&pki, &addr, "alice").await.unwrap();
+    let served = served_certificate(pki, &addr, "alice").await.unwrap();
     assert!(
         served == new_coordinator,
         "a new handshake gets {} certificate",
@@ -158,16 +140,17 @@ params = { ms = 6000 }
             "an unknown"
         }
     );
-    let refused = served_certificate(&pki, &addr, "eve").await.unwrap_err();
+    let refused = served_certificate(pki, &addr, "eve").await.unwrap_err();
     assert!(refused.contains("CertificateRevoked"), "{refused}");
 
     // The phase finishes on the session opened with the old certificates.
-    let run = wait_for("the run to end", WAIT, || {
-        let run = run_of(&pki, &addr, &id);
-        (run["status"] == "succeeded" || run["status"] == "failed").then_some(run)
-    })
-    .await;
+    let run = fleet
+        .wait_run(&id, "the run to end", |run| {
+            run["status"] == "succeeded" || run["status"] == "failed"
+        })
+        .await;
     assert_eq!(run["status"], "succeeded", "{run}");
+    let agent = &fleet.agents["app-1"];
     assert!(
         !agent.log_text().contains("reconnecting"),
         "the session was dropped: {}",
@@ -179,17 +162,16 @@ params = { ms = 6000 }
     // port), and it gets back in.
     let old_agent = pki.path().join("agents/app-1.pem.old");
     backout(
-        &pki,
+        pki,
         &["pki", "revoke", "--cert", old_agent.to_str().unwrap()],
     );
-    coordinator.proc.kill().await;
-    let coordinator = Coordinator::start_on(pki.path(), &config, &addr).await;
+    fleet.restart_coordinator().await;
     wait_for("the agent to reconnect", WAIT, || {
-        (connected_agents(&pki, &coordinator.addr, "alice") == ["app-1"]).then_some(())
+        (fleet.connected() == ["app-1"]).then_some(())
     })
     .await;
     assert!(
-        !coordinator.proc.log_text().contains("Revoked"),
+        !fleet.coordinator.proc.log_text().contains("Revoked"),
         "the agent dialled with its old certificate"
     );
 }

@@ -5,17 +5,16 @@
 use std::time::Duration;
 
 use backout_e2e::fake::command;
+use backout_e2e::rig::Rig;
 use backout_proto::wire;
 use serde_json::json;
-
-use crate::refusals::{Rig, rig_with_grants};
 
 async fn rig(dir: &std::path::Path) -> Rig {
     let grants = format!(
         "programs = [\"/bin/echo\"]\nurls = [\"http://127.0.0.1:9/allowed/\"]\nread = [\"{d}\"]\nwrite = [\"{d}\"]\n",
         d = dir.display()
     );
-    rig_with_grants(&grants).await
+    Rig::start(&grants).await
 }
 
 async fn run(

@@ -2,12 +2,8 @@
 //! built without it; an agent that does not grant what a plugin needs
 //! refuses to start and says what is missing.
 
-use std::time::Duration;
-
-use backout_e2e::{
-    Coordinator, Pki, agent_config, bin, cli, connected_agents, json_of, plan_config, plugin,
-    start_agent, wait_for, watch_to_end,
-};
+use backout_e2e::fleet::Fleet;
+use backout_e2e::{Pki, agent_config, bin, plugin};
 
 fn maintenance(flag_dir: &std::path::Path, grants: bool) -> String {
     let grants = if grants {
@@ -27,50 +23,29 @@ fn maintenance(flag_dir: &std::path::Path, grants: bool) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_built_outside_the_workspace_runs_in_an_unchanged_agent() {
     let pki = Pki::new("sdk.test");
-    pki.issue("agent", "web-1");
-    for op in ["dave", "bob", "alice"] {
-        pki.issue("operator", op);
-    }
     let flags = pki.path().join("www");
     std::fs::create_dir_all(&flags).unwrap();
     let flag = flags.join("maintenance.flag");
     let plan = format!(
-        "[plan]\nname = \"sdk e2e\"\n[[host]]\nid = \"web-1\"\n[roles]\ntechnical-lead = \"Technical Lead\"\nrelease-manager = \"Release Manager\"\n[approvals]\nrun = [\"technical-lead\"]\n[[phase]]\nid = \"maintenance\"\nname = \"Maintenance page\"\n[[phase.step]]\nid = \"on\"\nplugin = \"maintenance\"\naction = \"on\"\non = \"web-1\"\nparams = {{ flag = \"{}\", message = \"rolling back\" }}\n",
+        "[[phase]]\nid = \"maintenance\"\nname = \"Maintenance page\"\n[[phase.step]]\nid = \"on\"\nplugin = \"maintenance\"\naction = \"on\"\non = \"web-1\"\nparams = {{ flag = \"{}\", message = \"rolling back\" }}\n",
         flag.display()
     );
-    std::fs::write(pki.path().join("plan.toml"), plan).unwrap();
-    let coordinator = Coordinator::start(pki.path(), &plan_config(&pki, "state")).await;
-    let addr = coordinator.addr.clone();
-    let config = pki.path().join("web-1.toml");
-    let state = pki.path().join("state-web-1");
-    std::fs::write(
-        &config,
-        agent_config(&pki, "web-1", &addr, &state, "") + &maintenance(&flags, true),
-    )
-    .unwrap();
-    let _agent = start_agent(&config, &pki.path().join("web-1.log"));
-    wait_for("the agent", Duration::from_secs(30), || {
-        (connected_agents(&pki, &addr, "alice").len() == 1).then_some(())
-    })
-    .await;
+    let grants = maintenance(&flags, true);
+    let fleet = Fleet::builder("sdk.test")
+        .pki(pki)
+        .name("sdk e2e")
+        .hosts(["web-1"])
+        .approvals(["technical-lead"])
+        .plan(&plan)
+        .agent_config(move |_, config| config + &grants)
+        .start()
+        .await;
     // The agent reports the plugin with its hash, like its own.
-    let agents = json_of(&cli(&pki, &addr, "alice", &["agents", "--output", "json"]));
+    let agents = fleet.json("alice", &["agents", "--output", "json"]);
     assert!(agents.to_string().contains("\"maintenance\""), "{agents}");
 
-    let started = json_of(&cli(
-        &pki,
-        &addr,
-        "dave",
-        &["rollback", "start", "--reason", "sdk", "--output", "json"],
-    ));
-    let id = started["run"].as_str().unwrap().to_string();
-    json_of(&cli(
-        &pki,
-        &addr,
-        "bob",
-        &["approve", &id, "--output", "json"],
-    ));
-    let lines = watch_to_end(&pki, &addr, &id).await;
+    let id = fleet.start_approved(&["--reason", "sdk"]);
+    let lines = fleet.watch_to_end(&id).await;
     assert_eq!(
         lines.last().unwrap()["run"]["status"],
         "succeeded",

@@ -2,12 +2,10 @@
 //! plain text), a late watcher gets the whole history, and a dry run prints
 //! what each plugin would do on each host.
 
-use std::time::Duration;
-
-use backout_e2e::{approve_run, cli, cli_child, json_of, lines_of};
+use backout_e2e::fleet::run_id;
+use backout_e2e::phase;
+use backout_e2e::plans::app_then_database;
 use serde_json::Value;
-
-use crate::runs::fleet;
 
 /// (kind, phase, step, host) of each event line.
 fn shape(lines: &[Value]) -> Vec<String> {
@@ -32,49 +30,28 @@ fn count(lines: &[Value], kind: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn several_operators_watch_a_run_live_and_a_late_watcher_gets_its_history() {
-    let pki = backout_e2e::Pki::new("watch.test");
-    let (coordinator, _agents) = fleet(&pki).await;
-    let addr = coordinator.addr.clone();
-    let started = json_of(&cli(
-        &pki,
-        &addr,
+    let fleet = app_then_database("watch.test").start().await;
+    let id = run_id(&fleet.start_run(
         "dave",
-        &[
-            "rollback",
-            "start",
-            "--reason",
-            "watch me",
-            "--phases",
-            "application,database",
-            "--output",
-            "json",
-        ],
+        &["--reason", "watch me", "--phases", "application,database"],
     ));
-    let id = started["run"].as_str().unwrap().to_string();
-    let watch = |who: &str| cli_child(&pki, &addr, who, &["watch", &id, "--output", "json"]);
-    let (first, second) = (watch("alice"), watch("bob"));
-    // Let both subscribe before anything happens.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    approve_run(&pki, &addr, &id, &["alice", "bob"]);
-    backout_e2e::wait_for(
-        "the database phase to wait",
-        Duration::from_secs(30),
-        || {
-            (backout_e2e::phase(&backout_e2e::run_of(&pki, &addr, &id), "database")["status"]
-                == "awaiting-approval")
-                .then_some(())
-        },
-    )
-    .await;
+    let (mut first, mut second) = (fleet.watcher("alice", &id), fleet.watcher("bob", &id));
+    // Both are subscribed before anything happens: each has its snapshot.
+    first.subscribed().await;
+    second.subscribed().await;
+    fleet.approve(&id, &["alice", "bob"]);
+    fleet
+        .wait_run(&id, "the database phase to wait", |run| {
+            phase(run, "database")["status"] == "awaiting-approval"
+        })
+        .await;
     for who in ["carol", "bob"] {
-        json_of(&cli(
-            &pki,
-            &addr,
+        fleet.json(
             who,
             &["approve", &id, "--phase", "database", "--output", "json"],
-        ));
+        );
     }
-    let (first, second) = (lines_of(first).await, lines_of(second).await);
+    let (first, second) = (first.to_end().await, second.to_end().await);
 
     let snapshot = &first[0];
     assert_eq!(snapshot["kind"], "snapshot");
@@ -120,10 +97,10 @@ async fn several_operators_watch_a_run_live_and_a_late_watcher_gets_its_history(
     );
 
     // A watcher who comes late gets the history and the result, and stops.
-    let late = lines_of(watch("carol")).await;
+    let late = fleet.watcher("carol", &id).to_end().await;
     assert_eq!(shape(&late), shape(&first));
     // In text, without a terminal: plain lines and the final table.
-    let out = cli(&pki, &addr, "alice", &["watch", &id]);
+    let out = fleet.cli("alice", &["watch", &id]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("carol approved database as dba"), "{text}");
@@ -133,25 +110,17 @@ async fn several_operators_watch_a_run_live_and_a_late_watcher_gets_its_history(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_prints_what_each_plugin_would_do_per_host_without_approvals() {
-    let pki = backout_e2e::Pki::new("dry.test");
-    let (coordinator, _agents) = fleet(&pki).await;
-    let addr = coordinator.addr.clone();
-    let report = json_of(&cli(
-        &pki,
-        &addr,
+    let fleet = app_then_database("dry.test").start().await;
+    let report = fleet.start_run(
         "dave",
         &[
-            "rollback",
-            "start",
             "--reason",
             "rehearsal",
             "--phases",
             "application,database",
             "--dry-run",
-            "--output",
-            "json",
         ],
-    ));
+    );
     assert_eq!(report["dry_run"], true);
     assert_eq!(report["status"], "succeeded", "{report}");
     let steps = |host: &str| -> Vec<String> {
@@ -177,9 +146,7 @@ async fn a_dry_run_prints_what_each_plugin_would_do_per_host_without_approvals()
     );
     assert_eq!(steps("app-2"), ["application/stop", "application/start"]);
 
-    let out = cli(
-        &pki,
-        &addr,
+    let out = fleet.cli(
         "dave",
         &["rollback", "start", "--reason", "again", "--dry-run"],
     );

@@ -7,9 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake;
+pub mod fleet;
 pub mod http;
+pub mod plans;
 pub mod postgres;
 pub mod prism;
+pub mod providers;
+pub mod rig;
 pub mod services;
 
 use std::path::{Path, PathBuf};
@@ -394,30 +398,6 @@ pub fn json_of(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Each operator approves the run (the role each holds first that is still needed).
-pub fn approve_run(pki: &Pki, addr: &str, id: &str, operators: &[&str]) {
-    for operator in operators {
-        json_of(&cli(
-            pki,
-            addr,
-            operator,
-            &["approve", id, "--output", "json"],
-        ));
-    }
-}
-
-/// One run as `backout runs --output json` shows it (asked as `alice`).
-pub fn run_of(pki: &Pki, addr: &str, id: &str) -> serde_json::Value {
-    let runs = json_of(&cli(pki, addr, "alice", &["runs", "--output", "json"]));
-    runs["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["run"] == id)
-        .unwrap()
-        .clone()
-}
-
 /// One phase of a run summary.
 pub fn phase<'a>(run: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     run["phases"]
@@ -428,14 +408,16 @@ pub fn phase<'a>(run: &'a serde_json::Value, id: &str) -> &'a serde_json::Value 
         .unwrap()
 }
 
-/// A coordinator configuration with `plan.toml` beside it, its state in
-/// `state_dir`, and operators dave (release-manager), bob (technical-lead)
-/// and alice (release-manager). The agents are the plan's hosts.
-pub fn plan_config(pki: &Pki, state_dir: &str) -> String {
-    format!(
-        "command_key = \"{p}/command-signing.key\"\nplan = \"plan.toml\"\nstate_dir = \"{state_dir}\"\n[tls]\nca = \"{p}/ca.pem\"\ncert = \"{p}/coordinator.pem\"\nkey = \"{p}/coordinator.key\"\n[operators]\ndave = [\"release-manager\"]\nbob = [\"technical-lead\"]\nalice = [\"release-manager\"]\n",
-        p = pki.path().display()
-    )
+/// The state (`fired`, `not fired`) of the escalation to `who` in a
+/// report (`backout report --format json`).
+pub fn escalation(report: &serde_json::Value, who: &str) -> serde_json::Value {
+    report["escalations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["who"] == who)
+        .unwrap_or_else(|| panic!("no escalation to {who}: {report}"))["state"]
+        .clone()
 }
 
 /// The coordinator's crash-test hook (see `coordinator/src/journal.rs`):
@@ -461,35 +443,4 @@ pub fn cli_child(
         .kill_on_drop(true)
         .spawn()
         .unwrap()
-}
-
-/// The JSON lines a `backout watch --output json` child printed, after it
-/// exited (within a minute) with 0 (the run succeeded) or 1 (it did not).
-pub async fn lines_of(child: Child) -> Vec<serde_json::Value> {
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("the watcher did not finish")
-        .unwrap();
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)) && !out.stdout.is_empty(),
-        "watch failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
-/// Follows run `id` to its end (`backout watch --output json`) and returns
-/// every line: the snapshot, each event (finished steps carry their plugin's
-/// `data`), and the final `result`.
-pub async fn watch_to_end(pki: &Pki, coordinator: &str, id: &str) -> Vec<serde_json::Value> {
-    lines_of(cli_child(
-        pki,
-        coordinator,
-        "alice",
-        &["watch", id, "--output", "json"],
-    ))
-    .await
 }

@@ -2,14 +2,12 @@
 
 use serde_json::json;
 
-use super::{
-    CF_KEY, CF_TOKEN, Grants, HEAD, assert_all_accepted, assert_no_secret_leaves, dry_run,
-    finished, fleet, prisms, real_run, would, writes,
-};
 use backout_e2e::Pki;
-
-pub(super) const ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
-pub(super) const RECORD: &str = "372e67954025e0ba6aaa6d586b9e0b59";
+use backout_e2e::fleet::finished;
+use backout_e2e::providers::{
+    CF_KEY, CF_TOKEN, Grants, PHASE, RECORD, ZONE, assert_all_accepted, assert_no_secret_leaves,
+    dry_run, fleet, prisms, real_run, would, writes,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cdn_steps_meet_the_cloudflare_contract_and_record_what_was_there() {
@@ -17,7 +15,7 @@ async fn cdn_steps_meet_the_cloudflare_contract_and_record_what_was_there() {
     let servers = prisms(&pki, &["cloudflare-zones.openapi.json"]).await;
     let cf = &servers[0];
     let plan = format!(
-        r#"{HEAD}
+        r#"{PHASE}
 [[phase.step]]
 id = "cdn-always-online"
 plugin = "cdn"
@@ -60,11 +58,10 @@ set = {{ content = "203.0.113.7", proxied = true }}
         cdn: vec![format!("{}/zones/{ZONE}", cf.base())],
         ..Default::default()
     };
-    let (coordinator, _agent) = fleet(&pki, &plan, &grants).await;
-    let addr = coordinator.addr.clone();
+    let fleet = fleet(pki, &plan, &grants).await;
 
     // Dry run: reads the two settings and the record, writes nothing.
-    let report = dry_run(&pki, &addr);
+    let report = dry_run(&fleet);
     assert_eq!(report["status"], "succeeded", "{report}");
     // Prism's mock reports no value for a setting (its schema is a oneOf
     // it cannot pick an example from), so "before" is null.
@@ -88,7 +85,7 @@ set = {{ content = "203.0.113.7", proxied = true }}
     assert!(writes(cf).is_empty(), "{:?}", writes(cf));
 
     // The real run: each write is one the document accepts.
-    let lines = real_run(&pki, &addr).await;
+    let lines = real_run(&fleet).await;
     assert_eq!(
         lines.last().unwrap()["run"]["status"],
         "succeeded",
@@ -142,5 +139,5 @@ set = {{ content = "203.0.113.7", proxied = true }}
         ])
     );
 
-    assert_no_secret_leaves(&pki, &lines, &[CF_TOKEN, CF_KEY]);
+    assert_no_secret_leaves(&fleet, &lines, &[CF_TOKEN, CF_KEY]);
 }

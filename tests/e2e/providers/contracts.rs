@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
-use super::cdn::{RECORD, ZONE};
-use super::{Grants, HEAD, finished, fleet, prisms, quoted, real_run};
 use backout_e2e::Pki;
+use backout_e2e::fleet::finished;
+use backout_e2e::providers::{Grants, PHASE, RECORD, ZONE, fleet, prisms, quoted, real_run};
 
 /// A testbed `http` step: `(id, method, url, headers, body)`.
 fn raw(id: &str, method: &str, url: &str, headers: &str, body: &str) -> String {
@@ -41,7 +41,7 @@ async fn requests_the_provider_documents_reject_are_rejected_and_fail_the_step()
     .await;
     let (stripe, square, cf) = (servers[0].base(), servers[1].base(), servers[2].base());
     let seed_square = r#"{"webhook": {"notification_url": "https://samia-tarot.com/webhooks/square/v1", "event_types": ["payment.created", "payment.updated"]}}"#;
-    let mut plan = HEAD.to_string();
+    let mut plan = PHASE.to_string();
     for (id, method, url, headers, body) in [
         // The seed plan's Square call: old path, old shape.
         (
@@ -164,8 +164,8 @@ async fn requests_the_provider_documents_reject_are_rejected_and_fail_the_step()
         slack_url: "http://127.0.0.1:9/services/unused".to_string(),
         testbed: format!("urls = [{}]", quoted(&[stripe, square, cf])),
     };
-    let (coordinator, _agent) = fleet(&pki, &plan, &grants).await;
-    let lines = real_run(&pki, &coordinator.addr).await;
+    let fleet = fleet(pki, &plan, &grants).await;
+    let lines = real_run(&fleet).await;
 
     let status = |id: &str| -> Value { finished(&lines, id)["data"]["status"].clone() };
     assert_eq!(status("square-seed"), 404, "no such path in Square's API");

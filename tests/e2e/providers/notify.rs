@@ -4,8 +4,9 @@ use backout_e2e::Pki;
 use backout_e2e::http::TestHttp;
 use serde_json::{Value, json};
 
-use super::{
-    Grants, HEAD, SLACK_HOOK, assert_no_secret_leaves, dry_run, finished, fleet, real_run, would,
+use backout_e2e::fleet::finished;
+use backout_e2e::providers::{
+    Grants, PHASE, SLACK_HOOK, assert_no_secret_leaves, dry_run, fleet, real_run, would,
 };
 
 /// The seed's emergency message (section 6.1), as the plan gives it.
@@ -36,12 +37,11 @@ async fn notify_posts_the_filled_emergency_template_to_slack() {
         slack_url: slack.url(SLACK_HOOK),
         ..Default::default()
     };
-    let plan = format!("{HEAD}{STEP}");
-    let (coordinator, _agent) = fleet(&pki, &plan, &grants).await;
-    let addr = coordinator.addr.clone();
+    let plan = format!("{PHASE}{STEP}");
+    let fleet = fleet(pki, &plan, &grants).await;
 
     // Dry run: the message it would post, and nothing posted.
-    let report = dry_run(&pki, &addr);
+    let report = dry_run(&fleet);
     assert_eq!(report["status"], "succeeded", "{report}");
     assert_eq!(
         would(&report, "notify-emergency"),
@@ -49,7 +49,7 @@ async fn notify_posts_the_filled_emergency_template_to_slack() {
     );
     assert!(slack.requests.lock().unwrap().is_empty());
 
-    let lines = real_run(&pki, &addr).await;
+    let lines = real_run(&fleet).await;
     assert_eq!(
         lines.last().unwrap()["run"]["status"],
         "succeeded",
@@ -83,5 +83,5 @@ async fn notify_posts_the_filled_emergency_template_to_slack() {
 
     // The webhook URL is the credential: it never leaves the agent.
     let hook_secret = SLACK_HOOK.rsplit('/').next().unwrap();
-    assert_no_secret_leaves(&pki, &lines, &[hook_secret, &grants.slack_url]);
+    assert_no_secret_leaves(&fleet, &lines, &[hook_secret, &grants.slack_url]);
 }

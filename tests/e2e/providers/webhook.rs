@@ -2,11 +2,12 @@
 
 use serde_json::json;
 
-use super::{
-    Grants, HEAD, SQUARE_TOKEN, STRIPE_KEY, assert_all_accepted, assert_no_secret_leaves, dry_run,
-    finished, fleet, prisms, real_run, would, writes,
-};
 use backout_e2e::Pki;
+use backout_e2e::fleet::finished;
+use backout_e2e::providers::{
+    Grants, PHASE, SQUARE_TOKEN, STRIPE_KEY, assert_all_accepted, assert_no_secret_leaves, dry_run,
+    fleet, prisms, real_run, would, writes,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webhook_steps_meet_the_stripe_and_square_contracts_and_record_what_was_there() {
@@ -21,7 +22,7 @@ async fn webhook_steps_meet_the_stripe_and_square_contracts_and_record_what_was_
     .await;
     let (stripe, square) = (&servers[0], &servers[1]);
     let plan = format!(
-        r#"{HEAD}
+        r#"{PHASE}
 [[phase.step]]
 id = "stripe-webhook"
 plugin = "webhook"
@@ -80,12 +81,11 @@ previous = {{ notification_url = "https://samia-tarot.com/webhooks/square/v2", e
         ],
         ..Default::default()
     };
-    let (coordinator, _agent) = fleet(&pki, &plan, &grants).await;
-    let addr = coordinator.addr.clone();
+    let fleet = fleet(pki, &plan, &grants).await;
 
     // A dry run reads each resource and says what it would change; it
     // writes nothing.
-    let report = dry_run(&pki, &addr);
+    let report = dry_run(&fleet);
     assert_eq!(report["status"], "succeeded", "{report}");
     let stripe_would = would(&report, "stripe-webhook");
     assert!(
@@ -105,7 +105,7 @@ previous = {{ notification_url = "https://samia-tarot.com/webhooks/square/v2", e
     assert!(writes(stripe).is_empty() && writes(square).is_empty());
 
     // The real run: every step succeeds, so the contract accepted each call.
-    let lines = real_run(&pki, &addr).await;
+    let lines = real_run(&fleet).await;
     let result = lines.last().unwrap();
     assert_eq!(result["run"]["status"], "succeeded", "{lines:#?}");
     assert_eq!(
@@ -177,5 +177,5 @@ previous = {{ notification_url = "https://samia-tarot.com/webhooks/square/v2", e
         "the previous state is emitted as an output: {lines:#?}"
     );
 
-    assert_no_secret_leaves(&pki, &lines, &[STRIPE_KEY, SQUARE_TOKEN]);
+    assert_no_secret_leaves(&fleet, &lines, &[STRIPE_KEY, SQUARE_TOKEN]);
 }
