@@ -169,6 +169,11 @@ enum Command {
     /// Work with plan files.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Serve the incident on a local web page: matrix, fleet, runs live,
+    /// approvals and reports, acting under your own certificate.
+    ///
+    /// Example: backout dashboard --listen 127.0.0.1:3100 --open
+    Dashboard(backout::dashboard::DashboardArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -560,6 +565,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             }
             Ok(if ok { Exit::Ok } else { Exit::Failed })
         }
+        Command::Dashboard(args) => backout::dashboard::run(&cli.connect, args).await,
         Command::Plan(PlanCommand::Check { file, output }) => {
             cli::plan::check(&file, output)?;
             Ok(Exit::Ok)
