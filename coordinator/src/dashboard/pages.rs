@@ -664,9 +664,18 @@ pub fn run(doc: &Value) -> String {
         );
     }
     out.push_str("</ol>");
+    // Abort while the run is not over.
+    let abort = if r["finished_at_ms"].is_null() {
+        format!(
+            r#" <form method="post" action="/runs/{id}/abort" class="inline" id="abort" data-confirm="Abort {id}? Nothing more is dispatched."><input type="hidden" name="csrf"><button class="stop">Abort</button></form>"#,
+            id = esc(id)
+        )
+    } else {
+        String::new()
+    };
     let _ = write!(
         out,
-        r#"<p class="actions"><a href="/runs/{id}/report">Report</a> <form method="post" action="/runs/{id}/abort" class="inline" id="abort" data-confirm="Abort {id}? Nothing more is dispatched."><input type="hidden" name="csrf"><button class="stop">Abort</button></form></p></section>"#,
+        r#"<p class="actions"><a href="/runs/{id}/report">Report</a>{abort}</p></section>"#,
         id = esc(id)
     );
     out

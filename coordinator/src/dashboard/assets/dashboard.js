@@ -153,6 +153,7 @@
       tr.append(answer, el('td', {}, e.text || ''));
       plan.append(tr);
     }
+    if (e.kind === 'ended') document.getElementById('abort')?.remove();
     if (e.kind === 'refused') {
       const p = el('p', { class: 'refusal' });
       p.append('Refused by ', el('b', {}, e.by), ` as ${e.role}: “${e.text || ''}”`);
