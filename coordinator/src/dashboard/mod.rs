@@ -490,7 +490,13 @@ async fn now(State(app): State<Shared>, headers: HeaderMap) -> Response {
     // The threshold of each trigger, for its chart's line.
     if let Some(rows) = doc["matrix"]["triggers"].as_array_mut() {
         for (row, wire_row) in rows.iter_mut().zip(&matrix.rows) {
-            row["threshold"] = json!(wire_row.threshold);
+            // `signal OP number` conditions have one; the number is in the
+            // signal's own unit, as the value is (2000ms is 2).
+            let threshold = backout_plan::expr::Expr::parse(&wire_row.condition)
+                .ok()
+                .and_then(|e| e.threshold())
+                .map(|(_, _, n)| n);
+            row["threshold"] = json!(threshold);
         }
     }
     answer(&app, &headers, "Now", "now", doc, pages::now)

@@ -50,14 +50,13 @@ pub fn number(text: &str) -> Option<f64> {
 pub fn tone(state: &str) -> &'static str {
     let state = state.to_ascii_lowercase();
     match state.as_str() {
-        "succeeded" | "ok" | "connected" | "healthy" | "no action" | "intact" | "live" | "no" => {
-            "good"
-        }
+        "succeeded" | "ok" | "up" | "connected" | "healthy" | "no action" | "intact" | "live"
+        | "no" => "good",
         "running" | "dispatched" | "connecting" => "busy",
         "awaiting-approval" | "waiting" | "pending" | "breaching" | "reconnecting" | "partly"
-        | "unknown" | "skipped" => "wait",
+        | "unknown" | "skipped" | "slow" => "wait",
         "failed" | "fired" | "gone" | "aborted" | "timed-out" | "unreachable" | "unhealthy"
-        | "broken" | "rollback" => "bad",
+        | "down" | "broken" | "rollback" => "bad",
         s if s.starts_with("refused") || s.contains("rollback") || s.contains("broken") => "bad",
         _ => "none",
     }
@@ -307,7 +306,7 @@ pub fn now(doc: &Value) -> String {
                 .flatten()
                 .filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?)))
                 .collect();
-            let threshold = row["threshold"].as_str().and_then(number);
+            let threshold = row["threshold"].as_f64();
             let _ = write!(
                 out,
                 r#"<tr><td><b>{}</b> <span class="muted">{}</span></td><td>{}</td><td><code>{}</code></td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,

@@ -40,10 +40,10 @@
   // A state as a word in a coloured badge (same rules as pages.rs `tone`).
   const tone = (state) => {
     const s = (state || '').toLowerCase();
-    if (['succeeded', 'ok', 'connected', 'healthy', 'no action', 'intact', 'live', 'no'].includes(s)) return 'good';
+    if (['succeeded', 'ok', 'up', 'connected', 'healthy', 'no action', 'intact', 'live', 'no'].includes(s)) return 'good';
     if (['running', 'dispatched', 'connecting'].includes(s)) return 'busy';
-    if (['awaiting-approval', 'waiting', 'pending', 'breaching', 'reconnecting', 'partly', 'unknown', 'skipped'].includes(s)) return 'wait';
-    if (['failed', 'fired', 'gone', 'aborted', 'timed-out', 'unreachable', 'unhealthy', 'broken', 'rollback'].includes(s)
+    if (['awaiting-approval', 'waiting', 'pending', 'breaching', 'reconnecting', 'partly', 'unknown', 'skipped', 'slow'].includes(s)) return 'wait';
+    if (['failed', 'fired', 'gone', 'aborted', 'timed-out', 'unreachable', 'unhealthy', 'down', 'broken', 'rollback'].includes(s)
       || s.startsWith('refused') || s.includes('rollback') || s.includes('broken')) return 'bad';
     return 'none';
   };
