@@ -448,6 +448,9 @@ async fn two_operators_approve_in_their_browsers_and_the_grid_goes_live() {
     assert_eq!(fleet.run_status(&id), "succeeded");
     assert_log_matches(&page_log(&first).await, &fleet.log_lines(&id));
     screenshot(&first, "run").await;
+    first.set_window_size(390, 844).await.unwrap();
+    screenshot(&first, "run-phone").await;
+    first.set_window_size(1280, 1000).await.unwrap();
 
     // The other pages, as an operator sees them.
     for (name, path, marker) in [
@@ -713,16 +716,24 @@ async fn the_run_page_survives_a_coordinator_restart_without_losing_or_repeating
     until(&browser, "the reconnecting banner", "const b = document.getElementById('banner'); return !b.hidden && b.textContent.includes('reconnecting');").await;
     screenshot(&browser, "run-reconnecting").await;
 
-    // It comes back on the same address: the page catches up by itself.
+    // It comes back on the same address, and the run goes on at once:
+    // whatever happens before the dashboard watches again, the page gets
+    // from the replayed history; whatever it had, it does not show twice.
     let addr = fleet.coordinator.addr.clone();
     fleet.coordinator = Coordinator::start_on(fleet.pki.path(), &fleet.config, &addr).await;
-    until(&browser, "the banner gone", "return document.getElementById('banner').hidden && document.querySelector('#link-state').textContent === 'live';").await;
-    let (pki, addr) = (&fleet.pki, fleet.coordinator.addr.clone());
+    let pki = &fleet.pki;
     wait_for("agents back", PATIENCE, || {
         (connected_agents(pki, &addr, "dave").len() == 2).then_some(())
     })
     .await;
     backout_e2e::approve_run(&fleet.pki, &addr, &id, &["dave", "bob"]);
+    until(
+        &browser,
+        "the banner gone",
+        "const link = document.querySelector('#link-state').textContent; \
+         return document.getElementById('banner').hidden && (link === 'live' || link === 'ended');",
+    )
+    .await;
     until(
         &browser,
         "the run's end",
