@@ -685,6 +685,12 @@ async fn a_post_without_the_token_and_a_foreign_host_are_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Allowed, but not as 0.0.0.0: requests' Host could name nothing.
+    let out = std::process::Command::new(bin("backout"))
+        .args(["dashboard", "--listen", "0.0.0.0:0", "--allow-remote"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -53,8 +53,9 @@ pub struct DashboardArgs {
     /// Where to serve the pages (host:port; port 0 picks one).
     #[arg(long, default_value = "127.0.0.1:3100")]
     pub listen: String,
-    /// Allow a non-loopback --listen address. Anyone who reaches it acts
-    /// with your certificate: put it behind your own authentication.
+    /// Allow a non-loopback --listen address (a specific one, not 0.0.0.0:
+    /// requests' Host must name it). Anyone who reaches it acts with your
+    /// certificate: put it behind your own authentication.
     #[arg(long)]
     pub allow_remote: bool,
     /// Open the dashboard in the default browser.
@@ -222,6 +223,15 @@ pub async fn run(connect: &ConnectArgs, args: DashboardArgs) -> anyhow::Result<E
         return Err(BadInput(format!(
             "--listen {listen}: not a loopback address. The dashboard acts with your \
              certificate; give --allow-remote to serve it beyond this machine anyway"
+        ))
+        .into());
+    }
+    // Requests must name the bound address as their Host: an unspecified
+    // one (0.0.0.0) is no name anyone uses.
+    if listen.ip().is_unspecified() {
+        return Err(BadInput(format!(
+            "--listen {listen}: give the address people will open (e.g. 10.0.0.5:3100); \
+             requests are checked against it"
         ))
         .into());
     }
