@@ -307,9 +307,9 @@ fn router(app: Shared) -> Router {
         .with_state(app)
 }
 
-/// Refuses a foreign `Host` (DNS rebinding), and a POST that does not carry
-/// the token in its header or comes from another origin. The token in a
-/// form field is checked by the handler that reads the form.
+/// Refuses a foreign `Host` (DNS rebinding) and a POST from another origin.
+/// The token is checked by each POST handler, which reads it from the
+/// `X-CSRF-Token` header or the form.
 async fn guard(State(app): State<Shared>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     let host = headers
