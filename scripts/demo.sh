@@ -2,7 +2,8 @@
 # The Backout demo: the whole story of a production rollback, in one command.
 #
 #   scripts/demo.sh           run it (about a minute once built) and clean up everything it started
-#   scripts/demo.sh --keep    leave the fleet running afterwards, to explore with the CLI
+#   scripts/demo.sh --keep    leave the fleet running afterwards, to explore with the CLI and
+#                             the dashboard (its address is printed at the end)
 #   scripts/demo.sh --build   rebuild Backout and its plugins first (otherwise only
 #                             what is missing is built, e.g. on a fresh clone)
 #
@@ -26,7 +27,7 @@ for arg in "$@"; do
   case "$arg" in
     --keep) keep=true ;;
     --build) build=true ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -666,6 +667,13 @@ elapsed=$(( $(date +%s) - started_at ))
 say "Done in ${elapsed}s: v2.4.0 rolled back to v2.3.1 STABLE on both hosts, database at 025, providers restored, people told"
 
 if $keep; then
+  say "The dashboard: the same incident in a browser, as demo-release-manager (loopback only)"
+  "$backout" dashboard --listen "127.0.0.1:$(free_port)" >"$work/dashboard.out" 2>"$work/dashboard.log" &
+  pids+=($!)
+  for _ in $(seq 1 100); do grep -q '^backout: dashboard on ' "$work/dashboard.out" 2>/dev/null && break; sleep 0.1; done
+  dashboard_url=$(sed -n 's/^backout: dashboard on //p' "$work/dashboard.out")
+  echo "dashboard: ${dashboard_url:-did not start, see $work/dashboard.log}   (run: ${dashboard_url}runs/$run_id)" | indent
+  explain "Now, Fleet, Runs, each run live, its approvals and its report; it acts with demo-release-manager's certificate"
   say "The fleet keeps running. In another shell:"
   cat <<EOF | indent
 export BACKOUT_COORDINATOR=$addr BACKOUT_PKI=$work/pki BACKOUT_OPERATOR=demo-release-manager

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real parts that the tests and the demo start, when missing:
 # Debian's prometheus, python3 (for the sample app), chromium (headless, to
-# open the HTML report), nodejs/npm, and PostgreSQL 15 (server binaries
+# open the HTML report) and chromium-driver (WebDriver, for the dashboard's
+# browser tests), nodejs/npm, and PostgreSQL 15 (server binaries
 # initdb/pg_ctl/postgres for the db plugin's tests, the clients
 # psql/pg_dump/pg_restore the plugin runs; the package also creates the
 # `postgres` user the tests run the server as when they run as root); and Prism (the OpenAPI mock server
@@ -18,6 +19,7 @@ declare -A parts=(
   [prometheus]=prometheus
   [python3]=python3
   [chromium]=chromium
+  [chromedriver]=chromium-driver
   [npm]=npm
 )
 have_postgres() {

@@ -14,6 +14,7 @@
 pub mod assess;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod fleet;
 pub mod journal;
 pub mod report;

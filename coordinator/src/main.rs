@@ -93,6 +93,11 @@ enum Command {
     /// Work with plan files.
     #[command(subcommand)]
     Plan(cli::plan::Args),
+    /// Serve the incident on a local web page: matrix, fleet, runs live,
+    /// approvals and reports, acting under your own certificate.
+    ///
+    /// Example: backout dashboard --listen 127.0.0.1:3100 --open
+    Dashboard(backout::dashboard::DashboardArgs),
 }
 
 async fn run(command: Command, connect: &ConnectArgs) -> anyhow::Result<Exit> {
@@ -113,6 +118,7 @@ async fn run(command: Command, connect: &ConnectArgs) -> anyhow::Result<Exit> {
         Command::Abort(args) => cli::abort::run(args, connect).await,
         Command::Audit(args) => cli::audit::run(args),
         Command::Plan(args) => cli::plan::run(args),
+        Command::Dashboard(args) => backout::dashboard::run(connect, args).await,
     }
 }
 

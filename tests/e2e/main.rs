@@ -9,6 +9,7 @@ mod assess;
 mod bad_input;
 mod chaos;
 mod crash;
+mod dashboard;
 mod db;
 mod edges;
 mod matrix;
