@@ -10,6 +10,7 @@ mod bad_input;
 mod chaos;
 mod crash;
 mod db;
+mod journal_lock;
 mod matrix;
 mod outcomes;
 mod providers;
