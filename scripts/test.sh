@@ -14,8 +14,8 @@ prometheus --version 2>&1 | head -1
 step "plugins (wasm32-wasip2, release)"
 scripts/build-plugins.sh
 
-step "binaries (backout, backout-agent)"
-cargo build --bins
+step "binaries (backout, backout-agent; with the crash tests' hooks)"
+cargo build --bins --features backout/test-hooks
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

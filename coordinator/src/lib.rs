@@ -8,7 +8,10 @@
 //! * [`assess`]: phase 1.1, the emergency assessment.
 //! * [`runs`]: rollback runs: the run state machine driven, journaled, dispatched.
 //! * [`signals`]: the plan's signals, sampled live, and the decision matrix.
+//! * [`replay`]: what a run's journal entries say (the run rebuilt, its
+//!   steps, figures and escalations), pure; used by runs and report.
 //! * [`report`]: the post-rollback report from a run's journal.
+//! * [`text`]: times and durations for people.
 //! * [`cli`]: the operator commands and their output.
 
 pub mod assess;
@@ -17,7 +20,9 @@ pub mod config;
 pub mod dashboard;
 pub mod fleet;
 pub mod journal;
+pub mod replay;
 pub mod report;
 pub mod runs;
 pub mod server;
 pub mod signals;
+pub mod text;

@@ -33,6 +33,25 @@ pub enum Scope {
     Phase(String),
 }
 
+impl Scope {
+    /// `run`, or the phase's id (as the journal, watchers and approvals
+    /// name it).
+    pub fn name(&self) -> &str {
+        match self {
+            Scope::Run => "run",
+            Scope::Phase(id) => id,
+        }
+    }
+
+    /// The scope [`Scope::name`] names.
+    pub fn named(name: &str) -> Scope {
+        match name {
+            "run" => Scope::Run,
+            phase => Scope::Phase(phase.to_string()),
+        }
+    }
+}
+
 /// How one attempt of a step on a host ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -192,6 +211,21 @@ pub enum PhaseStatus {
 }
 
 impl PhaseStatus {
+    /// The status as one word, as operators, watchers, reports and
+    /// messages see it.
+    pub fn word(&self) -> &'static str {
+        match self {
+            PhaseStatus::Waiting => "waiting",
+            PhaseStatus::AwaitingApproval(_) => "awaiting-approval",
+            PhaseStatus::Running => "running",
+            PhaseStatus::Succeeded => "succeeded",
+            PhaseStatus::Failed(_) => "failed",
+            PhaseStatus::TimedOut => "timed-out",
+            PhaseStatus::Skipped => "skipped",
+            PhaseStatus::Aborted => "aborted",
+        }
+    }
+
     fn done(&self) -> bool {
         !matches!(
             self,
@@ -216,6 +250,22 @@ pub enum RunStatus {
     Failed,
     Refused(String),
     Aborted,
+}
+
+impl RunStatus {
+    /// The status in words (`refused by ROLE` names the role), as the
+    /// journal's `run.ended`, operators, watchers, reports and messages
+    /// say it.
+    pub fn word(&self) -> String {
+        match self {
+            RunStatus::AwaitingApproval(_) => "awaiting-approval".into(),
+            RunStatus::Running => "running".into(),
+            RunStatus::Succeeded => "succeeded".into(),
+            RunStatus::Failed => "failed".into(),
+            RunStatus::Refused(role) => format!("refused by {role}"),
+            RunStatus::Aborted => "aborted".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -732,7 +732,19 @@ async fn the_run_page_survives_a_coordinator_restart_without_losing_or_repeating
         (connected_agents(pki, &addr, "dave").len() == 2).then_some(())
     })
     .await;
-    backout_e2e::approve_run(&fleet.pki, &addr, &id, &["dave", "bob"]);
+    for operator in ["dave", "bob"] {
+        let out = backout_e2e::cli(
+            &fleet.pki,
+            &addr,
+            operator,
+            &["approve", &id, "--output", "json"],
+        );
+        assert!(
+            out.status.success(),
+            "{operator} approves: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     until(
         &browser,
         "the banner gone",

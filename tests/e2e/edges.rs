@@ -356,11 +356,9 @@ sha256 = "{wrong}"
     );
 }
 
-/// The coordinator's journal is 0600 like the agent's database. Ignored
-/// until `coordinator/src/journal.rs` opens it through
-/// `backout_config::sqlite::open_durable` (owned by the journal rework).
+/// The coordinator's journal is 0600 like the agent's database (both open
+/// through `backout_config::sqlite::open_durable`).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "until journal.rs opens through backout_config::sqlite::open_durable"]
 async fn the_journal_is_mode_0600() {
     let pki = Pki::new("journal-mode.test");
     pki.issue("agent", "app-1");

@@ -171,16 +171,8 @@ pub fn printable(text: &str) -> String {
     out
 }
 
-/// Formats a duration in milliseconds for people: "340 ms", "12.5 s", "3 m 20 s".
-pub fn human_ms(ms: i64) -> String {
-    if ms < 1_000 {
-        format!("{ms} ms")
-    } else if ms < 60_000 {
-        format!("{:.1} s", ms as f64 / 1_000.0)
-    } else {
-        format!("{} m {} s", ms / 60_000, (ms % 60_000) / 1_000)
-    }
-}
+/// Formats a duration for people (kept in `crate::text`, with the report's).
+pub use crate::text::human_ms;
 
 #[cfg(test)]
 mod printable_tests {

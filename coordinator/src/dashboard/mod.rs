@@ -275,7 +275,10 @@ pub async fn run(connect: &ConnectArgs, args: DashboardArgs) -> anyhow::Result<E
     tokio::spawn(check_health(app.clone()));
     let url = format!("http://{bound}/");
     // A closed stdout must not stop a server (println! would panic).
-    let _ = std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("backout: dashboard on {url}\n"));
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stdout(),
+        format_args!("backout: dashboard on {url}\n"),
+    );
     if args.open
         && let Err(e) = std::process::Command::new("xdg-open").arg(&url).spawn()
     {

@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use super::{Report, rfc3339};
-use crate::cli::human_ms;
+use super::Report;
+use crate::text::{human_ms, rfc3339};
 
 /// Escapes text for HTML content and attributes.
 fn esc(text: &str) -> String {

@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use super::{Report, rfc3339};
-use crate::cli::human_ms;
+use super::Report;
+use crate::text::{human_ms, rfc3339};
 
 fn at(ms: Option<i64>) -> String {
     ms.map_or_else(|| "—".into(), rfc3339)

@@ -6,17 +6,16 @@
 //! times. Pure: journal entries and the plan in, a [`Report`] out; the
 //! renderers (`markdown.rs`, `html.rs`, JSON through serde) turn it into text.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use backout_plan::expr::{Truth, Value as FigureValue};
 use backout_plan::model::Plan;
-use backout_plan::run::PhaseStatus;
-use backout_plan::sections::RUN_FIGURES;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::journal::Entry;
-use crate::runs::replay;
+use crate::journal::{Entry, Record};
+pub use crate::replay::{EscalationFacts, StepFacts};
+use crate::replay::{escalations, figures, replay, timeline};
+use crate::text::human_ms;
 
 mod html;
 mod markdown;
@@ -112,25 +111,6 @@ pub struct HostFacts {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct StepFacts {
-    pub phase: String,
-    pub step: String,
-    pub host: String,
-    pub attempt: u64,
-    pub what: String,
-    pub started_at_ms: i64,
-    pub ended_at_ms: Option<i64>,
-    /// How long it ran on its agent (by the agent's clock).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ran_ms: Option<i64>,
-    /// succeeded, failed, timed-out, unreachable, unknown; or "running".
-    pub result: String,
-    pub summary: String,
-    #[serde(skip_serializing_if = "Value::is_null")]
-    pub data: Value,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct Decision {
     pub scope: String,
     pub role: String,
@@ -146,14 +126,6 @@ pub struct HostVersion {
     pub host: String,
     pub from: String,
     pub to: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EscalationFacts {
-    pub who: String,
-    pub when: String,
-    /// fired, not fired, or unknown (a figure it needs was not measured).
-    pub state: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -200,18 +172,10 @@ pub struct Inputs<'a> {
 pub fn timing_words(t: &timing::Timing) -> String {
     format!(
         "{} in steps, {} waiting for approvals, {} Backout's own (dispatch, journal, transport)",
-        crate::cli::human_ms(t.in_steps_ms),
-        crate::cli::human_ms(t.waiting_ms),
-        crate::cli::human_ms(t.orchestration_ms)
+        human_ms(t.in_steps_ms),
+        human_ms(t.waiting_ms),
+        human_ms(t.orchestration_ms)
     )
-}
-
-fn body(e: &Entry) -> Value {
-    serde_json::from_str(&e.body).unwrap_or(Value::Null)
-}
-
-fn text(v: &Value, key: &str) -> String {
-    v[key].as_str().unwrap_or_default().to_string()
 }
 
 /// The triggers to chart: those named in decisions recorded around the run
@@ -247,13 +211,7 @@ pub fn chart_triggers(
 
 /// Builds the report. `None` when the journal has no such run.
 pub fn build(inputs: &Inputs) -> Option<Report> {
-    let run_entries: Vec<Entry> = inputs
-        .entries
-        .iter()
-        .filter(|e| e.kind.starts_with("run."))
-        .cloned()
-        .collect();
-    let (meta, run) = replay(inputs.run_id, &run_entries).ok()??;
+    let (meta, run) = replay(inputs.run_id, inputs.entries)?;
     let end = meta.finished_at_ms.unwrap_or(inputs.now_ms);
     let status = run.status(end);
     let timeline = timeline(inputs.entries);
@@ -281,7 +239,7 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
             let (started_at_ms, ended_at_ms) = span(None);
             PhaseFacts {
                 name: names.get(id.as_str()).unwrap_or(&"").to_string(),
-                status: phase_word(&status).into(),
+                status: status.word().into(),
                 started_at_ms,
                 ended_at_ms,
                 last_drill_s: inputs
@@ -320,7 +278,7 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         started_at_ms: meta.started_at_ms,
         ended_at_ms: meta.finished_at_ms,
         duration_ms: end - meta.started_at_ms,
-        status: crate::runs::drive::status_word(&status),
+        status: status.word(),
         timing,
     };
     Some(Report {
@@ -342,92 +300,23 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
     })
 }
 
-pub fn phase_word(status: &PhaseStatus) -> &'static str {
-    match status {
-        PhaseStatus::Waiting => "waiting",
-        PhaseStatus::AwaitingApproval(_) => "awaiting-approval",
-        PhaseStatus::Running => "running",
-        PhaseStatus::Succeeded => "succeeded",
-        PhaseStatus::Failed(_) => "failed",
-        PhaseStatus::TimedOut => "timed-out",
-        PhaseStatus::Skipped => "skipped",
-        PhaseStatus::Aborted => "aborted",
-    }
-}
-
-/// Every attempt of every step: dispatched, and how it finished.
-fn timeline(entries: &[Entry]) -> Vec<StepFacts> {
-    let mut steps: Vec<StepFacts> = Vec::new();
-    // (phase, step, host, attempt) -> its latest dispatch in `steps`: a
-    // run over thousands of hosts is matched in one pass.
-    let mut latest: HashMap<(String, String, String, u64), usize> = HashMap::new();
-    for e in entries {
-        let b = body(e);
-        let key = (
-            text(&b, "phase"),
-            text(&b, "step"),
-            text(&b, "host"),
-            b["attempt"].as_u64().unwrap_or(0),
-        );
-        match e.kind.as_str() {
-            "run.dispatched" => {
-                steps.push(StepFacts {
-                    phase: key.0.clone(),
-                    step: key.1.clone(),
-                    host: key.2.clone(),
-                    attempt: key.3,
-                    what: text(&b, "what"),
-                    started_at_ms: e.at_ms,
-                    ended_at_ms: None,
-                    ran_ms: None,
-                    result: "running".into(),
-                    summary: String::new(),
-                    data: Value::Null,
-                });
-                latest.insert(key, steps.len() - 1);
-            }
-            "run.finished" => {
-                if let Some(s) = latest.get(&key).and_then(|&i| steps.get_mut(i)) {
-                    s.ended_at_ms = Some(e.at_ms);
-                    s.ran_ms = b["ran_ms"].as_i64();
-                    let (result, reason) = match &b["outcome"] {
-                        Value::String(word) => (word.clone(), String::new()),
-                        Value::Object(map) => map
-                            .iter()
-                            .next()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                            .unwrap_or_default(),
-                        _ => ("failed".into(), String::new()),
-                    };
-                    s.result = result;
-                    s.summary = if reason.is_empty() {
-                        text(&b, "output")
-                    } else {
-                        reason
-                    };
-                    s.data = b["data"].clone();
-                }
-            }
-            _ => {}
-        }
-    }
-    steps
-}
-
 fn communications(entries: &[Entry]) -> Vec<Notification> {
     entries
         .iter()
-        .filter(|e| e.kind == "notification.sent" || e.kind == "notification.skipped")
-        .map(|e| {
-            let b = body(e);
-            Notification {
+        .filter_map(|e| {
+            let (n, sent) = match &e.record {
+                Record::NotificationSent(n) => (n, true),
+                Record::NotificationSkipped(n) => (n, false),
+                _ => return None,
+            };
+            Some(Notification {
                 at_ms: e.at_ms,
-                template: text(&b, "template"),
-                channel: text(&b, "channel"),
-                moment: text(&b, "moment"),
-                sent: e.kind == "notification.sent",
-                detail: text(&b, "why"),
-            }
+                template: n.template.clone(),
+                channel: n.channel.clone(),
+                moment: n.moment.clone(),
+                sent,
+                detail: n.why.clone().unwrap_or_default(),
+            })
         })
         .collect()
 }
@@ -435,17 +324,25 @@ fn communications(entries: &[Entry]) -> Vec<Notification> {
 fn decisions(entries: &[Entry]) -> Vec<Decision> {
     entries
         .iter()
-        .filter(|e| e.kind == "run.approved" || e.kind == "run.refused")
-        .map(|e| {
-            let b = body(e);
-            Decision {
-                scope: text(&b, "scope"),
-                role: text(&b, "role"),
-                by: text(&b, "by"),
+        .filter_map(|e| {
+            let (scope, role, by, why, approved) = match &e.record {
+                Record::RunApproved { scope, role, by } => (scope, role, by, "", true),
+                Record::RunRefused {
+                    scope,
+                    role,
+                    by,
+                    why,
+                } => (scope, role, by, why.as_str(), false),
+                _ => return None,
+            };
+            Some(Decision {
+                scope: scope.name().to_string(),
+                role: role.clone(),
+                by: by.clone(),
                 at_ms: e.at_ms,
-                approved: e.kind == "run.approved",
-                why: text(&b, "why"),
-            }
+                approved,
+                why: why.to_string(),
+            })
         })
         .collect()
 }
@@ -470,62 +367,6 @@ fn versions(timeline: &[StepFacts]) -> Vec<HostVersion> {
         .collect()
 }
 
-/// The run's figures: `outage` (seconds, the run's length so far), and any
-/// figure of `RUN_FIGURES` a step reported at the top level of its data
-/// (numbers are summed over steps, flags are or-ed).
-fn figures(timeline: &[StepFacts], start: i64, end: i64) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    out.insert(
-        "outage".to_string(),
-        serde_json::json!(((end - start) as f64 / 1000.0).round()),
-    );
-    for step in timeline.iter().filter(|s| s.result == "succeeded") {
-        for figure in RUN_FIGURES.iter().filter(|f| **f != "outage") {
-            match (&step.data[*figure], out.get(*figure)) {
-                (Value::Number(n), Some(Value::Number(sum))) => {
-                    let total = n.as_f64().unwrap_or(0.0) + sum.as_f64().unwrap_or(0.0);
-                    out.insert(figure.to_string(), serde_json::json!(total));
-                }
-                (Value::Number(n), _) => {
-                    out.insert(figure.to_string(), Value::Number(n.clone()));
-                }
-                (Value::Bool(b), prior) => {
-                    let any = *b || prior.and_then(Value::as_bool).unwrap_or(false);
-                    out.insert(figure.to_string(), Value::Bool(any));
-                }
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
-/// The run's figures from its journal entries, as the report computes them.
-pub fn figures_of(entries: &[Entry], start: i64, end: i64) -> BTreeMap<String, Value> {
-    figures(&timeline(entries), start, end)
-}
-
-pub fn escalations(plan: &Plan, figures: &BTreeMap<String, Value>) -> Vec<EscalationFacts> {
-    let lookup = |name: &str| match figures.get(name) {
-        Some(Value::Number(n)) => n.as_f64().map(FigureValue::Number),
-        Some(Value::Bool(b)) => Some(FigureValue::Bool(*b)),
-        _ => None,
-    };
-    plan.escalations
-        .iter()
-        .map(|e| EscalationFacts {
-            who: e.who.clone(),
-            when: e.when_text.clone(),
-            state: match e.when.eval(&lookup) {
-                Truth::True => "fired",
-                Truth::False => "not fired",
-                Truth::Unknown => "unknown",
-            }
-            .into(),
-        })
-        .collect()
-}
-
 fn success(
     plan: &Plan,
     run: &RunFacts,
@@ -537,7 +378,7 @@ fn success(
         return Vec::new();
     };
     let mut out = Vec::new();
-    let human = |ms: i64| crate::cli::human_ms(ms);
+    let human = human_ms;
     if let Some(rto) = success.rto {
         let target = i64::try_from(rto.as_millis()).unwrap_or(i64::MAX);
         let done = run.ended_at_ms.is_some() && run.status == "succeeded";
@@ -648,34 +489,39 @@ fn evidence(context: &[Entry], start: i64, end: i64) -> Vec<Evidence> {
         .iter()
         .filter(|e| e.at_ms >= start - EVIDENCE_WINDOW_MS && e.at_ms <= end)
         .filter_map(|e| {
-            let b = body(e);
-            let text = match e.kind.as_str() {
-                "decision" => format!(
-                    "{}: {} ({}) by {}",
-                    text(&b, "trigger"),
-                    text(&b, "decision"),
-                    text(&b, "detail"),
-                    text(&b, "by")
+            let (kind, text) = match &e.record {
+                Record::Decision {
+                    trigger,
+                    decision,
+                    detail,
+                    by,
+                } => (
+                    "decision",
+                    format!("{trigger}: {decision} ({detail}) by {by}"),
                 ),
-                "signal.set" => format!(
-                    "{} = {} set by {}: {}",
-                    text(&b, "signal"),
-                    text(&b, "value"),
-                    text(&b, "by"),
-                    text(&b, "note")
+                Record::SignalSet {
+                    signal,
+                    value,
+                    by,
+                    note,
+                } => (
+                    "signal.set",
+                    format!("{signal} = {value} set by {by}: {note}"),
                 ),
-                "signal.events" => format!(
-                    "{} × {} recorded by {}: {}",
-                    b["count"],
-                    text(&b, "signal"),
-                    text(&b, "by"),
-                    text(&b, "note")
+                Record::SignalEvents {
+                    signal,
+                    count,
+                    by,
+                    note,
+                } => (
+                    "signal.events",
+                    format!("{count} × {signal} recorded by {by}: {note}"),
                 ),
                 _ => return None,
             };
             Some(Evidence {
                 at_ms: e.at_ms,
-                kind: e.kind.clone(),
+                kind: kind.into(),
                 text,
             })
         })
@@ -706,22 +552,11 @@ fn follow_ups(plan: &Plan, ended: Option<i64>) -> Vec<FollowUp> {
 /// trailing `.0`.
 pub fn figure_text(name: &str, value: &Value) -> String {
     match (name, value.as_f64()) {
-        ("outage", Some(s)) => crate::cli::human_ms((s * 1000.0) as i64),
+        ("outage", Some(s)) => human_ms((s * 1000.0) as i64),
         (_, Some(n)) if n.fract() == 0.0 => format!("{n:.0}"),
         (_, Some(n)) => format!("{n:.2}"),
         _ => value.to_string(),
     }
-}
-
-/// Milliseconds since the epoch as RFC 3339 (UTC, seconds).
-pub fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
 }
 
 #[cfg(test)]

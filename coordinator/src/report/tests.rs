@@ -65,15 +65,14 @@ fn plan() -> Plan {
     Plan::parse(Path::new("plan.toml"), PLAN).unwrap()
 }
 
+/// An entry as the journal reads it back: `kind` and `body` as stored.
 fn entry(seq: i64, at: i64, run: &str, kind: &str, body: Value) -> Entry {
     Entry {
         seq,
         at_ms: at,
         run_id: run.into(),
-        kind: kind.into(),
-        body: body.to_string(),
-        prev_hash: String::new(),
-        hash: String::new(),
+        record: crate::journal::Record::decode(kind, &body.to_string())
+            .unwrap_or_else(|e| panic!("{kind} {body}: {e}")),
     }
 }
 
@@ -91,7 +90,7 @@ fn journal(loss_usd: f64) -> Vec<Entry> {
         e(
             0,
             "run.created",
-            json!({ "reason": "5xx at 12%", "to_version": "", "phases": [], "dry_run": false, "by": "dave", "plan": plan }),
+            json!({ "reason": "5xx at 12%", "to_version": "", "phases": [], "dry_run": false, "drill": false, "by": "dave", "plan": plan }),
         ),
         e(0, "run.started", json!({ "by": "dave" })),
         e(

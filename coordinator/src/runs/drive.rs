@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use backout_plan::run::{Dispatch, Event, Outcome, PhaseStatus, RunStatus};
 use backout_proto::{codes, now_ms};
-use serde_json::json;
 use tokio::sync::Notify;
 
 use super::{Fact, RunEvent, notify};
 use crate::fleet::StepOutcome;
+use crate::journal::Record;
 use crate::server::State;
 use crate::server::dispatch::{Answer, PendingStep, StepSpec};
 
@@ -117,14 +117,13 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
                     | RunStatus::Aborted
             );
             if over && !entry.run.has_in_flight() && entry.meta.finished_at_ms.is_none() {
-                let text = status_word(&status);
+                let text = status.word();
                 let elapsed = now - entry.meta.started_at_ms;
-                match state.journal.append(
-                    now,
-                    &id,
-                    "run.ended",
-                    &json!({ "status": text, "elapsed_ms": elapsed }),
-                ) {
+                let ended = Record::RunEnded {
+                    status: text.clone(),
+                    elapsed_ms: elapsed,
+                };
+                match state.journal.append(now, &id, &ended) {
                     Ok(written) => {
                         entry.meta.finished_at_ms = Some(now);
                         tracing::info!(run = %id, status = %text, elapsed_ms = elapsed, "run ended");
@@ -192,26 +191,19 @@ async fn escalate(state: Arc<State>, id: String) {
     let Ok(entries) = state.journal.entries(Some(&id)) else {
         return;
     };
-    let fired_before: Vec<String> = entries
-        .iter()
-        .filter(|e| e.kind == "escalation.fired")
-        .filter_map(|e| {
-            serde_json::from_str::<serde_json::Value>(&e.body)
-                .ok()
-                .and_then(|b| b["who"].as_str().map(str::to_string))
-        })
-        .collect();
+    let fired_before = crate::replay::fired(&entries);
     let start = entries.first().map_or(0, |e| e.at_ms);
-    let figures = crate::report::figures_of(&entries, start, now_ms());
-    for e in crate::report::escalations(board.plan(), &figures) {
+    let figures = crate::replay::figures_of(&entries, start, now_ms());
+    for e in crate::replay::escalations(board.plan(), &figures) {
         if e.state != "fired" || fired_before.contains(&e.who) {
             continue;
         }
-        let body = json!({ "who": e.who, "when": e.when, "figures": figures });
-        if let Err(err) = state
-            .journal
-            .append(now_ms(), &id, "escalation.fired", &body)
-        {
+        let fired = Record::EscalationFired {
+            who: e.who.clone(),
+            when: e.when.clone(),
+            figures: figures.clone(),
+        };
+        if let Err(err) = state.journal.append(now_ms(), &id, &fired) {
             tracing::error!(run = %id, error = %err, "cannot journal an escalation");
             continue;
         }
@@ -221,18 +213,6 @@ async fn escalate(state: Arc<State>, id: String) {
             when: e.when,
         };
         notify::tell(&state, &id, moment);
-    }
-}
-
-/// The run's status as one word (for the journal and watchers).
-pub(crate) fn status_word(status: &RunStatus) -> String {
-    match status {
-        RunStatus::AwaitingApproval(_) => "awaiting-approval".into(),
-        RunStatus::Running => "running".into(),
-        RunStatus::Succeeded => "succeeded".into(),
-        RunStatus::Failed => "failed".into(),
-        RunStatus::Refused(role) => format!("refused by {role}"),
-        RunStatus::Aborted => "aborted".into(),
     }
 }
 

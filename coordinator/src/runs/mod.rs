@@ -15,18 +15,18 @@ use std::sync::{Arc, Mutex};
 
 use backout_plan::run::{Event, HostView, PhaseStatus, Rejected, Run, RunPlan, RunStatus, Scope};
 use backout_proto::now_ms;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 
 use crate::fleet::StepEvent;
-use crate::journal::NewEntry;
+use crate::journal::{NewEntry, Record, RunCreated};
+use crate::replay::replay;
 use crate::server::State;
 
-mod codec;
 pub(crate) mod drive;
 pub mod notify;
 mod watch;
-use codec::{event_from_journal, event_json, scope_name};
+pub use crate::replay::RunMeta;
 pub use watch::RunEvent;
 
 /// What an operator asks for when starting a run.
@@ -44,20 +44,6 @@ pub struct StartRun {
 pub struct StepResult {
     pub summary: String,
     pub data_json: String,
-}
-
-/// What a run was started with.
-#[derive(Debug, Clone)]
-pub struct RunMeta {
-    pub id: String,
-    pub reason: String,
-    pub to_version: String,
-    pub dry_run: bool,
-    /// A rehearsal (`backout drill`).
-    pub drill: bool,
-    pub started_by: String,
-    pub started_at_ms: i64,
-    pub finished_at_ms: Option<i64>,
 }
 
 struct Entry {
@@ -183,26 +169,31 @@ pub struct Summary {
 
 impl Runs {
     /// Rebuilds every run from the journal and drives the unfinished ones.
-    /// Returns how many runs were resumed.
+    /// Returns how many runs were resumed. An entry of the journal that
+    /// does not read is an error: no run is guessed at.
     pub fn resume(state: &Arc<State>) -> Result<usize, RunError> {
         let entries = state
             .journal
             .entries(None)
             .map_err(|e| RunError::Journal(e.to_string()))?;
         let mut by_run: BTreeMap<String, Vec<crate::journal::Entry>> = BTreeMap::new();
-        let kept = |kind: &str| kind.starts_with("run.") || kind.starts_with("notification.");
-        for e in entries.into_iter().filter(|e| kept(&e.kind)) {
+        let kept = |e: &crate::journal::Entry| {
+            e.record.event(e.at_ms).is_some()
+                || matches!(
+                    e.record,
+                    Record::RunCreated(_)
+                        | Record::RunEnded { .. }
+                        | Record::NotificationSent(_)
+                        | Record::NotificationSkipped(_)
+                )
+        };
+        for e in entries.into_iter().filter(kept) {
             by_run.entry(e.run_id.clone()).or_default().push(e);
         }
         let mut resumed = 0;
         for (id, entries) in by_run {
-            let (meta, run) = match replay(&id, &entries) {
-                Ok(Some(replayed)) => replayed,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::error!(run = %id, error = %e, "cannot resume a run: its journaled plan is unreadable");
-                    continue;
-                }
+            let Some((meta, run)) = replay(&id, &entries) else {
+                continue;
             };
             let finished_at_ms = meta.finished_at_ms;
             let (waiting_since, announced) = approvals_announced(&meta, &entries);
@@ -290,7 +281,7 @@ impl Runs {
             ..
         } in facts
         {
-            let (kind, mut body) = event_json(&event);
+            let mut record = Record::of_event(&event);
             let text = match (&event, &result) {
                 (_, Some(result)) => result.summary.clone(),
                 (Event::Dispatched { phase, step, .. }, None) => entry
@@ -301,31 +292,37 @@ impl Runs {
                     .unwrap_or_default(),
                 _ => String::new(),
             };
+            // A step's data as its plugin returned it (text that is not
+            // JSON is kept as a string).
             let data: Value = result
                 .as_ref()
-                .map(|r| serde_json::from_str(&r.data_json).unwrap_or_else(|_| json!(r.data_json)))
+                .map(|r| {
+                    serde_json::from_str(&r.data_json)
+                        .unwrap_or_else(|_| Value::String(r.data_json.clone()))
+                })
                 .unwrap_or(Value::Null);
-            if let Some(map) = body.as_object_mut() {
-                if let Some(ran_ms) = ran_ms {
-                    map.insert("ran_ms".into(), json!(ran_ms));
+            match &mut record {
+                Record::RunFinished(finished) => {
+                    finished.ran_ms = ran_ms;
+                    if result.is_some() {
+                        finished.output = Some(text.clone());
+                        finished.data = Some(data.clone());
+                    }
                 }
-                if result.is_some() {
-                    map.insert("output".into(), json!(text));
-                    map.insert("data".into(), data.clone());
-                } else if !text.is_empty() {
-                    map.insert("what".into(), json!(text));
+                Record::RunDispatched(dispatched) if !text.is_empty() => {
+                    dispatched.what = Some(text.clone());
                 }
+                _ => {}
             }
-            prepared.push((event, kind, body, text, data));
+            prepared.push((event, record, text, data));
         }
         let new: Vec<NewEntry<'_>> = lead
             .iter()
             .copied()
-            .chain(prepared.iter().map(|(_, kind, body, _, _)| NewEntry {
+            .chain(prepared.iter().map(|(_, record, _, _)| NewEntry {
                 at_ms: at,
                 run_id: &entry.meta.id,
-                kind,
-                body,
+                record,
             }))
             .collect();
         let mut written = state
@@ -333,7 +330,7 @@ impl Runs {
             .append_all(&new)
             .map_err(|e| RunError::Journal(e.to_string()))?;
         let written = written.split_off(lead.len().min(written.len()));
-        for ((event, _, _, text, data), written) in prepared.into_iter().zip(written) {
+        for ((event, _, text, data), written) in prepared.into_iter().zip(written) {
             entry.run.apply(&event);
             let mut update = RunEvent::of(&entry.meta.id, &event, at, &text);
             update.seq = written.seq;
@@ -419,7 +416,15 @@ impl Runs {
             started_at_ms: now,
             finished_at_ms: None,
         };
-        let created = json!({ "reason": reason, "to_version": to_version, "phases": phases, "dry_run": dry_run, "drill": drill, "by": by, "plan": plan });
+        let created = Record::RunCreated(RunCreated {
+            reason: reason.into(),
+            to_version: to_version.into(),
+            phases: phases.clone(),
+            dry_run,
+            drill,
+            by: by.into(),
+            plan: plan.clone(),
+        });
         let mut entry = Entry {
             meta,
             run: Run::new(plan),
@@ -432,8 +437,7 @@ impl Runs {
         let created = NewEntry {
             at_ms: now,
             run_id: &id,
-            kind: "run.created",
-            body: &created,
+            record: &created,
         };
         let started = Fact::of(Event::Started {
             by: by.into(),
@@ -535,55 +539,6 @@ impl Runs {
     }
 }
 
-/// Rebuilds one run from its journal entries (`run.*`, in order): what it
-/// was started with, and its state. `None` when `run.created` is missing.
-pub fn replay(
-    id: &str,
-    entries: &[crate::journal::Entry],
-) -> Result<Option<(RunMeta, Run)>, serde_json::Error> {
-    let Some(created) = entries.iter().find(|e| e.kind == "run.created") else {
-        return Ok(None);
-    };
-    let body: Value = serde_json::from_str(&created.body).unwrap_or_default();
-    let plan: RunPlan = serde_json::from_value(body["plan"].clone())?;
-    let started_by = body["by"].as_str().unwrap_or_default().to_string();
-    let mut events: Vec<Event> = entries
-        .iter()
-        .filter_map(|e| {
-            event_from_journal(
-                &e.kind,
-                &serde_json::from_str(&e.body).unwrap_or_default(),
-                e.at_ms,
-            )
-        })
-        .collect();
-    // Both are one transaction now; a journal from before that may hold a
-    // `run.created` without its `run.started`: the run started all the same.
-    if !events.iter().any(|e| matches!(e, Event::Started { .. })) {
-        events.insert(
-            0,
-            Event::Started {
-                by: started_by.clone(),
-                at_ms: created.at_ms,
-            },
-        );
-    }
-    let meta = RunMeta {
-        id: id.to_string(),
-        reason: body["reason"].as_str().unwrap_or_default().into(),
-        to_version: body["to_version"].as_str().unwrap_or_default().into(),
-        dry_run: body["dry_run"].as_bool().unwrap_or(false),
-        drill: body["drill"].as_bool().unwrap_or(false),
-        started_by,
-        started_at_ms: created.at_ms,
-        finished_at_ms: entries
-            .iter()
-            .find(|e| e.kind == "run.ended")
-            .map(|e| e.at_ms),
-    };
-    Ok(Some((meta, Run::replay(plan, &events))))
-}
-
 /// After a restart: since when each scope has waited for approvals, and
 /// which were already announced (their message is in the journal, sent or
 /// not), so that nobody is told twice. The run waits from its creation.
@@ -593,16 +548,13 @@ fn approvals_announced(
 ) -> (BTreeMap<String, i64>, BTreeSet<String>) {
     let mut since = BTreeMap::from([("run".to_string(), meta.started_at_ms)]);
     let mut announced = BTreeSet::new();
-    for e in entries
-        .iter()
-        .filter(|e| e.kind.starts_with("notification."))
-    {
-        let body: Value = serde_json::from_str(&e.body).unwrap_or_default();
-        if let (Some("approval-waiting"), Some(scope)) =
-            (body["moment"].as_str(), body["scope"].as_str())
-        {
-            since.entry(scope.to_string()).or_insert(e.at_ms);
-            announced.insert(scope.to_string());
+    for e in entries {
+        let (Record::NotificationSent(n) | Record::NotificationSkipped(n)) = &e.record else {
+            continue;
+        };
+        if let ("approval-waiting", Some(scope)) = (n.moment.as_str(), &n.scope) {
+            since.entry(scope.clone()).or_insert(e.at_ms);
+            announced.insert(scope.clone());
         }
     }
     (since, announced)
@@ -651,7 +603,7 @@ fn summarize(entry: &Entry, now: i64) -> Summary {
             .run
             .approvals()
             .into_iter()
-            .map(|(scope, role, by)| format!("{role}: {by} ({})", scope_name(&scope)))
+            .map(|(scope, role, by)| format!("{role}: {by} ({})", scope.name()))
             .collect(),
     }
 }

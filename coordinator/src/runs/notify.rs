@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::RunEvent;
 use crate::fleet::StepOutcome;
+use crate::journal::{Notification, Record};
 use crate::server::State;
 use crate::server::dispatch::StepSpec;
 
@@ -112,16 +113,11 @@ pub fn facts(state: &State, run_id: &str, moment: &Moment) -> Option<Value> {
     let entries = state.journal.entries(Some(run_id)).ok()?;
     let meta = &summary.meta;
     let end = meta.finished_at_ms.unwrap_or_else(now_ms);
-    let figures = crate::report::figures_of(&entries, meta.started_at_ms, end);
+    let figures = crate::replay::figures_of(&entries, meta.started_at_ms, end);
     let mut status: BTreeMap<String, String> = summary
         .phases
         .iter()
-        .map(|p| {
-            (
-                p.id.clone(),
-                crate::report::phase_word(&p.status).to_string(),
-            )
-        })
+        .map(|p| (p.id.clone(), p.status.word().to_string()))
         .collect();
     // The seed's template speaks of "providers" for the external services.
     if let Some(s) = status.get("external-services").cloned() {
@@ -139,7 +135,7 @@ pub fn facts(state: &State, run_id: &str, moment: &Moment) -> Option<Value> {
         .report
         .as_ref()
         .and_then(|r| r.root_cause_due)
-        .map(|due| crate::report::rfc3339(end + i64::try_from(due.as_millis()).unwrap_or(0)));
+        .map(|due| crate::text::rfc3339(end + i64::try_from(due.as_millis()).unwrap_or(0)));
     let data_loss = figures
         .get("data_loss_usd")
         .and_then(Value::as_f64)
@@ -151,12 +147,12 @@ pub fn facts(state: &State, run_id: &str, moment: &Moment) -> Option<Value> {
         "issue": meta.reason,
         "to_version": meta.to_version,
         "started_by": meta.started_by,
-        "start_time": crate::report::rfc3339(meta.started_at_ms),
-        "rollback_time": crate::report::rfc3339(meta.started_at_ms),
-        "end_time": meta.finished_at_ms.map(crate::report::rfc3339),
-        "duration": crate::cli::human_ms(end - meta.started_at_ms),
+        "start_time": crate::text::rfc3339(meta.started_at_ms),
+        "rollback_time": crate::text::rfc3339(meta.started_at_ms),
+        "end_time": meta.finished_at_ms.map(crate::text::rfc3339),
+        "duration": crate::text::human_ms(end - meta.started_at_ms),
         "status": status,
-        "result": crate::runs::drive::status_word(&summary.status),
+        "result": summary.status.word(),
         "data_loss": data_loss,
         "figures": figures,
         "impact": meta.reason,
@@ -226,7 +222,7 @@ async fn announce(state: Arc<State>, run_id: String, moment: Moment) {
             .map_or(Ok(format!("Backout: {name}")), |s| render(s, &facts))
             .map(|t| format!("{drill}{t}"));
         for channel_name in &channels {
-            let record = match (&rendered, &title) {
+            let delivery = match (&rendered, &title) {
                 (Ok(body), Ok(title)) => {
                     send(
                         &state,
@@ -241,25 +237,25 @@ async fn announce(state: Arc<State>, run_id: String, moment: Moment) {
                     .await
                 }
                 (Err(e), _) | (_, Err(e)) => {
-                    json!({ "sent": false, "why": format!("the template does not render: {e}") })
+                    Delivery::not_sent(None, format!("the template does not render: {e}"))
                 }
             };
-            let mut body =
-                json!({ "template": name, "channel": channel_name, "moment": moment.word() });
-            if let Moment::ApprovalWaiting { scope, .. } = &moment {
-                body["scope"] = json!(scope);
-            }
-            if let (Some(map), Some(more)) = (body.as_object_mut(), record.as_object()) {
-                map.extend(more.clone());
-            }
-            let sent = body["sent"].as_bool().unwrap_or(false);
-            let kind = if sent {
-                "notification.sent"
-            } else {
-                "notification.skipped"
-            };
+            let Delivery { sent, via, why } = delivery;
+            let text = why.clone().unwrap_or_else(|| moment.word().to_string());
+            let record = Record::notification(Notification {
+                template: name.clone(),
+                channel: channel_name.clone(),
+                moment: moment.word().into(),
+                scope: match &moment {
+                    Moment::ApprovalWaiting { scope, .. } => Some(scope.clone()),
+                    _ => None,
+                },
+                sent,
+                via,
+                why,
+            });
             let at = now_ms();
-            match state.journal.append(at, &run_id, kind, &body) {
+            match state.journal.append(at, &run_id, &record) {
                 Ok(written) => state.runs.publish(RunEvent {
                     seq: written.seq,
                     run_id: run_id.clone(),
@@ -267,15 +263,30 @@ async fn announce(state: Arc<State>, run_id: String, moment: Moment) {
                     kind: if sent { "notified" } else { "not-notified" }.into(),
                     step: name.clone(),
                     host: channel_name.clone(),
-                    text: body["why"]
-                        .as_str()
-                        .map_or_else(|| moment.word().to_string(), str::to_string),
+                    text,
                     ..RunEvent::default()
                 }),
                 Err(e) => {
                     tracing::error!(run = %run_id, error = %e, "cannot journal a notification")
                 }
             }
+        }
+    }
+}
+
+/// Whether a message went out: through which agent, or why not.
+struct Delivery {
+    sent: bool,
+    via: Option<String>,
+    why: Option<String>,
+}
+
+impl Delivery {
+    fn not_sent(via: Option<String>, why: impl Into<String>) -> Delivery {
+        Delivery {
+            sent: false,
+            via,
+            why: Some(why.into()),
         }
     }
 }
@@ -292,18 +303,24 @@ async fn send(
     moment: &Moment,
     title: &str,
     body: &str,
-) -> Value {
+) -> Delivery {
     let Some(channel) = plan.channels.get(channel_name) else {
-        return json!({ "sent": false, "why": "no such channel" });
+        return Delivery::not_sent(None, "no such channel");
     };
     if channel.kind != "slack" {
-        return json!({ "sent": false, "why": format!("Backout does not send to `{}` channels: send it by hand", channel.kind) });
+        return Delivery::not_sent(
+            None,
+            format!(
+                "Backout does not send to `{}` channels: send it by hand",
+                channel.kind
+            ),
+        );
     }
     let Some(via) = &channel.via else {
-        return json!({ "sent": false, "why": "the channel names no `via` agent to post it" });
+        return Delivery::not_sent(None, "the channel names no `via` agent to post it");
     };
     let Some(agent) = agent_for(state, plan, via) else {
-        return json!({ "sent": false, "why": format!("no agent of `{via}` is connected") });
+        return Delivery::not_sent(None, format!("no agent of `{via}` is connected"));
     };
     // The notify plugin fills `{{name}}` itself: the message is already filled.
     let text = unbrace(body);
@@ -332,8 +349,12 @@ async fn send(
         state.dispatcher.forget(&command_id);
     }
     match outcome {
-        StepOutcome::Succeeded { .. } => json!({ "sent": true, "via": agent }),
-        other => json!({ "sent": false, "via": agent, "why": other.detail() }),
+        StepOutcome::Succeeded { .. } => Delivery {
+            sent: true,
+            via: Some(agent),
+            why: None,
+        },
+        other => Delivery::not_sent(Some(agent), other.detail()),
     }
 }
 

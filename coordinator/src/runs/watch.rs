@@ -6,8 +6,8 @@
 use backout_plan::run::{Event, Outcome};
 use serde::Serialize;
 
-use super::codec::scope_name;
 use crate::fleet::StepEvent;
+use crate::journal::{Record, StepEventRecord};
 
 /// One thing that happened to a run, as watchers see it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -72,7 +72,7 @@ impl RunEvent {
                 scope, role, by, ..
             } => RunEvent {
                 kind: "approved".into(),
-                phase: scope_name(scope),
+                phase: scope.name().to_string(),
                 role: role.clone(),
                 by: by.clone(),
                 ..base
@@ -85,7 +85,7 @@ impl RunEvent {
                 ..
             } => RunEvent {
                 kind: "refused".into(),
-                phase: scope_name(scope),
+                phase: scope.name().to_string(),
                 role: role.clone(),
                 by: by.clone(),
                 text: why.clone(),
@@ -186,50 +186,49 @@ pub fn history(run_id: &str, entries: &[crate::journal::Entry]) -> Vec<RunEvent>
     entries
         .iter()
         .filter_map(|e| {
-            let body: serde_json::Value = serde_json::from_str(&e.body).unwrap_or_default();
-            let text = |k: &str| body[k].as_str().unwrap_or_default().to_string();
-            let mut event = match e.kind.as_str() {
-                "run.ended" => RunEvent {
+            let mut event = match &e.record {
+                Record::RunEnded { status, .. } => RunEvent {
                     run_id: run_id.to_string(),
                     at_ms: e.at_ms,
                     kind: "ended".into(),
-                    outcome: text("status"),
+                    outcome: status.clone(),
                     ..RunEvent::default()
                 },
-                "step.event" => {
-                    let command_id = text("command_id");
+                Record::StepEvent(live) => {
+                    let command_id = live.command_id();
                     let step_id = command_id.rsplit_once('/').map_or("", |(s, _)| s);
-                    let step_event = if body.get("log").is_some() {
-                        StepEvent::Log {
-                            level: text("log"),
-                            message: text("message"),
-                        }
-                    } else if body.get("output").is_some() {
-                        StepEvent::Output {
-                            name: text("output"),
-                            value_json: text("value"),
-                        }
-                    } else {
-                        let n = |k: &str| {
-                            body[k]
-                                .as_u64()
-                                .and_then(|n| u32::try_from(n).ok())
-                                .unwrap_or(0)
-                        };
-                        StepEvent::Progress {
-                            done: n("done"),
-                            total: n("total"),
-                            message: text("message"),
-                        }
+                    let step_event = match live.clone() {
+                        StepEventRecord::Log { log, message, .. } => StepEvent::Log {
+                            level: log,
+                            message,
+                        },
+                        StepEventRecord::Output { output, value, .. } => StepEvent::Output {
+                            name: output,
+                            value_json: value,
+                        },
+                        StepEventRecord::Progress {
+                            done,
+                            total,
+                            message,
+                            ..
+                        } => StepEvent::Progress {
+                            done,
+                            total,
+                            message,
+                        },
                     };
                     RunEvent::of_step(run_id, step_id, e.at_ms, step_event)
                 }
-                kind => {
-                    let event = super::codec::event_from_journal(kind, &body, e.at_ms)?;
-                    let note = body["output"].as_str().or(body["what"].as_str());
+                record => {
+                    let event = record.event(e.at_ms)?;
+                    let (note, data) = match record {
+                        Record::RunFinished(f) => (f.output.as_deref(), f.data.as_ref()),
+                        Record::RunDispatched(d) => (d.what.as_deref(), None),
+                        _ => (None, None),
+                    };
                     let mut event = RunEvent::of(run_id, &event, e.at_ms, note.unwrap_or_default());
-                    if !body["data"].is_null() {
-                        event.data = body["data"].to_string();
+                    if let Some(data) = data.filter(|d| !d.is_null()) {
+                        event.data = data.to_string();
                     }
                     event
                 }

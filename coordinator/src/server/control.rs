@@ -11,10 +11,10 @@ use backout_tls::{Identity, PeerInfo};
 use tonic::{Request, Response, Status};
 
 use super::{State, access};
-use serde_json::json;
 
 use super::run_wire::{WatchStream, summary_to_wire, watch_stream};
 use crate::assess;
+use crate::journal::Record;
 use crate::runs::{RunError, Runs, StartRun};
 use crate::signals::board::{Board, SignalView};
 use backout_plan::expr::Value;
@@ -164,7 +164,12 @@ impl wire::control_server::Control for ControlService {
         board
             .validate_manual(&req.name, &req.value)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.journal("", "signal.set", json!({ "signal": req.name, "value": req.value, "by": operator.name, "note": req.note }))?;
+        self.journal(Record::SignalSet {
+            signal: req.name.clone(),
+            value: req.value.clone(),
+            by: operator.name.clone(),
+            note: req.note.clone(),
+        })?;
         let view = board
             .set_manual(&req.name, &req.value, &operator.name, &req.note, now_ms())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -282,7 +287,12 @@ impl wire::control_server::Control for ControlService {
         board
             .validate_events(&req.name)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.journal("", "signal.events", json!({ "signal": req.name, "count": req.count.max(1), "by": operator.name, "note": req.note }))?;
+        self.journal(Record::SignalEvents {
+            signal: req.name.clone(),
+            count: req.count.max(1),
+            by: operator.name.clone(),
+            note: req.note.clone(),
+        })?;
         let view = board
             .record_events(
                 &req.name,
@@ -306,11 +316,12 @@ impl ControlService {
     ) -> Result<Response<wire::RecordDecisionReply>, Status> {
         let operator = self.operator(&request, "RecordDecision")?;
         let req = request.into_inner();
-        self.journal(
-            "",
-            "decision",
-            json!({ "trigger": req.trigger, "decision": req.decision, "detail": req.detail, "by": operator.name }),
-        )?;
+        self.journal(Record::Decision {
+            trigger: req.trigger.clone(),
+            decision: req.decision.clone(),
+            detail: req.detail.clone(),
+            by: operator.name.clone(),
+        })?;
         tracing::warn!(
             operator = %operator.name,
             trigger = %req.trigger,
@@ -323,12 +334,12 @@ impl ControlService {
         }))
     }
 
-    /// Writes to the journal before anything is acted on; a journal that
-    /// cannot be written refuses the change.
-    fn journal(&self, run_id: &str, kind: &str, body: serde_json::Value) -> Result<(), Status> {
+    /// Writes to the journal (outside runs) before anything is acted on; a
+    /// journal that cannot be written refuses the change.
+    fn journal(&self, record: Record) -> Result<(), Status> {
         self.state
             .journal
-            .append(now_ms(), run_id, kind, &body)
+            .append(now_ms(), "", &record)
             .map(|_| ())
             .map_err(|e| {
                 tracing::error!(error = %e, "journal write failed");

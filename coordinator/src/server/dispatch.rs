@@ -13,11 +13,9 @@ use backout_proto::command::{CommandSigner, new_nonce};
 use backout_proto::{now_ms, wire};
 use tokio::sync::{mpsc, oneshot};
 
-use serde_json::json;
-
 use super::registry::Registry;
 use crate::fleet::{StepEvent, StepOutcome};
-use crate::journal::{Journal, NewEntry};
+use crate::journal::{CommandSent, Journal, NewEntry, Record, StepEventRecord};
 
 /// One step to run on one agent.
 #[derive(Debug, Clone)]
@@ -61,7 +59,7 @@ pub struct Answer {
 pub struct LiveEvent {
     pub run_id: String,
     pub step_id: String,
-    pub body: serde_json::Value,
+    pub record: Record,
 }
 
 /// A command ready to be journaled, signed and sent.
@@ -72,18 +70,18 @@ struct Prepared {
 
 impl Prepared {
     /// What the journal keeps of the command.
-    fn record(&self) -> serde_json::Value {
+    fn record(&self) -> Record {
         let b = &self.body;
-        json!({
-            "command_id": b.command_id,
-            "step_id": b.step_id,
-            "agent": b.target_agent,
-            "plugin": b.plugin,
-            "plugin_sha256": b.plugin_sha256,
-            "action": b.action,
-            "params": serde_json::from_str::<serde_json::Value>(&b.params_json).unwrap_or_default(),
-            "dry_run": b.dry_run,
-            "expires_at_ms": b.expires_at_ms,
+        Record::CommandSent(CommandSent {
+            command_id: b.command_id.clone(),
+            step_id: b.step_id.clone(),
+            agent: b.target_agent.clone(),
+            plugin: b.plugin.clone(),
+            plugin_sha256: b.plugin_sha256.clone(),
+            action: b.action.clone(),
+            params: serde_json::from_str(&b.params_json).unwrap_or_default(),
+            dry_run: b.dry_run,
+            expires_at_ms: b.expires_at_ms,
         })
     }
 }
@@ -174,7 +172,7 @@ impl Dispatcher {
     pub async fn send_all(&self, specs: Vec<StepSpec>) -> Vec<PendingStep> {
         let prepared: Vec<Result<Prepared, StepOutcome>> =
             specs.into_iter().map(|spec| self.prepare(spec)).collect();
-        let records: Vec<(String, serde_json::Value)> = prepared
+        let records: Vec<(String, Record)> = prepared
             .iter()
             .flatten()
             .map(|p| (p.body.run_id.clone(), p.record()))
@@ -182,11 +180,10 @@ impl Dispatcher {
         let now = now_ms();
         let new: Vec<NewEntry<'_>> = records
             .iter()
-            .map(|(run_id, body)| NewEntry {
+            .map(|(run_id, record)| NewEntry {
                 at_ms: now,
                 run_id,
-                kind: "command.sent",
-                body,
+                record,
             })
             .collect();
         let journaled = self.journal.append_all(&new);
@@ -336,16 +333,13 @@ impl Dispatcher {
             }
             Some(p) => {
                 // Journaled before anyone is told.
-                let record = json!({
-                    "command_id": command_id,
-                    "agent": from_agent,
-                    "state": outcome.state(),
-                    "detail": outcome.detail(),
-                });
-                if let Err(e) = self
-                    .journal
-                    .append(now_ms(), &p.run_id, "step.finished", &record)
-                {
+                let record = Record::StepFinished {
+                    command_id: command_id.to_string(),
+                    agent: from_agent.to_string(),
+                    state: outcome.state().to_string(),
+                    detail: outcome.detail(),
+                };
+                if let Err(e) = self.journal.append(now_ms(), &p.run_id, &record) {
                     tracing::error!(error = %e, "cannot journal a result; the step stays pending");
                     return Err(format!(
                         "the coordinator cannot record this result now: {e}"
@@ -382,25 +376,33 @@ impl Dispatcher {
             Some(p) => (p.run_id.clone(), p.step_id.clone()),
         };
         drop(pending);
-        let body = match event {
-            StepEvent::Log { level, message } => {
-                json!({ "command_id": command_id, "log": level, "message": message })
-            }
+        let command_id = command_id.to_string();
+        let record = match event.clone() {
+            StepEvent::Log { level, message } => StepEventRecord::Log {
+                command_id,
+                log: level,
+                message,
+            },
             StepEvent::Progress {
                 done,
                 total,
                 message,
-            } => {
-                json!({ "command_id": command_id, "done": done, "total": total, "message": message })
-            }
-            StepEvent::Output { name, value_json } => {
-                json!({ "command_id": command_id, "output": name, "value": value_json })
-            }
+            } => StepEventRecord::Progress {
+                command_id,
+                done,
+                total,
+                message,
+            },
+            StepEvent::Output { name, value_json } => StepEventRecord::Output {
+                command_id,
+                output: name,
+                value: value_json,
+            },
         };
         Ok(Some(LiveEvent {
             run_id,
             step_id,
-            body,
+            record: Record::StepEvent(record),
         }))
     }
 
@@ -509,6 +511,11 @@ mod tests {
         );
         // Two commands were journaled before they were sent.
         let sent = journal.entries(Some("run-1")).unwrap();
-        assert_eq!(sent.iter().filter(|e| e.kind == "command.sent").count(), 2);
+        assert_eq!(
+            sent.iter()
+                .filter(|e| matches!(e.record, Record::CommandSent(_)))
+                .count(),
+            2
+        );
     }
 }

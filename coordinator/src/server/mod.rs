@@ -62,7 +62,9 @@ impl State {
                 config.state_dir.display()
             )
         })?;
-        let journal = Arc::new(Journal::open(&config.journal_path())?);
+        // One coordinator per journal: a second is refused here, before it
+        // resumes or drives anything.
+        let journal = Arc::new(Journal::open_exclusive(&config.journal_path())?);
         let dispatcher = Dispatcher::new(
             signer,
             config.command_ttl,

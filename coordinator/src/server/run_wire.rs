@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use backout_plan::run::{HostState, PhaseStatus, RunStatus};
+use backout_plan::run::{HostState, PhaseStatus};
 use backout_proto::wire;
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc};
@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::State;
+use crate::journal::{Entry, JournalError, Record, Verdict};
 use crate::runs::{RunEvent, Summary};
 
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<wire::RunUpdate, Status>> + Send>>;
@@ -96,30 +97,25 @@ fn event_to_wire(e: RunEvent) -> wire::RunEvent {
     }
 }
 
+/// A phase's status word and what more there is to say of it.
 fn phase_status_text(status: &PhaseStatus) -> (&'static str, String) {
-    match status {
-        PhaseStatus::Waiting => ("waiting", String::new()),
-        PhaseStatus::AwaitingApproval(roles) => ("awaiting-approval", roles.join(" + ")),
-        PhaseStatus::Running => ("running", String::new()),
-        PhaseStatus::Succeeded => ("succeeded", String::new()),
-        PhaseStatus::Failed(why) => ("failed", why.clone()),
-        PhaseStatus::TimedOut => ("timed-out", "the phase ran past its time limit".into()),
-        PhaseStatus::Skipped => ("skipped", "a phase it comes after did not succeed".into()),
-        PhaseStatus::Aborted => ("aborted", String::new()),
-    }
+    let detail = match status {
+        PhaseStatus::AwaitingApproval(roles) => roles.join(" + "),
+        PhaseStatus::Failed(why) => why.clone(),
+        PhaseStatus::TimedOut => "the phase ran past its time limit".into(),
+        PhaseStatus::Skipped => "a phase it comes after did not succeed".into(),
+        PhaseStatus::Waiting
+        | PhaseStatus::Running
+        | PhaseStatus::Succeeded
+        | PhaseStatus::Aborted => String::new(),
+    };
+    (status.word(), detail)
 }
 
 pub fn summary_to_wire(s: &Summary) -> wire::RunSummary {
     wire::RunSummary {
         run_id: s.meta.id.clone(),
-        status: match &s.status {
-            RunStatus::AwaitingApproval(_) => "awaiting-approval".into(),
-            RunStatus::Running => "running".into(),
-            RunStatus::Succeeded => "succeeded".into(),
-            RunStatus::Failed => "failed".into(),
-            RunStatus::Refused(role) => format!("refused by {role}"),
-            RunStatus::Aborted => "aborted".into(),
-        },
+        status: s.status.word(),
         reason: s.meta.reason.clone(),
         started_by: s.meta.started_by.clone(),
         started_at_ms: s.meta.started_at_ms,
@@ -209,7 +205,7 @@ const CHART_AFTER_MS: i64 = 15 * 60 * 1000;
 /// The charts of the triggers that fired around a run, from Prometheus.
 async fn charts(
     plan: &backout_plan::model::Plan,
-    context: &[crate::journal::Entry],
+    context: &[Entry],
     start: i64,
     end: i64,
     now: i64,
@@ -254,20 +250,24 @@ pub async fn report(state: &State, run_id: &str, format: &str) -> Result<String,
         .board
         .as_ref()
         .ok_or_else(|| Status::failed_precondition("the coordinator runs without a plan"))?;
-    let unavailable = |e: crate::journal::JournalError| Status::unavailable(e.to_string());
+    let unavailable = |e: JournalError| Status::unavailable(e.to_string());
     let entries = state.journal.entries(Some(run_id)).map_err(unavailable)?;
     let context = state.journal.entries(Some("")).map_err(unavailable)?;
     let journal_check = match state.journal.verify().map_err(unavailable)? {
-        crate::journal::Verdict::Intact { entries } => {
+        Verdict::Intact { entries } => {
             format!("intact, {entries} entries verified")
         }
-        crate::journal::Verdict::Broken { seq, reason } => {
+        Verdict::Broken { seq, reason } => {
             format!("BROKEN at entry {seq}: {reason}")
         }
     };
     let now = backout_proto::now_ms();
-    let created = entries.iter().find(|e| e.kind == "run.created");
-    let ended = entries.iter().find(|e| e.kind == "run.ended");
+    let created = entries
+        .iter()
+        .find(|e| matches!(e.record, Record::RunCreated(_)));
+    let ended = entries
+        .iter()
+        .find(|e| matches!(e.record, Record::RunEnded { .. }));
     let charts = match created {
         Some(c) => {
             charts(

@@ -204,8 +204,7 @@ fn handle(
                     state.journal.append_soon(
                         now_ms(),
                         &live.run_id,
-                        "step.event",
-                        live.body,
+                        live.record,
                         Box::new(move |entry| {
                             tell.runs
                                 .step_event(&run_id, &step_id, entry.seq, at_ms, step_event);

@@ -15,10 +15,10 @@ pub struct StepPlan {
     pub plugin: String,
     pub action: String,
     /// The step's `params` as a JSON object (what the plugin receives).
-    #[serde(default)]
     pub params_json: String,
     /// How long the step may run on the agent; `None`: the agent's default.
-    #[serde(default, with = "opt_ms")]
+    /// Journaled as `null` then: a missing field is an error, never a default.
+    #[serde(with = "opt_ms")]
     pub timeout: Option<Duration>,
     pub hosts: Vec<String>,
     pub on_failure: OnFailure,
@@ -32,7 +32,7 @@ pub struct PhasePlan {
     pub id: String,
     pub after: Vec<String>,
     pub approvals: Vec<String>,
-    #[serde(default, with = "opt_ms")]
+    #[serde(with = "opt_ms")]
     pub time_limit: Option<Duration>,
     pub rolling: u32,
     pub steps: Vec<StepPlan>,

@@ -1,0 +1,242 @@
+//! The journal: every decision, signal set, command and outcome, written
+//! before it is acted on or acknowledged, hash-chained so that `backout
+//! audit verify` finds an entry edited, removed, inserted or moved, and
+//! entries cut from the end (`chain.rs` says exactly what it finds, and
+//! what it does not: a chain rewritten with its hashes and head recomputed).
+//!
+//! * `record.rs`: what an entry says, typed ([`Record`]), and the format
+//!   version ([`FORMAT`]).
+//! * `store.rs`: the storage interface ([`JournalStore`]): append (one entry
+//!   or several in one durable write), read from a seq, the head, verify.
+//! * `chain.rs`: the hash chain every store keeps.
+//! * `sqlite.rs`: the SQLite store, the one coordinator's lock, formats.
+//!
+//! [`Journal`] sits in front of a store: it queues plugins' log lines for
+//! the next write ([`Journal::append_soon`]).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+mod chain;
+mod record;
+mod sqlite;
+mod store;
+
+pub use chain::{GENESIS, Head, Verdict, entry_hash};
+pub use record::{
+    CommandSent, Dispatched, FORMAT, Finished, Notification, Record, RecordError, RunCreated,
+    StepEventRecord,
+};
+pub use sqlite::{SqliteStore, lock_path};
+pub use store::{Entry, JournalError, JournalStore, NewEntry, Written};
+
+/// What to do once a queued entry is written (tell watchers, with its seq).
+pub type AfterWrite = Box<dyn FnOnce(&Written) + Send>;
+
+/// An entry written with the next write (see [`Journal::append_soon`]).
+struct Deferred {
+    at_ms: i64,
+    run_id: String,
+    record: Record,
+    then: AfterWrite,
+}
+
+pub struct Journal {
+    store: Box<dyn JournalStore>,
+    /// Held across each write and its queued entries' callbacks: queued
+    /// entries keep their order, and are told before anything written after
+    /// them.
+    writing: Mutex<()>,
+    /// Entries waiting for the next write, in arrival order.
+    soon: Mutex<Vec<Deferred>>,
+    /// Test hook: stop the world right after this entry is durable.
+    #[cfg(feature = "test-hooks")]
+    freeze_after: Option<i64>,
+}
+
+/// The crash tests' hook, in builds with the `test-hooks` feature only
+/// (`scripts/test.sh` builds the test binaries with it; release builds
+/// never have it). With `BACKOUT_TEST_FREEZE_AFTER_ENTRY=N`, the coordinator
+/// writes entry N, says so on stderr, and then holds the journal forever:
+/// nothing after the write that wrote entry N happens, and the test kills
+/// the process with SIGKILL at exactly that boundary.
+#[cfg(feature = "test-hooks")]
+pub const FREEZE_ENV: &str = "BACKOUT_TEST_FREEZE_AFTER_ENTRY";
+
+impl Journal {
+    /// A journal over `store`.
+    pub fn new(store: impl JournalStore + 'static) -> Journal {
+        Journal {
+            store: Box::new(store),
+            writing: Mutex::new(()),
+            soon: Mutex::new(Vec::new()),
+            #[cfg(feature = "test-hooks")]
+            freeze_after: std::env::var(FREEZE_ENV).ok().and_then(|v| v.parse().ok()),
+        }
+    }
+
+    /// Opens (creating if needed) the SQLite journal at `path` without the
+    /// coordinator's lock: to read and verify it, also while a coordinator
+    /// writes it (`backout audit verify`), and in tests.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        SqliteStore::open(path).map(Journal::new)
+    }
+
+    /// Opens (creating if needed) the SQLite journal at `path` for the one
+    /// coordinator that writes it: refused while another process holds it.
+    pub fn open_exclusive(path: &Path) -> Result<Journal, JournalError> {
+        SqliteStore::open_exclusive(path).map(Journal::new)
+    }
+
+    /// Appends one entry, durably.
+    pub fn append(
+        &self,
+        at_ms: i64,
+        run_id: &str,
+        record: &Record,
+    ) -> Result<Written, JournalError> {
+        let mut written = self.append_all(&[NewEntry {
+            at_ms,
+            run_id,
+            record,
+        }])?;
+        written.pop().ok_or_else(|| JournalError::Store {
+            at: self.store.name(),
+            source: "the store wrote nothing".into(),
+        })
+    }
+
+    /// Queues an entry that nothing waits on (a plugin's log line or
+    /// progress): it is written with the next write, before that write's
+    /// own entries, or by [`Journal::flush`] (the coordinator flushes every
+    /// few milliseconds). `then` runs once it is durable, before any later
+    /// entry is written: it must not block or take a lock that a writer of
+    /// the journal may hold. A thousand hosts' log lines cost one fsync
+    /// instead of a thousand; what a crash can lose is the last few
+    /// milliseconds of them, never a decision, a command or an outcome.
+    pub fn append_soon(&self, at_ms: i64, run_id: &str, record: Record, then: AfterWrite) {
+        self.soon
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Deferred {
+                at_ms,
+                run_id: run_id.to_string(),
+                record,
+                then,
+            });
+    }
+
+    /// Writes the entries queued by [`Journal::append_soon`], if any.
+    pub fn flush(&self) -> Result<(), JournalError> {
+        self.append_all(&[]).map(drop)
+    }
+
+    /// Appends entries in order, durably, in one write (one fsync): all of
+    /// them or none, after any queued by [`Journal::append_soon`]. Returns
+    /// where each of `new` went.
+    pub fn append_all(&self, new: &[NewEntry<'_>]) -> Result<Vec<Written>, JournalError> {
+        let writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        // Taken under the write lock: queued entries keep their order.
+        let deferred = std::mem::take(&mut *self.soon.lock().unwrap_or_else(|p| p.into_inner()));
+        if new.is_empty() && deferred.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all: Vec<NewEntry<'_>> = deferred
+            .iter()
+            .map(|d| NewEntry {
+                at_ms: d.at_ms,
+                run_id: &d.run_id,
+                record: &d.record,
+            })
+            .chain(new.iter().copied())
+            .collect();
+        let result = self.store.append(&all);
+        drop(all);
+        let mut written = match result {
+            Ok(written) => written,
+            Err(e) => {
+                // Queued entries wait for the next write.
+                let mut soon = self.soon.lock().unwrap_or_else(|p| p.into_inner());
+                let later = std::mem::replace(&mut *soon, deferred);
+                soon.extend(later);
+                return Err(e);
+            }
+        };
+        #[cfg(feature = "test-hooks")]
+        self.freeze_if_asked(&written);
+        let own = written.split_off(deferred.len().min(written.len()));
+        // Told in journal order, before anything written after them can be:
+        // still under the write lock (the callbacks take no lock).
+        for (d, entry) in deferred.into_iter().zip(&written) {
+            (d.then)(entry);
+        }
+        drop(writing);
+        Ok(own)
+    }
+
+    /// With [`FREEZE_ENV`] naming an entry of this write: say so, and hold
+    /// the journal forever.
+    #[cfg(feature = "test-hooks")]
+    fn freeze_if_asked(&self, written: &[Written]) {
+        let (Some(frozen), Some(first), Some(last)) =
+            (self.freeze_after, written.first(), written.last())
+        else {
+            return;
+        };
+        if (first.seq..=last.seq).contains(&frozen) {
+            eprintln!(
+                "backout: frozen after journal entry {frozen} (written with entries {}..={})",
+                first.seq, last.seq
+            );
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+    }
+
+    /// Entries of one run (`Some("")`: those outside runs), or all, in order.
+    pub fn entries(&self, run_id: Option<&str>) -> Result<Vec<Entry>, JournalError> {
+        self.store.read_from(1, run_id)
+    }
+
+    /// Entries from `from_seq` on (see [`JournalStore::read_from`]).
+    pub fn read_from(
+        &self,
+        from_seq: i64,
+        run_id: Option<&str>,
+    ) -> Result<Vec<Entry>, JournalError> {
+        self.store.read_from(from_seq, run_id)
+    }
+
+    /// Where the chain ends.
+    pub fn head(&self) -> Result<Head, JournalError> {
+        self.store.head()
+    }
+
+    /// Walks the chain from the first entry; reports the first that does
+    /// not match (see `chain.rs` for what that finds).
+    pub fn verify(&self) -> Result<Verdict, JournalError> {
+        self.store.verify()
+    }
+}
+
+/// How often queued entries (`append_soon`) are written at the latest.
+pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Writes the journal's queued entries every `every`, for as long as the
+/// server runs.
+pub fn flush_every(journal: std::sync::Arc<Journal>, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = journal.flush() {
+                tracing::error!(error = %e, "cannot write queued journal entries; trying again");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

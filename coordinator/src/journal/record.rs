@@ -1,0 +1,435 @@
+//! The journal's records: every entry the coordinator writes or reads is a
+//! [`Record`], and nothing else reads or writes an entry's JSON.
+//!
+//! An entry is stored as its kind (`run.created`, `command.sent`, ...) and a
+//! body: the record's other fields as a JSON object, keys in sorted order.
+//! Format 2 is the body format 1 wrote, now checked: a record that lacks a
+//! field it needs, or names a kind that does not exist, is an error when it
+//! is read, never a default. Fields that may be absent are `Option`s, and
+//! say why. The JSON of each record is kept in snapshots
+//! (`snapshots/backout__journal__record__tests__*.snap`): a change to the
+//! format shows in review.
+
+use std::collections::BTreeMap;
+
+use backout_plan::run::{Event, Outcome, RunPlan, Scope};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The journal format this code writes and reads. Format 1 had the same
+/// bodies, written and read without types; see `sqlite.rs` for how a
+/// format-1 journal is taken on.
+pub const FORMAT: i64 = 2;
+
+/// One journal entry's content. Serialised with its kind inside
+/// (`{"kind": "run.started", "by": "dave"}`); stored as the kind and the
+/// rest ([`Record::encode`], [`Record::decode`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Record {
+    /// A run and the plan it runs (resolved: a restart with an edited plan
+    /// file finishes the run it started).
+    #[serde(rename = "run.created")]
+    RunCreated(RunCreated),
+    #[serde(rename = "run.started")]
+    RunStarted { by: String },
+    #[serde(rename = "run.approved")]
+    RunApproved {
+        #[serde(with = "scope_name")]
+        scope: Scope,
+        role: String,
+        by: String,
+    },
+    #[serde(rename = "run.refused")]
+    RunRefused {
+        #[serde(with = "scope_name")]
+        scope: Scope,
+        role: String,
+        by: String,
+        why: String,
+    },
+    #[serde(rename = "run.dispatched")]
+    RunDispatched(Dispatched),
+    #[serde(rename = "run.finished")]
+    RunFinished(Finished),
+    #[serde(rename = "run.aborted")]
+    RunAborted { by: String },
+    #[serde(rename = "run.phase_timed_out")]
+    PhaseTimedOut { phase: String },
+    /// The run's end: its status in words (`RunStatus::word`).
+    #[serde(rename = "run.ended")]
+    RunEnded { status: String, elapsed_ms: i64 },
+    #[serde(rename = "notification.sent")]
+    NotificationSent(Notification),
+    #[serde(rename = "notification.skipped")]
+    NotificationSkipped(Notification),
+    /// An escalation rule fired, with the run's figures then.
+    #[serde(rename = "escalation.fired")]
+    EscalationFired {
+        who: String,
+        when: String,
+        figures: BTreeMap<String, Value>,
+    },
+    /// A command, journaled before it is sent.
+    #[serde(rename = "command.sent")]
+    CommandSent(CommandSent),
+    /// The outcome of a command outside runs (health probes).
+    #[serde(rename = "step.finished")]
+    StepFinished {
+        command_id: String,
+        agent: String,
+        /// `StepOutcome::state`.
+        state: String,
+        detail: String,
+    },
+    /// A plugin's live event for a run's step.
+    #[serde(rename = "step.event")]
+    StepEvent(StepEventRecord),
+    #[serde(rename = "signal.set")]
+    SignalSet {
+        signal: String,
+        value: String,
+        by: String,
+        note: String,
+    },
+    #[serde(rename = "signal.events")]
+    SignalEvents {
+        signal: String,
+        count: u32,
+        by: String,
+        note: String,
+    },
+    /// A decision recorded by an operator or `backout guard`.
+    #[serde(rename = "decision")]
+    Decision {
+        trigger: String,
+        decision: String,
+        detail: String,
+        by: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCreated {
+    pub reason: String,
+    pub to_version: String,
+    /// The phases asked for (none: every phase that is not optional).
+    pub phases: Vec<String>,
+    /// A dry run: its plan has no approvals and its steps change nothing.
+    pub dry_run: bool,
+    pub drill: bool,
+    pub by: String,
+    pub plan: RunPlan,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dispatched {
+    pub phase: String,
+    pub step: String,
+    pub host: String,
+    pub attempt: u32,
+    /// `plugin.action`; absent when the plan did not name the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub what: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    pub phase: String,
+    pub step: String,
+    pub host: String,
+    pub attempt: u32,
+    /// `"succeeded"`, or `{"<state>": reason}`.
+    #[serde(with = "outcome_json")]
+    pub outcome: Outcome,
+    /// How long the step ran on its agent; absent when it did not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ran_ms: Option<i64>,
+    /// A succeeded step's summary; absent for other outcomes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// A succeeded step's data as its plugin returned it; absent for other
+    /// outcomes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+/// A message of the plan's templates, sent or not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub template: String,
+    pub channel: String,
+    /// start, approval-waiting, end, escalation.
+    pub moment: String,
+    /// The scope waiting, for `approval-waiting` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub sent: bool,
+    /// The agent that posted it, when one was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// Why it was not sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandSent {
+    pub command_id: String,
+    pub step_id: String,
+    pub agent: String,
+    pub plugin: String,
+    pub plugin_sha256: String,
+    pub action: String,
+    /// The step's params (`null` when they were not JSON).
+    pub params: Value,
+    pub dry_run: bool,
+    pub expires_at_ms: i64,
+}
+
+/// A plugin's log line, progress or output, filed under its command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StepEventRecord {
+    Log {
+        command_id: String,
+        /// The level.
+        log: String,
+        message: String,
+    },
+    Output {
+        command_id: String,
+        /// The output's name.
+        output: String,
+        /// Its value, JSON text.
+        value: String,
+    },
+    Progress {
+        command_id: String,
+        done: u32,
+        total: u32,
+        message: String,
+    },
+}
+
+impl StepEventRecord {
+    pub fn command_id(&self) -> &str {
+        match self {
+            StepEventRecord::Log { command_id, .. }
+            | StepEventRecord::Output { command_id, .. }
+            | StepEventRecord::Progress { command_id, .. } => command_id,
+        }
+    }
+}
+
+/// Why an entry could not be stored or read as a record.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("its body is not a JSON object")]
+    NotAnObject,
+}
+
+impl Record {
+    /// The entry as stored: its kind, and its other fields as JSON text.
+    pub fn encode(&self) -> Result<(String, String), RecordError> {
+        let mut value = serde_json::to_value(self)?;
+        let map = value.as_object_mut().ok_or(RecordError::NotAnObject)?;
+        match map.remove("kind") {
+            Some(Value::String(kind)) => Ok((kind, value.to_string())),
+            _ => Err(RecordError::NotAnObject),
+        }
+    }
+
+    /// The record stored as `kind` and `body`. A missing field, a field of
+    /// the wrong type or an unknown kind is an error.
+    pub fn decode(kind: &str, body: &str) -> Result<Record, RecordError> {
+        let mut value: Value = serde_json::from_str(body)?;
+        value
+            .as_object_mut()
+            .ok_or(RecordError::NotAnObject)?
+            .insert("kind".into(), Value::String(kind.into()));
+        Ok(serde_json::from_value(value)?)
+    }
+
+    /// A run event's record, with nothing beside it (a dispatch's `what`, a
+    /// finished step's time, summary and data are set by the caller).
+    pub fn of_event(event: &Event) -> Record {
+        match event {
+            Event::Started { by, .. } => Record::RunStarted { by: by.clone() },
+            Event::Approved {
+                scope, role, by, ..
+            } => Record::RunApproved {
+                scope: scope.clone(),
+                role: role.clone(),
+                by: by.clone(),
+            },
+            Event::Refused {
+                scope,
+                role,
+                by,
+                why,
+                ..
+            } => Record::RunRefused {
+                scope: scope.clone(),
+                role: role.clone(),
+                by: by.clone(),
+                why: why.clone(),
+            },
+            Event::Dispatched {
+                phase,
+                step,
+                host,
+                attempt,
+                ..
+            } => Record::RunDispatched(Dispatched {
+                phase: phase.clone(),
+                step: step.clone(),
+                host: host.clone(),
+                attempt: *attempt,
+                what: None,
+            }),
+            Event::Finished {
+                phase,
+                step,
+                host,
+                attempt,
+                outcome,
+                ..
+            } => Record::RunFinished(Finished {
+                phase: phase.clone(),
+                step: step.clone(),
+                host: host.clone(),
+                attempt: *attempt,
+                outcome: outcome.clone(),
+                ran_ms: None,
+                output: None,
+                data: None,
+            }),
+            Event::Aborted { by, .. } => Record::RunAborted { by: by.clone() },
+            Event::PhaseTimedOut { phase, .. } => Record::PhaseTimedOut {
+                phase: phase.clone(),
+            },
+        }
+    }
+
+    /// The run event this record is, at the entry's time (`None`: it is not
+    /// a run event).
+    pub fn event(&self, at_ms: i64) -> Option<Event> {
+        Some(match self {
+            Record::RunStarted { by } => Event::Started {
+                by: by.clone(),
+                at_ms,
+            },
+            Record::RunApproved { scope, role, by } => Event::Approved {
+                scope: scope.clone(),
+                role: role.clone(),
+                by: by.clone(),
+                at_ms,
+            },
+            Record::RunRefused {
+                scope,
+                role,
+                by,
+                why,
+            } => Event::Refused {
+                scope: scope.clone(),
+                role: role.clone(),
+                by: by.clone(),
+                why: why.clone(),
+                at_ms,
+            },
+            Record::RunDispatched(d) => Event::Dispatched {
+                phase: d.phase.clone(),
+                step: d.step.clone(),
+                host: d.host.clone(),
+                attempt: d.attempt,
+                at_ms,
+            },
+            Record::RunFinished(f) => Event::Finished {
+                phase: f.phase.clone(),
+                step: f.step.clone(),
+                host: f.host.clone(),
+                attempt: f.attempt,
+                outcome: f.outcome.clone(),
+                at_ms,
+            },
+            Record::RunAborted { by } => Event::Aborted {
+                by: by.clone(),
+                at_ms,
+            },
+            Record::PhaseTimedOut { phase } => Event::PhaseTimedOut {
+                phase: phase.clone(),
+                at_ms,
+            },
+            _ => return None,
+        })
+    }
+
+    /// A message's record: `notification.sent` or `notification.skipped`.
+    pub fn notification(n: Notification) -> Record {
+        if n.sent {
+            Record::NotificationSent(n)
+        } else {
+            Record::NotificationSkipped(n)
+        }
+    }
+}
+
+/// A scope as the journal names it: `run`, or the phase's id.
+mod scope_name {
+    use backout_plan::run::Scope;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(scope: &Scope, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(scope.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Scope, D::Error> {
+        String::deserialize(d).map(|name| Scope::named(&name))
+    }
+}
+
+/// An outcome as the journal writes it: `"succeeded"`, or `{"<state>":
+/// reason}` with the host state's word (`failed`, `timed-out`,
+/// `unreachable`, `unknown`).
+mod outcome_json {
+    use backout_plan::run::Outcome;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    enum Stored {
+        Succeeded,
+        Failed(String),
+        TimedOut(String),
+        Unreachable(String),
+        Unknown(String),
+    }
+
+    pub fn serialize<S: Serializer>(outcome: &Outcome, s: S) -> Result<S::Ok, S::Error> {
+        let reason = outcome.reason().to_string();
+        match outcome {
+            Outcome::Succeeded => Stored::Succeeded,
+            Outcome::Failed { .. } => Stored::Failed(reason),
+            Outcome::TimedOut { .. } => Stored::TimedOut(reason),
+            Outcome::Unreachable { .. } => Stored::Unreachable(reason),
+            Outcome::Unknown { .. } => Stored::Unknown(reason),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Outcome, D::Error> {
+        Ok(match Stored::deserialize(d)? {
+            Stored::Succeeded => Outcome::Succeeded,
+            Stored::Failed(reason) => Outcome::Failed { reason },
+            Stored::TimedOut(reason) => Outcome::TimedOut { reason },
+            Stored::Unreachable(reason) => Outcome::Unreachable { reason },
+            Stored::Unknown(reason) => Outcome::Unknown { reason },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+//! The storage interface: what the coordinator needs of wherever its
+//! journal lives. SQLite (`sqlite.rs`) is the first store behind it.
+//!
+//! A store keeps the hash chain (`chain.rs`): it links each appended entry
+//! to the last one and moves the head in the same atomic write. Its
+//! methods are synchronous and take `&self`: the coordinator appends a
+//! run's events under that run's lock, so that the journal's order is the
+//! order they were applied in, and a store that talks to a server blocks
+//! the calling thread for the round trip as SQLite's fsync does.
+
+use super::chain::{Head, Verdict};
+use super::record::{Record, RecordError};
+
+/// An entry to append.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEntry<'a> {
+    pub at_ms: i64,
+    /// The run it belongs to (empty: none, as for signals and decisions).
+    pub run_id: &'a str,
+    pub record: &'a Record,
+}
+
+/// One entry as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub run_id: String,
+    pub record: Record,
+}
+
+/// Where an appended entry went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub seq: i64,
+    pub hash: String,
+}
+
+pub trait JournalStore: Send + Sync {
+    /// Appends `new` in order, all or none, each chained to the one before
+    /// it, and moves the head: one durable write. Returns where each went.
+    fn append(&self, new: &[NewEntry<'_>]) -> Result<Vec<Written>, JournalError>;
+
+    /// Appends one entry.
+    fn append_one(&self, new: NewEntry<'_>) -> Result<Written, JournalError> {
+        self.append(&[new])?
+            .pop()
+            .ok_or_else(|| JournalError::Store {
+                at: self.name(),
+                source: "the store wrote nothing".into(),
+            })
+    }
+
+    /// The entries from `from_seq` on, in order: every run's (`None`) or
+    /// one run's (`Some("")`: the entries outside runs). An entry that does
+    /// not read as a [`Record`] is an error naming it.
+    fn read_from(&self, from_seq: i64, run_id: Option<&str>) -> Result<Vec<Entry>, JournalError>;
+
+    /// Where the chain ends.
+    fn head(&self) -> Result<Head, JournalError>;
+
+    /// Walks the chain from the first entry (see `chain::verify`).
+    fn verify(&self) -> Result<Verdict, JournalError>;
+
+    /// The store, for messages (`/var/lib/backout/journal.db`).
+    fn name(&self) -> String;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The store cannot be read or written (a full disk, a lost server).
+    #[error("journal {at}: {source}")]
+    Store {
+        at: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An entry that does not read as a record of this format.
+    #[error("journal {at}: entry {seq} ({kind}) cannot be read: {source}")]
+    Unreadable {
+        at: String,
+        seq: i64,
+        kind: String,
+        #[source]
+        source: RecordError,
+    },
+    /// A record that cannot be written as JSON.
+    #[error("journal {at}: a record cannot be written: {source}")]
+    Unwritable {
+        at: String,
+        #[source]
+        source: RecordError,
+    },
+    /// A journal this code cannot take on (its format, or another process
+    /// holding it).
+    #[error("journal {at}: {message}")]
+    Refused { at: String, message: String },
+}
