@@ -49,14 +49,24 @@ pub fn open_durable(path: &Path) -> Result<Connection, OpenError> {
 
 /// Creates `path` with [`MODE`] if it does not exist; narrows it (and its
 /// `-wal` and `-shm` files) to [`MODE`] if others can read it.
+///
+/// An existing file is never opened here, only changed by path: closing any
+/// descriptor of a database file drops every POSIX lock this process holds
+/// on it, including those of an SQLite connection already open on it (the
+/// agent opens `agent.db` twice). Without its shared lock, another process
+/// closing the database believes it is the last user and checkpoints and
+/// removes the WAL under the live connection.
 fn restrict(path: &Path) -> Result<(), OpenError> {
-    OpenOptions::new()
+    match OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .mode(MODE)
         .open(path)
-        .map_err(OpenError::Create)?;
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(OpenError::Create(e)),
+    }
     let mut companions = vec![path.to_path_buf()];
     for suffix in ["-wal", "-shm"] {
         let mut name = path.as_os_str().to_owned();
