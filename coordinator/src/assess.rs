@@ -11,8 +11,7 @@ use serde_json::{Value, json};
 
 use crate::config::CoordinatorConfig;
 use crate::fleet::StepOutcome;
-use crate::server::State;
-use crate::server::dispatch::StepSpec;
+use crate::fleet::dispatch::{Dispatcher, StepSpec};
 
 /// One agent's answer.
 #[derive(Debug, Clone)]
@@ -62,23 +61,27 @@ pub fn health_params(config: &CoordinatorConfig, agent_id: &str) -> Value {
 
 /// Runs the health step on every configured agent at once, at most `timeout`.
 /// Agents that are configured but not connected are reported unreachable.
-pub async fn run(state: &State, timeout: Duration) -> Vec<HostResult> {
+pub async fn run(
+    dispatcher: &Dispatcher,
+    config: &CoordinatorConfig,
+    timeout: Duration,
+) -> Vec<HostResult> {
     let run_id = format!("assess-{}", now_ms());
-    let futures = state.config.agents.iter().map(|agent| {
+    let futures = config.agents.iter().map(|agent| {
         let spec = StepSpec {
             run_id: run_id.clone(),
             step_id: format!("{run_id}/{}", agent.id),
             agent_id: agent.id.clone(),
             plugin: "health".into(),
             action: "check".into(),
-            params_json: health_params(&state.config, &agent.id).to_string(),
+            params_json: health_params(config, &agent.id).to_string(),
             dry_run: false,
             deadline: Some(timeout),
             journal_events: false,
         };
         async move {
             let started = Instant::now();
-            let outcome = state.dispatcher.send(spec).await.wait(timeout).await;
+            let outcome = dispatcher.send(spec).await.wait(timeout).await;
             HostResult {
                 agent_id: agent.id.clone(),
                 outcome,

@@ -2,9 +2,10 @@
 //! `backout` command), as a library so tests can start the server in-process.
 //!
 //! * [`config`]: the coordinator's configuration file.
-//! * [`fleet`]: domain types (agents, plugins, step outcomes).
-//! * [`server`]: the gRPC services over mutual TLS, the agent registry, the
-//!   command dispatcher.
+//! * [`fleet`]: domain types (agents, plugins, step outcomes), the agent
+//!   registry, the command dispatcher.
+//! * [`root`]: the composition root: builds the parts and wires them.
+//! * [`server`]: the gRPC services over mutual TLS.
 //! * [`assess`]: phase 1.1, the emergency assessment.
 //! * [`runs`]: rollback runs: the run state machine driven, journaled, dispatched.
 //! * [`signals`]: the plan's signals, sampled live, and the decision matrix.
@@ -22,7 +23,10 @@ pub mod fleet;
 pub mod journal;
 pub mod replay;
 pub mod report;
+pub mod root;
 pub mod runs;
 pub mod server;
 pub mod signals;
 pub mod text;
+#[cfg(test)]
+mod tidy;

@@ -1,6 +1,7 @@
 //! The journal at a coordinator's start. One coordinator per journal: a
 //! second `backout serve` on the same state directory exits at start, naming
-//! the lock and the process holding it, while the first keeps serving and
+//! the lock and the process holding it (before it says it is listening),
+//! while the first keeps serving and
 //! `backout audit verify` still reads its journal. And a journal entry that
 //! does not read (a run that lost its dry-run flag) stops the start rather
 //! than resume a run as something it was not.
@@ -37,6 +38,12 @@ async fn a_second_coordinator_on_the_same_journal_is_refused_at_start() {
             && stderr.contains(&format!("pid {first_pid}"))
             && stderr.contains("journal.db"),
         "{stderr}"
+    );
+    // Refused before it opens its port: it never says it is listening.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("listening") && !stderr.contains("listening"),
+        "{stdout}{stderr}"
     );
 
     // The first serves on, and its journal can be verified while it runs.
@@ -127,6 +134,12 @@ async fn a_journal_whose_run_lost_its_dry_run_flag_is_refused_not_resumed() {
     assert!(
         stderr.contains("entry 1 (run.created)") && stderr.contains("dry_run"),
         "{stderr}"
+    );
+    // The runs are resumed before the coordinator says it is listening.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("listening") && !stderr.contains("listening"),
+        "{stdout}{stderr}"
     );
 }
 

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use super::{BadInput, Exit};
 use crate::config::CoordinatorConfig;
+use crate::root::Coordinator;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,12 +47,17 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     survive_file_size_limit();
+    // The parts are built (the journal opened under its lock: a second
+    // coordinator on one journal is refused here) and the unfinished runs
+    // resumed before the coordinator says it is listening.
+    let coordinator = Coordinator::build(config)?;
+    coordinator.start()?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when listening on
     // port 0. A closed standard output does not stop the server.
     let _ = writeln!(std::io::stdout(), "backout: listening on {addr}");
-    tracing::info!(%addr, agents = config.agents.len(), "coordinator listening");
-    crate::server::run(config, listener, shutdown_signal()).await?;
+    tracing::info!(%addr, agents = coordinator.config.agents.len(), "coordinator listening");
+    crate::server::serve(coordinator, listener, shutdown_signal()).await?;
     Ok(Exit::Ok)
 }
 

@@ -8,11 +8,10 @@ use backout_plan::run::{Dispatch, Event, Outcome, PhaseStatus, RunStatus};
 use backout_proto::{codes, now_ms};
 use tokio::sync::Notify;
 
-use super::{Fact, RunEvent, notify};
+use super::{Fact, RunEvent, Runs, notify};
 use crate::fleet::StepOutcome;
+use crate::fleet::dispatch::{Answer, PendingStep, StepSpec};
 use crate::journal::Record;
-use crate::server::State;
-use crate::server::dispatch::{Answer, PendingStep, StepSpec};
 
 /// How long a step is waited for when the plan gives it no `timeout`.
 const DEFAULT_STEP_TIME: Duration = Duration::from_secs(600);
@@ -32,14 +31,13 @@ const ASK_AGAIN_MAX: Duration = Duration::from_secs(5);
 /// journal what is due (one write), and journal the end. Then send what is
 /// due (one more write for the commands). Writing a turn's events together
 /// keeps a run over a thousand hosts to a few fsyncs per turn.
-pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
+pub(super) async fn drive(runs: Arc<Runs>, id: String, notify: Arc<Notify>) {
     loop {
         let turn = std::time::Instant::now();
         let now = now_ms();
         let mut to_send: Vec<(Dispatch, StepSpec)> = Vec::new();
         let mut figures = false;
         let done = {
-            let runs = &state.runs;
             let mut entries = runs.lock();
             let Some(entry) = entries.get_mut(&id) else {
                 return;
@@ -47,7 +45,7 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
             // Outcomes back from `execute`: a failed write leaves them for the next turn.
             if !entry.outcomes.is_empty() {
                 let outcomes = std::mem::take(&mut entry.outcomes);
-                match runs.record_all(&state, entry, outcomes.clone()) {
+                match runs.record_all(entry, outcomes.clone()) {
                     Ok(()) => figures = outcomes.iter().any(|o| o.reports_figures),
                     Err(e) => {
                         tracing::error!(run = %id, error = %e, "cannot journal outcomes; trying again");
@@ -70,18 +68,14 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
             for (scope, roles) in waiting {
                 entry.waiting_since.entry(scope.clone()).or_insert(now);
                 if entry.announced.insert(scope.clone()) {
-                    notify::tell(
-                        &state,
-                        &id,
-                        notify::Moment::ApprovalWaiting { scope, roles },
-                    );
+                    notify::tell(&runs, &id, notify::Moment::ApprovalWaiting { scope, roles });
                 }
             }
             // Journaling a time-out changes nothing `eval` says: the phase
             // is timed out in it already.
             for phase in entry.run.overdue_of(&eval.phases) {
                 let event = Event::PhaseTimedOut { phase, at_ms: now };
-                if let Err(e) = runs.record(&state, entry, event) {
+                if let Err(e) = runs.record(entry, event) {
                     tracing::error!(run = %id, error = %e, "cannot journal a phase time-out; retrying");
                 }
             }
@@ -96,7 +90,7 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
                         at_ms: now,
                     })
                 });
-                match runs.record_all(&state, entry, events.collect()) {
+                match runs.record_all(entry, events.collect()) {
                     Ok(()) => {
                         to_send = due
                             .into_iter()
@@ -123,7 +117,7 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
                     status: text.clone(),
                     elapsed_ms: elapsed,
                 };
-                match state.journal.append(now, &id, &ended) {
+                match runs.journal.append(now, &id, &ended) {
                     Ok(written) => {
                         entry.meta.finished_at_ms = Some(now);
                         tracing::info!(run = %id, status = %text, elapsed_ms = elapsed, "run ended");
@@ -135,7 +129,7 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
                             outcome: text,
                             ..RunEvent::default()
                         });
-                        tokio::spawn(tell_the_end(state.clone(), id.clone()));
+                        tokio::spawn(tell_the_end(runs.clone(), id.clone()));
                     }
                     Err(e) => {
                         tracing::error!(run = %id, error = %e, "cannot journal the end of a run; retrying");
@@ -147,16 +141,16 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
         if figures {
             // A step that reports run figures may cross an escalation line
             // now, not only at the end.
-            tokio::spawn(escalate(state.clone(), id.clone()));
+            tokio::spawn(escalate(runs.clone(), id.clone()));
         }
         if done {
             return;
         }
         if !to_send.is_empty() {
             let specs = to_send.iter().map(|(_, spec)| spec.clone()).collect();
-            let sent = state.dispatcher.send_all(specs).await;
+            let sent = runs.dispatcher.send_all(specs).await;
             for ((d, spec), first) in to_send.into_iter().zip(sent) {
-                let task = execute(state.clone(), id.clone(), d, spec, Some(first));
+                let task = execute(runs.clone(), id.clone(), d, spec, Some(first));
                 tokio::spawn(task);
             }
         }
@@ -176,19 +170,19 @@ pub(super) async fn drive(state: Arc<State>, id: String, notify: Arc<Notify>) {
 }
 
 /// At the end: the `end` messages, then any escalation still to fire.
-async fn tell_the_end(state: Arc<State>, id: String) {
-    notify::tell(&state, &id, notify::Moment::End);
-    escalate(state.clone(), id.clone()).await;
-    notify::done_telling(&state, &id);
+async fn tell_the_end(runs: Arc<Runs>, id: String) {
+    notify::tell(&runs, &id, notify::Moment::End);
+    escalate(runs.clone(), id.clone()).await;
+    notify::done_telling(&runs, &id);
 }
 
 /// Evaluates the plan's escalation rules over the run's figures so far
 /// (during the run, after each step that reported figures, and at the end)
 /// and fires each rule at most once per run: journaled, then its messages.
-async fn escalate(state: Arc<State>, id: String) {
-    let Some(board) = &state.board else { return };
-    let _one_at_a_time = state.runs.escalating.lock().await;
-    let Ok(entries) = state.journal.entries(Some(&id)) else {
+async fn escalate(runs: Arc<Runs>, id: String) {
+    let Some(board) = &runs.board else { return };
+    let _one_at_a_time = runs.escalating.lock().await;
+    let Ok(entries) = runs.journal.entries(Some(&id)) else {
         return;
     };
     let fired_before = crate::replay::fired(&entries);
@@ -203,7 +197,7 @@ async fn escalate(state: Arc<State>, id: String) {
             when: e.when.clone(),
             figures: figures.clone(),
         };
-        if let Err(err) = state.journal.append(now_ms(), &id, &fired) {
+        if let Err(err) = runs.journal.append(now_ms(), &id, &fired) {
             tracing::error!(run = %id, error = %err, "cannot journal an escalation");
             continue;
         }
@@ -212,7 +206,7 @@ async fn escalate(state: Arc<State>, id: String) {
             who: e.who,
             when: e.when,
         };
-        notify::tell(&state, &id, moment);
+        notify::tell(&runs, &id, moment);
     }
 }
 
@@ -245,7 +239,7 @@ pub(super) fn step_spec(entry: &super::Entry, d: &Dispatch) -> Option<StepSpec> 
 /// intervals), for at most the step's time; what is still unanswered then
 /// is timed out or unreachable, and never retried under a new attempt.
 pub(super) async fn execute(
-    state: Arc<State>,
+    runs: Arc<Runs>,
     id: String,
     d: Dispatch,
     spec: StepSpec,
@@ -259,12 +253,12 @@ pub(super) async fn execute(
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
         let pending = match first.take() {
             Some(sent) => sent,
-            None => state.dispatcher.send(spec.clone()).await,
+            None => runs.dispatcher.send(spec.clone()).await,
         };
         let command_id = pending.command_id.clone();
         let answer = pending.answer(left).await;
         if matches!(answer.outcome, StepOutcome::TimedOut) {
-            state.dispatcher.forget(&command_id);
+            runs.dispatcher.forget(&command_id);
         }
         let again = match &answer.outcome {
             StepOutcome::Unreachable { .. } => true,
@@ -305,7 +299,7 @@ pub(super) async fn execute(
         outcome: run_outcome(outcome),
         at_ms: now_ms(),
     };
-    if let Some(entry) = state.runs.lock().get_mut(&id) {
+    if let Some(entry) = runs.lock().get_mut(&id) {
         entry.outcomes.push(Fact {
             event,
             result,
@@ -313,7 +307,7 @@ pub(super) async fn execute(
             reports_figures,
         });
     }
-    state.runs.wake(&id);
+    runs.wake(&id);
 }
 
 /// What the engine makes of an agent's answer.

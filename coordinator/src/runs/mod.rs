@@ -19,9 +19,11 @@ use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 
 use crate::fleet::StepEvent;
-use crate::journal::{NewEntry, Record, RunCreated};
+use crate::fleet::dispatch::Dispatcher;
+use crate::fleet::registry::Registry;
+use crate::journal::{Journal, NewEntry, Record, RunCreated};
 use crate::replay::replay;
-use crate::server::State;
+use crate::signals::board::Board;
 
 pub(crate) mod drive;
 pub mod notify;
@@ -124,6 +126,9 @@ fn check_version(plan: &RunPlan, to_version: &str) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Every run, and the handles the runs use (given by the composition root,
+/// `root.rs`): the journal, the dispatcher that carries steps and messages,
+/// the registry (whom a message can go through) and the board (the plan).
 pub struct Runs {
     entries: Mutex<BTreeMap<String, Entry>>,
     wake: Mutex<BTreeMap<String, Arc<Notify>>>,
@@ -133,16 +138,31 @@ pub struct Runs {
     pub(crate) escalating: tokio::sync::Mutex<()>,
     /// Each run's messages, sent in order.
     pub(crate) announcers: notify::Queues,
+    journal: Arc<Journal>,
+    dispatcher: Arc<Dispatcher>,
+    registry: Arc<Registry>,
+    /// The plan's signals and triggers; `None` when the coordinator runs
+    /// without a plan (then no run starts).
+    board: Option<Arc<Board>>,
 }
 
-impl Default for Runs {
-    fn default() -> Self {
+impl Runs {
+    pub fn new(
+        journal: Arc<Journal>,
+        dispatcher: Arc<Dispatcher>,
+        registry: Arc<Registry>,
+        board: Option<Arc<Board>>,
+    ) -> Self {
         Runs {
             entries: Mutex::default(),
             wake: Mutex::default(),
             updates: broadcast::channel(4096).0,
             escalating: tokio::sync::Mutex::new(()),
             announcers: notify::Queues::default(),
+            journal,
+            dispatcher,
+            registry,
+            board,
         }
     }
 }
@@ -171,8 +191,8 @@ impl Runs {
     /// Rebuilds every run from the journal and drives the unfinished ones.
     /// Returns how many runs were resumed. An entry of the journal that
     /// does not read is an error: no run is guessed at.
-    pub fn resume(state: &Arc<State>) -> Result<usize, RunError> {
-        let entries = state
+    pub fn resume(self: &Arc<Self>) -> Result<usize, RunError> {
+        let entries = self
             .journal
             .entries(None)
             .map_err(|e| RunError::Journal(e.to_string()))?;
@@ -210,15 +230,15 @@ impl Runs {
                 .into_iter()
                 .filter_map(|d| Some((d.clone(), drive::step_spec(&entry, &d)?)))
                 .collect();
-            state.runs.lock().insert(id.clone(), entry);
+            self.lock().insert(id.clone(), entry);
             if finished_at_ms.is_none() {
                 resumed += 1;
                 tracing::warn!(run = %id, in_flight = in_flight.len(), "resuming run from the journal");
-                let notify = state.runs.notifier(&id);
+                let notify = self.notifier(&id);
                 for (d, spec) in in_flight {
-                    tokio::spawn(drive::execute(state.clone(), id.clone(), d, spec, None));
+                    tokio::spawn(drive::execute(self.clone(), id.clone(), d, spec, None));
                 }
-                tokio::spawn(drive::drive(state.clone(), id, notify));
+                tokio::spawn(drive::drive(self.clone(), id, notify));
             }
         }
         Ok(resumed)
@@ -248,26 +268,20 @@ impl Runs {
     /// application. A finished step's result (its summary and its data, JSON)
     /// is kept beside the event in the journal, for watchers and the report;
     /// a dispatch notes the plugin and action.
-    fn record(&self, state: &State, entry: &mut Entry, event: Event) -> Result<(), RunError> {
-        self.record_all(state, entry, vec![Fact::of(event)])
+    fn record(&self, entry: &mut Entry, event: Event) -> Result<(), RunError> {
+        self.record_all(entry, vec![Fact::of(event)])
     }
 
     /// [`Runs::record`] for several events at once: one journal transaction
     /// (one fsync) for all of them, or nothing when it fails.
-    fn record_all(
-        &self,
-        state: &State,
-        entry: &mut Entry,
-        facts: Vec<Fact>,
-    ) -> Result<(), RunError> {
-        self.record_all_after(state, entry, &[], facts)
+    fn record_all(&self, entry: &mut Entry, facts: Vec<Fact>) -> Result<(), RunError> {
+        self.record_all_after(entry, &[], facts)
     }
 
     /// [`Runs::record_all`], with `lead` entries written first in the same
     /// transaction (a run's `run.created` before its `run.started`).
     fn record_all_after(
         &self,
-        state: &State,
         entry: &mut Entry,
         lead: &[NewEntry<'_>],
         facts: Vec<Fact>,
@@ -325,7 +339,7 @@ impl Runs {
                 record,
             }))
             .collect();
-        let mut written = state
+        let mut written = self
             .journal
             .append_all(&new)
             .map_err(|e| RunError::Journal(e.to_string()))?;
@@ -360,20 +374,19 @@ impl Runs {
     /// journal, then takes a snapshot: nothing is lost in between. Live events
     /// already in the history (same journal `seq`) are for the watcher to skip.
     pub fn watch(
-        state: &State,
+        &self,
         run_id: &str,
     ) -> Result<(Summary, Vec<RunEvent>, broadcast::Receiver<RunEvent>), RunError> {
-        let rx = state.runs.updates.subscribe();
-        if state.runs.summary(run_id).is_none() {
+        let rx = self.updates.subscribe();
+        if self.summary(run_id).is_none() {
             return Err(RunError::UnknownRun(run_id.into()));
         }
-        let entries = state
+        let entries = self
             .journal
             .entries(Some(run_id))
             .map_err(|e| RunError::Journal(e.to_string()))?;
         // The snapshot after the history: never older than what it precedes.
-        let summary = state
-            .runs
+        let summary = self
             .summary(run_id)
             .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
         Ok((summary, watch::history(run_id, &entries), rx))
@@ -385,7 +398,7 @@ impl Runs {
 
     /// Starts a run and its driver task. A dry run needs no approvals: it
     /// changes nothing.
-    pub fn start(state: &Arc<State>, by: &str, req: &StartRun) -> Result<Summary, RunError> {
+    pub fn start(self: &Arc<Self>, by: &str, req: &StartRun) -> Result<Summary, RunError> {
         let StartRun {
             reason,
             to_version,
@@ -395,7 +408,7 @@ impl Runs {
         } = req;
         let (reason, to_version, dry_run, drill) =
             (reason.as_str(), to_version.as_str(), *dry_run, *drill);
-        let board = state.board.as_ref().ok_or(RunError::NoPlan)?;
+        let board = self.board.as_ref().ok_or(RunError::NoPlan)?;
         let mut plan = RunPlan::new(board.plan(), phases)?;
         if dry_run {
             plan = plan.without_approvals();
@@ -443,21 +456,19 @@ impl Runs {
             by: by.into(),
             at_ms: now,
         });
-        state
-            .runs
-            .record_all_after(state, &mut entry, &[created], vec![started])?;
+        self.record_all_after(&mut entry, &[created], vec![started])?;
         let summary = summarize(&entry, now);
-        state.runs.lock().insert(id.clone(), entry);
+        self.lock().insert(id.clone(), entry);
         // First the start; the driver then tells what the run waits for.
-        notify::tell(state, &id, notify::Moment::Start);
-        let notify = state.runs.notifier(&id);
-        tokio::spawn(drive::drive(state.clone(), id, notify));
+        notify::tell(self, &id, notify::Moment::Start);
+        let notify = self.notifier(&id);
+        tokio::spawn(drive::drive(self.clone(), id, notify));
         Ok(summary)
     }
 
     /// An approval or refusal by `by`, under one of `roles`.
     pub fn decide(
-        state: &State,
+        &self,
         run_id: &str,
         phase: Option<String>,
         by: &str,
@@ -466,7 +477,7 @@ impl Runs {
         refusal: Option<String>,
     ) -> Result<Summary, RunError> {
         let summary = {
-            let mut runs = state.runs.lock();
+            let mut runs = self.lock();
             let entry = runs
                 .get_mut(run_id)
                 .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
@@ -506,16 +517,16 @@ impl Runs {
                     at_ms: now,
                 },
             };
-            state.runs.record(state, entry, event)?;
+            self.record(entry, event)?;
             summarize(entry, now)
         };
-        state.runs.wake(run_id);
+        self.wake(run_id);
         Ok(summary)
     }
 
-    pub fn abort(state: &State, run_id: &str, by: &str) -> Result<Summary, RunError> {
+    pub fn abort(&self, run_id: &str, by: &str) -> Result<Summary, RunError> {
         let summary = {
-            let mut runs = state.runs.lock();
+            let mut runs = self.lock();
             let entry = runs
                 .get_mut(run_id)
                 .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
@@ -526,10 +537,10 @@ impl Runs {
                 by: by.into(),
                 at_ms: now_ms(),
             };
-            state.runs.record(state, entry, event)?;
+            self.record(entry, event)?;
             summarize(entry, now_ms())
         };
-        state.runs.wake(run_id);
+        self.wake(run_id);
         Ok(summary)
     }
 

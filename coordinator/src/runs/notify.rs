@@ -15,11 +15,10 @@ use backout_proto::now_ms;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::RunEvent;
+use super::{RunEvent, Runs};
 use crate::fleet::StepOutcome;
+use crate::fleet::dispatch::StepSpec;
 use crate::journal::{Notification, Record};
-use crate::server::State;
-use crate::server::dispatch::StepSpec;
 
 /// When a message goes out.
 #[derive(Debug, Clone)]
@@ -65,19 +64,14 @@ impl Moment {
 pub struct Queues(Mutex<BTreeMap<String, mpsc::UnboundedSender<Moment>>>);
 
 /// Queues the messages of `moment` for run `run_id`.
-pub fn tell(state: &Arc<State>, run_id: &str, moment: Moment) {
-    let mut queues = state
-        .runs
-        .announcers
-        .0
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+pub fn tell(runs: &Arc<Runs>, run_id: &str, moment: Moment) {
+    let mut queues = runs.announcers.0.lock().unwrap_or_else(|p| p.into_inner());
     let queue = queues.entry(run_id.to_string()).or_insert_with(|| {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let (state, run_id) = (state.clone(), run_id.to_string());
+        let (runs, run_id) = (runs.clone(), run_id.to_string());
         tokio::spawn(async move {
             while let Some(moment) = rx.recv().await {
-                announce(state.clone(), run_id.clone(), moment).await;
+                announce(runs.clone(), run_id.clone(), moment).await;
             }
         });
         tx
@@ -88,13 +82,8 @@ pub fn tell(state: &Arc<State>, run_id: &str, moment: Moment) {
 }
 
 /// The run's last message is queued: its queue ends once it has sent it.
-pub fn done_telling(state: &State, run_id: &str) {
-    let mut queues = state
-        .runs
-        .announcers
-        .0
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+pub fn done_telling(runs: &Runs, run_id: &str) {
+    let mut queues = runs.announcers.0.lock().unwrap_or_else(|p| p.into_inner());
     queues.remove(run_id);
 }
 
@@ -107,10 +96,10 @@ pub fn render(text: &str, facts: &Value) -> Result<String, String> {
 }
 
 /// The facts templates are filled from, for one run at one moment.
-pub fn facts(state: &State, run_id: &str, moment: &Moment) -> Option<Value> {
-    let summary = state.runs.summary(run_id)?;
-    let plan = state.board.as_ref()?.plan();
-    let entries = state.journal.entries(Some(run_id)).ok()?;
+pub fn facts(runs: &Runs, run_id: &str, moment: &Moment) -> Option<Value> {
+    let summary = runs.summary(run_id)?;
+    let plan = runs.board.as_ref()?.plan();
+    let entries = runs.journal.entries(Some(run_id)).ok()?;
     let meta = &summary.meta;
     let end = meta.finished_at_ms.unwrap_or_else(now_ms);
     let figures = crate::replay::figures_of(&entries, meta.started_at_ms, end);
@@ -178,8 +167,8 @@ pub fn facts(state: &State, run_id: &str, moment: &Moment) -> Option<Value> {
 }
 
 /// One message to one channel: where it would go, or why it cannot.
-fn agent_for(state: &State, plan: &Plan, via: &str) -> Option<String> {
-    let connected = state.registry.connected_ids();
+fn agent_for(runs: &Runs, plan: &Plan, via: &str) -> Option<String> {
+    let connected = runs.registry.connected_ids();
     plan.hosts
         .iter()
         .filter(|h| h.id == via || h.groups.iter().any(|g| g == via))
@@ -188,16 +177,16 @@ fn agent_for(state: &State, plan: &Plan, via: &str) -> Option<String> {
 }
 
 /// Sends every template meant for `moment`, and journals each message.
-async fn announce(state: Arc<State>, run_id: String, moment: Moment) {
-    let Some(board) = &state.board else { return };
+async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
+    let Some(board) = &runs.board else { return };
     let plan = board.plan();
-    let Some(meta) = state.runs.summary(&run_id).map(|s| s.meta) else {
+    let Some(meta) = runs.summary(&run_id).map(|s| s.meta) else {
         return;
     };
     if meta.dry_run {
         return;
     }
-    let Some(facts) = facts(&state, &run_id, &moment) else {
+    let Some(facts) = facts(&runs, &run_id, &moment) else {
         return;
     };
     for (name, template) in &plan.templates {
@@ -225,7 +214,7 @@ async fn announce(state: Arc<State>, run_id: String, moment: Moment) {
             let delivery = match (&rendered, &title) {
                 (Ok(body), Ok(title)) => {
                     send(
-                        &state,
+                        &runs,
                         plan,
                         &run_id,
                         name,
@@ -255,8 +244,8 @@ async fn announce(state: Arc<State>, run_id: String, moment: Moment) {
                 why,
             });
             let at = now_ms();
-            match state.journal.append(at, &run_id, &record) {
-                Ok(written) => state.runs.publish(RunEvent {
+            match runs.journal.append(at, &run_id, &record) {
+                Ok(written) => runs.publish(RunEvent {
                     seq: written.seq,
                     run_id: run_id.clone(),
                     at_ms: at,
@@ -295,7 +284,7 @@ impl Delivery {
 /// channel's `via`. Returns what the journal keeps of it.
 #[allow(clippy::too_many_arguments)]
 async fn send(
-    state: &State,
+    runs: &Runs,
     plan: &Plan,
     run_id: &str,
     template: &str,
@@ -319,7 +308,7 @@ async fn send(
     let Some(via) = &channel.via else {
         return Delivery::not_sent(None, "the channel names no `via` agent to post it");
     };
-    let Some(agent) = agent_for(state, plan, via) else {
+    let Some(agent) = agent_for(runs, plan, via) else {
         return Delivery::not_sent(None, format!("no agent of `{via}` is connected"));
     };
     // The notify plugin fills `{{name}}` itself: the message is already filled.
@@ -342,11 +331,11 @@ async fn send(
         deadline: Some(Duration::from_secs(20)),
         journal_events: true,
     };
-    let pending = state.dispatcher.send(spec).await;
+    let pending = runs.dispatcher.send(spec).await;
     let command_id = pending.command_id.clone();
     let outcome = pending.wait(Duration::from_secs(30)).await;
     if matches!(outcome, StepOutcome::TimedOut) {
-        state.dispatcher.forget(&command_id);
+        runs.dispatcher.forget(&command_id);
     }
     match outcome {
         StepOutcome::Succeeded { .. } => Delivery {

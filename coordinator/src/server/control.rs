@@ -10,10 +10,14 @@ use backout_proto::{now_ms, wire};
 use backout_tls::{Identity, PeerInfo};
 use tonic::{Request, Response, Status};
 
-use super::{State, access};
+use super::access;
 
 use super::run_wire::{WatchStream, summary_to_wire, watch_stream};
 use crate::assess;
+use crate::config::CoordinatorConfig;
+use crate::fleet::dispatch::Dispatcher;
+use crate::fleet::registry::Registry;
+use crate::journal::Journal;
 use crate::journal::Record;
 use crate::runs::{RunError, Runs, StartRun};
 use crate::signals::board::{Board, SignalView};
@@ -21,8 +25,16 @@ use backout_plan::expr::Value;
 use backout_plan::model::Class;
 use backout_plan::window::Hold;
 
+/// The handles the operators' calls use, from the composition root.
+#[derive(Clone)]
 pub struct ControlService {
-    pub state: Arc<State>,
+    pub config: Arc<CoordinatorConfig>,
+    pub registry: Arc<Registry>,
+    pub dispatcher: Arc<Dispatcher>,
+    /// The plan's signals and triggers, when the configuration names a plan.
+    pub board: Option<Arc<Board>>,
+    pub journal: Arc<Journal>,
+    pub runs: Arc<Runs>,
 }
 
 /// An authenticated operator and the roles the configuration gives them.
@@ -35,7 +47,7 @@ impl ControlService {
     /// Checks the caller of `Control/<method>` against the access table
     /// ([`super::access`]) and returns the operator with their roles.
     fn operator<T>(&self, request: &Request<T>, method: &str) -> Result<Operator, Status> {
-        let config = &self.state.config;
+        let config = &self.config;
         let identity = access::authorize(
             &format!("/backout.v1.Control/{method}"),
             request.extensions().get::<PeerInfo>(),
@@ -63,7 +75,6 @@ impl wire::control_server::Control for ControlService {
     ) -> Result<Response<wire::ListAgentsReply>, Status> {
         self.operator(&request, "ListAgents")?;
         let agents = self
-            .state
             .registry
             .list()
             .into_iter()
@@ -77,7 +88,7 @@ impl wire::control_server::Control for ControlService {
                     .plugins
                     .into_iter()
                     .map(|p| wire::PluginDescriptor {
-                        pinned_sha256: (self.state.config.plugins.get(&p.name))
+                        pinned_sha256: (self.config.plugins.get(&p.name))
                             .map(|pin| pin.sha256.to_ascii_lowercase())
                             .unwrap_or_default(),
                         name: p.name,
@@ -102,12 +113,12 @@ impl wire::control_server::Control for ControlService {
     ) -> Result<Response<wire::AssessReply>, Status> {
         let operator = self.operator(&request, "Assess")?;
         let timeout = match request.get_ref().timeout_ms {
-            0 => self.state.config.assess.timeout,
+            0 => self.config.assess.timeout,
             ms => Duration::from_millis(ms.into()),
         };
         tracing::info!(operator = %operator.name, "assess requested");
         let started = now_ms();
-        let hosts = assess::run(&self.state, timeout).await;
+        let hosts = assess::run(&self.dispatcher, &self.config, timeout).await;
         Ok(Response::new(wire::AssessReply {
             hosts: hosts
                 .into_iter()
@@ -144,7 +155,7 @@ impl wire::control_server::Control for ControlService {
     ) -> Result<Response<wire::MatrixReply>, Status> {
         self.operator(&request, "Matrix")?;
         let now = now_ms();
-        let Some(board) = &self.state.board else {
+        let Some(board) = &self.board else {
             return Ok(Response::new(wire::MatrixReply {
                 has_plan: false,
                 now_ms: now,
@@ -195,7 +206,10 @@ impl wire::control_server::Control for ControlService {
             dry_run: req.dry_run,
             drill: req.drill,
         };
-        let summary = Runs::start(&self.state, &operator.name, &start).map_err(run_status)?;
+        let summary = self
+            .runs
+            .start(&operator.name, &start)
+            .map_err(run_status)?;
         tracing::warn!(run = %summary.meta.id, operator = %operator.name, reason = %req.reason, "rollback run started");
         Ok(Response::new(summary_to_wire(&summary)))
     }
@@ -209,16 +223,17 @@ impl wire::control_server::Control for ControlService {
         let phase = (!req.phase.is_empty()).then(|| req.phase.clone());
         let role = (!req.role.is_empty()).then_some(req.role.as_str());
         let refusal = req.refuse.then(|| req.why.clone());
-        let summary = Runs::decide(
-            &self.state,
-            &req.run_id,
-            phase,
-            &operator.name,
-            &operator.roles,
-            role,
-            refusal,
-        )
-        .map_err(run_status)?;
+        let summary = self
+            .runs
+            .decide(
+                &req.run_id,
+                phase,
+                &operator.name,
+                &operator.roles,
+                role,
+                refusal,
+            )
+            .map_err(run_status)?;
         Ok(Response::new(summary_to_wire(&summary)))
     }
 
@@ -227,7 +242,7 @@ impl wire::control_server::Control for ControlService {
         request: Request<wire::ListRunsRequest>,
     ) -> Result<Response<wire::ListRunsReply>, Status> {
         self.operator(&request, "ListRuns")?;
-        let runs = self.state.runs.list().iter().map(summary_to_wire).collect();
+        let runs = self.runs.list().iter().map(summary_to_wire).collect();
         Ok(Response::new(wire::ListRunsReply { runs }))
     }
 
@@ -237,7 +252,7 @@ impl wire::control_server::Control for ControlService {
     ) -> Result<Response<wire::ReportReply>, Status> {
         self.operator(&request, "Report")?;
         let req = request.into_inner();
-        let text = super::run_wire::report(&self.state, &req.run_id, &req.format).await?;
+        let text = super::run_wire::report(self, &req.run_id, &req.format).await?;
         Ok(Response::new(wire::ReportReply { text }))
     }
 
@@ -249,9 +264,9 @@ impl wire::control_server::Control for ControlService {
     ) -> Result<Response<WatchStream>, Status> {
         self.operator(&request, "Watch")?;
         let run_id = request.into_inner().run_id;
-        let (summary, history, rx) = Runs::watch(&self.state, &run_id).map_err(run_status)?;
+        let (summary, history, rx) = self.runs.watch(&run_id).map_err(run_status)?;
         Ok(Response::new(watch_stream(
-            self.state.clone(),
+            self.runs.clone(),
             run_id,
             summary,
             history,
@@ -265,7 +280,10 @@ impl wire::control_server::Control for ControlService {
     ) -> Result<Response<wire::RunSummary>, Status> {
         let operator = self.operator(&request, "AbortRun")?;
         let req = request.into_inner();
-        let summary = Runs::abort(&self.state, &req.run_id, &operator.name).map_err(run_status)?;
+        let summary = self
+            .runs
+            .abort(&req.run_id, &operator.name)
+            .map_err(run_status)?;
         tracing::warn!(run = %req.run_id, operator = %operator.name, "run aborted");
         Ok(Response::new(summary_to_wire(&summary)))
     }
@@ -337,8 +355,7 @@ impl ControlService {
     /// Writes to the journal (outside runs) before anything is acted on; a
     /// journal that cannot be written refuses the change.
     fn journal(&self, record: Record) -> Result<(), Status> {
-        self.state
-            .journal
+        self.journal
             .append(now_ms(), "", &record)
             .map(|_| ())
             .map_err(|e| {
@@ -348,7 +365,7 @@ impl ControlService {
     }
 
     fn board(&self) -> Result<&Board, Status> {
-        self.state.board.as_deref().ok_or_else(|| {
+        self.board.as_deref().ok_or_else(|| {
             Status::failed_precondition(
                 "the coordinator runs without a plan (set `plan` in its configuration)",
             )

@@ -11,9 +11,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::State;
+use super::control::ControlService;
+use crate::config::CoordinatorConfig;
 use crate::journal::{Entry, JournalError, Record, Verdict};
-use crate::runs::{RunEvent, Summary};
+use crate::runs::{RunEvent, Runs, Summary};
 
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<wire::RunUpdate, Status>> + Send>>;
 
@@ -22,7 +23,7 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<wire::RunUpdate, Status>
 /// run has ended. A watcher that falls behind gets a fresh summary and the
 /// number of events it missed.
 pub fn watch_stream(
-    state: Arc<State>,
+    runs: Arc<Runs>,
     run_id: String,
     first: Summary,
     history: Vec<RunEvent>,
@@ -64,7 +65,7 @@ pub fn watch_stream(
                 Err(broadcast::error::RecvError::Lagged(missed)) => (None, missed),
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            let Some(summary) = state.runs.summary(&run_id) else {
+            let Some(summary) = runs.summary(&run_id) else {
                 return;
             };
             over = match &event {
@@ -176,8 +177,8 @@ pub fn summary_to_wire(s: &Summary) -> wire::RunSummary {
 /// The last drill's figures, read from disk (a drill stamps the file while
 /// the coordinator runs): from the staging plan the plan names (`[drill]
 /// staging_plan`, relative to the plan file), else from the plan itself.
-fn last_drill(state: &State) -> Option<backout_plan::sections::DrillResult> {
-    let path = state.config.plan.as_ref()?;
+fn last_drill(config: &CoordinatorConfig) -> Option<backout_plan::sections::DrillResult> {
+    let path = config.plan.as_ref()?;
     let load = |p: &std::path::Path| match backout_plan::model::Plan::load(p) {
         Ok(plan) => plan.drill,
         Err(e) => {
@@ -245,15 +246,19 @@ async fn charts(
 
 /// The report of `run_id` in `format` (md, json, html), built from the
 /// journal as it is now, with the fired triggers' signals from Prometheus.
-pub async fn report(state: &State, run_id: &str, format: &str) -> Result<String, Status> {
-    let board = state
+pub async fn report(
+    service: &ControlService,
+    run_id: &str,
+    format: &str,
+) -> Result<String, Status> {
+    let board = service
         .board
         .as_ref()
         .ok_or_else(|| Status::failed_precondition("the coordinator runs without a plan"))?;
     let unavailable = |e: JournalError| Status::unavailable(e.to_string());
-    let entries = state.journal.entries(Some(run_id)).map_err(unavailable)?;
-    let context = state.journal.entries(Some("")).map_err(unavailable)?;
-    let journal_check = match state.journal.verify().map_err(unavailable)? {
+    let entries = service.journal.entries(Some(run_id)).map_err(unavailable)?;
+    let context = service.journal.entries(Some("")).map_err(unavailable)?;
+    let journal_check = match service.journal.verify().map_err(unavailable)? {
         Verdict::Intact { entries } => {
             format!("intact, {entries} entries verified")
         }
@@ -288,7 +293,7 @@ pub async fn report(state: &State, run_id: &str, format: &str) -> Result<String,
         plan: board.plan(),
         journal_check,
         charts,
-        drill: last_drill(state),
+        drill: last_drill(&service.config),
         now_ms: now,
     })
     .ok_or_else(|| Status::not_found(format!("no run `{run_id}` in the journal")))?;

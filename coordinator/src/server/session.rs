@@ -21,15 +21,24 @@ use tonic::{Request, Response, Status, Streaming};
 use wire::agent_message::Kind as AgentKind;
 use wire::coordinator_message::Kind as CoordKind;
 
-use super::State;
-use super::registry::AgentView;
+use crate::config::CoordinatorConfig;
+use crate::fleet::dispatch::Dispatcher;
+use crate::fleet::registry::{AgentView, Registry};
 use crate::fleet::{PluginInfo, StepEvent, StepOutcome};
+use crate::journal::Journal;
+use crate::runs::Runs;
 
 /// How long an agent has to say Hello after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The handles the agents' sessions use, from the composition root.
+#[derive(Clone)]
 pub struct SessionService {
-    pub state: Arc<State>,
+    pub config: Arc<CoordinatorConfig>,
+    pub registry: Arc<Registry>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub journal: Arc<Journal>,
+    pub runs: Arc<Runs>,
 }
 
 type OutStream = Pin<Box<dyn Stream<Item = Result<wire::CoordinatorMessage, Status>> + Send>>;
@@ -53,7 +62,7 @@ impl wire::session_server::Session for SessionService {
         request: Request<Streaming<wire::AgentMessage>>,
     ) -> Result<Response<OutStream>, Status> {
         let peer = request.extensions().get::<PeerInfo>().cloned();
-        let config = &self.state.config;
+        let config = &self.config;
         let identity = access::authorize(
             "/backout.v1.Session/Attach",
             peer.as_ref(),
@@ -85,23 +94,16 @@ impl wire::session_server::Session for SessionService {
         let (tx, rx) = mpsc::channel(256);
         let welcome = coord(CoordKind::Welcome(wire::Welcome {
             coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
-            heartbeat_interval_ms: u32::try_from(self.state.config.heartbeat_interval.as_millis())
+            heartbeat_interval_ms: u32::try_from(self.config.heartbeat_interval.as_millis())
                 .unwrap_or(5_000),
             plugin_pins: self
-                .state
                 .config
                 .plugins
                 .iter()
                 .map(|(name, pin)| (name.clone(), pin.sha256.to_ascii_lowercase()))
                 .collect(),
         }));
-        let pins = |name: &str| {
-            self.state
-                .config
-                .plugins
-                .get(name)
-                .map(|p| p.sha256.as_str())
-        };
+        let pins = |name: &str| self.config.plugins.get(name).map(|p| p.sha256.as_str());
         for m in backout_proto::pin_mismatches(pins, &hello.plugins) {
             tracing::warn!(
                 agent = %agent_id,
@@ -134,22 +136,22 @@ impl wire::session_server::Session for SessionService {
             last_seen_ms: now,
             peer_addr: Some(peer.addr),
         };
-        let (session, replaced) = self.state.registry.connect(view, tx.clone());
+        let (session, replaced) = self.registry.connect(view, tx.clone());
         tracing::info!(agent = %agent_id, peer = %peer.addr, version = %hello.version, "agent connected");
         if let Some(old) = replaced {
             // The agent dialled again before we noticed its old connection
             // die: whatever was sent on that one will not be answered there.
             tracing::warn!(agent = %agent_id, "a new session replaces one still open");
-            self.state.dispatcher.session_ended(&agent_id, old);
+            self.dispatcher.session_ended(&agent_id, old);
         }
 
-        let state = self.state.clone();
+        let service = self.clone();
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
                     Ok(Some(message)) => {
-                        state.registry.touch(&agent_id, session, now_ms());
-                        if let Some(reply) = handle(&state, &agent_id, message)
+                        service.registry.touch(&agent_id, session, now_ms());
+                        if let Some(reply) = handle(&service, &agent_id, message)
                             && tx.send(reply).await.is_err()
                         {
                             break;
@@ -164,8 +166,8 @@ impl wire::session_server::Session for SessionService {
                     }
                 }
             }
-            state.registry.disconnect(&agent_id, session);
-            state.dispatcher.session_ended(&agent_id, session);
+            service.registry.disconnect(&agent_id, session);
+            service.dispatcher.session_ended(&agent_id, session);
             tracing::info!(agent = %agent_id, "agent disconnected");
         });
 
@@ -176,7 +178,7 @@ impl wire::session_server::Session for SessionService {
 
 /// Handles one message from an agent; returns the reply to send, if any.
 fn handle(
-    state: &Arc<State>,
+    service: &SessionService,
     agent_id: &str,
     message: wire::AgentMessage,
 ) -> Option<wire::CoordinatorMessage> {
@@ -192,22 +194,21 @@ fn handle(
             let Some(step_event) = step_event_from_wire(&event) else {
                 return Some(rejected("step event carries nothing"));
             };
-            match state
+            match service
                 .dispatcher
                 .event(agent_id, &event.command_id, &step_event)
             {
                 Ok(Some(live)) => {
                     // Journaled with the next write (a turn of the run, at
                     // the latest a few milliseconds on); watchers hear of it then.
-                    let (tell, at_ms) = (state.clone(), event.at_ms);
+                    let (runs, at_ms) = (service.runs.clone(), event.at_ms);
                     let (run_id, step_id) = (live.run_id.clone(), live.step_id);
-                    state.journal.append_soon(
+                    service.journal.append_soon(
                         now_ms(),
                         &live.run_id,
                         live.record,
                         Box::new(move |entry| {
-                            tell.runs
-                                .step_event(&run_id, &step_id, entry.seq, at_ms, step_event);
+                            runs.step_event(&run_id, &step_id, entry.seq, at_ms, step_event);
                         }),
                     );
                     None
@@ -229,7 +230,7 @@ fn handle(
                 Ok(outcome) => outcome,
                 Err(reason) => return Some(rejected(reason)),
             };
-            match state
+            match service
                 .dispatcher
                 .complete(agent_id, &command_id, outcome, ran_ms)
             {

@@ -13,11 +13,13 @@ use backout_proto::now_ms;
 use serde_json::Value as Json;
 
 use super::board::Board;
+use crate::config::CoordinatorConfig;
 use crate::fleet::StepOutcome;
-use crate::server::State;
+use crate::fleet::dispatch::Dispatcher;
 
-/// Starts one task per sampled signal, and the evaluator.
-pub fn spawn(state: Arc<State>, board: Arc<Board>) {
+/// Starts one task per sampled signal, and the evaluator. Probes go
+/// through `dispatcher` to the agents `config` names.
+pub fn spawn(board: Arc<Board>, dispatcher: Arc<Dispatcher>, config: Arc<CoordinatorConfig>) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .no_proxy()
@@ -50,19 +52,24 @@ pub fn spawn(state: Arc<State>, board: Arc<Board>) {
                 });
             }
             Source::Probe { check, aggregate } => {
-                let (board, state) = (board.clone(), state.clone());
+                let (board, dispatcher, config) =
+                    (board.clone(), dispatcher.clone(), config.clone());
                 tokio::spawn(async move {
                     let mut ticker = tokio::time::interval(interval);
                     loop {
                         ticker.tick().await;
-                        let hosts =
-                            crate::assess::run(&state, interval.min(Duration::from_secs(30))).await;
+                        let hosts = crate::assess::run(
+                            &dispatcher,
+                            &config,
+                            interval.min(Duration::from_secs(30)),
+                        )
+                        .await;
                         let probes: Vec<HostProbe<'_>> = hosts
                             .iter()
                             .map(|h| HostProbe {
                                 agent: &h.agent_id,
                                 outcome: &h.outcome,
-                                expected: expects(&state.config, &h.agent_id, &check, &aggregate),
+                                expected: expects(&config, &h.agent_id, &check, &aggregate),
                             })
                             .collect();
                         let reading = aggregate_probe(&probes, &check, &aggregate);
@@ -228,12 +235,7 @@ pub fn parse_query_result(data: &Json) -> Option<f64> {
 
 /// Whether the configuration aims the probe's check at `agent_id` (the
 /// error log, for `log-matches`): only those hosts are expected to answer.
-pub fn expects(
-    config: &crate::config::CoordinatorConfig,
-    agent_id: &str,
-    check: &str,
-    aggregate: &str,
-) -> bool {
+pub fn expects(config: &CoordinatorConfig, agent_id: &str, check: &str, aggregate: &str) -> bool {
     if aggregate == "log-matches" {
         return config
             .assess

@@ -439,7 +439,7 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::registry::AgentView;
+    use crate::fleet::registry::AgentView;
 
     fn view(id: &str) -> AgentView {
         AgentView {

@@ -1,4 +1,11 @@
-//! Domain types for the fleet as the coordinator sees it. No I/O, no protobuf.
+//! The fleet as the coordinator sees it: domain types (this file, no I/O, no
+//! protobuf), who is connected (`registry.rs`) and the dispatcher that signs
+//! commands, sends them down agents' streams and matches their answers
+//! (`dispatch.rs`). The registry and dispatcher hold the agents' stream
+//! senders, so they are a transport edge: they name protobuf messages.
+
+pub mod dispatch;
+pub mod registry;
 
 /// A plugin an agent reported in its hello.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

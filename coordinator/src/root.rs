@@ -1,0 +1,108 @@
+//! The composition root: the one place the coordinator's parts are built and
+//! wired (like linkerd2-proxy's `Config::build`). Each part gets only the
+//! handles it uses: the dispatcher the registry and the journal; the runs
+//! the journal, the dispatcher, the registry (whom a message can go through)
+//! and the board (the plan); the sampler the board, the dispatcher and the
+//! configuration. The gRPC services (`server/`) hold handles from here and
+//! nothing below them names the server.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use backout_plan::model::Plan;
+use backout_proto::command::CommandSigner;
+
+use crate::config::CoordinatorConfig;
+use crate::fleet::dispatch::Dispatcher;
+use crate::fleet::registry::Registry;
+use crate::journal::Journal;
+use crate::runs::Runs;
+use crate::signals::board::Board;
+
+/// The coordinator's parts, built and wired, not yet started.
+pub struct Coordinator {
+    pub config: Arc<CoordinatorConfig>,
+    pub journal: Arc<Journal>,
+    pub registry: Arc<Registry>,
+    pub dispatcher: Arc<Dispatcher>,
+    /// The plan's signals and triggers, when the configuration names a plan.
+    pub board: Option<Arc<Board>>,
+    pub runs: Arc<Runs>,
+}
+
+impl Coordinator {
+    /// Loads the key material and the plan the configuration points at and
+    /// opens the journal, holding its lock: a second coordinator on the same
+    /// journal is refused here, before it resumes or drives anything.
+    pub fn build(config: CoordinatorConfig) -> anyhow::Result<Self> {
+        let pem = std::fs::read_to_string(&config.command_key).with_context(|| {
+            format!(
+                "{}: cannot read the command key",
+                config.command_key.display()
+            )
+        })?;
+        let signer = CommandSigner::from_pkcs8_pem(&pem)
+            .with_context(|| format!("{}", config.command_key.display()))?;
+        let registry = Arc::new(Registry::default());
+        let pins = config
+            .plugins
+            .iter()
+            .map(|(name, pin)| (name.clone(), pin.sha256.to_ascii_lowercase()))
+            .collect();
+        std::fs::create_dir_all(&config.state_dir).with_context(|| {
+            format!(
+                "{}: cannot create the state directory",
+                config.state_dir.display()
+            )
+        })?;
+        let journal = Arc::new(Journal::open_exclusive(&config.journal_path())?);
+        let dispatcher = Arc::new(Dispatcher::new(
+            signer,
+            config.command_ttl,
+            registry.clone(),
+            pins,
+            journal.clone(),
+        ));
+        let board = match &config.plan {
+            Some(path) => {
+                let plan = Plan::load(path)?;
+                tracing::info!(plan = %plan.meta.name, triggers = plan.triggers.len(), "plan loaded");
+                Some(Arc::new(Board::new(plan, config.evaluate_every)))
+            }
+            None => None,
+        };
+        let runs = Arc::new(Runs::new(
+            journal.clone(),
+            dispatcher.clone(),
+            registry.clone(),
+            board.clone(),
+        ));
+        Ok(Coordinator {
+            config: Arc::new(config),
+            journal,
+            registry,
+            dispatcher,
+            board,
+            runs,
+        })
+    }
+
+    /// Starts the background work: the sampler (with a plan), the journal's
+    /// flusher, and the unfinished runs resumed from the journal. Returns how
+    /// many runs were resumed; a journal entry that does not read is an error.
+    pub fn start(&self) -> anyhow::Result<usize> {
+        if let Some(board) = &self.board {
+            crate::signals::sampler::spawn(
+                board.clone(),
+                self.dispatcher.clone(),
+                self.config.clone(),
+            );
+        }
+        crate::journal::flush_every(self.journal.clone(), crate::journal::FLUSH_EVERY);
+        let resumed = self.runs.resume()?;
+        if resumed > 0 {
+            tracing::warn!(runs = resumed, "unfinished runs resumed from the journal");
+        }
+        Ok(resumed)
+    }
+}
