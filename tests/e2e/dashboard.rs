@@ -11,29 +11,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use backout_e2e::{
-    Coordinator, Pki, Proc, agent_config, bin, cli, connected_agents, json_of, start_agent,
-    target_dir, wait_for,
-};
+use backout_e2e::fleet::{Fleet, run_id};
+use backout_e2e::{Proc, bin, target_dir};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Two hosts, one at a time; the first step sleeps so "running" is seen.
-const PLAN: &str = r#"[plan]
-name = "dashboard e2e"
-[[host]]
-id = "app-1"
-groups = ["app"]
-[[host]]
-id = "app-2"
-groups = ["app"]
-[roles]
-release-manager = "Release Manager"
-technical-lead = "Technical Lead"
-[approvals]
-run = ["release-manager", "technical-lead"]
-[[phase]]
+const PHASES: &str = r#"[[phase]]
 id = "application"
 name = "Application Rollback"
 rolling = 1
@@ -51,138 +36,73 @@ on = "app"
 params = { what = "start" }
 "#;
 
-/// How long any wait on the browser or the fleet may take.
+/// How long any wait on the browser may take.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A coordinator with its configuration (to restart it) and two agents.
-struct Fleet {
-    pki: Pki,
-    coordinator: Coordinator,
-    config: String,
-    _agents: Vec<Proc>,
+/// Two hosts in group `app`; carol and dave are release managers, bob the
+/// technical lead, and a run needs one of each. Dave asks what the
+/// coordinator knows.
+async fn fleet(domain: &str) -> Fleet {
+    Fleet::builder(domain)
+        .name("dashboard e2e")
+        .hosts(["app-1", "app-2"])
+        .group("app", ["app-1", "app-2"])
+        .operators(&[
+            ("dave", &["release-manager"]),
+            ("carol", &["release-manager"]),
+            ("bob", &["technical-lead"]),
+        ])
+        .approvals(["release-manager", "technical-lead"])
+        .plan(PHASES)
+        .start()
+        .await
 }
 
-impl Fleet {
-    async fn start(domain: &str) -> Fleet {
-        let pki = Pki::new(domain);
-        for agent in ["app-1", "app-2"] {
-            pki.issue("agent", agent);
-        }
-        for op in ["carol", "dave", "bob"] {
-            pki.issue("operator", op);
-        }
-        std::fs::write(pki.path().join("plan.toml"), PLAN).unwrap();
-        let config = format!(
-            r#"command_key = "{p}/command-signing.key"
-plan = "plan.toml"
-state_dir = "state"
-[tls]
-ca = "{p}/ca.pem"
-cert = "{p}/coordinator.pem"
-key = "{p}/coordinator.key"
-[[agent]]
-id = "app-1"
-[[agent]]
-id = "app-2"
-[operators]
-carol = ["release-manager"]
-dave = ["release-manager"]
-bob = ["technical-lead"]
-"#,
-            p = pki.path().display()
-        );
-        let coordinator = Coordinator::start(pki.path(), &config).await;
-        let mut agents = Vec::new();
-        for id in ["app-1", "app-2"] {
-            let path = pki.path().join(format!("{id}.toml"));
-            let state = pki.path().join(format!("state-{id}"));
-            std::fs::write(&path, agent_config(&pki, id, &coordinator.addr, &state, "")).unwrap();
-            agents.push(start_agent(&path, &pki.path().join(format!("{id}.log"))));
-        }
-        let addr = coordinator.addr.clone();
-        wait_for("agents", PATIENCE, || {
-            (connected_agents(&pki, &addr, "dave").len() == 2).then_some(())
+/// Starts a run as carol (who may then not approve it); it waits for
+/// its two approvals.
+fn start_run(fleet: &Fleet, reason: &str) -> String {
+    run_id(&fleet.start_run("carol", &["--reason", reason]))
+}
+
+fn run_status(fleet: &Fleet, id: &str) -> String {
+    fleet.run_of(id)["status"].as_str().unwrap().to_string()
+}
+
+/// The run's plugin log lines as `backout watch` prints them, in order.
+fn log_lines(fleet: &Fleet, id: &str) -> Vec<String> {
+    let out = fleet.cli(&fleet.observer, &["watch", id, "--output", "json"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|d| d["kind"] == "log")
+        .map(|e| {
+            let g = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            format!(
+                "{}/{}@{} [{}] {}",
+                g("phase"),
+                g("step"),
+                g("host"),
+                g("role"),
+                g("text")
+            )
         })
-        .await;
-        Fleet {
-            pki,
-            coordinator,
-            config,
-            _agents: agents,
-        }
-    }
+        .collect()
+}
 
-    /// Starts a run as carol (who may then not approve it); it waits for
-    /// its two approvals.
-    fn start_run(&self, reason: &str) -> String {
-        let started = json_of(&cli(
-            &self.pki,
-            &self.coordinator.addr,
-            "carol",
-            &["rollback", "start", "--reason", reason, "--output", "json"],
-        ));
-        started["run"].as_str().unwrap().to_string()
-    }
-
-    fn run_status(&self, id: &str) -> String {
-        let runs = json_of(&cli(
-            &self.pki,
-            &self.coordinator.addr,
-            "dave",
-            &["runs", "--output", "json"],
-        ));
-        runs["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["run"] == id)
-            .unwrap()["status"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    /// The run's plugin log lines as `backout watch` prints them, in order.
-    fn log_lines(&self, id: &str) -> Vec<String> {
-        let out = cli(
-            &self.pki,
-            &self.coordinator.addr,
-            "dave",
-            &["watch", id, "--output", "json"],
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|d| d["kind"] == "log")
-            .map(|e| {
-                let g = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-                format!(
-                    "{}/{}@{} [{}] {}",
-                    g("phase"),
-                    g("step"),
-                    g("host"),
-                    g("role"),
-                    g("text")
-                )
-            })
-            .collect()
-    }
-
-    /// `backout dashboard` as `operator`, on a free loopback port.
-    async fn dashboard(&self, operator: &str) -> Dashboard {
-        let mut proc = Proc::spawn_with(
-            &bin("backout"),
-            &["dashboard", "--listen", "127.0.0.1:0"],
-            &self.pki.path().join(format!("dashboard-{operator}.log")),
-            &[
-                ("BACKOUT_COORDINATOR", self.coordinator.addr.as_str()),
-                ("BACKOUT_PKI", self.pki.path().to_str().unwrap()),
-                ("BACKOUT_OPERATOR", operator),
-            ],
-        );
-        let url = first_line_after(&mut proc, "backout: dashboard on ").await;
-        Dashboard { _proc: proc, url }
-    }
+/// `backout dashboard` as `operator`, on a free loopback port.
+async fn dashboard(fleet: &Fleet, operator: &str) -> Dashboard {
+    let mut proc = Proc::spawn_with(
+        &bin("backout"),
+        &["dashboard", "--listen", "127.0.0.1:0"],
+        &fleet.path().join(format!("dashboard-{operator}.log")),
+        &[
+            ("BACKOUT_COORDINATOR", fleet.addr.as_str()),
+            ("BACKOUT_PKI", fleet.path().to_str().unwrap()),
+            ("BACKOUT_OPERATOR", operator),
+        ],
+    );
+    let url = first_line_after(&mut proc, "backout: dashboard on ").await;
+    Dashboard { _proc: proc, url }
 }
 
 struct Dashboard {
@@ -378,11 +298,14 @@ return true;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_operators_approve_in_their_browsers_and_the_grid_goes_live() {
-    let fleet = Fleet::start("dashboard-approve.test").await;
-    let (dave, bob) = (fleet.dashboard("dave").await, fleet.dashboard("bob").await);
-    let driver = Driver::start(fleet.pki.path()).await;
+    let fleet = fleet("dashboard-approve.test").await;
+    let (dave, bob) = (
+        dashboard(&fleet, "dave").await,
+        dashboard(&fleet, "bob").await,
+    );
+    let driver = Driver::start(fleet.path()).await;
     let (first, second) = (driver.browser().await, driver.browser().await);
-    let id = fleet.start_run("5xx at 12% since the deploy");
+    let id = start_run(&fleet, "5xx at 12% since the deploy");
 
     // Dave's page: the run awaits both approvals.
     first
@@ -404,7 +327,7 @@ async fn two_operators_approve_in_their_browsers_and_the_grid_goes_live() {
     first.execute(OBSERVE_GRID, vec![]).await.unwrap();
     click_and_confirm(&first, "#pending form.approve button").await;
     until(&first, "dave's approval in the log", "return [...document.querySelectorAll('#log li.ev-approved')].some(li => li.textContent.includes('dave approved'));").await;
-    assert_eq!(fleet.run_status(&id), "awaiting-approval");
+    assert_eq!(run_status(&fleet, &id), "awaiting-approval");
 
     // Bob, in another browser with his own dashboard.
     second
@@ -445,8 +368,8 @@ async fn two_operators_approve_in_their_browsers_and_the_grid_goes_live() {
             "{host} went {seen:?}"
         );
     }
-    assert_eq!(fleet.run_status(&id), "succeeded");
-    assert_log_matches(&page_log(&first).await, &fleet.log_lines(&id));
+    assert_eq!(run_status(&fleet, &id), "succeeded");
+    assert_log_matches(&page_log(&first).await, &log_lines(&fleet, &id));
     screenshot(&first, "run").await;
     first.set_window_size(390, 844).await.unwrap();
     screenshot(&first, "run-phone").await;
@@ -523,11 +446,11 @@ async fn two_operators_approve_in_their_browsers_and_the_grid_goes_live() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refusal_needs_a_reason_and_the_page_says_who_refused_and_why() {
-    let fleet = Fleet::start("dashboard-refuse.test").await;
-    let dave = fleet.dashboard("dave").await;
-    let driver = Driver::start(fleet.pki.path()).await;
+    let fleet = fleet("dashboard-refuse.test").await;
+    let dave = dashboard(&fleet, "dave").await;
+    let driver = Driver::start(fleet.path()).await;
     let browser = driver.browser().await;
-    let id = fleet.start_run("checkout errors");
+    let id = start_run(&fleet, "checkout errors");
     browser
         .goto(&dave.page(&format!("/runs/{id}")))
         .await
@@ -556,7 +479,7 @@ async fn a_refusal_needs_a_reason_and_the_page_says_who_refused_and_why() {
         browser.get_alert_text().await.is_err(),
         "asked to confirm a refusal without reason"
     );
-    assert_eq!(fleet.run_status(&id), "awaiting-approval");
+    assert_eq!(run_status(&fleet, &id), "awaiting-approval");
 
     // With one, confirmed: the run stops and the page says who and why.
     browser
@@ -585,9 +508,9 @@ async fn a_refusal_needs_a_reason_and_the_page_says_who_refused_and_why() {
     )
     .await;
     assert!(
-        fleet.run_status(&id).starts_with("refused"),
+        run_status(&fleet, &id).starts_with("refused"),
         "{}",
-        fleet.run_status(&id)
+        run_status(&fleet, &id)
     );
     screenshot(&browser, "run-refused").await;
     browser.close().await.unwrap();
@@ -615,9 +538,9 @@ async fn http(dashboard: &Dashboard, request: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_post_without_the_token_and_a_foreign_host_are_refused() {
-    let fleet = Fleet::start("dashboard-csrf.test").await;
-    let dave = fleet.dashboard("dave").await;
-    let id = fleet.start_run("csrf check");
+    let fleet = fleet("dashboard-csrf.test").await;
+    let dave = dashboard(&fleet, "dave").await;
+    let id = start_run(&fleet, "csrf check");
     let host = dave.host();
 
     // A page, asked for JSON.
@@ -656,7 +579,7 @@ async fn a_post_without_the_token_and_a_foreign_host_are_refused() {
     };
     assert_eq!(http(&dave, &post("")).await.0, 403);
     assert_eq!(http(&dave, &post(&"0".repeat(64))).await.0, 403);
-    assert_eq!(fleet.run_status(&id), "awaiting-approval");
+    assert_eq!(run_status(&fleet, &id), "awaiting-approval");
 
     // The page's own token works (the positive control).
     let (_, page) = http(
@@ -672,7 +595,7 @@ async fn a_post_without_the_token_and_a_foreign_host_are_refused() {
         .to_string();
     let (status, body) = http(&dave, &post(&token)).await;
     assert_eq!(status, 303, "{body}");
-    assert_eq!(fleet.run_status(&id), "aborted");
+    assert_eq!(run_status(&fleet, &id), "aborted");
 
     // A non-loopback address is refused unless asked for explicitly.
     let out = std::process::Command::new(bin("backout"))
@@ -695,11 +618,11 @@ async fn a_post_without_the_token_and_a_foreign_host_are_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_run_page_survives_a_coordinator_restart_without_losing_or_repeating_lines() {
-    let mut fleet = Fleet::start("dashboard-restart.test").await;
-    let dave = fleet.dashboard("dave").await;
-    let driver = Driver::start(fleet.pki.path()).await;
+    let mut fleet = fleet("dashboard-restart.test").await;
+    let dave = dashboard(&fleet, "dave").await;
+    let driver = Driver::start(fleet.path()).await;
     let browser = driver.browser().await;
-    let id = fleet.start_run("restart under the page");
+    let id = start_run(&fleet, "restart under the page");
     browser
         .goto(&dave.page(&format!("/runs/{id}")))
         .await
@@ -718,27 +641,17 @@ async fn the_run_page_survives_a_coordinator_restart_without_losing_or_repeating
     .await;
 
     // The coordinator goes away: the page says so.
-    fleet.coordinator.proc.kill().await;
+    fleet.kill_coordinator().await;
     until(&browser, "the reconnecting banner", "const b = document.getElementById('banner'); return !b.hidden && b.textContent.includes('reconnecting');").await;
     screenshot(&browser, "run-reconnecting").await;
 
     // It comes back on the same address, and the run goes on at once:
     // whatever happens before the dashboard watches again, the page gets
     // from the replayed history; whatever it had, it does not show twice.
-    let addr = fleet.coordinator.addr.clone();
-    fleet.coordinator = Coordinator::start_on(fleet.pki.path(), &fleet.config, &addr).await;
-    let pki = &fleet.pki;
-    wait_for("agents back", PATIENCE, || {
-        (connected_agents(pki, &addr, "dave").len() == 2).then_some(())
-    })
-    .await;
+    fleet.start_coordinator(&[]).await;
+    fleet.wait_connected(2).await;
     for operator in ["dave", "bob"] {
-        let out = backout_e2e::cli(
-            &fleet.pki,
-            &addr,
-            operator,
-            &["approve", &id, "--output", "json"],
-        );
+        let out = fleet.cli(operator, &["approve", &id, "--output", "json"]);
         assert!(
             out.status.success(),
             "{operator} approves: {}",
@@ -758,6 +671,6 @@ async fn the_run_page_survives_a_coordinator_restart_without_losing_or_repeating
         "return document.querySelector('#log li.ev-ended') !== null;",
     )
     .await;
-    assert_log_matches(&page_log(&browser).await, &fleet.log_lines(&id));
+    assert_log_matches(&page_log(&browser).await, &log_lines(&fleet, &id));
     browser.close().await.unwrap();
 }
