@@ -108,5 +108,8 @@ async fn a_coordinator_killed_at_each_journal_boundary_resumes_and_runs_every_st
     // created, started, approved, 5 × (dispatched, command, finished) and
     // log lines: 19 entries. (Entries written in one transaction, such as
     // a turn's dispatches, freeze at the same point: after all of them.)
-    assert!(boundaries >= 18, "only {boundaries} boundaries were tried");
+    assert!(
+        boundaries >= 18,
+        "only {boundaries} boundaries were tried (0: was `backout` built without `--features backout/test-hooks`? scripts/test.sh builds it with them)"
+    );
 }

@@ -420,7 +420,7 @@ pub fn escalation(report: &serde_json::Value, who: &str) -> serde_json::Value {
         .clone()
 }
 
-/// The coordinator's crash-test hook (see `coordinator/src/journal.rs`):
+/// The coordinator's crash-test hook (see `coordinator/src/journal/mod.rs`; only in binaries built with `--features backout/test-hooks`):
 /// freeze right after journal entry N, for the test to SIGKILL it there.
 pub const FREEZE_ENV: &str = "BACKOUT_TEST_FREEZE_AFTER_ENTRY";
 

@@ -231,10 +231,14 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
                             runs.iter()
                                 .any(|r| !r.dry_run && r.started_at_ms >= fired_at)
                         };
+                        // Judged at the evaluation the rows come from, not
+                        // at the reply's time: each row's escalation rules
+                        // were applied then, so an overdue row always carries
+                        // the escalations its deadline brings.
                         actions.extend(overdue(
                             &mut escalated,
                             &reply.rows,
-                            reply.now_ms,
+                            reply.evaluated_at_ms,
                             &mut decided,
                         ));
                     }
