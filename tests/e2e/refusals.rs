@@ -377,10 +377,13 @@ async fn a_step_id_runs_at_most_once_even_across_agent_restarts() {
 
 /// Whether a client's error says the server ended the handshake: its TLS
 /// alert `alert`, or (when the client's first write raced the alert) the
-/// connection closed under it. Any other error (refused connection, wrong
-/// server name, a gRPC status) is not a handshake refusal.
+/// connection failing under it, which hyper reports as a transport error
+/// ("connection closed", "broken pipe", "connection was not ready"...).
+/// A status the server answered with (`PermissionDenied`...) is not a
+/// handshake refusal; the coordinator's log then names the reason.
 fn refused_at_handshake(why: &str, alert: &str) -> bool {
     why.contains(&format!("received fatal alert: {alert}"))
+        || why.contains("transport error")
         || why.contains("connection closed")
         || why.contains("broken pipe")
         || why.contains("Connection reset")
