@@ -38,33 +38,37 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
     Ok(print_assessment(&reply, Some(&matrix), deploy_time, output))
 }
 
+/// The agents as `backout agents --output json` prints them (the dashboard
+/// answers the same).
+pub fn agents_json(reply: &wire::ListAgentsReply) -> Value {
+    let agents: Vec<Value> = reply
+        .agents
+        .iter()
+        .map(|a| {
+            json!({
+                "agent": a.agent_id,
+                "connected": a.connected,
+                "version": a.version,
+                "hostname": a.hostname,
+                "peer": a.peer_addr,
+                "connected_since_ms": a.connected_since_ms,
+                "last_seen_ms": a.last_seen_ms,
+                "last_seen_ago_ms": reply.now_ms - a.last_seen_ms,
+                "plugins": a.plugins.iter().map(|p| json!({
+                    "name": p.name, "version": p.version, "sha256": p.sha256, "actions": p.actions,
+                    "pinned_sha256": (!p.pinned_sha256.is_empty()).then_some(&p.pinned_sha256),
+                    "pin": pin_state(p),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "agents": agents })
+}
+
 /// Prints the agents table (or JSON). Always `Exit::Ok` once the call succeeded.
 pub fn print_agents(reply: &wire::ListAgentsReply, output: Output) -> Exit {
     match output {
-        Output::Json => {
-            let agents: Vec<Value> = reply
-                .agents
-                .iter()
-                .map(|a| {
-                    json!({
-                        "agent": a.agent_id,
-                        "connected": a.connected,
-                        "version": a.version,
-                        "hostname": a.hostname,
-                        "peer": a.peer_addr,
-                        "connected_since_ms": a.connected_since_ms,
-                        "last_seen_ms": a.last_seen_ms,
-                        "last_seen_ago_ms": reply.now_ms - a.last_seen_ms,
-                        "plugins": a.plugins.iter().map(|p| json!({
-                            "name": p.name, "version": p.version, "sha256": p.sha256, "actions": p.actions,
-                            "pinned_sha256": (!p.pinned_sha256.is_empty()).then_some(&p.pinned_sha256),
-                            "pin": pin_state(p),
-                        })).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            outln!("{}", json!({ "agents": agents }));
-        }
+        Output::Json => outln!("{}", agents_json(reply)),
         Output::Text => {
             if reply.agents.is_empty() {
                 outln!("no agent has connected yet");

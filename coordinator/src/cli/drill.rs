@@ -100,11 +100,11 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
         .with_context(|| format!("{}: cannot write the drill report", out.display()))?;
     let result = facts["run"]["status"].as_str().unwrap_or("unknown");
     stamp(&args.plan, &id, result, &phases)?;
-    eprintln!(
+    super::say_error(&format!(
         "drill report written to {}; {} stamped with today's drill",
         out.display(),
         args.plan.display()
-    );
+    ));
     Ok(exit)
 }
 

@@ -206,26 +206,12 @@ pub fn health_json(reply: &wire::AssessReply) -> Value {
     json!({ "at_ms": reply.finished_at_ms, "hosts": hosts })
 }
 
-/// The agents as `backout agents --output json` shows them.
+/// The agents as `backout agents --output json` shows them, with the
+/// coordinator's time.
 pub fn agents_json(reply: &wire::ListAgentsReply) -> Value {
-    let agents: Vec<Value> = reply
-        .agents
-        .iter()
-        .map(|a| {
-            json!({
-                "agent": a.agent_id,
-                "connected": a.connected,
-                "version": a.version,
-                "hostname": a.hostname,
-                "connected_since_ms": a.connected_since_ms,
-                "last_seen_ms": a.last_seen_ms,
-                "plugins": a.plugins.iter().map(|p| json!({
-                    "name": p.name, "version": p.version, "sha256": p.sha256,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({ "agents": agents, "now_ms": reply.now_ms })
+    let mut doc = crate::cli::assess::agents_json(reply);
+    doc["now_ms"] = json!(reply.now_ms);
+    doc
 }
 
 /// A small chart of a trigger's recent values, with its threshold as a
