@@ -382,3 +382,37 @@ async fn the_journal_is_mode_0600() {
         }
     }
 }
+
+/// SIGTERM stops a coordinator whose agents are attached (their session
+/// streams never end by themselves, and tonic's graceful shutdown waited
+/// for them for ever): it exits 0 after its grace period, and the same
+/// coordinator started again has every agent back.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_a_coordinator_with_agents_attached() {
+    let mut fleet = backout_e2e::fleet::Fleet::builder("sigterm.test")
+        .hosts(["app-1", "app-2"])
+        .start()
+        .await;
+    let pid = fleet
+        .coordinator
+        .proc
+        .child
+        .id()
+        .expect("the coordinator runs");
+    let term = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    // Patience for a loaded machine, not a timing claim: without the fix it
+    // never exits at all.
+    let status = tokio::time::timeout(Duration::from_secs(30), fleet.coordinator.proc.child.wait())
+        .await
+        .expect("the coordinator exits on SIGTERM with agents attached")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let log = fleet.coordinator.proc.log_text();
+    assert!(log.contains("shutting down"), "{log}");
+    fleet.start_coordinator(&[]).await;
+    fleet.wait_connected(2).await;
+}

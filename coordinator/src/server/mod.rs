@@ -53,7 +53,16 @@ pub async fn serve(
     }
     let incoming =
         backout_tls::tls::incoming_reloading(listener, Arc::new(tls), material.domain.clone());
-    tonic::transport::Server::builder()
+    // tonic's graceful shutdown waits for every connection to end, and an
+    // agent's session stream never does: once asked to stop, the server has
+    // SHUTDOWN_GRACE to finish what is in flight, then its connections are
+    // dropped (agents dial again, to whichever coordinator answers).
+    let (stopping, mut stop) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
+    let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
         .add_service(wire::session_server::SessionServer::new(
@@ -75,8 +84,26 @@ pub async fn serve(
                 runs: coordinator.runs.clone(),
             },
         ))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .context("the gRPC server failed")?;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    tokio::select! {
+        served = server => served.context("the gRPC server failed")?,
+        () = async {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::info!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "connections still open after the grace period (agent sessions): closed"
+            );
+        }
+    }
+    // Log lines still queued for the journal are written before exiting.
+    if let Err(e) = coordinator.journal.flush() {
+        tracing::warn!(error = %e, "queued journal entries could not be written at shutdown");
+    }
     Ok(())
 }
+
+/// How long a coordinator asked to stop lets in-flight calls finish before
+/// it drops its connections.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
