@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::config::CoordinatorConfig;
 use crate::fleet::StepOutcome;
-use crate::fleet::dispatch::{Dispatcher, StepSpec};
+use crate::fleet::dispatch::{Audit, Dispatcher, StepSpec};
 
 /// One agent's answer.
 #[derive(Debug, Clone)]
@@ -61,10 +61,13 @@ pub fn health_params(config: &CoordinatorConfig, agent_id: &str) -> Value {
 
 /// Runs the health step on every configured agent at once, at most `timeout`.
 /// Agents that are configured but not connected are reported unreachable.
+/// `audit` says what the journal keeps of the commands: an operator's
+/// `assess` is journaled, the sampler's repeated probes are not.
 pub async fn run(
     dispatcher: &Dispatcher,
     config: &CoordinatorConfig,
     timeout: Duration,
+    audit: Audit,
 ) -> Vec<HostResult> {
     let run_id = format!("assess-{}", now_ms());
     let futures = config.agents.iter().map(|agent| {
@@ -77,7 +80,7 @@ pub async fn run(
             params_json: health_params(config, &agent.id).to_string(),
             dry_run: false,
             deadline: Some(timeout),
-            journal_events: false,
+            audit,
         };
         async move {
             let started = Instant::now();

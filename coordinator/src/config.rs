@@ -80,6 +80,14 @@ pub struct CoordinatorConfig {
     /// How often every trigger is evaluated.
     #[serde(default = "default_evaluate_every", deserialize_with = "duration")]
     pub evaluate_every: Duration,
+    /// How often the journal gets a `matrix.summary` (every signal's value
+    /// and every trigger's state) besides the changes, which are journaled
+    /// as they happen.
+    #[serde(
+        default = "default_journal_summary_every",
+        deserialize_with = "duration"
+    )]
+    pub journal_summary_every: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +168,9 @@ fn default_state_dir() -> PathBuf {
 fn default_evaluate_every() -> Duration {
     Duration::from_secs(1)
 }
+fn default_journal_summary_every() -> Duration {
+    Duration::from_secs(15 * 60)
+}
 fn default_assess_timeout() -> Duration {
     Duration::from_secs(15)
 }
@@ -209,6 +220,20 @@ impl CoordinatorConfig {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        for (field, every) in [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("command_ttl", self.command_ttl),
+            ("evaluate_every", self.evaluate_every),
+            ("journal_summary_every", self.journal_summary_every),
+        ] {
+            if every.is_zero() {
+                return Err(ConfigError::invalid(
+                    path,
+                    field,
+                    "must be longer than zero",
+                ));
+            }
+        }
         let mut ids = BTreeSet::new();
         for (i, agent) in self.agents.iter().enumerate() {
             backout_tls::identity::validate_name(&agent.id)

@@ -95,6 +95,7 @@ impl Coordinator {
             crate::signals::sampler::spawn(
                 board.clone(),
                 self.dispatcher.clone(),
+                self.journal.clone(),
                 self.config.clone(),
             );
         }

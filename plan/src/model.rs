@@ -143,6 +143,16 @@ pub enum Class {
     Considered,
 }
 
+impl Class {
+    /// As the plan writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Immediate => "immediate",
+            Class::Considered => "considered",
+        }
+    }
+}
+
 /// What an unknown value means for a trigger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use backout_plan::model::{Class, Plan, Source};
+use backout_plan::model::{Plan, Source};
 use backout_plan::window::Hold;
 use serde_json::json;
 
@@ -51,10 +51,6 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
 
 pub fn check(path: &Path, output: Output) -> anyhow::Result<()> {
     let plan = Plan::load(path)?;
-    let class = |c: Class| match c {
-        Class::Immediate => "immediate",
-        Class::Considered => "considered",
-    };
     match output {
         Output::Json => {
             let doc = json!({
@@ -71,7 +67,7 @@ pub fn check(path: &Path, output: Output) -> anyhow::Result<()> {
                 "approvals": plan.approvals.run,
                 "escalation": plan.escalations.iter().map(|e| json!({"who": e.who, "when": e.when_text})).collect::<Vec<_>>(),
                 "triggers": plan.triggers.iter().map(|t| json!({
-                    "name": t.name, "class": class(t.class), "when": t.when_text,
+                    "name": t.name, "class": t.class.as_str(), "when": t.when_text,
                     "for": hold_text(t.hold), "deciders": t.deciders,
                 })).collect::<Vec<_>>(),
             });
@@ -101,7 +97,7 @@ pub fn check(path: &Path, output: Output) -> anyhow::Result<()> {
                 .map(|t| {
                     vec![
                         t.name.clone(),
-                        class(t.class).into(),
+                        t.class.as_str().into(),
                         t.when_text.clone(),
                         hold_text(t.hold),
                         t.deciders.join(" + "),

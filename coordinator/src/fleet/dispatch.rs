@@ -28,16 +28,29 @@ pub struct StepSpec {
     pub params_json: String,
     pub dry_run: bool,
     pub deadline: Option<Duration>,
-    /// A step of a run (a rollback's step, a message): its plugin's live
-    /// events are journaled, and its outcome is journaled by the run (not
-    /// as `step.finished`). Health probes that repeat every few seconds
-    /// journal only their outcome.
-    pub journal_events: bool,
+    /// What the journal keeps of this step.
+    pub audit: Audit,
+}
+
+/// What the journal keeps of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audit {
+    /// A step of a run (a rollback's step, a message): the command before it
+    /// is sent, and its plugin's live events; the run journals the outcome.
+    Run,
+    /// A one-off read an operator asked for (`backout assess`): the command
+    /// before it is sent, and its outcome (`step.finished`).
+    Command,
+    /// A health probe the sampler repeats every few seconds: nothing. The
+    /// board journals what the probes change (`trigger.changed`,
+    /// `signal.changed`) and a `matrix.summary` now and then, so an idle
+    /// coordinator's journal does not grow with time.
+    Sampled,
 }
 
 struct Pending {
     agent_id: String,
-    journal_events: bool,
+    audit: Audit,
     /// The session the command went out on: when it ends, so does the wait.
     session: u64,
     run_id: String,
@@ -65,7 +78,7 @@ pub struct LiveEvent {
 /// A command ready to be journaled, signed and sent.
 struct Prepared {
     body: wire::CommandBody,
-    journal_events: bool,
+    audit: Audit,
 }
 
 impl Prepared {
@@ -166,15 +179,16 @@ impl Dispatcher {
     }
 
     /// Signs and sends steps, in order, one pending step for each: every
-    /// command is journaled (`command.sent`, one transaction for all of
-    /// them) before any is sent, so a command that is not in the journal
-    /// never left.
+    /// command but a sampled probe is journaled (`command.sent`, one
+    /// transaction for all of them) before any is sent, so a command that
+    /// changes anything and is not in the journal never left.
     pub async fn send_all(&self, specs: Vec<StepSpec>) -> Vec<PendingStep> {
         let prepared: Vec<Result<Prepared, StepOutcome>> =
             specs.into_iter().map(|spec| self.prepare(spec)).collect();
         let records: Vec<(String, Record)> = prepared
             .iter()
             .flatten()
+            .filter(|p| p.audit != Audit::Sampled)
             .map(|p| (p.body.run_id.clone(), p.record()))
             .collect();
         let now = now_ms();
@@ -249,17 +263,14 @@ impl Dispatcher {
         };
         Ok(Prepared {
             body,
-            journal_events: spec.journal_events,
+            audit: spec.audit,
         })
     }
 
     /// Signs a journaled command, remembers it as pending on the agent's
     /// current session, and writes it to that session's stream.
     fn deliver(&self, p: Prepared) -> PendingStep {
-        let Prepared {
-            body,
-            journal_events,
-        } = p;
+        let Prepared { body, audit } = p;
         let agent = body.target_agent.clone();
         let unreachable = |why: &str| {
             PendingStep::ready(StepOutcome::Unreachable {
@@ -277,7 +288,7 @@ impl Dispatcher {
             command_id.clone(),
             Pending {
                 agent_id: agent.clone(),
-                journal_events,
+                audit,
                 session,
                 run_id: body.run_id.clone(),
                 step_id: body.step_id.clone(),
@@ -324,8 +335,9 @@ impl Dispatcher {
             Some(p) if p.agent_id != from_agent => Err(format!(
                 "command `{command_id}` was not sent to agent `{from_agent}`"
             )),
-            Some(p) if p.journal_events => {
-                // The run journals what it makes of the outcome before it tells anyone.
+            Some(p) if p.audit != Audit::Command => {
+                // The run journals what it makes of the outcome before it
+                // tells anyone; the board, what a probe's outcome changes.
                 if let Some(p) = pending.remove(command_id) {
                     let _ = p.done.send(Answer { outcome, ran_ms });
                 }
@@ -372,7 +384,7 @@ impl Dispatcher {
                     "command `{command_id}` was not sent to agent `{from_agent}`"
                 ));
             }
-            Some(p) if !p.journal_events => return Ok(None),
+            Some(p) if p.audit != Audit::Run => return Ok(None),
             Some(p) => (p.run_id.clone(), p.step_id.clone()),
         };
         drop(pending);
@@ -469,7 +481,7 @@ mod tests {
             params_json: "{}".into(),
             dry_run: false,
             deadline: None,
-            journal_events: true,
+            audit: Audit::Run,
         }
     }
 

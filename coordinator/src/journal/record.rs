@@ -107,6 +107,61 @@ pub enum Record {
         detail: String,
         by: String,
     },
+    /// A trigger's state changed (ok, breaching, FIRED, unknown), with what
+    /// the matrix saw when it did. Sampled values are not journaled one by
+    /// one; these changes and the periodic [`Record::MatrixSummary`] are
+    /// what the journal keeps of them.
+    #[serde(rename = "trigger.changed")]
+    TriggerChanged(TriggerChange),
+    /// A signal's data came back or went missing.
+    #[serde(rename = "signal.changed")]
+    SignalChanged(SignalChange),
+    /// Every signal's value and every trigger's state, written every
+    /// `journal_summary_every` (the values between two changes).
+    #[serde(rename = "matrix.summary")]
+    MatrixSummary(MatrixSummary),
+}
+
+/// A trigger's change of state, with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerChange {
+    pub trigger: String,
+    /// immediate or considered.
+    pub class: String,
+    pub from: String,
+    pub to: String,
+    /// The condition as the plan writes it.
+    pub condition: String,
+    /// The value of the signal the condition compares; absent when unknown
+    /// or when the condition reads several signals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// For a probe signal: the hosts heard ("2 of 3 hosts").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heard: Option<String>,
+    /// When the current breach (or the current lack of data) began.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<i64>,
+}
+
+/// A signal whose data came back (`known`) or went missing (with why).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalChange {
+    pub signal: String,
+    pub known: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The matrix at one evaluation, compactly: `name=value` per signal
+/// (`?` unknown) and `name=state` per trigger, in plan order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatrixSummary {
+    pub verdict: String,
+    pub signals: Vec<String>,
+    pub triggers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -517,6 +517,7 @@ fn evidence(context: &[Entry], start: i64, end: i64) -> Vec<Evidence> {
                     "signal.events",
                     format!("{count} × {signal} recorded by {by}: {note}"),
                 ),
+                Record::TriggerChanged(c) => ("trigger.changed", trigger_change_text(c)),
                 _ => return None,
             };
             Some(Evidence {
@@ -561,3 +562,18 @@ pub fn figure_text(name: &str, value: &Value) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// What the matrix saw when a trigger's state changed, in one line.
+fn trigger_change_text(c: &crate::journal::TriggerChange) -> String {
+    let mut text = format!(
+        "{} ({}): {} -> {} on `{}`",
+        c.trigger, c.class, c.from, c.to, c.condition
+    );
+    if let Some(value) = &c.value {
+        text.push_str(&format!(", value {value}"));
+    }
+    if let Some(heard) = &c.heard {
+        text.push_str(&format!(" ({heard} heard)"));
+    }
+    text
+}

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use super::{Fact, RunEvent, Runs, notify};
 use crate::fleet::StepOutcome;
-use crate::fleet::dispatch::{Answer, PendingStep, StepSpec};
+use crate::fleet::dispatch::{Answer, Audit, PendingStep, StepSpec};
 use crate::journal::Record;
 
 /// How long a step is waited for when the plan gives it no `timeout`.
@@ -227,7 +227,7 @@ pub(super) fn step_spec(entry: &super::Entry, d: &Dispatch) -> Option<StepSpec> 
         params_json: with_version(&step.params_json, &entry.meta.to_version),
         dry_run: entry.meta.dry_run,
         deadline: step.timeout,
-        journal_events: true,
+        audit: Audit::Run,
     })
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::{RunEvent, Runs};
 use crate::fleet::StepOutcome;
-use crate::fleet::dispatch::StepSpec;
+use crate::fleet::dispatch::{Audit, StepSpec};
 use crate::journal::{Notification, Record};
 
 /// When a message goes out.
@@ -329,7 +329,7 @@ async fn send(
         params_json: params.to_string(),
         dry_run: false,
         deadline: Some(Duration::from_secs(20)),
-        journal_events: true,
+        audit: Audit::Run,
     };
     let pending = runs.dispatcher.send(spec).await;
     let command_id = pending.command_id.clone();

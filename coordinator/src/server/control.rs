@@ -15,14 +15,13 @@ use super::access;
 use super::run_wire::{WatchStream, summary_to_wire, watch_stream};
 use crate::assess;
 use crate::config::CoordinatorConfig;
-use crate::fleet::dispatch::Dispatcher;
+use crate::fleet::dispatch::{Audit, Dispatcher};
 use crate::fleet::registry::Registry;
 use crate::journal::Journal;
 use crate::journal::Record;
 use crate::runs::{RunError, Runs, StartRun};
 use crate::signals::board::{Board, SignalView};
 use backout_plan::expr::Value;
-use backout_plan::model::Class;
 use backout_plan::window::Hold;
 
 /// The handles the operators' calls use, from the composition root.
@@ -118,7 +117,7 @@ impl wire::control_server::Control for ControlService {
         };
         tracing::info!(operator = %operator.name, "assess requested");
         let started = now_ms();
-        let hosts = assess::run(&self.dispatcher, &self.config, timeout).await;
+        let hosts = assess::run(&self.dispatcher, &self.config, timeout, Audit::Command).await;
         Ok(Response::new(wire::AssessReply {
             hosts: hosts
                 .into_iter()
@@ -384,11 +383,7 @@ pub(super) fn run_status(e: RunError) -> Status {
 }
 
 fn value_text(value: Option<Value>) -> String {
-    match value {
-        Some(Value::Bool(b)) => b.to_string(),
-        Some(Value::Number(n)) => format!("{n}"),
-        None => String::new(),
-    }
+    value.map(|v| v.to_string()).unwrap_or_default()
 }
 
 fn signal_status(view: &SignalView) -> wire::SignalStatus {
@@ -420,16 +415,12 @@ fn signal_status(view: &SignalView) -> wire::SignalStatus {
 /// rows and verdict from one evaluation.
 fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
     let view = board.matrix(now);
-    let class = |c: Class| match c {
-        Class::Immediate => "immediate".to_string(),
-        Class::Considered => "considered".to_string(),
-    };
     let rows = view
         .rows
         .iter()
         .map(|row| wire::TriggerRow {
             trigger: row.trigger.clone(),
-            class: class(row.class),
+            class: row.class.as_str().into(),
             condition: row.condition.clone(),
             value: value_text(row.value),
             threshold: row.condition.clone(),
@@ -468,7 +459,7 @@ fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
             .iter()
             .map(|f| wire::FiredTrigger {
                 trigger: f.trigger.clone(),
-                class: class(f.class),
+                class: f.class.as_str().into(),
                 deciders: f.deciders.clone(),
                 since_ms: f.since_ms.unwrap_or(0),
                 fired_at_ms: f.fired_at_ms.unwrap_or(0),

@@ -16,6 +16,8 @@ use backout_plan::matrix::{self, Heard, Row, Verdict};
 use backout_plan::model::{Plan, Signal, Source};
 use backout_plan::window::{Sample, Tracker};
 
+use crate::journal::{MatrixSummary, Record, SignalChange, TriggerChange};
+
 /// What is known of one signal.
 #[derive(Debug, Clone)]
 pub struct SignalView {
@@ -81,6 +83,10 @@ struct Inner {
     triggers: Vec<Tracker>,
     /// The last evaluation.
     snapshot: Option<MatrixView>,
+    /// Each trigger's state at the last evaluation (None before the first).
+    states: Vec<Option<&'static str>>,
+    /// Whether each signal had data at the last evaluation.
+    known: BTreeMap<String, bool>,
 }
 
 fn source_name(source: &Source) -> &'static str {
@@ -130,6 +136,7 @@ impl Board {
             })
             .collect();
         let triggers = vec![Tracker::default(); plan.triggers.len()];
+        let states = vec![None; plan.triggers.len()];
         Board {
             plan,
             tick,
@@ -137,6 +144,8 @@ impl Board {
                 signals,
                 triggers,
                 snapshot: None,
+                states,
+                known: BTreeMap::new(),
             }),
         }
     }
@@ -317,7 +326,10 @@ impl Board {
 
     /// Evaluates every trigger on the current values, folds the sample into
     /// its tracker and keeps the result as the snapshot `matrix` returns.
-    pub fn evaluate(&self, now_ms: i64) {
+    /// Returns what changed since the evaluation before, for the journal:
+    /// each trigger whose state moved and each signal whose data came back
+    /// or went missing (the first evaluation reports every state it finds).
+    pub fn evaluate(&self, now_ms: i64) -> Vec<Record> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let values: BTreeMap<String, Option<Value>> = inner
@@ -338,7 +350,67 @@ impl Board {
             );
         }
         let snapshot = self.snapshot(inner, now_ms, &values);
+        let changes = Self::changes(inner, &snapshot);
         inner.snapshot = Some(snapshot);
+        changes
+    }
+
+    fn changes(inner: &mut Inner, snapshot: &MatrixView) -> Vec<Record> {
+        let mut out = Vec::new();
+        for signal in &snapshot.signals {
+            let known = signal.value.is_some();
+            if inner.known.insert(signal.name.clone(), known) != Some(known) {
+                out.push(Record::SignalChanged(SignalChange {
+                    signal: signal.name.clone(),
+                    known,
+                    value: signal.value.map(|v| v.to_string()),
+                    error: signal.error.clone().filter(|_| !known),
+                }));
+            }
+        }
+        for (row, last) in snapshot.rows.iter().zip(inner.states.iter_mut()) {
+            let to = row.standing.state.as_str();
+            if *last == Some(to) {
+                continue;
+            }
+            out.push(Record::TriggerChanged(TriggerChange {
+                trigger: row.trigger.clone(),
+                class: row.class.as_str().into(),
+                from: last.unwrap_or("none").into(),
+                to: to.into(),
+                condition: row.condition.clone(),
+                value: row.value.map(|v| v.to_string()),
+                heard: row
+                    .heard
+                    .map(|h| format!("{} of {} hosts", h.heard, h.expected)),
+                since_ms: row.standing.since_ms.or(row.standing.unknown_since_ms),
+            }));
+            *last = Some(to);
+        }
+        out
+    }
+
+    /// The last evaluation, compactly, for the journal's periodic
+    /// `matrix.summary` (None before the first evaluation).
+    pub fn summary(&self) -> Option<Record> {
+        let inner = self.lock();
+        let snapshot = inner.snapshot.as_ref()?;
+        Some(Record::MatrixSummary(MatrixSummary {
+            verdict: snapshot.verdict.headline().to_string(),
+            signals: snapshot
+                .signals
+                .iter()
+                .map(|s| {
+                    let value = s.value.map_or_else(|| "?".to_string(), |v| v.to_string());
+                    format!("{}={value}", s.name)
+                })
+                .collect(),
+            triggers: snapshot
+                .rows
+                .iter()
+                .map(|r| format!("{}={}", r.trigger, r.standing.state.as_str()))
+                .collect(),
+        }))
     }
 
     /// Trigger evaluations older than this are stale (the evaluator stopped).
@@ -491,6 +563,77 @@ deciders = ["rm"]
         b.record("error_rate", 4000, Some(Value::Number(0.01)), None);
         b.evaluate(4000);
         assert_eq!(state(&b, 4000, "High Error Rate"), State::Ok);
+    }
+
+    /// The trigger changes an evaluation journals, as `trigger: from -> to`.
+    fn trigger_changes(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::TriggerChanged(c) => Some(format!("{}: {} -> {}", c.trigger, c.from, c.to)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_evaluation_journals_only_what_changed() {
+        let b = board();
+        // The first evaluation reports every state it finds.
+        b.record("error_rate", 0, Some(Value::Number(0.12)), None);
+        let first = b.evaluate(0);
+        assert_eq!(
+            trigger_changes(&first),
+            [
+                "High Error Rate: none -> breaching",
+                "Breach: none -> unknown",
+                "Tickets: none -> ok"
+            ]
+        );
+        assert!(first.iter().any(|r| matches!(
+            r,
+            Record::SignalChanged(SignalChange { signal, known: true, value: Some(v), .. })
+                if signal == "error_rate" && v == "0.12"
+        )));
+        // Samples that change no state journal nothing.
+        for s in 1..=2 {
+            b.record("error_rate", s * 1000, Some(Value::Number(0.13)), None);
+            assert_eq!(b.evaluate(s * 1000), []);
+        }
+        b.record("error_rate", 3000, Some(Value::Number(0.12)), None);
+        let fired = b.evaluate(3000);
+        assert_eq!(
+            trigger_changes(&fired),
+            ["High Error Rate: breaching -> FIRED"]
+        );
+        match &fired[0] {
+            Record::TriggerChanged(c) => {
+                assert_eq!(c.value.as_deref(), Some("0.12"));
+                assert_eq!(c.since_ms, Some(0), "the onset, not the latest sample");
+                assert_eq!(c.class, "considered");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Prometheus goes away: the signal's data goes missing, with why.
+        b.record("error_rate", 4000, None, Some("connection refused".into()));
+        let lost = b.evaluate(4000);
+        assert_eq!(
+            trigger_changes(&lost),
+            ["High Error Rate: FIRED -> unknown"]
+        );
+        assert!(lost.iter().any(|r| matches!(
+            r,
+            Record::SignalChanged(SignalChange { known: false, error: Some(e), .. })
+                if e == "connection refused"
+        )));
+        // The summary is the last evaluation, compactly.
+        match b.summary() {
+            Some(Record::MatrixSummary(m)) => {
+                assert!(m.signals.contains(&"error_rate=?".to_string()), "{m:?}");
+                assert!(m.triggers.contains(&"Tickets=ok".to_string()), "{m:?}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

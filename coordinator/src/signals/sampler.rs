@@ -15,11 +15,21 @@ use serde_json::Value as Json;
 use super::board::Board;
 use crate::config::CoordinatorConfig;
 use crate::fleet::StepOutcome;
-use crate::fleet::dispatch::Dispatcher;
+use crate::fleet::dispatch::{Audit, Dispatcher};
+use crate::journal::{Journal, NewEntry, Record};
 
 /// Starts one task per sampled signal, and the evaluator. Probes go
-/// through `dispatcher` to the agents `config` names.
-pub fn spawn(board: Arc<Board>, dispatcher: Arc<Dispatcher>, config: Arc<CoordinatorConfig>) {
+/// through `dispatcher` to the agents `config` names; their commands are not
+/// journaled one by one: the evaluator journals what changes (a trigger's
+/// state, a signal's data coming or going) and a `matrix.summary` every
+/// `config.journal_summary_every`, so the journal grows with what happens,
+/// not with time.
+pub fn spawn(
+    board: Arc<Board>,
+    dispatcher: Arc<Dispatcher>,
+    journal: Arc<Journal>,
+    config: Arc<CoordinatorConfig>,
+) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .no_proxy()
@@ -62,6 +72,7 @@ pub fn spawn(board: Arc<Board>, dispatcher: Arc<Dispatcher>, config: Arc<Coordin
                             &dispatcher,
                             &config,
                             interval.min(Duration::from_secs(30)),
+                            Audit::Sampled,
                         )
                         .await;
                         let probes: Vec<HostProbe<'_>> = hosts
@@ -125,13 +136,47 @@ pub fn spawn(board: Arc<Board>, dispatcher: Arc<Dispatcher>, config: Arc<Coordin
         }
     }
     let tick = board.tick;
+    let summary_every = config.journal_summary_every;
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(tick);
+        let mut summary = tokio::time::interval(summary_every);
+        // The first summary after one period, not at once: the first
+        // evaluation journals every state it finds.
+        summary.tick().await;
         loop {
-            ticker.tick().await;
-            board.evaluate(now_ms());
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let now = now_ms();
+                    let changes = board.evaluate(now);
+                    journal_all(&journal, now, &changes);
+                }
+                _ = summary.tick() => {
+                    if let Some(record) = board.summary() {
+                        journal_all(&journal, now_ms(), &[record]);
+                    }
+                }
+            }
         }
     });
+}
+
+/// Journals what the board saw change (under no run). A journal that cannot
+/// be written is logged; the matrix goes on (the runs stop on it anyway).
+fn journal_all(journal: &Journal, at_ms: i64, records: &[Record]) {
+    if records.is_empty() {
+        return;
+    }
+    let entries: Vec<NewEntry<'_>> = records
+        .iter()
+        .map(|record| NewEntry {
+            at_ms,
+            run_id: "",
+            record,
+        })
+        .collect();
+    if let Err(e) = journal.append_all(&entries) {
+        tracing::error!(error = %e, "cannot journal the matrix's changes");
+    }
 }
 
 /// Runs an instant query. `Ok(None)` when Prometheus answered without a

@@ -27,6 +27,12 @@
 //! and from its log the most sessions accepted within 100 ms. Every process
 //! is killed and the temp dir removed at the end, also on error
 //! (`BENCH_KEEP=1` keeps the temp dir and its logs).
+//!
+//! `--idle SECS [--probe-every SECS]` measures something else: how much the
+//! journal grows by itself. N sessions, the seed plan's health probe
+//! (`service_up`, every 30 s by default, on every host) and its trigger,
+//! no run; the entries and bytes the journal gains over SECS seconds, after
+//! one probe round, extrapolated to a day.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -147,6 +153,8 @@ fn main() -> anyhow::Result<()> {
     };
     let runs = option("--runs", 20)?;
     let steps = option("--steps", 1)?;
+    let idle_secs = option("--idle", 0)?;
+    let probe_secs = option("--probe-every", 30)?;
     let counts = args
         .iter()
         .map(|a| {
@@ -163,6 +171,19 @@ fn main() -> anyhow::Result<()> {
         counts
     };
     let tools = Tools::find()?;
+    if idle_secs > 0 {
+        let window = Duration::from_secs(idle_secs as u64);
+        let every = Duration::from_secs(probe_secs as u64);
+        let mut rows = Vec::new();
+        for n in counts {
+            eprintln!("bench-fanout: {n} sessions idle for {idle_secs} s...");
+            rows.push(
+                idle(&tools, n, window, every).with_context(|| format!("with {n} sessions"))?,
+            );
+        }
+        print!("{}", idle_table(&rows));
+        return Ok(());
+    }
     let mut rows = Vec::new();
     for n in counts {
         eprintln!("bench-fanout: {n} sessions...");
@@ -236,38 +257,7 @@ fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<F
     )?;
     let pid = coordinator.0.id();
     let started = Instant::now();
-    // A session holds six files in the load-testing agent: past
-    // SESSIONS_PER_PROCESS, the sessions are shared out among processes.
-    let mut agents = Vec::new();
-    for (i, part) in ids.chunks(SESSIONS_PER_PROCESS).enumerate() {
-        let from = if part.len() == ids.len() {
-            pki_dir.join("agents")
-        } else {
-            let part_dir = dir.join(format!("agents-{i}"));
-            std::fs::create_dir_all(&part_dir)?;
-            for id in part {
-                for ext in ["pem", "key"] {
-                    let name = format!("{id}.{ext}");
-                    std::fs::hard_link(pki_dir.join("agents").join(&name), part_dir.join(&name))?;
-                }
-            }
-            part_dir
-        };
-        agents.push(Killed(
-            Command::new(&tools.agent)
-                .arg("--config")
-                .arg(dir.join("agent.toml"))
-                .arg("--sessions-from")
-                .arg(from)
-                .env_remove("RUST_LOG")
-                .env("BACKOUT_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join(format!("agent-{i}.log")))?)
-                .spawn()
-                .context("cannot start backout-agent")?,
-        ));
-    }
+    let agents = spawn_agents(tools, dir, &pki_dir, &ids)?;
     let agents_cpu =
         || -> anyhow::Result<f64> { agents.iter().map(|a| cpu_seconds(a.0.id())).sum() };
     let cli = Cli {
@@ -275,20 +265,7 @@ fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<F
         addr: &addr,
         pki: &pki_dir,
     };
-    let deadline = Duration::from_secs(60) + Duration::from_millis(100 * n as u64);
-    loop {
-        // While thousands of sessions shake hands the CLI may time out: ask again.
-        if connected(&cli).unwrap_or(0) == n {
-            break;
-        }
-        if started.elapsed() > deadline {
-            bail!(
-                "only {} of {n} sessions connected after {deadline:?}",
-                connected(&cli).unwrap_or(0)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_connected(&cli, n, started)?;
     let connect = started.elapsed();
 
     // Idle: N sessions heartbeating, nothing else.
@@ -368,6 +345,224 @@ fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<F
         peak_rss_mib,
         storm,
     })
+}
+
+/// What `--idle` measured for one N.
+struct Growth {
+    sessions: usize,
+    window: Duration,
+    probe_every: Duration,
+    entries: u64,
+    /// The rows' stored bytes (run id, kind, body, both hashes, seq and time).
+    bytes: u64,
+    /// journal.db and its WAL on disk, before and after.
+    disk_before: u64,
+    disk_after: u64,
+}
+
+impl Growth {
+    fn per_day(&self, x: u64) -> f64 {
+        x as f64 * 86_400.0 / self.window.as_secs_f64()
+    }
+}
+
+fn idle_table(rows: &[Growth]) -> String {
+    let mut out = String::from(
+        "| sessions | probe every | window | entries | entries per day | stored bytes | MB per day | journal.db + WAL on disk, before → after |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for g in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} s | {} s | {} | {:.0} | {} | {:.2} | {} → {} bytes |",
+            g.sessions,
+            g.probe_every.as_secs(),
+            g.window.as_secs(),
+            g.entries,
+            g.per_day(g.entries),
+            g.bytes,
+            g.per_day(g.bytes) / 1e6,
+            g.disk_before,
+            g.disk_after,
+        );
+    }
+    out
+}
+
+/// `--idle`: N sessions connected, the seed plan's health probe (`service_up`,
+/// any-up over every host, aimed at a local HTTP server that answers 200)
+/// and its trigger, no run. The journal's growth over `window`, after one
+/// probe round has settled, extrapolated to a day.
+fn idle(tools: &Tools, n: usize, window: Duration, every: Duration) -> anyhow::Result<Growth> {
+    let mut temp = tempfile::tempdir()?;
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        eprintln!("bench-fanout: keeping {}", temp.path().display());
+        temp.disable_cleanup(true);
+    }
+    let dir = temp.path();
+    let pki_dir = dir.join("pki");
+    let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i:04}")).collect();
+    make_pki(tools, &pki_dir, &ids)?;
+    let health_url = serve_ok()?;
+    let mut plan = plan(&ids, 1);
+    let _ = write!(
+        plan,
+        "[signals.service_up]\nprobe = {{ check = \"application\", aggregate = \"any-up\" }}\n\
+         interval = \"{}s\"\n\
+         [[trigger]]\nname = \"Complete Service Down\"\nclass = \"immediate\"\n\
+         when = \"service_up == 0\"\nfor = \"30m\"\ndeciders = [\"release-manager\"]\n",
+        every.as_secs()
+    );
+    std::fs::write(dir.join("plan.toml"), plan)?;
+    let mut config = coordinator_config(&pki_dir, &ids);
+    let _ = write!(
+        config,
+        "[[assess.check]]\nname = \"application\"\nurl = \"{health_url}\"\n"
+    );
+    std::fs::write(dir.join("coordinator.toml"), config)?;
+    let (coordinator, addr) = start_coordinator(tools, dir, &dir.join("coordinator.log"))?;
+    let health = tools
+        .testbed
+        .parent()
+        .context("the plugins' directory")?
+        .join("health.wasm");
+    let mut agent = agent_config(&addr, &pki_dir, &ids[0], &tools.testbed);
+    let _ = write!(
+        agent,
+        "[[plugin]]\nname = \"health\"\npath = \"{}\"\n[plugin.grants]\nurls = [\"http://127.0.0.1/\"]\n",
+        health.display()
+    );
+    std::fs::write(dir.join("agent.toml"), agent)?;
+    let agents = spawn_agents(tools, dir, &pki_dir, &ids)?;
+    let cli = Cli {
+        backout: &tools.backout,
+        addr: &addr,
+        pki: &pki_dir,
+    };
+    wait_connected(&cli, n, Instant::now())?;
+    // One probe round with every session there, then the window.
+    std::thread::sleep(every + Duration::from_secs(2));
+    let journal = dir.join("state").join("journal.db");
+    let (entries_before, bytes_before) = stored(&journal)?;
+    let disk_before = on_disk(&journal);
+    std::thread::sleep(window);
+    let (entries_after, bytes_after) = stored(&journal)?;
+    let disk_after = on_disk(&journal);
+    drop(agents);
+    drop(coordinator);
+    Ok(Growth {
+        sessions: n,
+        window,
+        probe_every: every,
+        entries: entries_after.saturating_sub(entries_before),
+        bytes: bytes_after.saturating_sub(bytes_before),
+        disk_before,
+        disk_after,
+    })
+}
+
+/// The journal's entries and their stored bytes, read beside the running
+/// coordinator (SQLite readers take no lock the writer waits on).
+fn stored(journal: &Path) -> anyhow::Result<(u64, u64)> {
+    let db =
+        rusqlite::Connection::open_with_flags(journal, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("{}", journal.display()))?;
+    let (entries, bytes): (i64, i64) = db.query_row(
+        "SELECT count(*), coalesce(sum(length(run_id) + length(kind) + length(body) \
+         + length(prev_hash) + length(hash) + 16), 0) FROM entries",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    Ok((
+        u64::try_from(entries).unwrap_or(0),
+        u64::try_from(bytes).unwrap_or(0),
+    ))
+}
+
+fn on_disk(journal: &Path) -> u64 {
+    let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+    size(journal.to_path_buf()) + size(journal.with_extension("db-wal"))
+}
+
+/// A local HTTP server answering 200 to every request, for the health probe;
+/// returns its URL. Its thread lives as long as the program.
+fn serve_ok() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/health", listener.local_addr()?);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                use std::io::Write as _;
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+    Ok(url)
+}
+
+/// Starts the load-testing agent processes for `ids`. A session holds six
+/// files in the load-testing agent: past SESSIONS_PER_PROCESS, the sessions
+/// are shared out among processes.
+fn spawn_agents(
+    tools: &Tools,
+    dir: &Path,
+    pki_dir: &Path,
+    ids: &[String],
+) -> anyhow::Result<Vec<Killed>> {
+    let mut agents = Vec::new();
+    for (i, part) in ids.chunks(SESSIONS_PER_PROCESS).enumerate() {
+        let from = if part.len() == ids.len() {
+            pki_dir.join("agents")
+        } else {
+            let part_dir = dir.join(format!("agents-{i}"));
+            std::fs::create_dir_all(&part_dir)?;
+            for id in part {
+                for ext in ["pem", "key"] {
+                    let name = format!("{id}.{ext}");
+                    std::fs::hard_link(pki_dir.join("agents").join(&name), part_dir.join(&name))?;
+                }
+            }
+            part_dir
+        };
+        agents.push(Killed(
+            Command::new(&tools.agent)
+                .arg("--config")
+                .arg(dir.join("agent.toml"))
+                .arg("--sessions-from")
+                .arg(from)
+                .env_remove("RUST_LOG")
+                .env("BACKOUT_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join(format!("agent-{i}.log")))?)
+                .spawn()
+                .context("cannot start backout-agent")?,
+        ));
+    }
+    Ok(agents)
+}
+
+/// Waits until `backout agents` lists all `n` sessions connected.
+fn wait_connected(cli: &Cli, n: usize, started: Instant) -> anyhow::Result<()> {
+    let deadline = Duration::from_secs(60) + Duration::from_millis(100 * n as u64);
+    loop {
+        // While thousands of sessions shake hands the CLI may time out: ask again.
+        if connected(cli).unwrap_or(0) == n {
+            return Ok(());
+        }
+        if started.elapsed() > deadline {
+            bail!(
+                "only {} of {n} sessions connected after {deadline:?}",
+                connected(cli).unwrap_or(0)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// `backout audit verify` of the coordinator's journal, as JSON.

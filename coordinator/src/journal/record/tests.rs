@@ -238,6 +238,36 @@ fn every_record() -> Vec<(Record, serde_json::Value)> {
             },
             json!({ "trigger": "High Error Rate", "decision": "assess-for-rollback", "detail": "error_rate 12% held 15m", "by": "guard" }),
         ),
+        (
+            Record::TriggerChanged(TriggerChange {
+                trigger: "Complete Service Down".into(),
+                class: "immediate".into(),
+                from: "breaching".into(),
+                to: "FIRED".into(),
+                condition: "app_up == false".into(),
+                value: Some("false".into()),
+                heard: Some("3 of 3 hosts".into()),
+                since_ms: Some(1_000),
+            }),
+            json!({ "trigger": "Complete Service Down", "class": "immediate", "from": "breaching", "to": "FIRED", "condition": "app_up == false", "value": "false", "heard": "3 of 3 hosts", "since_ms": 1000 }),
+        ),
+        (
+            Record::SignalChanged(SignalChange {
+                signal: "error_rate".into(),
+                known: false,
+                value: None,
+                error: Some("http://127.0.0.1:9090/api/v1/query: connection refused".into()),
+            }),
+            json!({ "signal": "error_rate", "known": false, "error": "http://127.0.0.1:9090/api/v1/query: connection refused" }),
+        ),
+        (
+            Record::MatrixSummary(MatrixSummary {
+                verdict: "NO ACTION".into(),
+                signals: vec!["app_up=true".into(), "error_rate=?".into()],
+                triggers: vec!["Complete Service Down=ok".into()],
+            }),
+            json!({ "verdict": "NO ACTION", "signals": ["app_up=true", "error_rate=?"], "triggers": ["Complete Service Down=ok"] }),
+        ),
     ]
 }
 
