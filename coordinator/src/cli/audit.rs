@@ -1,64 +1,272 @@
-//! `backout audit verify`: walk the journal's hash chain.
+//! `backout audit verify`: walk the journal's hash chain (and the archives
+//! its first entries moved to). `backout audit archive`: move old, ended
+//! runs out of the journal into an archive file that verifies on its own and
+//! joins the journal's chain.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use backout_proto::now_ms;
 
 use super::{BadInput, Exit, Output};
+use crate::journal::{Head, JournalStore, SqliteStore, Verdict};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Args {
     /// Walk the journal's hash chain; report the first entry that does not
-    /// match. Exit 0 intact, 1 broken.
+    /// match. With --archive, also each archive (oldest first) and that each
+    /// one ends where the next begins. Exit 0 intact, 1 broken.
     ///
     /// Example: backout audit verify --config /etc/backout/coordinator.toml
     Verify {
-        /// The coordinator's configuration (its state_dir holds the journal).
-        #[arg(long, conflicts_with = "journal")]
-        config: Option<PathBuf>,
-        /// The journal file itself.
-        #[arg(long)]
-        journal: Option<PathBuf>,
+        #[command(flatten)]
+        journal: JournalArgs,
+        /// An archive written by `backout audit archive`; repeat it for
+        /// several, oldest first.
+        #[arg(long, value_name = "FILE")]
+        archive: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Move the entries of runs that ended before a cutoff (and the signal
+    /// entries among them) into a new archive file. The archive verifies on
+    /// its own, and `audit verify --archive FILE` checks that the journal
+    /// left behind starts where it ends. Stop the coordinator first: the
+    /// journal must not be in use.
+    ///
+    /// Example: backout audit archive --config coordinator.toml --before 30d --to journal-2026-10.db
+    Archive {
+        #[command(flatten)]
+        journal: JournalArgs,
+        /// Archive what is older than this ("30d", "12h").
+        #[arg(long, value_parser = backout_config::parse_duration)]
+        before: std::time::Duration,
+        /// The archive file to write (must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
 }
 
-pub fn run(args: Args) -> anyhow::Result<Exit> {
-    let Args::Verify {
-        config,
-        journal,
-        output,
-    } = args;
-    let path = match (config, journal) {
-        (_, Some(journal)) => journal,
-        (Some(config), None) => crate::config::CoordinatorConfig::load(&config)?.journal_path(),
-        (None, None) => {
-            return Err(BadInput("give --config FILE or --journal PATH".into()).into());
-        }
-    };
+#[derive(Debug, clap::Args)]
+pub struct JournalArgs {
+    /// The coordinator's configuration (its state_dir holds the journal).
+    #[arg(long, conflicts_with = "journal")]
+    config: Option<PathBuf>,
+    /// The journal file itself.
+    #[arg(long)]
+    journal: Option<PathBuf>,
+}
+
+impl JournalArgs {
+    fn path(self) -> anyhow::Result<PathBuf> {
+        let path = match (self.config, self.journal) {
+            (_, Some(journal)) => journal,
+            (Some(config), None) => crate::config::CoordinatorConfig::load(&config)?.journal_path(),
+            (None, None) => {
+                return Err(BadInput("give --config FILE or --journal PATH".into()).into());
+            }
+        };
+        existing(&path)?;
+        Ok(path)
+    }
+}
+
+fn existing(path: &Path) -> anyhow::Result<()> {
     if !path.exists() {
         return Err(BadInput(format!("{}: no journal here", path.display())).into());
     }
-    let verdict = crate::journal::Journal::open(&path)?.verify()?;
-    let (ok, doc) = match &verdict {
-        crate::journal::Verdict::Intact { entries } => (
+    Ok(())
+}
+
+pub fn run(args: Args) -> anyhow::Result<Exit> {
+    match args {
+        Args::Verify {
+            journal,
+            archive,
+            output,
+        } => verify(&journal.path()?, &archive, output),
+        Args::Archive {
+            journal,
+            before,
+            to,
+            output,
+        } => archive(&journal.path()?, before, &to, output),
+    }
+}
+
+/// One file's verdict, and where its chain starts and ends.
+struct Checked {
+    path: PathBuf,
+    verdict: Verdict,
+    base: Head,
+    head: Head,
+}
+
+fn check(path: &Path) -> anyhow::Result<Checked> {
+    let store = SqliteStore::open(path)?;
+    Ok(Checked {
+        path: path.to_path_buf(),
+        verdict: store.verify()?,
+        base: store.base()?,
+        head: store.head()?,
+    })
+}
+
+fn verify(path: &Path, archives: &[PathBuf], output: Output) -> anyhow::Result<Exit> {
+    for archive in archives {
+        existing(archive)?;
+    }
+    let mut files = archives
+        .iter()
+        .map(|a| check(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    files.push(check(path)?);
+    // The first broken file, or the first seam where one file does not
+    // start where the one before it ends.
+    let mut problem: Option<(PathBuf, i64, String)> = None;
+    // Without --archive, the journal is walked from its own base.
+    let mut expected_base = match archives.is_empty() {
+        true => files[0].base.clone(),
+        false => Head::empty(),
+    };
+    for f in &files {
+        if let Verdict::Broken { seq, reason } = &f.verdict {
+            problem = Some((f.path.clone(), *seq, reason.clone()));
+            break;
+        }
+        if f.base != expected_base {
+            let reason = if expected_base.seq == 0 {
+                format!(
+                    "it starts after entry {}, which is in an archive not given (--archive FILE, oldest first)",
+                    f.base.seq
+                )
+            } else {
+                format!(
+                    "it starts after entry {} but the archive before it ends at entry {} (or with another hash)",
+                    f.base.seq, expected_base.seq
+                )
+            };
+            problem = Some((f.path.clone(), f.base.seq + 1, reason));
+            break;
+        }
+        expected_base = f.head.clone();
+    }
+    let entries: i64 = files
+        .iter()
+        .map(|f| match f.verdict {
+            Verdict::Intact { entries } => entries,
+            Verdict::Broken { .. } => 0,
+        })
+        .sum();
+    let (ok, doc) = match &problem {
+        None => (
             true,
-            serde_json::json!({ "intact": true, "entries": entries }),
+            serde_json::json!({
+                "intact": true,
+                "entries": entries,
+                "starts_after": files[0].base.seq,
+                "archives": archives.len(),
+            }),
         ),
-        crate::journal::Verdict::Broken { seq, reason } => (
+        Some((file, seq, reason)) => (
             false,
-            serde_json::json!({ "intact": false, "first_bad_entry": seq, "reason": reason }),
+            serde_json::json!({
+                "intact": false,
+                "file": file.display().to_string(),
+                "first_bad_entry": seq,
+                "reason": reason,
+            }),
         ),
     };
     match output {
         Output::Json => outln!("{doc}"),
-        Output::Text => match verdict {
-            crate::journal::Verdict::Intact { entries } => {
-                outln!("{}: intact, {entries} entries", path.display());
+        Output::Text => match &problem {
+            None => {
+                let first = &files[0];
+                let start = match (archives.is_empty(), first.base.seq) {
+                    (_, 0) => String::new(),
+                    (true, n) => format!(
+                        " (entries 1..={n} are in archives; give them with --archive to check the seam)"
+                    ),
+                    (false, n) => format!(" (the oldest archive starts after entry {n})"),
+                };
+                let with = match archives.len() {
+                    0 => String::new(),
+                    n => format!(" with {n} archive(s)"),
+                };
+                outln!("{}{with}: intact, {entries} entries{start}", path.display());
             }
-            crate::journal::Verdict::Broken { seq, reason } => {
-                outln!("{}: BROKEN at entry {seq}: {reason}", path.display());
+            Some((file, seq, reason)) => {
+                outln!("{}: BROKEN at entry {seq}: {reason}", file.display());
             }
         },
     }
     Ok(if ok { Exit::Ok } else { Exit::Failed })
+}
+
+fn archive(
+    path: &Path,
+    before: std::time::Duration,
+    to: &Path,
+    output: Output,
+) -> anyhow::Result<Exit> {
+    if to.exists() {
+        return Err(BadInput(format!(
+            "{}: exists already; the archive must be a new file",
+            to.display()
+        ))
+        .into());
+    }
+    // The coordinator's own lock: refused while a coordinator runs.
+    let store = SqliteStore::open_exclusive(path)?;
+    match store.verify()? {
+        Verdict::Intact { .. } => {}
+        Verdict::Broken { seq, reason } => {
+            anyhow::bail!(
+                "{}: BROKEN at entry {seq}: {reason}; nothing archived",
+                path.display()
+            );
+        }
+    }
+    let cutoff = now_ms().saturating_sub(i64::try_from(before.as_millis()).unwrap_or(i64::MAX));
+    let entries = store.read_from(1, None)?;
+    let upto = crate::journal::archivable_upto(&entries, cutoff);
+    let first = entries.first().map_or(0, |e| e.seq);
+    drop(entries);
+    if upto == 0 {
+        let doc = serde_json::json!({ "archived": 0 });
+        match output {
+            Output::Json => outln!("{doc}"),
+            Output::Text => outln!(
+                "nothing to archive: no run ended before the cutoff with every entry before it"
+            ),
+        }
+        return Ok(Exit::Ok);
+    }
+    let base = store.archive(upto, to)?;
+    let doc = serde_json::json!({
+        "archived": upto - first + 1,
+        "from": first,
+        "to": upto,
+        "archive": to.display().to_string(),
+        "head_hash": base.hash,
+    });
+    match output {
+        Output::Json => outln!("{doc}"),
+        Output::Text => {
+            outln!(
+                "archived entries {first}..={upto} to {} (its last hash {})",
+                to.display(),
+                base.hash
+            );
+            outln!(
+                "{} now starts after entry {upto}; check both with: backout audit verify --journal {} --archive {}",
+                path.display(),
+                path.display(),
+                to.display()
+            );
+        }
+    }
+    Ok(Exit::Ok)
 }

@@ -104,9 +104,16 @@ pub fn link(head: &Head, new: impl IntoIterator<Item = (i64, String, String, Str
 /// entry that does not match. `rows` and `head` must be read together (one
 /// transaction), so an append in between cannot look like a cut tail.
 pub fn verify(rows: &[Row], head: Option<&Head>) -> Verdict {
-    let mut prev = GENESIS;
+    verify_from(&Head::empty(), rows, head)
+}
+
+/// [`verify`] for a journal whose first entries were moved to an archive:
+/// its first row follows `base` (the last entry archived; [`Head::empty`]
+/// when none was).
+pub fn verify_from(base: &Head, rows: &[Row], head: Option<&Head>) -> Verdict {
+    let mut prev = base.hash.as_str();
     for (i, e) in rows.iter().enumerate() {
-        let expected_seq = i as i64 + 1;
+        let expected_seq = base.seq + i as i64 + 1;
         if e.seq != expected_seq {
             return Verdict::Broken {
                 seq: expected_seq,
@@ -127,7 +134,10 @@ pub fn verify(rows: &[Row], head: Option<&Head>) -> Verdict {
         }
         prev = &e.hash;
     }
-    let last = rows.last().map(|e| (e.seq, e.hash.as_str()));
+    let last = rows
+        .last()
+        .map(|e| (e.seq, e.hash.as_str()))
+        .or_else(|| (base.seq > 0).then_some((base.seq, base.hash.as_str())));
     match (head, last) {
         (None, None) => {}
         (Some(head), Some(last)) if (head.seq, head.hash.as_str()) == last => {}

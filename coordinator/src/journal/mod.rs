@@ -220,6 +220,44 @@ impl Journal {
     }
 }
 
+/// The last entry that can move to an archive with every entry before it,
+/// for a cutoff (`backout audit archive --before`): entries older than
+/// `cutoff_ms`, of runs that have ended and have no entry after it, so the
+/// journal left behind holds every entry of every run it names (a run still
+/// going, or one written to after the cutoff, stops the archive before its
+/// first entry). 0: nothing can move.
+pub fn archivable_upto(entries: &[Entry], cutoff_ms: i64) -> i64 {
+    use std::collections::BTreeMap;
+    // Each run's last entry, if it ended (i64::MAX: still going).
+    let mut last: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in entries.iter().filter(|e| !e.run_id.is_empty()) {
+        last.insert(&e.run_id, e.seq);
+    }
+    let ended: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .filter(|e| matches!(e.record, Record::RunEnded { .. }))
+        .map(|e| e.run_id.as_str())
+        .collect();
+    let mut needed = 0;
+    let mut upto = 0;
+    for e in entries {
+        if e.at_ms >= cutoff_ms {
+            break;
+        }
+        if !e.run_id.is_empty() {
+            let run_last = match ended.contains(e.run_id.as_str()) {
+                true => last.get(e.run_id.as_str()).copied().unwrap_or(i64::MAX),
+                false => i64::MAX,
+            };
+            needed = needed.max(run_last);
+        }
+        if needed <= e.seq {
+            upto = e.seq;
+        }
+    }
+    upto
+}
+
 /// How often queued entries (`append_soon`) are written at the latest.
 pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 

@@ -160,6 +160,98 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The entry this journal's first entry links to: the last one moved
+    /// to an archive, or the genesis.
+    pub fn base(&self) -> Result<Head, JournalError> {
+        read_base(&self.lock()).map_err(|e| self.err(e))
+    }
+
+    /// Moves the entries up to `upto` (included) into a new journal file
+    /// `to`, where they stay chained and verify on their own (its head is
+    /// the last entry moved; its base, this journal's base before). This
+    /// journal then starts after them: its base is the last entry moved, so
+    /// `audit verify` walks it from there, and `audit verify --archive`
+    /// checks that the archive's head is that base. The archive is written
+    /// and verified first; a crash before the entries leave this journal
+    /// leaves both whole. Returns the new base.
+    pub fn archive(&self, upto: i64, to: &Path) -> Result<Head, JournalError> {
+        if to.exists() {
+            return Err(JournalError::Refused {
+                at: to.display().to_string(),
+                message: "the archive file exists already; give a new path".into(),
+            });
+        }
+        let mut conn = self.lock();
+        let base = read_base(&conn).map_err(|e| self.err(e))?;
+        let rows: Vec<Row> = read_rows(&conn, base.seq + 1, None)
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .take_while(|r| r.seq <= upto)
+            .collect();
+        let Some(last) = rows.last() else {
+            return Err(JournalError::Refused {
+                at: self.name(),
+                message: format!("no entry up to {upto} is left to archive"),
+            });
+        };
+        let new_base = Head {
+            seq: last.seq,
+            hash: last.hash.clone(),
+        };
+        let archive = SqliteStore::open(to)?;
+        {
+            let mut out = archive.lock();
+            let tx = out.transaction().map_err(|e| archive.err(e))?;
+            if base.seq > 0 {
+                write_base(&tx, &base).map_err(|e| archive.err(e))?;
+            }
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO entries (seq, at_ms, run_id, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .map_err(|e| archive.err(e))?;
+                for r in &rows {
+                    insert
+                        .execute(params![
+                            r.seq,
+                            r.at_ms,
+                            r.run_id,
+                            r.kind,
+                            r.body,
+                            r.prev_hash,
+                            r.hash
+                        ])
+                        .map_err(|e| archive.err(e))?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO head (id, seq, hash) VALUES (1, ?1, ?2)",
+                params![new_base.seq, new_base.hash],
+            )
+            .map_err(|e| archive.err(e))?;
+            tx.commit().map_err(|e| archive.err(e))?;
+        }
+        match archive.verify()? {
+            Verdict::Intact { .. } => {}
+            Verdict::Broken { seq, reason } => {
+                return Err(JournalError::Refused {
+                    at: archive.name(),
+                    message: format!(
+                        "the archive does not verify at entry {seq} ({reason}); nothing was removed from the journal"
+                    ),
+                });
+            }
+        }
+        drop(archive);
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        write_base(&tx, &new_base).map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM entries WHERE seq <= ?1", params![upto])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(new_base)
+    }
+
     /// The format the journal says it has (`None`: unreadable).
     pub fn format(&self) -> Result<Option<i64>, JournalError> {
         Ok(format_of(&self.lock())
@@ -259,8 +351,9 @@ impl JournalStore for SqliteStore {
             .map_err(|e| self.err(e))?;
         let rows = read_rows(&tx, 1, None).map_err(|e| self.err(e))?;
         let head = read_head(&tx).map_err(|e| self.err(e))?;
+        let base = read_base(&tx).map_err(|e| self.err(e))?;
         drop(tx);
-        Ok(chain::verify(&rows, head.as_ref()))
+        Ok(chain::verify_from(&base, &rows, head.as_ref()))
     }
 
     fn name(&self) -> String {
@@ -346,6 +439,44 @@ fn format_of(conn: &Connection) -> Result<Option<Option<i64>>, rusqlite::Error> 
         return Ok(Some(value.and_then(|v| v.parse().ok())));
     }
     Ok(has("entries")?.then_some(Some(1)))
+}
+
+/// The entry the first row links to: the last one moved to an archive
+/// (table `base`, written by [`SqliteStore::archive`]), or the genesis.
+fn read_base(conn: &Connection) -> Result<Head, rusqlite::Error> {
+    let has_base: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'base'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_base == 0 {
+        return Ok(Head::empty());
+    }
+    Ok(conn
+        .query_row("SELECT seq, hash FROM base WHERE id = 1", [], |r| {
+            Ok(Head {
+                seq: r.get(0)?,
+                hash: r.get(1)?,
+            })
+        })
+        .optional()?
+        .unwrap_or_else(Head::empty))
+}
+
+/// Makes `base` the entry the first row links to.
+fn write_base(conn: &Connection, base: &Head) -> Result<(), rusqlite::Error> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS base (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             seq INTEGER NOT NULL,
+             hash TEXT NOT NULL
+         );",
+    )?;
+    conn.execute(
+        "INSERT INTO base (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT(id) DO UPDATE SET seq = ?1, hash = ?2",
+        params![base.seq, base.hash],
+    )?;
+    Ok(())
 }
 
 fn read_head(conn: &Connection) -> Result<Option<Head>, rusqlite::Error> {
