@@ -18,6 +18,7 @@ mod outcomes;
 mod providers;
 mod refusals;
 mod report;
+mod retention;
 mod rotation;
 mod runs;
 mod sandbox;

@@ -3,7 +3,7 @@
 //! entry's hash, and a head (the last entry's seq and hash, written with
 //! every append) says where the chain ends.
 //!
-//! What [`verify`] finds: an entry edited, removed, inserted or moved
+//! What [`verify_from`] finds: an entry edited, removed, inserted or moved
 //! without the hashes after it being recomputed (the chain breaks at the
 //! first entry touched), and entries cut from the end without the head
 //! being rewritten. What it does not find: a journal rewritten from some
@@ -101,15 +101,10 @@ pub fn link(head: &Head, new: impl IntoIterator<Item = (i64, String, String, Str
 }
 
 /// Walks every row from the first, then checks the head; reports the first
-/// entry that does not match. `rows` and `head` must be read together (one
-/// transaction), so an append in between cannot look like a cut tail.
-pub fn verify(rows: &[Row], head: Option<&Head>) -> Verdict {
-    verify_from(&Head::empty(), rows, head)
-}
-
-/// [`verify`] for a journal whose first entries were moved to an archive:
-/// its first row follows `base` (the last entry archived; [`Head::empty`]
-/// when none was).
+/// entry that does not match. The first row follows `base`: the last entry
+/// moved to an archive, or [`Head::empty`] (the genesis) when none was.
+/// `rows` and `head` must be read together (one transaction), so an append
+/// in between cannot look like a cut tail.
 pub fn verify_from(base: &Head, rows: &[Row], head: Option<&Head>) -> Verdict {
     let mut prev = base.hash.as_str();
     for (i, e) in rows.iter().enumerate() {

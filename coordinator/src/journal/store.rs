@@ -59,7 +59,7 @@ pub trait JournalStore: Send + Sync {
     /// Where the chain ends.
     fn head(&self) -> Result<Head, JournalError>;
 
-    /// Walks the chain from the first entry (see `chain::verify`).
+    /// Walks the chain from the first entry (see `chain::verify_from`).
     fn verify(&self) -> Result<Verdict, JournalError>;
 
     /// The store, for messages (`/var/lib/backout/journal.db`).

@@ -427,9 +427,10 @@ fn idle(tools: &Tools, n: usize, window: Duration, every: Duration) -> anyhow::R
         .context("the plugins' directory")?
         .join("health.wasm");
     let mut agent = agent_config(&addr, &pki_dir, &ids[0], &tools.testbed);
+    let granted = health_url.trim_end_matches("health");
     let _ = write!(
         agent,
-        "[[plugin]]\nname = \"health\"\npath = \"{}\"\n[plugin.grants]\nurls = [\"http://127.0.0.1/\"]\n",
+        "[[plugin]]\nname = \"health\"\npath = \"{}\"\n[plugin.grants]\nurls = [\"{granted}\"]\n",
         health.display()
     );
     std::fs::write(dir.join("agent.toml"), agent)?;
