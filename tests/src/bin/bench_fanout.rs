@@ -28,6 +28,15 @@
 //! is killed and the temp dir removed at the end, also on error
 //! (`BENCH_KEEP=1` keeps the temp dir and its logs).
 //!
+//! Each run's coordinator spans come from its journal (its own clock):
+//! dispatch, from the run's start to its last command journaled (just
+//! before it is written to the stream), and aggregation, from the last
+//! result journaled to the run's end; with `--steps S` the first turn's
+//! dispatch and the last turn's aggregation. The coordinator's CPU per
+//! host-step is its CPU over the runs divided by N × S. `--pin` runs the
+//! coordinator on core 0 and the load-testing agents on core 1 (`taskset`),
+//! so the coordinator's figures are its own core's.
+//!
 //! `--idle SECS [--probe-every SECS]` measures something else: how much the
 //! journal grows by itself. N sessions, the seed plan's health probe
 //! (`service_up`, every 30 s by default, on every host) and its trigger,
@@ -67,6 +76,22 @@ struct Tools {
     backout: PathBuf,
     agent: PathBuf,
     testbed: PathBuf,
+    /// `--pin`: the coordinator on core 0, the load-testing agents on core 1.
+    pin: bool,
+}
+
+impl Tools {
+    /// A command for `program`, pinned to `core` under `--pin` (taskset
+    /// execs it: the pid is the program's).
+    fn command(&self, program: &Path, core: u32) -> Command {
+        if self.pin {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(core.to_string()).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
 }
 
 impl Tools {
@@ -79,6 +104,7 @@ impl Tools {
             backout: dir.join("backout"),
             agent: dir.join("backout-agent"),
             testbed: dir.join("../plugins/testbed.wasm"),
+            pin: false,
         };
         for path in [&tools.backout, &tools.agent] {
             if !path.is_file() {
@@ -101,6 +127,7 @@ impl Tools {
 /// What one N measured.
 struct Figures {
     sessions: usize,
+    steps: usize,
     connect: Duration,
     idle_cpu_percent: f64,
     idle_rss_mib: f64,
@@ -108,6 +135,11 @@ struct Figures {
     run_ms: Vec<i64>,
     /// Start → result of each run, CLI call to the "run ended" log line.
     wall_ms: Vec<i64>,
+    /// The coordinator's own spans of each run, from its journal: dispatch
+    /// (run start → its last command journaled, just before it is written to
+    /// its stream) and aggregation (last result journaled → run ended).
+    dispatch_ms: Vec<i64>,
+    aggregate_ms: Vec<i64>,
     /// Coordinator and agent-process CPU per run (the mean over the runs).
     run_cpu_s: f64,
     agent_cpu_s: f64,
@@ -139,6 +171,13 @@ fn percentile(values: &[i64], p: f64) -> i64 {
 
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let pin = match args.iter().position(|a| a == "--pin") {
+        Some(at) => {
+            args.remove(at);
+            true
+        }
+        None => false,
+    };
     let mut option = |name: &str, default: usize| -> anyhow::Result<usize> {
         let Some(at) = args.iter().position(|a| a == name) else {
             return Ok(default);
@@ -170,7 +209,8 @@ fn main() -> anyhow::Result<()> {
     } else {
         counts
     };
-    let tools = Tools::find()?;
+    let mut tools = Tools::find()?;
+    tools.pin = pin;
     if idle_secs > 0 {
         let window = Duration::from_secs(idle_secs as u64);
         let every = Duration::from_secs(probe_secs as u64);
@@ -204,15 +244,16 @@ fn main() -> anyhow::Result<()> {
 fn table(rows: &[Figures]) -> String {
     let mut out = String::from(
         "| sessions | all connected in | runs | start → result p50 | p99 | max | CLI wall p50 \
+         | dispatch p50 | p99 | aggregation p50 | p99 | coordinator CPU per host-step \
          | coordinator CPU per run | agent process CPU per run | coordinator idle CPU \
          | coordinator RSS, idle | coordinator peak RSS | restart: all back in \
          | restart: most accepted in 100 ms | restart: first to last |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for f in rows {
         let _ = writeln!(
             out,
-            "| {} | {:.1} s | {} | {} ms | {} ms | {} ms | {} ms | {:.2} s | {:.2} s | {:.1}% | {:.1} MiB | {:.1} MiB | {:.1} s | {} | {:.1} s |",
+            "| {} | {:.1} s | {} | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {:.3} ms | {:.2} s | {:.2} s | {:.1}% | {:.1} MiB | {:.1} MiB | {:.1} s | {} | {:.1} s |",
             f.sessions,
             f.connect.as_secs_f64(),
             f.run_ms.len(),
@@ -220,6 +261,11 @@ fn table(rows: &[Figures]) -> String {
             percentile(&f.run_ms, 99.0),
             percentile(&f.run_ms, 100.0),
             percentile(&f.wall_ms, 50.0),
+            percentile(&f.dispatch_ms, 50.0),
+            percentile(&f.dispatch_ms, 99.0),
+            percentile(&f.aggregate_ms, 50.0),
+            percentile(&f.aggregate_ms, 99.0),
+            f.run_cpu_s * 1000.0 / (f.sessions * f.steps) as f64,
             f.run_cpu_s,
             f.agent_cpu_s,
             f.idle_cpu_percent,
@@ -281,10 +327,15 @@ fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<F
     let cpu_before = cpu_seconds(pid)?;
     let agent_before = agents_cpu()?;
     let (mut run_ms, mut wall_ms) = (Vec::new(), Vec::new());
+    let (mut dispatch_ms, mut aggregate_ms) = (Vec::new(), Vec::new());
+    let journal = dir.join("state").join("journal.db");
     for _ in 0..runs {
-        let (coordinator_ms, wall) = one_run(&cli, &mut log, n, &coordinator_log)?;
+        let (run_id, coordinator_ms, wall) = one_run(&cli, &mut log, n, &coordinator_log)?;
         run_ms.push(coordinator_ms);
         wall_ms.push(i64::try_from(wall.as_millis()).unwrap_or(i64::MAX));
+        let (dispatch, aggregate) = spans(&journal, &run_id)?;
+        dispatch_ms.push(dispatch);
+        aggregate_ms.push(aggregate);
     }
     let run_cpu_s = (cpu_seconds(pid)? - cpu_before) / runs as f64;
     // Every result accounted for: per run `run.created`, `run.started`,
@@ -335,11 +386,14 @@ fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<F
     drop(coordinator);
     Ok(Figures {
         sessions: n,
+        steps,
         connect,
         idle_cpu_percent,
         idle_rss_mib,
         run_ms,
         wall_ms,
+        dispatch_ms,
+        aggregate_ms,
         run_cpu_s,
         agent_cpu_s,
         peak_rss_mib,
@@ -531,7 +585,8 @@ fn spawn_agents(
             part_dir
         };
         agents.push(Killed(
-            Command::new(&tools.agent)
+            tools
+                .command(&tools.agent, 1)
                 .arg("--config")
                 .arg(dir.join("agent.toml"))
                 .arg("--sessions-from")
@@ -566,6 +621,33 @@ fn wait_connected(cli: &Cli, n: usize, started: Instant) -> anyhow::Result<()> {
     }
 }
 
+/// A run's dispatch span (its first entry → its last `command.sent`) and
+/// aggregation span (its last `run.finished` → `run.ended`), in ms, from the
+/// coordinator's own clock in its journal. With several steps a run has as
+/// many turns; these are the first turn's dispatch and the last turn's
+/// aggregation.
+fn spans(journal: &Path, run_id: &str) -> anyhow::Result<(i64, i64)> {
+    let db =
+        rusqlite::Connection::open_with_flags(journal, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("{}", journal.display()))?;
+    let at = |sql: &str| -> anyhow::Result<i64> {
+        let value: Option<i64> = db.query_row(sql, [run_id], |r| r.get(0))?;
+        value.with_context(|| format!("run {run_id}: no entry for `{sql}`"))
+    };
+    let start = at("SELECT min(at_ms) FROM entries WHERE run_id = ?1")?;
+    let first_finished =
+        at("SELECT min(at_ms) FROM entries WHERE run_id = ?1 AND kind = 'run.finished'")?;
+    let last_sent = db.query_row(
+        "SELECT max(at_ms) FROM entries WHERE run_id = ?1 AND kind = 'command.sent' AND at_ms <= ?2",
+        rusqlite::params![run_id, first_finished],
+        |r| r.get::<_, Option<i64>>(0),
+    )?;
+    let last_finished =
+        at("SELECT max(at_ms) FROM entries WHERE run_id = ?1 AND kind = 'run.finished'")?;
+    let ended = at("SELECT max(at_ms) FROM entries WHERE run_id = ?1 AND kind = 'run.ended'")?;
+    Ok((last_sent.unwrap_or(start) - start, ended - last_finished))
+}
+
 /// `backout audit verify` of the coordinator's journal, as JSON.
 fn audit(tools: &Tools, dir: &Path) -> anyhow::Result<Value> {
     let out = Command::new(&tools.backout)
@@ -585,7 +667,7 @@ fn one_run(
     log: &mut LogTail,
     n: usize,
     coordinator_log: &Path,
-) -> anyhow::Result<(i64, Duration)> {
+) -> anyhow::Result<(String, i64, Duration)> {
     let t0 = Instant::now();
     let started = cli.json(&["rollback", "start", "--reason", "bench", "--output", "json"])?;
     let run_id = started["run"]
@@ -621,7 +703,7 @@ fn one_run(
     ) else {
         bail!("run {run_id} has no start or finish time");
     };
-    Ok((end_ms - start_ms, wall))
+    Ok((run_id, end_ms - start_ms, wall))
 }
 
 /// The times (seconds of the day, sorted) of the "agent connected" lines
@@ -742,7 +824,8 @@ path = "{testbed}"
 /// Starts `backout serve` and returns it with the address it listens on.
 fn start_coordinator(tools: &Tools, dir: &Path, log: &Path) -> anyhow::Result<(Killed, String)> {
     let mut child = Killed(
-        Command::new(&tools.backout)
+        tools
+            .command(&tools.backout, 0)
             .arg("serve")
             .arg("--config")
             .arg(dir.join("coordinator.toml"))
