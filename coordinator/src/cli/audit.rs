@@ -24,6 +24,7 @@ pub enum Args {
         /// several, oldest first.
         #[arg(long, value_name = "FILE")]
         archive: Vec<PathBuf>,
+        /// text: for people; json: for programs.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -43,6 +44,7 @@ pub enum Args {
         /// The archive file to write (must not exist).
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
+        /// text: for people; json: for programs.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },

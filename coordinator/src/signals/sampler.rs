@@ -315,7 +315,8 @@ pub struct ProbeReading {
 
 /// Combines the hosts' health results for one check. A host that was
 /// expected to run it and did not answer (unreachable, timed out, failed,
-/// or silent about the check) is unknown, never up or down: the value is
+/// silent about the check, or unable to make it: status `unknown`) is
+/// unknown, never up or down: the value is
 /// unknown whenever the missing hosts could change it (Kleene logic, as for
 /// conditions).
 ///
@@ -351,6 +352,13 @@ pub fn aggregate_probe(hosts: &[HostProbe<'_>], check: &str, aggregate: &str) ->
             _ => None,
         };
         match result {
+            // A check the host could not make (its grants, a bad URL) says
+            // nothing of the service: that host is not heard.
+            Some(result) if result["status"] == "unknown" => missing.push(format!(
+                "{} (could not check: {})",
+                host.agent,
+                result["detail"].as_str().unwrap_or("no detail")
+            )),
             Some(result) => results.push(result),
             None => missing.push(match host.outcome {
                 StepOutcome::Succeeded { .. } => format!("{} (did not report it)", host.agent),
@@ -458,6 +466,39 @@ mod tests {
 
     fn value(hosts: &[HostProbe<'_>], check: &str, aggregate: &str) -> Option<Value> {
         aggregate_probe(hosts, check, aggregate).value
+    }
+
+    #[test]
+    fn a_check_a_host_could_not_make_is_not_heard_never_down() {
+        let down = host(json!([{"name": "app", "status": "down", "latency_ms": 5}]));
+        let denied = host(json!([{"name": "app", "status": "unknown", "latency_ms": 0,
+            "detail": "not allowed: HTTP to http://10.0.0.1/health is not granted to plugin health"}]));
+        let hosts = [("app-1", down.clone()), ("app-2", denied)];
+        let reading = aggregate_probe(&probes(&hosts), "app", "any-up");
+        assert_eq!(
+            reading.value, None,
+            "a refused check must not make the service down"
+        );
+        assert_eq!(
+            reading.heard,
+            Heard {
+                heard: 1,
+                expected: 2
+            }
+        );
+        assert!(
+            reading
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("app-2 (could not check: not allowed"),
+            "{reading:?}"
+        );
+        let both_down = [("app-1", down.clone()), ("app-2", down)];
+        assert_eq!(
+            value(&probes(&both_down), "app", "any-up"),
+            Some(Value::Number(0.0))
+        );
     }
 
     #[test]

@@ -119,6 +119,9 @@ enum Status {
     Up,
     Slow,
     Down,
+    /// The check could not be made (the agent's grants do not allow the
+    /// URL, or the request is not one): nothing is known of the service.
+    Unknown,
 }
 
 /// The result of one check, as it appears in the outcome's data.
@@ -164,8 +167,13 @@ fn check(step: &Step) -> Result<Outcome, PluginError> {
                 result.detail
             ),
         );
-        if result.status == Status::Down {
-            host::log_warn(&format!("{} is down: {}", result.name, result.detail));
+        match result.status {
+            Status::Down => host::log_warn(&format!("{} is down: {}", result.name, result.detail)),
+            Status::Unknown => host::log_warn(&format!(
+                "{} could not be checked: {}",
+                result.name, result.detail
+            )),
+            Status::Up | Status::Slow => {}
         }
         results.push(result);
     }
@@ -195,9 +203,20 @@ fn check(step: &Step) -> Result<Outcome, PluginError> {
     let up = results.iter().filter(|r| r.status == Status::Up).count();
     let slow = results.iter().filter(|r| r.status == Status::Slow).count();
     let down = results.iter().filter(|r| r.status == Status::Down).count();
-    let healthy = down == 0;
+    let unknown = results
+        .iter()
+        .filter(|r| r.status == Status::Unknown)
+        .count();
+    // A check that could not be made is not a healthy one.
+    let healthy = down == 0 && unknown == 0;
 
-    let summary = summary(up, slow, down, log.as_ref(), params.log.as_ref());
+    let counts = Counts {
+        up,
+        slow,
+        down,
+        unknown,
+    };
+    let summary = summary(&counts, log.as_ref(), params.log.as_ref());
     if params.require_healthy && !healthy {
         return Err(PluginError::new("unhealthy", summary));
     }
@@ -245,6 +264,7 @@ fn status_word(status: Status) -> &'static str {
         Status::Up => "up",
         Status::Slow => "slow",
         Status::Down => "down",
+        Status::Unknown => "unknown",
     }
 }
 
@@ -307,9 +327,11 @@ fn run_check(check: &CheckParams) -> CheckResult {
             format!("timed out after {} ms", check.timeout_ms),
         ),
         Err(HostError::Failed(message)) => (Status::Down, None, message),
-        Err(HostError::Denied(message)) => (Status::Down, None, format!("not allowed: {message}")),
+        Err(HostError::Denied(message)) => {
+            (Status::Unknown, None, format!("not allowed: {message}"))
+        }
         Err(HostError::Invalid(message)) => {
-            (Status::Down, None, format!("invalid request: {message}"))
+            (Status::Unknown, None, format!("invalid request: {message}"))
         }
     };
 
@@ -365,19 +387,24 @@ fn tail_matches(bytes: &[u8], max_bytes: u64, tail_lines: u32, pattern: &str) ->
     (tail.len(), matches)
 }
 
-fn summary(
+/// How many checks ended each way.
+struct Counts {
     up: usize,
     slow: usize,
     down: usize,
-    log: Option<&LogResult>,
-    log_params: Option<&LogParams>,
-) -> String {
-    let mut parts = vec![format!("{up} up")];
-    if slow > 0 {
-        parts.push(format!("{slow} slow"));
-    }
-    if down > 0 {
-        parts.push(format!("{down} down"));
+    unknown: usize,
+}
+
+fn summary(counts: &Counts, log: Option<&LogResult>, log_params: Option<&LogParams>) -> String {
+    let mut parts = vec![format!("{} up", counts.up)];
+    for (n, word) in [
+        (counts.slow, "slow"),
+        (counts.down, "down"),
+        (counts.unknown, "not checked"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {word}"));
+        }
     }
     let mut summary = parts.join(", ");
     if let (Some(log), Some(params)) = (log, log_params) {
