@@ -205,26 +205,7 @@ impl SqliteStore {
             if base.seq > 0 {
                 write_base(&tx, &base).map_err(|e| archive.err(e))?;
             }
-            {
-                let mut insert = tx
-                    .prepare_cached(
-                        "INSERT INTO entries (seq, at_ms, run_id, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )
-                    .map_err(|e| archive.err(e))?;
-                for r in &rows {
-                    insert
-                        .execute(params![
-                            r.seq,
-                            r.at_ms,
-                            r.run_id,
-                            r.kind,
-                            r.body,
-                            r.prev_hash,
-                            r.hash
-                        ])
-                        .map_err(|e| archive.err(e))?;
-                }
-            }
+            insert_rows(&tx, &rows).map_err(|e| archive.err(e))?;
             tx.execute(
                 "INSERT INTO head (id, seq, hash) VALUES (1, ?1, ?2)",
                 params![new_base.seq, new_base.hash],
@@ -279,26 +260,7 @@ impl JournalStore for SqliteStore {
             .map_err(|e| self.err(e))?
             .unwrap_or_else(Head::empty);
         let rows = chain::link(&head, encoded);
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO entries (seq, at_ms, run_id, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(|e| self.err(e))?;
-            for r in &rows {
-                insert
-                    .execute(params![
-                        r.seq,
-                        r.at_ms,
-                        r.run_id,
-                        r.kind,
-                        r.body,
-                        r.prev_hash,
-                        r.hash
-                    ])
-                    .map_err(|e| self.err(e))?;
-            }
-        }
+        insert_rows(&tx, &rows).map_err(|e| self.err(e))?;
         if let Some(last) = rows.last() {
             tx.execute(
                 "INSERT INTO head (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT(id) DO UPDATE SET seq = ?1, hash = ?2",
@@ -439,6 +401,25 @@ fn format_of(conn: &Connection) -> Result<Option<Option<i64>>, rusqlite::Error> 
         return Ok(Some(value.and_then(|v| v.parse().ok())));
     }
     Ok(has("entries")?.then_some(Some(1)))
+}
+
+/// Inserts chained rows as they are (their hashes already made).
+fn insert_rows(conn: &Connection, rows: &[Row]) -> Result<(), rusqlite::Error> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO entries (seq, at_ms, run_id, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for r in rows {
+        insert.execute(params![
+            r.seq,
+            r.at_ms,
+            r.run_id,
+            r.kind,
+            r.body,
+            r.prev_hash,
+            r.hash
+        ])?;
+    }
+    Ok(())
 }
 
 /// The entry the first row links to: the last one moved to an archive

@@ -280,11 +280,7 @@ fn table(rows: &[Figures]) -> String {
 }
 
 fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<Figures> {
-    let mut temp = tempfile::tempdir()?;
-    if std::env::var_os("BENCH_KEEP").is_some() {
-        eprintln!("bench-fanout: keeping {}", temp.path().display());
-        temp.disable_cleanup(true);
-    }
+    let temp = temp_dir()?;
     let dir = temp.path();
     let pki_dir = dir.join("pki");
     let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i:04}")).collect();
@@ -448,11 +444,7 @@ fn idle_table(rows: &[Growth]) -> String {
 /// and its trigger, no run. The journal's growth over `window`, after one
 /// probe round has settled, extrapolated to a day.
 fn idle(tools: &Tools, n: usize, window: Duration, every: Duration) -> anyhow::Result<Growth> {
-    let mut temp = tempfile::tempdir()?;
-    if std::env::var_os("BENCH_KEEP").is_some() {
-        eprintln!("bench-fanout: keeping {}", temp.path().display());
-        temp.disable_cleanup(true);
-    }
+    let temp = temp_dir()?;
     let dir = temp.path();
     let pki_dir = dir.join("pki");
     let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i:04}")).collect();
@@ -558,6 +550,16 @@ fn serve_ok() -> anyhow::Result<String> {
         }
     });
     Ok(url)
+}
+
+/// The bench's temp dir, kept when `BENCH_KEEP` is set.
+fn temp_dir() -> anyhow::Result<tempfile::TempDir> {
+    let mut temp = tempfile::tempdir()?;
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        eprintln!("bench-fanout: keeping {}", temp.path().display());
+        temp.disable_cleanup(true);
+    }
+    Ok(temp)
 }
 
 /// Starts the load-testing agent processes for `ids`. A session holds six
