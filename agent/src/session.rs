@@ -12,6 +12,7 @@ use backout_proto::command::Refused;
 use backout_proto::{codes, now_ms, wire};
 use backout_tls::tls::{TlsMaterial, connect_coordinator, error_chain};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use tokio_stream::wrappers::ReceiverStream;
 use wire::agent_message::Kind as AgentKind;
 use wire::coordinator_message::Kind as CoordKind;
@@ -225,6 +226,44 @@ async fn handle_command(
             return;
         }
     };
+    let span = step_span(&command);
+    run_admitted(agent, command, plugin, tx, started_at_ms)
+        .instrument(span)
+        .await;
+}
+
+/// The span a step's log lines are in on this agent: its run, phase, step
+/// and host (`--log-format json` prints them as fields). The phase is read
+/// from the step id (`<run>/<phase>/<step>/<host>#<attempt>`); a command
+/// outside a run's phases (an assessment) has none.
+fn step_span(command: &backout_proto::command::Command) -> tracing::Span {
+    let in_run = command
+        .step_id
+        .strip_prefix(command.run_id.as_str())
+        .and_then(|rest| rest.strip_prefix('/'));
+    let mut parts = in_run.unwrap_or_default().split('/');
+    let (phase, step) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(phase), Some(step), Some(_host)) => (phase, step),
+        _ => ("", ""),
+    };
+    tracing::info_span!(
+        "step",
+        run = %command.run_id,
+        phase = %phase,
+        step = %step,
+        host = %command.target_agent,
+    )
+}
+
+/// Runs an admitted command at most once (its step id is in the ledger)
+/// and sends its events and result.
+async fn run_admitted(
+    agent: Arc<Agent>,
+    command: backout_proto::command::Command,
+    plugin: Arc<crate::plugin::LoadedPlugin>,
+    tx: mpsc::Sender<wire::AgentMessage>,
+    started_at_ms: i64,
+) {
     // A step id runs at most once on this agent.
     let key = Ledger::key(&command.step_id, command.dry_run);
     let prior = {
