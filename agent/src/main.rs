@@ -12,10 +12,10 @@ use backout_agent::ledger::Ledger;
 use backout_agent::nonces::NonceStore;
 use backout_agent::plugin::{PluginHost, SecretStore};
 use backout_agent::session::{self, Agent};
+use backout_config::logging::LogFormat;
 use backout_proto::command::CommandVerifier;
 use backout_tls::tls::TlsMaterial;
 use backout_tls::{Identity, TlsFiles};
-use backout_config::logging::LogFormat;
 use clap::{CommandFactory, Parser};
 use tracing::Instrument;
 

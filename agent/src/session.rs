@@ -12,8 +12,8 @@ use backout_proto::command::Refused;
 use backout_proto::{codes, now_ms, wire};
 use backout_tls::tls::{TlsMaterial, connect_coordinator, error_chain};
 use tokio::sync::mpsc;
-use tracing::Instrument;
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
 use wire::agent_message::Kind as AgentKind;
 use wire::coordinator_message::Kind as CoordKind;
 

@@ -33,7 +33,13 @@ struct Cli {
     log: Option<String>,
     /// Log lines as text, or as one JSON object per line with the run,
     /// phase, step and host as fields.
-    #[arg(long, global = true, env = "BACKOUT_LOG_FORMAT", value_enum, default_value_t)]
+    #[arg(
+        long,
+        global = true,
+        env = "BACKOUT_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
     log_format: LogFormat,
 }
 
@@ -105,9 +111,7 @@ enum Command {
     Dashboard(backout::dashboard::DashboardArgs),
     /// Packaging: write shell completions and man pages into DIR.
     #[command(hide = true)]
-    GenerateAssets {
-        dir: std::path::PathBuf,
-    },
+    GenerateAssets { dir: std::path::PathBuf },
 }
 
 async fn run(command: Command, connect: &ConnectArgs) -> anyhow::Result<Exit> {

@@ -68,7 +68,10 @@ async fn json_log_lines_carry_the_run_phase_step_and_host() {
 async fn a_log_format_that_does_not_exist_is_bad_input() {
     for (bin, args) in [
         ("backout", &["--log-format", "xml", "agents"][..]),
-        ("backout-agent", &["--log-format", "xml", "--config", "agent.toml"]),
+        (
+            "backout-agent",
+            &["--log-format", "xml", "--config", "agent.toml"],
+        ),
     ] {
         let out = backout_e2e::run(&backout_e2e::bin(bin), args, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -135,7 +135,10 @@ fn readme_install_lines() -> Vec<String> {
             lines.push(line.to_string());
         }
     }
-    assert!(!lines.is_empty(), "no ```sh block in README's install section");
+    assert!(
+        !lines.is_empty(),
+        "no ```sh block in README's install section"
+    );
     lines
 }
 
@@ -220,8 +223,11 @@ impl Service {
         let exec = one("ExecStart");
         let argv: Vec<&str> = exec.split_whitespace().collect();
         let log = dir.join(format!("{unit}.log"));
-        let nofile = one("LimitNOFILE");
-        // `prlimit` sets the unit's LimitNOFILE, then runs the ExecStart.
+        // `prlimit` sets the unit's LimitNOFILE, then runs the ExecStart;
+        // where this machine's hard limit is lower (a container without
+        // CAP_SYS_RESOURCE: 20,000 here), that limit.
+        let wanted: u64 = one("LimitNOFILE").parse().unwrap();
+        let nofile = wanted.min(hard_open_files_limit());
         let child = Command::new("prlimit")
             .arg(format!("--nofile={nofile}:{nofile}"))
             .arg("--")
@@ -305,6 +311,20 @@ impl Drop for Service {
     }
 }
 
+/// This process's hard limit on open files, from `/proc/self/limits`.
+fn hard_open_files_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let hard = line["Max open files".len()..]
+        .split_whitespace()
+        .nth(1)
+        .unwrap();
+    hard.parse().unwrap_or(u64::MAX)
+}
+
 /// `Overall exposure level for X.service: 1.2 OK` → `1.2 OK`.
 fn exposure(unit_path: &str) -> String {
     let text = must(
@@ -344,9 +364,15 @@ fn packages_install_and_run_as_their_units_say() {
 
     // Build, install, PKI, configuration: README's lines up to `systemctl`.
     run_readme(&lines[..start]);
-    let conffiles = must("dpkg-query", &["-W", "-f=${Conffiles}\n", "backout", "backout-agent"]);
+    let conffiles = must(
+        "dpkg-query",
+        &["-W", "-f=${Conffiles}\n", "backout", "backout-agent"],
+    );
     for file in ["/etc/backout/coordinator.toml", "/etc/backout/agent.toml"] {
-        assert!(conffiles.contains(file), "{file} is not a conffile: {conffiles}");
+        assert!(
+            conffiles.contains(file),
+            "{file} is not a conffile: {conffiles}"
+        );
     }
     for file in [
         "/usr/bin/backout",
@@ -361,7 +387,12 @@ fn packages_install_and_run_as_their_units_say() {
     ] {
         assert!(Path::new(file).exists(), "{file} is not installed");
     }
-    for page in ["backout", "backout-serve", "backout-agents", "backout-agent"] {
+    for page in [
+        "backout",
+        "backout-serve",
+        "backout-agents",
+        "backout-agent",
+    ] {
         let found = ["", ".gz"]
             .iter()
             .any(|ext| Path::new(&format!("/usr/share/man/man1/{page}.1{ext}")).exists());
@@ -383,7 +414,10 @@ fn packages_install_and_run_as_their_units_say() {
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&verify.stderr);
-    assert!(verify.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+    assert!(
+        verify.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
     let docs = std::fs::read_to_string(repo_root().join("packaging/README.md")).unwrap();
     for unit in units {
         let name = Path::new(unit).file_name().unwrap().to_str().unwrap();

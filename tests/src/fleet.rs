@@ -114,6 +114,11 @@ impl Fleet {
     }
 }
 
+/// `(key, value)` pairs as the process starters take them.
+fn pairs(envs: &[(String, String)]) -> Vec<(&str, &str)> {
+    envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 fn strings<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> Vec<String> {
     items.into_iter().map(|s| s.as_ref().to_string()).collect()
 }
@@ -356,11 +361,7 @@ impl FleetBuilder {
             )
             .unwrap();
         }
-        let envs: Vec<(&str, &str)> = self
-            .envs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let envs = pairs(&self.envs);
         let coordinator =
             Coordinator::start_with(pki.path(), &coordinator_config, "127.0.0.1:0", &envs).await;
         let addr = coordinator.addr.clone();
@@ -526,11 +527,7 @@ impl Fleet {
             config = edit(id, config);
         }
         std::fs::write(&path, config).unwrap();
-        let envs: Vec<(&str, &str)> = self
-            .envs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let envs = pairs(&self.envs);
         let proc = start_agent_envs(&path, &[], &self.agent_log(id, log), &envs);
         self.agents.insert(id.to_string(), proc);
     }
@@ -576,11 +573,7 @@ impl Fleet {
     /// Starts the coordinator (again) on the fleet's address, with more
     /// environment variables; the one before must be gone.
     pub async fn start_coordinator(&mut self, envs: &[(&str, &str)]) {
-        let mut all: Vec<(&str, &str)> = self
-            .envs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let mut all = pairs(&self.envs);
         all.extend_from_slice(envs);
         self.coordinator =
             Coordinator::start_with(self.path(), &self.coordinator_config(), &self.addr, &all)
