@@ -15,12 +15,16 @@ fn json_lines(what: &str, text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The first line whose message is `message`.
-fn line<'a>(what: &str, lines: &'a [Value], message: &str) -> &'a Value {
+/// The first line whose message starts with `message`, in the span of
+/// step `step` when one is given.
+fn line<'a>(what: &str, lines: &'a [Value], message: &str, step: Option<&str>) -> &'a Value {
     lines
         .iter()
-        .find(|l| l["message"] == message)
-        .unwrap_or_else(|| panic!("{what}: no `{message}` line in {lines:#?}"))
+        .find(|l| {
+            l["message"].as_str().is_some_and(|m| m.starts_with(message))
+                && step.is_none_or(|step| l["span"]["step"] == step)
+        })
+        .unwrap_or_else(|| panic!("{what}: no `{message}` line ({step:?}) in {lines:#?}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -29,7 +33,9 @@ async fn json_log_lines_carry_the_run_phase_step_and_host() {
         .hosts(["app-1"])
         .plan(
             "[[phase]]\nid = \"application\"\nname = \"App\"\n\
-             [[phase.step]]\nid = \"stop\"\nplugin = \"testbed\"\naction = \"echo\"\non = \"app-1\"\n",
+             [[phase.step]]\nid = \"stop\"\nplugin = \"testbed\"\naction = \"echo\"\non = \"app-1\"\n\
+             [[phase.step]]\nid = \"peek\"\nplugin = \"testbed\"\naction = \"read\"\non = \"app-1\"\n\
+             params = { path = \"/etc/hostname\" }\n",
         )
         .approvals(["technical-lead"])
         .env("BACKOUT_LOG_FORMAT", "json")
@@ -37,12 +43,13 @@ async fn json_log_lines_carry_the_run_phase_step_and_host() {
         .await;
     let id = run_id(&fleet.start_run("dave", &["--reason", "json logs"]));
     fleet.approve(&id, &["bob"]);
+    // `peek` reads a file it was not granted: refused by the host.
     let run = fleet.ended(&id).await;
-    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(run["status"], "failed", "{run:#}");
 
     // The coordinator: the step's answer, in the step's span.
     let lines = json_lines("coordinator", &fleet.coordinator.proc.log_text());
-    let answered = line("coordinator", &lines, "step answered");
+    let answered = line("coordinator", &lines, "step answered", Some("stop"));
     assert_eq!(answered["outcome"], "succeeded", "{answered:#}");
     let span = &answered["span"];
     assert_eq!(span["name"], "step", "{answered:#}");
@@ -50,18 +57,26 @@ async fn json_log_lines_carry_the_run_phase_step_and_host() {
     assert_eq!(span["phase"], "application", "{answered:#}");
     assert_eq!(span["step"], "stop", "{answered:#}");
     assert_eq!(span["host"], "app-1", "{answered:#}");
-    assert_eq!(line("coordinator", &lines, "run ended")["run"], id.as_str());
+    assert_eq!(
+        line("coordinator", &lines, "run ended", None)["run"],
+        id.as_str()
+    );
 
     // The agent: the step it ran, in the same terms.
     let text = std::fs::read_to_string(fleet.agent_log("app-1", "")).unwrap();
     let lines = json_lines("agent", &text);
-    let running = line("agent", &lines, "running step");
+    let running = line("agent", &lines, "running step", Some("stop"));
     assert_eq!(running["plugin"], "testbed", "{running:#}");
     let span = &running["span"];
     assert_eq!(span["run"], id.as_str(), "{running:#}");
     assert_eq!(span["phase"], "application", "{running:#}");
     assert_eq!(span["step"], "stop", "{running:#}");
     assert_eq!(span["host"], "app-1", "{running:#}");
+    // A host call's line, from the thread the plugin runs on, in its step.
+    let refused = line("agent", &lines, "refused: ", Some("peek"));
+    assert_eq!(refused["level"], "WARN", "{refused:#}");
+    assert_eq!(refused["span"]["run"], id.as_str(), "{refused:#}");
+    assert_eq!(refused["span"]["phase"], "application", "{refused:#}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
