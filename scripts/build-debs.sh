@@ -13,6 +13,13 @@ out="${1:-$root/target/debian}"
 profile="${BACKOUT_DEB_PROFILE:-dev}"
 mkdir -p "$out"
 cd "$root"
+# cargo-deb finds the binaries under CARGO_TARGET_DIR, but the plugins'
+# paths in agent/Cargo.toml are fixed (../target/plugins): copy them there.
+target_dir="$(realpath -m "${CARGO_TARGET_DIR:-$root/target}")"
+if [ "$target_dir" != "$root/target" ]; then
+    mkdir -p "$root/target/plugins"
+    cp "$target_dir"/plugins/*.wasm "$root/target/plugins/"
+fi
 for package in backout backout-agent; do
     cargo deb --quiet --package "$package" --no-build --profile "$profile" --output "$out" --fast
 done
