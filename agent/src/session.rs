@@ -275,7 +275,7 @@ async fn run_admitted(
     let recorded = match prior {
         Ok(Ok(Prior::New)) => None,
         Ok(Ok(Prior::Done(outcome))) => {
-            tracing::info!(step = %command.step_id, "step already ran here; answering with its recorded outcome");
+            tracing::info!(step_id = %command.step_id, "step already ran here; answering with its recorded outcome");
             Some(outcome)
         }
         Ok(Ok(Prior::Running)) => Some(StepOutcome::Failed {
@@ -314,7 +314,7 @@ async fn run_admitted(
     }
     tracing::info!(
         command = %command.command_id,
-        step = %command.step_id,
+        step_id = %command.step_id,
         plugin = %command.plugin,
         action = %command.action,
         dry_run = command.dry_run,
@@ -347,7 +347,7 @@ async fn run_admitted(
     // Every event goes out before the result.
     let _ = forward.await;
     if let StepOutcome::Failed { code, message } = &outcome {
-        tracing::warn!(step = %command.step_id, %code, %message, "step failed");
+        tracing::warn!(step_id = %command.step_id, %code, %message, "step failed");
     }
     {
         let (agent, key, outcome) = (agent.clone(), key.clone(), outcome.clone());
@@ -355,7 +355,7 @@ async fn run_admitted(
             tokio::task::spawn_blocking(move || agent.ledger.finish(&key, &outcome, now_ms()))
                 .await;
         if !matches!(recorded, Ok(Ok(()))) {
-            tracing::error!(step = %command.step_id, "cannot record the step's outcome in the ledger");
+            tracing::error!(step_id = %command.step_id, "cannot record the step's outcome in the ledger");
         }
     }
     let result = outcome_to_wire(outcome);
