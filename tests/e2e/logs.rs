@@ -21,7 +21,9 @@ fn line<'a>(what: &str, lines: &'a [Value], message: &str, step: Option<&str>) -
     lines
         .iter()
         .find(|l| {
-            l["message"].as_str().is_some_and(|m| m.starts_with(message))
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
                 && step.is_none_or(|step| l["span"]["step"] == step)
         })
         .unwrap_or_else(|| panic!("{what}: no `{message}` line ({step:?}) in {lines:#?}"))
