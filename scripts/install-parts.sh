@@ -7,7 +7,10 @@
 # psql/pg_dump/pg_restore the plugin runs; the package also creates the
 # `postgres` user the tests run the server as when they run as root); and Prism (the OpenAPI mock server
 # the provider tests check plugins' requests against) from the npm registry
-# into target/node. Needs root and apt on a fresh machine for the Debian
+# into target/node; for the package tests, systemd (systemd-analyze), man-db
+# (`systemd-analyze verify` opens the man pages a unit names), adduser and
+# util-linux (prlimit) from Debian, and cargo-deb (pinned) from crates.io.
+# Needs root and apt on a fresh machine for the Debian
 # packages; does nothing when everything is there.
 set -euo pipefail
 
@@ -21,6 +24,10 @@ declare -A parts=(
   [chromium]=chromium
   [chromedriver]=chromium-driver
   [npm]=npm
+  [systemd-analyze]=systemd
+  [man]=man-db
+  [adduser]=adduser
+  [prlimit]=util-linux
 )
 have_postgres() {
   command -v psql >/dev/null 2>&1 && command -v pg_dump >/dev/null 2>&1 &&
@@ -52,4 +59,11 @@ if ! grep -qs "\"version\": \"$prism_version\"" "$prism_package"; then
   mkdir -p "$prism_prefix"
   npm install --prefix "$prism_prefix" --no-audit --no-fund --loglevel=error \
     "@stoplight/prism-cli@$prism_version" >/dev/null
+fi
+
+# cargo-deb 3.8.0 packages the debug binaries (`--no-build --profile dev`);
+# scripts/build-debs.sh.
+cargo_deb_version="3.8.0"
+if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $cargo_deb_version\|$cargo_deb_version"; then
+  cargo install cargo-deb --locked --version "$cargo_deb_version" >/dev/null
 fi

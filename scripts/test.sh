@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "real parts the tests start (Debian's prometheus, python3, chromium, postgresql-15; Prism from npm)"
+step "real parts the tests start (Debian's prometheus, python3, chromium, postgresql-15, systemd, man-db; Prism from npm; cargo-deb)"
 scripts/install-parts.sh
 prometheus --version 2>&1 | head -1
 

@@ -12,10 +12,11 @@ use backout_agent::ledger::Ledger;
 use backout_agent::nonces::NonceStore;
 use backout_agent::plugin::{PluginHost, SecretStore};
 use backout_agent::session::{self, Agent};
+use backout_config::logging::LogFormat;
 use backout_proto::command::CommandVerifier;
 use backout_tls::tls::TlsMaterial;
 use backout_tls::{Identity, TlsFiles};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing::Instrument;
 
 /// Backout agent: verifies signed phase commands from the coordinator and runs
@@ -28,8 +29,12 @@ use tracing::Instrument;
 #[command(name = "backout-agent", version)]
 struct Cli {
     /// The agent's configuration file.
-    #[arg(long, env = "BACKOUT_AGENT_CONFIG")]
-    config: PathBuf,
+    #[arg(
+        long,
+        env = "BACKOUT_AGENT_CONFIG",
+        required_unless_present = "generate_assets"
+    )]
+    config: Option<PathBuf>,
     /// Load testing only: run one session per `<id>.pem` + `<id>.key` pair in
     /// DIR (e.g. a PKI's `agents/` folder) in this one process, each under its
     /// own certificate, with its own nonces and ledger in `<state_dir>/<id>/`.
@@ -43,6 +48,13 @@ struct Cli {
     /// Log filter (e.g. info, debug); also RUST_LOG.
     #[arg(long, env = "BACKOUT_LOG")]
     log: Option<String>,
+    /// Log lines as text, or as one JSON object per line with the run,
+    /// phase, step and host as fields.
+    #[arg(long, env = "BACKOUT_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: LogFormat,
+    /// Packaging: write shell completions and man pages into DIR, and exit.
+    #[arg(long, hide = true, value_name = "DIR")]
+    generate_assets: Option<PathBuf>,
 }
 
 /// Errors that mean "fix your configuration" (exit code 2).
@@ -177,9 +189,25 @@ fn open_files_limit() -> Option<u64> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    backout_config::logging::init(cli.log.as_deref(), "info");
+    backout_config::logging::init(cli.log.as_deref(), "info", cli.log_format);
+    if let Some(dir) = &cli.generate_assets {
+        return match backout_config::assets::write(Cli::command(), dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                say(
+                    &mut std::io::stderr(),
+                    format_args!("backout-agent: {}: {e}", dir.display()),
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(config) = cli.config.as_deref() else {
+        // clap requires --config unless --generate-assets is given.
+        return ExitCode::from(2);
+    };
 
-    let mut agents = match build(&cli.config, cli.sessions_from.as_deref()) {
+    let mut agents = match build(config, cli.sessions_from.as_deref()) {
         Ok(agents) => agents,
         Err(error) => {
             say(
@@ -190,6 +218,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Under systemd (`Type=notify`): ready once the state files are open and
+    // the plugins compiled, before the first dial (an agent whose coordinator
+    // is down is still a running agent, retrying); pings while the runtime
+    // runs. Nothing happens without `NOTIFY_SOCKET`.
+    backout_config::service::ready();
+    backout_config::service::spawn_watchdog();
     let many = cli.sessions_from.is_some();
     let sessions = async move {
         if many {
@@ -208,7 +242,10 @@ async fn main() -> ExitCode {
     tokio::select! {
         () = sessions => ExitCode::SUCCESS,
         _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
-        () = sigterm() => ExitCode::SUCCESS,
+        () = sigterm() => {
+            backout_config::service::stopping();
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use backout_proto::{codes, now_ms, wire};
 use backout_tls::tls::{TlsMaterial, connect_coordinator, error_chain};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
 use wire::agent_message::Kind as AgentKind;
 use wire::coordinator_message::Kind as CoordKind;
 
@@ -225,6 +226,44 @@ async fn handle_command(
             return;
         }
     };
+    let span = step_span(&command);
+    run_admitted(agent, command, plugin, tx, started_at_ms)
+        .instrument(span)
+        .await;
+}
+
+/// The span a step's log lines are in on this agent: its run, phase, step
+/// and host (`--log-format json` prints them as fields). The phase is read
+/// from the step id (`<run>/<phase>/<step>/<host>#<attempt>`); a command
+/// outside a run's phases (an assessment) has none.
+fn step_span(command: &backout_proto::command::Command) -> tracing::Span {
+    let in_run = command
+        .step_id
+        .strip_prefix(command.run_id.as_str())
+        .and_then(|rest| rest.strip_prefix('/'));
+    let mut parts = in_run.unwrap_or_default().split('/');
+    let (phase, step) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(phase), Some(step), Some(_host)) => (phase, step),
+        _ => ("", ""),
+    };
+    tracing::info_span!(
+        "step",
+        run = %command.run_id,
+        phase = %phase,
+        step = %step,
+        host = %command.target_agent,
+    )
+}
+
+/// Runs an admitted command at most once (its step id is in the ledger)
+/// and sends its events and result.
+async fn run_admitted(
+    agent: Arc<Agent>,
+    command: backout_proto::command::Command,
+    plugin: Arc<crate::plugin::LoadedPlugin>,
+    tx: mpsc::Sender<wire::AgentMessage>,
+    started_at_ms: i64,
+) {
     // A step id runs at most once on this agent.
     let key = Ledger::key(&command.step_id, command.dry_run);
     let prior = {
@@ -236,7 +275,7 @@ async fn handle_command(
     let recorded = match prior {
         Ok(Ok(Prior::New)) => None,
         Ok(Ok(Prior::Done(outcome))) => {
-            tracing::info!(step = %command.step_id, "step already ran here; answering with its recorded outcome");
+            tracing::info!(step_id = %command.step_id, "step already ran here; answering with its recorded outcome");
             Some(outcome)
         }
         Ok(Ok(Prior::Running)) => Some(StepOutcome::Failed {
@@ -275,7 +314,7 @@ async fn handle_command(
     }
     tracing::info!(
         command = %command.command_id,
-        step = %command.step_id,
+        step_id = %command.step_id,
         plugin = %command.plugin,
         action = %command.action,
         dry_run = command.dry_run,
@@ -308,7 +347,7 @@ async fn handle_command(
     // Every event goes out before the result.
     let _ = forward.await;
     if let StepOutcome::Failed { code, message } = &outcome {
-        tracing::warn!(step = %command.step_id, %code, %message, "step failed");
+        tracing::warn!(step_id = %command.step_id, %code, %message, "step failed");
     }
     {
         let (agent, key, outcome) = (agent.clone(), key.clone(), outcome.clone());
@@ -316,7 +355,7 @@ async fn handle_command(
             tokio::task::spawn_blocking(move || agent.ledger.finish(&key, &outcome, now_ms()))
                 .await;
         if !matches!(recorded, Ok(Ok(()))) {
-            tracing::error!(step = %command.step_id, "cannot record the step's outcome in the ledger");
+            tracing::error!(step_id = %command.step_id, "cannot record the step's outcome in the ledger");
         }
     }
     let result = outcome_to_wire(outcome);

@@ -1,15 +1,21 @@
 //! Loading Backout's TOML files (coordinator and agent configuration, plans).
 //! With its features, also the set-up both binaries share: [`logging`] (the
 //! `logging` feature) and opening SQLite files ([`sqlite`], the `sqlite`
-//! feature). `plan/`, the pure core, uses neither.
+//! feature), readiness and watchdog notices to systemd ([`service`], the
+//! `service` feature), and shell completions and man pages ([`assets`], the
+//! `assets` feature). `plan/`, the pure core, uses none of them.
 //!
 //! Every error names the file, the line and column, and the field, because the
 //! person reading it is fixing a configuration at 2 a.m. Types that use this
 //! crate put `#[serde(deny_unknown_fields)]` on every table, so a typo is an
 //! error and never silently ignored.
 
+#[cfg(feature = "assets")]
+pub mod assets;
 #[cfg(feature = "logging")]
 pub mod logging;
+#[cfg(feature = "service")]
+pub mod service;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

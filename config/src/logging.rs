@@ -2,24 +2,63 @@
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+/// How log lines are written: `--log-format` (or `BACKOUT_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (the default).
+    #[default]
+    Text,
+    /// One JSON object per line: the event's fields at the top level, and
+    /// the fields of the spans it happened in (run, phase, step, host…)
+    /// under `span` (the innermost) and `spans` (outermost first).
+    Json,
+}
+
+/// A layer of the one subscriber both binaries install.
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
 /// Sends `tracing` events to standard error, filtered by `filter` (a
-/// `--log` flag), else `RUST_LOG`, else `default` (e.g. "info").
+/// `--log` flag), else `RUST_LOG`, else `default` (e.g. "info"), written as
+/// `format` says.
 ///
-/// Colours only when standard error is a terminal: a log file or a journal
-/// gets plain text. A log line that cannot be written (the disk is full) is
-/// dropped: reporting it would `eprintln!` to the same full standard error,
-/// which panics the task that logged (a run's driver died of it).
+/// Colours only when standard error is a terminal and the format is text: a
+/// log file or a journal gets plain text. A log line that cannot be written
+/// (the disk is full) is dropped: reporting it would `eprintln!` to the same
+/// full standard error, which panics the task that logged (a run's driver
+/// died of it).
+///
+/// The subscriber is a registry with a list of layers: another output (an
+/// exporter of traces) is one more entry in `layers`.
 ///
 /// A second call (tests, or a library that set one up) changes nothing.
-pub fn init(filter: Option<&str>, default: &str) {
+pub fn init(filter: Option<&str>, default: &str, format: LogFormat) {
     let filter = filter
         .map(str::to_string)
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| default.to_string());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .log_internal_errors(false)
+    let layers: Vec<BoxedLayer> = vec![stderr_layer(format)];
+    let _ = tracing_subscriber::registry()
+        .with(layers)
+        .with(EnvFilter::new(filter))
         .try_init();
+}
+
+/// The layer that writes lines to standard error.
+fn stderr_layer(format: LogFormat) -> BoxedLayer {
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
+    match format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .boxed(),
+    }
 }

@@ -7,7 +7,8 @@
 use std::process::ExitCode;
 
 use backout::cli::{self, Exit, client::ConnectArgs};
-use clap::{Parser, Subcommand};
+use backout_config::logging::LogFormat;
+use clap::{CommandFactory, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 failed (unhealthy, refused, unreachable, a trigger fired), 2 bad input (flags, files, configuration), 3 unknown (assess: nothing fired but a trigger has no data).
@@ -30,6 +31,16 @@ struct Cli {
     /// Log filter (e.g. info, debug, backout=debug); also RUST_LOG.
     #[arg(long, global = true, env = "BACKOUT_LOG")]
     log: Option<String>,
+    /// Log lines as text, or as one JSON object per line with the run,
+    /// phase, step and host as fields.
+    #[arg(
+        long,
+        global = true,
+        env = "BACKOUT_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +109,9 @@ enum Command {
     ///
     /// Example: backout dashboard --listen 127.0.0.1:3100 --open
     Dashboard(backout::dashboard::DashboardArgs),
+    /// Packaging: write shell completions and man pages into DIR.
+    #[command(hide = true)]
+    GenerateAssets { dir: std::path::PathBuf },
 }
 
 async fn run(command: Command, connect: &ConnectArgs) -> anyhow::Result<Exit> {
@@ -119,6 +133,11 @@ async fn run(command: Command, connect: &ConnectArgs) -> anyhow::Result<Exit> {
         Command::Audit(args) => cli::audit::run(args),
         Command::Plan(args) => cli::plan::run(args),
         Command::Dashboard(args) => backout::dashboard::run(connect, args).await,
+        Command::GenerateAssets { dir } => {
+            backout_config::assets::write(Cli::command(), &dir)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            Ok(Exit::Ok)
+        }
     }
 }
 
@@ -129,7 +148,7 @@ async fn main() -> ExitCode {
         Command::Serve(_) => "info",
         _ => "warn",
     };
-    backout_config::logging::init(cli.log.as_deref(), default_log);
+    backout_config::logging::init(cli.log.as_deref(), default_log, cli.log_format);
     match run(cli.command, &cli.connect).await {
         Ok(exit) => ExitCode::from(exit as u8),
         Err(error) => {

@@ -32,7 +32,9 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
-use crate::{Coordinator, Pki, Proc, agent_config, cli, cli_child, json_of, start_agent, wait_for};
+use crate::{
+    Coordinator, Pki, Proc, agent_config, cli, cli_child, json_of, start_agent_envs, wait_for,
+};
 
 /// How long the fleet waits for agents to connect and runs to end.
 const WAIT: Duration = Duration::from_secs(60);
@@ -57,6 +59,7 @@ pub struct FleetBuilder {
     state_dir: String,
     testbed_grants: String,
     agent_edit: Option<AgentEdit>,
+    envs: Vec<(String, String)>,
 }
 
 /// A started fleet. Every process is killed when it is dropped.
@@ -76,6 +79,7 @@ pub struct Fleet {
     state_dir: String,
     testbed_grants: String,
     agent_edit: Option<AgentEdit>,
+    envs: Vec<(String, String)>,
 }
 
 impl Fleet {
@@ -105,8 +109,14 @@ impl Fleet {
             state_dir: "state".into(),
             testbed_grants: String::new(),
             agent_edit: None,
+            envs: Vec::new(),
         }
     }
+}
+
+/// `(key, value)` pairs as the process starters take them.
+fn pairs(envs: &[(String, String)]) -> Vec<(&str, &str)> {
+    envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 fn strings<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> Vec<String> {
@@ -245,6 +255,13 @@ impl FleetBuilder {
     /// Issues the certificates, writes the plan and the configurations,
     /// starts the coordinator and the agents, and waits until every agent
     /// is connected.
+    /// An environment variable for the coordinator and every agent (e.g.
+    /// `BACKOUT_LOG_FORMAT=json`), at every start.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_string(), value.to_string()));
+        self
+    }
+
     pub async fn start(self) -> Fleet {
         let pki = self.pki.unwrap_or_else(|| Pki::new(&self.domain));
         for host in &self.hosts {
@@ -344,7 +361,9 @@ impl FleetBuilder {
             )
             .unwrap();
         }
-        let coordinator = Coordinator::start(pki.path(), &coordinator_config).await;
+        let envs = pairs(&self.envs);
+        let coordinator =
+            Coordinator::start_with(pki.path(), &coordinator_config, "127.0.0.1:0", &envs).await;
         let addr = coordinator.addr.clone();
         let mut fleet = Fleet {
             pki,
@@ -358,6 +377,7 @@ impl FleetBuilder {
             state_dir: self.state_dir,
             testbed_grants: self.testbed_grants,
             agent_edit: self.agent_edit,
+            envs: self.envs,
         };
         let running = self.running.unwrap_or(self.hosts);
         for host in &running {
@@ -507,7 +527,8 @@ impl Fleet {
             config = edit(id, config);
         }
         std::fs::write(&path, config).unwrap();
-        let proc = start_agent(&path, &self.agent_log(id, log));
+        let envs = pairs(&self.envs);
+        let proc = start_agent_envs(&path, &[], &self.agent_log(id, log), &envs);
         self.agents.insert(id.to_string(), proc);
     }
 
@@ -552,8 +573,10 @@ impl Fleet {
     /// Starts the coordinator (again) on the fleet's address, with more
     /// environment variables; the one before must be gone.
     pub async fn start_coordinator(&mut self, envs: &[(&str, &str)]) {
+        let mut all = pairs(&self.envs);
+        all.extend_from_slice(envs);
         self.coordinator =
-            Coordinator::start_with(self.path(), &self.coordinator_config(), &self.addr, envs)
+            Coordinator::start_with(self.path(), &self.coordinator_config(), &self.addr, &all)
                 .await;
         assert_eq!(self.coordinator.addr, self.addr);
     }

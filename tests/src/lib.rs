@@ -260,9 +260,14 @@ pub fn start_agent(config: &Path, log: &Path) -> Proc {
 /// Starts `backout-agent` with the config at `config` and more arguments
 /// (e.g. `--sessions-from DIR`).
 pub fn start_agent_with(config: &Path, args: &[&str], log: &Path) -> Proc {
+    start_agent_envs(config, args, log, &[])
+}
+
+/// Like [`start_agent_with`], with more environment variables.
+pub fn start_agent_envs(config: &Path, args: &[&str], log: &Path, envs: &[(&str, &str)]) -> Proc {
     let mut all = vec!["--config", config.to_str().unwrap()];
     all.extend_from_slice(args);
-    let mut proc = Proc::spawn(&bin("backout-agent"), &all, log);
+    let mut proc = Proc::spawn_with(&bin("backout-agent"), &all, log, envs);
     let stdout = proc.child.stdout.take().unwrap();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();

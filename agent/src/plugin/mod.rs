@@ -538,7 +538,11 @@ impl PluginHost {
         // is free again, or until the step is abandoned (below).
         let permit = Arc::new(Mutex::new(Some(permit)));
         let held = permit.clone();
+        // The step's span (run, phase, step, host) follows it onto the
+        // blocking thread, so the host calls' log lines carry it too.
+        let span = tracing::Span::current();
         let job = tokio::task::spawn_blocking(move || {
+            let _in_step = span.enter();
             let outcome = run::run_step(&engine, &plugin, &req, ctx);
             lock(&held).take();
             outcome

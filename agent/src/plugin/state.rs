@@ -236,9 +236,9 @@ impl StepContext {
         let message = self.secrets.redact(&message);
         self.denials = self.denials.saturating_add(1);
         if self.denials <= LOGGED_DENIALS {
-            tracing::warn!(plugin = %self.plugin, step = %self.step_id, "refused: {message}");
+            tracing::warn!(plugin = %self.plugin, step_id = %self.step_id, "refused: {message}");
         } else {
-            tracing::debug!(plugin = %self.plugin, step = %self.step_id, "refused: {message}");
+            tracing::debug!(plugin = %self.plugin, step_id = %self.step_id, "refused: {message}");
         }
         let warning = format!("host refused: {message}");
         if let Err(stop) = self.charge(warning.len()) {

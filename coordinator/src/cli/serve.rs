@@ -57,6 +57,11 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     // port 0. A closed standard output does not stop the server.
     let _ = writeln!(std::io::stdout(), "backout: listening on {addr}");
     tracing::info!(%addr, agents = coordinator.config.agents.len(), "coordinator listening");
+    // Under systemd (`Type=notify`): ready now that the port is open and the
+    // journal is up; pings while the runtime runs, when the unit has a
+    // watchdog. Nothing happens without `NOTIFY_SOCKET`.
+    backout_config::service::ready();
+    backout_config::service::spawn_watchdog();
     crate::server::serve(coordinator, listener, shutdown_signal()).await?;
     Ok(Exit::Ok)
 }
@@ -142,6 +147,7 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    backout_config::service::stopping();
     tracing::info!("shutting down");
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use backout_plan::run::{Dispatch, Event, Outcome, PhaseStatus, RunStatus};
 use backout_proto::{codes, now_ms};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use super::{Fact, RunEvent, Runs, notify};
 use crate::fleet::StepOutcome;
@@ -238,7 +239,26 @@ pub(super) fn step_spec(entry: &super::Entry, d: &Dispatch) -> Option<StepSpec> 
 /// is unreachable or still busy with it, it is asked again (at growing
 /// intervals), for at most the step's time; what is still unanswered then
 /// is timed out or unreachable, and never retried under a new attempt.
-pub(super) async fn execute(
+pub(super) fn execute(
+    runs: Arc<Runs>,
+    id: String,
+    d: Dispatch,
+    spec: StepSpec,
+    first: Option<PendingStep>,
+) -> impl Future<Output = ()> {
+    // Every line logged for this dispatch carries its run, phase, step and
+    // host (`--log-format json` prints them as fields).
+    let span = tracing::info_span!(
+        "step",
+        run = %id,
+        phase = %d.phase,
+        step = %d.step,
+        host = %d.host,
+    );
+    execute_in_span(runs, id, d, spec, first).instrument(span)
+}
+
+async fn execute_in_span(
     runs: Arc<Runs>,
     id: String,
     d: Dispatch,
@@ -291,6 +311,12 @@ pub(super) async fn execute(
             .iter()
             .any(|f| r.data_json.contains(&format!("\"{f}\"")))
     });
+    tracing::info!(
+        attempt = d.attempt,
+        outcome = outcome_word(&outcome),
+        ran_ms,
+        "step answered"
+    );
     let event = Event::Finished {
         phase: d.phase,
         step: d.step,
@@ -308,6 +334,18 @@ pub(super) async fn execute(
         });
     }
     runs.wake(&id);
+}
+
+/// One word for an answer, for the log (its details may hold what a step
+/// printed; they stay in the journal, redacted).
+fn outcome_word(outcome: &StepOutcome) -> &'static str {
+    match outcome {
+        StepOutcome::Refused { .. } => "refused",
+        StepOutcome::Succeeded { .. } => "succeeded",
+        StepOutcome::Failed { .. } => "failed",
+        StepOutcome::TimedOut => "timed out",
+        StepOutcome::Unreachable { .. } => "unreachable",
+    }
 }
 
 /// What the engine makes of an agent's answer.
