@@ -17,6 +17,7 @@ pub enum Args {
         /// The journal file itself.
         #[arg(long)]
         journal: Option<PathBuf>,
+        /// text: for people; json: for programs.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },

@@ -15,6 +15,10 @@ use crate::journal::Record;
 
 /// How long a step is waited for when the plan gives it no `timeout`.
 const DEFAULT_STEP_TIME: Duration = Duration::from_secs(600);
+/// How long a step waits for its host's agent to connect when its phase has
+/// no `time_limit` (with one, the phase's limit decides). A dry run never
+/// waits. Documented in the README ("When an agent is not connected").
+pub(crate) const ABSENT_WAIT: Duration = Duration::from_secs(120);
 /// Beyond the step's own time: delivery, admission, the answer's way back.
 const STEP_GRACE: Duration = Duration::from_secs(10);
 /// How long the driver waits, once woken, for more of a turn's news: at
@@ -102,7 +106,11 @@ pub(super) async fn drive(runs: Arc<Runs>, id: String, notify: Arc<Notify>) {
                     }
                 }
             }
-            let status = eval.status;
+            let status = if entry.meta.dry_run {
+                entry.run.dry_run_status(eval.status)
+            } else {
+                eval.status
+            };
             let over = matches!(
                 status,
                 RunStatus::Succeeded
@@ -249,6 +257,8 @@ pub(super) async fn execute(
         tokio::time::Instant::now() + spec.deadline.unwrap_or(DEFAULT_STEP_TIME) + STEP_GRACE;
     let mut pause = ASK_AGAIN_FIRST;
     let mut first = first;
+    // Since when the agent has not been connected, while it is not.
+    let mut absent_since: Option<i64> = None;
     let Answer { outcome, ran_ms } = loop {
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
         let pending = match first.take() {
@@ -269,6 +279,19 @@ pub(super) async fn execute(
             }
             _ => false,
         };
+        // An agent that is not connected is waited for in the open, and
+        // only as long as its phase allows.
+        if let StepOutcome::Unreachable { detail } = &answer.outcome {
+            let since = *absent_since.get_or_insert_with(now_ms);
+            if let Some(why) = runs.await_absent(&id, &d, since, detail) {
+                break Answer {
+                    outcome: StepOutcome::Unreachable { detail: why },
+                    ran_ms: None,
+                };
+            }
+        } else if absent_since.take().is_some() {
+            runs.no_longer_awaited(&id, &d);
+        }
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
         if !again || left.is_zero() {
             break answer;
@@ -277,6 +300,9 @@ pub(super) async fn execute(
         tokio::time::sleep(pause.min(left)).await;
         pause = (pause * 2).min(ASK_AGAIN_MAX);
     };
+    if absent_since.is_some() {
+        runs.no_longer_awaited(&id, &d);
+    }
     let result = match &outcome {
         StepOutcome::Succeeded {
             summary, data_json, ..
