@@ -105,6 +105,15 @@ async fn a_dry_run_does_not_wait_for_an_absent_host_and_fails() {
     let runs = String::from_utf8_lossy(&runs.stdout);
     assert!(runs.contains("failed (dry run)"), "{runs}");
     let id = fleet.runs()["runs"][0]["run"].as_str().unwrap().to_string();
+
+    // A real run says at its start which of its hosts are not connected.
+    let real = fleet.cli("dave", &["rollback", "start", "--reason", "for real"]);
+    let real = String::from_utf8_lossy(&real.stdout);
+    assert!(
+        real.contains("not connected now: app-2 (never connected)"),
+        "{real}"
+    );
+    assert!(!real.contains("not connected now: app-1"), "{real}");
     for format in ["md", "html", "json"] {
         let report = fleet.cli("alice", &["report", &id, "--format", format]);
         assert_eq!(report.status.code(), Some(0));

@@ -473,24 +473,9 @@ impl PluginHost {
                     let mut cache = lock(&slot.cache);
                     match cache.get(&sha256).cloned() {
                         Some(plugin) => Ok(plugin),
-                        None => load(
-                            &inner.engine,
-                            &inner.linker,
-                            &inner.secrets,
-                            &slot.config,
-                            &slot.caps,
-                            &slot.limits,
-                            &bytes,
-                        )
-                        .map(|plugin| {
-                            let plugin = Arc::new(plugin);
-                            if cache.len() > CACHE_VERSIONS {
-                                cache.clear();
-                            }
-                            cache.insert(sha256.clone(), plugin.clone());
-                            plugin
-                        })
-                        .map_err(|e| (sha256.clone(), e.to_string())),
+                        None => inner
+                            .compile_into(slot, &mut cache, &sha256, &bytes)
+                            .map_err(|e| (sha256.clone(), e.to_string())),
                     }
                 }
             };
@@ -590,21 +575,7 @@ impl PluginHost {
                         bytes
                     }
                 };
-                let inner = &self.inner;
-                let loaded = Arc::new(load(
-                    &inner.engine,
-                    &inner.linker,
-                    &inner.secrets,
-                    &slot.config,
-                    &slot.caps,
-                    &slot.limits,
-                    &bytes,
-                )?);
-                if cache.len() > CACHE_VERSIONS {
-                    cache.clear();
-                }
-                cache.insert(actual.clone(), loaded.clone());
-                loaded
+                self.inner.compile_into(slot, &mut cache, &actual, &bytes)?
             }
         };
         *lock(&slot.current) = loaded.clone();
@@ -701,6 +672,33 @@ impl PluginHost {
         };
         sink.close();
         outcome
+    }
+}
+
+impl Inner {
+    /// Compiles `bytes` (whose hash is `sha256`) for `slot` and keeps the
+    /// version in the slot's cache (`cache`, locked by the caller).
+    fn compile_into(
+        &self,
+        slot: &Slot,
+        cache: &mut HashMap<String, Arc<LoadedPlugin>>,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<LoadedPlugin>, PluginHostError> {
+        let loaded = Arc::new(load(
+            &self.engine,
+            &self.linker,
+            &self.secrets,
+            &slot.config,
+            &slot.caps,
+            &slot.limits,
+            bytes,
+        )?);
+        if cache.len() > CACHE_VERSIONS {
+            cache.clear();
+        }
+        cache.insert(sha256.to_string(), loaded.clone());
+        Ok(loaded)
     }
 }
 

@@ -28,6 +28,8 @@ const GATHER_MAX: Duration = Duration::from_millis(50);
 /// The first and the longest pause between asking an agent again.
 const ASK_AGAIN_FIRST: Duration = Duration::from_millis(500);
 const ASK_AGAIN_MAX: Duration = Duration::from_secs(5);
+/// The longest pause between asking for an agent that is not connected.
+const ASK_ABSENT_MAX: Duration = Duration::from_secs(1);
 
 /// Drives one run until it ends. Each turn, under the run's lock: journal
 /// the outcomes that came back since the last turn (one write), note and
@@ -298,7 +300,15 @@ pub(super) async fn execute(
         }
         // The last pause is cut short so the agent is asked once more at the end.
         tokio::time::sleep(pause.min(left)).await;
-        pause = (pause * 2).min(ASK_AGAIN_MAX);
+        // An absent agent costs nothing to ask for (no command is sent): ask
+        // every second, so that the step lets go within a second of its
+        // phase ending, and the run ends with it.
+        let max = if absent_since.is_some() {
+            ASK_ABSENT_MAX
+        } else {
+            ASK_AGAIN_MAX
+        };
+        pause = (pause * 2).min(max);
     };
     if absent_since.is_some() {
         runs.no_longer_awaited(&id, &d);

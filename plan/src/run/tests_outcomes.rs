@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::tests::{MIN, approved, dispatched, exec, names, phase, plan, step};
+use super::tests::{MIN, approved, dispatched, exec, exec_next, names, phase, plan, step};
 use super::*;
 
 fn retrying(id: &str) -> StepPlan {
@@ -150,15 +150,10 @@ fn a_dry_run_with_a_step_passed_over_has_failed() {
     passed_over.on_failure = OnFailure::Continue;
     let mut run = Run::new(plan(vec![phase("p", &[], vec![passed_over])]));
     approved(&mut run);
-    let d = run.next(0).remove(0);
-    exec(
-        &mut run,
-        &d,
-        Outcome::Failed {
-            reason: "exit 1".into(),
-        },
-        0,
-    );
+    let failed = Outcome::Failed {
+        reason: "exit 1".into(),
+    };
+    exec_next(&mut run, 0, failed, 0);
     // A real run passes it over and succeeds; a dry run found a step that
     // would not work.
     assert_eq!(run.status(1), RunStatus::Succeeded);
@@ -167,7 +162,6 @@ fn a_dry_run_with_a_step_passed_over_has_failed() {
 
     let mut clean = Run::new(plan(vec![phase("p", &[], vec![step("check", &["app-1"])])]));
     approved(&mut clean);
-    let d = clean.next(0).remove(0);
-    exec(&mut clean, &d, Outcome::Succeeded, 0);
+    exec_next(&mut clean, 0, Outcome::Succeeded, 0);
     assert_eq!(clean.dry_run_status(clean.status(1)), RunStatus::Succeeded);
 }
