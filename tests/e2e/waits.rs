@@ -161,3 +161,34 @@ on_failure = "continue"
     assert_eq!(fleet.run_of(id)["status"], "failed");
     assert_eq!(fleet.run_of(id)["dry_run"], true);
 }
+
+/// Without a `time_limit`, an absent host is waited for the documented
+/// default (two minutes; shortened here through the test hook), then the
+/// step is unreachable and the run ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_time_limit_an_absent_host_is_waited_for_the_default_then_given_up() {
+    let plan = LIMITED.replace("time_limit = \"3s\"\n", "");
+    let mut fleet = one_agent_missing("absentdefault.test", &plan).start().await;
+    fleet.kill_coordinator().await;
+    fleet
+        .start_coordinator(&[("BACKOUT_TEST_ABSENT_WAIT_MS", "2000")])
+        .await;
+    fleet.wait_connected(1).await;
+    let id = fleet.start_approved(&["--reason", "absent, no limit"]);
+    let run = fleet.ended(&id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let app = phase(&run, "application");
+    assert_eq!(app["status"], "failed", "{run}");
+    assert_eq!(
+        app["hosts_unreachable"],
+        serde_json::json!(["app-2"]),
+        "{run}"
+    );
+    assert!(
+        app["detail"]
+            .as_str()
+            .unwrap()
+            .contains("waited 2.0 s for it (the phase has no time_limit)"),
+        "{run}"
+    );
+}

@@ -166,7 +166,7 @@ fn coordinator_toml(listen: &str) -> String {
     let mut out = format!(
         "# The coordinator (written by `backout init`). Start it with\n\
          #   backout serve --config coordinator.toml\n\
-         # Every key is described in docs and coordinator/src/config.rs.\n\
+         # Every key is described at the top of coordinator/src/config.rs.\n\
          listen = \"{listen}\"\n\
          command_key = \"pki/command-signing.key\"   # signs every command; agents pin its public half\n\
          state_dir = \"state\"                        # the journal\n\

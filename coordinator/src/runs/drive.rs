@@ -19,6 +19,24 @@ const DEFAULT_STEP_TIME: Duration = Duration::from_secs(600);
 /// no `time_limit` (with one, the phase's limit decides). A dry run never
 /// waits. Documented in the README ("When an agent is not connected").
 pub(crate) const ABSENT_WAIT: Duration = Duration::from_secs(120);
+
+/// The waits tests' hook, in builds with the `test-hooks` feature only:
+/// `BACKOUT_TEST_ABSENT_WAIT_MS=N` replaces [`ABSENT_WAIT`], so that a test
+/// sees the default wait end without waiting two minutes.
+#[cfg(feature = "test-hooks")]
+pub const ABSENT_WAIT_ENV: &str = "BACKOUT_TEST_ABSENT_WAIT_MS";
+
+/// How long an absent agent is waited for in a phase without a time limit.
+pub(crate) fn absent_wait() -> Duration {
+    #[cfg(feature = "test-hooks")]
+    if let Some(ms) = std::env::var(ABSENT_WAIT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return Duration::from_millis(ms);
+    }
+    ABSENT_WAIT
+}
 /// Beyond the step's own time: delivery, admission, the answer's way back.
 const STEP_GRACE: Duration = Duration::from_secs(10);
 /// How long the driver waits, once woken, for more of a turn's news: at

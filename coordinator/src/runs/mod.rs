@@ -431,25 +431,23 @@ impl Runs {
             }
             None => return Some(detail.to_string()),
         }
-        let wait = i64::try_from(drive::ABSENT_WAIT.as_millis()).unwrap_or(i64::MAX);
+        let wait = i64::try_from(drive::absent_wait().as_millis()).unwrap_or(i64::MAX);
         if limit.is_none() && now.saturating_sub(since) >= wait {
             return Some(format!(
                 "{detail}; waited {} for it (the phase has no time_limit)",
                 crate::text::human_ms(wait)
             ));
         }
-        let key = (d.phase.clone(), d.host.clone());
-        if !entry.awaited.contains_key(&key) {
-            entry.awaited.insert(
-                key,
-                Awaited {
-                    phase: d.phase.clone(),
-                    step: d.step.clone(),
-                    host: d.host.clone(),
-                    since_ms: since,
-                    why: detail.to_string(),
-                },
-            );
+        if let std::collections::btree_map::Entry::Vacant(slot) =
+            entry.awaited.entry((d.phase.clone(), d.host.clone()))
+        {
+            slot.insert(Awaited {
+                phase: d.phase.clone(),
+                step: d.step.clone(),
+                host: d.host.clone(),
+                since_ms: since,
+                why: detail.to_string(),
+            });
             tracing::warn!(run = %run_id, host = %d.host, phase = %d.phase, "waiting for an agent that is not connected");
             self.publish(RunEvent {
                 run_id: run_id.to_string(),
