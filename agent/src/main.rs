@@ -24,6 +24,10 @@ use tracing::Instrument;
 ///
 /// Exit codes: 0 stopped cleanly, 1 failed, 2 bad configuration.
 ///
+/// SIGHUP reads every configured plugin file again: a new or changed one is
+/// loaded without a restart; one that fails to load is disabled (logged,
+/// and shown by `backout agents`) while the others keep serving.
+///
 /// Example: backout-agent --config /etc/backout/agent.toml
 #[derive(Debug, Parser)]
 #[command(name = "backout-agent", version, subcommand_negates_reqs = true)]
