@@ -12,6 +12,7 @@ pub mod admit;
 pub mod backoff;
 pub mod config;
 pub mod ledger;
+pub mod local;
 pub mod nonces;
 pub mod plugin;
 pub mod session;

@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 use backout_agent::admit::Admission;
 use backout_agent::config::AgentConfig;
 use backout_agent::ledger::Ledger;
+use backout_agent::local;
 use backout_agent::nonces::NonceStore;
-use backout_agent::plugin::{PluginHost, SecretStore};
+use backout_agent::plugin::{PluginHost, SecretStore, StepOutcome};
 use backout_agent::session::{self, Agent};
 use backout_config::logging::LogFormat;
 use backout_proto::command::CommandVerifier;
@@ -24,9 +25,13 @@ use tracing::Instrument;
 ///
 /// Exit codes: 0 stopped cleanly, 1 failed, 2 bad configuration.
 ///
+/// SIGHUP reads every configured plugin file again: a new or changed one is
+/// loaded without a restart; one that fails to load is disabled (logged,
+/// and shown by `backout agents`) while the others keep serving.
+///
 /// Example: backout-agent --config /etc/backout/agent.toml
 #[derive(Debug, Parser)]
-#[command(name = "backout-agent", version)]
+#[command(name = "backout-agent", version, subcommand_negates_reqs = true)]
 struct Cli {
     /// The agent's configuration file.
     #[arg(
@@ -35,6 +40,8 @@ struct Cli {
         required_unless_present = "generate_assets"
     )]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<AgentCommand>,
     /// Load testing only: run one session per `<id>.pem` + `<id>.key` pair in
     /// DIR (e.g. a PKI's `agents/` folder) in this one process, each under its
     /// own certificate, with its own nonces and ledger in `<state_dir>/<id>/`.
@@ -55,6 +62,141 @@ struct Cli {
     /// Packaging: write shell completions and man pages into DIR, and exit.
     #[arg(long, hide = true, value_name = "DIR")]
     generate_assets: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AgentCommand {
+    /// Work with plugin components without a coordinator.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum PluginCommand {
+    /// Run one step of a plugin here, in the same sandbox and under the
+    /// same kind of grants as an agent runs it, and print the outcome.
+    /// Nothing is granted unless given. Exit 0 when the step succeeded, 1
+    /// when it failed, 2 on bad input (a file, a flag, a plugin that does
+    /// not load).
+    ///
+    /// Example: backout-agent plugin run target/plugins/health.wasm check --params '{"checks":[{"name":"app","url":"http://127.0.0.1:8080/health"}]}' --grant urls=http://127.0.0.1:8080/
+    Run {
+        /// The plugin component (.wasm).
+        file: PathBuf,
+        /// The action to run (as a plan's step names it).
+        action: String,
+        /// The step's params: JSON text, or @FILE to read them from a file.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// A grant, KIND=VALUE (repeat): programs=git, dry_run_programs="git log",
+        /// urls=http://127.0.0.1:8080/, read=/var/log/app, write=/opt/app, secrets=NAME.
+        #[arg(long = "grant", value_name = "KIND=VALUE")]
+        grants: Vec<String>,
+        /// A secret for the plugin, granted to it (repeat): NAME (from the
+        /// environment variable NAME), NAME=env:VAR or NAME=file:PATH.
+        /// Values are never given on the command line.
+        #[arg(long = "secret", value_name = "NAME[=env:VAR|file:PATH]")]
+        secrets: Vec<String>,
+        /// Ask the plugin what it would do: writes, exec (but
+        /// dry_run_programs) and HTTP methods other than GET and HEAD are refused.
+        #[arg(long)]
+        dry_run: bool,
+        /// The step's deadline (default: the agent's, 60s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// text: the events and the outcome for people; json: one JSON object.
+        #[arg(long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object for programs.
+    Json,
+}
+
+/// `backout-agent plugin run`: see [`backout_agent::local`].
+async fn plugin_run(command: PluginCommand) -> ExitCode {
+    let PluginCommand::Run {
+        file,
+        action,
+        params,
+        grants,
+        secrets,
+        dry_run,
+        timeout,
+        output,
+    } = command;
+    let step = (|| {
+        let mut granted = backout_agent::plugin::Grants::default();
+        for grant in &grants {
+            local::add_grant(&mut granted, grant)?;
+        }
+        let secrets = secrets
+            .iter()
+            .map(|s| local::parse_secret(s))
+            .collect::<Result<_, _>>()?;
+        Ok::<_, local::LocalError>(local::LocalStep {
+            file,
+            action,
+            params_json: local::read_params(&params)?,
+            grants: granted,
+            secrets,
+            dry_run,
+            deadline: timeout,
+        })
+    })();
+    let text = output == OutputFormat::Text;
+    let result = match step {
+        Ok(step) => {
+            local::run(step, |event| {
+                if text {
+                    say(
+                        &mut std::io::stdout(),
+                        format_args!("{}", local::event_line(event)),
+                    );
+                }
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    let run = match result {
+        Ok(run) => run,
+        Err(error) => {
+            say(
+                &mut std::io::stderr(),
+                format_args!("backout-agent: {error}"),
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let ok = matches!(run.outcome, StepOutcome::Succeeded { .. });
+    if text {
+        match &run.outcome {
+            StepOutcome::Succeeded {
+                summary, data_json, ..
+            } => {
+                say(&mut std::io::stdout(), format_args!("SUCCEEDED: {summary}"));
+                say(&mut std::io::stdout(), format_args!("data: {data_json}"));
+            }
+            StepOutcome::Failed { code, message } => {
+                say(
+                    &mut std::io::stdout(),
+                    format_args!("FAILED ({code}): {message}"),
+                );
+            }
+        }
+    } else {
+        say(
+            &mut std::io::stdout(),
+            format_args!("{}", local::run_json(&run)),
+        );
+    }
+    ExitCode::from(if ok { 0 } else { 1 })
 }
 
 /// Errors that mean "fix your configuration" (exit code 2).
@@ -189,6 +331,10 @@ fn open_files_limit() -> Option<u64> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(AgentCommand::Plugin(command)) = cli.command {
+        backout_config::logging::init(cli.log.as_deref(), "warn", cli.log_format);
+        return plugin_run(command).await;
+    }
     backout_config::logging::init(cli.log.as_deref(), "info", cli.log_format);
     if let Some(dir) = &cli.generate_assets {
         return match backout_config::assets::write(Cli::command(), dir) {
@@ -202,8 +348,12 @@ async fn main() -> ExitCode {
             }
         };
     }
+    // Required by clap unless a subcommand or --generate-assets is given.
     let Some(config) = cli.config.as_deref() else {
-        // clap requires --config unless --generate-assets is given.
+        say(
+            &mut std::io::stderr(),
+            format_args!("backout-agent: --config is required"),
+        );
         return ExitCode::from(2);
     };
 
@@ -224,6 +374,11 @@ async fn main() -> ExitCode {
     // runs. Nothing happens without `NOTIFY_SOCKET`.
     backout_config::service::ready();
     backout_config::service::spawn_watchdog();
+    // SIGHUP: read the plugin files again (new or changed ones are loaded,
+    // one that fails to load is disabled), without a restart.
+    if let Some(agent) = agents.first() {
+        tokio::spawn(reload_on_sighup(agent.host.clone()));
+    }
     let many = cli.sessions_from.is_some();
     let sessions = async move {
         if many {
@@ -283,6 +438,21 @@ async fn run_many(agents: Vec<Agent>) {
 /// `println!` would panic.
 fn say(to: &mut impl std::io::Write, line: std::fmt::Arguments<'_>) {
     let _ = writeln!(to, "{line}").and_then(|()| to.flush());
+}
+
+/// Reloads the plugins at every SIGHUP; see [`PluginHost::reload`].
+async fn reload_on_sighup(host: Arc<PluginHost>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: plugins reload only on restart");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the plugins");
+        let host = host.clone();
+        // Compiling is CPU-heavy: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || host.reload()).await;
+    }
 }
 
 async fn sigterm() {

@@ -86,6 +86,10 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
     .await?;
     let mut client = wire::session_client::SessionClient::new(channel);
 
+    // A reload of the plugins after this Hello ends the session: the next
+    // one's Hello tells the coordinator what the plugins are now.
+    let mut plugins_changed = agent.host.subscribe();
+    plugins_changed.mark_unchanged();
     let (tx, rx) = mpsc::channel::<wire::AgentMessage>(256);
     tx.send(msg(AgentKind::Hello(hello(agent)))).await?;
     let mut inbound = client
@@ -122,7 +126,14 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
     let heartbeat = tokio::spawn(heartbeats(tx.clone(), interval));
 
     let result = loop {
-        match inbound.message().await {
+        let message = tokio::select! {
+            message = inbound.message() => message,
+            Ok(()) = plugins_changed.changed() => {
+                tracing::info!("the plugins changed; reconnecting to tell the coordinator");
+                break Ok(());
+            }
+        };
+        match message {
             Ok(Some(message)) => match message.kind {
                 Some(CoordKind::Command(signed)) => {
                     tokio::spawn(handle_command(agent.clone(), signed, tx.clone()));
@@ -157,7 +168,20 @@ fn hello(agent: &Agent) -> wire::Hello {
                 sha256: p.sha256,
                 actions: p.actions,
                 pinned_sha256: String::new(),
+                load_error: String::new(),
             })
+            .chain(
+                agent
+                    .host
+                    .disabled()
+                    .into_iter()
+                    .map(|(name, sha256, error)| wire::PluginDescriptor {
+                        name,
+                        sha256,
+                        load_error: error,
+                        ..wire::PluginDescriptor::default()
+                    }),
+            )
             .collect(),
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())

@@ -6,6 +6,9 @@
 //! command_ttl = "60s"                        # how long a signed command stays valid
 //! heartbeat_interval = "5s"
 //! crl = "pki/crl.pem"                        # optional: revoked certificates (`backout pki revoke`)
+//! state_dir = "state"                        # the journal (journal.db) lives here
+//! plan = "plan.toml"                         # optional: signals, the decision matrix, the runs
+//! evaluate_every = "1s"                      # how often every trigger is evaluated
 //!
 //! [tls]
 //! ca = "pki/ca.pem"
@@ -20,11 +23,7 @@
 //! alice = ["release-manager"]
 //!
 //! [plugins.health]                           # optional: pin the component agents must run
-//! sha256 = "…"
-//!
-//! state_dir = "state"                       # the journal (journal.db) lives here
-//! plan = "plan.toml"                        # optional: signals and the decision matrix
-//! evaluate_every = "1s"                      # how often every trigger is evaluated
+//! sha256 = "4b1e0c4a7d2f3e9b8c6a5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a"
 //!
 //! [assess]
 //! timeout = "15s"
@@ -37,7 +36,10 @@
 //! path = "/var/log/samia-app/error.log"
 //! ```
 //!
-//! Relative paths are resolved against the directory of the configuration file.
+//! Top-level keys come before the first `[table]`: TOML puts a key written
+//! after a table header inside that table. Relative paths are resolved
+//! against the directory of the configuration file. This example is loaded
+//! by a test (`the_documented_example_loads`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -385,6 +387,28 @@ groups = ["app"]
             err.contains("coordinator.toml:15: field `assess.check[0].agents`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_documented_example_loads() {
+        // The ```toml block of this module's documentation, as written.
+        let source = include_str!("config.rs");
+        let example: String = source
+            .lines()
+            .skip_while(|l| *l != "//! ```toml")
+            .skip(1)
+            .take_while(|l| *l != "//! ```")
+            .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start_matches(' ')))
+            .collect();
+        assert!(example.contains("[tls]"), "{example}");
+        let (dir, path) = write(&example);
+        std::fs::write(dir.path().join("plan.toml"), "[plan]\nname = \"p\"\n").unwrap();
+        let config = CoordinatorConfig::load(&path).unwrap();
+        assert_eq!(config.state_dir, dir.path().join("state"));
+        assert_eq!(config.plan, Some(dir.path().join("plan.toml")));
+        assert_eq!(config.evaluate_every, Duration::from_secs(1));
+        assert_eq!(config.assess.checks.len(), 1);
+        assert!(config.plugins.contains_key("health"));
     }
 
     #[test]

@@ -763,6 +763,27 @@ impl Run {
         }
     }
 
+    /// Whether any step's latest attempt ended other than succeeded (a
+    /// step passed over by `on_failure = "continue"` included).
+    pub fn any_step_failed(&self) -> bool {
+        self.attempts
+            .values()
+            .flat_map(HashMap::values)
+            .flat_map(BTreeMap::values)
+            .any(|a| matches!(&a.finished, Some((outcome, _)) if *outcome != Outcome::Succeeded))
+    }
+
+    /// The status of a dry run: a dry run whose phases all succeeded but
+    /// where a step failed (passed over by `on_failure = "continue"`) has
+    /// failed: it found something that would not work.
+    pub fn dry_run_status(&self, status: RunStatus) -> RunStatus {
+        if status == RunStatus::Succeeded && self.any_step_failed() {
+            RunStatus::Failed
+        } else {
+            status
+        }
+    }
+
     /// Steps dispatched and not finished: the ones to ask agents about after a restart.
     pub fn in_flight(&self) -> Vec<Dispatch> {
         let mut out = Vec::new();

@@ -228,10 +228,16 @@ alice = ["release-manager"]
     ) -> Coordinator {
         let path = dir.join("coordinator.toml");
         std::fs::write(&path, format!("listen = \"{listen}\"\n{config}")).unwrap();
+        Self::serve(&path, &dir.join("coordinator.log"), envs).await
+    }
+
+    /// `backout serve --config PATH` with the file as it is; waits until it
+    /// says where it listens.
+    pub async fn serve(path: &Path, log: &Path, envs: &[(&str, &str)]) -> Coordinator {
         let mut proc = Proc::spawn_with(
             &bin("backout"),
             &["serve", "--config", path.to_str().unwrap()],
-            &dir.join("coordinator.log"),
+            log,
             envs,
         );
         let stdout = proc.child.stdout.take().unwrap();

@@ -264,6 +264,19 @@ pub enum ResolveError {
     },
     #[error(transparent)]
     Load(#[from] PluginHostError),
+    #[error("plugin `{plugin}` is disabled: its file failed to load ({error})")]
+    Disabled { plugin: String, error: String },
+}
+
+/// What a reload ([`PluginHost::reload`]) did to one plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The file is the one loaded.
+    Unchanged,
+    /// A new or changed file, compiled and serving now.
+    Loaded { sha256: String },
+    /// The file failed to load: the plugin is disabled until it loads.
+    Disabled { error: String },
 }
 
 /// Runs plugin steps. Cheap to clone; `Send + Sync`.
@@ -288,6 +301,9 @@ struct Inner {
     plugins: BTreeMap<String, Slot>,
     /// One permit per pool slot: steps beyond it wait rather than fail.
     permits: Arc<Semaphore>,
+    /// Bumped when a reload changed what the plugins are (sessions then
+    /// tell the coordinator again).
+    changed: tokio::sync::watch::Sender<u64>,
     /// Dropped last: stops the epoch thread.
     _ticker: EpochTicker,
 }
@@ -302,6 +318,9 @@ struct Slot {
     cache: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
     /// The file's stamp when it was last hashed, and its hash.
     hashed: Mutex<Option<(stamp::FileStamp, String)>>,
+    /// Set by a reload whose file failed to load: that file's sha256 and
+    /// why. Steps of that file are refused until a file loads again.
+    disabled: Mutex<Option<(String, String)>>,
 }
 
 impl PluginHost {
@@ -378,6 +397,7 @@ impl PluginHost {
                     current: Mutex::new(loaded),
                     cache: Mutex::new(cache),
                     hashed: Mutex::new(None),
+                    disabled: Mutex::new(None),
                 },
             );
         }
@@ -389,18 +409,97 @@ impl PluginHost {
                 http,
                 plugins: slots,
                 permits: Arc::new(Semaphore::new(engine::CONCURRENT_STEPS)),
+                changed: tokio::sync::watch::channel(0).0,
                 _ticker: ticker,
             }),
         })
     }
 
-    /// Every configured plugin as loaded now, in name order.
+    /// Every configured plugin as loaded now, in name order; disabled
+    /// ones are in [`PluginHost::disabled`] instead.
     pub fn inventory(&self) -> Vec<PluginInfo> {
         self.inner
             .plugins
             .values()
+            .filter(|slot| lock(&slot.disabled).is_none())
             .map(|slot| lock(&slot.current).info.clone())
             .collect()
+    }
+
+    /// The disabled plugins: name, the sha256 of the file that failed to
+    /// load, and why.
+    pub fn disabled(&self) -> Vec<(String, String, String)> {
+        self.inner
+            .plugins
+            .iter()
+            .filter_map(|(name, slot)| {
+                let (sha256, error) = lock(&slot.disabled).clone()?;
+                Some((name.clone(), sha256, error))
+            })
+            .collect()
+    }
+
+    /// Told (a new value) whenever a reload changes what the plugins are.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changed.subscribe()
+    }
+
+    /// Reads every plugin's file again (on SIGHUP) and compiles the new or
+    /// changed ones. A file that fails to load disables its plugin (its
+    /// steps are refused, the failure logged and reported to the
+    /// coordinator); the others keep serving. Sessions are told when
+    /// anything changed.
+    pub fn reload(&self) -> Vec<(String, Reloaded)> {
+        let inner = &self.inner;
+        let mut out = Vec::new();
+        for (name, slot) in &inner.plugins {
+            let result = match std::fs::read(&slot.config.path) {
+                Err(source) => Err((
+                    String::new(),
+                    PluginHostError::Read {
+                        plugin: name.clone(),
+                        path: slot.config.path.clone(),
+                        source,
+                    }
+                    .to_string(),
+                )),
+                Ok(bytes) => {
+                    let sha256 = sha256_hex(&bytes);
+                    let loaded = lock(&slot.current).sha256 == sha256;
+                    if loaded && lock(&slot.disabled).is_none() {
+                        out.push((name.clone(), Reloaded::Unchanged));
+                        continue;
+                    }
+                    let mut cache = lock(&slot.cache);
+                    match cache.get(&sha256).cloned() {
+                        Some(plugin) => Ok(plugin),
+                        None => inner
+                            .compile_into(slot, &mut cache, &sha256, &bytes)
+                            .map_err(|e| (sha256.clone(), e.to_string())),
+                    }
+                }
+            };
+            *lock(&slot.hashed) = None;
+            let reloaded = match result {
+                Ok(plugin) => {
+                    tracing::info!(plugin = %name, sha256 = %plugin.sha256, "plugin loaded");
+                    let sha256 = plugin.sha256.clone();
+                    *lock(&slot.current) = plugin;
+                    *lock(&slot.disabled) = None;
+                    Reloaded::Loaded { sha256 }
+                }
+                Err((sha256, error)) => {
+                    tracing::error!(plugin = %name, error = %error, "the plugin failed to load and is disabled; the others keep serving");
+                    *lock(&slot.disabled) = Some((sha256, error.clone()));
+                    Reloaded::Disabled { error }
+                }
+            };
+            out.push((name.clone(), reloaded));
+        }
+        if out.iter().any(|(_, r)| *r != Reloaded::Unchanged) {
+            inner.changed.send_modify(|generation| *generation += 1);
+        }
+        out
     }
 
     /// The plugin `name` as the file on disk is now, if its SHA-256 is
@@ -438,6 +537,14 @@ impl PluginHost {
                 (sha256_hex(&bytes), Some(bytes))
             }
         };
+        if let Some((sha256, error)) = &*lock(&slot.disabled)
+            && *sha256 == actual
+        {
+            return Err(ResolveError::Disabled {
+                plugin: name.to_string(),
+                error: error.clone(),
+            });
+        }
         if !actual.eq_ignore_ascii_case(expected_sha256.trim()) {
             return Err(ResolveError::HashMismatch {
                 plugin: name.to_string(),
@@ -468,24 +575,16 @@ impl PluginHost {
                         bytes
                     }
                 };
-                let inner = &self.inner;
-                let loaded = Arc::new(load(
-                    &inner.engine,
-                    &inner.linker,
-                    &inner.secrets,
-                    &slot.config,
-                    &slot.caps,
-                    &slot.limits,
-                    &bytes,
-                )?);
-                if cache.len() > CACHE_VERSIONS {
-                    cache.clear();
-                }
-                cache.insert(actual.clone(), loaded.clone());
-                loaded
+                self.inner.compile_into(slot, &mut cache, &actual, &bytes)?
             }
         };
         *lock(&slot.current) = loaded.clone();
+        if lock(&slot.disabled).take().is_some() {
+            // A file that loads again, changed since the reload that disabled it.
+            self.inner
+                .changed
+                .send_modify(|generation| *generation += 1);
+        }
         if let Some(stamp) = stamp.filter(stamp::FileStamp::settled) {
             *lock(&slot.hashed) = Some((stamp, actual));
         }
@@ -577,6 +676,33 @@ impl PluginHost {
         };
         sink.close();
         outcome
+    }
+}
+
+impl Inner {
+    /// Compiles `bytes` (whose hash is `sha256`) for `slot` and keeps the
+    /// version in the slot's cache (`cache`, locked by the caller).
+    fn compile_into(
+        &self,
+        slot: &Slot,
+        cache: &mut HashMap<String, Arc<LoadedPlugin>>,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<LoadedPlugin>, PluginHostError> {
+        let loaded = Arc::new(load(
+            &self.engine,
+            &self.linker,
+            &self.secrets,
+            &slot.config,
+            &slot.caps,
+            &slot.limits,
+            bytes,
+        )?);
+        if cache.len() > CACHE_VERSIONS {
+            cache.clear();
+        }
+        cache.insert(sha256.to_string(), loaded.clone());
+        Ok(loaded)
     }
 }
 

@@ -7,7 +7,9 @@ use super::{Exit, Output};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The run id (as `backout runs` lists it).
     run: String,
+    /// text: for people; json: for programs.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }

@@ -7,6 +7,7 @@ use super::{Exit, Output};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// text: for people; json: for programs.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }

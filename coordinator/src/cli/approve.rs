@@ -7,6 +7,7 @@ use super::{Exit, Output};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The run id (as `backout runs` lists it).
     run: String,
     /// A gated phase (default: the run itself).
     #[arg(long)]
@@ -20,6 +21,7 @@ pub struct Args {
     /// Why you refuse (recorded in the journal and the report).
     #[arg(long)]
     why: Option<String>,
+    /// text: for people; json: for programs.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }

@@ -8,6 +8,7 @@ use super::{Exit, Output, human_ms, table};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// text: for people; json: for programs.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
     /// How long to wait for the slowest host (e.g. 15s).
@@ -58,6 +59,7 @@ pub fn agents_json(reply: &wire::ListAgentsReply) -> Value {
                     "name": p.name, "version": p.version, "sha256": p.sha256, "actions": p.actions,
                     "pinned_sha256": (!p.pinned_sha256.is_empty()).then_some(&p.pinned_sha256),
                     "pin": pin_state(p),
+                    "load_error": (!p.load_error.is_empty()).then_some(&p.load_error),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -94,6 +96,13 @@ pub fn print_agents(reply: &wire::ListAgentsReply, output: Output) -> Exit {
                                 } else {
                                     String::new()
                                 };
+                                if !p.load_error.is_empty() {
+                                    return format!(
+                                        "{} (DISABLED: {})",
+                                        p.name,
+                                        super::printable(&p.load_error)
+                                    );
+                                }
                                 format!("{}@{} ({}{mismatch})", p.name, p.version, short(&p.sha256))
                             })
                             .collect::<Vec<_>>()

@@ -31,6 +31,7 @@ pub struct Args {
     /// Where the drill report goes (default: drill-RUN.md here).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// text: for people; json: for programs.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

@@ -36,6 +36,7 @@ pub mod audit;
 pub mod client;
 pub mod drill;
 pub mod guard;
+pub mod init;
 pub mod matrix;
 pub mod pki;
 pub mod plan;

@@ -36,6 +36,7 @@ pub enum PkiCommand {
     ///
     /// Example: backout pki issue agent app-1 --dir /etc/backout/pki
     Issue {
+        /// agent or operator.
         #[arg(value_enum)]
         kind: IssueKind,
         /// The agent id or operator name.
@@ -47,6 +48,7 @@ pub enum PkiCommand {
         /// Extra DNS names or IP addresses.
         #[arg(long)]
         san: Vec<String>,
+        /// Validity of the certificate in days.
         #[arg(long, default_value_t = 365)]
         days: u32,
         /// Start the validity this many days ago (tests: with --days smaller,
@@ -65,17 +67,20 @@ pub enum PkiCommand {
     ///
     /// Example: backout pki renew coordinator --dir /etc/backout/pki --san coordinator.internal
     Renew {
+        /// agent, operator or coordinator.
         #[arg(value_enum)]
         kind: RenewKind,
         /// The agent id or operator name (not for the coordinator).
         #[arg(required_if_eq_any = [("kind", "agent"), ("kind", "operator")])]
         name: Option<String>,
+        /// The PKI directory (made by `pki init`).
         #[arg(long)]
         dir: PathBuf,
         /// Extra DNS names or IP addresses (the coordinator always gets
         /// localhost and 127.0.0.1).
         #[arg(long)]
         san: Vec<String>,
+        /// Validity of the new certificate in days.
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
@@ -90,6 +95,7 @@ pub enum PkiCommand {
     ///
     /// Example: backout pki revoke --cert /etc/backout/pki/agents/app-1.pem.old --dir /etc/backout/pki
     Revoke {
+        /// agent or operator.
         #[arg(value_enum, requires = "name", conflicts_with = "cert")]
         kind: Option<IssueKind>,
         /// The agent id or operator name.
@@ -98,6 +104,7 @@ pub enum PkiCommand {
         /// renewal kept).
         #[arg(long)]
         cert: Option<PathBuf>,
+        /// The PKI directory (made by `pki init`): its CA signs the list.
         #[arg(long)]
         dir: PathBuf,
         /// Days until the list's next update.
@@ -130,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<super::Exit> {
     Ok(super::Exit::Ok)
 }
 
-fn execute(command: PkiCommand) -> anyhow::Result<()> {
+pub(super) fn execute(command: PkiCommand) -> anyhow::Result<()> {
     match command {
         PkiCommand::Init {
             dir,

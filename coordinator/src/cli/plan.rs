@@ -37,7 +37,9 @@ pub enum Args {
     ///
     /// Example: backout plan check examples/samia-tarot/plan.toml
     Check {
+        /// The plan file.
         file: PathBuf,
+        /// text: for people; json: for programs.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },

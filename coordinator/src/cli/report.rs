@@ -10,7 +10,9 @@ use super::client::{ConnectArgs, status_error};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The run id (as `backout runs` lists it).
     run: String,
+    /// md (Markdown), json or html.
     #[arg(long, value_enum, default_value_t = Format::Md)]
     format: Format,
     /// Write to this file instead of standard output.

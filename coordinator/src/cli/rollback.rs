@@ -23,6 +23,7 @@ pub enum Args {
         /// Ask each plugin what it would do; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// text: for people; json: for programs.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -51,6 +52,9 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
         .into_inner();
     if !dry_run {
         super::runs::print_summary(&summary, output);
+        if output == Output::Text {
+            say_absent_hosts(&mut control, &summary).await;
+        }
         return Ok(Exit::Ok);
     }
     // A dry run needs no approvals: follow it and print what would happen.
@@ -62,4 +66,38 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
         .map_err(status_error)?
         .into_inner();
     super::watch::dry_run_report(updates, output).await
+}
+
+/// Says which of the run's hosts have no agent connected now: their steps
+/// will wait for them (up to the phase's `time_limit`, or two minutes
+/// without one). Nothing when the agents cannot be listed.
+async fn say_absent_hosts(
+    control: &mut wire::control_client::ControlClient<tonic::transport::Channel>,
+    summary: &wire::RunSummary,
+) {
+    let Ok(reply) = control.list_agents(wire::ListAgentsRequest {}).await else {
+        return;
+    };
+    let reply = reply.into_inner();
+    let mut hosts: Vec<&str> = summary
+        .phases
+        .iter()
+        .flat_map(|p| p.hosts.iter().map(|h| h.host.as_str()))
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    for host in hosts {
+        let agent = reply.agents.iter().find(|a| a.agent_id == host);
+        let seen = match agent {
+            Some(a) if a.connected => continue,
+            Some(a) => format!(
+                "gone, last seen {} ago",
+                super::human_ms(reply.now_ms.saturating_sub(a.last_seen_ms))
+            ),
+            None => "never connected".to_string(),
+        };
+        outln!(
+            "  not connected now: {host} ({seen}); its steps will wait for it up to their phase's time_limit (2m without one)"
+        );
+    }
 }

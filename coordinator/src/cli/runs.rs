@@ -8,6 +8,7 @@ use super::{Exit, Output, human_ms, table};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// text: for people; json: for programs.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }
@@ -47,7 +48,30 @@ pub fn summary_json(r: &wire::RunSummary) -> Value {
             "scope": p.scope, "roles": p.roles, "waiting_ms": p.waiting_ms,
         })).collect::<Vec<_>>(),
         "approvals": r.approvals,
+        "awaited": r.awaited.iter().map(|a| json!({
+            "host": a.host, "phase": a.phase, "step": a.step,
+            "since_ms": a.since_ms, "why": a.why,
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// The hosts a run waits for, each with since when and how long:
+/// "db-1 (agent not connected since 2026-11-30T17:30:02Z, 1m 5s; database/stop-writes)".
+pub fn awaited_texts(r: &wire::RunSummary) -> Vec<String> {
+    let now = backout_proto::now_ms();
+    r.awaited
+        .iter()
+        .map(|a| {
+            format!(
+                "{} (agent not connected since {}, {}; {}/{})",
+                a.host,
+                crate::text::rfc3339(a.since_ms),
+                human_ms(now.saturating_sub(a.since_ms).max(0)),
+                a.phase,
+                a.step
+            )
+        })
+        .collect()
 }
 
 pub fn print_summary(r: &wire::RunSummary, output: Output) {
@@ -90,6 +114,9 @@ pub fn print_summary(r: &wire::RunSummary, output: Output) {
                     p.roles.join(" + ")
                 );
             }
+            for host in awaited_texts(r) {
+                outln!("  waiting for {host}");
+            }
             if !r.approvals.is_empty() {
                 outln!("  approved: {}", r.approvals.join("; "));
             }
@@ -129,7 +156,11 @@ pub fn print_runs(reply: &wire::ListRunsReply, output: Output) {
                 .map(|r| {
                     vec![
                         r.run_id.clone(),
-                        r.status.clone(),
+                        if r.dry_run {
+                            format!("{} (dry run)", r.status)
+                        } else {
+                            r.status.clone()
+                        },
                         r.started_by.clone(),
                         r.pending
                             .iter()
@@ -141,6 +172,7 @@ pub fn print_runs(reply: &wire::ListRunsReply, output: Output) {
                                     human_ms(p.waiting_ms)
                                 )
                             })
+                            .chain(awaited_texts(r))
                             .collect::<Vec<_>>()
                             .join("; "),
                         r.reason.clone(),

@@ -11,10 +11,13 @@ pub enum Args {
     ///
     /// Example: backout signal set breach_confirmed=true --note "customer PII in public bucket"
     Set {
-        /// NAME=VALUE, VALUE being true, false or a number.
+        /// NAME=VALUE, VALUE being true or false (yes/no and on/off also do)
+        /// or a number; anything else exits 2.
         assignment: String,
+        /// Why (recorded in the journal with your name).
         #[arg(long, default_value = "")]
         note: String,
+        /// text: for people; json: for programs.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -22,11 +25,15 @@ pub enum Args {
     ///
     /// Example: backout signal event critical_tickets --count 3 --note "ZD-4411..4413"
     Event {
+        /// The counted-events signal.
         name: String,
+        /// How many events.
         #[arg(long, default_value_t = 1)]
         count: u32,
+        /// What they are (recorded in the journal with your name).
         #[arg(long, default_value = "")]
         note: String,
+        /// text: for people; json: for programs.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },

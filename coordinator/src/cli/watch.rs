@@ -15,6 +15,7 @@ use super::{Exit, Output, human_ms};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The run id (as `backout runs` lists it).
     run: String,
     /// text: bars on a terminal (plain lines otherwise); json: one JSON object per line.
     #[arg(long, value_enum, default_value_t)]
@@ -75,6 +76,11 @@ fn event_line(e: &wire::RunEvent, verbose: bool) -> Option<String> {
         "refused" => format!("{} REFUSED {} as {}: {}", e.by, e.phase, e.role, e.text),
         "aborted" => format!("ABORTED by {}", e.by),
         "phase-timed-out" => format!("phase {} TIMED OUT", e.phase),
+        "awaiting" => format!(
+            "{at} WAITING for its agent since {}: {}",
+            crate::text::rfc3339(e.at_ms),
+            e.text
+        ),
         "ended" => format!("run ended: {}", e.outcome.to_uppercase()),
         "notified" => format!("told {}: {} ({})", e.host, e.step, e.text),
         "not-notified" => format!("NOT told {}: {}: {}", e.host, e.step, e.text),
@@ -107,7 +113,15 @@ fn pending_line(r: &wire::RunSummary) -> Option<String> {
             )
         })
         .collect();
-    (!waits.is_empty()).then(|| format!("awaiting approval: {}", waits.join("; ")))
+    let mut parts = Vec::new();
+    if !waits.is_empty() {
+        parts.push(format!("awaiting approval: {}", waits.join("; ")));
+    }
+    let hosts = super::runs::awaited_texts(r);
+    if !hosts.is_empty() {
+        parts.push(format!("waiting for {}", hosts.join("; ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("\n"))
 }
 
 /// Progress bars, one per (phase, host), made when the phase starts.
@@ -115,7 +129,7 @@ struct Bars {
     multi: MultiProgress,
     bars: BTreeMap<(String, String), ProgressBar>,
     style: ProgressStyle,
-    /// Who was last said to be awaited (scopes and roles).
+    /// Who was last said to be awaited (scopes and roles, hosts).
     last_pending: Option<String>,
 }
 
@@ -185,6 +199,7 @@ impl Bars {
             .pending
             .iter()
             .map(|p| format!("{}:{}", p.scope, p.roles.join("+")))
+            .chain(r.awaited.iter().map(|a| format!("host:{}", a.host)))
             .collect();
         let key = (!awaited.is_empty()).then(|| awaited.join(";"));
         if key != self.last_pending {
@@ -351,11 +366,7 @@ pub async fn dry_run_report(mut updates: Updates, output: Output) -> anyhow::Res
             for (host, steps) in &hosts {
                 outln!("{host}");
                 for (i, w) in steps.iter().enumerate() {
-                    let text = if w.outcome == "succeeded" {
-                        format!("would: {}", w.text)
-                    } else {
-                        format!("{}: {}", w.outcome.to_uppercase(), w.text)
-                    };
+                    let text = would_text(&w.outcome, &w.text);
                     outln!(
                         "  {:>2}. {:<28} {:<20} {}",
                         i + 1,
@@ -368,4 +379,36 @@ pub async fn dry_run_report(mut updates: Updates, output: Output) -> anyhow::Res
         }
     }
     Ok(if ok { Exit::Ok } else { Exit::Failed })
+}
+
+/// One step's line in the dry-run report: what the plugin says it would
+/// do (plugins that say "would ..." themselves are not made to say it
+/// twice), or how it failed.
+fn would_text(outcome: &str, text: &str) -> String {
+    if outcome != "succeeded" {
+        format!("{}: {text}", outcome.to_uppercase())
+    } else if text.to_lowercase().starts_with("would") {
+        text.to_string()
+    } else {
+        format!("would: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_dry_run_line_says_would_once() {
+        assert_eq!(
+            super::would_text("succeeded", "would set maintenance on"),
+            "would set maintenance on"
+        );
+        assert_eq!(
+            super::would_text("succeeded", "2 checks planned"),
+            "would: 2 checks planned"
+        );
+        assert_eq!(
+            super::would_text("unreachable", "agent `a` is not connected"),
+            "UNREACHABLE: agent `a` is not connected"
+        );
+    }
 }

@@ -463,6 +463,7 @@ mod tests {
                 version: "0".into(),
                 sha256: "00".into(),
                 actions: vec![],
+                load_error: String::new(),
             }],
             connected: true,
             connected_since_ms: 0,

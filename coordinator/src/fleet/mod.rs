@@ -14,6 +14,9 @@ pub struct PluginInfo {
     pub version: String,
     pub sha256: String,
     pub actions: Vec<String>,
+    /// Why the plugin's file failed to load on the agent (it is disabled
+    /// there); empty when it loaded.
+    pub load_error: String,
 }
 
 /// Something a plugin reported while its step ran.

@@ -167,7 +167,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
     );
     let _ = write!(
         o,
-        "<h1>Rollback report: {}</h1><table><tr><th>Run</th><td><code>{}</code>{}</td></tr><tr><th>Status</th><td><b>{}</b></td></tr><tr><th>Reason</th><td>{}</td></tr><tr><th>Started by</th><td>{}</td></tr><tr><th>Started</th><td>{}</td></tr><tr><th>Ended</th><td>{}</td></tr><tr><th>Duration</th><td>{} ({})</td></tr><tr><th>Journal</th><td>{}</td></tr></table>",
+        "<h1>Rollback report: {}</h1><table><tr><th>Run</th><td><code>{}</code>{}</td></tr><tr><th>Status</th><td><b>{}</b></td></tr><tr><th>Reason</th><td>{}</td></tr>{}<tr><th>Started by</th><td>{}</td></tr><tr><th>Started</th><td>{}</td></tr><tr><th>Ended</th><td>{}</td></tr><tr><th>Duration</th><td>{} ({})</td></tr><tr><th>Journal</th><td>{}</td></tr></table>",
         esc(&r.plan),
         esc(&run.id),
         match (run.dry_run, run.drill) {
@@ -177,6 +177,14 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
         },
         esc(&run.status.to_uppercase()),
         esc(&run.reason),
+        if run.to_version.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<tr><th>Target version</th><td>{}</td></tr>",
+                esc(&run.to_version)
+            )
+        },
         esc(&run.started_by),
         rfc3339(run.started_at_ms),
         run.ended_at_ms.map_or("—".into(), rfc3339),
@@ -191,10 +199,18 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
             o.push_str(&chart_svg(r, c));
         }
     }
-    let _ = write!(
-        o,
-        "<h2>Success criteria</h2><table><tr><th>Criterion</th><th>Target</th><th>Measured</th><th>Result</th></tr>"
-    );
+    let _ = write!(o, "<h2>Success criteria</h2>");
+    if r.success.is_empty() {
+        let _ = write!(
+            o,
+            "<p>The plan sets none (<code>[success]</code>).</p><table>"
+        );
+    } else {
+        let _ = write!(
+            o,
+            "<table><tr><th>Criterion</th><th>Target</th><th>Measured</th><th>Result</th></tr>"
+        );
+    }
     for c in &r.success {
         let (class, word) = match c.met {
             Some(true) => ("met", "met"),

@@ -18,15 +18,15 @@ fn span(start: Option<i64>, end: Option<i64>) -> String {
 }
 
 /// Text from plugins and operators, safe in a table cell: pipes and line
-/// breaks would break the table, and `<`, `>` and `&` would be HTML to a
-/// Markdown renderer; other control characters are dropped.
+/// breaks would break the table, and `<` and `&` would start HTML or an
+/// entity to a Markdown renderer; other control characters are dropped.
+/// `>` alone opens no tag and stays as written (`a -> b`).
 fn cell(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
             '|' => out.push_str("\\|"),
             '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             '\n' | '\r' | '\t' => out.push(' '),
             c if c.is_control() => {}
@@ -263,7 +263,8 @@ mod cell_tests {
     fn a_cell_keeps_its_table_and_carries_no_html() {
         assert_eq!(
             super::cell("a|b\n<script>x</script> & \u{1b}[2Jc"),
-            "a\\|b &lt;script&gt;x&lt;/script&gt; &amp; [2Jc"
+            "a\\|b &lt;script>x&lt;/script> &amp; [2Jc"
         );
+        assert_eq!(super::cell("stop -> start"), "stop -> start");
     }
 }

@@ -213,7 +213,11 @@ pub fn chart_triggers(
 pub fn build(inputs: &Inputs) -> Option<Report> {
     let (meta, run) = replay(inputs.run_id, inputs.entries)?;
     let end = meta.finished_at_ms.unwrap_or(inputs.now_ms);
-    let status = run.status(end);
+    let status = if meta.dry_run {
+        run.dry_run_status(run.status(end))
+    } else {
+        run.status(end)
+    };
     let timeline = timeline(inputs.entries);
     let names: BTreeMap<&str, &str> = inputs
         .plan
@@ -267,7 +271,11 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
     let approvals = decisions(inputs.entries);
     let timing = timing::Timing::of(run.plan(), &timeline, &approvals, meta.started_at_ms, end);
     let communications = communications(inputs.entries);
-    let figures = figures(&timeline, meta.started_at_ms, end);
+    let mut figures = figures(&timeline, meta.started_at_ms, end);
+    if meta.dry_run {
+        // A dry run changed nothing: its length is no outage.
+        figures.remove("outage");
+    }
     let run_facts = RunFacts {
         id: meta.id.clone(),
         reason: meta.reason.clone(),

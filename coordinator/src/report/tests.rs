@@ -285,3 +285,23 @@ fn a_baseline_step_is_summarised_for_the_report() {
         "{md}"
     );
 }
+
+#[test]
+fn html_and_markdown_carry_the_same_target_version_and_criteria() {
+    let mut r = report_of(&journal(0.0));
+    r.run.to_version = "v2.3.1".into();
+    assert!(!r.success.is_empty());
+    let (md, page) = (markdown(&r), html(&r));
+    for text in [&md, &page] {
+        assert!(text.contains("v2.3.1"), "{text}");
+        for c in &r.success {
+            assert!(text.contains(&c.name), "{} missing: {text}", c.name);
+        }
+    }
+    // Without criteria, both say so instead of an empty table.
+    r.success.clear();
+    let page = html(&r);
+    assert!(page.contains("The plan sets none"), "{page}");
+    assert!(!page.contains("<th>Criterion</th>"), "{page}");
+    assert!(markdown(&r).contains("The plan sets none"));
+}

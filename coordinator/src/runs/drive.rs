@@ -16,6 +16,28 @@ use crate::journal::Record;
 
 /// How long a step is waited for when the plan gives it no `timeout`.
 const DEFAULT_STEP_TIME: Duration = Duration::from_secs(600);
+/// How long a step waits for its host's agent to connect when its phase has
+/// no `time_limit` (with one, the phase's limit decides). A dry run never
+/// waits. Documented in the README ("When an agent is not connected").
+pub(crate) const ABSENT_WAIT: Duration = Duration::from_secs(120);
+
+/// The waits tests' hook, in builds with the `test-hooks` feature only:
+/// `BACKOUT_TEST_ABSENT_WAIT_MS=N` replaces [`ABSENT_WAIT`], so that a test
+/// sees the default wait end without waiting two minutes.
+#[cfg(feature = "test-hooks")]
+pub const ABSENT_WAIT_ENV: &str = "BACKOUT_TEST_ABSENT_WAIT_MS";
+
+/// How long an absent agent is waited for in a phase without a time limit.
+pub(crate) fn absent_wait() -> Duration {
+    #[cfg(feature = "test-hooks")]
+    if let Some(ms) = std::env::var(ABSENT_WAIT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return Duration::from_millis(ms);
+    }
+    ABSENT_WAIT
+}
 /// Beyond the step's own time: delivery, admission, the answer's way back.
 const STEP_GRACE: Duration = Duration::from_secs(10);
 /// How long the driver waits, once woken, for more of a turn's news: at
@@ -25,6 +47,8 @@ const GATHER_MAX: Duration = Duration::from_millis(50);
 /// The first and the longest pause between asking an agent again.
 const ASK_AGAIN_FIRST: Duration = Duration::from_millis(500);
 const ASK_AGAIN_MAX: Duration = Duration::from_secs(5);
+/// The longest pause between asking for an agent that is not connected.
+const ASK_ABSENT_MAX: Duration = Duration::from_secs(1);
 
 /// Drives one run until it ends. Each turn, under the run's lock: journal
 /// the outcomes that came back since the last turn (one write), note and
@@ -103,7 +127,11 @@ pub(super) async fn drive(runs: Arc<Runs>, id: String, notify: Arc<Notify>) {
                     }
                 }
             }
-            let status = eval.status;
+            let status = if entry.meta.dry_run {
+                entry.run.dry_run_status(eval.status)
+            } else {
+                eval.status
+            };
             let over = matches!(
                 status,
                 RunStatus::Succeeded
@@ -269,6 +297,8 @@ async fn execute_in_span(
         tokio::time::Instant::now() + spec.deadline.unwrap_or(DEFAULT_STEP_TIME) + STEP_GRACE;
     let mut pause = ASK_AGAIN_FIRST;
     let mut first = first;
+    // Since when the agent has not been connected, while it is not.
+    let mut absent_since: Option<i64> = None;
     let Answer { outcome, ran_ms } = loop {
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
         let pending = match first.take() {
@@ -289,14 +319,38 @@ async fn execute_in_span(
             }
             _ => false,
         };
+        // An agent that is not connected is waited for in the open, and
+        // only as long as its phase allows.
+        if let StepOutcome::Unreachable { detail } = &answer.outcome {
+            let since = *absent_since.get_or_insert_with(now_ms);
+            if let Some(why) = runs.await_absent(&id, &d, since, detail) {
+                break Answer {
+                    outcome: StepOutcome::Unreachable { detail: why },
+                    ran_ms: None,
+                };
+            }
+        } else if absent_since.take().is_some() {
+            runs.no_longer_awaited(&id, &d);
+        }
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
         if !again || left.is_zero() {
             break answer;
         }
         // The last pause is cut short so the agent is asked once more at the end.
         tokio::time::sleep(pause.min(left)).await;
-        pause = (pause * 2).min(ASK_AGAIN_MAX);
+        // An absent agent costs nothing to ask for (no command is sent): ask
+        // every second, so that the step lets go within a second of its
+        // phase ending, and the run ends with it.
+        let max = if absent_since.is_some() {
+            ASK_ABSENT_MAX
+        } else {
+            ASK_AGAIN_MAX
+        };
+        pause = (pause * 2).min(max);
     };
+    if absent_since.is_some() {
+        runs.no_longer_awaited(&id, &d);
+    }
     let result = match &outcome {
         StepOutcome::Succeeded {
             summary, data_json, ..

@@ -57,6 +57,19 @@ struct Entry {
     announced: BTreeSet<String>,
     /// Outcomes back from agents, for the driver to journal on its next turn.
     outcomes: Vec<Fact>,
+    /// Steps waiting for an agent that is not connected: (phase, host) ->
+    /// since when and why. Kept by the `execute` tasks; shown to operators.
+    awaited: BTreeMap<(String, String), Awaited>,
+}
+
+/// A step waiting for its host's agent to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Awaited {
+    pub phase: String,
+    pub step: String,
+    pub host: String,
+    pub since_ms: i64,
+    pub why: String,
 }
 
 /// An event on its way to the journal, with what came with it.
@@ -91,6 +104,12 @@ pub enum RunError {
     UnknownRun(String),
     #[error(transparent)]
     Plan(#[from] backout_plan::run::RunPlanError),
+    #[error("run {id} has ended ({status}): there is nothing left to approve or refuse")]
+    Ended { id: String, status: String },
+    #[error(
+        "nothing waits for approval in `{0}`: every role it needs has approved, or it needs none"
+    )]
+    NothingToApprove(String),
     #[error("you hold none of the roles still needed here ({needed}); your roles: {yours}")]
     NoRole { needed: String, yours: String },
     #[error(transparent)]
@@ -185,6 +204,8 @@ pub struct Summary {
     pub pending: Vec<(String, Vec<String>, i64)>,
     /// "role: person (scope)"
     pub approvals: Vec<String>,
+    /// Steps waiting for an agent that is not connected.
+    pub awaited: Vec<Awaited>,
 }
 
 impl Runs {
@@ -223,6 +244,7 @@ impl Runs {
                 waiting_since,
                 announced,
                 outcomes: Vec::new(),
+                awaited: BTreeMap::new(),
             };
             let in_flight: Vec<_> = entry
                 .run
@@ -361,6 +383,94 @@ impl Runs {
         let _ = self.updates.send(event);
     }
 
+    /// The step of dispatch `d` found its agent not connected (since
+    /// `since`, as `detail` says). Returns why to stop waiting for it (the
+    /// run is a dry run, the phase is over or past its time limit, or it
+    /// has no time limit and [`drive::ABSENT_WAIT`] has passed); else notes
+    /// the host as awaited, tells watchers once, and returns `None`.
+    pub(crate) fn await_absent(
+        &self,
+        run_id: &str,
+        d: &backout_plan::run::Dispatch,
+        since: i64,
+        detail: &str,
+    ) -> Option<String> {
+        let now = now_ms();
+        let mut runs = self.lock();
+        let Some(entry) = runs.get_mut(run_id) else {
+            return Some(detail.to_string());
+        };
+        if entry.meta.dry_run {
+            return Some(format!("{detail}; a dry run does not wait for it"));
+        }
+        let limit = entry
+            .run
+            .plan()
+            .phases
+            .iter()
+            .find(|p| p.id == d.phase)
+            .and_then(|p| p.time_limit);
+        let status = entry
+            .run
+            .phases(now)
+            .into_iter()
+            .find(|(id, _)| *id == d.phase)
+            .map(|(_, status)| status);
+        match status {
+            Some(PhaseStatus::Running) => {}
+            Some(PhaseStatus::TimedOut) => {
+                return Some(format!(
+                    "{detail}; the phase ran past its time limit waiting for it"
+                ));
+            }
+            Some(other) => {
+                return Some(format!(
+                    "{detail}; no longer waited for: the phase is {}",
+                    other.word()
+                ));
+            }
+            None => return Some(detail.to_string()),
+        }
+        let wait = i64::try_from(drive::absent_wait().as_millis()).unwrap_or(i64::MAX);
+        if limit.is_none() && now.saturating_sub(since) >= wait {
+            return Some(format!(
+                "{detail}; waited {} for it (the phase has no time_limit)",
+                crate::text::human_ms(wait)
+            ));
+        }
+        if let std::collections::btree_map::Entry::Vacant(slot) =
+            entry.awaited.entry((d.phase.clone(), d.host.clone()))
+        {
+            slot.insert(Awaited {
+                phase: d.phase.clone(),
+                step: d.step.clone(),
+                host: d.host.clone(),
+                since_ms: since,
+                why: detail.to_string(),
+            });
+            tracing::warn!(run = %run_id, host = %d.host, phase = %d.phase, "waiting for an agent that is not connected");
+            self.publish(RunEvent {
+                run_id: run_id.to_string(),
+                at_ms: since,
+                kind: "awaiting".into(),
+                phase: d.phase.clone(),
+                step: d.step.clone(),
+                host: d.host.clone(),
+                attempt: d.attempt,
+                text: detail.to_string(),
+                ..RunEvent::default()
+            });
+        }
+        None
+    }
+
+    /// The step of dispatch `d` no longer waits for its agent.
+    pub(crate) fn no_longer_awaited(&self, run_id: &str, d: &backout_plan::run::Dispatch) {
+        if let Some(entry) = self.lock().get_mut(run_id) {
+            entry.awaited.remove(&(d.phase.clone(), d.host.clone()));
+        }
+    }
+
     /// A plugin's live event for a step of run `run_id`, journaled as `seq`.
     /// Takes no lock: it is called right after a journal write, which may
     /// happen while a run's driver holds the runs' lock.
@@ -444,6 +554,7 @@ impl Runs {
             waiting_since: BTreeMap::from([("run".to_string(), now)]),
             announced: BTreeSet::new(),
             outcomes: Vec::new(),
+            awaited: BTreeMap::new(),
         };
         // Created and started in one transaction: a run the operator is
         // told failed to start is not resumed later.
@@ -481,8 +592,18 @@ impl Runs {
             let entry = runs
                 .get_mut(run_id)
                 .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
+            if entry.meta.finished_at_ms.is_some() {
+                let status = summarize(entry, now_ms()).status.word();
+                return Err(RunError::Ended {
+                    id: run_id.into(),
+                    status,
+                });
+            }
             let scope = phase.map_or(Scope::Run, Scope::Phase);
             let missing = entry.run.missing(&scope);
+            if missing.is_empty() && role.is_none() {
+                return Err(RunError::NothingToApprove(scope.name().to_string()));
+            }
             let role = match role {
                 Some(r) if roles.iter().any(|mine| mine == r) => r.to_string(),
                 Some(r) => {
@@ -579,6 +700,9 @@ fn summarize(entry: &Entry, now: i64) -> Summary {
     // One evaluation of the phases for both the phases and the run.
     let statuses = entry.run.phases(now);
     let mut status = entry.run.status_of(&statuses);
+    if entry.meta.dry_run {
+        status = entry.run.dry_run_status(status);
+    }
     let phases: Vec<PhaseView> = statuses
         .into_iter()
         .map(|(id, status)| PhaseView {
@@ -616,6 +740,7 @@ fn summarize(entry: &Entry, now: i64) -> Summary {
             .into_iter()
             .map(|(scope, role, by)| format!("{role}: {by} ({})", scope.name()))
             .collect(),
+        awaited: entry.awaited.values().cloned().collect(),
     }
 }
 
@@ -647,6 +772,36 @@ mod tests {
                 }],
             }],
         }
+    }
+
+    /// `health.check` succeeds on a down service unless `require_healthy`
+    /// is set, so a retried check without it can never be retried.
+    #[test]
+    fn the_sample_plans_retried_health_checks_can_fail() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let plan =
+            backout_plan::model::Plan::load(&root.join("examples/samia-tarot/plan.toml")).unwrap();
+        let run = RunPlan::new(&plan, &[]).unwrap();
+        let mut retried = 0;
+        for phase in &run.phases {
+            for step in &phase.steps {
+                if step.plugin == "health"
+                    && step.action == "check"
+                    && step.on_failure == backout_plan::sections::OnFailure::Retry
+                {
+                    retried += 1;
+                    let params: Value = serde_json::from_str(&step.params_json).unwrap();
+                    assert_eq!(
+                        params["require_healthy"],
+                        Value::Bool(true),
+                        "{}/{}",
+                        phase.id,
+                        step.id
+                    );
+                }
+            }
+        }
+        assert!(retried > 0, "the sample plan retries a health check");
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl wire::control_server::Control for ControlService {
                         version: p.version,
                         sha256: p.sha256,
                         actions: p.actions,
+                        load_error: p.load_error,
                     })
                     .collect(),
                 hostname: a.hostname,
@@ -377,13 +378,48 @@ pub(super) fn run_status(e: RunError) -> Status {
         RunError::UnknownRun(_) => Status::not_found(e.to_string()),
         RunError::NoPlan => Status::failed_precondition(e.to_string()),
         RunError::Journal(_) => Status::unavailable(e.to_string()),
-        RunError::NoRole { .. } | RunError::Rejected(_) => Status::permission_denied(e.to_string()),
+        RunError::NoRole { .. }
+        | RunError::Rejected(_)
+        | RunError::Ended { .. }
+        | RunError::NothingToApprove(_) => Status::permission_denied(e.to_string()),
         RunError::Plan(_) | RunError::BadVersion(_) => Status::invalid_argument(e.to_string()),
     }
 }
 
 fn value_text(value: Option<Value>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// The value of a trigger that reads several signals, each named:
+/// `breach_confirmed=true, error_rate=?` (a row has one value only when its
+/// condition reads one signal). Empty when it reads one, or none is known.
+fn each_value(board: &Board, signals: &[SignalView], trigger: &str) -> String {
+    let Some(t) = board.plan().triggers.iter().find(|t| t.name == trigger) else {
+        return String::new();
+    };
+    let names = t.when.signals();
+    if names.len() < 2 {
+        return String::new();
+    }
+    let values: Vec<(String, String)> = names
+        .into_iter()
+        .map(|name| {
+            let value = signals
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| value_text(s.value))
+                .unwrap_or_default();
+            (name, value)
+        })
+        .collect();
+    if values.iter().all(|(_, v)| v.is_empty()) {
+        return String::new();
+    }
+    values
+        .iter()
+        .map(|(name, v)| format!("{name}={}", if v.is_empty() { "?" } else { v }))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn signal_status(view: &SignalView) -> wire::SignalStatus {
@@ -422,7 +458,10 @@ fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
             trigger: row.trigger.clone(),
             class: row.class.as_str().into(),
             condition: row.condition.clone(),
-            value: value_text(row.value),
+            value: match row.value {
+                Some(_) => value_text(row.value),
+                None => each_value(board, &view.signals, &row.trigger),
+            },
             threshold: row.condition.clone(),
             held_ms: i64::try_from(row.standing.held.as_millis()).unwrap_or(i64::MAX),
             needed: match row.hold {
@@ -467,5 +506,41 @@ fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
             })
             .collect(),
         evaluated_at_ms: view.evaluated_at_ms.unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A trigger that reads several signals shows each one's value (a set
+    /// manual signal among them), not `?`.
+    #[test]
+    fn a_row_over_several_signals_names_each_value() {
+        let plan = backout_plan::model::Plan::parse(
+            std::path::Path::new("t.toml"),
+            r#"
+[plan]
+name = "t"
+[roles]
+rm = "Release Manager"
+[signals.breach]
+manual = true
+[signals.corruption]
+manual = true
+[[trigger]]
+name = "Either"
+class = "immediate"
+when = "breach or corruption"
+deciders = ["rm"]
+"#,
+        )
+        .unwrap();
+        let board = Board::new(plan, std::time::Duration::from_secs(1));
+        board.set_manual("breach", "true", "alice", "", 0).unwrap();
+        board.evaluate(10);
+        let reply = matrix_reply(&board, 10);
+        assert_eq!(reply.rows[0].value, "breach=true, corruption=?");
     }
 }

@@ -171,6 +171,17 @@ pub fn summary_to_wire(s: &Summary) -> wire::RunSummary {
             })
             .collect(),
         approvals: s.approvals.clone(),
+        awaited: s
+            .awaited
+            .iter()
+            .map(|a| wire::AwaitedHost {
+                host: a.host.clone(),
+                phase: a.phase.clone(),
+                step: a.step.clone(),
+                since_ms: a.since_ms,
+                why: a.why.clone(),
+            })
+            .collect(),
     }
 }
 

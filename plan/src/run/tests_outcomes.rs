@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::tests::{MIN, approved, dispatched, exec, names, phase, plan, step};
+use super::tests::{MIN, approved, dispatched, exec, exec_next, names, phase, plan, step};
 use super::*;
 
 fn retrying(id: &str) -> StepPlan {
@@ -142,4 +142,26 @@ fn a_run_plan_survives_the_journal_and_a_dry_run_needs_no_approvals() {
     assert!(dry.approvals.is_empty() && dry.phases[0].approvals.is_empty());
     let run = Run::new(dry);
     assert_eq!(names(&run.next(0)), ["db/migrate@app-1#1"]);
+}
+
+#[test]
+fn a_dry_run_with_a_step_passed_over_has_failed() {
+    let mut passed_over = step("check", &["app-1"]);
+    passed_over.on_failure = OnFailure::Continue;
+    let mut run = Run::new(plan(vec![phase("p", &[], vec![passed_over])]));
+    approved(&mut run);
+    let failed = Outcome::Failed {
+        reason: "exit 1".into(),
+    };
+    exec_next(&mut run, 0, failed, 0);
+    // A real run passes it over and succeeds; a dry run found a step that
+    // would not work.
+    assert_eq!(run.status(1), RunStatus::Succeeded);
+    assert!(run.any_step_failed());
+    assert_eq!(run.dry_run_status(run.status(1)), RunStatus::Failed);
+
+    let mut clean = Run::new(plan(vec![phase("p", &[], vec![step("check", &["app-1"])])]));
+    approved(&mut clean);
+    exec_next(&mut clean, 0, Outcome::Succeeded, 0);
+    assert_eq!(clean.dry_run_status(clean.status(1)), RunStatus::Succeeded);
 }

@@ -1,0 +1,233 @@
+//! `backout-agent plugin run` (issue 17, item 5): one step of a plugin run
+//! here, in the agent's sandbox, under the grants given on the command line
+//! only; no PKI, coordinator, plan or approval. And an agent that loads a
+//! new or changed plugin file on SIGHUP, without a restart.
+
+use std::time::Duration;
+
+use backout_e2e::fleet::Fleet;
+use backout_e2e::{bin, plugin, run, sha256_file, wait_for};
+use serde_json::Value;
+
+fn plugin_run(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["plugin", "run"];
+    all.extend_from_slice(args);
+    run(&bin("backout-agent"), &all, &[])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_runs_under_the_grants_given_and_no_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let testbed = plugin("testbed");
+    let testbed = testbed.to_str().unwrap();
+    let target = tmp.path().join("out.txt");
+    let params = format!(r#"{{"path":"{}","contents":"hello"}}"#, target.display());
+    let grant = format!("write={}", tmp.path().display());
+
+    // Granted: the file is written, the outcome printed.
+    let out = plugin_run(&[testbed, "write", "--params", &params, "--grant", &grant]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("SUCCEEDED: wrote 5 bytes"), "{text}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "hello");
+    std::fs::remove_file(&target).unwrap();
+
+    // Not granted: refused by the sandbox, exit 1, nothing written.
+    let out = plugin_run(&[testbed, "write", "--params", &params]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAILED"), "{text}");
+    assert!(!target.exists());
+
+    // A dry run is refused the write even with the grant.
+    let out = plugin_run(&[
+        testbed,
+        "write",
+        "--params",
+        &params,
+        "--grant",
+        &grant,
+        "--dry-run",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!target.exists());
+
+    // JSON for programs: the outcome, its data and the live events; params
+    // from a file.
+    let file = tmp.path().join("params.json");
+    std::fs::write(&file, r#"{"say":"hi"}"#).unwrap();
+    let at_file = format!("@{}", file.display());
+    let out = plugin_run(&[testbed, "echo", "--params", &at_file, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["outcome"], "succeeded", "{doc}");
+    assert_eq!(doc["plugin"], "testbed");
+    assert_eq!(doc["data"]["say"], "hi", "{doc}");
+    assert!(
+        doc["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "log" && e["message"] == "echo"),
+        "{doc}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_to_the_runner_exits_2_naming_it() {
+    let testbed = plugin("testbed");
+    let testbed = testbed.to_str().unwrap();
+    for (args, expect) in [
+        (vec![testbed, "echo", "--params", "{"], "--params: not JSON"),
+        (
+            vec![testbed, "echo", "--params", "@/nonexistent/p.json"],
+            "cannot read",
+        ),
+        (
+            vec![testbed, "echo", "--grant", "network=all"],
+            "--grant `network=all`",
+        ),
+        (
+            vec![testbed, "echo", "--secret", "TOKEN=hunter2"],
+            "--secret `TOKEN=hunter2`",
+        ),
+        (vec!["/nonexistent/x.wasm", "echo"], "/nonexistent/x.wasm"),
+    ] {
+        let out = plugin_run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
+}
+
+/// The plugin `name` as `backout agents --output json` lists it for agent `id`.
+fn listed_plugin(fleet: &Fleet, id: &str, name: &str) -> Option<Value> {
+    let agents = fleet.json("alice", &["agents", "--output", "json"]);
+    let agent = agents["agents"]
+        .as_array()?
+        .iter()
+        .find(|a| a["agent"] == id && a["connected"] == true)?
+        .clone();
+    agent["plugins"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+}
+
+fn hang_up(fleet: &Fleet, id: &str) {
+    let pid = fleet.agents[id].child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_loads_a_changed_plugin_and_disables_one_that_fails_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dyn.wasm");
+    std::fs::copy(plugin("testbed"), &file).unwrap();
+    let extra = format!(
+        "[[plugin]]\nname = \"dyn\"\npath = \"{}\"\n",
+        file.display()
+    );
+    let fleet = Fleet::builder("sighup.test")
+        .hosts(["app-1"])
+        .approvals(["technical-lead"])
+        .plan(
+            "[[phase]]\nid = \"p\"\nname = \"P\"\n[[phase.step]]\nid = \"echo\"\nplugin = \"testbed\"\naction = \"echo\"\non = \"app-1\"\n",
+        )
+        .agent_config(move |_, config| format!("{config}{extra}"))
+        .start()
+        .await;
+    let pid = fleet.agents["app-1"].child.id();
+    let listed = listed_plugin(&fleet, "app-1", "dyn").expect("dyn is listed");
+    assert_eq!(listed["sha256"], sha256_file(&plugin("testbed")));
+
+    // A changed file: loaded on SIGHUP, and the coordinator is told.
+    std::fs::copy(plugin("health"), &file).unwrap();
+    hang_up(&fleet, "app-1");
+    let health = sha256_file(&plugin("health"));
+    wait_for(
+        "the changed plugin to be listed",
+        Duration::from_secs(30),
+        || {
+            let p = listed_plugin(&fleet, "app-1", "dyn")?;
+            (p["sha256"] == health.as_str()).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(fleet.agents["app-1"].child.id(), pid, "not restarted");
+
+    // A file that does not load: the plugin is disabled and said to be;
+    // the agent serves the rest.
+    std::fs::write(&file, b"not a component").unwrap();
+    hang_up(&fleet, "app-1");
+    let disabled = wait_for(
+        "the broken plugin to be reported",
+        Duration::from_secs(30),
+        || {
+            let p = listed_plugin(&fleet, "app-1", "dyn")?;
+            p["load_error"].as_str().map(str::to_string)
+        },
+    )
+    .await;
+    assert!(
+        disabled.contains("not a valid plugin component"),
+        "{disabled}"
+    );
+    let text = fleet.cli("alice", &["agents"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("dyn (DISABLED: "), "{text}");
+    assert!(
+        std::fs::read_to_string(&fleet.agents["app-1"].log)
+            .unwrap()
+            .contains("failed to load and is disabled"),
+        "the agent's log says so"
+    );
+    let id = fleet.start_approved(&["--reason", "the rest still serves"]);
+    let run = fleet.ended(&id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(fleet.agents["app-1"].child.id(), pid, "not restarted");
+}
+
+/// The example of `backout-agent plugin run --help`: a health check, its
+/// URL granted; with `require_healthy`, a service that is down fails it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_health_check_runs_locally_as_the_help_shows() {
+    let service = backout_e2e::http::TestHttp::start().await;
+    let health = plugin("health");
+    let grant = format!("urls={}", service.url("/"));
+    let check = |path: &str| {
+        let params = format!(
+            r#"{{"checks":[{{"name":"app","url":"{}"}}],"require_healthy":true}}"#,
+            service.url(path)
+        );
+        plugin_run(&[
+            health.to_str().unwrap(),
+            "check",
+            "--params",
+            &params,
+            "--grant",
+            &grant,
+        ])
+    };
+    let up = check("/up");
+    assert_eq!(
+        up.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&up.stdout)
+    );
+    let down = check("/down");
+    let text = String::from_utf8_lossy(&down.stdout);
+    assert_eq!(down.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAILED (unhealthy)"), "{text}");
+}
