@@ -18,7 +18,6 @@ pub enum Args {
     ///
     /// Example: backout audit verify --config /etc/backout/coordinator.toml
     Verify {
-<<<<<<< HEAD
         #[command(flatten)]
         journal: JournalArgs,
         /// An archive written by `backout audit archive`; repeat it for
@@ -45,14 +44,6 @@ pub enum Args {
         /// The archive file to write (must not exist).
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
-=======
-        /// The coordinator's configuration (its state_dir holds the journal).
-        #[arg(long, conflicts_with = "journal")]
-        config: Option<PathBuf>,
-        /// The journal file itself.
-        #[arg(long)]
-        journal: Option<PathBuf>,
->>>>>>> h-first
         /// text: for people; json: for programs.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
