@@ -7,7 +7,8 @@
 # psql/pg_dump/pg_restore the plugin runs; the package also creates the
 # `postgres` user the tests run the server as when they run as root); and Prism (the OpenAPI mock server
 # the provider tests check plugins' requests against) from the npm registry
-# into target/node. Needs root and apt on a fresh machine for the Debian
+# into target/node; and aiosmtpd (the e-mail tests' SMTP server) from PyPI into
+# the venv target/py/smtp (python3-venv from Debian). Needs root and apt on a fresh machine for the Debian
 # packages; does nothing when everything is there.
 set -euo pipefail
 
@@ -33,6 +34,7 @@ for command in "${!parts[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${parts[$command]}")
 done
 have_postgres || missing+=(postgresql-15 postgresql-client-15)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
@@ -52,4 +54,12 @@ if ! grep -qs "\"version\": \"$prism_version\"" "$prism_package"; then
   mkdir -p "$prism_prefix"
   npm install --prefix "$prism_prefix" --no-audit --no-fund --loglevel=error \
     "@stoplight/prism-cli@$prism_version" >/dev/null
+fi
+
+# aiosmtpd for the e-mail tests (tests/smtp/recorder.py), pinned, in its own venv.
+aiosmtpd_version="1.4.6"
+smtp_venv="$target_dir/py/smtp"
+if ! "$smtp_venv/bin/python" -c "import sys, aiosmtpd; sys.exit(aiosmtpd.__version__ != '$aiosmtpd_version')" >/dev/null 2>&1; then
+  python3 -m venv "$smtp_venv"
+  "$smtp_venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==$aiosmtpd_version"
 fi

@@ -76,7 +76,8 @@ impl Coordinator {
             dispatcher.clone(),
             registry.clone(),
             board.clone(),
-        ));
+        )
+        .with_smtp(config.smtp.clone()));
         Ok(Coordinator {
             config: Arc::new(config),
             journal,

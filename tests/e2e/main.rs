@@ -13,6 +13,7 @@ mod dashboard;
 mod db;
 mod edges;
 mod journal_lock;
+mod mail;
 mod matrix;
 mod outcomes;
 mod providers;

@@ -24,7 +24,7 @@ mod store;
 
 pub use chain::{GENESIS, Head, Verdict, entry_hash};
 pub use record::{
-    CommandSent, Dispatched, FORMAT, Finished, Notification, Record, RecordError, RunCreated,
+    CommandSent, Dispatched, FORMAT, Finished, Notification, Recipient, Record, RecordError, RunCreated,
     StepEventRecord,
 };
 pub use sqlite::{SqliteStore, lock_path};

@@ -171,6 +171,22 @@ pub struct Notification {
     /// Why it was not sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
+    /// An e-mail's recipients, each with the relay's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<Vec<Recipient>>,
+    /// Whom the message pages: the plan's contacts for the roles an approval
+    /// waits for, or for an escalation's `who`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paged: Option<Vec<String>>,
+}
+
+/// One recipient of an e-mail: delivered to the relay or refused, and the
+/// SMTP reply that says so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub address: String,
+    pub delivered: bool,
+    pub reply: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -286,6 +286,19 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
                 format!("<b>not sent</b>: {}", esc(&n.detail))
             }
         );
+        for to in &n.recipients {
+            let word = if to.delivered { "delivered" } else { "<b>not delivered</b>" };
+            let _ = write!(
+                o,
+                "<li class=\"recipient\">{}: {word} ({})</li>",
+                esc(&to.address),
+                esc(&to.reply)
+            );
+        }
+        for who in &n.paged {
+            let word = if n.sent { "paged" } else { "<b>not paged</b>" };
+            let _ = write!(o, "<li class=\"paged\">{word}: {}</li>", esc(who));
+        }
     }
     let _ = write!(o, "</ul><h2>Escalation</h2><ul>");
     for e in &r.escalations {

@@ -138,6 +138,12 @@ pub struct Notification {
     pub sent: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// An e-mail's recipients, each delivered or refused, with the relay's reply.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<crate::journal::Recipient>,
+    /// Whom it paged (the plan's contacts for the roles it concerns).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paged: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -316,6 +322,8 @@ fn communications(entries: &[Entry]) -> Vec<Notification> {
                 moment: n.moment.clone(),
                 sent,
                 detail: n.why.clone().unwrap_or_default(),
+                recipients: n.recipients.clone().unwrap_or_default(),
+                paged: n.paged.clone().unwrap_or_default(),
             })
         })
         .collect()

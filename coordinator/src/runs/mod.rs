@@ -26,6 +26,7 @@ use crate::replay::replay;
 use crate::signals::board::Board;
 
 pub(crate) mod drive;
+mod mail;
 pub mod notify;
 mod watch;
 pub use crate::replay::RunMeta;
@@ -144,6 +145,8 @@ pub struct Runs {
     /// The plan's signals and triggers; `None` when the coordinator runs
     /// without a plan (then no run starts).
     board: Option<Arc<Board>>,
+    /// The relay the plan's `email` channels go through.
+    smtp: Option<crate::config::SmtpConfig>,
 }
 
 impl Runs {
@@ -163,7 +166,14 @@ impl Runs {
             dispatcher,
             registry,
             board,
+            smtp: None,
         }
+    }
+
+    /// Sends the plan's `email` channels through this relay.
+    pub fn with_smtp(mut self, smtp: Option<crate::config::SmtpConfig>) -> Self {
+        self.smtp = smtp;
+        self
     }
 }
 

@@ -2,7 +2,9 @@
 //! facts with minijinja, sent to their channels at the moments they name:
 //! `start`, `approval-waiting`, `end`, and `escalation` (when the run's
 //! figures cross an escalation rule's line). A Slack channel is posted by
-//! the `notify` plugin on an agent of the channel's `via`; every message is
+//! the `notify` plugin on an agent of the channel's `via`; an `email`
+//! channel is sent by the coordinator through its `[smtp]` relay
+//! (`mail.rs`), each recipient's answer journaled; every message is
 //! journaled with the time it went out (`notification.sent`), or with why it
 //! did not (`notification.skipped`). Dry runs tell nobody; drills say so.
 
@@ -18,7 +20,7 @@ use tokio::sync::mpsc;
 use super::{RunEvent, Runs};
 use crate::fleet::StepOutcome;
 use crate::fleet::dispatch::StepSpec;
-use crate::journal::{Notification, Record};
+use crate::journal::{Notification, Recipient, Record};
 
 /// When a message goes out.
 #[derive(Debug, Clone)]
@@ -149,6 +151,9 @@ pub fn facts(runs: &Runs, run_id: &str, moment: &Moment) -> Option<Value> {
         "rca_meeting": rca,
         "drill": meta.drill,
         "moment": moment.word(),
+        "contacts": contact_facts(plan),
+        "bridge": bridge(plan),
+        "paged": paged(plan, moment).join("; "),
     });
     if let Some(map) = facts.as_object_mut() {
         match moment {
@@ -164,6 +169,69 @@ pub fn facts(runs: &Runs, run_id: &str, moment: &Moment) -> Option<Value> {
         }
     }
     Some(facts)
+}
+
+/// The plan's contacts by role (`contacts["release-manager"].primary.name`,
+/// `.phone`, `.backup...`), for templates.
+fn contact_facts(plan: &Plan) -> Value {
+    let person = |p: &backout_plan::sections::Person| json!({ "name": p.name, "phone": p.phone });
+    Value::Object(
+        plan.contacts
+            .iter()
+            .map(|c| {
+                (
+                    c.role.clone(),
+                    json!({ "primary": person(&c.primary), "backup": person(&c.backup) }),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The conference bridge: every `phone-bridge` channel's target.
+fn bridge(plan: &Plan) -> String {
+    plan.channels
+        .values()
+        .filter(|c| c.kind == "phone-bridge")
+        .map(|c| c.target.clone())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Who a moment pages: the roles an approval waits for, or the escalation's
+/// `who`, each as the plan's contacts for it ("dba: Dana Lee +1 555 0102,
+/// backup: Sam Roe +1 555 0103"). Other moments page nobody in particular.
+pub fn paged(plan: &Plan, moment: &Moment) -> Vec<String> {
+    let roles: Vec<&str> = match moment {
+        Moment::ApprovalWaiting { roles, .. } => roles.iter().map(String::as_str).collect(),
+        Moment::Escalation { who, .. } => vec![who.as_str()],
+        _ => return Vec::new(),
+    };
+    let person = |p: &backout_plan::sections::Person| {
+        format!("{} {}", p.name.trim(), p.phone.trim())
+            .trim()
+            .to_string()
+    };
+    roles
+        .iter()
+        .map(|role| match plan.contacts.iter().find(|c| c.role == *role) {
+            Some(c) => {
+                let primary = person(&c.primary);
+                let backup = person(&c.backup);
+                let primary = if primary.is_empty() {
+                    "no primary contact in the plan".to_string()
+                } else {
+                    primary
+                };
+                if backup.is_empty() {
+                    format!("{role}: {primary}")
+                } else {
+                    format!("{role}: {primary}, backup: {backup}")
+                }
+            }
+            None => format!("{role}: no contact in the plan"),
+        })
+        .collect()
 }
 
 /// One message to one channel: where it would go, or why it cannot.
@@ -229,7 +297,12 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
                     Delivery::not_sent(None, format!("the template does not render: {e}"))
                 }
             };
-            let Delivery { sent, via, why } = delivery;
+            let Delivery {
+                sent,
+                via,
+                why,
+                recipients,
+            } = delivery;
             let text = why.clone().unwrap_or_else(|| moment.word().to_string());
             let record = Record::notification(Notification {
                 template: name.clone(),
@@ -242,6 +315,8 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
                 sent,
                 via,
                 why,
+                recipients,
+                paged: Some(paged(plan, &moment)).filter(|p| !p.is_empty()),
             });
             let at = now_ms();
             match runs.journal.append(at, &run_id, &record) {
@@ -268,6 +343,8 @@ struct Delivery {
     sent: bool,
     via: Option<String>,
     why: Option<String>,
+    /// An e-mail's recipients and the relay's answers.
+    recipients: Option<Vec<Recipient>>,
 }
 
 impl Delivery {
@@ -276,7 +353,39 @@ impl Delivery {
             sent: false,
             via,
             why: Some(why.into()),
+            recipients: None,
         }
+    }
+}
+
+/// Sends one e-mail through the coordinator's relay: sent when every
+/// recipient's relay accepted it; otherwise `why` names each refusal.
+async fn send_mail(runs: &Runs, run_id: &str, target: &str, title: &str, body: &str) -> Delivery {
+    let Some(smtp) = &runs.smtp else {
+        return Delivery::not_sent(
+            None,
+            "Backout does not send to `email` channels without `[smtp]` in the coordinator's configuration: send it by hand",
+        );
+    };
+    let to = super::mail::recipients_of(target);
+    if to.is_empty() {
+        return Delivery::not_sent(None, "the channel's target names no address");
+    }
+    match super::mail::send(smtp, &to, title, body, run_id).await {
+        Ok(recipients) => {
+            let refused: Vec<String> = recipients
+                .iter()
+                .filter(|r| !r.delivered)
+                .map(|r| format!("not delivered to {}: {}", r.address, r.reply))
+                .collect();
+            Delivery {
+                sent: refused.is_empty(),
+                via: Some(format!("smtp {}", smtp.server)),
+                why: (!refused.is_empty()).then(|| refused.join("; ")),
+                recipients: Some(recipients),
+            }
+        }
+        Err(e) => Delivery::not_sent(None, e.to_string()),
     }
 }
 
@@ -296,6 +405,9 @@ async fn send(
     let Some(channel) = plan.channels.get(channel_name) else {
         return Delivery::not_sent(None, "no such channel");
     };
+    if channel.kind == "email" {
+        return send_mail(runs, run_id, &channel.target, title, body).await;
+    }
     if channel.kind != "slack" {
         return Delivery::not_sent(
             None,
@@ -342,6 +454,7 @@ async fn send(
             sent: true,
             via: Some(agent),
             why: None,
+            recipients: None,
         },
         other => Delivery::not_sent(Some(agent), other.detail()),
     }
