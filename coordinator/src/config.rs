@@ -445,8 +445,13 @@ groups = ["app"]
         std::fs::write(dir.path().join("pw"), "secret").unwrap();
         let config = CoordinatorConfig::load(&path).unwrap();
         let smtp = config.smtp.unwrap();
-        assert_eq!((smtp.port(), smtp.password_file), (587, dir.path().join("pw")));
-        let (_dir, path) = write(&format!("{MINIMAL}[smtp]\nserver = \"s\"\ntls = \"plain\"\n"));
+        assert_eq!(
+            (smtp.port(), smtp.password_file),
+            (587, dir.path().join("pw"))
+        );
+        let (_dir, path) = write(&format!(
+            "{MINIMAL}[smtp]\nserver = \"s\"\ntls = \"plain\"\n"
+        ));
         let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("plain"), "{err}");
     }

@@ -73,7 +73,11 @@ def main():
             authenticator=authenticator,
             auth_required=True,
         )
-        if not args.implicit_tls:
+        if args.implicit_tls:
+            # The whole connection is TLS, but aiosmtpd only counts STARTTLS
+            # as encryption: without this it would not offer AUTH at all.
+            kwargs.update(auth_require_tls=False)
+        else:
             kwargs.update(tls_context=ctx, require_starttls=True)
         return SMTP(Recorder(), **kwargs)
 

@@ -50,11 +50,7 @@ impl SmtpServer {
         ])
         .unwrap();
         std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-        std::fs::write(
-            dir.path().join("key.pem"),
-            cert.signing_key.serialize_pem(),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
         std::fs::write(dir.path().join("password"), format!("{PASSWORD}\n")).unwrap();
         std::fs::create_dir(dir.path().join("received")).unwrap();
         let log = dir.path().join("server.log");

@@ -24,8 +24,8 @@ mod store;
 
 pub use chain::{GENESIS, Head, Verdict, entry_hash};
 pub use record::{
-    CommandSent, Dispatched, FORMAT, Finished, Notification, Recipient, Record, RecordError, RunCreated,
-    StepEventRecord,
+    CommandSent, Dispatched, FORMAT, Finished, Incident, Notification, Recipient, Record,
+    RecordError, RunCreated, StepEventRecord,
 };
 pub use sqlite::{SqliteStore, lock_path};
 pub use store::{Entry, JournalError, JournalStore, NewEntry, Written};

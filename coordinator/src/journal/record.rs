@@ -178,6 +178,20 @@ pub struct Notification {
     /// waits for, or for an escalation's `who`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paged: Option<Vec<String>>,
+    /// The status page's incident this message opened or went to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Incident>,
+}
+
+/// A status page's incident: its id, its public link, and the affected
+/// components' status before it was opened (put back when it is resolved).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub previous: BTreeMap<String, String>,
 }
 
 /// One recipient of an e-mail: delivered to the relay or refused, and the

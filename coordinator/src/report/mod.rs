@@ -144,6 +144,9 @@ pub struct Notification {
     /// Whom it paged (the plan's contacts for the roles it concerns).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paged: Vec<String>,
+    /// The status page's incident, with its public link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<crate::journal::Incident>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -324,6 +327,7 @@ fn communications(entries: &[Entry]) -> Vec<Notification> {
                 detail: n.why.clone().unwrap_or_default(),
                 recipients: n.recipients.clone().unwrap_or_default(),
                 paged: n.paged.clone().unwrap_or_default(),
+                incident: n.incident.clone(),
             })
         })
         .collect()

@@ -127,12 +127,11 @@ pub async fn send(
 /// The transport for one message: a new connection per recipient (no pool:
 /// a message or two per moment does not need one).
 fn transport(smtp: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
-    let password = std::fs::read_to_string(&smtp.password_file).map_err(|source| {
-        MailError::Password {
+    let password =
+        std::fs::read_to_string(&smtp.password_file).map_err(|source| MailError::Password {
             path: smtp.password_file.display().to_string(),
             source,
-        }
-    })?;
+        })?;
     let mut tls = TlsParameters::builder(smtp.server.clone());
     if let Some(ca) = &smtp.ca {
         let ca_error = |message: String| MailError::Ca {
@@ -189,7 +188,11 @@ mod tests {
     fn a_channels_target_lists_its_addresses() {
         assert_eq!(
             recipients_of("emergency@samia-tarot.com, cto@samia-tarot.com;ops@x.org"),
-            ["emergency@samia-tarot.com", "cto@samia-tarot.com", "ops@x.org"]
+            [
+                "emergency@samia-tarot.com",
+                "cto@samia-tarot.com",
+                "ops@x.org"
+            ]
         );
         assert!(recipients_of(" , ").is_empty());
     }

@@ -26,6 +26,7 @@ use crate::replay::replay;
 use crate::signals::board::Board;
 
 pub(crate) mod drive;
+mod incident;
 mod mail;
 pub mod notify;
 mod watch;
@@ -576,6 +577,9 @@ fn approvals_announced(
         if let ("approval-waiting", Some(scope)) = (n.moment.as_str(), &n.scope) {
             since.entry(scope.clone()).or_insert(e.at_ms);
             announced.insert(scope.clone());
+        }
+        if let ("phase-end", Some(phase)) = (n.moment.as_str(), &n.scope) {
+            announced.insert(format!("ended:{phase}"));
         }
     }
     (since, announced)

@@ -115,7 +115,11 @@ impl Target {
     fn base(&self) -> Result<String, PluginError> {
         api::secret_marker("api_key", &self.api_key)?;
         api::resource_id("page", &self.page)?;
-        Ok(format!("{}/pages/{}", api::api_base(&self.api_base)?, self.page))
+        Ok(format!(
+            "{}/pages/{}",
+            api::api_base(&self.api_base)?,
+            self.page
+        ))
     }
 
     fn request(&self, method: &str, url: &str) -> HttpRequest {
@@ -247,9 +251,7 @@ fn open(step: &Step) -> Result<Outcome, PluginError> {
     let target = p.target();
     let base = target.base()?;
     if p.name.trim().is_empty() || p.name.chars().count() > MAX_NAME {
-        return Err(bad(format!(
-            "`name` must be 1 to {MAX_NAME} characters"
-        )));
+        return Err(bad(format!("`name` must be 1 to {MAX_NAME} characters")));
     }
     check_body(&p.body)?;
     one_of("status", &p.status, INCIDENT_STATUSES)?;
@@ -305,10 +307,7 @@ fn open(step: &Step) -> Result<Outcome, PluginError> {
         })?
         .to_string();
     let shortlink = answer.get("shortlink").cloned().unwrap_or(Value::Null);
-    backout_plugin_sdk::host::emit_json(
-        "incident",
-        &json!({ "id": id, "shortlink": shortlink }),
-    );
+    backout_plugin_sdk::host::emit_json("incident", &json!({ "id": id, "shortlink": shortlink }));
     Ok(Outcome::new(
         format!("opened Statuspage incident {id}: {}", p.name),
         json!({

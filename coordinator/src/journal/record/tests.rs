@@ -138,8 +138,13 @@ fn every_record() -> Vec<(Record, serde_json::Value)> {
                 why: None,
                 recipients: None,
                 paged: Some(vec!["dba: Dana Lee +1 555 0102, backup: Sam Roe +1 555 0103".into()]),
+                incident: Some(Incident {
+                    id: "p31zjtct2jer".into(),
+                    link: Some("http://stspg.io/803310a12".into()),
+                    previous: [("8kbf7d35c070".to_string(), "operational".to_string())].into(),
+                }),
             }),
-            json!({ "template": "approval", "channel": "ops", "moment": "approval-waiting", "scope": "run", "sent": true, "via": "app-1", "paged": ["dba: Dana Lee +1 555 0102, backup: Sam Roe +1 555 0103"] }),
+            json!({ "template": "approval", "channel": "ops", "moment": "approval-waiting", "scope": "run", "sent": true, "via": "app-1", "paged": ["dba: Dana Lee +1 555 0102, backup: Sam Roe +1 555 0103"], "incident": { "id": "p31zjtct2jer", "link": "http://stspg.io/803310a12", "previous": { "8kbf7d35c070": "operational" } } }),
         ),
         (
             Record::NotificationSkipped(Notification {
@@ -156,6 +161,7 @@ fn every_record() -> Vec<(Record, serde_json::Value)> {
                     reply: "permanent error (535): 5.7.8 Authentication credentials invalid".into(),
                 }]),
                 paged: None,
+                incident: None,
             }),
             json!({ "template": "start", "channel": "email", "moment": "start", "sent": false, "why": "not delivered to emergency@example.com: permanent error (535): 5.7.8 Authentication credentials invalid", "recipients": [{ "address": "emergency@example.com", "delivered": false, "reply": "permanent error (535): 5.7.8 Authentication credentials invalid" }] }),
         ),
