@@ -147,21 +147,15 @@ fn to_channel<'a>(json: &'a Value, channel: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// The report's e-mail entry, once it is journaled.
+/// The report (once the end's e-mail and Slack message are journaled) and
+/// its e-mail entry.
 async fn email_entry(fleet: &Fleet, id: &str) -> (Value, Value) {
-    backout_e2e::wait_for(
-        "the e-mail's journal entry",
-        Duration::from_secs(60),
-        || {
-            let json: Value = serde_json::from_str(&fleet.report(id, "json")).ok()?;
-            let entry = json["communications"]
-                .as_array()?
-                .iter()
-                .find(|n| n["channel"] == "team-email")?
-                .clone();
-            Some((json, entry))
-        },
-    )
+    backout_e2e::wait_for("the end's messages", Duration::from_secs(60), || {
+        let json: Value = serde_json::from_str(&fleet.report(id, "json")).ok()?;
+        let entry = to_channel(&json, "team-email").first().copied()?.clone();
+        to_channel(&json, "emergency").first()?;
+        Some((json, entry))
+    })
     .await
 }
 

@@ -60,7 +60,7 @@ def main():
                 envelope.original_content or envelope.content, policy=email.policy.default
             )
             record["headers"] = {k: str(v) for k, v in message.items()}
-            record["body"] = message.get_content()
+            record["body"] = message.get_content().replace("\r\n", "\n")
             name = os.path.join(args.out, f"{uuid.uuid4()}.json")
             with open(name + ".tmp", "w") as f:
                 json.dump(record, f)
