@@ -140,12 +140,11 @@ impl SmtpServer {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) == Some("json") {
-                if let Ok(text) = std::fs::read_to_string(&path) {
-                    if let Ok(value) = serde_json::from_str(&text) {
-                        out.push(value);
-                    }
-                }
+            if path.extension().and_then(|e| e.to_str()) == Some("json")
+                && let Ok(text) = std::fs::read_to_string(&path)
+                && let Ok(value) = serde_json::from_str(&text)
+            {
+                out.push(value);
             }
         }
         out
