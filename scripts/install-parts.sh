@@ -9,9 +9,10 @@
 # the provider tests check plugins' requests against) from the npm registry
 # into target/node; for the package tests, systemd (systemd-analyze), man-db
 # (`systemd-analyze verify` opens the man pages a unit names), adduser and
-# util-linux (prlimit) from Debian, and cargo-deb (pinned) from crates.io.
-# Needs root and apt on a fresh machine for the Debian
-# packages; does nothing when everything is there.
+# util-linux (prlimit) from Debian, and cargo-deb (pinned) from crates.io; and
+# aiosmtpd (the e-mail tests' SMTP server) from PyPI into the venv
+# target/py/smtp (python3-venv from Debian). Needs root and apt on a fresh
+# machine for the Debian packages; does nothing when everything is there.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +41,7 @@ for command in "${!parts[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${parts[$command]}")
 done
 have_postgres || missing+=(postgresql-15 postgresql-client-15)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
@@ -66,4 +68,12 @@ fi
 cargo_deb_version="3.8.0"
 if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $cargo_deb_version\|$cargo_deb_version"; then
   cargo install cargo-deb --locked --version "$cargo_deb_version" >/dev/null
+fi
+
+# aiosmtpd for the e-mail tests (tests/smtp/recorder.py), pinned, in its own venv.
+aiosmtpd_version="1.4.6"
+smtp_venv="$target_dir/py/smtp"
+if ! "$smtp_venv/bin/python" -c "import sys, aiosmtpd; sys.exit(aiosmtpd.__version__ != '$aiosmtpd_version')" >/dev/null 2>&1; then
+  python3 -m venv "$smtp_venv"
+  "$smtp_venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==$aiosmtpd_version"
 fi

@@ -25,6 +25,15 @@
 //! [plugins.health]                           # optional: pin the component agents must run
 //! sha256 = "4b1e0c4a7d2f3e9b8c6a5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a"
 //!
+//! [smtp]                                    # optional: the plan's `email` channels
+//! server = "smtp.example.com"                # the relay; its certificate must name it
+//! tls = "starttls"                           # or "tls" (implicit TLS, port 465)
+//! port = 587                                 # default: 587 for starttls, 465 for tls
+//! username = "backout@example.com"
+//! password_file = "secrets/smtp-password"    # read when sending; never logged or journaled
+//! from = "Backout <backout@example.com>"
+//! ca = "smtp-ca.pem"                         # optional: a private relay's root certificate
+//!
 //! [assess]
 //! timeout = "15s"
 //! [[assess.check]]
@@ -90,6 +99,45 @@ pub struct CoordinatorConfig {
         deserialize_with = "duration"
     )]
     pub journal_summary_every: Duration,
+    /// The SMTP relay the plan's `email` channels are sent through.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// `[smtp]`: the coordinator sends e-mail itself (see ARCHITECTURE.md,
+/// "How people are told"). The password stays in its file until a message
+/// is sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub server: String,
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub port: Option<u16>,
+    pub username: String,
+    pub password_file: PathBuf,
+    pub from: String,
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(default = "default_smtp_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+/// STARTTLS (required, never plaintext) or TLS from the first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    Starttls,
+    Tls,
+}
+
+impl SmtpConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +221,9 @@ fn default_evaluate_every() -> Duration {
 fn default_journal_summary_every() -> Duration {
     Duration::from_secs(15 * 60)
 }
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(20)
+}
 fn default_assess_timeout() -> Duration {
     Duration::from_secs(15)
 }
@@ -192,6 +243,10 @@ impl CoordinatorConfig {
         config.crl = config.crl.map(|p| backout_config::resolve(path, &p));
         config.plan = config.plan.map(|p| backout_config::resolve(path, &p));
         config.state_dir = backout_config::resolve(path, &config.state_dir);
+        if let Some(smtp) = &mut config.smtp {
+            smtp.password_file = backout_config::resolve(path, &smtp.password_file);
+            smtp.ca = smtp.ca.as_ref().map(|p| backout_config::resolve(path, p));
+        }
         if let Some(plan) = &config.plan {
             let plan = backout_plan::model::Plan::load(plan)?;
             config.adopt_plan_hosts(&plan);
@@ -279,6 +334,25 @@ impl CoordinatorConfig {
                     path,
                     format!("plugins.{name}.sha256"),
                     "expected 64 hex digits",
+                ));
+            }
+        }
+        if let Some(smtp) = &self.smtp {
+            if let Err(e) = std::fs::metadata(&smtp.password_file) {
+                return Err(ConfigError::invalid(
+                    path,
+                    "smtp.password_file",
+                    format!("cannot read {}: {e}", smtp.password_file.display()),
+                ));
+            }
+            if let Some(Err(e)) = smtp.ca.as_ref().map(std::fs::metadata) {
+                return Err(ConfigError::invalid(path, "smtp.ca", e.to_string()));
+            }
+            if !smtp.from.contains('@') {
+                return Err(ConfigError::invalid(
+                    path,
+                    "smtp.from",
+                    format!("`{}` is not an e-mail address", smtp.from),
                 ));
             }
         }
@@ -409,6 +483,26 @@ groups = ["app"]
         assert_eq!(config.evaluate_every, Duration::from_secs(1));
         assert_eq!(config.assess.checks.len(), 1);
         assert!(config.plugins.contains_key("health"));
+    }
+
+    #[test]
+    fn smtp_needs_its_password_file_and_names_the_field() {
+        let smtp = "[smtp]\nserver = \"localhost\"\ntls = \"starttls\"\nusername = \"u\"\npassword_file = \"pw\"\nfrom = \"b@example.com\"\n";
+        let (dir, path) = write(&format!("{MINIMAL}{smtp}"));
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("field `smtp.password_file`"), "{err}");
+        std::fs::write(dir.path().join("pw"), "secret").unwrap();
+        let config = CoordinatorConfig::load(&path).unwrap();
+        let smtp = config.smtp.unwrap();
+        assert_eq!(
+            (smtp.port(), smtp.password_file),
+            (587, dir.path().join("pw"))
+        );
+        let (_dir, path) = write(&format!(
+            "{MINIMAL}[smtp]\nserver = \"s\"\ntls = \"plain\"\n"
+        ));
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("plain"), "{err}");
     }
 
     #[test]

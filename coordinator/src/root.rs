@@ -71,12 +71,15 @@ impl Coordinator {
             }
             None => None,
         };
-        let runs = Arc::new(Runs::new(
-            journal.clone(),
-            dispatcher.clone(),
-            registry.clone(),
-            board.clone(),
-        ));
+        let runs = Arc::new(
+            Runs::new(
+                journal.clone(),
+                dispatcher.clone(),
+                registry.clone(),
+                board.clone(),
+            )
+            .with_smtp(config.smtp.clone()),
+        );
         Ok(Coordinator {
             config: Arc::new(config),
             journal,

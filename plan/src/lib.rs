@@ -16,6 +16,7 @@ pub mod history;
 pub mod judge;
 pub mod matrix;
 pub mod model;
+pub mod remedy;
 pub mod run;
 pub mod sections;
 pub mod window;

@@ -214,6 +214,7 @@ mod tests {
             deciders: deciders.iter().map(|d| d.to_string()).collect(),
             unknown: UnknownMeans::Unknown,
             auto_rollback: false,
+            remedy: None,
             decide_within: None,
         }
     }

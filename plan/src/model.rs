@@ -180,6 +180,13 @@ pub struct TriggerSpec {
     /// `backout guard` may start the rollback by itself when this fires.
     #[serde(default)]
     pub auto_rollback: bool,
+    /// A considered trigger's lighter remedy: an optional phase, offered
+    /// before the full rollback (`remedy.rs`).
+    #[serde(default)]
+    pub remedy: Option<String>,
+    /// How long the trigger has to clear once the remedy succeeded.
+    #[serde(default)]
+    pub remedy_hold: Option<String>,
 }
 
 /// `[decide_within]`: how long the deciders have, from the moment a
@@ -273,6 +280,8 @@ pub struct Trigger {
     pub deciders: Vec<String>,
     pub unknown: UnknownMeans,
     pub auto_rollback: bool,
+    /// Its lighter remedy, offered before the rollback.
+    pub remedy: Option<crate::remedy::Remedy>,
     /// How long its deciders have once it fires (`[decide_within]` of its class).
     pub decide_within: Option<Duration>,
 }
@@ -474,7 +483,41 @@ impl Plan {
                     ));
                 }
             }
+            let remedy = match (&spec.remedy, &spec.remedy_hold) {
+                (None, None) => None,
+                (None, Some(_)) => {
+                    return Err(bad(field("remedy_hold"), "there is no `remedy`".into()));
+                }
+                (Some(_), None) => {
+                    return Err(bad(
+                        field("remedy_hold"),
+                        "say how long the trigger has to clear after the remedy".into(),
+                    ));
+                }
+                (Some(phase), Some(hold)) => {
+                    if spec.class != Class::Considered {
+                        return Err(bad(
+                            field("remedy"),
+                            "only a considered trigger has a remedy: an immediate one rolls back"
+                                .into(),
+                        ));
+                    }
+                    if !file.phases.iter().any(|p| &p.id == phase && p.optional) {
+                        return Err(bad(
+                            field("remedy"),
+                            format!("`{phase}` is not an optional phase of the plan"),
+                        ));
+                    }
+                    let hold = backout_config::parse_duration(hold)
+                        .map_err(|e| bad(field("remedy_hold"), e))?;
+                    Some(crate::remedy::Remedy {
+                        phase: phase.clone(),
+                        hold,
+                    })
+                }
+            };
             triggers.push(Trigger {
+                remedy,
                 name: spec.name,
                 class: spec.class,
                 when_text: spec.when,
@@ -775,6 +818,39 @@ mod tests {
     }
 
     const CANARY: &str = "[plan]\nname = \"t\"\n[roles]\nrm = \"RM\"\n[signals.canary_latency]\ncanary = { url = \"http://127.0.0.1:9090\", query = 'p95{group=\"canary\"}', baseline = 'p95{group=\"baseline\"}', over = \"10m\", min_samples = 20 }\n";
+
+    #[test]
+    fn a_considered_trigger_may_name_an_optional_phase_as_its_remedy() {
+        let plan = |class: &str, remedy: &str, optional: bool| {
+            format!(
+                "[plan]\nname = \"t\"\n[roles]\nrm = \"RM\"\n[[host]]\nid = \"app-1\"\n[signals.checkout_errors]\nmanual = true\n[[trigger]]\nname = \"Checkout errors\"\nclass = \"{class}\"\nwhen = \"checkout_errors > 5\"\ndeciders = [\"rm\"]\n{remedy}\n[[phase]]\nid = \"flags-off\"\nname = \"Feature flags off\"\noptional = {optional}\n[[phase.step]]\nid = \"off\"\nplugin = \"flags\"\naction = \"off\"\non = \"app-1\"\n"
+            )
+        };
+        let remedy = "remedy = \"flags-off\"\nremedy_hold = \"5m\"";
+        let parsed = Plan::parse(Path::new("p.toml"), &plan("considered", remedy, true)).unwrap();
+        assert_eq!(
+            parsed.triggers[0].remedy,
+            Some(crate::remedy::Remedy {
+                phase: "flags-off".into(),
+                hold: Duration::from_secs(300),
+            })
+        );
+        for (class, remedy, optional, field) in [
+            ("considered", remedy, false, "trigger[0].remedy"),
+            ("immediate", remedy, true, "trigger[0].remedy"),
+            (
+                "considered",
+                "remedy = \"flags-off\"",
+                true,
+                "trigger[0].remedy_hold",
+            ),
+        ] {
+            let err = Plan::parse(Path::new("p.toml"), &plan(class, remedy, optional))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{err}");
+        }
+    }
 
     #[test]
     fn a_canary_judge_is_a_signal_and_only_its_fail_may_act_alone() {

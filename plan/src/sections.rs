@@ -102,6 +102,16 @@ pub struct Channel {
     /// recorded as not sent.
     #[serde(default)]
     pub via: Option<String>,
+    /// A `status-page` channel is public: Backout opens, updates and
+    /// resolves its incident only when the plan says the incident is
+    /// customer-facing.
+    #[serde(default)]
+    pub customer_facing: bool,
+    /// What the channel's plugin gets with every message (`status-page`:
+    /// `page`, `api_key` as `${secret:NAME}`, `components`, `name`,
+    /// `api_base`).
+    #[serde(default)]
+    pub params: Option<toml::Table>,
 }
 
 /// A message template (minijinja), filled from the run's facts.

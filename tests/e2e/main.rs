@@ -16,6 +16,7 @@ mod init;
 mod journal_lock;
 mod local_runner;
 mod logs;
+mod mail;
 mod matrix;
 mod messages;
 mod outcomes;

@@ -7,5 +7,7 @@
 
 mod cdn;
 mod contracts;
+mod flags;
 mod notify;
+mod statuspage;
 mod webhook;

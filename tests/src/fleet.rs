@@ -435,6 +435,18 @@ impl Fleet {
         }
     }
 
+    /// `backout report ID --format FORMAT` (md, json, html) of the observer;
+    /// panics unless it exits 0.
+    pub fn report(&self, id: &str, format: &str) -> String {
+        let out = self.cli(&self.observer, &["report", id, "--format", format]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// `backout runs --output json`.
     pub fn runs(&self) -> Value {
         self.json(&self.observer, &["runs", "--output", "json"])

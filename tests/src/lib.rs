@@ -15,6 +15,7 @@ pub mod prism;
 pub mod providers;
 pub mod rig;
 pub mod services;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

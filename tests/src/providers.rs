@@ -13,6 +13,8 @@ pub const STRIPE_KEY: &str = "sk_test_e2e_51HxProviders";
 pub const SQUARE_TOKEN: &str = "EAAAl_e2e_square_token_9f";
 pub const CF_TOKEN: &str = "cf_e2e_api_token_7731";
 pub const CF_KEY: &str = "cf_e2e_global_key_0042";
+pub const STATUSPAGE_KEY: &str = "sp_e2e_api_key_5d1f";
+pub const UNLEASH_TOKEN: &str = "*:production.unleash_e2e_token_77aa";
 /// The secret part of the Slack webhook URL (the whole URL is the secret).
 pub const SLACK_HOOK: &str = "/services/T0E2E/B0E2E/slackhooksecret123";
 /// A Cloudflare zone and DNS record of the document's examples.
@@ -48,6 +50,8 @@ pub struct Grants {
     pub webhook: Vec<String>,
     pub cdn: Vec<String>,
     pub notify: Vec<String>,
+    pub statuspage: Vec<String>,
+    pub flags: Vec<String>,
     pub slack_url: String,
     pub testbed: String,
 }
@@ -69,6 +73,8 @@ pub async fn fleet(pki: Pki, plan: &str, grants: &Grants) -> Fleet {
             "\"CLOUDFLARE_TOKEN\", \"CLOUDFLARE_KEY\"",
         ),
         ("notify", &grants.notify, "\"SLACK_WEBHOOK_URL\""),
+        ("statuspage", &grants.statuspage, "\"STATUSPAGE_API_KEY\""),
+        ("flags", &grants.flags, "\"UNLEASH_TOKEN\""),
     ] {
         // A plugin with no URL to call is not loaded at all: each declares
         // that it needs one, and the agent refuses what it cannot grant.
@@ -87,6 +93,8 @@ pub async fn fleet(pki: Pki, plan: &str, grants: &Grants) -> Fleet {
         ("SQUARE_ACCESS_TOKEN", SQUARE_TOKEN.to_string()),
         ("CLOUDFLARE_TOKEN", CF_TOKEN.to_string()),
         ("CLOUDFLARE_KEY", CF_KEY.to_string()),
+        ("STATUSPAGE_API_KEY", STATUSPAGE_KEY.to_string()),
+        ("UNLEASH_TOKEN", UNLEASH_TOKEN.to_string()),
         // An empty secret is refused by the agent: a test without a Slack
         // receiver gets a URL nothing listens on.
         (

@@ -24,8 +24,8 @@ mod store;
 
 pub use chain::{GENESIS, Head, Verdict, entry_hash};
 pub use record::{
-    CommandSent, Dispatched, FORMAT, Finished, MatrixSummary, Notification, Record, RecordError,
-    RunCreated, SignalChange, StepEventRecord, TriggerChange,
+    CommandSent, Dispatched, FORMAT, Finished, Incident, MatrixSummary, Notification, Recipient,
+    Record, RecordError, RunCreated, SignalChange, StepEventRecord, TriggerChange,
 };
 pub use sqlite::{SqliteStore, lock_path};
 pub use store::{Entry, JournalError, JournalStore, NewEntry, Written};

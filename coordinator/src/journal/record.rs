@@ -226,6 +226,36 @@ pub struct Notification {
     /// Why it was not sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
+    /// An e-mail's recipients, each with the relay's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<Vec<Recipient>>,
+    /// Whom the message pages: the plan's contacts for the roles an approval
+    /// waits for, or for an escalation's `who`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paged: Option<Vec<String>>,
+    /// The status page's incident this message opened or went to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Incident>,
+}
+
+/// A status page's incident: its id, its public link, and the affected
+/// components' status before it was opened (put back when it is resolved).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub previous: BTreeMap<String, String>,
+}
+
+/// One recipient of an e-mail: delivered to the relay or refused, and the
+/// SMTP reply that says so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub address: String,
+    pub delivered: bool,
+    pub reply: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -302,6 +302,41 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
                 format!("<b>not sent</b>: {}", esc(&n.detail))
             }
         );
+        for to in &n.recipients {
+            let word = if to.delivered {
+                "delivered"
+            } else {
+                "<b>not delivered</b>"
+            };
+            let _ = write!(
+                o,
+                "<li class=\"recipient\">{}: {word} ({})</li>",
+                esc(&to.address),
+                esc(&to.reply)
+            );
+        }
+        for who in &n.paged {
+            let word = if n.sent { "paged" } else { "<b>not paged</b>" };
+            let _ = write!(o, "<li class=\"paged\">{word}: {}</li>", esc(who));
+        }
+        if let Some(incident) = &n.incident {
+            let _ = match &incident.link {
+                Some(link) if link.starts_with("http://") || link.starts_with("https://") => {
+                    write!(
+                        o,
+                        "<li class=\"incident\">incident {}: <a href=\"{}\">{}</a></li>",
+                        esc(&incident.id),
+                        esc(link),
+                        esc(link)
+                    )
+                }
+                _ => write!(
+                    o,
+                    "<li class=\"incident\">incident {}</li>",
+                    esc(&incident.id)
+                ),
+            };
+        }
     }
     let _ = write!(o, "</ul><h2>Escalation</h2><ul>");
     for e in &r.escalations {

@@ -220,6 +220,22 @@ pub fn markdown(r: &Report) -> String {
             n.moment,
             cell(&what)
         );
+        for to in &n.recipients {
+            let word = if to.delivered {
+                "delivered"
+            } else {
+                "NOT delivered"
+            };
+            let _ = writeln!(o, "  - {}: {word} ({})", to.address, cell(&to.reply));
+        }
+        for who in &n.paged {
+            let word = if n.sent { "paged" } else { "NOT paged" };
+            let _ = writeln!(o, "  - {word}: {}", cell(who));
+        }
+        if let Some(incident) = &n.incident {
+            let link = incident.link.as_deref().unwrap_or("no public link");
+            let _ = writeln!(o, "  - incident {}: {}", cell(&incident.id), cell(link));
+        }
     }
 
     let _ = writeln!(o, "\n## Escalation\n");

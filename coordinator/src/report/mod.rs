@@ -138,6 +138,15 @@ pub struct Notification {
     pub sent: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// An e-mail's recipients, each delivered or refused, with the relay's reply.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<crate::journal::Recipient>,
+    /// Whom it paged (the plan's contacts for the roles it concerns).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paged: Vec<String>,
+    /// The status page's incident, with its public link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<crate::journal::Incident>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -324,6 +333,9 @@ fn communications(entries: &[Entry]) -> Vec<Notification> {
                 moment: n.moment.clone(),
                 sent,
                 detail: n.why.clone().unwrap_or_default(),
+                recipients: n.recipients.clone().unwrap_or_default(),
+                paged: n.paged.clone().unwrap_or_default(),
+                incident: n.incident.clone(),
             })
         })
         .collect()

@@ -90,6 +90,20 @@ pub(super) async fn drive(runs: Arc<Runs>, id: String, notify: Arc<Notify>) {
                     waiting.push((phase.clone(), roles.clone()));
                 }
             }
+            // A phase that ended updates the status page's incident, once.
+            for (phase, status) in &eval.phases {
+                let ended = matches!(
+                    status,
+                    PhaseStatus::Succeeded | PhaseStatus::Failed(_) | PhaseStatus::TimedOut
+                );
+                if ended && entry.announced.insert(format!("ended:{phase}")) {
+                    let moment = notify::Moment::PhaseEnd {
+                        phase: phase.clone(),
+                        status: status.word().to_string(),
+                    };
+                    notify::tell(&runs, &id, moment);
+                }
+            }
             for (scope, roles) in waiting {
                 entry.waiting_since.entry(scope.clone()).or_insert(now);
                 if entry.announced.insert(scope.clone()) {

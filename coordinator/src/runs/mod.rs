@@ -26,6 +26,8 @@ use crate::replay::replay;
 use crate::signals::board::Board;
 
 pub(crate) mod drive;
+mod incident;
+mod mail;
 pub mod notify;
 mod watch;
 pub use crate::replay::RunMeta;
@@ -163,6 +165,8 @@ pub struct Runs {
     /// The plan's signals and triggers; `None` when the coordinator runs
     /// without a plan (then no run starts).
     board: Option<Arc<Board>>,
+    /// The relay the plan's `email` channels go through.
+    smtp: Option<crate::config::SmtpConfig>,
 }
 
 impl Runs {
@@ -182,7 +186,14 @@ impl Runs {
             dispatcher,
             registry,
             board,
+            smtp: None,
         }
+    }
+
+    /// Sends the plan's `email` channels through this relay.
+    pub fn with_smtp(mut self, smtp: Option<crate::config::SmtpConfig>) -> Self {
+        self.smtp = smtp;
+        self
     }
 }
 
@@ -687,6 +698,9 @@ fn approvals_announced(
         if let ("approval-waiting", Some(scope)) = (n.moment.as_str(), &n.scope) {
             since.entry(scope.clone()).or_insert(e.at_ms);
             announced.insert(scope.clone());
+        }
+        if let ("phase-end", Some(phase)) = (n.moment.as_str(), &n.scope) {
+            announced.insert(format!("ended:{phase}"));
         }
     }
     (since, announced)

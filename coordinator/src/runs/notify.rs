@@ -2,7 +2,9 @@
 //! facts with minijinja, sent to their channels at the moments they name:
 //! `start`, `approval-waiting`, `end`, and `escalation` (when the run's
 //! figures cross an escalation rule's line). A Slack channel is posted by
-//! the `notify` plugin on an agent of the channel's `via`; every message is
+//! the `notify` plugin on an agent of the channel's `via`; an `email`
+//! channel is sent by the coordinator through its `[smtp]` relay
+//! (`mail.rs`), each recipient's answer journaled; every message is
 //! journaled with the time it went out (`notification.sent`), or with why it
 //! did not (`notification.skipped`). Dry runs tell nobody; drills say so.
 
@@ -18,7 +20,7 @@ use tokio::sync::mpsc;
 use super::{RunEvent, Runs};
 use crate::fleet::StepOutcome;
 use crate::fleet::dispatch::{Audit, StepSpec};
-use crate::journal::{Notification, Record};
+use crate::journal::{Incident, Notification, Recipient, Record};
 
 /// When a message goes out.
 #[derive(Debug, Clone)]
@@ -30,6 +32,12 @@ pub enum Moment {
         roles: Vec<String>,
     },
     End,
+    /// A phase ended (succeeded, failed or timed out): the status page's
+    /// incident gets an update.
+    PhaseEnd {
+        phase: String,
+        status: String,
+    },
     /// An escalation rule fired.
     Escalation {
         who: String,
@@ -43,15 +51,17 @@ impl Moment {
         match self {
             Moment::ApprovalWaiting { scope, .. } => format!("approval-waiting-{scope}"),
             Moment::Escalation { who, .. } => format!("escalation-{who}"),
+            Moment::PhaseEnd { phase, .. } => format!("phase-end-{phase}"),
             other => other.word().to_string(),
         }
     }
 
-    fn word(&self) -> &'static str {
+    pub(super) fn word(&self) -> &'static str {
         match self {
             Moment::Start => "start",
             Moment::ApprovalWaiting { .. } => "approval-waiting",
             Moment::End => "end",
+            Moment::PhaseEnd { .. } => "phase-end",
             Moment::Escalation { .. } => "escalation",
         }
     }
@@ -149,6 +159,9 @@ pub fn facts(runs: &Runs, run_id: &str, moment: &Moment) -> Option<Value> {
         "rca_meeting": rca,
         "drill": meta.drill,
         "moment": moment.word(),
+        "contacts": contact_facts(plan),
+        "bridge": bridge(plan),
+        "paged": paged(plan, moment).join("; "),
     });
     if let Some(map) = facts.as_object_mut() {
         match moment {
@@ -166,8 +179,73 @@ pub fn facts(runs: &Runs, run_id: &str, moment: &Moment) -> Option<Value> {
     Some(facts)
 }
 
+/// The plan's contacts by role (`contacts["release-manager"].primary.name`,
+/// `.phone`, `.backup...`), for templates.
+fn contact_facts(plan: &Plan) -> Value {
+    let person = |p: &backout_plan::sections::Person| json!({ "name": p.name, "phone": p.phone });
+    Value::Object(
+        plan.contacts
+            .iter()
+            .map(|c| {
+                (
+                    c.role.clone(),
+                    json!({ "primary": person(&c.primary), "backup": person(&c.backup) }),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The conference bridge: every `phone-bridge` channel's target.
+fn bridge(plan: &Plan) -> String {
+    plan.channels
+        .values()
+        .filter(|c| c.kind == "phone-bridge")
+        .map(|c| c.target.clone())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Who a moment pages: the roles an approval waits for, or the escalation's
+/// `who`, each as the plan's contacts for it ("dba: Dana Lee +1 555 0102,
+/// backup: Sam Roe +1 555 0103"). Other moments page nobody in particular.
+pub fn paged(plan: &Plan, moment: &Moment) -> Vec<String> {
+    let roles: Vec<&str> = match moment {
+        Moment::ApprovalWaiting { roles, .. } => roles.iter().map(String::as_str).collect(),
+        Moment::Escalation { who, .. } => vec![who.as_str()],
+        _ => return Vec::new(),
+    };
+    let person = |p: &backout_plan::sections::Person| {
+        format!("{} {}", p.name.trim(), p.phone.trim())
+            .trim()
+            .to_string()
+    };
+    roles
+        .iter()
+        .map(
+            |role| match plan.contacts.iter().find(|c| c.role == *role) {
+                Some(c) => {
+                    let primary = person(&c.primary);
+                    let backup = person(&c.backup);
+                    let primary = if primary.is_empty() {
+                        "no primary contact in the plan".to_string()
+                    } else {
+                        primary
+                    };
+                    if backup.is_empty() {
+                        format!("{role}: {primary}")
+                    } else {
+                        format!("{role}: {primary}, backup: {backup}")
+                    }
+                }
+                None => format!("{role}: no contact in the plan"),
+            },
+        )
+        .collect()
+}
+
 /// One message to one channel: where it would go, or why it cannot.
-fn agent_for(runs: &Runs, plan: &Plan, via: &str) -> Option<String> {
+pub(super) fn agent_for(runs: &Runs, plan: &Plan, via: &str) -> Option<String> {
     let connected = runs.registry.connected_ids();
     plan.hosts
         .iter()
@@ -211,6 +289,15 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
             .map_or(Ok(format!("Backout: {name}")), |s| render(s, &facts))
             .map(|t| format!("{drill}{t}"));
         for channel_name in &channels {
+            // A public status page's incident carries this template's text
+            // at its own moments (`incident.rs`).
+            if plan
+                .channels
+                .get(channel_name)
+                .is_some_and(|c| c.kind == "status-page" && c.customer_facing)
+            {
+                continue;
+            }
             let delivery = match (&rendered, &title) {
                 (Ok(body), Ok(title)) => {
                     send(
@@ -229,54 +316,115 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
                     Delivery::not_sent(None, format!("the template does not render: {e}"))
                 }
             };
-            let Delivery { sent, via, why } = delivery;
-            let text = why.clone().unwrap_or_else(|| moment.word().to_string());
-            let record = Record::notification(Notification {
-                template: name.clone(),
-                channel: channel_name.clone(),
-                moment: moment.word().into(),
-                scope: match &moment {
-                    Moment::ApprovalWaiting { scope, .. } => Some(scope.clone()),
-                    _ => None,
-                },
-                sent,
-                via,
-                why,
-            });
-            let at = now_ms();
-            match runs.journal.append(at, &run_id, &record) {
-                Ok(written) => runs.publish(RunEvent {
-                    seq: written.seq,
-                    run_id: run_id.clone(),
-                    at_ms: at,
-                    kind: if sent { "notified" } else { "not-notified" }.into(),
-                    step: name.clone(),
-                    host: channel_name.clone(),
-                    text,
-                    ..RunEvent::default()
-                }),
-                Err(e) => {
-                    tracing::error!(run = %run_id, error = %e, "cannot journal a notification")
-                }
-            }
+            journal(&runs, plan, &run_id, &moment, name, channel_name, delivery);
+        }
+    }
+    super::incident::announce(&runs, plan, &run_id, &moment, &facts, meta.drill).await;
+}
+
+/// Journals one message (or why it was not sent) and tells watchers.
+pub(super) fn journal(
+    runs: &Runs,
+    plan: &Plan,
+    run_id: &str,
+    moment: &Moment,
+    template: &str,
+    channel: &str,
+    delivery: Delivery,
+) {
+    let Delivery {
+        sent,
+        via,
+        why,
+        recipients,
+        incident,
+    } = delivery;
+    let text = why.clone().unwrap_or_else(|| moment.word().to_string());
+    let record = Record::notification(Notification {
+        template: template.to_string(),
+        channel: channel.to_string(),
+        moment: moment.word().into(),
+        scope: match moment {
+            Moment::ApprovalWaiting { scope, .. } => Some(scope.clone()),
+            Moment::PhaseEnd { phase, .. } => Some(phase.clone()),
+            _ => None,
+        },
+        sent,
+        via,
+        why,
+        recipients,
+        paged: Some(paged(plan, moment)).filter(|p| !p.is_empty()),
+        incident,
+    });
+    let at = now_ms();
+    match runs.journal.append(at, run_id, &record) {
+        Ok(written) => runs.publish(RunEvent {
+            seq: written.seq,
+            run_id: run_id.to_string(),
+            at_ms: at,
+            kind: if sent { "notified" } else { "not-notified" }.into(),
+            step: template.to_string(),
+            host: channel.to_string(),
+            text,
+            ..RunEvent::default()
+        }),
+        Err(e) => {
+            tracing::error!(run = %run_id, error = %e, "cannot journal a notification")
         }
     }
 }
 
 /// Whether a message went out: through which agent, or why not.
-struct Delivery {
-    sent: bool,
-    via: Option<String>,
-    why: Option<String>,
+#[derive(Default)]
+pub(super) struct Delivery {
+    pub sent: bool,
+    pub via: Option<String>,
+    pub why: Option<String>,
+    /// An e-mail's recipients and the relay's answers.
+    pub recipients: Option<Vec<Recipient>>,
+    /// The status page's incident the message opened or went to.
+    pub incident: Option<Incident>,
 }
 
 impl Delivery {
-    fn not_sent(via: Option<String>, why: impl Into<String>) -> Delivery {
+    pub(super) fn not_sent(via: Option<String>, why: impl Into<String>) -> Delivery {
         Delivery {
-            sent: false,
             via,
             why: Some(why.into()),
+            ..Delivery::default()
         }
+    }
+}
+
+/// Sends one e-mail through the coordinator's relay: sent when every
+/// recipient's relay accepted it; otherwise `why` names each refusal.
+async fn send_mail(runs: &Runs, run_id: &str, target: &str, title: &str, body: &str) -> Delivery {
+    let Some(smtp) = &runs.smtp else {
+        return Delivery::not_sent(
+            None,
+            "Backout does not send to `email` channels without `[smtp]` in the coordinator's configuration: send it by hand",
+        );
+    };
+    let to = super::mail::recipients_of(target);
+    if to.is_empty() {
+        return Delivery::not_sent(None, "the channel's target names no address");
+    }
+    match super::mail::send(smtp, &to, title, body, run_id).await {
+        Ok(recipients) => {
+            let refused: Vec<String> = recipients
+                .iter()
+                .filter(|r| !r.delivered)
+                .map(|r| format!("not delivered to {}: {}", r.address, r.reply))
+                .collect();
+            Delivery {
+                sent: refused.is_empty(),
+                via: Some(format!("smtp {}", smtp.server)),
+                why: (!refused.is_empty()).then(|| refused.join("; ")),
+                recipients: Some(recipients),
+                incident: None,
+            }
+        }
+        Err(e) => Delivery::not_sent(None, e.to_string()),
     }
 }
 
@@ -296,6 +444,15 @@ async fn send(
     let Some(channel) = plan.channels.get(channel_name) else {
         return Delivery::not_sent(None, "no such channel");
     };
+    if channel.kind == "email" {
+        return send_mail(runs, run_id, &channel.target, title, body).await;
+    }
+    if channel.kind == "status-page" && !channel.customer_facing {
+        return Delivery::not_sent(
+            None,
+            "the plan does not say the incident is customer-facing (`customer_facing = true` on the channel): nothing is published",
+        );
+    }
     if channel.kind != "slack" {
         return Delivery::not_sent(
             None,
@@ -305,27 +462,54 @@ async fn send(
             ),
         );
     }
-    let Some(via) = &channel.via else {
-        return Delivery::not_sent(None, "the channel names no `via` agent to post it");
-    };
-    let Some(agent) = agent_for(runs, plan, via) else {
-        return Delivery::not_sent(None, format!("no agent of `{via}` is connected"));
-    };
     // The notify plugin fills `{{name}}` itself: the message is already filled.
     let text = unbrace(body);
     let params = json!({ "url": channel.target, "title": unbrace(title), "template": text });
+    let key = format!("{template}-{channel_name}-{}", moment.key());
+    match run_plugin(runs, plan, run_id, channel, "notify", "post", &params, &key).await {
+        Ok((agent, _)) => Delivery {
+            sent: true,
+            via: Some(agent),
+            ..Delivery::default()
+        },
+        Err(not_sent) => not_sent,
+    }
+}
+
+/// Runs one step of a channel's plugin on an agent of its `via`: the
+/// agent and the step's data, or why it did not succeed. `key` tells the
+/// message apart in its step id.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_plugin(
+    runs: &Runs,
+    plan: &Plan,
+    run_id: &str,
+    channel: &backout_plan::sections::Channel,
+    plugin: &str,
+    action: &str,
+    params: &Value,
+    key: &str,
+) -> Result<(String, Value), Delivery> {
+    let Some(via) = &channel.via else {
+        return Err(Delivery::not_sent(
+            None,
+            "the channel names no `via` agent to post it",
+        ));
+    };
+    let Some(agent) = agent_for(runs, plan, via) else {
+        return Err(Delivery::not_sent(
+            None,
+            format!("no agent of `{via}` is connected"),
+        ));
+    };
     let spec = StepSpec {
         run_id: run_id.to_string(),
         // Unique per message: a step id the agent has seen answers from its
         // ledger without posting again.
-        step_id: format!(
-            "{run_id}/notify/{template}-{channel_name}-{}#{}",
-            moment.key(),
-            backout_proto::now_ms()
-        ),
+        step_id: format!("{run_id}/{plugin}/{key}#{}", backout_proto::now_ms()),
         agent_id: agent.clone(),
-        plugin: "notify".into(),
-        action: "post".into(),
+        plugin: plugin.into(),
+        action: action.into(),
         params_json: params.to_string(),
         dry_run: false,
         deadline: Some(Duration::from_secs(20)),
@@ -338,12 +522,11 @@ async fn send(
         runs.dispatcher.forget(&command_id);
     }
     match outcome {
-        StepOutcome::Succeeded { .. } => Delivery {
-            sent: true,
-            via: Some(agent),
-            why: None,
-        },
-        other => Delivery::not_sent(Some(agent), other.detail()),
+        StepOutcome::Succeeded { data_json, .. } => Ok((
+            agent,
+            serde_json::from_str(&data_json).unwrap_or(Value::Null),
+        )),
+        other => Err(Delivery::not_sent(Some(agent), other.detail())),
     }
 }
 
@@ -360,6 +543,62 @@ fn unbrace(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan_with_contacts() -> Plan {
+        let text = r#"
+[plan]
+name = "p"
+[[host]]
+id = "app-1"
+[channels.bridge]
+kind = "phone-bridge"
+target = "+1 555 0100 / 4242"
+[[contact]]
+role = "dba"
+primary = { name = "Dana Lee", phone = "+1 555 0102" }
+backup = { name = "Sam Roe", phone = "+1 555 0103" }
+[[contact]]
+role = "CTO"
+primary = { name = "Chris Tan" }
+"#;
+        Plan::parse(std::path::Path::new("plan.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn an_approval_or_escalation_pages_the_plans_contacts_for_its_roles() {
+        let plan = plan_with_contacts();
+        let waiting = Moment::ApprovalWaiting {
+            scope: "database".into(),
+            roles: vec!["dba".into(), "product-owner".into()],
+        };
+        assert_eq!(
+            paged(&plan, &waiting),
+            [
+                "dba: Dana Lee +1 555 0102, backup: Sam Roe +1 555 0103",
+                "product-owner: no contact in the plan",
+            ]
+        );
+        let escalation = Moment::Escalation {
+            who: "CTO".into(),
+            when: "data_loss_usd > 10000".into(),
+        };
+        assert_eq!(paged(&plan, &escalation), ["CTO: Chris Tan"]);
+        assert!(paged(&plan, &Moment::Start).is_empty());
+    }
+
+    #[test]
+    fn templates_can_name_contacts_and_the_bridge() {
+        let plan = plan_with_contacts();
+        let facts = json!({ "contacts": contact_facts(&plan), "bridge": bridge(&plan) });
+        assert_eq!(
+            render(
+                "Bridge: {{ bridge }}. DBA: {{ contacts.dba.primary.name }} ({{ contacts.dba.primary.phone }}), backup {{ contacts.dba.backup.name }}.",
+                &facts
+            )
+            .unwrap(),
+            "Bridge: +1 555 0100 / 4242. DBA: Dana Lee (+1 555 0102), backup Sam Roe."
+        );
+    }
 
     #[test]
     fn no_double_brace_survives() {

@@ -136,8 +136,15 @@ fn every_record() -> Vec<(Record, serde_json::Value)> {
                 sent: true,
                 via: Some("app-1".into()),
                 why: None,
+                recipients: None,
+                paged: Some(vec!["dba: Dana Lee +1 555 0102, backup: Sam Roe +1 555 0103".into()]),
+                incident: Some(Incident {
+                    id: "p31zjtct2jer".into(),
+                    link: Some("http://stspg.io/803310a12".into()),
+                    previous: [("8kbf7d35c070".to_string(), "operational".to_string())].into(),
+                }),
             }),
-            json!({ "template": "approval", "channel": "ops", "moment": "approval-waiting", "scope": "run", "sent": true, "via": "app-1" }),
+            json!({ "template": "approval", "channel": "ops", "moment": "approval-waiting", "scope": "run", "sent": true, "via": "app-1", "paged": ["dba: Dana Lee +1 555 0102, backup: Sam Roe +1 555 0103"], "incident": { "id": "p31zjtct2jer", "link": "http://stspg.io/803310a12", "previous": { "8kbf7d35c070": "operational" } } }),
         ),
         (
             Record::NotificationSkipped(Notification {
@@ -147,9 +154,16 @@ fn every_record() -> Vec<(Record, serde_json::Value)> {
                 scope: None,
                 sent: false,
                 via: None,
-                why: Some("Backout does not send to `email` channels: send it by hand".into()),
+                why: Some("not delivered to emergency@example.com: permanent error (535): 5.7.8 Authentication credentials invalid".into()),
+                recipients: Some(vec![Recipient {
+                    address: "emergency@example.com".into(),
+                    delivered: false,
+                    reply: "permanent error (535): 5.7.8 Authentication credentials invalid".into(),
+                }]),
+                paged: None,
+                incident: None,
             }),
-            json!({ "template": "start", "channel": "email", "moment": "start", "sent": false, "why": "Backout does not send to `email` channels: send it by hand" }),
+            json!({ "template": "start", "channel": "email", "moment": "start", "sent": false, "why": "not delivered to emergency@example.com: permanent error (535): 5.7.8 Authentication credentials invalid", "recipients": [{ "address": "emergency@example.com", "delivered": false, "reply": "permanent error (535): 5.7.8 Authentication credentials invalid" }] }),
         ),
         (
             Record::EscalationFired {
