@@ -115,8 +115,8 @@ pub struct Template {
     #[serde(default)]
     pub channels: Vec<String>,
     /// When: "start", "approval-waiting", "end", "escalation" (a run's
-    /// moments), "decision-overdue" (a fired trigger's deciders let its
-    /// `[decide_within]` pass).
+    /// moments), "trigger-fired" (its deciders are paged),
+    /// "decision-overdue" (they let its `[decide_within]` pass).
     #[serde(default)]
     pub on: Vec<String>,
 }
@@ -222,6 +222,7 @@ pub const MOMENTS: &[&str] = &[
     "approval-waiting",
     "end",
     "escalation",
+    "trigger-fired",
     "decision-overdue",
 ];
 
@@ -386,7 +387,7 @@ pub fn check_templates(
                 return Err((
                     format!("templates.{name}.on"),
                     format!(
-                        "`{moment}`: use start, approval-waiting, end, escalation or decision-overdue"
+                        "`{moment}`: use start, approval-waiting, end, escalation, trigger-fired or decision-overdue"
                     ),
                 ));
             }

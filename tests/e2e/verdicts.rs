@@ -623,3 +623,141 @@ deciders = ["sre-lead", "release-manager"]
     assert_eq!(row(&doc, "Canary Fails")["value"], "2");
     drop(prometheus);
 }
+
+/// The coordinator keeps decision deadlines itself, guard or no guard: a
+/// considered trigger (scaled: 2 s to decide) fires and nobody starts a
+/// rollback, so its deciders are told on the plan's Slack channel and the
+/// escalation rule's person on theirs, once. The coordinator is SIGKILLed and
+/// started again: the operator's signal is restored, the trigger fires
+/// again in the same episode, and nobody is told twice; a second trigger's
+/// missed deadline after the restart is told, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missed_deadline_tells_the_deciders_once_even_across_a_restart() {
+    let slack = TestHttp::start().await;
+    let hook = slack.url("/services/T000/B000/XXXX");
+    let plan = format!(
+        r#"[signals.errors]
+manual = true
+[signals.other]
+manual = true
+[decide_within]
+considered = "2s"
+[[trigger]]
+name = "High Error Rate"
+class = "considered"
+when = "errors"
+deciders = ["technical-lead", "release-manager"]
+[[trigger]]
+name = "Other"
+class = "considered"
+when = "other"
+unknown = "ok"
+deciders = ["release-manager"]
+[[escalation]]
+who = "Head of Engineering"
+when = "decision_overdue"
+channels = ["execs"]
+[channels.deciders]
+kind = "slack"
+target = "{hook}"
+via = "app-1"
+[channels.execs]
+kind = "slack"
+target = "{hook}"
+via = "app-1"
+[templates.overdue]
+channels = ["deciders"]
+on = ["decision-overdue"]
+body = "DECISION OVERDUE: {{{{ trigger }}}} ({{{{ condition }}}} at {{{{ value }}}}); {{{{ deciders }}}} had until {{{{ decide_by }}}}"
+[templates.exec]
+on = ["escalation"]
+body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ trigger }}}} undecided"
+"#
+    );
+    let notify = format!(
+        "[[plugin]]\nname = \"notify\"\npath = \"{}\"\n[plugin.grants]\nurls = [\"{}\"]\n",
+        plugin("notify").display(),
+        slack.url("/services/")
+    );
+    let mut fleet = backout_e2e::fleet::Fleet::builder("overdue.test")
+        .hosts(["app-1"])
+        .plan(&plan)
+        .config("evaluate_every = \"100ms\"\n")
+        .agent_config(move |_, config| config + &notify)
+        .start()
+        .await;
+    let posted = |text: &str| {
+        slack
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.contains(text))
+            .count()
+    };
+    let set = |fleet: &backout_e2e::fleet::Fleet, assignment: &str| {
+        let out = fleet.cli("alice", &["signal", "set", assignment]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    set(&fleet, "errors=true");
+    let start = Instant::now();
+    while !(posted("DECISION OVERDUE: High Error Rate") == 1
+        && posted("ESCALATION to Head of Engineering: High Error Rate") == 1)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the deciders and the escalation were not told: posted {:?}; journal {:?}; coordinator log {}",
+            slack.requests.lock().unwrap(),
+            {
+                let db = rusqlite::Connection::open(fleet.journal()).unwrap();
+                let mut rows = db.prepare("SELECT kind, body FROM entries ORDER BY seq").unwrap();
+                rows.query_map([], |r| Ok(format!("{} {}", r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect::<Vec<_>>()
+            },
+            std::fs::read_to_string(fleet.path().join("coordinator.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = slack.requests.lock().unwrap().join("\n");
+    assert!(
+        all.contains("(errors at true); technical-lead + release-manager had until"),
+        "{all}"
+    );
+
+    fleet.restart_coordinator().await;
+    fleet.wait_connected(1).await;
+    // The operator's signal survived the restart: the trigger fired again.
+    let out = fleet.cli("alice", &["assess", "--output", "json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(row(&doc, "High Error Rate")["state"], "FIRED", "{doc}");
+    set(&fleet, "other=true");
+    poll(
+        "the second trigger's deadline to be told",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            (posted("DECISION OVERDUE: Other") == 1
+                && posted("ESCALATION to Head of Engineering: Other") == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(posted("DECISION OVERDUE: High Error Rate"), 1);
+    assert_eq!(
+        posted("ESCALATION to Head of Engineering: High Error Rate"),
+        1
+    );
+    // Journaled: fired once (the restart is the same episode), overdue once
+    // each, every message with its trigger.
+    let journal = fleet.journal_kinds();
+    let count = |kind: &str| journal.iter().filter(|k| k.as_str() == kind).count();
+    assert_eq!(count("trigger.fired"), 2, "{journal:?}");
+    assert_eq!(count("trigger.overdue"), 2, "{journal:?}");
+    assert_eq!(count("notification.sent"), 4, "{journal:?}");
+}

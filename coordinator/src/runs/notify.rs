@@ -35,6 +35,11 @@ pub enum Moment {
         who: String,
         when: String,
     },
+    /// A trigger fired: its deciders are paged (outside any run).
+    TriggerFired { trigger: String },
+    /// A fired trigger's deciders let its decision deadline pass (outside
+    /// any run).
+    DecisionOverdue { trigger: String },
 }
 
 impl Moment {
@@ -43,6 +48,8 @@ impl Moment {
         match self {
             Moment::ApprovalWaiting { scope, .. } => format!("approval-waiting-{scope}"),
             Moment::Escalation { who, .. } => format!("escalation-{who}"),
+            Moment::TriggerFired { trigger } => format!("trigger-fired-{trigger}"),
+            Moment::DecisionOverdue { trigger } => format!("decision-overdue-{trigger}"),
             other => other.word().to_string(),
         }
     }
@@ -53,6 +60,8 @@ impl Moment {
             Moment::ApprovalWaiting { .. } => "approval-waiting",
             Moment::End => "end",
             Moment::Escalation { .. } => "escalation",
+            Moment::TriggerFired { .. } => "trigger-fired",
+            Moment::DecisionOverdue { .. } => "decision-overdue",
         }
     }
 }
@@ -193,16 +202,7 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
         if !template.on.iter().any(|m| m == moment.word()) {
             continue;
         }
-        let channels: Vec<String> = match &moment {
-            Moment::Escalation { who, .. } => plan
-                .escalations
-                .iter()
-                .find(|e| &e.who == who)
-                .map(|e| e.channels.clone())
-                .filter(|c| !c.is_empty())
-                .unwrap_or_else(|| template.channels.clone()),
-            _ => template.channels.clone(),
-        };
+        let channels = channels_for(plan, template, &moment);
         let drill = if meta.drill { "[DRILL] " } else { "" };
         let rendered = render(&template.body, &facts).map(|body| format!("{drill}{body}"));
         let title = template
@@ -216,6 +216,7 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
                     send(
                         &runs,
                         plan,
+                        &run_id,
                         &run_id,
                         name,
                         channel_name,
@@ -263,6 +264,108 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
     }
 }
 
+/// A trigger's moment told outside any run (`trigger-fired`, or
+/// `decision-overdue`): the templates sent at it go to their channels (the
+/// trigger's deciders), and for each person the plan's escalation rules
+/// name, the templates sent at `escalation` go to the rule's channels (or
+/// their own). Each message is journaled outside runs (`scope`: the
+/// trigger), sent or not. `facts` fill the templates.
+pub async fn tell_trigger(runs: &Runs, moment: Moment, escalate_to: &[String], facts: &Value) {
+    let Some(board) = &runs.board else { return };
+    let plan = board.plan();
+    let trigger = match &moment {
+        Moment::TriggerFired { trigger } | Moment::DecisionOverdue { trigger } => trigger.clone(),
+        _ => return,
+    };
+    let trigger = trigger.as_str();
+    let mut moments = vec![moment];
+    moments.extend(escalate_to.iter().map(|who| Moment::Escalation {
+        who: who.clone(),
+        when: plan
+            .escalations
+            .iter()
+            .find(|e| &e.who == who)
+            .map(|e| e.when_text.clone())
+            .unwrap_or_default(),
+    }));
+    for moment in moments {
+        let mut facts = facts.clone();
+        if let (Some(map), Moment::Escalation { who, when }) = (facts.as_object_mut(), &moment) {
+            map.insert("escalation_who".into(), json!(who));
+            map.insert("escalation_when".into(), json!(when));
+            map.insert("moment".into(), json!(moment.word()));
+        }
+        for (name, template) in &plan.templates {
+            if !template.on.iter().any(|m| m == moment.word()) {
+                continue;
+            }
+            let channels = channels_for(plan, template, &moment);
+            let rendered = render(&template.body, &facts);
+            let title = template
+                .subject
+                .as_deref()
+                .map_or(Ok(format!("Backout: {name}")), |s| render(s, &facts));
+            // Commands need a run id: like health probes, one of their own
+            // (no run of that id exists; the message is journaled outside runs).
+            let command_run = format!("trigger-{}", now_ms());
+            let prefix = format!("{command_run}/{trigger}");
+            for channel_name in &channels {
+                let delivery = match (&rendered, &title) {
+                    (Ok(body), Ok(title)) => {
+                        send(
+                            runs,
+                            plan,
+                            &command_run,
+                            &prefix,
+                            name,
+                            channel_name,
+                            &moment,
+                            title,
+                            body,
+                        )
+                        .await
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        Delivery::not_sent(None, format!("the template does not render: {e}"))
+                    }
+                };
+                let Delivery { sent, via, why } = delivery;
+                let record = Record::notification(Notification {
+                    template: name.clone(),
+                    channel: channel_name.clone(),
+                    moment: moment.word().into(),
+                    scope: Some(trigger.to_string()),
+                    sent,
+                    via,
+                    why,
+                });
+                if let Err(e) = runs.journal.append(now_ms(), "", &record) {
+                    tracing::error!(trigger, error = %e, "cannot journal a notification");
+                }
+            }
+        }
+    }
+}
+
+/// The channels a template goes to at `moment`: an escalation's rule may
+/// name its own.
+fn channels_for(
+    plan: &Plan,
+    template: &backout_plan::sections::Template,
+    moment: &Moment,
+) -> Vec<String> {
+    match moment {
+        Moment::Escalation { who, .. } => plan
+            .escalations
+            .iter()
+            .find(|e| &e.who == who)
+            .map(|e| e.channels.clone())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| template.channels.clone()),
+        _ => template.channels.clone(),
+    }
+}
+
 /// Whether a message went out: through which agent, or why not.
 struct Delivery {
     sent: bool,
@@ -287,6 +390,7 @@ async fn send(
     runs: &Runs,
     plan: &Plan,
     run_id: &str,
+    step_prefix: &str,
     template: &str,
     channel_name: &str,
     moment: &Moment,
@@ -319,7 +423,7 @@ async fn send(
         // Unique per message: a step id the agent has seen answers from its
         // ledger without posting again.
         step_id: format!(
-            "{run_id}/notify/{template}-{channel_name}-{}#{}",
+            "{step_prefix}/notify/{template}-{channel_name}-{}#{}",
             moment.key(),
             backout_proto::now_ms()
         ),
