@@ -48,7 +48,7 @@ mod tests {
 
     #[test]
     fn a_sparkline_has_one_bar_per_value_from_lowest_to_highest() {
-        assert_eq!(sparkline(&[0.01, 0.02, 0.12, 0.12, 0.085]), "▁▁██▅");
+        assert_eq!(sparkline(&[0.01, 0.02, 0.12, 0.12, 0.085]), "▁▂██▆");
         assert_eq!(sparkline(&[1.0, 1.0]), "▄▄");
         assert_eq!(sparkline(&[]), "");
     }

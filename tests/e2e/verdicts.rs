@@ -672,6 +672,13 @@ body = "DECISION OVERDUE: {{{{ trigger }}}} ({{{{ condition }}}} at {{{{ value }
 [templates.exec]
 on = ["escalation"]
 body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ trigger }}}} undecided"
+[[phase]]
+id = "application"
+[[phase.step]]
+id = "deploy"
+plugin = "testbed"
+action = "echo"
+on = "app-1"
 "#
     );
     let notify = format!(
@@ -681,6 +688,7 @@ body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ trigger }}}} undecided"
     );
     let mut fleet = backout_e2e::fleet::Fleet::builder("overdue.test")
         .hosts(["app-1"])
+        .approvals(["technical-lead"])
         .plan(&plan)
         .config("evaluate_every = \"100ms\"\n")
         .agent_config(move |_, config| config + &notify)
@@ -760,4 +768,45 @@ body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ trigger }}}} undecided"
     assert_eq!(count("trigger.fired"), 2, "{journal:?}");
     assert_eq!(count("trigger.overdue"), 2, "{journal:?}");
     assert_eq!(count("notification.sent"), 4, "{journal:?}");
+
+    // At last the deciders start the rollback: both episodes are decided by
+    // it, `watch` says how late, and the run's report measures the time to
+    // decision against each deadline.
+    let id = fleet.start_approved(&["--reason", "errors"]);
+    fleet.ended(&id).await;
+    let watched = fleet.cli("alice", &["watch", &id]);
+    let watched = String::from_utf8_lossy(&watched.stdout);
+    assert!(
+        watched.contains("High Error Rate fired (considered): errors at true")
+            && watched.contains("DECISION OVERDUE by"),
+        "{watched}"
+    );
+    poll(
+        "both episodes to be decided",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let kinds = fleet.journal_kinds();
+            (kinds.iter().filter(|k| k.as_str() == "trigger.decided").count() == 2).then_some(())
+        },
+    )
+    .await;
+    let report = fleet.cli("alice", &["report", &id, "--format", "md"]);
+    let report = String::from_utf8_lossy(&report.stdout);
+    let section = report
+        .split("## Time to decision")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        section.contains("- High Error Rate fired ")
+            && section.contains("DEADLINE MISSED by")
+            && section.contains("deciders told again and escalated")
+            && section.contains("- Other fired "),
+        "{report}"
+    );
+    assert_eq!(
+        posted("DECISION OVERDUE: High Error Rate"),
+        1,
+        "nobody is told again"
+    );
 }

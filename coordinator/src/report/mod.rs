@@ -264,7 +264,7 @@ pub fn timing_words(t: &timing::Timing) -> String {
 }
 
 /// The triggers to chart: those named in decisions recorded around the run
-/// (the ones that fired); without any, every trigger with a plain threshold
+/// or that the coordinator saw fire; without any, every trigger with a plain threshold
 /// (`signal OP number`). Each with its signal and threshold.
 pub fn chart_triggers(
     plan: &Plan,
@@ -272,11 +272,21 @@ pub fn chart_triggers(
     start: i64,
     end: i64,
 ) -> Vec<(String, String, String, f64)> {
-    let fired: Vec<String> = evidence(context, start, end)
+    let mut fired: Vec<String> = evidence(context, start, end)
         .iter()
         .filter(|e| e.kind == "decision")
         .filter_map(|e| e.text.split(':').next().map(str::to_string))
         .collect();
+    // And those the coordinator saw fire.
+    fired.extend(
+        context
+            .iter()
+            .filter(|e| e.at_ms >= start - EVIDENCE_WINDOW_MS && e.at_ms <= end)
+            .filter_map(|e| match &e.record {
+                Record::TriggerFired { trigger, .. } => Some(trigger.clone()),
+                _ => None,
+            }),
+    );
     let chosen: Vec<_> = plan
         .triggers
         .iter()
