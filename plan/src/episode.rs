@@ -326,7 +326,11 @@ mod tests {
         assert_eq!(rebuilt, episodes);
         // Its new tracker fires again at 40 s: the same episode, whose
         // deadline (30 s) has passed. Told once, with the first onset.
-        let later = run(&mut rebuilt, &[(40_000, Truth::True), (41_000, Truth::True)], &no_run);
+        let later = run(
+            &mut rebuilt,
+            &[(40_000, Truth::True), (41_000, Truth::True)],
+            &no_run,
+        );
         assert_eq!(later.len(), 1, "{later:?}");
         assert!(matches!(
             later[0],

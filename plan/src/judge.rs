@@ -587,7 +587,14 @@ mod tests {
         assert!(j.effect.unwrap() > 0.8, "{j:?}");
         // Explained with both distributions, the statistic, p and effect.
         let why = j.explain();
-        for part in ["canary median", "baseline median", "; U ", " p ", "; effect 0.", "; variance ratio "] {
+        for part in [
+            "canary median",
+            "baseline median",
+            "; U ",
+            " p ",
+            "; effect 0.",
+            "; variance ratio ",
+        ] {
             assert!(why.contains(part), "{part}: {why}");
         }
         // Higher values are better for this metric (say, throughput): pass.

@@ -674,6 +674,7 @@ on = ["escalation"]
 body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ trigger }}}} undecided"
 [[phase]]
 id = "application"
+name = "Application Rollback"
 [[phase.step]]
 id = "deploy"
 plugin = "testbed"
@@ -722,11 +723,19 @@ on = "app-1"
             slack.requests.lock().unwrap(),
             {
                 let db = rusqlite::Connection::open(fleet.journal()).unwrap();
-                let mut rows = db.prepare("SELECT kind, body FROM entries ORDER BY seq").unwrap();
-                rows.query_map([], |r| Ok(format!("{} {}", r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect::<Vec<_>>()
+                let mut rows = db
+                    .prepare("SELECT kind, body FROM entries ORDER BY seq")
+                    .unwrap();
+                rows.query_map([], |r| {
+                    Ok(format!(
+                        "{} {}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?
+                    ))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
             },
             std::fs::read_to_string(fleet.path().join("coordinator.log")).unwrap_or_default()
         );
@@ -787,7 +796,12 @@ on = "app-1"
         Duration::from_millis(100),
         || {
             let kinds = fleet.journal_kinds();
-            (kinds.iter().filter(|k| k.as_str() == "trigger.decided").count() == 2).then_some(())
+            (kinds
+                .iter()
+                .filter(|k| k.as_str() == "trigger.decided")
+                .count()
+                == 2)
+                .then_some(())
         },
     )
     .await;

@@ -361,10 +361,15 @@ mod tests {
         let lines = deadline_lines(&m(vec![row("FIRED", 280_000), row("ok", 0)]));
         assert_eq!(
             lines,
-            ["High Error Rate fired (considered): error_rate > 5% at 0.12; last 4 values ▁▂██ (0.01 to 0.12); deciders technical-lead, decide within 3 m 0 s"]
+            [
+                "High Error Rate fired (considered): error_rate > 5% at 0.12; last 4 values ▁▂██ (0.01 to 0.12); deciders technical-lead, decide within 3 m 0 s"
+            ]
         );
         let lines = deadline_lines(&m(vec![row("FIRED", 60_000)]));
-        assert!(lines[0].ends_with(", DECISION OVERDUE by 40.0 s"), "{lines:?}");
+        assert!(
+            lines[0].ends_with(", DECISION OVERDUE by 40.0 s"),
+            "{lines:?}"
+        );
     }
 
     fn fired_since(since_ms: i64) -> wire::MatrixReply {

@@ -243,10 +243,7 @@ pub fn markdown(r: &Report) -> String {
 
     let _ = writeln!(o, "\n## Time to decision\n");
     if r.time_to_decision.is_empty() {
-        let _ = writeln!(
-            o,
-            "No trigger fired in the six hours before the run."
-        );
+        let _ = writeln!(o, "No trigger fired in the six hours before the run.");
     }
     for d in &r.time_to_decision {
         let _ = writeln!(o, "- {}", cell(&super::decision_words(d)));

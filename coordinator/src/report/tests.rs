@@ -213,12 +213,17 @@ fn time_to_decision_is_measured_against_each_fired_triggers_deadline() {
         "{words:?}"
     );
     assert!(
-        words[1].ends_with("decided in 5 m 0 s (this run started): within its deadline (10 m 0 s to spare)"),
+        words[1].ends_with(
+            "decided in 5 m 0 s (this run started): within its deadline (10 m 0 s to spare)"
+        ),
         "{words:?}"
     );
     assert_eq!(r.time_to_decision[1].met, Some(true));
     let md = markdown(&r);
-    assert!(md.contains("## Time to decision\n\n- High Error Rate fired"), "{md}");
+    assert!(
+        md.contains("## Time to decision\n\n- High Error Rate fired"),
+        "{md}"
+    );
     assert!(html(&r).contains("<h2>Time to decision</h2><ul><li>High Error Rate fired"));
 }
 

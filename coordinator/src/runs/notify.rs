@@ -36,10 +36,14 @@ pub enum Moment {
         when: String,
     },
     /// A trigger fired: its deciders are paged (outside any run).
-    TriggerFired { trigger: String },
+    TriggerFired {
+        trigger: String,
+    },
     /// A fired trigger's deciders let its decision deadline pass (outside
     /// any run).
-    DecisionOverdue { trigger: String },
+    DecisionOverdue {
+        trigger: String,
+    },
 }
 
 impl Moment {
@@ -211,25 +215,14 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
             .map_or(Ok(format!("Backout: {name}")), |s| render(s, &facts))
             .map(|t| format!("{drill}{t}"));
         for channel_name in &channels {
-            let delivery = match (&rendered, &title) {
-                (Ok(body), Ok(title)) => {
-                    send(
-                        &runs,
-                        plan,
-                        &run_id,
-                        &run_id,
-                        name,
-                        channel_name,
-                        &moment,
-                        title,
-                        body,
-                    )
-                    .await
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    Delivery::not_sent(None, format!("the template does not render: {e}"))
-                }
+            let message = Message {
+                command_run: &run_id,
+                step_prefix: &run_id,
+                template: name,
+                channel_name,
+                moment: &moment,
             };
+            let delivery = message.deliver(&runs, plan, &rendered, &title).await;
             let Delivery { sent, via, why } = delivery;
             let text = why.clone().unwrap_or_else(|| moment.word().to_string());
             let record = Record::notification(Notification {
@@ -279,14 +272,16 @@ pub async fn tell_trigger(runs: &Runs, moment: Moment, escalate_to: &[String], f
     };
     let trigger = trigger.as_str();
     let mut moments = vec![moment];
-    moments.extend(escalate_to.iter().map(|who| Moment::Escalation {
-        who: who.clone(),
-        when: plan
-            .escalations
-            .iter()
-            .find(|e| &e.who == who)
-            .map(|e| e.when_text.clone())
-            .unwrap_or_default(),
+    moments.extend(escalate_to.iter().map(|who| {
+        Moment::Escalation {
+            who: who.clone(),
+            when: plan
+                .escalations
+                .iter()
+                .find(|e| &e.who == who)
+                .map(|e| e.when_text.clone())
+                .unwrap_or_default(),
+        }
     }));
     for moment in moments {
         let mut facts = facts.clone();
@@ -310,25 +305,14 @@ pub async fn tell_trigger(runs: &Runs, moment: Moment, escalate_to: &[String], f
             let command_run = format!("trigger-{}", now_ms());
             let prefix = format!("{command_run}/{trigger}");
             for channel_name in &channels {
-                let delivery = match (&rendered, &title) {
-                    (Ok(body), Ok(title)) => {
-                        send(
-                            runs,
-                            plan,
-                            &command_run,
-                            &prefix,
-                            name,
-                            channel_name,
-                            &moment,
-                            title,
-                            body,
-                        )
-                        .await
-                    }
-                    (Err(e), _) | (_, Err(e)) => {
-                        Delivery::not_sent(None, format!("the template does not render: {e}"))
-                    }
+                let message = Message {
+                    command_run: &command_run,
+                    step_prefix: &prefix,
+                    template: name,
+                    channel_name,
+                    moment: &moment,
                 };
+                let delivery = message.deliver(runs, plan, &rendered, &title).await;
                 let Delivery { sent, via, why } = delivery;
                 let record = Record::notification(Notification {
                     template: name.clone(),
@@ -383,71 +367,95 @@ impl Delivery {
     }
 }
 
-/// Posts one message through the `notify` plugin of an agent of the
-/// channel's `via`. Returns what the journal keeps of it.
-#[allow(clippy::too_many_arguments)]
-async fn send(
-    runs: &Runs,
-    plan: &Plan,
-    run_id: &str,
-    step_prefix: &str,
-    template: &str,
-    channel_name: &str,
-    moment: &Moment,
-    title: &str,
-    body: &str,
-) -> Delivery {
-    let Some(channel) = plan.channels.get(channel_name) else {
-        return Delivery::not_sent(None, "no such channel");
-    };
-    if channel.kind != "slack" {
-        return Delivery::not_sent(
-            None,
-            format!(
-                "Backout does not send to `{}` channels: send it by hand",
-                channel.kind
+/// One message of one template to one channel.
+struct Message<'a> {
+    /// The run id its command goes under (a run's, or one of its own).
+    command_run: &'a str,
+    step_prefix: &'a str,
+    template: &'a str,
+    channel_name: &'a str,
+    moment: &'a Moment,
+}
+
+impl Message<'_> {
+    /// Sends the rendered message, or says why it could not be rendered.
+    async fn deliver(
+        &self,
+        runs: &Runs,
+        plan: &Plan,
+        body: &Result<String, String>,
+        title: &Result<String, String>,
+    ) -> Delivery {
+        match (body, title) {
+            (Ok(body), Ok(title)) => self.send(runs, plan, title, body).await,
+            (Err(e), _) | (_, Err(e)) => {
+                Delivery::not_sent(None, format!("the template does not render: {e}"))
+            }
+        }
+    }
+
+    /// Posts it through the `notify` plugin of an agent of the channel's
+    /// `via`. Returns what the journal keeps of it.
+    async fn send(&self, runs: &Runs, plan: &Plan, title: &str, body: &str) -> Delivery {
+        let Message {
+            command_run,
+            step_prefix,
+            template,
+            channel_name,
+            moment,
+        } = *self;
+        let Some(channel) = plan.channels.get(channel_name) else {
+            return Delivery::not_sent(None, "no such channel");
+        };
+        if channel.kind != "slack" {
+            return Delivery::not_sent(
+                None,
+                format!(
+                    "Backout does not send to `{}` channels: send it by hand",
+                    channel.kind
+                ),
+            );
+        }
+        let Some(via) = &channel.via else {
+            return Delivery::not_sent(None, "the channel names no `via` agent to post it");
+        };
+        let Some(agent) = agent_for(runs, plan, via) else {
+            return Delivery::not_sent(None, format!("no agent of `{via}` is connected"));
+        };
+        // The notify plugin fills `{{name}}` itself: the message is already filled.
+        let text = unbrace(body);
+        let params = json!({ "url": channel.target, "title": unbrace(title), "template": text });
+        let spec = StepSpec {
+            run_id: command_run.to_string(),
+            // Unique per message: a step id the agent has seen answers from its
+            // ledger without posting again.
+            step_id: format!(
+                "{step_prefix}/notify/{template}-{channel_name}-{}#{}",
+                moment.key(),
+                backout_proto::now_ms()
             ),
-        );
-    }
-    let Some(via) = &channel.via else {
-        return Delivery::not_sent(None, "the channel names no `via` agent to post it");
-    };
-    let Some(agent) = agent_for(runs, plan, via) else {
-        return Delivery::not_sent(None, format!("no agent of `{via}` is connected"));
-    };
-    // The notify plugin fills `{{name}}` itself: the message is already filled.
-    let text = unbrace(body);
-    let params = json!({ "url": channel.target, "title": unbrace(title), "template": text });
-    let spec = StepSpec {
-        run_id: run_id.to_string(),
-        // Unique per message: a step id the agent has seen answers from its
-        // ledger without posting again.
-        step_id: format!(
-            "{step_prefix}/notify/{template}-{channel_name}-{}#{}",
-            moment.key(),
-            backout_proto::now_ms()
-        ),
-        agent_id: agent.clone(),
-        plugin: "notify".into(),
-        action: "post".into(),
-        params_json: params.to_string(),
-        dry_run: false,
-        deadline: Some(Duration::from_secs(20)),
-        journal_events: true,
-    };
-    let pending = runs.dispatcher.send(spec).await;
-    let command_id = pending.command_id.clone();
-    let outcome = pending.wait(Duration::from_secs(30)).await;
-    if matches!(outcome, StepOutcome::TimedOut) {
-        runs.dispatcher.forget(&command_id);
-    }
-    match outcome {
-        StepOutcome::Succeeded { .. } => Delivery {
-            sent: true,
-            via: Some(agent),
-            why: None,
-        },
-        other => Delivery::not_sent(Some(agent), other.detail()),
+            agent_id: agent.clone(),
+            plugin: "notify".into(),
+            action: "post".into(),
+            params_json: params.to_string(),
+            dry_run: false,
+            deadline: Some(Duration::from_secs(20)),
+            journal_events: true,
+        };
+        let pending = runs.dispatcher.send(spec).await;
+        let command_id = pending.command_id.clone();
+        let outcome = pending.wait(Duration::from_secs(30)).await;
+        if matches!(outcome, StepOutcome::TimedOut) {
+            runs.dispatcher.forget(&command_id);
+        }
+        match outcome {
+            StepOutcome::Succeeded { .. } => Delivery {
+                sent: true,
+                via: Some(agent),
+                why: None,
+            },
+            other => Delivery::not_sent(Some(agent), other.detail()),
+        }
     }
 }
 
