@@ -371,7 +371,7 @@ mod tests {
             t.hold,
         );
         let row = matrix::row(&t, tracker.standing(t.hold, 0, Duration::MAX), None, None);
-        for change in episodes.observe(&[row.clone()], 0, &escalations(), &no_run) {
+        for change in episodes.observe(std::slice::from_ref(&row), 0, &escalations(), &no_run) {
             episodes.apply(&change);
         }
         assert!(
