@@ -672,6 +672,10 @@ body = "DECISION OVERDUE: {{{{ trigger }}}} ({{{{ condition }}}} at {{{{ value }
 [templates.exec]
 on = ["escalation"]
 body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ trigger }}}} undecided"
+[templates.page]
+channels = ["deciders"]
+on = ["trigger-fired"]
+body = "PAGE {{{{ deciders }}}}: {{{{ trigger }}}} fired: {{{{ condition }}}} at {{{{ value }}}} since {{{{ since }}}}, recent [{{{{ chart }}}}]; decide by {{{{ decide_by }}}}"
 [[phase]]
 id = "application"
 name = "Application Rollback"
@@ -746,7 +750,27 @@ on = "app-1"
         all.contains("(errors at true); technical-lead + release-manager had until"),
         "{all}"
     );
+    // They were paged when it fired, with what fired it and a text chart.
+    assert!(
+        all.contains(
+            "PAGE technical-lead + release-manager: High Error Rate fired: errors at true since 20"
+        ) && all.contains(", recent [▄"),
+        "{all}"
+    );
 
+    // Each message is journaled once its agent answers (a SIGKILL before
+    // that loses the record, never sends it again): wait for the three.
+    poll(
+        "the three messages to be journaled",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let kinds = fleet.journal_kinds();
+            (kinds.iter().filter(|k| k.as_str() == "notification.sent").count() == 3)
+                .then_some(())
+        },
+    )
+    .await;
     fleet.restart_coordinator().await;
     fleet.wait_connected(1).await;
     // The operator's signal survived the restart: the trigger fired again.
@@ -760,7 +784,8 @@ on = "app-1"
         Duration::from_millis(100),
         || {
             (posted("DECISION OVERDUE: Other") == 1
-                && posted("ESCALATION to Head of Engineering: Other") == 1)
+                && posted("ESCALATION to Head of Engineering: Other") == 1
+                && posted("PAGE release-manager: Other fired") == 1)
                 .then_some(())
         },
     )
@@ -776,7 +801,13 @@ on = "app-1"
     let count = |kind: &str| journal.iter().filter(|k| k.as_str() == kind).count();
     assert_eq!(count("trigger.fired"), 2, "{journal:?}");
     assert_eq!(count("trigger.overdue"), 2, "{journal:?}");
-    assert_eq!(count("notification.sent"), 4, "{journal:?}");
+    // Two pages (one per trigger: the restart paged nobody again), two
+    // overdue messages, two escalations.
+    assert_eq!(
+        posted("PAGE technical-lead + release-manager: High Error Rate"),
+        1
+    );
+    assert_eq!(count("notification.sent"), 6, "{journal:?}");
 
     // At last the deciders start the rollback: both episodes are decided by
     // it, `watch` says how late, and the run's report measures the time to

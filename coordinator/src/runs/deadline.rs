@@ -40,14 +40,17 @@ pub fn start(runs: Arc<Runs>) -> Result<(), JournalError> {
             let Some(at_ms) = view.evaluated_at_ms else {
                 continue;
             };
-            let started: Vec<(i64, String)> = runs
-                .list()
-                .into_iter()
-                .filter(|s| !s.meta.dry_run)
-                .map(|s| (s.meta.started_at_ms, s.meta.id))
-                .collect();
+            // The runs are listed only when an open episode asks.
+            let started = std::cell::OnceCell::new();
             let decision = |fired_at_ms: i64| {
                 started
+                    .get_or_init(|| {
+                        runs.list()
+                            .into_iter()
+                            .filter(|s| !s.meta.dry_run)
+                            .map(|s| (s.meta.started_at_ms, s.meta.id))
+                            .collect::<Vec<(i64, String)>>()
+                    })
                     .iter()
                     .filter(|(at, _)| *at >= fired_at_ms)
                     .min()
