@@ -764,11 +764,7 @@ on = "app-1"
         "the three messages to be journaled",
         Duration::from_secs(10),
         Duration::from_millis(100),
-        || {
-            let kinds = fleet.journal_kinds();
-            (kinds.iter().filter(|k| k.as_str() == "notification.sent").count() == 3)
-                .then_some(())
-        },
+        || (fleet.journal_count("notification.sent") == 3).then_some(()),
     )
     .await;
     fleet.restart_coordinator().await;
@@ -825,15 +821,7 @@ on = "app-1"
         "both episodes to be decided",
         Duration::from_secs(10),
         Duration::from_millis(100),
-        || {
-            let kinds = fleet.journal_kinds();
-            (kinds
-                .iter()
-                .filter(|k| k.as_str() == "trigger.decided")
-                .count()
-                == 2)
-                .then_some(())
-        },
+        || (fleet.journal_count("trigger.decided") == 2).then_some(()),
     )
     .await;
     let report = fleet.cli("alice", &["report", &id, "--format", "md"]);

@@ -482,6 +482,11 @@ impl Fleet {
             .collect()
     }
 
+    /// How many of the journal's entries are of `kind`.
+    pub fn journal_count(&self, kind: &str) -> usize {
+        self.journal_kinds().iter().filter(|k| *k == kind).count()
+    }
+
     /// The ids of the agents the coordinator lists as connected.
     pub fn connected(&self) -> Vec<String> {
         crate::connected_agents(&self.pki, &self.addr, &self.observer)
