@@ -15,7 +15,7 @@ use backout_proto::command::CommandSigner;
 use crate::config::CoordinatorConfig;
 use crate::fleet::dispatch::Dispatcher;
 use crate::fleet::registry::Registry;
-use crate::journal::Journal;
+use crate::journal::{Journal, Record};
 use crate::runs::Runs;
 use crate::signals::board::Board;
 
@@ -67,7 +67,9 @@ impl Coordinator {
             Some(path) => {
                 let plan = Plan::load(path)?;
                 tracing::info!(plan = %plan.meta.name, triggers = plan.triggers.len(), "plan loaded");
-                Some(Arc::new(Board::new(plan, config.evaluate_every)))
+                let board = Board::new(plan, config.evaluate_every);
+                restore_signals(&board, &journal)?;
+                Some(Arc::new(board))
             }
             None => None,
         };
@@ -103,10 +105,39 @@ impl Coordinator {
             );
         }
         crate::journal::flush_every(self.journal.clone(), crate::journal::FLUSH_EVERY);
+        crate::runs::deadline::start(self.runs.clone())?;
         let resumed = self.runs.resume()?;
         if resumed > 0 {
             tracing::warn!(runs = resumed, "unfinished runs resumed from the journal");
         }
         Ok(resumed)
     }
+}
+
+/// Sets the manual signals and counted events again as the journal recorded
+/// them, at their times: a restarted coordinator still knows what its
+/// operators said (a confirmed breach stays confirmed). One the plan no
+/// longer has is passed over with a warning.
+fn restore_signals(board: &Board, journal: &Journal) -> anyhow::Result<()> {
+    for entry in journal.entries(Some(""))? {
+        let restored = match &entry.record {
+            Record::SignalSet {
+                signal,
+                value,
+                by,
+                note,
+            } => board.set_manual(signal, value, by, note, entry.at_ms),
+            Record::SignalEvents {
+                signal,
+                count,
+                by,
+                note,
+            } => board.record_events(signal, *count, by, note, entry.at_ms),
+            _ => continue,
+        };
+        if let Err(e) = restored {
+            tracing::warn!(seq = entry.seq, error = %e, "a journaled signal is not restored");
+        }
+    }
+    Ok(())
 }

@@ -23,9 +23,35 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// A text chart of `values` (oldest first), one block per value scaled
+/// between their lowest and highest: "▁▂▅█". Empty when there are none.
+pub fn sparkline(values: &[f64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    values
+        .iter()
+        .map(|v| {
+            if (hi - lo).abs() < f64::EPSILON {
+                BARS[3]
+            } else {
+                let at = ((v - lo) / (hi - lo) * 7.0).round();
+                BARS[(at as usize).min(7)]
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sparkline_has_one_bar_per_value_from_lowest_to_highest() {
+        assert_eq!(sparkline(&[0.01, 0.02, 0.12, 0.12, 0.085]), "▁▂██▆");
+        assert_eq!(sparkline(&[1.0, 1.0]), "▄▄");
+        assert_eq!(sparkline(&[]), "");
+    }
 
     #[test]
     fn durations_and_times_read_as_people_say_them() {

@@ -369,6 +369,12 @@ impl Judgement {
         if let Some(test) = self.test {
             text.push_str(&format!("; U {} p {:.3e}", test.u, test.p));
         }
+        if let Some(effect) = self.effect {
+            text.push_str(&format!("; effect {effect:.2}"));
+        }
+        if let Some(ratio) = self.variance_ratio {
+            text.push_str(&format!("; variance ratio {ratio:.2}"));
+        }
         if let Some(spread) = self.spread {
             text.push_str(&format!(
                 "; Brown-Forsythe W {:.3} p {:.3e}",
@@ -579,6 +585,18 @@ mod tests {
         assert_eq!(j.call, Call::Fail, "{}", j.reason);
         assert!(j.call.may_roll_back());
         assert!(j.effect.unwrap() > 0.8, "{j:?}");
+        // Explained with both distributions, the statistic, p and effect.
+        let why = j.explain();
+        for part in [
+            "canary median",
+            "baseline median",
+            "; U ",
+            " p ",
+            "; effect 0.",
+            "; variance ratio ",
+        ] {
+            assert!(why.contains(part), "{part}: {why}");
+        }
         // Higher values are better for this metric (say, throughput): pass.
         let lower_is_worse = Judge {
             worse: Worse::Lower,

@@ -7,10 +7,13 @@
 //! * [`expr`]: the condition language (`error_rate > 5% and p95 > 2000ms`).
 //! * [`window`]: held-for windows ("for > 15 minutes", "5 samples").
 //! * [`matrix`]: the decision matrix and its verdict.
+//! * [`episode`]: a fired trigger until it clears: its decision deadline,
+//!   decided or escalated once.
 //! * [`judge`]: the canary judge (Mann-Whitney U, effect size, variance check).
 //! * [`run`]: the run state machine, a fold over journal events.
 //! * [`history`]: bounded histories of signal values and counted events.
 
+pub mod episode;
 pub mod expr;
 pub mod history;
 pub mod judge;

@@ -726,6 +726,7 @@ mod tests {
         assert_eq!(success.rto, Some(Duration::from_secs(3600)));
         assert_eq!(success.notify_within, Some(Duration::from_secs(900)));
         assert!(plan.templates["internal"].body.contains("{{ data_loss }}"));
+        assert_eq!(plan.templates["decision-overdue"].on, ["decision-overdue"]);
     }
 
     const PHASES: &str = "[[host]]\nid = \"app-1\"\ngroups = [\"app\"]\n";

@@ -124,7 +124,9 @@ pub struct Template {
     /// Channels it goes to.
     #[serde(default)]
     pub channels: Vec<String>,
-    /// When: "start", "approval-waiting", "end", "escalation".
+    /// When: "start", "approval-waiting", "end", "escalation" (a run's
+    /// moments), "trigger-fired" (its deciders are paged),
+    /// "decision-overdue" (they let its `[decide_within]` pass).
     #[serde(default)]
     pub on: Vec<String>,
 }
@@ -223,6 +225,16 @@ pub struct DrillResult {
     #[serde(default)]
     pub phases: std::collections::BTreeMap<String, f64>,
 }
+
+/// The moments a template can be sent at.
+pub const MOMENTS: &[&str] = &[
+    "start",
+    "approval-waiting",
+    "end",
+    "escalation",
+    "trigger-fired",
+    "decision-overdue",
+];
 
 /// The run figures escalation rules may use.
 pub const RUN_FIGURES: &[&str] = &[
@@ -381,10 +393,12 @@ pub fn check_templates(
             }
         }
         for moment in &template.on {
-            if !["start", "approval-waiting", "end", "escalation"].contains(&moment.as_str()) {
+            if !MOMENTS.contains(&moment.as_str()) {
                 return Err((
                     format!("templates.{name}.on"),
-                    format!("`{moment}`: use start, approval-waiting, end or escalation"),
+                    format!(
+                        "`{moment}`: use start, approval-waiting, end, escalation, trigger-fired or decision-overdue"
+                    ),
                 ));
             }
         }

@@ -3,7 +3,8 @@
 //! approve from their own dashboards and the grid goes live; a refusal needs
 //! a reason and says who refused and why; a POST without the token and a
 //! foreign Host header are refused; the coordinator restarts under an open
-//! Run page without a duplicated or missing line. Each page's screenshot is
+//! Run page without a duplicated or missing line; the Now page counts down a
+//! fired trigger's decision deadline. Each page's screenshot is
 //! written to `target/dashboard-screenshots/`.
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/install-parts.sh).
@@ -673,4 +674,67 @@ async fn the_run_page_survives_a_coordinator_restart_without_losing_or_repeating
     .await;
     assert_log_matches(&page_log(&browser).await, &log_lines(&fleet, &id));
     browser.close().await.unwrap();
+}
+
+/// The Now page says what fired each trigger and the time its deciders have
+/// left (the plan's `[decide_within]`, scaled to 5 s), then how late they are.
+/// Served HTML, asked for as a browser does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_now_page_shows_the_time_left_to_decide_then_how_late() {
+    let fleet = Fleet::builder("dashboard-deadline.test")
+        .hosts(["app-1"])
+        .plan(
+            r#"[signals.errors]
+manual = true
+[decide_within]
+considered = "5s"
+[[trigger]]
+name = "High Error Rate"
+class = "considered"
+when = "errors"
+deciders = ["release-manager"]
+"#,
+        )
+        .config("evaluate_every = \"100ms\"\n")
+        .start()
+        .await;
+    let dave = dashboard(&fleet, "dave").await;
+    let out = fleet.cli("alice", &["signal", "set", "errors=true"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let get = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+        dave.host()
+    );
+    let mut saw_time_left = false;
+    let start = std::time::Instant::now();
+    loop {
+        let (status, body) = http(&dave, &get).await;
+        assert_eq!(status, 200, "{body}");
+        let fired = body
+            .split(r#"<ul id="fired">"#)
+            .nth(1)
+            .and_then(|rest| rest.split("</ul>").next())
+            .unwrap_or_default()
+            .to_string();
+        if fired.contains("decide within") {
+            assert!(
+                fired.contains("<b>High Error Rate</b>") && fired.contains("errors at true"),
+                "{fired}"
+            );
+            saw_time_left = true;
+        }
+        if fired.contains("DECISION OVERDUE by") {
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the Now page never said the decision is overdue: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(saw_time_left, "the time left was shown before the deadline");
 }

@@ -623,3 +623,223 @@ deciders = ["sre-lead", "release-manager"]
     assert_eq!(row(&doc, "Canary Fails")["value"], "2");
     drop(prometheus);
 }
+
+/// The coordinator keeps decision deadlines itself, guard or no guard: a
+/// considered trigger (scaled: 2 s to decide) fires and nobody starts a
+/// rollback, so its deciders are told on the plan's Slack channel and the
+/// escalation rule's person on theirs, once. The coordinator is SIGKILLed and
+/// started again: the operator's signal is restored, the trigger fires
+/// again in the same episode, and nobody is told twice; a second trigger's
+/// missed deadline after the restart is told, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missed_deadline_tells_the_deciders_once_even_across_a_restart() {
+    let slack = TestHttp::start().await;
+    let hook = slack.url("/services/T000/B000/XXXX");
+    let plan = format!(
+        r#"[signals.errors]
+manual = true
+[signals.other]
+manual = true
+[decide_within]
+considered = "2s"
+[[trigger]]
+name = "High Error Rate"
+class = "considered"
+when = "errors"
+deciders = ["technical-lead", "release-manager"]
+[[trigger]]
+name = "Other"
+class = "considered"
+when = "other"
+unknown = "ok"
+deciders = ["release-manager"]
+[[escalation]]
+who = "Head of Engineering"
+when = "decision_overdue"
+channels = ["execs"]
+[channels.deciders]
+kind = "slack"
+target = "{hook}"
+via = "app-1"
+[channels.execs]
+kind = "slack"
+target = "{hook}"
+via = "app-1"
+[templates.overdue]
+channels = ["deciders"]
+on = ["decision-overdue"]
+body = "DECISION OVERDUE: {{{{ trigger }}}} ({{{{ condition }}}} at {{{{ value }}}}); {{{{ deciders }}}} had until {{{{ decide_by }}}}"
+[templates.exec]
+on = ["escalation"]
+body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ trigger }}}} undecided"
+[templates.page]
+channels = ["deciders"]
+on = ["trigger-fired"]
+body = "PAGE {{{{ deciders }}}}: {{{{ trigger }}}} fired: {{{{ condition }}}} at {{{{ value }}}} since {{{{ since }}}}, recent [{{{{ chart }}}}]; decide by {{{{ decide_by }}}}"
+[[phase]]
+id = "application"
+name = "Application Rollback"
+[[phase.step]]
+id = "deploy"
+plugin = "testbed"
+action = "echo"
+on = "app-1"
+"#
+    );
+    let notify = format!(
+        "[[plugin]]\nname = \"notify\"\npath = \"{}\"\n[plugin.grants]\nurls = [\"{}\"]\n",
+        plugin("notify").display(),
+        slack.url("/services/")
+    );
+    let mut fleet = backout_e2e::fleet::Fleet::builder("overdue.test")
+        .hosts(["app-1"])
+        .approvals(["technical-lead"])
+        .plan(&plan)
+        .config("evaluate_every = \"100ms\"\n")
+        .agent_config(move |_, config| config + &notify)
+        .start()
+        .await;
+    let posted = |text: &str| {
+        slack
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.contains(text))
+            .count()
+    };
+    let set = |fleet: &backout_e2e::fleet::Fleet, assignment: &str| {
+        let out = fleet.cli("alice", &["signal", "set", assignment]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    set(&fleet, "errors=true");
+    let start = Instant::now();
+    while !(posted("DECISION OVERDUE: High Error Rate") == 1
+        && posted("ESCALATION to Head of Engineering: High Error Rate") == 1)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the deciders and the escalation were not told: posted {:?}; journal {:?}; coordinator log {}",
+            slack.requests.lock().unwrap(),
+            {
+                let db = rusqlite::Connection::open(fleet.journal()).unwrap();
+                let mut rows = db
+                    .prepare("SELECT kind, body FROM entries ORDER BY seq")
+                    .unwrap();
+                rows.query_map([], |r| {
+                    Ok(format!(
+                        "{} {}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?
+                    ))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+            },
+            std::fs::read_to_string(fleet.path().join("coordinator.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = slack.requests.lock().unwrap().join("\n");
+    assert!(
+        all.contains("(errors at true); technical-lead + release-manager had until"),
+        "{all}"
+    );
+    // They were paged when it fired, with what fired it and a text chart.
+    assert!(
+        all.contains(
+            "PAGE technical-lead + release-manager: High Error Rate fired: errors at true since 20"
+        ) && all.contains(", recent [▄"),
+        "{all}"
+    );
+
+    // Each message is journaled once its agent answers (a SIGKILL before
+    // that loses the record, never sends it again): wait for the three.
+    poll(
+        "the three messages to be journaled",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || (fleet.journal_count("notification.sent") == 3).then_some(()),
+    )
+    .await;
+    fleet.restart_coordinator().await;
+    fleet.wait_connected(1).await;
+    // The operator's signal survived the restart: the trigger fired again.
+    let out = fleet.cli("alice", &["assess", "--output", "json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(row(&doc, "High Error Rate")["state"], "FIRED", "{doc}");
+    set(&fleet, "other=true");
+    poll(
+        "the second trigger's deadline to be told",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            (posted("DECISION OVERDUE: Other") == 1
+                && posted("ESCALATION to Head of Engineering: Other") == 1
+                && posted("PAGE release-manager: Other fired") == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(posted("DECISION OVERDUE: High Error Rate"), 1);
+    assert_eq!(
+        posted("ESCALATION to Head of Engineering: High Error Rate"),
+        1
+    );
+    // Journaled: fired once (the restart is the same episode), overdue once
+    // each, every message with its trigger.
+    let journal = fleet.journal_kinds();
+    let count = |kind: &str| journal.iter().filter(|k| k.as_str() == kind).count();
+    assert_eq!(count("trigger.fired"), 2, "{journal:?}");
+    assert_eq!(count("trigger.overdue"), 2, "{journal:?}");
+    // Two pages (one per trigger: the restart paged nobody again), two
+    // overdue messages, two escalations.
+    assert_eq!(
+        posted("PAGE technical-lead + release-manager: High Error Rate"),
+        1
+    );
+    assert_eq!(count("notification.sent"), 6, "{journal:?}");
+
+    // At last the deciders start the rollback: both episodes are decided by
+    // it, `watch` says how late, and the run's report measures the time to
+    // decision against each deadline.
+    let id = fleet.start_approved(&["--reason", "errors"]);
+    fleet.ended(&id).await;
+    let watched = fleet.cli("alice", &["watch", &id]);
+    let watched = String::from_utf8_lossy(&watched.stdout);
+    assert!(
+        watched.contains("High Error Rate fired (considered): errors at true")
+            && watched.contains("DECISION OVERDUE by"),
+        "{watched}"
+    );
+    poll(
+        "both episodes to be decided",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || (fleet.journal_count("trigger.decided") == 2).then_some(()),
+    )
+    .await;
+    let report = fleet.cli("alice", &["report", &id, "--format", "md"]);
+    let report = String::from_utf8_lossy(&report.stdout);
+    let section = report
+        .split("## Time to decision")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        section.contains("- High Error Rate fired ")
+            && section.contains("DEADLINE MISSED by")
+            && section.contains("deciders told again and escalated")
+            && section.contains("- Other fired "),
+        "{report}"
+    );
+    assert_eq!(
+        posted("DECISION OVERDUE: High Error Rate"),
+        1,
+        "nobody is told again"
+    );
+}

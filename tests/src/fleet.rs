@@ -501,6 +501,24 @@ impl Fleet {
         self.path().join(&self.state_dir).join("journal.db")
     }
 
+    /// The kinds of the journal's entries, in order (read from its SQLite
+    /// file while the coordinator runs).
+    pub fn journal_kinds(&self) -> Vec<String> {
+        let journal = rusqlite::Connection::open(self.journal()).unwrap();
+        let mut rows = journal
+            .prepare("SELECT kind FROM entries ORDER BY seq")
+            .unwrap();
+        rows.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// How many of the journal's entries are of `kind`.
+    pub fn journal_count(&self, kind: &str) -> usize {
+        self.journal_kinds().iter().filter(|k| *k == kind).count()
+    }
+
     /// The ids of the agents the coordinator lists as connected.
     pub fn connected(&self) -> Vec<String> {
         crate::connected_agents(&self.pki, &self.addr, &self.observer)

@@ -170,6 +170,15 @@ pub fn evidence(row: &wire::TriggerRow, now_ms: i64) -> String {
             human_ms(now_ms - row.since_ms)
         ));
     }
+    if row.recent.len() > 1 {
+        text.push_str(&format!(
+            "; last {} values {} ({} to {})",
+            row.recent.len(),
+            crate::text::sparkline(&row.recent),
+            row.recent.iter().copied().fold(f64::INFINITY, f64::min),
+            row.recent.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        ));
+    }
     text
 }
 
@@ -183,6 +192,25 @@ pub fn time_left(decide_by_ms: i64, now_ms: i64) -> String {
     } else {
         format!(", DECISION OVERDUE by {}", human_ms(now_ms - decide_by_ms))
     }
+}
+
+/// One line per fired trigger: what fired it and the time its deciders have
+/// left, or how late they are ("decide within 12 m 3 s").
+pub fn deadline_lines(m: &wire::MatrixReply) -> Vec<String> {
+    m.rows
+        .iter()
+        .filter(|r| r.state == "FIRED")
+        .map(|r| {
+            format!(
+                "{} fired ({}): {}; deciders {}{}",
+                r.trigger,
+                r.class,
+                evidence(r, m.now_ms),
+                r.deciders.join(" + "),
+                time_left(r.decide_by_ms, m.now_ms)
+            )
+        })
+        .collect()
 }
 
 /// The matrix, verdict and checklist for people.
@@ -311,6 +339,38 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_fired_trigger_says_what_fired_it_and_the_time_left_or_how_late() {
+        let row = |state: &str, decide_by_ms: i64| wire::TriggerRow {
+            trigger: "High Error Rate".into(),
+            class: "considered".into(),
+            condition: "error_rate > 5%".into(),
+            value: "0.12".into(),
+            state: state.into(),
+            deciders: vec!["technical-lead".into()],
+            decide_by_ms,
+            recent: vec![0.01, 0.02, 0.12, 0.12],
+            ..Default::default()
+        };
+        let m = |rows| wire::MatrixReply {
+            rows,
+            now_ms: 100_000,
+            ..Default::default()
+        };
+        let lines = deadline_lines(&m(vec![row("FIRED", 280_000), row("ok", 0)]));
+        assert_eq!(
+            lines,
+            [
+                "High Error Rate fired (considered): error_rate > 5% at 0.12; last 4 values ▁▂██ (0.01 to 0.12); deciders technical-lead, decide within 3 m 0 s"
+            ]
+        );
+        let lines = deadline_lines(&m(vec![row("FIRED", 60_000)]));
+        assert!(
+            lines[0].ends_with(", DECISION OVERDUE by 40.0 s"),
+            "{lines:?}"
+        );
+    }
 
     fn fired_since(since_ms: i64) -> wire::MatrixReply {
         wire::MatrixReply {

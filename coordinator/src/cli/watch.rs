@@ -24,6 +24,15 @@ pub struct Args {
 
 pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
     let mut control = connect.control().await?;
+    // The fired triggers this run may be deciding, with the time their
+    // deciders have left (or how late they are). Without a plan: none.
+    if args.output == Output::Text
+        && let Ok(m) = control.matrix(wire::MatrixRequest {}).await
+    {
+        for line in super::matrix::deadline_lines(m.get_ref()) {
+            outln!("{line}");
+        }
+    }
     let updates = control
         .watch(wire::WatchRequest { run_id: args.run })
         .await

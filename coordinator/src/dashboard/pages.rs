@@ -258,6 +258,22 @@ pub fn chart(samples: &[(i64, f64)], threshold: Option<f64>) -> String {
     svg
 }
 
+/// The time a fired trigger's deciders have left, or how late they are
+/// (empty when the plan sets no deadline).
+pub fn time_left(decide_by_ms: Option<i64>, now_ms: i64) -> String {
+    match decide_by_ms {
+        None => String::new(),
+        Some(by) if by >= now_ms => format!(
+            r#"; <span class="deadline">decide within {}</span>"#,
+            human_ms(by - now_ms)
+        ),
+        Some(by) => format!(
+            r#"; <span class="deadline st st-bad">DECISION OVERDUE by {}</span>"#,
+            human_ms(now_ms - by)
+        ),
+    }
+}
+
 /// Now: the matrix with charts, the verdict, the checklist, host health.
 pub fn now(doc: &Value) -> String {
     let now = doc["now_ms"].as_i64().unwrap_or_else(now_ms);
@@ -282,6 +298,19 @@ pub fn now(doc: &Value) -> String {
                 names.join(", "),
                 list(&m["deciders"])
             );
+            out.push_str(r#"<ul id="fired">"#);
+            for f in m["fired_triggers"].as_array().into_iter().flatten() {
+                let _ = write!(
+                    out,
+                    "<li><b>{}</b> <span class=\"muted\">{}</span>: {}; deciders {}{}</li>",
+                    s(&f["trigger"]),
+                    s(&f["class"]),
+                    s(&f["evidence"]),
+                    list(&f["deciders"]),
+                    time_left(f["decide_by_ms"].as_i64(), now)
+                );
+            }
+            out.push_str("</ul>");
         }
         out.push_str(r#"<div class="scroll"><table id="matrix"><thead><tr><th>Trigger</th><th>Value</th><th>Condition</th><th>Held / needed</th><th>State</th><th>Deciders</th><th>Recent</th></tr></thead><tbody>"#);
         for row in m["triggers"].as_array().into_iter().flatten() {
@@ -712,6 +741,23 @@ mod tests {
         let t = when(1_700_000_000_000, 1_700_000_240_000);
         assert!(t.contains("2023-11-14 22:13:20 UTC"), "{t}");
         assert!(t.contains("(4 m ago)"), "{t}");
+    }
+
+    #[test]
+    fn the_now_page_shows_each_fired_trigger_with_the_time_left_or_how_late() {
+        let doc = |decide_by_ms: i64| {
+            json!({ "now_ms": 100_000, "has_plan": true, "matrix": {
+                "plan": "p", "verdict": "ASSESS FOR ROLLBACK", "fired": ["High Error Rate"],
+                "deciders": ["technical-lead"], "triggers": [],
+                "fired_triggers": [{ "trigger": "High Error Rate", "class": "considered",
+                    "evidence": "errors > 5% at 12", "deciders": ["technical-lead"],
+                    "decide_by_ms": decide_by_ms }] } })
+        };
+        let page = now(&doc(280_000));
+        assert!(page.contains("errors &gt; 5% at 12"), "{page}");
+        assert!(page.contains("decide within 3 m 0 s"), "{page}");
+        let page = now(&doc(60_000));
+        assert!(page.contains("DECISION OVERDUE by 40.0 s"), "{page}");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use backout_plan::episode::Change;
 use backout_plan::run::{Event, Outcome, RunPlan, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -107,6 +108,39 @@ pub enum Record {
         detail: String,
         by: String,
     },
+    /// A trigger fired: an episode its deciders must decide
+    /// (`backout_plan::episode`, as are the three below).
+    #[serde(rename = "trigger.fired")]
+    TriggerFired {
+        trigger: String,
+        /// When its breach began; absent when the evaluation did not say.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        since_ms: Option<i64>,
+        fired_at_ms: i64,
+        /// Absent when the plan gives its class no `[decide_within]`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        decide_by_ms: Option<i64>,
+    },
+    /// A rollback run started since the trigger fired.
+    #[serde(rename = "trigger.decided")]
+    TriggerDecided {
+        trigger: String,
+        fired_at_ms: i64,
+        run_id: String,
+    },
+    /// Its deadline passed with no decision: its deciders are told again
+    /// and `escalate_to` paged (journaled before any message goes out).
+    #[serde(rename = "trigger.overdue")]
+    TriggerOverdue {
+        trigger: String,
+        fired_at_ms: i64,
+        decide_by_ms: i64,
+        deciders: Vec<String>,
+        escalate_to: Vec<String>,
+    },
+    /// Data said the trigger no longer holds: its episode ended.
+    #[serde(rename = "trigger.cleared")]
+    TriggerCleared { trigger: String, fired_at_ms: i64 },
     /// A trigger's state changed (ok, breaching, FIRED, unknown), with what
     /// the matrix saw when it did. Sampled values are not journaled one by
     /// one; these changes and the periodic [`Record::MatrixSummary`] are
@@ -453,6 +487,99 @@ impl Record {
     }
 
     /// A message's record: `notification.sent` or `notification.skipped`.
+    /// The record of an episode's change.
+    pub fn of_change(change: &Change) -> Record {
+        match change.clone() {
+            Change::Fired {
+                trigger,
+                since_ms,
+                fired_at_ms,
+                decide_by_ms,
+            } => Record::TriggerFired {
+                trigger,
+                since_ms,
+                fired_at_ms,
+                decide_by_ms,
+            },
+            Change::Decided {
+                trigger,
+                fired_at_ms,
+                run_id,
+            } => Record::TriggerDecided {
+                trigger,
+                fired_at_ms,
+                run_id,
+            },
+            Change::Overdue {
+                trigger,
+                fired_at_ms,
+                decide_by_ms,
+                deciders,
+                escalate_to,
+            } => Record::TriggerOverdue {
+                trigger,
+                fired_at_ms,
+                decide_by_ms,
+                deciders,
+                escalate_to,
+            },
+            Change::Cleared {
+                trigger,
+                fired_at_ms,
+            } => Record::TriggerCleared {
+                trigger,
+                fired_at_ms,
+            },
+        }
+    }
+
+    /// The episode change this record is, if it is one.
+    pub fn change(&self) -> Option<Change> {
+        Some(match self.clone() {
+            Record::TriggerFired {
+                trigger,
+                since_ms,
+                fired_at_ms,
+                decide_by_ms,
+            } => Change::Fired {
+                trigger,
+                since_ms,
+                fired_at_ms,
+                decide_by_ms,
+            },
+            Record::TriggerDecided {
+                trigger,
+                fired_at_ms,
+                run_id,
+            } => Change::Decided {
+                trigger,
+                fired_at_ms,
+                run_id,
+            },
+            Record::TriggerOverdue {
+                trigger,
+                fired_at_ms,
+                decide_by_ms,
+                deciders,
+                escalate_to,
+            } => Change::Overdue {
+                trigger,
+                fired_at_ms,
+                decide_by_ms,
+                deciders,
+                escalate_to,
+            },
+            Record::TriggerCleared {
+                trigger,
+                fired_at_ms,
+            } => Change::Cleared {
+                trigger,
+                fired_at_ms,
+            },
+            _ => return None,
+        })
+    }
+
     pub fn notification(n: Notification) -> Record {
         if n.sent {
             Record::NotificationSent(n)

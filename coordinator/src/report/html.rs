@@ -352,6 +352,10 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
     for e in &r.evidence {
         let _ = write!(o, "<li>{} — {}</li>", rfc3339(e.at_ms), esc(&e.text));
     }
+    let _ = write!(o, "</ul><h2>Time to decision</h2><ul>");
+    for d in &r.time_to_decision {
+        let _ = write!(o, "<li>{}</li>", esc(&super::decision_words(d)));
+    }
     let _ = write!(o, "</ul><h2>Follow-ups</h2><ul>");
     for f in &r.follow_ups {
         let _ = write!(

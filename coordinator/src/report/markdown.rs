@@ -257,6 +257,14 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(o, "- {} — {}", rfc3339(e.at_ms), cell(&e.text));
     }
 
+    let _ = writeln!(o, "\n## Time to decision\n");
+    if r.time_to_decision.is_empty() {
+        let _ = writeln!(o, "No trigger fired in the six hours before the run.");
+    }
+    for d in &r.time_to_decision {
+        let _ = writeln!(o, "- {}", cell(&super::decision_words(d)));
+    }
+
     let _ = writeln!(o, "\n## Follow-ups\n");
     for f in &r.follow_ups {
         let _ = writeln!(o, "- [ ] {} — due {}", f.what, at(f.due_at_ms));

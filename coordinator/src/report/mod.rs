@@ -40,6 +40,9 @@ pub struct Report {
     pub figures: BTreeMap<String, Value>,
     pub escalations: Vec<EscalationFacts>,
     pub evidence: Vec<Evidence>,
+    /// Each trigger that fired before the run: how long its deciders took
+    /// to start this run, against its `[decide_within]` deadline.
+    pub time_to_decision: Vec<TimeToDecision>,
     /// The fired triggers' signals before, during and after the run.
     pub charts: Vec<Chart>,
     /// Every message the run sent (or could not send), with its time.
@@ -47,6 +50,88 @@ pub struct Report {
     pub follow_ups: Vec<FollowUp>,
     /// The journal's own check, as `audit verify` says it.
     pub journal: String,
+}
+
+/// One fired trigger's time to decision (issue 18): from when it fired to
+/// this run's start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimeToDecision {
+    pub trigger: String,
+    pub fired_at_ms: i64,
+    /// None: the plan gave its class no deadline.
+    pub decide_by_ms: Option<i64>,
+    pub decided_at_ms: i64,
+    pub took_ms: i64,
+    /// Decided by the deadline (None without one).
+    pub met: Option<bool>,
+    /// The coordinator told the deciders and escalated when it passed.
+    pub escalated: bool,
+}
+
+/// The triggers that fired in the evidence window before the run started
+/// and were decided by it (not by an earlier run): how long the decision
+/// took against its deadline, from the coordinator's journaled episodes.
+fn time_to_decision(context: &[Entry], run_id: &str, start: i64) -> Vec<TimeToDecision> {
+    let decided_elsewhere = |trigger: &str, fired: i64| {
+        context.iter().any(|e| {
+            matches!(&e.record, Record::TriggerDecided { trigger: t, fired_at_ms, run_id: r }
+                if t == trigger && *fired_at_ms == fired && r != run_id)
+        })
+    };
+    let escalated = |trigger: &str, fired: i64| {
+        context.iter().any(|e| {
+            matches!(&e.record, Record::TriggerOverdue { trigger: t, fired_at_ms, .. }
+                if t == trigger && *fired_at_ms == fired)
+        })
+    };
+    context
+        .iter()
+        .filter(|e| e.at_ms >= start - EVIDENCE_WINDOW_MS && e.at_ms <= start)
+        .filter_map(|e| match &e.record {
+            Record::TriggerFired {
+                trigger,
+                fired_at_ms,
+                decide_by_ms,
+                ..
+            } if !decided_elsewhere(trigger, *fired_at_ms) => Some(TimeToDecision {
+                trigger: trigger.clone(),
+                fired_at_ms: *fired_at_ms,
+                decide_by_ms: *decide_by_ms,
+                decided_at_ms: start,
+                took_ms: start - fired_at_ms,
+                met: decide_by_ms.map(|by| start <= by),
+                escalated: escalated(trigger, *fired_at_ms),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// "High Error Rate fired 2026-…; decided in 12 m 0 s (run started), deadline
+/// 30 m: met" for people, in both renderings.
+pub fn decision_words(d: &TimeToDecision) -> String {
+    let deadline = match (d.decide_by_ms, d.met) {
+        (Some(by), Some(true)) => format!(
+            "within its deadline ({} to spare)",
+            human_ms(by - d.decided_at_ms)
+        ),
+        (Some(by), _) => format!(
+            "DEADLINE MISSED by {}{}",
+            human_ms(d.decided_at_ms - by),
+            if d.escalated {
+                "; deciders told again and escalated"
+            } else {
+                ""
+            }
+        ),
+        (None, _) => "the plan sets no deadline".into(),
+    };
+    format!(
+        "{} fired {}; decided in {} (this run started): {deadline}",
+        d.trigger,
+        crate::text::rfc3339(d.fired_at_ms),
+        human_ms(d.took_ms)
+    )
 }
 
 /// One signal over time around the run, with the line its trigger draws.
@@ -188,7 +273,7 @@ pub fn timing_words(t: &timing::Timing) -> String {
 }
 
 /// The triggers to chart: those named in decisions recorded around the run
-/// (the ones that fired); without any, every trigger with a plain threshold
+/// or that the coordinator saw fire; without any, every trigger with a plain threshold
 /// (`signal OP number`). Each with its signal and threshold.
 pub fn chart_triggers(
     plan: &Plan,
@@ -196,11 +281,21 @@ pub fn chart_triggers(
     start: i64,
     end: i64,
 ) -> Vec<(String, String, String, f64)> {
-    let fired: Vec<String> = evidence(context, start, end)
+    let mut fired: Vec<String> = evidence(context, start, end)
         .iter()
         .filter(|e| e.kind == "decision")
         .filter_map(|e| e.text.split(':').next().map(str::to_string))
         .collect();
+    // And those the coordinator saw fire.
+    fired.extend(
+        context
+            .iter()
+            .filter(|e| e.at_ms >= start - EVIDENCE_WINDOW_MS && e.at_ms <= end)
+            .filter_map(|e| match &e.record {
+                Record::TriggerFired { trigger, .. } => Some(trigger.clone()),
+                _ => None,
+            }),
+    );
     let chosen: Vec<_> = plan
         .triggers
         .iter()
@@ -305,6 +400,7 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         versions: versions(&timeline),
         escalations: escalations(inputs.plan, &figures),
         evidence: evidence(inputs.context, meta.started_at_ms, end),
+        time_to_decision: time_to_decision(inputs.context, &meta.id, meta.started_at_ms),
         follow_ups: follow_ups(inputs.plan, meta.finished_at_ms),
         journal: inputs.journal_check.clone(),
         charts: inputs.charts.clone(),

@@ -139,13 +139,36 @@ fn journal(loss_usd: f64) -> Vec<Entry> {
 }
 
 fn report_of(entries: &[Entry]) -> Report {
-    let context = vec![entry(
-        99,
-        T0 - 10 * MIN,
-        "",
-        "decision",
-        json!({ "trigger": "High Error Rate", "decision": "assess-for-rollback", "detail": "error_rate 12% held 15m", "by": "guard" }),
-    )];
+    let context = vec![
+        entry(
+            96,
+            T0 - 40 * MIN,
+            "",
+            "trigger.fired",
+            json!({ "trigger": "High Error Rate", "since_ms": T0 - 55 * MIN, "fired_at_ms": T0 - 40 * MIN, "decide_by_ms": T0 - 10 * MIN }),
+        ),
+        entry(
+            97,
+            T0 - 5 * MIN,
+            "",
+            "trigger.fired",
+            json!({ "trigger": "Payments", "fired_at_ms": T0 - 5 * MIN, "decide_by_ms": T0 + 10 * MIN }),
+        ),
+        entry(
+            99,
+            T0 - 10 * MIN,
+            "",
+            "decision",
+            json!({ "trigger": "High Error Rate", "decision": "assess-for-rollback", "detail": "error_rate 12% held 15m", "by": "guard" }),
+        ),
+        entry(
+            100,
+            T0 - 10 * MIN,
+            "",
+            "trigger.overdue",
+            json!({ "trigger": "High Error Rate", "fired_at_ms": T0 - 40 * MIN, "decide_by_ms": T0 - 10 * MIN, "deciders": ["technical-lead"], "escalate_to": ["CTO"] }),
+        ),
+    ];
     build(&Inputs {
         run_id: "run-1",
         entries,
@@ -175,6 +198,33 @@ fn report_of(entries: &[Entry]) -> Report {
         now_ms: T0 + 30 * MIN,
     })
     .unwrap()
+}
+
+#[test]
+fn time_to_decision_is_measured_against_each_fired_triggers_deadline() {
+    let r = report_of(&journal(100.0));
+    let words: Vec<String> = r.time_to_decision.iter().map(decision_words).collect();
+    assert_eq!(words.len(), 2, "{words:?}");
+    assert!(
+        words[0].starts_with("High Error Rate fired ")
+            && words[0].ends_with(
+                "decided in 40 m 0 s (this run started): DEADLINE MISSED by 10 m 0 s; deciders told again and escalated"
+            ),
+        "{words:?}"
+    );
+    assert!(
+        words[1].ends_with(
+            "decided in 5 m 0 s (this run started): within its deadline (10 m 0 s to spare)"
+        ),
+        "{words:?}"
+    );
+    assert_eq!(r.time_to_decision[1].met, Some(true));
+    let md = markdown(&r);
+    assert!(
+        md.contains("## Time to decision\n\n- High Error Rate fired"),
+        "{md}"
+    );
+    assert!(html(&r).contains("<h2>Time to decision</h2><ul><li>High Error Rate fired"));
 }
 
 #[test]

@@ -25,6 +25,7 @@ use crate::journal::{Journal, NewEntry, Record, RunCreated};
 use crate::replay::replay;
 use crate::signals::board::Board;
 
+pub mod deadline;
 pub(crate) mod drive;
 mod incident;
 mod mail;

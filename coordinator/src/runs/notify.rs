@@ -43,6 +43,15 @@ pub enum Moment {
         who: String,
         when: String,
     },
+    /// A trigger fired: its deciders are paged (outside any run).
+    TriggerFired {
+        trigger: String,
+    },
+    /// A fired trigger's deciders let its decision deadline pass (outside
+    /// any run).
+    DecisionOverdue {
+        trigger: String,
+    },
 }
 
 impl Moment {
@@ -52,6 +61,8 @@ impl Moment {
             Moment::ApprovalWaiting { scope, .. } => format!("approval-waiting-{scope}"),
             Moment::Escalation { who, .. } => format!("escalation-{who}"),
             Moment::PhaseEnd { phase, .. } => format!("phase-end-{phase}"),
+            Moment::TriggerFired { trigger } => format!("trigger-fired-{trigger}"),
+            Moment::DecisionOverdue { trigger } => format!("decision-overdue-{trigger}"),
             other => other.word().to_string(),
         }
     }
@@ -63,6 +74,8 @@ impl Moment {
             Moment::End => "end",
             Moment::PhaseEnd { .. } => "phase-end",
             Moment::Escalation { .. } => "escalation",
+            Moment::TriggerFired { .. } => "trigger-fired",
+            Moment::DecisionOverdue { .. } => "decision-overdue",
         }
     }
 }
@@ -271,16 +284,7 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
         if !template.on.iter().any(|m| m == moment.word()) {
             continue;
         }
-        let channels: Vec<String> = match &moment {
-            Moment::Escalation { who, .. } => plan
-                .escalations
-                .iter()
-                .find(|e| &e.who == who)
-                .map(|e| e.channels.clone())
-                .filter(|c| !c.is_empty())
-                .unwrap_or_else(|| template.channels.clone()),
-            _ => template.channels.clone(),
-        };
+        let channels = channels_for(plan, template, &moment);
         let drill = if meta.drill { "[DRILL] " } else { "" };
         let rendered = render(&template.body, &facts).map(|body| format!("{drill}{body}"));
         let title = template
@@ -322,11 +326,35 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
     super::incident::announce(&runs, plan, &run_id, &moment, &facts, meta.drill).await;
 }
 
-/// Journals one message (or why it was not sent) and tells watchers.
+/// Journals one message of run `run_id` (or why it was not sent) and tells
+/// watchers.
 pub(super) fn journal(
     runs: &Runs,
     plan: &Plan,
     run_id: &str,
+    moment: &Moment,
+    template: &str,
+    channel: &str,
+    delivery: Delivery,
+) {
+    let scope = match moment {
+        Moment::ApprovalWaiting { scope, .. } => Some(scope.clone()),
+        Moment::PhaseEnd { phase, .. } => Some(phase.clone()),
+        _ => None,
+    };
+    journal_as(
+        runs, plan, run_id, scope, moment, template, channel, delivery,
+    );
+}
+
+/// [`journal`] with its scope given: a trigger's messages are journaled
+/// outside runs (`run_id` empty) under the trigger's name.
+#[allow(clippy::too_many_arguments)]
+fn journal_as(
+    runs: &Runs,
+    plan: &Plan,
+    run_id: &str,
+    scope: Option<String>,
     moment: &Moment,
     template: &str,
     channel: &str,
@@ -344,11 +372,7 @@ pub(super) fn journal(
         template: template.to_string(),
         channel: channel.to_string(),
         moment: moment.word().into(),
-        scope: match moment {
-            Moment::ApprovalWaiting { scope, .. } => Some(scope.clone()),
-            Moment::PhaseEnd { phase, .. } => Some(phase.clone()),
-            _ => None,
-        },
+        scope,
         sent,
         via,
         why,
@@ -371,6 +395,97 @@ pub(super) fn journal(
         Err(e) => {
             tracing::error!(run = %run_id, error = %e, "cannot journal a notification")
         }
+    }
+}
+
+/// A trigger's moment told outside any run (`trigger-fired`, or
+/// `decision-overdue`): the templates sent at it go to their channels (the
+/// trigger's deciders), and for each person the plan's escalation rules
+/// name, the templates sent at `escalation` go to the rule's channels (or
+/// their own). Each message is journaled outside runs (`scope`: the
+/// trigger), sent or not. `facts` fill the templates.
+pub async fn tell_trigger(runs: &Runs, moment: Moment, escalate_to: &[String], facts: &Value) {
+    let Some(board) = &runs.board else { return };
+    let plan = board.plan();
+    let trigger = match &moment {
+        Moment::TriggerFired { trigger } | Moment::DecisionOverdue { trigger } => trigger.clone(),
+        _ => return,
+    };
+    let trigger = trigger.as_str();
+    let mut moments = vec![moment];
+    moments.extend(escalate_to.iter().map(|who| {
+        Moment::Escalation {
+            who: who.clone(),
+            when: plan
+                .escalations
+                .iter()
+                .find(|e| &e.who == who)
+                .map(|e| e.when_text.clone())
+                .unwrap_or_default(),
+        }
+    }));
+    for moment in moments {
+        let mut facts = facts.clone();
+        if let (Some(map), Moment::Escalation { who, when }) = (facts.as_object_mut(), &moment) {
+            map.insert("escalation_who".into(), json!(who));
+            map.insert("escalation_when".into(), json!(when));
+            map.insert("moment".into(), json!(moment.word()));
+        }
+        for (name, template) in &plan.templates {
+            if !template.on.iter().any(|m| m == moment.word()) {
+                continue;
+            }
+            let channels = channels_for(plan, template, &moment);
+            let rendered = render(&template.body, &facts);
+            let title = template
+                .subject
+                .as_deref()
+                .map_or(Ok(format!("Backout: {name}")), |s| render(s, &facts));
+            // Commands need a run id: like health probes, one of their own
+            // (no run of that id exists; the message is journaled outside runs).
+            let command_run = format!("trigger-{}", now_ms());
+            for channel_name in &channels {
+                let delivery = match (&rendered, &title) {
+                    (Ok(body), Ok(title)) => {
+                        send(
+                            runs,
+                            plan,
+                            &command_run,
+                            name,
+                            channel_name,
+                            &moment,
+                            title,
+                            body,
+                        )
+                        .await
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        Delivery::not_sent(None, format!("the template does not render: {e}"))
+                    }
+                };
+                let scope = Some(trigger.to_string());
+                journal_as(runs, plan, "", scope, &moment, name, channel_name, delivery);
+            }
+        }
+    }
+}
+
+/// The channels a template goes to at `moment`: an escalation's rule may
+/// name its own.
+fn channels_for(
+    plan: &Plan,
+    template: &backout_plan::sections::Template,
+    moment: &Moment,
+) -> Vec<String> {
+    match moment {
+        Moment::Escalation { who, .. } => plan
+            .escalations
+            .iter()
+            .find(|e| &e.who == who)
+            .map(|e| e.channels.clone())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| template.channels.clone()),
+        _ => template.channels.clone(),
     }
 }
 

@@ -454,7 +454,8 @@ fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
     let rows = view
         .rows
         .iter()
-        .map(|row| wire::TriggerRow {
+        .zip(view.recent.iter())
+        .map(|(row, recent)| wire::TriggerRow {
             trigger: row.trigger.clone(),
             class: row.class.as_str().into(),
             condition: row.condition.clone(),
@@ -480,6 +481,7 @@ fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
             hosts_expected: row.heard.map_or(0, |h| h.expected),
             decide_by_ms: row.decide_by_ms.unwrap_or(0),
             escalate_to: row.escalate_to.clone(),
+            recent: recent.clone(),
         })
         .collect();
     let verdict = &view.verdict;

@@ -50,6 +50,9 @@ struct SignalState {
 #[derive(Debug, Clone)]
 pub struct MatrixView {
     pub rows: Vec<Row>,
+    /// Each row's compared signal's recent values, oldest first (empty
+    /// when the condition compares no one signal).
+    pub recent: Vec<Vec<f64>>,
     pub verdict: Verdict,
     pub signals: Vec<SignalView>,
     /// When the evaluation ran (None: the evaluator has not run lately, and
@@ -97,6 +100,38 @@ fn source_name(source: &Source) -> &'static str {
         Source::Manual => "manual",
         Source::Events { .. } => "events",
     }
+}
+
+/// How many recent values a row carries for its chart.
+pub const RECENT: usize = 30;
+
+/// The signal a trigger's threshold compares, or the only one it reads.
+fn compared(trigger: &backout_plan::model::Trigger) -> Option<String> {
+    trigger
+        .when
+        .threshold()
+        .map(|(signal, _, _)| signal)
+        .or_else(|| {
+            let signals = trigger.when.signals();
+            (signals.len() == 1)
+                .then(|| signals.into_iter().next())
+                .flatten()
+        })
+}
+
+/// The last [`RECENT`] known values of a history, oldest first (true is 1).
+fn recent(history: &Ring<Point>) -> Vec<f64> {
+    let mut values: Vec<f64> = history
+        .iter()
+        .rev()
+        .filter_map(|p| match p.value? {
+            Value::Number(n) => Some(n),
+            Value::Bool(b) => Some(f64::from(u8::from(b))),
+        })
+        .take(RECENT)
+        .collect();
+    values.reverse();
+    values
 }
 
 /// Parses a value typed by a person: true, false, yes, no, or a number.
@@ -431,17 +466,7 @@ impl Board {
             .iter()
             .zip(inner.triggers.iter())
             .map(|(trigger, tracker)| {
-                // The signal a threshold compares, or the only one it reads.
-                let signal = trigger
-                    .when
-                    .threshold()
-                    .map(|(signal, _, _)| signal)
-                    .or_else(|| {
-                        let signals = trigger.when.signals();
-                        (signals.len() == 1)
-                            .then(|| signals.into_iter().next())
-                            .flatten()
-                    });
+                let signal = compared(trigger);
                 let value = signal
                     .as_ref()
                     .and_then(|s| values.get(s).copied().flatten());
@@ -459,6 +484,17 @@ impl Board {
                 row
             })
             .collect();
+        let recent = self
+            .plan
+            .triggers
+            .iter()
+            .map(|trigger| {
+                compared(trigger)
+                    .and_then(|s| inner.signals.get(&s))
+                    .map(|s| recent(&s.history))
+                    .unwrap_or_default()
+            })
+            .collect();
         let verdict = matrix::verdict(&rows);
         let signals = inner
             .signals
@@ -467,6 +503,7 @@ impl Board {
             .collect();
         MatrixView {
             rows,
+            recent,
             verdict,
             signals,
             evaluated_at_ms: Some(at_ms),

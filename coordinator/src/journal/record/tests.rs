@@ -282,6 +282,40 @@ fn every_record() -> Vec<(Record, serde_json::Value)> {
             }),
             json!({ "verdict": "NO ACTION", "signals": ["app_up=true", "error_rate=?"], "triggers": ["Complete Service Down=ok"] }),
         ),
+        (
+            Record::TriggerFired {
+                trigger: "High Error Rate".into(),
+                since_ms: Some(1_000),
+                fired_at_ms: 901_000,
+                decide_by_ms: Some(2_701_000),
+            },
+            json!({ "trigger": "High Error Rate", "since_ms": 1_000, "fired_at_ms": 901_000, "decide_by_ms": 2_701_000 }),
+        ),
+        (
+            Record::TriggerDecided {
+                trigger: "High Error Rate".into(),
+                fired_at_ms: 901_000,
+                run_id: "r-1".into(),
+            },
+            json!({ "trigger": "High Error Rate", "fired_at_ms": 901_000, "run_id": "r-1" }),
+        ),
+        (
+            Record::TriggerOverdue {
+                trigger: "High Error Rate".into(),
+                fired_at_ms: 901_000,
+                decide_by_ms: 2_701_000,
+                deciders: vec!["technical-lead".into()],
+                escalate_to: vec!["CTO".into()],
+            },
+            json!({ "trigger": "High Error Rate", "fired_at_ms": 901_000, "decide_by_ms": 2_701_000, "deciders": ["technical-lead"], "escalate_to": ["CTO"] }),
+        ),
+        (
+            Record::TriggerCleared {
+                trigger: "High Error Rate".into(),
+                fired_at_ms: 901_000,
+            },
+            json!({ "trigger": "High Error Rate", "fired_at_ms": 901_000 }),
+        ),
     ]
 }
 
