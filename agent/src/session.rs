@@ -156,6 +156,7 @@ fn hello(agent: &Agent) -> wire::Hello {
                 sha256: p.sha256,
                 actions: p.actions,
                 pinned_sha256: String::new(),
+                schema_json: p.schema_json,
             })
             .collect(),
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -81,6 +81,9 @@ pub mod codes {
     pub const BAD_OUTCOME: &str = "bad-outcome";
     /// The host itself failed (a bug, or the host shutting down).
     pub const HOST: &str = "host";
+    /// The step names an action the plugin's `describe` does not list; the
+    /// plugin was not called.
+    pub const UNKNOWN_ACTION: &str = "unknown-action";
 }
 
 /// How long past a step's deadline the host waits for an instance stuck in
@@ -185,6 +188,9 @@ pub struct PluginInfo {
     pub actions: Vec<String>,
     /// Actions with their descriptions.
     pub action_info: Vec<ActionInfo>,
+    /// The `schema` export's JSON (`{"actions": {...}}`); empty when the
+    /// plugin declares none.
+    pub schema_json: String,
 }
 
 /// One action of a plugin.
@@ -503,6 +509,17 @@ impl PluginHost {
     ) -> StepOutcome {
         // Host calls do their async work (HTTP, processes) on the caller's
         // runtime, from the blocking thread the instance runs on.
+        if !plugin.info.actions.iter().any(|a| *a == req.action) {
+            return StepOutcome::failed(
+                codes::UNKNOWN_ACTION,
+                format!(
+                    "plugin `{}` has no action `{}` (it offers: {}); the plugin was not called",
+                    plugin.name,
+                    req.action,
+                    plugin.info.actions.join(", ")
+                ),
+            );
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return StepOutcome::failed(codes::HOST, "steps must be run from a Tokio runtime");
         };

@@ -95,6 +95,7 @@ impl wire::control_server::Control for ControlService {
                         version: p.version,
                         sha256: p.sha256,
                         actions: p.actions,
+                        schema_json: p.schema_json,
                     })
                     .collect(),
                 hostname: a.hostname,

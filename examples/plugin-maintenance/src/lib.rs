@@ -7,14 +7,15 @@
 //! parameters, honours dry-run, and reports what it changed.
 
 use backout_plugin_sdk::host::{self, HostError};
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin};
 use serde::Deserialize;
+use schemars::JsonSchema;
 use serde_json::json;
 
 struct Maintenance;
 
 /// Parameters: where the flag lives and what it says.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Params {
     /// Absolute path of the flag file, under a `write` grant.
@@ -45,6 +46,12 @@ impl Plugin for Maintenance {
             Need::read("", "the maintenance flag file, to say what it was before"),
             Need::write("", "the maintenance flag file"),
         ]
+    }
+
+    fn schema() -> Schema {
+        ["status", "on", "off"]
+            .into_iter()
+            .fold(Schema::new(), |s, action| s.action::<Params>(action))
     }
 
     fn run(step: Step) -> Result<Outcome, PluginError> {

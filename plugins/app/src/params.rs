@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use backout_plugin_sdk::PluginError;
 use serde::Deserialize;
+use schemars::JsonSchema;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The service (a systemd unit, or a name for logs with `manager` commands).
@@ -61,7 +62,7 @@ pub struct Params {
     pub command_timeout: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(untagged)]
 pub enum Manager {
     /// `"systemd"`: `systemctl start|stop|reload|is-active SERVICE`.
@@ -76,7 +77,7 @@ impl Default for Manager {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Commands {
     pub start: Vec<String>,
@@ -85,7 +86,7 @@ pub struct Commands {
     pub reload: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stable {
     /// The newest of the last `last` commits whose message contains this
@@ -99,14 +100,14 @@ pub struct Stable {
     pub tag: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Critical {
     pub name: String,
     pub url: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogTail {
     pub path: String,

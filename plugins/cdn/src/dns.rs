@@ -3,6 +3,7 @@
 use backout_plugin_sdk::host;
 use backout_plugin_sdk::{Outcome, PluginError, Step};
 use serde::Deserialize;
+use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 
 use crate::api::{self, bad};
@@ -13,9 +14,9 @@ const FIELDS: &[&str] = &[
     "type", "name", "content", "ttl", "proxied", "comment", "priority", "data", "tags",
 ];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     #[serde(default = "default_base")]
     api_base: String,
     zone: String,

@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 use backout_plugin_sdk::host;
 use backout_plugin_sdk::{Outcome, PluginError, Step};
 use serde::Deserialize;
+use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 
 use crate::api::{self, bad};
 use crate::{Zone, default_base};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     #[serde(default = "default_base")]
     api_base: String,
     zone: String,

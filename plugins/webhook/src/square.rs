@@ -3,6 +3,7 @@
 use backout_plugin_sdk::host::HttpRequest;
 use backout_plugin_sdk::{Outcome, PluginError, Step};
 use serde::{Deserialize, Serialize};
+use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 
 use crate::api::{self, bad};
@@ -14,9 +15,9 @@ fn default_base() -> String {
 }
 
 /// Parameters of `square-update`. Fields left out are left as they are.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateParams {
+pub(crate) struct UpdateParams {
     /// Where the API is (a test points it at a mock).
     #[serde(default = "default_base")]
     api_base: String,
@@ -38,9 +39,9 @@ struct UpdateParams {
 }
 
 /// Parameters of `square-restore`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RestoreParams {
+pub(crate) struct RestoreParams {
     #[serde(default = "default_base")]
     api_base: String,
     subscription: String,
@@ -52,7 +53,7 @@ struct RestoreParams {
 }
 
 /// The fields of a subscription that these actions set and record.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct State {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,11 +4,12 @@
 use backout_plugin_sdk::host::HttpRequest;
 use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
 use serde::Deserialize;
+use schemars::JsonSchema;
 use serde_json::json;
 
 struct Template;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Params {
     url: String,
