@@ -21,6 +21,7 @@
 //!
 //! [plugins.health]                           # optional: pin the component agents must run
 //! sha256 = "…"
+//! path = "plugins/health.wasm"               # optional: the pinned file (plan check reads its schema)
 //!
 //! state_dir = "state"                       # the journal (journal.db) lives here
 //! plan = "plan.toml"                        # optional: signals and the decision matrix
@@ -95,6 +96,11 @@ pub struct AgentEntry {
 pub struct PluginPin {
     /// Hex sha256 of the component every agent must run for this plugin.
     pub sha256: String,
+    /// Optional: the pinned file itself. With it, `backout serve` and
+    /// `backout plan check --config` check that the file has this sha256 and
+    /// check the plan's steps against the parameters the file declares.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +185,9 @@ impl CoordinatorConfig {
         config.crl = config.crl.map(|p| backout_config::resolve(path, &p));
         config.plan = config.plan.map(|p| backout_config::resolve(path, &p));
         config.state_dir = backout_config::resolve(path, &config.state_dir);
+        for pin in config.plugins.values_mut() {
+            pin.path = pin.path.take().map(|p| backout_config::resolve(path, &p));
+        }
         if let Some(plan) = &config.plan {
             let plan = backout_plan::model::Plan::load(plan)?;
             config.adopt_plan_hosts(&plan);

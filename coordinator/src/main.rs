@@ -117,7 +117,7 @@ async fn run(command: Command, connect: &ConnectArgs) -> anyhow::Result<Exit> {
         Command::Drill(args) => cli::drill::run(args, connect).await,
         Command::Abort(args) => cli::abort::run(args, connect).await,
         Command::Audit(args) => cli::audit::run(args),
-        Command::Plan(args) => cli::plan::run(args),
+        Command::Plan(args) => cli::plan::run(args, connect).await,
         Command::Dashboard(args) => backout::dashboard::run(connect, args).await,
     }
 }

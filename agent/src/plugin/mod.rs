@@ -38,7 +38,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -173,6 +173,24 @@ impl StepOutcome {
             message: message.into(),
         }
     }
+}
+
+/// What the plugin file at `path` says about itself (`describe`, `needs`,
+/// `schema`), without an agent: how `backout plan check --plugins DIR` reads
+/// plugin files. It runs in the same sandbox with nothing granted.
+pub fn describe_file(name: &str, path: &Path) -> Result<PluginInfo, PluginHostError> {
+    let limits = StepLimits::default();
+    let engine = engine::engine(limits.memory)?;
+    let linker = engine::linker(&engine)?;
+    // A plugin that loops in `describe` is stopped at its deadline.
+    let _ticker = EpochTicker::start(&engine)
+        .map_err(|e| PluginHostError::Engine(format!("starting the epoch ticker: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|source| PluginHostError::Read {
+        plugin: name.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(engine::compile(&engine, &linker, name, path, &bytes, &limits)?.info)
 }
 
 /// What the agent tells the coordinator about a plugin.

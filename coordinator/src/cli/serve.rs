@@ -39,6 +39,14 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         .with_context(|| format!("{}: TLS", config.tls.cert.display()))?;
     if let Some(plan) = &config.plan {
         backout_plan::model::Plan::load(plan)?;
+        // What `plan check --config` finds would break at run time: refuse
+        // to start on it (unknown plugins, actions, parameters; probes
+        // naming undefined checks; pins that differ from their files).
+        let (catalog, pins) = super::catalog::for_config(&args.config, &config)?;
+        let warnings = super::plan::check_steps(plan, &catalog, pins)?;
+        for w in warnings {
+            tracing::warn!("{}:{w}", plan.display());
+        }
     }
     let addrs = listen_addrs(&config.listen)
         .await
