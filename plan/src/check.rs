@@ -457,7 +457,17 @@ fn check_table(
     for (key, value) in table.iter() {
         let name = key.get_ref().as_ref();
         let at = format!("{field}.{name}");
-        match properties.and_then(|p| p.get(name)) {
+        // `x-aliases`: other names serde accepts for a property.
+        let property = properties.and_then(|p| {
+            p.get(name).or_else(|| {
+                p.values().find(|prop| {
+                    prop.get("x-aliases")
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| a.iter().any(|n| n.as_str() == Some(name)))
+                })
+            })
+        });
+        match property {
             Some(property) => check_value(out, property, value, &at),
             None => {
                 if let Some(extra) = extra {
@@ -490,7 +500,13 @@ fn check_table(
         .map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>())
         .unwrap_or_default();
     for name in required {
-        if table.get(name).is_none() {
+        let aliases: Vec<&str> = properties
+            .and_then(|p| p.get(name))
+            .and_then(|p| p.get("x-aliases"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if table.get(name).is_none() && !aliases.iter().any(|a| table.get(*a).is_some()) {
             let doc = properties
                 .and_then(|p| p.get(name))
                 .and_then(|p| p.get("description"))
@@ -510,9 +526,15 @@ fn check_table(
     }
 }
 
-/// The first line of a doc comment.
-pub fn first_line(doc: &str) -> &str {
-    doc.split("\n\n").next().unwrap_or(doc).lines().next().unwrap_or("").trim()
+/// The first paragraph of a doc comment, on one line.
+pub fn first_line(doc: &str) -> String {
+    doc.split("\n\n")
+        .next()
+        .unwrap_or(doc)
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// "; did you mean `x`?" for the closest name within two edits, or nothing.
@@ -554,7 +576,7 @@ mod tests {
             "additionalProperties": false,
             "required": ["url"],
             "properties": {
-                "url": {"type": "string", "description": "URL to GET."},
+                "url": {"type": "string", "description": "URL to GET.", "x-aliases": ["href"]},
                 "require_healthy": {"type": "boolean", "default": false},
                 "retries": {"type": "integer", "format": "uint32", "minimum": 0},
                 "token": {"type": ["string", "null"], "x-secret": true},
@@ -651,6 +673,12 @@ mod tests {
         assert!(f[3].contains("${secret:NAME}"));
         assert!(f[4].contains("expected one of \"fast\", \"slow\""));
         assert!(f[7].contains("expected integer, or an array of integer"));
+    }
+
+    #[test]
+    fn an_alias_serde_accepts_is_accepted() {
+        let f = found(&plan("plugin = \"health\"\naction = \"check\"\nparams = { href = \"http://x\" }"), true);
+        assert_eq!(f, Vec::<String>::new());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod edges;
 mod journal_lock;
 mod matrix;
 mod outcomes;
+mod plan_check;
 mod providers;
 mod refusals;
 mod report;

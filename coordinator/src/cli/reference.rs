@@ -126,6 +126,7 @@ fn parameter_rows(schema: &Value, prefix: &str, rows: &mut String) {
     for (name, property) in properties {
         let default = property
             .get("default")
+            .filter(|d| !d.is_null())
             .map(|d| format!("`{d}`"))
             .unwrap_or_default();
         let secret = if property.get("x-secret").and_then(Value::as_bool) == Some(true) {

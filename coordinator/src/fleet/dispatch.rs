@@ -451,6 +451,7 @@ mod tests {
                 version: "0".into(),
                 sha256: "00".into(),
                 actions: vec![],
+                schema_json: String::new(),
             }],
             connected: true,
             connected_since_ms: 0,

@@ -14,6 +14,9 @@ pub struct PluginInfo {
     pub version: String,
     pub sha256: String,
     pub actions: Vec<String>,
+    /// Each action's parameters as the plugin declares them
+    /// (`{"actions": {...}}`); empty when it declares none.
+    pub schema_json: String,
 }
 
 /// Something a plugin reported while its step ran.

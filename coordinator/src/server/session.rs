@@ -129,6 +129,7 @@ impl wire::session_server::Session for SessionService {
                     version: p.version.clone(),
                     sha256: p.sha256.clone(),
                     actions: p.actions.clone(),
+                    schema_json: p.schema_json.clone(),
                 })
                 .collect(),
             connected: true,

@@ -41,6 +41,7 @@ pub struct Params {
     pub build: Vec<String>,
     /// The health URL that must answer 2xx when up (and fail when stopped).
     #[serde(default, alias = "verify_url")]
+    #[schemars(extend("x-aliases" = ["verify_url"]))]
     pub health_url: Option<String>,
     /// How many times health is asked before giving up.
     #[serde(default = "default_retries")]
