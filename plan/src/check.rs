@@ -630,17 +630,17 @@ mod tests {
         let text = plan("plugin = \"helth\"\naction = \"check\"");
         assert_eq!(
             found(&text, false),
-            ["11:10: error: field `phase[0].step[0].plugin`: `helth` is not a built-in plugin; did you mean `health`?; its steps are not checked (give --plugins DIR, --config or --against-fleet to check them)"]
+            ["10:10: error: field `phase[0].step[0].plugin`: `helth` is not a built-in plugin; did you mean `health`?; its steps are not checked (give --plugins DIR, --config or --against-fleet to check them)"]
         );
         let text = plan("plugin = \"health\"\naction = \"chek\"\nparams = { url = \"u\" }");
         let f = found(&text, true);
-        assert!(f[0].starts_with("12:10: error: field `phase[0].step[0].action`: plugin `health` (health.wasm) has no action `chek`; it offers: check, baseline; did you mean `check`?"), "{f:?}");
+        assert!(f[0].starts_with("11:10: error: field `phase[0].step[0].action`: plugin `health` (health.wasm) has no action `chek`; it offers: check, baseline; did you mean `check`?"), "{f:?}");
         let text = plan(
             "plugin = \"health\"\naction = \"check\"\n[phase.step.params]\nurl = \"u\"\nrequire_helthy = true",
         );
         let f = found(&text, true);
         assert_eq!(f.len(), 1, "{f:?}");
-        assert!(f[0].starts_with("15:1: error: field `phase[0].step[0].params.require_helthy`: unknown parameter `require_helthy`; did you mean `require_healthy`?"), "{f:?}");
+        assert!(f[0].starts_with("14:1: error: field `phase[0].step[0].params.require_helthy`: unknown parameter `require_helthy`; did you mean `require_healthy`?"), "{f:?}");
     }
 
     #[test]
@@ -661,8 +661,8 @@ mod tests {
                 "phase[0].step[0].params.retries",
                 "phase[0].step[0].params.token",
                 "phase[0].step[0].params.mode",
-                "phase[0].step[0].params.checks[0].nam",
                 "phase[0].step[0].params.checks[0]",
+                "phase[0].step[0].params.checks[0].nam",
                 "phase[0].step[0].params.expect",
             ],
             "{f:#?}"

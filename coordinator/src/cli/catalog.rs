@@ -91,8 +91,11 @@ pub fn describe_file(name: &str, path: &Path) -> Result<(Described, String), Bad
     Ok((described, sha256))
 }
 
+/// Plugin files by name: what each says, its sha256 and its path.
+pub type Files = BTreeMap<String, (Described, String, PathBuf)>;
+
 /// Every `*.wasm` of `dir`, named by its file stem, with its sha256.
-pub fn describe_dir(dir: &Path) -> Result<BTreeMap<String, (Described, String, PathBuf)>, BadInput> {
+pub fn describe_dir(dir: &Path) -> Result<Files, BadInput> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| BadInput(format!("{}: cannot read the plugin directory: {e}", dir.display())))?;
     let mut out = BTreeMap::new();
@@ -179,7 +182,7 @@ pub fn for_config(config_path: &Path, config: &CoordinatorConfig) -> Result<(Cat
 /// is then complete.
 pub fn add_files(
     catalog: &mut Catalog,
-    files: BTreeMap<String, (Described, String, PathBuf)>,
+    files: Files,
 ) -> Result<(), BadInput> {
     if !catalog.complete {
         catalog.plugins.clear();

@@ -21,10 +21,12 @@ pub(crate) struct Params {
     api_base: String,
     zone: String,
     #[serde(default)]
+    #[schemars(extend("x-secret" = true))]
     token: Option<String>,
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
+    #[schemars(extend("x-secret" = true))]
     key: Option<String>,
     /// The record's id.
     record: String,

@@ -165,10 +165,12 @@ struct PurgeParams {
     api_base: String,
     zone: String,
     #[serde(default)]
+    #[schemars(extend("x-secret" = true))]
     token: Option<String>,
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
+    #[schemars(extend("x-secret" = true))]
     key: Option<String>,
     #[serde(default)]
     purge_everything: bool,

@@ -24,6 +24,7 @@ pub(crate) struct UpdateParams {
     /// The subscription's id (`wbhk_…`), or a `${secret:NAME}`.
     subscription: String,
     /// The access token, as `${secret:NAME}`.
+    #[schemars(extend("x-secret" = true))]
     access_token: String,
     /// Sent as `Square-Version` when given.
     #[serde(default)]
@@ -45,6 +46,7 @@ pub(crate) struct RestoreParams {
     #[serde(default = "default_base")]
     api_base: String,
     subscription: String,
+    #[schemars(extend("x-secret" = true))]
     access_token: String,
     #[serde(default)]
     square_version: Option<String>,

@@ -24,6 +24,7 @@ pub(crate) struct UpdateParams {
     /// The webhook endpoint's id (`we_…`), or a `${secret:NAME}`.
     endpoint: String,
     /// The secret key, as `${secret:NAME}`.
+    #[schemars(extend("x-secret" = true))]
     secret_key: String,
     #[serde(default)]
     url: Option<String>,
@@ -42,6 +43,7 @@ pub(crate) struct RestoreParams {
     #[serde(default = "default_base")]
     api_base: String,
     endpoint: String,
+    #[schemars(extend("x-secret" = true))]
     secret_key: String,
     /// What `stripe-update` recorded as `previous` (its data's `before`).
     previous: State,
