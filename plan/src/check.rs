@@ -261,12 +261,57 @@ fn check_step(out: &mut Findings<'_>, catalog: &Catalog, at: &str, step: &Spanne
         );
         return;
     };
+    retry_warning(out, table, schema, &plugin, &action, at, action_span);
     match table.get("params") {
         Some(params) => check_value(out, schema, params, &format!("{at}.params")),
         None => {
             // No params: the same as an empty table, so required ones are missing.
             let empty = Spanned::new(step.span(), DeValue::Table(DeTable::new()));
             check_value(out, schema, &empty, &format!("{at}.params"));
+        }
+    }
+}
+
+/// A step retried on failure whose action only fails with a flag it does not
+/// set (`x-fails-only-when-true`: `health.check` succeeds on a down service
+/// unless `require_healthy = true`) is never retried: a warning.
+fn retry_warning(
+    out: &mut Findings<'_>,
+    step: &DeTable<'_>,
+    schema: &Value,
+    plugin: &str,
+    action: &str,
+    at: &str,
+    span: Range<usize>,
+) {
+    let retried = step
+        .get("on_failure")
+        .and_then(|v| v.get_ref().as_str())
+        .is_some_and(|v| v == "retry");
+    if !retried {
+        return;
+    }
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    let params = step.get("params").and_then(|p| p.get_ref().as_table());
+    for (name, property) in properties {
+        if property.get("x-fails-only-when-true").and_then(Value::as_bool) != Some(true) {
+            continue;
+        }
+        let set = params
+            .and_then(|p| p.get(name.as_str()))
+            .and_then(|v| v.get_ref().as_bool())
+            == Some(true);
+        if !set {
+            out.push(
+                Severity::Warning,
+                span.clone(),
+                format!("{at}.on_failure"),
+                format!(
+                    "`retry` retries a failed step, and `{plugin}.{action}` fails only with `{name} = true` in its params; without it this step succeeds and is never retried"
+                ),
+            );
         }
     }
 }
@@ -577,7 +622,7 @@ mod tests {
             "required": ["url"],
             "properties": {
                 "url": {"type": "string", "description": "URL to GET.", "x-aliases": ["href"]},
-                "require_healthy": {"type": "boolean", "default": false},
+                "require_healthy": {"type": "boolean", "default": false, "x-fails-only-when-true": true},
                 "retries": {"type": "integer", "format": "uint32", "minimum": 0},
                 "token": {"type": ["string", "null"], "x-secret": true},
                 "mode": {"enum": ["fast", "slow"]},
@@ -673,6 +718,16 @@ mod tests {
         assert!(f[3].contains("${secret:NAME}"));
         assert!(f[4].contains("expected one of \"fast\", \"slow\""));
         assert!(f[7].contains("expected integer, or an array of integer"));
+    }
+
+    #[test]
+    fn a_retried_step_that_cannot_fail_is_a_warning() {
+        let step = "plugin = \"health\"\naction = \"check\"\non_failure = \"retry\"\nretries = 3\nparams = { url = \"u\" }";
+        let f = found(&plan(step), true);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].starts_with("11:10: warning: field `phase[0].step[0].on_failure`: `retry` retries a failed step, and `health.check` fails only with `require_healthy = true`"), "{f:?}");
+        let step = "plugin = \"health\"\naction = \"check\"\non_failure = \"retry\"\nparams = { url = \"u\", require_healthy = true }";
+        assert_eq!(found(&plan(step), true), Vec::<String>::new());
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn assert_names_each_problem(err: &str, plan: &std::path::Path, text: &str) {
 fn plan_check_names_the_line_and_field_of_what_would_break_at_run_time() {
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.toml");
-    let text = format!("[plan]\nname = \"t\"\n\n[[host]]\nid = \"web-1\"\n\n[signals.up]\nprobe = {{ check = \"ap\", aggregate = \"min\" }}\n\n{BROKEN_STEPS}");
+    let text = format!("[plan]\nname = \"t\"\n\n[[host]]\nid = \"web-1\"\n\n[signals.up]\nprobe = {{ check = \"ap\", aggregate = \"any-up\" }}\n\n{BROKEN_STEPS}");
     std::fs::write(&plan, &text).unwrap();
 
     // Against the plugin files.

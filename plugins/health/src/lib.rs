@@ -72,6 +72,7 @@ struct Params {
     log: Option<LogParams>,
     /// Without it the step SUCCEEDS even when a check is down (it only reports health): set true to fail on a down check, so `retries` can retry it.
     #[serde(default)]
+    #[schemars(extend("x-fails-only-when-true" = true))]
     require_healthy: bool,
 }
 
