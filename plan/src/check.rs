@@ -390,26 +390,14 @@ fn check_value(out: &mut Findings<'_>, schema: &Value, value: &Spanned<DeValue<'
                 scratch.found.is_empty()
             });
             if !fits {
-                out.push(
-                    Severity::Error,
-                    value.span(),
-                    field.to_string(),
-                    format!("expected {}, found {}", expected(schema), describe(v)),
-                );
-                return;
+                return mismatch(out, schema, value, field);
             }
         }
     }
     if let Some(types) = allowed_types(schema)
         && !types.iter().any(|t| type_matches(t, v))
     {
-        out.push(
-            Severity::Error,
-            value.span(),
-            field.to_string(),
-            format!("expected {}, found {}", expected(schema), describe(v)),
-        );
-        return;
+        return mismatch(out, schema, value, field);
     }
     if let Some(values) = schema.get("enum").and_then(Value::as_array)
         && let Some(s) = v.as_str()
@@ -465,6 +453,20 @@ fn check_value(out: &mut Findings<'_>, schema: &Value, value: &Spanned<DeValue<'
         }
         _ => {}
     }
+}
+
+/// "expected what the schema accepts, found what the value is".
+fn mismatch(out: &mut Findings<'_>, schema: &Value, value: &Spanned<DeValue<'_>>, field: &str) {
+    out.push(
+        Severity::Error,
+        value.span(),
+        field.to_string(),
+        format!(
+            "expected {}, found {}",
+            expected(schema),
+            describe(value.get_ref())
+        ),
+    );
 }
 
 fn schema_format(schema: &Value) -> String {

@@ -57,6 +57,7 @@ pub struct FleetBuilder {
     state_dir: String,
     testbed_grants: String,
     agent_edit: Option<AgentEdit>,
+    skip_plan_check: bool,
 }
 
 /// A started fleet. Every process is killed when it is dropped.
@@ -105,6 +106,7 @@ impl Fleet {
             state_dir: "state".into(),
             testbed_grants: String::new(),
             agent_edit: None,
+            skip_plan_check: false,
         }
     }
 }
@@ -242,6 +244,14 @@ impl FleetBuilder {
         self
     }
 
+    /// Starts the coordinator without checking the plan's steps against the
+    /// plugins (test builds only): for tests of what the plugins themselves
+    /// refuse at run time, which `serve` would otherwise refuse to start on.
+    pub fn skip_plan_check(mut self) -> Self {
+        self.skip_plan_check = true;
+        self
+    }
+
     /// Issues the certificates, writes the plan and the configurations,
     /// starts the coordinator and the agents, and waits until every agent
     /// is connected.
@@ -344,7 +354,13 @@ impl FleetBuilder {
             )
             .unwrap();
         }
-        let coordinator = Coordinator::start(pki.path(), &coordinator_config).await;
+        let envs: &[(&str, &str)] = if self.skip_plan_check {
+            &[(crate::SKIP_PLAN_CHECK_ENV, "1")]
+        } else {
+            &[]
+        };
+        let coordinator =
+            Coordinator::start_with(pki.path(), &coordinator_config, "127.0.0.1:0", envs).await;
         let addr = coordinator.addr.clone();
         let mut fleet = Fleet {
             pki,

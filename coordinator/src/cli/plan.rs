@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 use backout_plan::check::{Catalog, Finding, PluginSpec, Severity};
 use backout_plan::model::{Class, Plan, Source};
 use backout_plan::window::Hold;
-use backout_proto::wire;
 use serde_json::json;
 
-use super::client::{ConnectArgs, status_error};
+use super::client::ConnectArgs;
 use super::{BadInput, Exit, Output, catalog, reference, table};
 use crate::config::CoordinatorConfig;
 
@@ -128,12 +127,7 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
                 catalog::add_files(&mut catalog, files)?;
             }
             if args.against_fleet {
-                let mut control = connect.control().await?;
-                let reply = control
-                    .list_agents(wire::ListAgentsRequest {})
-                    .await
-                    .map_err(status_error)?
-                    .into_inner();
+                let reply = super::agents::list(connect).await?;
                 let (plugins, fleet_errors) = catalog::from_fleet(&reply);
                 if !catalog.complete {
                     catalog.plugins.clear();
