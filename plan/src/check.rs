@@ -261,7 +261,7 @@ fn check_step(out: &mut Findings<'_>, catalog: &Catalog, at: &str, step: &Spanne
         );
         return;
     };
-    retry_warning(out, table, schema, &plugin, &action, at, action_span);
+    retry_warning(out, table, schema, &plugin, &action, at);
     match table.get("params") {
         Some(params) => check_value(out, schema, params, &format!("{at}.params")),
         None => {
@@ -282,15 +282,14 @@ fn retry_warning(
     plugin: &str,
     action: &str,
     at: &str,
-    span: Range<usize>,
 ) {
-    let retried = step
+    let Some(on_failure) = step
         .get("on_failure")
-        .and_then(|v| v.get_ref().as_str())
-        .is_some_and(|v| v == "retry");
-    if !retried {
+        .filter(|v| v.get_ref().as_str() == Some("retry"))
+    else {
         return;
-    }
+    };
+    let span = on_failure.span();
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
         return;
     };
@@ -727,7 +726,7 @@ mod tests {
         let step = "plugin = \"health\"\naction = \"check\"\non_failure = \"retry\"\nretries = 3\nparams = { url = \"u\" }";
         let f = found(&plan(step), true);
         assert_eq!(f.len(), 1, "{f:?}");
-        assert!(f[0].starts_with("11:10: warning: field `phase[0].step[0].on_failure`: `retry` retries a failed step, and `health.check` fails only with `require_healthy = true`"), "{f:?}");
+        assert!(f[0].starts_with("12:14: warning: field `phase[0].step[0].on_failure`: `retry` retries a failed step, and `health.check` fails only with `require_healthy = true`"), "{f:?}");
         let step = "plugin = \"health\"\naction = \"check\"\non_failure = \"retry\"\nparams = { url = \"u\", require_healthy = true }";
         assert_eq!(found(&plan(step), true), Vec::<String>::new());
     }
