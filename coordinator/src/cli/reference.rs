@@ -375,6 +375,9 @@ mod tests {
     #[test]
     fn every_example_in_the_docs_loads() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // The coordinator's example names `plan = "plan.toml"`, which it loads.
+        std::fs::write(dir.path().join("plan.toml"), "[plan]\nname = \"example\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
         let examples = examples();
         assert!(examples.iter().any(|(_, kind, _)| kind == "coordinator"));
         assert!(examples.iter().any(|(_, kind, _)| kind == "agent"));

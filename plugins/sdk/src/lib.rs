@@ -7,9 +7,19 @@
 //! [`export_plugin!`] once:
 //!
 //! ```ignore
-//! use backout_plugin_sdk::{Plugin, Step, Outcome, PluginError, PluginInfo, export_plugin};
+//! use backout_plugin_sdk::{Plugin, Schema, Step, Outcome, PluginError, PluginInfo, export_plugin};
+//! use schemars::JsonSchema;
+//! use serde::Deserialize;
 //!
 //! struct Hello;
+//!
+//! /// Parameters of `greet`.
+//! #[derive(Deserialize, JsonSchema)]
+//! #[serde(deny_unknown_fields)]
+//! struct Greet {
+//!     /// Whom to greet.
+//!     name: String,
+//! }
 //!
 //! impl Plugin for Hello {
 //!     fn describe() -> PluginInfo {
@@ -17,8 +27,13 @@
 //!             .action("greet", "Logs a greeting.", false)
 //!     }
 //!
+//!     fn schema() -> Schema {
+//!         Schema::new().action::<Greet>("greet")
+//!     }
+//!
 //!     fn run(step: Step) -> Result<Outcome, PluginError> {
-//!         backout_plugin_sdk::host::log_info("hello");
+//!         let p: Greet = step.params()?;
+//!         backout_plugin_sdk::host::log_info(&format!("hello, {}", p.name));
 //!         Ok(Outcome::new("greeted", serde_json::json!({})))
 //!     }
 //! }

@@ -158,7 +158,7 @@ fn the_schema_the_plugin_declares_is_reported() {
 #[test]
 fn a_plugin_file_describes_itself_without_an_agent() {
     let info = crate::plugin::describe_file("maintenance", &wasm("maintenance")).expect("describes");
-    assert_eq!(info.actions, ["status", "on", "off"]);
+    assert_eq!(info.actions, ["on", "off", "status"]);
     assert!(info.schema_json.contains("\"flag\""), "{}", info.schema_json);
 }
 
