@@ -103,7 +103,7 @@ fn plan_check_names_the_line_and_field_of_what_would_break_at_run_time() {
     let err = stderr(&out);
     assert_names_each_problem(&err, &plan, &text);
     assert!(
-        err.contains(&format!("{}:{}: error: field `signals.up.probe.check`: no check `ap`", plan.display(), line_of(&text, "check = \"ap\""))),
+        err.contains(&format!("{}:{}:19: error: field `signals.up.probe.check`: no check `ap`", plan.display(), line_of(&text, "check = \"ap\""))),
         "{err}"
     );
     assert!(err.contains("did you mean `app`?"), "{err}");
