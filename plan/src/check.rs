@@ -295,7 +295,11 @@ fn retry_warning(
     };
     let params = step.get("params").and_then(|p| p.get_ref().as_table());
     for (name, property) in properties {
-        if property.get("x-fails-only-when-true").and_then(Value::as_bool) != Some(true) {
+        if property
+            .get("x-fails-only-when-true")
+            .and_then(Value::as_bool)
+            != Some(true)
+        {
             continue;
         }
         let set = params
@@ -497,9 +501,7 @@ fn check_table(
 ) {
     let properties = schema.get("properties").and_then(Value::as_object);
     let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
-    let extra = schema
-        .get("additionalProperties")
-        .filter(|a| a.is_object());
+    let extra = schema.get("additionalProperties").filter(|a| a.is_object());
     for (key, value) in table.iter() {
         let name = key.get_ref().as_ref();
         let at = format!("{field}.{name}");
@@ -676,7 +678,9 @@ mod tests {
         let text = plan("plugin = \"helth\"\naction = \"check\"");
         assert_eq!(
             found(&text, false),
-            ["10:10: error: field `phase[0].step[0].plugin`: `helth` is not a built-in plugin; did you mean `health`?; its steps are not checked (give --plugins DIR, --config or --against-fleet to check them)"]
+            [
+                "10:10: error: field `phase[0].step[0].plugin`: `helth` is not a built-in plugin; did you mean `health`?; its steps are not checked (give --plugins DIR, --config or --against-fleet to check them)"
+            ]
         );
         let text = plan("plugin = \"health\"\naction = \"chek\"\nparams = { url = \"u\" }");
         let f = found(&text, true);
@@ -733,7 +737,10 @@ mod tests {
 
     #[test]
     fn an_alias_serde_accepts_is_accepted() {
-        let f = found(&plan("plugin = \"health\"\naction = \"check\"\nparams = { href = \"http://x\" }"), true);
+        let f = found(
+            &plan("plugin = \"health\"\naction = \"check\"\nparams = { href = \"http://x\" }"),
+            true,
+        );
         assert_eq!(f, Vec::<String>::new());
     }
 
@@ -748,7 +755,9 @@ mod tests {
     fn unknown_plugins_are_warnings_only_when_the_catalog_is_partial() {
         let text = plan("plugin = \"maintenance\"\naction = \"on\"");
         assert!(found(&text, false)[0].contains("warning"));
-        assert!(found(&text, true)[0].contains("error: field `phase[0].step[0].plugin`: no plugin `maintenance` here (known: health)"));
+        assert!(found(&text, true)[0].contains(
+            "error: field `phase[0].step[0].plugin`: no plugin `maintenance` here (known: health)"
+        ));
     }
 
     #[test]
@@ -761,11 +770,14 @@ mod tests {
 
     #[test]
     fn a_probe_naming_an_undefined_check_is_an_error() {
-        let text = "[plan]\nname = \"t\"\n[signals.up]\nprobe = { check = \"ap\", aggregate = \"min\" }\n";
+        let text =
+            "[plan]\nname = \"t\"\n[signals.up]\nprobe = { check = \"ap\", aggregate = \"min\" }\n";
         let f = found(text, true);
         assert_eq!(
             f,
-            ["4:19: error: field `signals.up.probe.check`: no check `ap` in the coordinator's configuration ([[assess.check]] name, or `error-log` with [assess.log]); it defines: app; did you mean `app`?"]
+            [
+                "4:19: error: field `signals.up.probe.check`: no check `ap` in the coordinator's configuration ([[assess.check]] name, or `error-log` with [assess.log]); it defines: app; did you mean `app`?"
+            ]
         );
         let mut unknown = catalog(true);
         unknown.checks = None;

@@ -51,16 +51,36 @@ fn line_of(text: &str, needle: &str) -> usize {
 fn assert_names_each_problem(err: &str, plan: &std::path::Path, text: &str) {
     let at = |needle: &str| format!("{}:{}:", plan.display(), line_of(text, needle));
     for (needle, field, says) in [
-        ("plugin = \"helth\"", "phase[0].step[0].plugin", "did you mean `health`?"),
-        ("action = \"chek\"", "phase[0].step[1].action", "did you mean `check`?"),
-        ("require_helthy", "phase[0].step[2].params.require_helthy", "did you mean `require_healthy`?"),
-        ("timeout_ms = \"5s\"", "phase[0].step[2].params.checks[0].timeout_ms", "expected integer, found a string (\"5s\")"),
+        (
+            "plugin = \"helth\"",
+            "phase[0].step[0].plugin",
+            "did you mean `health`?",
+        ),
+        (
+            "action = \"chek\"",
+            "phase[0].step[1].action",
+            "did you mean `check`?",
+        ),
+        (
+            "require_helthy",
+            "phase[0].step[2].params.require_helthy",
+            "did you mean `require_healthy`?",
+        ),
+        (
+            "timeout_ms = \"5s\"",
+            "phase[0].step[2].params.checks[0].timeout_ms",
+            "expected integer, found a string (\"5s\")",
+        ),
     ] {
         let line = err
             .lines()
             .find(|l| l.contains(&format!("field `{field}`")))
             .unwrap_or_else(|| panic!("nothing about {field}:\n{err}"));
-        assert!(line.starts_with(&at(needle)), "{line}\nexpected at {}", at(needle));
+        assert!(
+            line.starts_with(&at(needle)),
+            "{line}\nexpected at {}",
+            at(needle)
+        );
         assert!(line.contains(says), "{line}");
     }
 }
@@ -69,14 +89,22 @@ fn assert_names_each_problem(err: &str, plan: &std::path::Path, text: &str) {
 fn plan_check_names_the_line_and_field_of_what_would_break_at_run_time() {
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.toml");
-    let text = format!("[plan]\nname = \"t\"\n\n[[host]]\nid = \"web-1\"\n\n[signals.up]\nprobe = {{ check = \"ap\", aggregate = \"any-up\" }}\n\n{BROKEN_STEPS}");
+    let text = format!(
+        "[plan]\nname = \"t\"\n\n[[host]]\nid = \"web-1\"\n\n[signals.up]\nprobe = {{ check = \"ap\", aggregate = \"any-up\" }}\n\n{BROKEN_STEPS}"
+    );
     std::fs::write(&plan, &text).unwrap();
 
     // Against the plugin files.
     let plugins = plugins_dir();
     let out = run(
         &bin("backout"),
-        &["plan", "check", plan.to_str().unwrap(), "--plugins", plugins.to_str().unwrap()],
+        &[
+            "plan",
+            "check",
+            plan.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -96,19 +124,32 @@ fn plan_check_names_the_line_and_field_of_what_would_break_at_run_time() {
     .unwrap();
     let out = run(
         &bin("backout"),
-        &["plan", "check", plan.to_str().unwrap(), "--config", config.to_str().unwrap()],
+        &[
+            "plan",
+            "check",
+            plan.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert_names_each_problem(&err, &plan, &text);
     assert!(
-        err.contains(&format!("{}:{}:19: error: field `signals.up.probe.check`: no check `ap`", plan.display(), line_of(&text, "check = \"ap\""))),
+        err.contains(&format!(
+            "{}:{}:19: error: field `signals.up.probe.check`: no check `ap`",
+            plan.display(),
+            line_of(&text, "check = \"ap\"")
+        )),
         "{err}"
     );
     assert!(err.contains("did you mean `app`?"), "{err}");
     assert!(
-        err.contains(&format!("{}:8: error: field `plugins.health.sha256`: pins 0000", config.display())),
+        err.contains(&format!(
+            "{}:8: error: field `plugins.health.sha256`: pins 0000",
+            config.display()
+        )),
         "{err}"
     );
 }
@@ -123,7 +164,10 @@ fn plan_schema_prints_a_json_schema_with_the_plugins_params() {
         .unwrap();
     let check = rules
         .iter()
-        .find(|r| r["if"]["properties"]["plugin"]["const"] == "health" && r["if"]["properties"]["action"]["const"] == "check")
+        .find(|r| {
+            r["if"]["properties"]["plugin"]["const"] == "health"
+                && r["if"]["properties"]["action"]["const"] == "check"
+        })
         .unwrap();
     let doc = check["then"]["properties"]["params"]["properties"]["require_healthy"]["description"]
         .as_str()
@@ -143,11 +187,17 @@ async fn against_the_fleet_and_at_serve_the_same_errors_stop_it() {
     let plan = fleet.path().join("broken.toml");
     let text = format!("[plan]\nname = \"t\"\n\n[[host]]\nid = \"web-1\"\n\n{BROKEN_STEPS}");
     std::fs::write(&plan, &text).unwrap();
-    let out = fleet.cli("alice", &["plan", "check", plan.to_str().unwrap(), "--against-fleet"]);
+    let out = fleet.cli(
+        "alice",
+        &["plan", "check", plan.to_str().unwrap(), "--against-fleet"],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert_names_each_problem(&err, &plan, &text);
-    assert!(err.contains("plugin `health` (agent web-1) has no action `chek`"), "{err}");
+    assert!(
+        err.contains("plugin `health` (agent web-1) has no action `chek`"),
+        "{err}"
+    );
 
     // A coordinator given that plan refuses to start, before it opens its
     // port or its journal (the running one holds both).
@@ -159,14 +209,29 @@ async fn against_the_fleet_and_at_serve_the_same_errors_stop_it() {
         config_text.replace("plan.toml", "broken.toml"),
     )
     .unwrap();
-    assert!(std::fs::read_to_string(&broken_config).unwrap().contains("broken.toml"));
-    let out = run(&bin("backout"), &["serve", "--config", broken_config.to_str().unwrap()], &[]);
+    assert!(
+        std::fs::read_to_string(&broken_config)
+            .unwrap()
+            .contains("broken.toml")
+    );
+    let out = run(
+        &bin("backout"),
+        &["serve", "--config", broken_config.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("would break at run time"), "{err}");
     assert!(
-        err.contains(&format!("{}:{}:", plan.display(), line_of(&text, "plugin = \"helth\""))),
+        err.contains(&format!(
+            "{}:{}:",
+            plan.display(),
+            line_of(&text, "plugin = \"helth\"")
+        )),
         "{err}"
     );
-    assert!(err.contains("field `phase[0].step[2].params.require_helthy`"), "{err}");
+    assert!(
+        err.contains("field `phase[0].step[2].params.require_helthy`"),
+        "{err}"
+    );
 }

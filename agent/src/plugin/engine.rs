@@ -188,8 +188,9 @@ fn read_schema(
     let wasmtime::component::Val::String(text) = &results[0] else {
         wasmtime::bail!("`schema` must return a string");
     };
-    let doc: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| wasmtime::Error::msg(format!("`schema` returned text that is not JSON: {e}")))?;
+    let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        wasmtime::Error::msg(format!("`schema` returned text that is not JSON: {e}"))
+    })?;
     if !doc.get("actions").is_some_and(serde_json::Value::is_object) {
         wasmtime::bail!("`schema` must return a JSON object with an `actions` object");
     }

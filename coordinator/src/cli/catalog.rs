@@ -96,8 +96,12 @@ pub type Files = BTreeMap<String, (Described, String, PathBuf)>;
 
 /// Every `*.wasm` of `dir`, named by its file stem, with its sha256.
 pub fn describe_dir(dir: &Path) -> Result<Files, BadInput> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| BadInput(format!("{}: cannot read the plugin directory: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        BadInput(format!(
+            "{}: cannot read the plugin directory: {e}",
+            dir.display()
+        ))
+    })?;
     let mut out = BTreeMap::new();
     let mut paths: Vec<PathBuf> = entries
         .flatten()
@@ -106,7 +110,11 @@ pub fn describe_dir(dir: &Path) -> Result<Files, BadInput> {
         .collect();
     paths.sort();
     for path in paths {
-        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+        let Some(name) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+        else {
             continue;
         };
         let (described, sha256) = describe_file(&name, &path)?;
@@ -123,7 +131,12 @@ pub fn describe_dir(dir: &Path) -> Result<Files, BadInput> {
 
 /// The checks a probe may name in this configuration.
 pub fn checks(config: &CoordinatorConfig) -> BTreeSet<String> {
-    let mut checks: BTreeSet<String> = config.assess.checks.iter().map(|c| c.name.clone()).collect();
+    let mut checks: BTreeSet<String> = config
+        .assess
+        .checks
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
     if config.assess.log.is_some() {
         checks.insert("error-log".into());
     }
@@ -132,7 +145,13 @@ pub fn checks(config: &CoordinatorConfig) -> BTreeSet<String> {
 
 /// A pin that does not match its file: `config:LINE: error: field
 /// `plugins.NAME.sha256`: ...`.
-pub fn pin_mismatch(config_path: &Path, name: &str, pinned: &str, file: &Path, actual: &str) -> String {
+pub fn pin_mismatch(
+    config_path: &Path,
+    name: &str,
+    pinned: &str,
+    file: &Path,
+    actual: &str,
+) -> String {
     let field = format!("plugins.{name}.sha256");
     let line = std::fs::read_to_string(config_path)
         .ok()
@@ -149,7 +168,10 @@ pub fn pin_mismatch(config_path: &Path, name: &str, pinned: &str, file: &Path, a
 /// What `serve` checks its plan against: the built-in plugins, overridden
 /// by the files its pins name, and its checks. Pins whose file differs are
 /// returned as errors.
-pub fn for_config(config_path: &Path, config: &CoordinatorConfig) -> Result<(Catalog, Vec<String>), BadInput> {
+pub fn for_config(
+    config_path: &Path,
+    config: &CoordinatorConfig,
+) -> Result<(Catalog, Vec<String>), BadInput> {
     let mut plugins = BTreeMap::new();
     for (name, described) in builtin() {
         if let Ok(spec) = described.spec("built in".into()) {
@@ -180,10 +202,7 @@ pub fn for_config(config_path: &Path, config: &CoordinatorConfig) -> Result<(Cat
 
 /// Adds plugin files to a catalog (they override what it had); the catalog
 /// is then complete.
-pub fn add_files(
-    catalog: &mut Catalog,
-    files: Files,
-) -> Result<(), BadInput> {
+pub fn add_files(catalog: &mut Catalog, files: Files) -> Result<(), BadInput> {
     if !catalog.complete {
         catalog.plugins.clear();
         catalog.complete = true;
@@ -199,7 +218,9 @@ pub fn add_files(
 
 /// The plugins the connected agents run, as they reported them (the first
 /// agent to report a plugin names it in messages), and pins that differ.
-pub fn from_fleet(reply: &backout_proto::wire::ListAgentsReply) -> (BTreeMap<String, PluginSpec>, Vec<String>) {
+pub fn from_fleet(
+    reply: &backout_proto::wire::ListAgentsReply,
+) -> (BTreeMap<String, PluginSpec>, Vec<String>) {
     let mut plugins = BTreeMap::new();
     let mut errors = Vec::new();
     for agent in reply.agents.iter().filter(|a| a.connected) {
@@ -213,7 +234,11 @@ pub fn from_fleet(reply: &backout_proto::wire::ListAgentsReply) -> (BTreeMap<Str
             if plugins.contains_key(&p.name) {
                 continue;
             }
-            match PluginSpec::new(p.actions.clone(), &p.schema_json, format!("agent {}", agent.agent_id)) {
+            match PluginSpec::new(
+                p.actions.clone(),
+                &p.schema_json,
+                format!("agent {}", agent.agent_id),
+            ) {
                 Ok(spec) => {
                     plugins.insert(p.name.clone(), spec);
                 }

@@ -95,7 +95,11 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
                     .filter_map(|(name, d)| {
                         let spec = PluginSpec::new(
                             d.actions.iter().map(|a| a.name.clone()).collect(),
-                            &if d.schema.is_null() { String::new() } else { d.schema.to_string() },
+                            &if d.schema.is_null() {
+                                String::new()
+                            } else {
+                                d.schema.to_string()
+                            },
                             "built in",
                         )
                         .ok()?;
@@ -120,7 +124,13 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
                         if let Some((_, sha256, path)) = files.get(name)
                             && !sha256.eq_ignore_ascii_case(pin.sha256.trim())
                         {
-                            errors.push(catalog::pin_mismatch(config_path, name, &pin.sha256, path, sha256));
+                            errors.push(catalog::pin_mismatch(
+                                config_path,
+                                name,
+                                &pin.sha256,
+                                path,
+                                sha256,
+                            ));
                         }
                     }
                 }
@@ -140,7 +150,10 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Args::Schema => {
-            outln!("{}", serde_json::to_string_pretty(&reference::plan_schema(&catalog::builtin()))?);
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&reference::plan_schema(&catalog::builtin()))?
+            );
             Ok(Exit::Ok)
         }
         Args::Reference { plugins, out } => {
@@ -152,7 +165,11 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
 
 /// The plan's steps and probes against `catalog`: warnings are printed to
 /// stderr, errors (with `extra`, found elsewhere) make it bad input.
-pub fn check_steps(path: &Path, catalog: &Catalog, extra: Vec<String>) -> Result<Vec<Finding>, BadInput> {
+pub fn check_steps(
+    path: &Path,
+    catalog: &Catalog,
+    extra: Vec<String>,
+) -> Result<Vec<Finding>, BadInput> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| BadInput(format!("{}: cannot read: {e}", path.display())))?;
     let findings = backout_plan::check::check(&text, catalog);
@@ -175,7 +192,12 @@ pub fn check_steps(path: &Path, catalog: &Catalog, extra: Vec<String>) -> Result
     }
 }
 
-pub fn check(path: &Path, output: Output, catalog: &Catalog, extra: Vec<String>) -> anyhow::Result<()> {
+pub fn check(
+    path: &Path,
+    output: Output,
+    catalog: &Catalog,
+    extra: Vec<String>,
+) -> anyhow::Result<()> {
     let plan = Plan::load(path)?;
     let warnings = check_steps(path, catalog, extra)?;
     for w in &warnings {

@@ -40,7 +40,10 @@ pub fn generate(plugins: &BTreeMap<String, Described>) -> BTreeMap<String, Strin
             "| [`{name}`]({name}.md) | {} |\n",
             cell(&described.description)
         ));
-        files.insert(format!("docs/plugins/{name}.md"), plugin_markdown(name, described));
+        files.insert(
+            format!("docs/plugins/{name}.md"),
+            plugin_markdown(name, described),
+        );
     }
     files.insert("docs/plugins/README.md".to_string(), index);
     files
@@ -68,11 +71,19 @@ fn cell(text: &str) -> String {
 /// A type in a few words: `string`, `array of object`, `integer or null`.
 fn type_text(schema: &Value) -> String {
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        return values.iter().map(Value::to_string).collect::<Vec<_>>().join(" \\| ");
+        return values
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(" \\| ");
     }
     let types: Vec<String> = match schema.get("type") {
         Some(Value::String(t)) => vec![t.clone()],
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
         _ => Vec::new(),
     };
     let types: Vec<String> = types.into_iter().filter(|t| t != "null").collect();
@@ -137,9 +148,18 @@ fn parameter_rows(schema: &Value, prefix: &str, rows: &mut String) {
         rows.push_str(&format!(
             "| `{prefix}{name}` | {} | {} | {} | {secret} | {} |\n",
             type_text(property),
-            if required.contains(&name.as_str()) { "yes" } else { "no" },
+            if required.contains(&name.as_str()) {
+                "yes"
+            } else {
+                "no"
+            },
             default,
-            cell(property.get("description").and_then(Value::as_str).unwrap_or("")),
+            cell(
+                property
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            ),
         ));
         if let Some(inner) = object_within(property) {
             let nested = if property.get("items").is_some() {
@@ -169,7 +189,11 @@ pub fn plugin_markdown(name: &str, plugin: &Described) -> String {
                 "changes nothing"
             }
         ));
-        match plugin.schema.get("actions").and_then(|a| a.get(&action.name)) {
+        match plugin
+            .schema
+            .get("actions")
+            .and_then(|a| a.get(&action.name))
+        {
             Some(schema) => {
                 let mut rows = String::new();
                 parameter_rows(schema, "", &mut rows);
@@ -213,7 +237,8 @@ pub fn plan_schema(plugins: &BTreeMap<String, Described>) -> Value {
             }
         }
     }
-    let duration = json!({"type": "string", "description": "A duration: \"90s\", \"2m\", \"1h 30m\"."});
+    let duration =
+        json!({"type": "string", "description": "A duration: \"90s\", \"2m\", \"1h 30m\"."});
     let step = json!({
         "type": "object",
         "required": ["id", "plugin", "action", "on"],
@@ -327,7 +352,10 @@ mod tests {
             .unwrap_or_default();
         let params = &health_check["then"]["properties"]["params"];
         assert_eq!(params["additionalProperties"], json!(false));
-        assert_eq!(params["properties"]["require_healthy"]["type"], json!("boolean"));
+        assert_eq!(
+            params["properties"]["require_healthy"]["type"],
+            json!("boolean")
+        );
     }
 
     /// Every ```toml block of every page under docs/, after the
@@ -366,7 +394,11 @@ mod tests {
                     .take_while(|l| l.trim() != "```")
                     .copied()
                     .collect();
-                out.push((format!("{}:{}", page.display(), i + 1), kind, body.join("\n")));
+                out.push((
+                    format!("{}:{}", page.display(), i + 1),
+                    kind,
+                    body.join("\n"),
+                ));
             }
         }
         out
@@ -388,7 +420,9 @@ mod tests {
                 "coordinator" => crate::config::CoordinatorConfig::load(&file).map(drop),
                 "agent" => backout_agent::config::AgentConfig::load(&file).map(drop),
                 "plan" => backout_plan::model::Plan::parse(&file, &text).map(drop),
-                other => panic!("{at}: a toml block must follow `<!-- example: coordinator|agent|plan -->`, not {other}"),
+                other => panic!(
+                    "{at}: a toml block must follow `<!-- example: coordinator|agent|plan -->`, not {other}"
+                ),
             };
             if let Err(e) = loaded {
                 panic!("{at}: the {kind} example does not load: {e}");

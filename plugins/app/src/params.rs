@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use backout_plugin_sdk::PluginError;
-use serde::Deserialize;
 use schemars::JsonSchema;
+use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

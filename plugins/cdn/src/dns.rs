@@ -2,8 +2,8 @@
 
 use backout_plugin_sdk::host;
 use backout_plugin_sdk::{Outcome, PluginError, Step};
-use serde::Deserialize;
 use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::api::{self, bad};

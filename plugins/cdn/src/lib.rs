@@ -20,9 +20,11 @@ mod dns;
 mod settings;
 
 use backout_plugin_sdk::host::HttpRequest;
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin};
-use serde::Deserialize;
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
 use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use api::bad;

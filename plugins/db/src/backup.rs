@@ -4,8 +4,8 @@
 
 use backout_plugin_sdk::host::{self, ExecRequest};
 use backout_plugin_sdk::{Outcome, PluginError, Step};
-use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::params::{self, Db};

@@ -29,7 +29,9 @@ mod pg;
 mod reads;
 mod sql;
 
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin};
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
 
 struct Db;
 

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use backout_plugin_sdk::PluginError;
-use serde::Deserialize;
 use schemars::JsonSchema;
+use serde::Deserialize;
 
 use crate::sql;
 

@@ -6,8 +6,8 @@
 
 use backout_plugin_sdk::host::{self, HttpRequest};
 use backout_plugin_sdk::{Outcome, PluginError, Step};
-use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{LogParams, count_log};

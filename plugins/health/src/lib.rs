@@ -7,8 +7,8 @@
 
 use backout_plugin_sdk::host::{self, HostError, HttpRequest};
 use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin};
-use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// Default time allowed for one check, in milliseconds.

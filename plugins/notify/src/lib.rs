@@ -16,9 +16,11 @@
 use std::collections::BTreeMap;
 
 use backout_plugin_sdk::host::{self, HttpRequest};
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin};
-use serde::Deserialize;
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
 use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Slack's limits: a header's text and a section's text.

@@ -109,7 +109,10 @@ mod tests {
         assert_eq!(go["required"], json!(["url"]));
         assert_eq!(go["additionalProperties"], json!(false));
         assert_eq!(go["properties"]["url"]["type"], json!("string"));
-        assert_eq!(go["properties"]["url"]["description"], json!("Where to go."));
+        assert_eq!(
+            go["properties"]["url"]["description"],
+            json!("Where to go.")
+        );
         assert_eq!(go["properties"]["retries"]["default"], json!(3));
         assert_eq!(go["properties"]["token"]["x-secret"], json!(true));
         assert_eq!(doc["actions"]["stop"]["properties"], json!({}));

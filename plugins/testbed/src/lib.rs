@@ -10,8 +10,8 @@ use std::hint::black_box;
 
 use backout_plugin_sdk::host::{self, ExecRequest, HttpRequest};
 use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin};
-use serde::Deserialize;
 use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 struct Testbed;

@@ -19,7 +19,9 @@ mod api;
 mod square;
 mod stripe;
 
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin};
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
 
 struct Webhook;
 

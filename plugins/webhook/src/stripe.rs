@@ -2,8 +2,8 @@
 
 use backout_plugin_sdk::host::HttpRequest;
 use backout_plugin_sdk::{Outcome, PluginError, Step};
-use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::api::{self, bad};

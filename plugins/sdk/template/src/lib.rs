@@ -31,8 +31,12 @@ fn default_timeout_ms() -> u32 {
 
 impl Plugin for Template {
     fn describe() -> PluginInfo {
-        PluginInfo::new("template", env!("CARGO_PKG_VERSION"), "What this plugin is for.")
-            .action("ping", "GETs `url` and reports its status.", false)
+        PluginInfo::new(
+            "template",
+            env!("CARGO_PKG_VERSION"),
+            "What this plugin is for.",
+        )
+        .action("ping", "GETs `url` and reports its status.", false)
     }
 
     fn needs() -> Vec<Need> {
@@ -81,7 +85,9 @@ mod tests {
 
     #[test]
     fn params_parse_and_unknown_ones_are_refused() {
-        let p: Params = step(r#"{"url": "http://x/"}"#).params().unwrap_or_else(|e| panic!("{}", e.message));
+        let p: Params = step(r#"{"url": "http://x/"}"#)
+            .params()
+            .unwrap_or_else(|e| panic!("{}", e.message));
         assert_eq!((p.url.as_str(), p.timeout_ms), ("http://x/", 5_000));
         let bad = step(r#"{"url": "http://x/", "urll": 1}"#).params::<Params>();
         assert!(bad.is_err_and(|e| e.code == "bad-params"));
@@ -92,14 +98,19 @@ mod tests {
         let schema: serde_json::Value =
             serde_json::from_str(&Template::schema().to_json()).unwrap_or_default();
         for action in Template::describe().actions {
-            assert!(schema["actions"].get(&action.name).is_some(), "{}", action.name);
+            assert!(
+                schema["actions"].get(&action.name).is_some(),
+                "{}",
+                action.name
+            );
         }
         assert_eq!(schema["actions"]["ping"]["required"], json!(["url"]));
     }
 
     #[test]
     fn a_dry_run_calls_nothing() {
-        let outcome = Template::run(step(r#"{"url": "http://x/"}"#)).unwrap_or_else(|e| panic!("{}", e.message));
+        let outcome = Template::run(step(r#"{"url": "http://x/"}"#))
+            .unwrap_or_else(|e| panic!("{}", e.message));
         assert_eq!(outcome.summary, "would GET http://x/");
     }
 }
