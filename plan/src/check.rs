@@ -235,7 +235,7 @@ fn check_step(out: &mut Findings<'_>, catalog: &Catalog, at: &str, step: &Spanne
         out.push(severity, plugin_span, format!("{at}.plugin"), message);
         return;
     };
-    if !spec.actions.iter().any(|a| *a == action) {
+    if !spec.actions.contains(&action) {
         out.push(
             Severity::Error,
             action_span,

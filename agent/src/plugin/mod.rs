@@ -527,7 +527,7 @@ impl PluginHost {
     ) -> StepOutcome {
         // Host calls do their async work (HTTP, processes) on the caller's
         // runtime, from the blocking thread the instance runs on.
-        if !plugin.info.actions.iter().any(|a| *a == req.action) {
+        if !plugin.info.actions.contains(&req.action) {
             return StepOutcome::failed(
                 codes::UNKNOWN_ACTION,
                 format!(
