@@ -14,6 +14,9 @@ prometheus --version 2>&1 | head -1
 step "plugins (wasm32-wasip2, release)"
 scripts/build-plugins.sh
 
+step "the SDK outside the workspace (a copy with its template, wasm32-wasip2, offline)"
+scripts/test-sdk-copy.sh
+
 step "binaries (backout, backout-agent; with the crash tests' hooks)"
 cargo build --bins --features backout/test-hooks
 

@@ -169,6 +169,7 @@ fn hello(agent: &Agent) -> wire::Hello {
                 actions: p.actions,
                 pinned_sha256: String::new(),
                 load_error: String::new(),
+                schema_json: p.schema_json,
             })
             .chain(
                 agent

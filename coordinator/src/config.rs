@@ -24,6 +24,7 @@
 //!
 //! [plugins.health]                           # optional: pin the component agents must run
 //! sha256 = "4b1e0c4a7d2f3e9b8c6a5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a"
+//! path = "plugins/health.wasm"               # optional: the pinned file (plan check reads its schema)
 //!
 //! [smtp]                                    # optional: the plan's `email` channels
 //! server = "smtp.example.com"                # the relay; its certificate must name it
@@ -153,6 +154,11 @@ pub struct AgentEntry {
 pub struct PluginPin {
     /// Hex sha256 of the component every agent must run for this plugin.
     pub sha256: String,
+    /// Optional: the pinned file itself. With it, `backout serve` and
+    /// `backout plan check --config` check that the file has this sha256 and
+    /// check the plan's steps against the parameters the file declares.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +252,9 @@ impl CoordinatorConfig {
         if let Some(smtp) = &mut config.smtp {
             smtp.password_file = backout_config::resolve(path, &smtp.password_file);
             smtp.ca = smtp.ca.as_ref().map(|p| backout_config::resolve(path, p));
+        }
+        for pin in config.plugins.values_mut() {
+            pin.path = pin.path.take().map(|p| backout_config::resolve(path, &p));
         }
         if let Some(plan) = &config.plan {
             let plan = backout_plan::model::Plan::load(plan)?;

@@ -200,7 +200,9 @@ async fn run(command: Command) -> anyhow::Result<Exit> {
         Command::Drill { args, connect } => cli::drill::run(args, &connect).await,
         Command::Abort { args, connect } => cli::abort::run(args, &connect).await,
         Command::Audit(args) => cli::audit::run(args),
-        Command::Plan(args) => cli::plan::run(args),
+        // Offline, but `plan check --against-fleet` asks the coordinator the
+        // connection variables (BACKOUT_COORDINATOR...) name.
+        Command::Plan(args) => cli::plan::run(args, &connect_from_env()).await,
         Command::Dashboard { args, connect } => backout::dashboard::run(&connect, args).await,
         Command::GenerateAssets { dir } => {
             backout_config::assets::write(Cli::command(), &dir)
@@ -208,6 +210,17 @@ async fn run(command: Command) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
     }
+}
+
+/// The connection as the environment gives it (BACKOUT_COORDINATOR,
+/// BACKOUT_PKI, BACKOUT_OPERATOR...), for offline commands that may ask.
+fn connect_from_env() -> ConnectArgs {
+    #[derive(Parser)]
+    struct FromEnv {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    }
+    FromEnv::parse_from(["backout"]).connect
 }
 
 #[tokio::main]

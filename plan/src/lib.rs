@@ -12,7 +12,10 @@
 //! * [`judge`]: the canary judge (Mann-Whitney U, effect size, variance check).
 //! * [`run`]: the run state machine, a fold over journal events.
 //! * [`history`]: bounded histories of signal values and counted events.
+//! * [`check`]: a plan's steps and probes against what the plugins and the
+//!   coordinator say they offer (`backout plan check`).
 
+pub mod check;
 pub mod episode;
 pub mod expr;
 pub mod history;

@@ -21,6 +21,7 @@ mod matrix;
 mod messages;
 mod outcomes;
 mod packages;
+mod plan_check;
 mod providers;
 mod refusals;
 mod report;

@@ -60,6 +60,7 @@ pub struct FleetBuilder {
     testbed_grants: String,
     agent_edit: Option<AgentEdit>,
     envs: Vec<(String, String)>,
+    skip_plan_check: bool,
 }
 
 /// A started fleet. Every process is killed when it is dropped.
@@ -110,6 +111,7 @@ impl Fleet {
             testbed_grants: String::new(),
             agent_edit: None,
             envs: Vec::new(),
+            skip_plan_check: false,
         }
     }
 }
@@ -252,6 +254,14 @@ impl FleetBuilder {
         self
     }
 
+    /// Starts the coordinator without checking the plan's steps against the
+    /// plugins (test builds only): for tests of what the plugins themselves
+    /// refuse at run time, which `serve` would otherwise refuse to start on.
+    pub fn skip_plan_check(mut self) -> Self {
+        self.skip_plan_check = true;
+        self
+    }
+
     /// Issues the certificates, writes the plan and the configurations,
     /// starts the coordinator and the agents, and waits until every agent
     /// is connected.
@@ -361,7 +371,10 @@ impl FleetBuilder {
             )
             .unwrap();
         }
-        let envs = pairs(&self.envs);
+        let mut envs = pairs(&self.envs);
+        if self.skip_plan_check {
+            envs.push((crate::SKIP_PLAN_CHECK_ENV, "1"));
+        }
         let coordinator =
             Coordinator::start_with(pki.path(), &coordinator_config, "127.0.0.1:0", &envs).await;
         let addr = coordinator.addr.clone();

@@ -436,6 +436,10 @@ pub fn escalation(report: &serde_json::Value, who: &str) -> serde_json::Value {
 /// freeze right after journal entry N, for the test to SIGKILL it there.
 pub const FREEZE_ENV: &str = "BACKOUT_TEST_FREEZE_AFTER_ENTRY";
 
+/// `backout serve` (built with `test-hooks`) skips checking the plan's steps
+/// against the plugins when this is set (`coordinator/src/cli/serve.rs`).
+pub const SKIP_PLAN_CHECK_ENV: &str = "BACKOUT_TEST_SKIP_PLAN_CHECK";
+
 /// Starts the `backout` CLI in the background (for calls that may hang on a
 /// frozen coordinator, and for watchers); its stdout is piped.
 pub fn cli_child(

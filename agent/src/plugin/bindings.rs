@@ -1,4 +1,4 @@
-//! The one `bindgen!` of the host side of `wit/plugin.wit`.
+//! The one `bindgen!` of the host side of `plugins/sdk/wit/plugin.wit` (`wit/` at the root links there).
 //!
 //! Every host import may trap (`trappable`): that is how the host stops a
 //! step from inside a call (its deadline passed, its output went over the
@@ -9,7 +9,7 @@
 
 wasmtime::component::bindgen!({
     world: "plugin",
-    path: "../wit",
+    path: "../plugins/sdk/wit",
     imports: { default: trappable },
     trappable_error_type: {
         "backout:plugin/host.host-error" => super::state::HostCallError,

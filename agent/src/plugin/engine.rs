@@ -91,7 +91,7 @@ pub(crate) fn compile(
         .instantiate_pre(&component)
         .and_then(PluginPre::new)
         .map_err(|e| compile_error(format!("it does not fit the backout:plugin world: {e:#}")))?;
-    let (described, needs) =
+    let (described, needs, schema_json) =
         describe(engine, &pre, limits).map_err(|message| PluginHostError::Describe {
             plugin: name.to_string(),
             message,
@@ -118,6 +118,7 @@ pub(crate) fn compile(
                 changes_state: a.changes_state,
             })
             .collect(),
+        schema_json,
     };
     tracing::info!(
         plugin = %name,
@@ -129,14 +130,14 @@ pub(crate) fn compile(
     Ok(Compiled { pre, info, needs })
 }
 
-/// Calls `describe` (and `needs`, if exported) on a fresh instance, on a
+/// Calls `describe` (and `needs` and `schema`, if exported) on a fresh instance, on a
 /// thread of its own: sync WASI must not run inside a Tokio task, and callers
 /// may well be in one.
 fn describe(
     engine: &Engine,
     pre: &PluginPre<HostState>,
     limits: &StepLimits,
-) -> Result<(WitPluginInfo, Vec<Need>), String> {
+) -> Result<(WitPluginInfo, Vec<Need>, String), String> {
     std::thread::scope(|scope| {
         let worker = scope.spawn(|| {
             let (state, stderr) = HostState::new(limits.memory, None);
@@ -151,7 +152,8 @@ fn describe(
                     let plugin = Plugin::new(&mut store, &instance)?;
                     let info = plugin.call_describe(&mut store)?;
                     let needs = needs::read(&mut store, &instance)?;
-                    Ok((info, needs))
+                    let schema = read_schema(&mut store, &instance)?;
+                    Ok((info, needs, schema))
                 });
             result.map_err(|e| {
                 let stderr = String::from_utf8_lossy(&stderr.contents())
@@ -168,4 +170,29 @@ fn describe(
             .join()
             .unwrap_or_else(|_| Err("describe panicked in the host".to_string()))
     })
+}
+
+/// Calls the instance's `schema` export if it has one (plugins built for the
+/// `plugin-with-schema` world); empty when it has none. The text must be a
+/// JSON object with an `actions` object: a plugin that says something else
+/// fails to load, naming it.
+fn read_schema(
+    store: &mut Store<HostState>,
+    instance: &wasmtime::component::Instance,
+) -> wasmtime::Result<String> {
+    let Some(func) = instance.get_func(&mut *store, "schema") else {
+        return Ok(String::new());
+    };
+    let mut results = [wasmtime::component::Val::Bool(false)];
+    func.call(&mut *store, &[], &mut results)?;
+    let wasmtime::component::Val::String(text) = &results[0] else {
+        wasmtime::bail!("`schema` must return a string");
+    };
+    let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        wasmtime::Error::msg(format!("`schema` returned text that is not JSON: {e}"))
+    })?;
+    if !doc.get("actions").is_some_and(serde_json::Value::is_object) {
+        wasmtime::bail!("`schema` must return a JSON object with an `actions` object");
+    }
+    Ok(text.clone())
 }

@@ -38,7 +38,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -81,6 +81,9 @@ pub mod codes {
     pub const BAD_OUTCOME: &str = "bad-outcome";
     /// The host itself failed (a bug, or the host shutting down).
     pub const HOST: &str = "host";
+    /// The step names an action the plugin's `describe` does not list; the
+    /// plugin was not called.
+    pub const UNKNOWN_ACTION: &str = "unknown-action";
 }
 
 /// How long past a step's deadline the host waits for an instance stuck in
@@ -172,6 +175,24 @@ impl StepOutcome {
     }
 }
 
+/// What the plugin file at `path` says about itself (`describe`, `needs`,
+/// `schema`), without an agent: how `backout plan check --plugins DIR` reads
+/// plugin files. It runs in the same sandbox with nothing granted.
+pub fn describe_file(name: &str, path: &Path) -> Result<PluginInfo, PluginHostError> {
+    let limits = StepLimits::default();
+    let engine = engine::engine(limits.memory)?;
+    let linker = engine::linker(&engine)?;
+    // A plugin that loops in `describe` is stopped at its deadline.
+    let _ticker = EpochTicker::start(&engine)
+        .map_err(|e| PluginHostError::Engine(format!("starting the epoch ticker: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|source| PluginHostError::Read {
+        plugin: name.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(engine::compile(&engine, &linker, name, path, &bytes, &limits)?.info)
+}
+
 /// What the agent tells the coordinator about a plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginInfo {
@@ -185,6 +206,9 @@ pub struct PluginInfo {
     pub actions: Vec<String>,
     /// Actions with their descriptions.
     pub action_info: Vec<ActionInfo>,
+    /// The `schema` export's JSON (`{"actions": {...}}`); empty when the
+    /// plugin declares none.
+    pub schema_json: String,
 }
 
 /// One action of a plugin.
@@ -602,6 +626,17 @@ impl PluginHost {
     ) -> StepOutcome {
         // Host calls do their async work (HTTP, processes) on the caller's
         // runtime, from the blocking thread the instance runs on.
+        if !plugin.info.actions.contains(&req.action) {
+            return StepOutcome::failed(
+                codes::UNKNOWN_ACTION,
+                format!(
+                    "plugin `{}` has no action `{}` (it offers: {}); the plugin was not called",
+                    plugin.name,
+                    req.action,
+                    plugin.info.actions.join(", ")
+                ),
+            );
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return StepOutcome::failed(codes::HOST, "steps must be run from a Tokio runtime");
         };

@@ -13,11 +13,16 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
+    let reply = list(connect).await?;
+    Ok(super::assess::print_agents(&reply, args.output))
+}
+
+/// Every agent the coordinator knows, with the plugins each reported.
+pub async fn list(connect: &ConnectArgs) -> anyhow::Result<wire::ListAgentsReply> {
     let mut control = connect.control().await?;
-    let reply = control
+    Ok(control
         .list_agents(wire::ListAgentsRequest {})
         .await
         .map_err(status_error)?
-        .into_inner();
-    Ok(super::assess::print_agents(&reply, args.output))
+        .into_inner())
 }

@@ -39,6 +39,16 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         .with_context(|| format!("{}: TLS", config.tls.cert.display()))?;
     if let Some(plan) = &config.plan {
         backout_plan::model::Plan::load(plan)?;
+        // What `plan check --config` finds would break at run time: refuse
+        // to start on it (unknown plugins, actions, parameters; probes
+        // naming undefined checks; pins that differ from their files).
+        if !skip_plan_check() {
+            let (catalog, pins) = super::catalog::for_config(&args.config, &config)?;
+            let warnings = super::plan::check_steps(plan, &catalog, pins)?;
+            for w in warnings {
+                tracing::warn!("{}:{w}", plan.display());
+            }
+        }
     }
     let addrs = listen_addrs(&config.listen)
         .await
@@ -64,6 +74,23 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     backout_config::service::spawn_watchdog();
     crate::server::serve(coordinator, listener, shutdown_signal()).await?;
     Ok(Exit::Ok)
+}
+
+/// The e2e tests' hook (builds with the `test-hooks` feature only): set, the
+/// plan's steps are not checked against the plugins, so a test can watch the
+/// plugins themselves refuse what plan check would have caught.
+#[cfg(feature = "test-hooks")]
+pub const SKIP_PLAN_CHECK_ENV: &str = "BACKOUT_TEST_SKIP_PLAN_CHECK";
+
+fn skip_plan_check() -> bool {
+    #[cfg(feature = "test-hooks")]
+    {
+        std::env::var_os(SKIP_PLAN_CHECK_ENV).is_some()
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    {
+        false
+    }
 }
 
 /// Reads the command-signing key, as the server will: a missing, unreadable

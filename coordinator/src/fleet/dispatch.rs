@@ -464,6 +464,7 @@ mod tests {
                 sha256: "00".into(),
                 actions: vec![],
                 load_error: String::new(),
+                schema_json: String::new(),
             }],
             connected: true,
             connected_since_ms: 0,

@@ -17,6 +17,9 @@ pub struct PluginInfo {
     /// Why the plugin's file failed to load on the agent (it is disabled
     /// there); empty when it loaded.
     pub load_error: String,
+    /// Each action's parameters as the plugin declares them
+    /// (`{"actions": {...}}`); empty when it declares none.
+    pub schema_json: String,
 }
 
 /// Something a plugin reported while its step ran.

@@ -95,6 +95,7 @@ impl wire::control_server::Control for ControlService {
                         sha256: p.sha256,
                         actions: p.actions,
                         load_error: p.load_error,
+                        schema_json: p.schema_json,
                     })
                     .collect(),
                 hostname: a.hostname,

@@ -130,6 +130,7 @@ impl wire::session_server::Session for SessionService {
                     sha256: p.sha256.clone(),
                     actions: p.actions.clone(),
                     load_error: p.load_error.clone(),
+                    schema_json: p.schema_json.clone(),
                 })
                 .collect(),
             connected: true,

@@ -7,14 +7,17 @@
 //! parameters, honours dry-run, and reports what it changed.
 
 use backout_plugin_sdk::host::{self, HostError};
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
 struct Maintenance;
 
 /// Parameters: where the flag lives and what it says.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Params {
     /// Absolute path of the flag file, under a `write` grant.
@@ -36,7 +39,11 @@ impl Plugin for Maintenance {
             "Maintenance mode through a flag file the web server checks.",
         )
         .action("on", "Writes the flag file.", true)
-        .action("off", "Empties the flag file (the server treats an empty flag as off).", true)
+        .action(
+            "off",
+            "Empties the flag file (the server treats an empty flag as off).",
+            true,
+        )
         .action("status", "Says whether the flag is set.", false)
     }
 
@@ -47,22 +54,39 @@ impl Plugin for Maintenance {
         ]
     }
 
+    fn schema() -> Schema {
+        ["status", "on", "off"]
+            .into_iter()
+            .fold(Schema::new(), |s, action| s.action::<Params>(action))
+    }
+
     fn run(step: Step) -> Result<Outcome, PluginError> {
         let p: Params = step.params()?;
         if !p.flag.starts_with('/') {
-            return Err(PluginError::new("bad-params", "`flag` must be an absolute path"));
+            return Err(PluginError::new(
+                "bad-params",
+                "`flag` must be an absolute path",
+            ));
         }
         let before = is_on(&p.flag)?;
         match step.action.as_str() {
             "status" => Ok(Outcome::new(
-                if before { "maintenance is on" } else { "maintenance is off" },
+                if before {
+                    "maintenance is on"
+                } else {
+                    "maintenance is off"
+                },
                 json!({ "on": before }),
             )),
             "on" | "off" => {
                 let on = step.action == "on";
                 if step.dry_run {
                     return Ok(Outcome::new(
-                        format!("would turn maintenance {} (it is {})", word(on), word(before)),
+                        format!(
+                            "would turn maintenance {} (it is {})",
+                            word(on),
+                            word(before)
+                        ),
                         json!({ "on": before, "would_be": on }),
                     ));
                 }

@@ -18,7 +18,9 @@
 //! commands granted for dry-run run.
 
 use backout_plugin_sdk::host::{self, HostError};
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
 use serde_json::{Value, json};
 
 mod git;
@@ -58,6 +60,22 @@ impl Plugin for App {
             ),
             Need::url("", "the service's health URL and critical paths"),
         ]
+    }
+
+    fn schema() -> Schema {
+        [
+            "stop",
+            "reload-proxy",
+            "find-stable",
+            "checkout",
+            "restore-config",
+            "build",
+            "start",
+            "verify",
+            "rollback",
+        ]
+        .into_iter()
+        .fold(Schema::new(), |s, action| s.action::<Params>(action))
     }
 
     fn run(step: Step) -> Result<Outcome, PluginError> {

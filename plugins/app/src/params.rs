@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use backout_plugin_sdk::PluginError;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The service (a systemd unit, or a name for logs with `manager` commands).
@@ -40,6 +41,7 @@ pub struct Params {
     pub build: Vec<String>,
     /// The health URL that must answer 2xx when up (and fail when stopped).
     #[serde(default, alias = "verify_url")]
+    #[schemars(extend("x-aliases" = ["verify_url"]))]
     pub health_url: Option<String>,
     /// How many times health is asked before giving up.
     #[serde(default = "default_retries")]
@@ -61,7 +63,7 @@ pub struct Params {
     pub command_timeout: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(untagged)]
 pub enum Manager {
     /// `"systemd"`: `systemctl start|stop|reload|is-active SERVICE`.
@@ -76,7 +78,7 @@ impl Default for Manager {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Commands {
     pub start: Vec<String>,
@@ -85,7 +87,7 @@ pub struct Commands {
     pub reload: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stable {
     /// The newest of the last `last` commits whose message contains this
@@ -99,14 +101,14 @@ pub struct Stable {
     pub tag: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Critical {
     pub name: String,
     pub url: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogTail {
     pub path: String,

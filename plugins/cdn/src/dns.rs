@@ -2,6 +2,7 @@
 
 use backout_plugin_sdk::host;
 use backout_plugin_sdk::{Outcome, PluginError, Step};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -13,17 +14,19 @@ const FIELDS: &[&str] = &[
     "type", "name", "content", "ttl", "proxied", "comment", "priority", "data", "tags",
 ];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     #[serde(default = "default_base")]
     api_base: String,
     zone: String,
     #[serde(default)]
+    #[schemars(extend("x-secret" = true))]
     token: Option<String>,
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
+    #[schemars(extend("x-secret" = true))]
     key: Option<String>,
     /// The record's id.
     record: String,

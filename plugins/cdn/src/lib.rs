@@ -20,7 +20,10 @@ mod dns;
 mod settings;
 
 use backout_plugin_sdk::host::HttpRequest;
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -57,6 +60,13 @@ impl Plugin for Cdn {
             Need::url("", "Cloudflare's API (params.base_url)"),
             Need::secret("", "the API token, or the e-mail and key"),
         ]
+    }
+
+    fn schema() -> Schema {
+        Schema::new()
+            .action::<settings::Params>("settings")
+            .action::<PurgeParams>("purge")
+            .action::<dns::Params>("dns")
     }
 
     fn run(step: Step) -> Result<Outcome, PluginError> {
@@ -150,17 +160,19 @@ impl Zone {
 }
 
 /// Parameters of `purge`: exactly one of what to purge.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PurgeParams {
     #[serde(default = "default_base")]
     api_base: String,
     zone: String,
     #[serde(default)]
+    #[schemars(extend("x-secret" = true))]
     token: Option<String>,
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
+    #[schemars(extend("x-secret" = true))]
     key: Option<String>,
     #[serde(default)]
     purge_everything: bool,

@@ -4,23 +4,26 @@ use std::collections::BTreeMap;
 
 use backout_plugin_sdk::host;
 use backout_plugin_sdk::{Outcome, PluginError, Step};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::api::{self, bad};
 use crate::{Zone, default_base};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     #[serde(default = "default_base")]
     api_base: String,
     zone: String,
     #[serde(default)]
+    #[schemars(extend("x-secret" = true))]
     token: Option<String>,
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
+    #[schemars(extend("x-secret" = true))]
     key: Option<String>,
     /// Setting id to value: `{ always_online = "on" }`.
     settings: BTreeMap<String, Value>,

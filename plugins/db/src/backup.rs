@@ -4,6 +4,7 @@
 
 use backout_plugin_sdk::host::{self, ExecRequest};
 use backout_plugin_sdk::{Outcome, PluginError, Step};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -14,7 +15,7 @@ use crate::{pg, sql};
 const MAX_MARKER: u64 = 64 * 1024;
 
 /// What a verified backup leaves behind for the run's later steps.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct Marker {
     pub run: String,
     pub step: String,

@@ -29,7 +29,9 @@ mod pg;
 mod reads;
 mod sql;
 
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
 
 struct Db;
 
@@ -68,6 +70,15 @@ impl Plugin for Db {
             "",
             "pg_dump, pg_restore, psql, sha256sum, stat and ls, as the steps use them",
         )]
+    }
+
+    fn schema() -> Schema {
+        Schema::new()
+            .action::<params::Backup>("backup")
+            .action::<params::MigrateDown>("migrate-down")
+            .action::<params::Audit>("audit")
+            .action::<params::Counts>("counts")
+            .action::<params::DataLoss>("data-loss")
     }
 
     fn run(step: Step) -> Result<Outcome, PluginError> {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use backout_plugin_sdk::PluginError;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::sql;
@@ -14,7 +15,7 @@ pub fn bad(message: impl Into<String>) -> PluginError {
 }
 
 /// Where the database is and who connects. Every action has it as `db`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Db {
     /// A host name or address, or a directory holding the Unix socket.
@@ -127,7 +128,7 @@ fn check_tables(tables: &[String]) -> Result<(), PluginError> {
 }
 
 /// `backup`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Backup {
     pub db: Db,
@@ -156,7 +157,7 @@ impl Backup {
 }
 
 /// The built-in runner's folder and table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Migrations {
     /// Folder of `NNN_name.up.sql` / `NNN_name.down.sql`.
@@ -187,7 +188,7 @@ impl Migrations {
 
 /// `migrate-down`: the built-in runner (`migrations`) or an external
 /// command (`command`, `{target}` replaced), never both.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateDown {
     pub db: Db,
@@ -237,7 +238,7 @@ impl MigrateDown {
 }
 
 /// `audit`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Audit {
     pub db: Db,
@@ -258,7 +259,7 @@ impl Audit {
 }
 
 /// `counts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Counts {
     pub db: Db,
@@ -273,7 +274,7 @@ impl Counts {
 }
 
 /// `since`: epoch milliseconds, or text (RFC 3339 or a span like `1h`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Since {
     Ms(i64),
@@ -281,7 +282,7 @@ pub enum Since {
 }
 
 /// One column or several.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Columns {
     One(String),
@@ -311,7 +312,7 @@ impl FigureSource {
 }
 
 /// `data-loss`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataLoss {
     pub db: Db,

@@ -6,24 +6,30 @@
 
 use backout_plugin_sdk::host::{self, HttpRequest};
 use backout_plugin_sdk::{Outcome, PluginError, Step};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{LogParams, count_log};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
+    /// The URL sampled (granted to the plugin on the agent).
     url: String,
+    /// How many samples are taken.
     #[serde(default = "default_samples")]
     samples: u32,
     /// Between two samples: "60s", "500ms", "2m".
     #[serde(default = "default_every")]
     every: String,
+    /// A response slower than this many seconds is a warning.
     #[serde(default = "default_warn_response")]
     warn_response_s: f64,
+    /// An error log counted at each sample.
     #[serde(default)]
     log: Option<LogParams>,
+    /// More matching log lines than this in a sample is a warning.
     #[serde(default = "default_warn_errors")]
     warn_errors: usize,
 }

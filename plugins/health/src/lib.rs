@@ -6,7 +6,8 @@
 //! decides what that means. The step fails only for bad parameters.
 
 use backout_plugin_sdk::host::{self, HostError, HttpRequest};
-use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -40,6 +41,12 @@ impl Plugin for Health {
         )
     }
 
+    fn schema() -> Schema {
+        Schema::new()
+            .action::<Params>("check")
+            .action::<baseline::Params>("baseline")
+    }
+
     fn run(step: Step) -> Result<Outcome, PluginError> {
         match step.action.as_str() {
             "check" => check(&step),
@@ -54,31 +61,36 @@ export_plugin!(Health);
 mod baseline;
 
 /// Parameters of the `check` action.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Params {
+    /// The HTTP checks to make, one request each.
     #[serde(default)]
     checks: Vec<CheckParams>,
+    /// An error log whose last lines are counted for a pattern.
     #[serde(default)]
     log: Option<LogParams>,
-    /// Fail the step when a check is down (a verification step in a run);
-    /// by default the step reports health and succeeds (an assessment).
+    /// Without it the step SUCCEEDS even when a check is down (it only reports health): set true to fail on a down check, so `retries` can retry it.
     #[serde(default)]
+    #[schemars(extend("x-fails-only-when-true" = true))]
     require_healthy: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CheckParams {
     /// Defaults to the URL.
     #[serde(default)]
     name: Option<String>,
+    /// The URL to call (it must be granted to the plugin on the agent).
     url: String,
+    /// The HTTP method.
     #[serde(default = "default_method")]
     method: String,
     /// Statuses that count as up; by default any 2xx or 3xx, like `curl -f`.
     #[serde(default)]
     expect_status: Option<Vec<u16>>,
+    /// Time allowed for the request, in milliseconds.
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u32,
     /// Above this latency an up check is reported `slow`.
@@ -88,16 +100,20 @@ struct CheckParams {
     /// test data); sent as JSON unless `headers` set a content type.
     #[serde(default)]
     body: Option<String>,
+    /// Request headers; `${secret:NAME}` in a value is filled in by the agent.
     #[serde(default)]
     headers: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct LogParams {
+    /// Absolute path of the log file (granted for reading).
     path: String,
+    /// How many of its last lines are looked at.
     #[serde(default = "default_tail_lines")]
     tail_lines: u32,
+    /// The text a matching line contains (e.g. `ERROR`).
     pattern: String,
 }
 

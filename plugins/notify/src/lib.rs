@@ -16,7 +16,10 @@
 use std::collections::BTreeMap;
 
 use backout_plugin_sdk::host::{self, HttpRequest};
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -46,6 +49,10 @@ impl Plugin for Notify {
         vec![Need::url("", "the Slack incoming webhook")]
     }
 
+    fn schema() -> Schema {
+        Schema::new().action::<Params>("post")
+    }
+
     fn run(step: Step) -> Result<Outcome, PluginError> {
         match step.action.as_str() {
             "post" => post(&step),
@@ -56,7 +63,7 @@ impl Plugin for Notify {
 
 export_plugin!(Notify);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Params {
     /// The incoming webhook, as `${secret:NAME}` (or a plain http(s) URL

@@ -229,15 +229,7 @@ pub fn form(pairs: &[(String, String)]) -> String {
 }
 
 fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::url::query_component(text)
 }
 
 #[cfg(test)]

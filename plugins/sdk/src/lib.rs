@@ -1,15 +1,25 @@
 //! Guest SDK for Backout plugins.
 //!
 //! A Backout plugin is a WebAssembly component that implements the
-//! `backout:plugin@0.1.0` world (see `wit/plugin.wit`). This crate wraps the
+//! `backout:plugin@0.1.0` world (see `wit/plugin.wit` in this crate). This crate wraps the
 //! bindings that `wit-bindgen` generates for that world so that a plugin
 //! author writes a struct, implements [`Plugin`] for it and calls
 //! [`export_plugin!`] once:
 //!
 //! ```ignore
-//! use backout_plugin_sdk::{Plugin, Step, Outcome, PluginError, PluginInfo, export_plugin};
+//! use backout_plugin_sdk::{Plugin, Schema, Step, Outcome, PluginError, PluginInfo, export_plugin};
+//! use schemars::JsonSchema;
+//! use serde::Deserialize;
 //!
 //! struct Hello;
+//!
+//! /// Parameters of `greet`.
+//! #[derive(Deserialize, JsonSchema)]
+//! #[serde(deny_unknown_fields)]
+//! struct Greet {
+//!     /// Whom to greet.
+//!     name: String,
+//! }
 //!
 //! impl Plugin for Hello {
 //!     fn describe() -> PluginInfo {
@@ -17,8 +27,13 @@
 //!             .action("greet", "Logs a greeting.", false)
 //!     }
 //!
+//!     fn schema() -> Schema {
+//!         Schema::new().action::<Greet>("greet")
+//!     }
+//!
 //!     fn run(step: Step) -> Result<Outcome, PluginError> {
-//!         backout_plugin_sdk::host::log_info("hello");
+//!         let p: Greet = step.params()?;
+//!         backout_plugin_sdk::host::log_info(&format!("hello, {}", p.name));
 //!         Ok(Outcome::new("greeted", serde_json::json!({})))
 //!     }
 //! }
@@ -39,6 +54,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub mod api;
+mod schema;
+pub mod url;
+
+pub use schema::Schema;
+/// Derive it on a params struct (beside `Deserialize`) to describe the
+/// action's parameters; see [`Schema`].
+pub use schemars::JsonSchema;
 
 /// The bindings generated from `wit/plugin.wit`.
 ///
@@ -47,8 +69,9 @@ pub mod api;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "plugin-with-needs",
-        path: "../../wit",
+        world: "plugin-with-schema",
+        // The WIT lives inside this crate, so a copy of it builds anywhere.
+        path: "wit",
         // The export macro is used from the plugin's crate, not from this
         // one, so it must be public; its name is kept out of the way because
         // plugin authors call `export_plugin!` instead.
@@ -83,6 +106,15 @@ pub trait Plugin {
     fn needs() -> Vec<Need> {
         Vec::new()
     }
+
+    /// Each action's parameters, derived from the types `run` parses them
+    /// into (`Schema::new().action::<CheckParams>("check")`), so the schema
+    /// cannot drift from the code. `backout plan check` checks every step
+    /// against it, and the plan reference is generated from it. Default:
+    /// nothing declared (plan check warns that it cannot check the params).
+    fn schema() -> Schema {
+        Schema::new()
+    }
 }
 
 /// Exports a type implementing [`Plugin`] as the component's `describe` and
@@ -108,6 +140,10 @@ macro_rules! export_plugin {
 
                 fn needs() -> ::std::vec::Vec<$crate::Need> {
                     <$plugin as $crate::Plugin>::needs()
+                }
+
+                fn schema() -> ::std::string::String {
+                    <$plugin as $crate::Plugin>::schema().to_json()
                 }
             }
 

@@ -9,7 +9,8 @@
 use std::hint::black_box;
 
 use backout_plugin_sdk::host::{self, ExecRequest, HttpRequest};
-use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -59,6 +60,21 @@ impl Plugin for Testbed {
             false,
         )
         .action("panic", "Panics.", false)
+    }
+
+    fn schema() -> Schema {
+        // `echo` takes any JSON and declares nothing; the rest take no
+        // parameters or the ones below.
+        ["spin", "grow-memory", "recurse", "env", "panic"]
+            .into_iter()
+            .fold(Schema::new(), |s, action| s.action_without_params(action))
+            .action::<ExecParams>("exec")
+            .action::<HttpParams>("http")
+            .action::<ReadParams>("read")
+            .action::<WriteParams>("write")
+            .action::<SpamParams>("spam")
+            .action::<SleepParams>("sleep")
+            .action::<SleepParams>("wasi-sleep")
     }
 
     fn run(step: Step) -> Result<Outcome, PluginError> {
@@ -117,7 +133,7 @@ fn recurse(depth: u64) -> u64 {
     black_box(below.wrapping_add(u64::from(frame[(depth % 1024) as usize])))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ExecParams {
     program: String,
@@ -151,7 +167,7 @@ fn exec(step: &Step) -> Result<Outcome, PluginError> {
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct HttpParams {
     url: String,
@@ -182,7 +198,7 @@ fn http(step: &Step) -> Result<Outcome, PluginError> {
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ReadParams {
     path: String,
@@ -205,7 +221,7 @@ fn read(step: &Step) -> Result<Outcome, PluginError> {
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WriteParams {
     path: String,
@@ -232,7 +248,7 @@ fn echo(step: &Step) -> Result<Outcome, PluginError> {
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SpamParams {
     /// Bytes per log line and per emitted value.
@@ -271,7 +287,7 @@ fn spam(step: &Step) -> Result<Outcome, PluginError> {
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SleepParams {
     ms: u32,

@@ -19,7 +19,9 @@ mod api;
 mod square;
 mod stripe;
 
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
 
 struct Webhook;
 
@@ -57,6 +59,14 @@ impl Plugin for Webhook {
             Need::url("", "the provider's API (params.base_url)"),
             Need::secret("", "the provider's key or token"),
         ]
+    }
+
+    fn schema() -> Schema {
+        Schema::new()
+            .action::<stripe::UpdateParams>("stripe-update")
+            .action::<stripe::RestoreParams>("stripe-restore")
+            .action::<square::UpdateParams>("square-update")
+            .action::<square::RestoreParams>("square-restore")
     }
 
     fn run(step: Step) -> Result<Outcome, PluginError> {

@@ -2,6 +2,7 @@
 
 use backout_plugin_sdk::host::HttpRequest;
 use backout_plugin_sdk::{Outcome, PluginError, Step};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -14,15 +15,16 @@ fn default_base() -> String {
 }
 
 /// Parameters of `square-update`. Fields left out are left as they are.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateParams {
+pub(crate) struct UpdateParams {
     /// Where the API is (a test points it at a mock).
     #[serde(default = "default_base")]
     api_base: String,
     /// The subscription's id (`wbhk_…`), or a `${secret:NAME}`.
     subscription: String,
     /// The access token, as `${secret:NAME}`.
+    #[schemars(extend("x-secret" = true))]
     access_token: String,
     /// Sent as `Square-Version` when given.
     #[serde(default)]
@@ -38,12 +40,13 @@ struct UpdateParams {
 }
 
 /// Parameters of `square-restore`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RestoreParams {
+pub(crate) struct RestoreParams {
     #[serde(default = "default_base")]
     api_base: String,
     subscription: String,
+    #[schemars(extend("x-secret" = true))]
     access_token: String,
     #[serde(default)]
     square_version: Option<String>,
@@ -52,7 +55,7 @@ struct RestoreParams {
 }
 
 /// The fields of a subscription that these actions set and record.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct State {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,6 +2,7 @@
 
 use backout_plugin_sdk::host::HttpRequest;
 use backout_plugin_sdk::{Outcome, PluginError, Step};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -14,15 +15,16 @@ fn default_base() -> String {
 }
 
 /// Parameters of `stripe-update`. Fields left out are left as they are.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateParams {
+pub(crate) struct UpdateParams {
     /// Where the API is (a test points it at a mock).
     #[serde(default = "default_base")]
     api_base: String,
     /// The webhook endpoint's id (`we_…`), or a `${secret:NAME}`.
     endpoint: String,
     /// The secret key, as `${secret:NAME}`.
+    #[schemars(extend("x-secret" = true))]
     secret_key: String,
     #[serde(default)]
     url: Option<String>,
@@ -35,19 +37,20 @@ struct UpdateParams {
 }
 
 /// Parameters of `stripe-restore`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RestoreParams {
+pub(crate) struct RestoreParams {
     #[serde(default = "default_base")]
     api_base: String,
     endpoint: String,
+    #[schemars(extend("x-secret" = true))]
     secret_key: String,
     /// What `stripe-update` recorded as `previous` (its data's `before`).
     previous: State,
 }
 
 /// The fields of an endpoint that these actions set and record.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct State {
     #[serde(default, skip_serializing_if = "Option::is_none")]

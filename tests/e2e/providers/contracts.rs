@@ -163,6 +163,9 @@ async fn requests_the_provider_documents_reject_are_rejected_and_fail_the_step()
         notify: vec!["http://127.0.0.1:9/services".to_string()],
         slack_url: "http://127.0.0.1:9/services/unused".to_string(),
         testbed: format!("urls = [{}]", quoted(&[stripe, square, cf])),
+        // `key-in-clear` and `unknown-param` are what `plan check` refuses;
+        // here the plugins must refuse them too.
+        unchecked_plan: true,
         ..Default::default()
     };
     let fleet = fleet(pki, &plan, &grants).await;

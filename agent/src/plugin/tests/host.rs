@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{Opts, config, data, host, host_with, step, wasm};
+use super::{Opts, config, data, failure, host, host_with, step, wasm};
 use crate::plugin::{
     Grants, PluginConfig, PluginHost, PluginHostError, ResolveError, SecretStore, StepLimits,
     sha256_hex,
@@ -140,4 +140,53 @@ fn the_host_starts_inside_a_runtime() {
         let host = host("testbed", Grants::default());
         assert_eq!(host.inventory().len(), 1);
     });
+}
+
+#[test]
+fn the_schema_the_plugin_declares_is_reported() {
+    let host = host("health", Grants::default());
+    let health = &host.inventory()[0];
+    let schema: serde_json::Value =
+        serde_json::from_str(&health.schema_json).expect("the schema is JSON");
+    let check = &schema["actions"]["check"];
+    assert_eq!(
+        check["properties"]["require_healthy"]["type"],
+        json!("boolean")
+    );
+    assert_eq!(
+        check["properties"]["require_healthy"]["default"],
+        json!(false)
+    );
+    assert_eq!(check["additionalProperties"], json!(false));
+    assert!(schema["actions"]["baseline"]["required"] == json!(["url"]));
+}
+
+#[test]
+fn a_plugin_file_describes_itself_without_an_agent() {
+    let info =
+        crate::plugin::describe_file("maintenance", &wasm("maintenance")).expect("describes");
+    assert_eq!(info.actions, ["on", "off", "status"]);
+    assert!(
+        info.schema_json.contains("\"flag\""),
+        "{}",
+        info.schema_json
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_describe_does_not_list_is_refused_before_the_plugin_runs() {
+    let host = host("testbed", Grants::default());
+    let (outcome, events) = step(
+        &host,
+        "testbed",
+        "no-such-action",
+        json!({}),
+        Opts::default(),
+    )
+    .await;
+    let (code, message) = failure(&outcome);
+    assert_eq!(code, "unknown-action");
+    assert!(message.contains("the plugin was not called"), "{message}");
+    assert!(message.contains("it offers: spin"), "{message}");
+    assert!(events.is_empty(), "{events:?}");
 }

@@ -1,0 +1,432 @@
+//! The plan reference, generated from what the built-in plugins declare:
+//! `plugins/builtin.json` (what `plan check` and `serve` check against when
+//! given no plugin files), `docs/plugins/<name>.md`, and the plan file's JSON
+//! Schema (`backout plan schema`). `backout plan reference` regenerates the
+//! files; a test fails when they are stale.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::BadInput;
+use super::catalog::{self, Described};
+
+/// The built-in plugins (scripts/build-plugins.sh builds them; `testbed` is
+/// the tests' own and not documented).
+pub const BUILTIN: &[&str] = &["app", "cdn", "db", "health", "notify", "webhook"];
+
+/// Describes the built-in plugin files of `dir`.
+pub fn describe_builtin(dir: &Path) -> Result<BTreeMap<String, Described>, BadInput> {
+    let mut out = BTreeMap::new();
+    for name in BUILTIN {
+        let path = dir.join(format!("{name}.wasm"));
+        let (described, _) = catalog::describe_file(name, &path)?;
+        out.insert((*name).to_string(), described);
+    }
+    Ok(out)
+}
+
+/// Every generated file, by its path from the repository's root.
+pub fn generate(plugins: &BTreeMap<String, Described>) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    let json = serde_json::to_string_pretty(plugins).unwrap_or_default();
+    files.insert("plugins/builtin.json".to_string(), format!("{json}\n"));
+    let mut index = String::from(
+        "# Built-in plugins\n\nGenerated from the plugins' own `describe` and `schema` by `backout plan reference`; do not edit.\n\n| plugin | what it does |\n| --- | --- |\n",
+    );
+    for (name, described) in plugins {
+        index.push_str(&format!(
+            "| [`{name}`]({name}.md) | {} |\n",
+            cell(&described.description)
+        ));
+        files.insert(
+            format!("docs/plugins/{name}.md"),
+            plugin_markdown(name, described),
+        );
+    }
+    files.insert("docs/plugins/README.md".to_string(), index);
+    files
+}
+
+/// Writes the generated files under `root`.
+pub fn write(plugins_dir: &Path, root: &Path) -> Result<(), BadInput> {
+    let plugins = describe_builtin(plugins_dir)?;
+    for (rel, text) in generate(&plugins) {
+        let path = root.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| BadInput(format!("{}: {e}", parent.display())))?;
+        }
+        std::fs::write(&path, text).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+        outln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn cell(text: &str) -> String {
+    backout_plan::check::first_line(text).replace('|', "\\|")
+}
+
+/// A type in a few words: `string`, `array of object`, `integer or null`.
+fn type_text(schema: &Value) -> String {
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        return values
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(" \\| ");
+    }
+    let types: Vec<String> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.clone()],
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let types: Vec<String> = types.into_iter().filter(|t| t != "null").collect();
+    if types.as_slice() == ["array"] {
+        return match schema.get("items") {
+            Some(items) => format!("array of {}", type_text(items)),
+            None => "array".into(),
+        };
+    }
+    if !types.is_empty() {
+        return types.join(" or ");
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(branches) = schema.get(key).and_then(Value::as_array) {
+            return branches
+                .iter()
+                .map(type_text)
+                .filter(|t| t != "null")
+                .collect::<Vec<_>>()
+                .join(" or ");
+        }
+    }
+    "any".into()
+}
+
+/// The object schema inside `schema` (itself, an array's items, a nullable's branch).
+fn object_within(schema: &Value) -> Option<&Value> {
+    if schema.get("properties").is_some() {
+        return Some(schema);
+    }
+    if let Some(items) = schema.get("items") {
+        return object_within(items);
+    }
+    ["anyOf", "oneOf"].iter().find_map(|key| {
+        schema
+            .get(*key)
+            .and_then(Value::as_array)
+            .and_then(|bs| bs.iter().find_map(object_within))
+    })
+}
+
+fn parameter_rows(schema: &Value, prefix: &str, rows: &mut String) {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for (name, property) in properties {
+        let default = property
+            .get("default")
+            .filter(|d| !d.is_null())
+            .map(|d| format!("`{d}`"))
+            .unwrap_or_default();
+        let secret = if property.get("x-secret").and_then(Value::as_bool) == Some(true) {
+            "secret"
+        } else {
+            ""
+        };
+        rows.push_str(&format!(
+            "| `{prefix}{name}` | {} | {} | {} | {secret} | {} |\n",
+            type_text(property),
+            if required.contains(&name.as_str()) {
+                "yes"
+            } else {
+                "no"
+            },
+            default,
+            cell(
+                property
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            ),
+        ));
+        if let Some(inner) = object_within(property) {
+            let nested = if property.get("items").is_some() {
+                format!("{prefix}{name}[].")
+            } else {
+                format!("{prefix}{name}.")
+            };
+            parameter_rows(inner, &nested, rows);
+        }
+    }
+}
+
+/// `docs/plugins/<name>.md`.
+pub fn plugin_markdown(name: &str, plugin: &Described) -> String {
+    let mut md = format!(
+        "# Plugin `{name}`\n\nGenerated from the plugin's own `describe` and `schema` by `backout plan reference`; do not edit.\n\n{}\n\nVersion {}.\n",
+        plugin.description, plugin.version
+    );
+    for action in &plugin.actions {
+        md.push_str(&format!(
+            "\n## `{}`\n\n{} ({}).\n\n",
+            action.name,
+            action.description.trim_end_matches('.'),
+            if action.changes_state {
+                "changes state; honours dry-run"
+            } else {
+                "changes nothing"
+            }
+        ));
+        match plugin
+            .schema
+            .get("actions")
+            .and_then(|a| a.get(&action.name))
+        {
+            Some(schema) => {
+                let mut rows = String::new();
+                parameter_rows(schema, "", &mut rows);
+                if rows.is_empty() {
+                    md.push_str("No parameters.\n");
+                } else {
+                    md.push_str(
+                        "| parameter | type | required | default | secret | description |\n| --- | --- | --- | --- | --- | --- |\n",
+                    );
+                    md.push_str(&rows);
+                }
+            }
+            None => md.push_str("Parameters not declared.\n"),
+        }
+    }
+    md
+}
+
+/// The plan file's JSON Schema: its sections by type, each step's `plugin`
+/// and `action` among the built-in ones, and its `params` by the plugin's
+/// own schema for that action.
+pub fn plan_schema(plugins: &BTreeMap<String, Described>) -> Value {
+    let mut step_rules = Vec::new();
+    for (name, plugin) in plugins {
+        let actions: Vec<&str> = plugin.actions.iter().map(|a| a.name.as_str()).collect();
+        step_rules.push(json!({
+            "if": {"properties": {"plugin": {"const": name}}, "required": ["plugin"]},
+            "then": {"properties": {"action": {"enum": actions}}}
+        }));
+        if let Some(schemas) = plugin.schema.get("actions").and_then(Value::as_object) {
+            for (action, schema) in schemas {
+                let mut params = schema.clone();
+                if let Some(obj) = params.as_object_mut() {
+                    obj.remove("$schema");
+                    obj.remove("title");
+                }
+                step_rules.push(json!({
+                    "if": {"properties": {"plugin": {"const": name}, "action": {"const": action}}, "required": ["plugin", "action"]},
+                    "then": {"properties": {"params": params}}
+                }));
+            }
+        }
+    }
+    let duration =
+        json!({"type": "string", "description": "A duration: \"90s\", \"2m\", \"1h 30m\"."});
+    let step = json!({
+        "type": "object",
+        "required": ["id", "plugin", "action", "on"],
+        "additionalProperties": false,
+        "properties": {
+            "id": {"type": "string", "description": "Unique within the plan."},
+            "name": {"type": "string"},
+            "plugin": {"type": "string", "description": "The plugin that runs the step (built in: see docs/plugins).", "examples": plugins.keys().collect::<Vec<_>>()},
+            "action": {"type": "string", "description": "One of the plugin's actions."},
+            "on": {"type": "string", "description": "A host id or a group."},
+            "params": {"type": "object", "description": "The action's parameters (docs/plugins/<plugin>.md)."},
+            "on_failure": {"enum": ["halt", "continue", "retry"], "default": "halt"},
+            "retries": {"type": "integer", "minimum": 0, "default": 0, "description": "Only a failed step is retried (health.check fails on a down service only with require_healthy = true)."},
+            "backoff": duration,
+            "timeout": duration
+        },
+        "allOf": step_rules
+    });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Backout rollback plan",
+        "description": "A Backout plan file (TOML). Generated by `backout plan schema`; `backout plan check` checks what a schema cannot (references, conditions, durations).",
+        "type": "object",
+        "required": ["plan"],
+        "additionalProperties": false,
+        "properties": {
+            "plan": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+            "host": {"type": "array", "items": {"type": "object", "required": ["id"]}},
+            "roles": {"type": "object", "additionalProperties": {"type": "string"}},
+            "signals": {"type": "object"},
+            "trigger": {"type": "array", "items": {"type": "object"}},
+            "decide_within": {"type": "object"},
+            "approvals": {"type": "object"},
+            "phase": {"type": "array", "items": {
+                "type": "object",
+                "required": ["id"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "after": {"type": "array", "items": {"type": "string"}},
+                    "approvals": {"type": "array", "items": {"type": "string"}},
+                    "time_limit": duration,
+                    "step": {"type": "array", "items": step}
+                }
+            }},
+            "channels": {"type": "object"},
+            "templates": {"type": "object"},
+            "escalation": {"type": "array"},
+            "success": {"type": "object"},
+            "contact": {"type": "array"},
+            "report": {"type": "object"},
+            "drill": {"type": "object"}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The built plugins (scripts/build-plugins.sh, run by scripts/test.sh
+    /// before the tests).
+    fn built() -> BTreeMap<String, Described> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+        match describe_builtin(&dir) {
+            Ok(plugins) => plugins,
+            Err(e) => panic!("{e}: build the plugins first (scripts/build-plugins.sh)"),
+        }
+    }
+
+    #[test]
+    fn the_generated_reference_is_up_to_date() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut stale = Vec::new();
+        for (rel, text) in generate(&built()) {
+            let on_disk = std::fs::read_to_string(root.join(&rel)).unwrap_or_default();
+            if on_disk != text {
+                stale.push(rel);
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "stale: {stale:?}; regenerate with `cargo run -p backout -- plan reference --plugins target/plugins`"
+        );
+    }
+
+    #[test]
+    fn the_reference_says_what_health_check_does_without_require_healthy() {
+        let md = plugin_markdown("health", &catalog::builtin()["health"]);
+        let line = md
+            .lines()
+            .find(|l| l.starts_with("| `require_healthy` |"))
+            .unwrap_or_default();
+        assert!(line.contains("SUCCEEDS even when a check is down"), "{md}");
+        assert!(md.contains("| `checks[].url` | string | yes |"), "{md}");
+    }
+
+    #[test]
+    fn the_plan_schema_constrains_each_plugins_params() {
+        let schema = plan_schema(&catalog::builtin());
+        let rules = &schema["properties"]["phase"]["items"]["properties"]["step"]["items"]["allOf"];
+        let health_check = rules
+            .as_array()
+            .and_then(|r| {
+                r.iter().find(|rule| {
+                    rule["if"]["properties"]["plugin"]["const"] == "health"
+                        && rule["if"]["properties"]["action"]["const"] == "check"
+                })
+            })
+            .cloned()
+            .unwrap_or_default();
+        let params = &health_check["then"]["properties"]["params"];
+        assert_eq!(params["additionalProperties"], json!(false));
+        assert_eq!(
+            params["properties"]["require_healthy"]["type"],
+            json!("boolean")
+        );
+    }
+
+    /// Every ```toml block of every page under docs/, after the
+    /// `<!-- example: KIND -->` line that says what it is.
+    fn examples() -> Vec<(String, String, String)> {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+        let mut pages = Vec::new();
+        let mut dirs = vec![docs];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "md") {
+                    pages.push(path);
+                }
+            }
+        }
+        pages.sort();
+        let mut out = Vec::new();
+        for page in pages {
+            let text = std::fs::read_to_string(&page).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                if line.trim() != "```toml" {
+                    continue;
+                }
+                let kind = i
+                    .checked_sub(1)
+                    .and_then(|j| lines[j].trim().strip_prefix("<!-- example: "))
+                    .and_then(|k| k.strip_suffix(" -->"))
+                    .unwrap_or("untagged")
+                    .to_string();
+                let body: Vec<&str> = lines[i + 1..]
+                    .iter()
+                    .take_while(|l| l.trim() != "```")
+                    .copied()
+                    .collect();
+                out.push((
+                    format!("{}:{}", page.display(), i + 1),
+                    kind,
+                    body.join("\n"),
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_example_in_the_docs_loads() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // The coordinator's example names `plan = "plan.toml"`, which it loads.
+        std::fs::write(dir.path().join("plan.toml"), "[plan]\nname = \"example\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let examples = examples();
+        assert!(examples.iter().any(|(_, kind, _)| kind == "coordinator"));
+        assert!(examples.iter().any(|(_, kind, _)| kind == "agent"));
+        for (at, kind, text) in examples {
+            let file = dir.path().join("example.toml");
+            std::fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
+            let loaded = match kind.as_str() {
+                "coordinator" => crate::config::CoordinatorConfig::load(&file).map(drop),
+                "agent" => backout_agent::config::AgentConfig::load(&file).map(drop),
+                "plan" => backout_plan::model::Plan::parse(&file, &text).map(drop),
+                other => panic!(
+                    "{at}: a toml block must follow `<!-- example: coordinator|agent|plan -->`, not {other}"
+                ),
+            };
+            if let Err(e) = loaded {
+                panic!("{at}: the {kind} example does not load: {e}");
+            }
+        }
+    }
+}
