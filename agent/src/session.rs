@@ -47,14 +47,23 @@ fn msg(kind: AgentKind) -> wire::AgentMessage {
 pub async fn run(agent: Arc<Agent>) {
     let reconnect = &agent.config.reconnect;
     let mut backoff = Backoff::new(reconnect.initial, reconnect.max);
+    let addresses = agent.config.coordinator.list().to_vec();
+    let mut next = 0;
     loop {
         let started = Instant::now();
-        match session(&agent).await {
-            Ok(()) => tracing::warn!("the coordinator closed the session"),
-            Err(e) => tracing::warn!(error = %e, "session failed"),
+        let addr = &addresses[next % addresses.len()];
+        match session(&agent, addr).await {
+            Ok(()) => tracing::warn!(coordinator = %addr, "the coordinator closed the session"),
+            Err(e) => tracing::warn!(coordinator = %addr, error = %e, "session failed"),
         }
         if started.elapsed() >= STABLE_SESSION {
             backoff.reset();
+        }
+        // With several coordinators, the next one is dialled at once (the
+        // leader may have moved); the backoff applies once all were tried.
+        next = (next + 1) % addresses.len();
+        if next != 0 {
+            continue;
         }
         let delay = backoff.next_delay(rand::random::<f64>());
         tracing::info!(delay_ms = delay.as_millis() as u64, "reconnecting");
@@ -63,12 +72,12 @@ pub async fn run(agent: Arc<Agent>) {
 }
 
 /// One session: dial, Hello, Welcome, then serve until the stream ends.
-async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
+async fn session(agent: &Arc<Agent>, addr: &str) -> anyhow::Result<()> {
     let server_name = agent
         .config
         .server_name
         .clone()
-        .unwrap_or_else(|| backout_tls::tls::host_part(&agent.config.coordinator));
+        .unwrap_or_else(|| backout_tls::tls::host_part(addr));
     // Read the certificate files again at every (re)connection, so a renewed
     // certificate is used without a restart; if they do not load (a renewal
     // half written), dial with what was loaded at start.
@@ -77,7 +86,7 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
         agent.tls.clone()
     });
     let channel = connect_coordinator(
-        &agent.config.coordinator,
+        addr,
         &server_name,
         &tls,
         Duration::from_secs(5),
@@ -101,7 +110,7 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
         Err(s) => anyhow::bail!("the coordinator refused the session: {}", s.message()),
     };
     tracing::info!(
-        coordinator = %agent.config.coordinator,
+        coordinator = %addr,
         version = %welcome.coordinator_version,
         "connected"
     );
@@ -120,8 +129,19 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
     let interval = Duration::from_millis(welcome.heartbeat_interval_ms.clamp(100, 300_000).into());
     let heartbeat = tokio::spawn(heartbeats(tx.clone(), interval));
 
+    // The coordinator answers every heartbeat: a coordinator silent for
+    // three intervals is gone (paused, or cut off with the connection still
+    // looking open), and the session is dropped to dial again (the next
+    // coordinator of the list, if there is one).
+    let silence = interval * 3;
     let result = loop {
-        match inbound.message().await {
+        let Ok(next) = tokio::time::timeout(silence, inbound.message()).await else {
+            break Err(anyhow::anyhow!(
+                "no word from the coordinator for {} (three heartbeats): dropping the session",
+                humantime::format_duration(silence)
+            ));
+        };
+        match next {
             Ok(Some(message)) => match message.kind {
                 Some(CoordKind::Command(signed)) => {
                     tokio::spawn(handle_command(agent.clone(), signed, tx.clone()));

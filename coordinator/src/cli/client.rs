@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use backout_proto::wire::control_client::ControlClient;
 use backout_tls::{Identity, TlsFiles};
 use tonic::transport::Channel;
@@ -15,7 +14,8 @@ use super::BadInput;
 /// variable, so a shell session sets them once.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectArgs {
-    /// The coordinator's address, host:port.
+    /// The coordinator's address, host:port; with several coordinators, all
+    /// of them, comma-separated (the one that leads answers).
     #[arg(long, env = "BACKOUT_COORDINATOR", global = true)]
     pub coordinator: Option<String>,
     /// A PKI directory (from `backout pki`): the CA and
@@ -85,19 +85,28 @@ impl ConnectArgs {
             ))
             .into());
         }
-        let server_name = match &self.server_name {
-            Some(name) => name.clone(),
-            None => backout_tls::tls::host_part(&addr),
-        };
-        let channel = backout_tls::tls::connect_coordinator(
-            &addr,
-            &server_name,
-            &material,
-            Duration::from_secs(5),
-        )
-        .await
-        .context("cannot reach the coordinator")?;
-        Ok(ControlClient::new(channel))
+        // Standbys do not listen: the first address that answers leads.
+        let mut last = None;
+        for addr in addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            let server_name = match &self.server_name {
+                Some(name) => name.clone(),
+                None => backout_tls::tls::host_part(addr),
+            };
+            match backout_tls::tls::connect_coordinator(
+                addr,
+                &server_name,
+                &material,
+                Duration::from_secs(5),
+            )
+            .await
+            {
+                Ok(channel) => return Ok(ControlClient::new(channel)),
+                Err(e) => last = Some(anyhow::Error::from(e)),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| BadInput("--coordinator names no address".into()).into())
+            .context("cannot reach the coordinator"))
     }
 }
 

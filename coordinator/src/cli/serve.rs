@@ -8,8 +8,11 @@ use anyhow::Context;
 use backout_proto::command::CommandSigner;
 use tokio::net::TcpListener;
 
+use std::sync::Arc;
+
 use super::{BadInput, Exit};
 use crate::config::CoordinatorConfig;
+use crate::journal::{JournalStore, PostgresStore, lease};
 use crate::root::Coordinator;
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +46,13 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let addrs = listen_addrs(&config.listen)
         .await
         .map_err(|message| BadInput(format!("{listen_from}: `{}`: {message}", config.listen)))?;
+    // With the journal in PostgreSQL, this coordinator is a standby until it
+    // takes the leader lease; only the leader opens its port.
+    let postgres = match lead(&config).await? {
+        Lead::Sqlite => None,
+        Lead::Leading(store) => Some(store),
+        Lead::StoppedWaiting => return Ok(Exit::Ok),
+    };
     let listener = TcpListener::bind(addrs.as_slice())
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -50,7 +60,10 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     // The parts are built (the journal opened under its lock: a second
     // coordinator on one journal is refused here) and the unfinished runs
     // resumed before the coordinator says it is listening.
-    let coordinator = Coordinator::build(config)?;
+    let coordinator = Coordinator::build_on(config, postgres.clone())?;
+    if postgres.is_some() {
+        coordinator.journal.on_fenced(Box::new(|e| step_down(e.to_string())));
+    }
     coordinator.start()?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when listening on
@@ -58,7 +71,67 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let _ = writeln!(std::io::stdout(), "backout: listening on {addr}");
     tracing::info!(%addr, agents = coordinator.config.agents.len(), "coordinator listening");
     crate::server::serve(coordinator, listener, shutdown_signal()).await?;
+    if let Some(store) = postgres {
+        // A standby takes over at once rather than after the TTL.
+        match tokio::task::spawn_blocking(move || store.release()).await {
+            Ok(Ok(())) => tracing::info!("leader lease released"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot release the leader lease; a standby takes it when it expires"),
+            Err(e) => tracing::warn!(error = %e, "cannot release the leader lease"),
+        }
+    }
     Ok(Exit::Ok)
+}
+
+enum Lead {
+    /// One coordinator, on SQLite: no lease.
+    Sqlite,
+    /// This coordinator took the lease on the PostgreSQL journal.
+    Leading(Arc<PostgresStore>),
+    /// Stopped (SIGTERM) while a standby.
+    StoppedWaiting,
+}
+
+/// With `journal.postgres`: connects, waits as a standby until the lease is
+/// free, takes it and keeps it (renewed every third of `lease_ttl`; lost, the
+/// coordinator steps down).
+async fn lead(config: &CoordinatorConfig) -> anyhow::Result<Lead> {
+    let Some(journal) = config.journal.clone() else {
+        return Ok(Lead::Sqlite);
+    };
+    let password = journal.password().map_err(BadInput)?;
+    let conninfo = journal.postgres.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        PostgresStore::connect(&conninfo, password.as_deref())
+    })
+    .await?
+    .context("cannot open the journal in PostgreSQL")?;
+    let store = Arc::new(store);
+    let advertise = config.advertise.clone().unwrap_or_default();
+    let ttl = config.lease_ttl;
+    let _ = writeln!(
+        std::io::stdout(),
+        "backout: standby for the leader lease ({}, as {advertise})",
+        store.name()
+    );
+    let epoch = tokio::select! {
+        epoch = lease::wait_for_lease(store.clone(), advertise.clone(), ttl) => epoch,
+        () = shutdown_signal() => return Ok(Lead::StoppedWaiting),
+    };
+    let _ = writeln!(
+        std::io::stdout(),
+        "backout: leading (epoch {epoch}, as {advertise})"
+    );
+    lease::keep(store.clone(), ttl, Box::new(step_down));
+    Ok(Lead::Leading(store))
+}
+
+/// A coordinator that lost its lease stops at once: it logs why and exits
+/// 1, writing and sending nothing more (its supervisor starts it again, as a
+/// standby). Unfinished runs are carried on by the new leader.
+fn step_down(why: String) {
+    tracing::error!(reason = %why, "lost the leader lease: stepping down");
+    let _ = writeln!(std::io::stderr(), "backout: stepping down: {why}");
+    std::process::exit(1);
 }
 
 /// Reads the command-signing key, as the server will: a missing, unreadable

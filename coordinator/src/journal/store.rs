@@ -64,6 +64,12 @@ pub trait JournalStore: Send + Sync {
 
     /// The store, for messages (`/var/lib/backout/journal.db`).
     fn name(&self) -> String;
+
+    /// The lease epoch this store writes under: 0 for a store without a
+    /// lease (SQLite: one coordinator, held by its lock file).
+    fn epoch(&self) -> u64 {
+        0
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +96,15 @@ pub enum JournalError {
         at: String,
         #[source]
         source: RecordError,
+    },
+    /// This coordinator no longer leads: its lease was taken over (the
+    /// lease row carries `current`), or a renewal failed (`None`). Nothing
+    /// was written.
+    #[error("journal {at}: this coordinator no longer leads (its epoch {mine}{}); nothing written", current.map(|c| format!(", the lease's {c}")).unwrap_or_else(|| ", its lease not renewed".into()))]
+    Fenced {
+        at: String,
+        mine: u64,
+        current: Option<u64>,
     },
     /// A journal this code cannot take on (its format, or another process
     /// holding it).

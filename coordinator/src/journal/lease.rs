@@ -1,0 +1,104 @@
+//! The leader lease, kept: a standby waits for it ([`wait_for_lease`]),
+//! the leader renews it every third of its TTL ([`keep`]) and steps down
+//! when it cannot.
+//!
+//! **Stops at once.** A failed renewal makes the store refuse every append
+//! from that moment (`PostgresStore::set_leading(false)`), and since every
+//! command is journaled before it is sent, nothing more is dispatched. A
+//! good renewal before the TTL has passed resumes writing; a renewal that
+//! finds the lease taken over, or none good for a whole TTL, is the end:
+//! `on_lost` is called (the coordinator steps down).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::postgres::PostgresStore;
+
+/// Takes the lease for `holder` as soon as it is free or expired; returns
+/// the new epoch. Says once per change who leads meanwhile.
+pub async fn wait_for_lease(store: Arc<PostgresStore>, holder: String, ttl: Duration) -> u64 {
+    let every = (ttl / 3).min(Duration::from_secs(1));
+    let mut said = None;
+    loop {
+        let (s, h) = (store.clone(), holder.clone());
+        let attempt = tokio::task::spawn_blocking(move || {
+            let taken = s.take_lease(&h, ttl)?;
+            Ok::<_, super::JournalError>((taken, s.lease()?))
+        })
+        .await;
+        match attempt {
+            Ok(Ok((Some(epoch), _))) => {
+                tracing::warn!(epoch, holder = %holder, "took the leader lease: this coordinator leads");
+                return epoch;
+            }
+            Ok(Ok((None, row))) => {
+                let now = (row.holder.clone(), row.epoch);
+                if said.as_ref() != Some(&now) {
+                    tracing::info!(leader = %row.holder, epoch = row.epoch, "standby: another coordinator leads");
+                    said = Some(now);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "standby: cannot read the leader lease; trying again"),
+            Err(e) => tracing::warn!(error = %e, "standby: the lease check did not finish"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Renews the lease every `ttl / 3` for as long as it holds; calls
+/// `on_lost` with the reason once it is lost.
+pub fn keep(store: Arc<PostgresStore>, ttl: Duration, on_lost: Box<dyn Fn(String) + Send + Sync>) {
+    tokio::spawn(async move {
+        let every = ttl / 3;
+        let mut renewed = Instant::now();
+        loop {
+            tokio::time::sleep(every).await;
+            let started = Instant::now();
+            // A paused process (SIGSTOP) wakes here long after its lease
+            // ended: it writes nothing before asking the database.
+            if renewed.elapsed() >= ttl {
+                store.set_leading(false);
+            }
+            let s = store.clone();
+            let attempt =
+                tokio::time::timeout(every, tokio::task::spawn_blocking(move || s.renew(ttl)))
+                    .await;
+            match attempt {
+                Ok(Ok(Ok(true))) => {
+                    renewed = started;
+                    store.set_leading(true);
+                }
+                Ok(Ok(Ok(false))) => {
+                    store.set_leading(false);
+                    let why = match store.lease() {
+                        Ok(row) => format!(
+                            "the leader lease was taken over: epoch {} held by {} (this coordinator's epoch: {})",
+                            row.epoch,
+                            if row.holder.is_empty() { "nobody" } else { &row.holder },
+                            super::JournalStore::epoch(&*store)
+                        ),
+                        Err(e) => format!("the leader lease is no longer this coordinator's ({e})"),
+                    };
+                    on_lost(why);
+                    return;
+                }
+                failed => {
+                    store.set_leading(false);
+                    let error = match failed {
+                        Ok(Ok(Err(e))) => e.to_string(),
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {}", humantime::format_duration(every)),
+                    };
+                    tracing::error!(%error, "cannot renew the leader lease: dispatching stopped until it is renewed");
+                    if renewed.elapsed() >= ttl {
+                        on_lost(format!(
+                            "the leader lease was not renewed for {} (last error: {error})",
+                            humantime::format_duration(ttl)
+                        ));
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
