@@ -201,4 +201,27 @@ ABSOLUTE = { file = "/etc/backout/token" }
             SecretSource::File("/etc/backout/token".into())
         );
     }
+
+    #[test]
+    fn one_coordinator_or_a_list_and_never_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let load = |coordinator: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "coordinator = {coordinator}\ncommand_key = \"k.pub\"\nstate_dir = \"s\"\n\
+                     [tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n"
+                ),
+            )
+            .unwrap();
+            AgentConfig::load(&path)
+        };
+        assert_eq!(load("\"c1:7443\"").unwrap().coordinator.list(), ["c1:7443"]);
+        let two = load("[\"c1:7443\", \"c2:7443\"]").unwrap().coordinator;
+        assert_eq!(two.list(), ["c1:7443", "c2:7443"]);
+        assert_eq!(two.to_string(), "c1:7443, c2:7443");
+        let e = load("[]").unwrap_err().to_string();
+        assert!(e.contains("agent.toml") && e.contains("coordinator"), "{e}");
+    }
 }

@@ -49,12 +49,23 @@ pub async fn run(agent: Arc<Agent>) {
     let mut backoff = Backoff::new(reconnect.initial, reconnect.max);
     let addresses = agent.config.coordinator.list().to_vec();
     let mut next = 0;
+    // Where a standby said the leader is: dialled next, once.
+    let mut follow: Option<String> = None;
     loop {
         let started = Instant::now();
-        let addr = &addresses[next % addresses.len()];
-        match session(&agent, addr).await {
+        let addr = follow
+            .take()
+            .unwrap_or_else(|| addresses[next % addresses.len()].clone());
+        match session(&agent, &addr).await {
             Ok(()) => tracing::warn!(coordinator = %addr, "the coordinator closed the session"),
-            Err(e) => tracing::warn!(coordinator = %addr, error = %e, "session failed"),
+            Err(e) => match e.downcast_ref::<NotLeader>() {
+                Some(standby) if standby.leader != addr => {
+                    tracing::info!(coordinator = %addr, leader = %standby.leader, "a standby: dialling the leader it names");
+                    follow = Some(standby.leader.clone());
+                    continue;
+                }
+                _ => tracing::warn!(coordinator = %addr, error = %e, "session failed"),
+            },
         }
         if started.elapsed() >= STABLE_SESSION {
             backoff.reset();
@@ -99,7 +110,7 @@ async fn session(agent: &Arc<Agent>, addr: &str) -> anyhow::Result<()> {
     let mut inbound = client
         .attach(ReceiverStream::new(rx))
         .await
-        .map_err(|s| anyhow::anyhow!("the coordinator refused the session: {}", s.message()))?
+        .map_err(refused)?
         .into_inner();
 
     let welcome = match inbound.message().await {
@@ -160,6 +171,32 @@ async fn session(agent: &Arc<Agent>, addr: &str) -> anyhow::Result<()> {
     };
     heartbeat.abort();
     result
+}
+
+/// A standby's answer: "not the leader; the leader is ADDR".
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct NotLeader {
+    leader: String,
+    message: String,
+}
+
+/// The error of a refused attach: a standby's names the leader (metadata
+/// `backout-leader`).
+fn refused(status: tonic::Status) -> anyhow::Error {
+    let leader = status
+        .metadata()
+        .get("backout-leader")
+        .and_then(|v| v.to_str().ok())
+        .filter(|l| !l.is_empty());
+    match leader {
+        Some(leader) => NotLeader {
+            leader: leader.to_string(),
+            message: status.message().to_string(),
+        }
+        .into(),
+        None => anyhow::anyhow!("the coordinator refused the session: {}", status.message()),
+    }
 }
 
 fn hello(agent: &Agent) -> wire::Hello {

@@ -58,6 +58,10 @@ enum Command {
     Signal(cli::signal::Args),
     /// Show who the coordinator thinks you are, and your roles.
     Whoami,
+    /// Show which coordinator leads: its lease epoch and age, the standbys.
+    ///
+    /// Example: BACKOUT_COORDINATOR=c1:7443,c2:7443 backout status
+    Status(cli::status::Args),
     /// Start a rollback run.
     #[command(subcommand)]
     Rollback(cli::rollback::Args),
@@ -109,6 +113,7 @@ async fn run(command: Command, connect: &ConnectArgs) -> anyhow::Result<Exit> {
         Command::Guard(args) => cli::guard::run(args, connect).await,
         Command::Signal(args) => cli::signal::run(args, connect).await,
         Command::Whoami => cli::whoami::run(connect).await,
+        Command::Status(args) => cli::status::run(args, connect).await,
         Command::Rollback(args) => cli::rollback::run(args, connect).await,
         Command::Approve(args) => cli::approve::run(args, connect).await,
         Command::Runs(args) => cli::runs::run(args, connect).await,

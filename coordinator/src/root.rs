@@ -28,6 +28,8 @@ pub struct Coordinator {
     /// The plan's signals and triggers, when the configuration names a plan.
     pub board: Option<Arc<Board>>,
     pub runs: Arc<Runs>,
+    /// The PostgreSQL journal's lease (`backout status`), if it is one.
+    pub lease: Option<Arc<PostgresStore>>,
 }
 
 impl Coordinator {
@@ -64,7 +66,7 @@ impl Coordinator {
                 config.state_dir.display()
             )
         })?;
-        let journal = Arc::new(match postgres {
+        let journal = Arc::new(match postgres.clone() {
             Some(store) => Journal::shared(store),
             None => Journal::open_exclusive(&config.journal_path())?,
         });
@@ -96,6 +98,7 @@ impl Coordinator {
             dispatcher,
             board,
             runs,
+            lease: postgres,
         })
     }
 

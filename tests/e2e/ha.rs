@@ -275,6 +275,21 @@ async fn sigterm_hands_the_lease_to_the_standby_at_once() {
         .ha(&pg, "600s")
         .start()
         .await;
+    // `backout status` (through the list: the leader answers) names both.
+    let (a, b) = (
+        fleet.coordinator.addr.clone(),
+        fleet.standby.as_ref().unwrap().addr.clone(),
+    );
+    let status = backout_e2e::wait_for("the standby to be listed", Duration::from_secs(30), || {
+        let status = fleet.json("alice", &["status", "--output", "json"]);
+        (status["standbys"] == serde_json::json!([b.as_str()])).then_some(status)
+    })
+    .await;
+    assert_eq!(status["leader"], a.as_str(), "{status}");
+    assert_eq!(status["epoch"], 1, "{status}");
+    assert!(status["lease_age_ms"].as_i64().unwrap() < 600_000, "{status}");
+    assert!(status["journal"].as_str().unwrap().starts_with("postgres host=127.0.0.1"));
+
     let leader = fleet.coordinator.proc.child.id().unwrap();
     send_signal(leader, "TERM");
     let mut old = fleet.standby_leads().await;
@@ -282,6 +297,8 @@ async fn sigterm_hands_the_lease_to_the_standby_at_once() {
     assert_eq!(status.code(), Some(0));
     assert!(old.proc.log_text().contains("leader lease released"));
     fleet.wait_connected(1).await;
+    let status = fleet.json("alice", &["status", "--output", "json"]);
+    assert_eq!((&status["leader"], &status["epoch"]), (&serde_json::json!(b), &serde_json::json!(2)));
 }
 
 fn send_signal(pid: u32, name: &str) {
@@ -290,4 +307,49 @@ fn send_signal(pid: u32, name: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// The README's HA configuration, loaded as the coordinator loads it (the
+/// password file moved to a temp dir); and the same with what a user gets
+/// wrong: each is exit-2 material naming the file and the field.
+#[test]
+fn the_readme_ha_configuration_loads_and_mistakes_name_their_field() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .unwrap();
+    let section = readme
+        .split("## Two coordinators")
+        .nth(1)
+        .expect("the README's HA section");
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("its coordinator block");
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("pg.pass");
+    std::fs::write(&pass, "secret\n").unwrap();
+    let base = "listen = \"127.0.0.1:0\"\ncommand_key = \"k\"\n";
+    let tail = "[tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n";
+    let load = |text: &str| {
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, format!("{base}{text}{tail}")).unwrap();
+        backout::config::CoordinatorConfig::load(&path)
+    };
+    let ours = block.replace("/etc/backout/pg.pass", pass.to_str().unwrap());
+    let config = load(&ours).unwrap();
+    let journal = config.journal.as_ref().unwrap();
+    assert_eq!(journal.password().unwrap().as_deref(), Some("secret"));
+    assert_eq!(config.advertise.as_deref(), Some("10.0.0.5:7443"));
+    assert_eq!(config.lease_ttl, Duration::from_secs(10));
+
+    for (text, field) in [
+        (ours.replace("advertise = \"10.0.0.5:7443\"", ""), "advertise"),
+        (ours.replace("user=backout", "user=backout password=hunter2"), "journal.postgres"),
+        (ours.replace(pass.to_str().unwrap(), "/nonexistent/pg.pass"), "journal.password_file"),
+        (ours.replace("\"10s\"", "\"10ms\""), "lease_ttl"),
+    ] {
+        let e = load(&text).unwrap_err().to_string();
+        assert!(e.contains("coordinator.toml") && e.contains(field), "{field}: {e}");
+        assert!(!e.contains("hunter2"), "the password shows: {e}");
+    }
 }

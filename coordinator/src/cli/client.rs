@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use backout_proto::wire;
 use backout_proto::wire::control_client::ControlClient;
 use backout_tls::{Identity, TlsFiles};
 use tonic::transport::Channel;
@@ -85,9 +86,18 @@ impl ConnectArgs {
             ))
             .into());
         }
-        // Standbys do not listen: the first address that answers leads.
+        // Each address in turn; a standby answers "not the leader; the
+        // leader is ADDR", and that address is dialled next.
+        let mut addrs: std::collections::VecDeque<String> = addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut followed = 0;
         let mut last = None;
-        for addr in addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        while let Some(addr) = addrs.pop_front() {
+            let addr = addr.as_str();
             let server_name = match &self.server_name {
                 Some(name) => name.clone(),
                 None => backout_tls::tls::host_part(addr),
@@ -100,7 +110,26 @@ impl ConnectArgs {
             )
             .await
             {
-                Ok(channel) => return Ok(ControlClient::new(channel)),
+                Ok(channel) => {
+                    let mut control = ControlClient::new(channel);
+                    match control.who_am_i(wire::WhoAmIRequest {}).await {
+                        Err(s) if s.code() == tonic::Code::Unavailable => {
+                            let leader = s
+                                .metadata()
+                                .get(crate::server::LEADER_KEY)
+                                .and_then(|v| v.to_str().ok())
+                                .filter(|l| !l.is_empty() && *l != addr);
+                            if let Some(leader) = leader.filter(|_| followed < 3) {
+                                followed += 1;
+                                addrs.push_front(leader.to_string());
+                            }
+                            last = Some(anyhow::anyhow!("{addr}: {}", s.message()));
+                        }
+                        // Anything else (answered, or refused for who we are)
+                        // is the leader's answer: the command's own call says it.
+                        _ => return Ok(control),
+                    }
+                }
                 Err(e) => last = Some(anyhow::Error::from(e)),
             }
         }

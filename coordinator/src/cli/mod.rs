@@ -46,6 +46,7 @@ pub mod serve;
 pub mod signal;
 pub mod table;
 pub mod watch;
+pub mod status;
 pub mod whoami;
 
 /// The exit code when standard output's reader went away before everything

@@ -46,16 +46,16 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let addrs = listen_addrs(&config.listen)
         .await
         .map_err(|message| BadInput(format!("{listen_from}: `{}`: {message}", config.listen)))?;
-    // With the journal in PostgreSQL, this coordinator is a standby until it
-    // takes the leader lease; only the leader opens its port.
-    let postgres = match lead(&config).await? {
-        Lead::Sqlite => None,
-        Lead::Leading(store) => Some(store),
-        Lead::StoppedWaiting => return Ok(Exit::Ok),
-    };
     let listener = TcpListener::bind(addrs.as_slice())
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // With the journal in PostgreSQL, this coordinator is a standby until it
+    // takes the leader lease.
+    let (postgres, listener) = match lead(&config, listener).await? {
+        Lead::Sqlite(listener) => (None, listener),
+        Lead::Leading(store, listener) => (Some(store), listener),
+        Lead::StoppedWaiting => return Ok(Exit::Ok),
+    };
     survive_file_size_limit();
     // The parts are built (the journal opened under its lock: a second
     // coordinator on one journal is refused here) and the unfinished runs
@@ -84,19 +84,21 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
 
 enum Lead {
     /// One coordinator, on SQLite: no lease.
-    Sqlite,
-    /// This coordinator took the lease on the PostgreSQL journal.
-    Leading(Arc<PostgresStore>),
+    Sqlite(TcpListener),
+    /// This coordinator took the lease on the PostgreSQL journal; the
+    /// listener, bound again for the real services.
+    Leading(Arc<PostgresStore>, TcpListener),
     /// Stopped (SIGTERM) while a standby.
     StoppedWaiting,
 }
 
 /// With `journal.postgres`: connects, waits as a standby until the lease is
-/// free, takes it and keeps it (renewed every third of `lease_ttl`; lost, the
-/// coordinator steps down).
-async fn lead(config: &CoordinatorConfig) -> anyhow::Result<Lead> {
+/// free (answering every call on `listener` with "not the leader; the
+/// leader is ADDR"), takes it and keeps it (renewed every third of
+/// `lease_ttl`; lost, the coordinator steps down).
+async fn lead(config: &CoordinatorConfig, listener: TcpListener) -> anyhow::Result<Lead> {
     let Some(journal) = config.journal.clone() else {
-        return Ok(Lead::Sqlite);
+        return Ok(Lead::Sqlite(listener));
     };
     let password = journal.password().map_err(BadInput)?;
     let conninfo = journal.postgres.clone();
@@ -113,16 +115,30 @@ async fn lead(config: &CoordinatorConfig) -> anyhow::Result<Lead> {
         "backout: standby for the leader lease ({}, as {advertise})",
         store.name()
     );
+    let addr = listener.local_addr()?;
+    let (leader, follow) = tokio::sync::watch::channel(String::new());
+    let standby_config = config.clone();
+    let standby = tokio::spawn(async move {
+        crate::server::serve_standby(&standby_config, listener, follow, std::future::pending())
+            .await
+    });
     let epoch = tokio::select! {
-        epoch = lease::wait_for_lease(store.clone(), advertise.clone(), ttl) => epoch,
+        epoch = lease::wait_for_lease(store.clone(), advertise.clone(), ttl, leader) => epoch,
         () = shutdown_signal() => return Ok(Lead::StoppedWaiting),
     };
+    // The standby's answers stop (its connections dropped: clients dial
+    // again and reach the services), and the port is bound again.
+    standby.abort();
+    let _ = standby.await;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} again after taking the lease"))?;
     let _ = writeln!(
         std::io::stdout(),
         "backout: leading (epoch {epoch}, as {advertise})"
     );
     lease::keep(store.clone(), ttl, Box::new(step_down));
-    Ok(Lead::Leading(store))
+    Ok(Lead::Leading(store, listener))
 }
 
 /// A coordinator that lost its lease stops at once: it logs why and exits

@@ -4,10 +4,11 @@
 //!
 //! **Stops at once.** A failed renewal makes the store refuse every append
 //! from that moment (`PostgresStore::set_leading(false)`), and since every
-//! command is journaled before it is sent, nothing more is dispatched. A
-//! good renewal before the TTL has passed resumes writing; a renewal that
-//! finds the lease taken over, or none good for a whole TTL, is the end:
-//! `on_lost` is called (the coordinator steps down).
+//! command is journaled before it is sent, nothing more is dispatched; the
+//! coordinator steps down at the first append refused (`Journal::on_fenced`).
+//! With nothing to write, a good renewal before the TTL has passed resumes
+//! writing; a renewal that finds the lease taken over, or none good for a
+//! whole TTL, is the end: `on_lost` is called (the coordinator steps down).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,13 +16,20 @@ use std::time::{Duration, Instant};
 use super::postgres::PostgresStore;
 
 /// Takes the lease for `holder` as soon as it is free or expired; returns
-/// the new epoch. Says once per change who leads meanwhile.
-pub async fn wait_for_lease(store: Arc<PostgresStore>, holder: String, ttl: Duration) -> u64 {
+/// the new epoch. Says once per change who leads meanwhile, and keeps
+/// `leader` set to the holder's address.
+pub async fn wait_for_lease(
+    store: Arc<PostgresStore>,
+    holder: String,
+    ttl: Duration,
+    leader: tokio::sync::watch::Sender<String>,
+) -> u64 {
     let every = (ttl / 3).min(Duration::from_secs(1));
     let mut said = None;
     loop {
         let (s, h) = (store.clone(), holder.clone());
         let attempt = tokio::task::spawn_blocking(move || {
+            s.seen(&h)?;
             let taken = s.take_lease(&h, ttl)?;
             Ok::<_, super::JournalError>((taken, s.lease()?))
         })
@@ -32,6 +40,7 @@ pub async fn wait_for_lease(store: Arc<PostgresStore>, holder: String, ttl: Dura
                 return epoch;
             }
             Ok(Ok((None, row))) => {
+                leader.send_replace(row.holder.clone());
                 let now = (row.holder.clone(), row.epoch);
                 if said.as_ref() != Some(&now) {
                     tracing::info!(leader = %row.holder, epoch = row.epoch, "standby: another coordinator leads");

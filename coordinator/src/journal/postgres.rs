@@ -83,9 +83,17 @@ CREATE TABLE IF NOT EXISTS lease (
     renewed_at TIMESTAMPTZ NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS coordinators (
+    advertise TEXT PRIMARY KEY,
+    seen_at TIMESTAMPTZ NOT NULL
+);
 INSERT INTO lease (id, holder, epoch, renewed_at, expires_at)
     VALUES (1, '', 0, now(), now()) ON CONFLICT (id) DO NOTHING;
 ";
+
+/// How long a transaction may wait on this client between statements
+/// before the server ends the session (and releases its locks).
+pub const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(2);
 
 /// Two coordinators starting together create the tables one after the
 /// other (an advisory lock held for the creating transaction).
@@ -108,6 +116,14 @@ impl PostgresStore {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.application_name("backout");
+        // A leader paused in the middle of an append (SIGSTOP, a frozen VM)
+        // holds the lease row's lock: the server ends its session after this
+        // long idle in the transaction, so a standby can take the lease.
+        let options = config.get_options().unwrap_or("").to_string();
+        config.options(format!(
+            "{options} -c idle_in_transaction_session_timeout={}",
+            IDLE_IN_TRANSACTION.as_millis()
+        ));
         let name = describe(&config);
         let store = PostgresStore {
             config,
@@ -233,6 +249,38 @@ impl PostgresStore {
             .await
         })
         .map(drop)
+    }
+
+    /// Says that the coordinator advertised as `advertise` is alive (every
+    /// lease attempt of a standby, every renewal of the leader).
+    pub fn seen(&self, advertise: &str) -> Result<(), JournalError> {
+        let advertise = advertise.to_string();
+        self.with_client(async move |c: &mut Client| {
+            c.execute(
+                "INSERT INTO coordinators (advertise, seen_at) VALUES ($1, now())
+                 ON CONFLICT (advertise) DO UPDATE SET seen_at = now()",
+                &[&advertise],
+            )
+            .await
+        })
+        .map(drop)
+    }
+
+    /// Coordinators seen within `within` that do not hold the lease.
+    pub fn standbys(&self, within: Duration) -> Result<Vec<String>, JournalError> {
+        let within_ms = ttl_ms(within);
+        self.with_client(async move |c: &mut Client| {
+            let rows = c
+                .query(
+                    "SELECT advertise FROM coordinators
+                     WHERE seen_at > now() - make_interval(secs => $1::BIGINT / 1000.0)
+                       AND advertise <> (SELECT holder FROM lease WHERE id = 1)
+                     ORDER BY advertise",
+                    &[&within_ms],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
     }
 
     /// The lease row as it stands.
