@@ -223,5 +223,13 @@ ABSOLUTE = { file = "/etc/backout/token" }
         assert_eq!(two.to_string(), "c1:7443, c2:7443");
         let e = load("[]").unwrap_err().to_string();
         assert!(e.contains("agent.toml") && e.contains("coordinator"), "{e}");
+        // The README's example (its HA section) is one that loads.
+        let readme = include_str!("../../README.md");
+        let example = readme
+            .lines()
+            .find_map(|l| l.strip_prefix("coordinator = ["))
+            .expect("the README's agent example");
+        let listed = load(&format!("[{example}")).unwrap().coordinator;
+        assert_eq!(listed.list().len(), 2, "{example}");
     }
 }

@@ -96,13 +96,7 @@ async fn session(agent: &Arc<Agent>, addr: &str) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "TLS files do not load; using the ones loaded at start");
         agent.tls.clone()
     });
-    let channel = connect_coordinator(
-        addr,
-        &server_name,
-        &tls,
-        Duration::from_secs(5),
-    )
-    .await?;
+    let channel = connect_coordinator(addr, &server_name, &tls, Duration::from_secs(5)).await?;
     let mut client = wire::session_client::SessionClient::new(channel);
 
     let (tx, rx) = mpsc::channel::<wire::AgentMessage>(256);

@@ -352,7 +352,9 @@ impl CoordinatorConfig {
             .password()
             .map_err(|e| bad("journal.password_file", e))?;
         match &self.advertise {
-            Some(a) if a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) => {}
+            Some(a)
+                if a.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) => {}
             Some(a) => return Err(bad("advertise", format!("`{a}` is not host:port"))),
             None => {
                 return Err(bad(

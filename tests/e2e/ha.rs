@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use backout::journal::{Journal, JournalError, PostgresStore, Record, Verdict, conformance};
+use backout::journal::conformance::{self, signal};
+use backout::journal::{Journal, JournalError, PostgresStore, Verdict};
 use backout_e2e::fleet::{Fleet, run_id};
 use backout_e2e::plans::{APP_HOSTS, mark_step, marked, marked_counts, marked_fleet};
 use backout_e2e::postgres::Postgres;
@@ -19,15 +20,6 @@ fn conninfo(pg: &Postgres) -> String {
 
 fn store(pg: &Postgres) -> PostgresStore {
     PostgresStore::connect(&conninfo(pg), Some(&pg.password)).unwrap()
-}
-
-fn signal(n: i64) -> Record {
-    Record::SignalSet {
-        signal: "payments_ok".into(),
-        value: n.to_string(),
-        by: "alice".into(),
-        note: String::new(),
-    }
 }
 
 /// Polls `take` until it returns `Some` (the lease expired on the
@@ -82,7 +74,10 @@ fn a_takeover_raises_the_epoch_and_fences_the_old_leader() {
     });
     assert_eq!(second, first + 1);
     let lease = b.lease().unwrap();
-    assert_eq!((lease.holder.as_str(), lease.epoch, lease.live), ("b:1", second, true));
+    assert_eq!(
+        (lease.holder.as_str(), lease.epoch, lease.live),
+        ("b:1", second, true)
+    );
 
     // a wakes up: its write fails, naming both epochs, and writes nothing.
     let head = a.head().unwrap();
@@ -152,8 +147,9 @@ async fn a_leader_killed_mid_phase_is_replaced_by_the_standby_and_every_step_run
     // after the first dispatches, and further into the steps.
     for boundary in [2, 6, 11] {
         let pg = Postgres::start();
-        let (builder, marks_dir) =
-            marked_fleet(&format!("ha-kill-{boundary}.test"), |dir| marked(&dir.join("marks")));
+        let (builder, marks_dir) = marked_fleet(&format!("ha-kill-{boundary}.test"), |dir| {
+            marked(&dir.join("marks"))
+        });
         let marks = marks_dir.join("marks");
         let freeze = boundary.to_string();
         let mut fleet = builder
@@ -187,7 +183,10 @@ async fn a_leader_killed_mid_phase_is_replaced_by_the_standby_and_every_step_run
                 let id = run_id(&serde_json::from_str(&out).unwrap());
                 approve = Some(fleet.cli_child("bob", &["approve", &id, "--output", "json"]));
             }
-            assert!(Instant::now() < deadline, "the leader never froze after entry {boundary}");
+            assert!(
+                Instant::now() < deadline,
+                "the leader never froze after entry {boundary}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         fleet.kill_coordinator().await;
@@ -207,7 +206,10 @@ async fn a_leader_killed_mid_phase_is_replaced_by_the_standby_and_every_step_run
         assert!(matches!(verified(&pg), Verdict::Intact { .. }));
         let log = fleet.coordinator.proc.log_text();
         assert!(log.contains("took the leader lease"), "{log}");
-        assert!(log.contains("epoch=2"), "the takeover raised the epoch: {log}");
+        assert!(
+            log.contains("epoch=2"),
+            "the takeover raised the epoch: {log}"
+        );
     }
 }
 
@@ -287,8 +289,16 @@ async fn sigterm_hands_the_lease_to_the_standby_at_once() {
     .await;
     assert_eq!(status["leader"], a.as_str(), "{status}");
     assert_eq!(status["epoch"], 1, "{status}");
-    assert!(status["lease_age_ms"].as_i64().unwrap() < 600_000, "{status}");
-    assert!(status["journal"].as_str().unwrap().starts_with("postgres host=127.0.0.1"));
+    assert!(
+        status["lease_age_ms"].as_i64().unwrap() < 600_000,
+        "{status}"
+    );
+    assert!(
+        status["journal"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres host=127.0.0.1")
+    );
 
     let leader = fleet.coordinator.proc.child.id().unwrap();
     send_signal(leader, "TERM");
@@ -298,7 +308,10 @@ async fn sigterm_hands_the_lease_to_the_standby_at_once() {
     assert!(old.proc.log_text().contains("leader lease released"));
     fleet.wait_connected(1).await;
     let status = fleet.json("alice", &["status", "--output", "json"]);
-    assert_eq!((&status["leader"], &status["epoch"]), (&serde_json::json!(b), &serde_json::json!(2)));
+    assert_eq!(
+        (&status["leader"], &status["epoch"]),
+        (&serde_json::json!(b), &serde_json::json!(2))
+    );
 }
 
 fn send_signal(pid: u32, name: &str) {
@@ -314,8 +327,8 @@ fn send_signal(pid: u32, name: &str) {
 /// wrong: each is exit-2 material naming the file and the field.
 #[test]
 fn the_readme_ha_configuration_loads_and_mistakes_name_their_field() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let section = readme
         .split("## Two coordinators")
         .nth(1)
@@ -343,13 +356,25 @@ fn the_readme_ha_configuration_loads_and_mistakes_name_their_field() {
     assert_eq!(config.lease_ttl, Duration::from_secs(10));
 
     for (text, field) in [
-        (ours.replace("advertise = \"10.0.0.5:7443\"", ""), "advertise"),
-        (ours.replace("user=backout", "user=backout password=hunter2"), "journal.postgres"),
-        (ours.replace(pass.to_str().unwrap(), "/nonexistent/pg.pass"), "journal.password_file"),
+        (
+            ours.replace("advertise = \"10.0.0.5:7443\"", ""),
+            "advertise",
+        ),
+        (
+            ours.replace("user=backout", "user=backout password=hunter2"),
+            "journal.postgres",
+        ),
+        (
+            ours.replace(pass.to_str().unwrap(), "/nonexistent/pg.pass"),
+            "journal.password_file",
+        ),
         (ours.replace("\"10s\"", "\"10ms\""), "lease_ttl"),
     ] {
         let e = load(&text).unwrap_err().to_string();
-        assert!(e.contains("coordinator.toml") && e.contains(field), "{field}: {e}");
+        assert!(
+            e.contains("coordinator.toml") && e.contains(field),
+            "{field}: {e}"
+        );
         assert!(!e.contains("hunter2"), "the password shows: {e}");
     }
 }

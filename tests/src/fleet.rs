@@ -653,7 +653,10 @@ impl Fleet {
         let addr = standby.serving.line("backout: listening on ", WAIT).await;
         assert_eq!(addr, standby.addr);
         self.addr = addr.clone();
-        std::mem::replace(&mut self.coordinator, standby.serving.into_coordinator(addr))
+        std::mem::replace(
+            &mut self.coordinator,
+            standby.serving.into_coordinator(addr),
+        )
     }
 
     /// SIGKILLs the coordinator and starts it again on the same address.

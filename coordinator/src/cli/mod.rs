@@ -44,9 +44,9 @@ pub mod rollback;
 pub mod runs;
 pub mod serve;
 pub mod signal;
+pub mod status;
 pub mod table;
 pub mod watch;
-pub mod status;
 pub mod whoami;
 
 /// The exit code when standard output's reader went away before everything

@@ -62,7 +62,9 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     // resumed before the coordinator says it is listening.
     let coordinator = Coordinator::build_on(config, postgres.clone())?;
     if postgres.is_some() {
-        coordinator.journal.on_fenced(Box::new(|e| step_down(e.to_string())));
+        coordinator
+            .journal
+            .on_fenced(Box::new(|e| step_down(e.to_string())));
     }
     coordinator.start()?;
     let addr = listener.local_addr()?;
@@ -75,7 +77,9 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         // A standby takes over at once rather than after the TTL.
         match tokio::task::spawn_blocking(move || store.release()).await {
             Ok(Ok(())) => tracing::info!("leader lease released"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot release the leader lease; a standby takes it when it expires"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot release the leader lease; a standby takes it when it expires")
+            }
             Err(e) => tracing::warn!(error = %e, "cannot release the leader lease"),
         }
     }
@@ -102,11 +106,10 @@ async fn lead(config: &CoordinatorConfig, listener: TcpListener) -> anyhow::Resu
     };
     let password = journal.password().map_err(BadInput)?;
     let conninfo = journal.postgres.clone();
-    let store = tokio::task::spawn_blocking(move || {
-        PostgresStore::connect(&conninfo, password.as_deref())
-    })
-    .await?
-    .context("cannot open the journal in PostgreSQL")?;
+    let store =
+        tokio::task::spawn_blocking(move || PostgresStore::connect(&conninfo, password.as_deref()))
+            .await?
+            .context("cannot open the journal in PostgreSQL")?;
     let store = Arc::new(store);
     let advertise = config.advertise.clone().unwrap_or_default();
     let ttl = config.lease_ttl;

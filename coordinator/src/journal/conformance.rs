@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use super::{Journal, NewEntry, Record, StepEventRecord, Verdict};
 
-fn signal(n: i64) -> Record {
+/// A record to append: a manual signal set to `n`.
+pub fn signal(n: i64) -> Record {
     Record::SignalSet {
         signal: "payments_ok".into(),
         value: n.to_string(),

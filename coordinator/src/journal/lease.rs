@@ -47,7 +47,9 @@ pub async fn wait_for_lease(
                     said = Some(now);
                 }
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "standby: cannot read the leader lease; trying again"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "standby: cannot read the leader lease; trying again")
+            }
             Err(e) => tracing::warn!(error = %e, "standby: the lease check did not finish"),
         }
         tokio::time::sleep(every).await;
@@ -83,7 +85,11 @@ pub fn keep(store: Arc<PostgresStore>, ttl: Duration, on_lost: Box<dyn Fn(String
                         Ok(row) => format!(
                             "the leader lease was taken over: epoch {} held by {} (this coordinator's epoch: {})",
                             row.epoch,
-                            if row.holder.is_empty() { "nobody" } else { &row.holder },
+                            if row.holder.is_empty() {
+                                "nobody"
+                            } else {
+                                &row.holder
+                            },
                             super::JournalStore::epoch(&*store)
                         ),
                         Err(e) => format!("the leader lease is no longer this coordinator's ({e})"),

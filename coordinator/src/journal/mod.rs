@@ -30,11 +30,11 @@ mod sqlite;
 mod store;
 
 pub use chain::{GENESIS, Head, Verdict, entry_hash};
+pub use postgres::{LeaseRow, PostgresStore};
 pub use record::{
     CommandSent, Dispatched, FORMAT, Finished, Notification, Record, RecordError, RunCreated,
     StepEventRecord,
 };
-pub use postgres::{LeaseRow, PostgresStore};
 pub use sqlite::{SqliteStore, lock_path};
 pub use store::{Entry, JournalError, JournalStore, NewEntry, Written};
 

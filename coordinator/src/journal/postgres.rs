@@ -31,8 +31,10 @@ use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
 
 use super::chain::{self, Head, Row, Verdict};
-use super::record::{FORMAT, Record};
-use super::store::{Entry, JournalError, JournalStore, NewEntry, Written};
+use super::record::FORMAT;
+use super::store::{
+    Entry, JournalError, JournalStore, NewEntry, Written, decode_rows, encode_entries,
+};
 
 pub struct PostgresStore {
     config: tokio_postgres::Config,
@@ -189,10 +191,18 @@ impl PostgresStore {
             .map_err(|e| self.err(e))
     }
 
+    /// A store error saying the whole chain (tokio-postgres's own message is
+    /// only "db error" or "error connecting to server").
     fn err(&self, e: impl std::error::Error + Send + Sync + 'static) -> JournalError {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
         JournalError::Store {
             at: self.name(),
-            source: Box::new(e),
+            source: text.into(),
         }
     }
 
@@ -336,17 +346,7 @@ impl JournalStore for PostgresStore {
                 current: None,
             });
         }
-        let mut encoded = Vec::with_capacity(new.len());
-        for n in new {
-            let (kind, body) = n
-                .record
-                .encode()
-                .map_err(|source| JournalError::Unwritable {
-                    at: self.name(),
-                    source,
-                })?;
-            encoded.push((n.at_ms, n.run_id.to_string(), kind, body));
-        }
+        let encoded = encode_entries(&self.name(), new)?;
         let outcome = self.with_client(async move |client: &mut Client| {
             let tx = client.transaction().await?;
             // The fence: the lease row, locked until this transaction ends,
@@ -416,23 +416,7 @@ impl JournalStore for PostgresStore {
     }
 
     fn read_from(&self, from_seq: i64, run_id: Option<&str>) -> Result<Vec<Entry>, JournalError> {
-        self.read_rows(from_seq, run_id)?
-            .into_iter()
-            .map(|row| match Record::decode(&row.kind, &row.body) {
-                Ok(record) => Ok(Entry {
-                    seq: row.seq,
-                    at_ms: row.at_ms,
-                    run_id: row.run_id,
-                    record,
-                }),
-                Err(source) => Err(JournalError::Unreadable {
-                    at: self.name(),
-                    seq: row.seq,
-                    kind: row.kind,
-                    source,
-                }),
-            })
-            .collect()
+        decode_rows(&self.name(), self.read_rows(from_seq, run_id)?)
     }
 
     fn head(&self) -> Result<Head, JournalError> {
@@ -513,7 +497,10 @@ fn describe(config: &tokio_postgres::Config) -> String {
             tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
         })
         .collect();
-    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    let mut ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    if ports.is_empty() {
+        ports.push("5432".into());
+    }
     format!(
         "postgres host={} port={} dbname={} user={}",
         hosts.join(","),

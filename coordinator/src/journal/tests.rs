@@ -1,16 +1,8 @@
 //! The journal in front of its store: batches, queued entries, reading
 //! back (`conformance.rs`, which the PostgreSQL store passes too).
 
+use super::conformance::signal;
 use super::*;
-
-fn signal(n: i64) -> Record {
-    Record::SignalSet {
-        signal: "payments_ok".into(),
-        value: n.to_string(),
-        by: "alice".into(),
-        note: String::new(),
-    }
-}
 
 pub(super) fn journal(n: i64) -> (tempfile::TempDir, std::path::PathBuf, Journal) {
     let dir = tempfile::tempdir().unwrap();
