@@ -111,7 +111,7 @@ impl wire::session_server::Session for FakeService {
                 {
                     let _ = ack
                         .send(wire::CoordinatorMessage {
-                            kind: Some(wire::coordinator_message::Kind::HeartbeatAck(beat.clone())),
+                            kind: Some(wire::coordinator_message::Kind::HeartbeatAck(*beat)),
                         })
                         .await;
                 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::{BadInput, Exit};
 use crate::config::CoordinatorConfig;
-use crate::journal::{JournalStore, PostgresStore, lease};
+use crate::journal::{JournalError, JournalStore, PostgresStore, lease};
 use crate::root::Coordinator;
 
 #[derive(Debug, clap::Args)]
@@ -62,9 +62,16 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     // resumed before the coordinator says it is listening.
     let coordinator = Coordinator::build_on(config, postgres.clone())?;
     if postgres.is_some() {
-        coordinator
-            .journal
-            .on_fenced(Box::new(|e| step_down(e.to_string())));
+        // An append that met another epoch: the lease is another's. (One
+        // refused while a renewal is pending waits for the lease's keeper.)
+        coordinator.journal.on_fenced(Box::new(|e| {
+            if let JournalError::Fenced {
+                current: Some(_), ..
+            } = e
+            {
+                step_down(e.to_string());
+            }
+        }));
     }
     coordinator.start()?;
     let addr = listener.local_addr()?;
@@ -84,6 +91,27 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// Binds `addr` again once the standby's server is gone: its accept loop
+/// lets go of the port when it next runs, so a refused bind is tried again
+/// for up to 2 s.
+async fn bind_again(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let mut tries = 0;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "cannot listen on {addr} again after taking the lease"
+                )));
+            }
+        }
+    }
 }
 
 enum Lead {
@@ -133,9 +161,7 @@ async fn lead(config: &CoordinatorConfig, listener: TcpListener) -> anyhow::Resu
     // again and reach the services), and the port is bound again.
     standby.abort();
     let _ = standby.await;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} again after taking the lease"))?;
+    let listener = bind_again(addr).await?;
     let _ = writeln!(
         std::io::stdout(),
         "backout: leading (epoch {epoch}, as {advertise})"

@@ -4,11 +4,11 @@
 //!
 //! **Stops at once.** A failed renewal makes the store refuse every append
 //! from that moment (`PostgresStore::set_leading(false)`), and since every
-//! command is journaled before it is sent, nothing more is dispatched; the
-//! coordinator steps down at the first append refused (`Journal::on_fenced`).
-//! With nothing to write, a good renewal before the TTL has passed resumes
-//! writing; a renewal that finds the lease taken over, or none good for a
-//! whole TTL, is the end: `on_lost` is called (the coordinator steps down).
+//! command is journaled before it is sent, nothing more is dispatched. A
+//! good renewal before the TTL has passed resumes writing; a renewal that
+//! finds the lease taken over, or none good for a whole TTL, is the end:
+//! `on_lost` is called (the coordinator steps down), as it is by an append
+//! that meets another epoch in the database (`Journal::on_fenced`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,12 +64,14 @@ pub fn keep(store: Arc<PostgresStore>, ttl: Duration, on_lost: Box<dyn Fn(String
         let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(every).await;
-            let started = Instant::now();
-            // A paused process (SIGSTOP) wakes here long after its lease
-            // ended: it writes nothing before asking the database.
+            // Not renewed for a whole TTL (a paused process wakes up here
+            // long after): the lease may be another's by now.
             if renewed.elapsed() >= ttl {
                 store.set_leading(false);
+                on_lost(holder_now(&store, ttl).await);
+                return;
             }
+            let started = Instant::now();
             let s = store.clone();
             let attempt =
                 tokio::time::timeout(every, tokio::task::spawn_blocking(move || s.renew(ttl)))
@@ -81,20 +83,7 @@ pub fn keep(store: Arc<PostgresStore>, ttl: Duration, on_lost: Box<dyn Fn(String
                 }
                 Ok(Ok(Ok(false))) => {
                     store.set_leading(false);
-                    let why = match store.lease() {
-                        Ok(row) => format!(
-                            "the leader lease was taken over: epoch {} held by {} (this coordinator's epoch: {})",
-                            row.epoch,
-                            if row.holder.is_empty() {
-                                "nobody"
-                            } else {
-                                &row.holder
-                            },
-                            super::JournalStore::epoch(&*store)
-                        ),
-                        Err(e) => format!("the leader lease is no longer this coordinator's ({e})"),
-                    };
-                    on_lost(why);
+                    on_lost(holder_now(&store, ttl).await);
                     return;
                 }
                 failed => {
@@ -104,16 +93,45 @@ pub fn keep(store: Arc<PostgresStore>, ttl: Duration, on_lost: Box<dyn Fn(String
                         Ok(Err(e)) => e.to_string(),
                         _ => format!("no answer within {}", humantime::format_duration(every)),
                     };
-                    tracing::error!(%error, "cannot renew the leader lease: dispatching stopped until it is renewed");
-                    if renewed.elapsed() >= ttl {
-                        on_lost(format!(
-                            "the leader lease was not renewed for {} (last error: {error})",
-                            humantime::format_duration(ttl)
-                        ));
-                        return;
-                    }
+                    tracing::error!(%error, "cannot renew the leader lease: writing and dispatching stopped until it is renewed");
                 }
             }
         }
     });
+}
+
+/// Why the lease is lost, naming who holds it now if the database says
+/// (asked twice: the first call may meet a connection the server ended).
+async fn holder_now(store: &Arc<PostgresStore>, ttl: Duration) -> String {
+    let mine = super::JournalStore::epoch(&**store);
+    let mut last = String::new();
+    for _ in 0..2 {
+        let s = store.clone();
+        match tokio::time::timeout(ttl, tokio::task::spawn_blocking(move || s.lease())).await {
+            Ok(Ok(Ok(row))) if row.epoch != mine => {
+                let holder = if row.holder.is_empty() {
+                    "nobody"
+                } else {
+                    &row.holder
+                };
+                return format!(
+                    "the leader lease was taken over: epoch {} held by {holder} (this coordinator's: {mine})",
+                    row.epoch
+                );
+            }
+            Ok(Ok(Ok(_))) => {
+                return format!(
+                    "the leader lease (epoch {mine}) was not renewed within {}",
+                    humantime::format_duration(ttl)
+                );
+            }
+            Ok(Ok(Err(e))) => last = e.to_string(),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "no answer".into(),
+        }
+    }
+    format!(
+        "the leader lease (epoch {mine}) was not renewed within {}, and it cannot be read: {last}",
+        humantime::format_duration(ttl)
+    )
 }
