@@ -1,7 +1,8 @@
 //! Admission: the checks every command passes before anything runs.
 //!
 //! In order: signature over the exact bytes, well-formedness, validity window
-//! (all in `backout_proto::command`), then nonce never seen, addressed to this
+//! (all in `backout_proto::command`), then the coordinator's lease epoch not
+//! lower than the highest seen (`stale-coordinator`), nonce never seen, addressed to this
 //! agent, and the plugin's sha256 equal to the file it would load. The first
 //! check that fails is the answer; nothing of the command has run.
 
@@ -29,6 +30,26 @@ impl Admission {
         now_ms: i64,
     ) -> Result<(Command, Arc<LoadedPlugin>), Refused> {
         let command = self.verifier.verify(signed, now_ms)?;
+        // A coordinator that lost its lease (a paused leader that woke up)
+        // is fenced here: its epoch is lower than its successor's.
+        match self.nonces.check_epoch(command.epoch) {
+            Ok(Ok(())) => {}
+            Ok(Err(highest)) => {
+                return Err(Refused::new(
+                    Check::StaleCoordinator,
+                    format!(
+                        "command `{}` carries lease epoch {}, but this agent has seen epoch {highest}: it comes from a coordinator that is no longer the leader",
+                        command.command_id, command.epoch
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(Refused::new(
+                    Check::StaleCoordinator,
+                    format!("cannot check the lease epoch: {e}"),
+                ));
+            }
+        }
         let fresh = self
             .nonces
             .check_and_record(

@@ -1,7 +1,9 @@
 //! The agent's configuration file (`backout-agent --config FILE`).
 //!
 //! ```toml
-//! coordinator = "coordinator.internal:7443"  # host:port the agent dials
+//! coordinator = "coordinator.internal:7443"  # host:port the agent dials; or a list,
+//!                                             # ["c1.internal:7443", "c2.internal:7443"],
+//!                                             # tried in turn until one leads
 //! server_name = "coordinator.internal"       # optional: name in the coordinator's certificate
 //! command_key = "pki/command-signing.pub"    # the coordinator's pinned ed25519 public key
 //! state_dir = "/var/lib/backout-agent"       # nonces (and later the step ledger) live here
@@ -47,7 +49,7 @@ use crate::plugin::{PluginConfig, SecretSource, StepLimitsConfig};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
-    pub coordinator: String,
+    pub coordinator: Coordinators,
     #[serde(default)]
     pub server_name: Option<String>,
     pub command_key: PathBuf,
@@ -63,6 +65,30 @@ pub struct AgentConfig {
     pub plugins: Vec<PluginConfig>,
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
+}
+
+/// The coordinators' addresses: one, or several (one leads, the others
+/// stand by and do not listen until they lead).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Coordinators {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Coordinators {
+    pub fn list(&self) -> &[String] {
+        match self {
+            Coordinators::One(one) => std::slice::from_ref(one),
+            Coordinators::Many(many) => many,
+        }
+    }
+}
+
+impl std::fmt::Display for Coordinators {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.list().join(", "))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +134,13 @@ impl AgentConfig {
             if let SecretSource::File(file) = source {
                 *file = resolve(file);
             }
+        }
+        if config.coordinator.list().is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                "coordinator",
+                "names no address (give host:port, or a list of them)",
+            ));
         }
         if config.reconnect.initial.is_zero() || config.reconnect.max < config.reconnect.initial {
             return Err(ConfigError::invalid(
@@ -167,5 +200,36 @@ ABSOLUTE = { file = "/etc/backout/token" }
             config.secrets["ABSOLUTE"],
             SecretSource::File("/etc/backout/token".into())
         );
+    }
+
+    #[test]
+    fn one_coordinator_or_a_list_and_never_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let load = |coordinator: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "coordinator = {coordinator}\ncommand_key = \"k.pub\"\nstate_dir = \"s\"\n\
+                     [tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n"
+                ),
+            )
+            .unwrap();
+            AgentConfig::load(&path)
+        };
+        assert_eq!(load("\"c1:7443\"").unwrap().coordinator.list(), ["c1:7443"]);
+        let two = load("[\"c1:7443\", \"c2:7443\"]").unwrap().coordinator;
+        assert_eq!(two.list(), ["c1:7443", "c2:7443"]);
+        assert_eq!(two.to_string(), "c1:7443, c2:7443");
+        let e = load("[]").unwrap_err().to_string();
+        assert!(e.contains("agent.toml") && e.contains("coordinator"), "{e}");
+        // The README's example (its HA section) is one that loads.
+        let readme = include_str!("../../README.md");
+        let example = readme
+            .lines()
+            .find_map(|l| l.strip_prefix("coordinator = ["))
+            .expect("the README's agent example");
+        let listed = load(&format!("[{example}")).unwrap().coordinator;
+        assert_eq!(listed.list().len(), 2, "{example}");
     }
 }

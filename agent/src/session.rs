@@ -48,14 +48,34 @@ fn msg(kind: AgentKind) -> wire::AgentMessage {
 pub async fn run(agent: Arc<Agent>) {
     let reconnect = &agent.config.reconnect;
     let mut backoff = Backoff::new(reconnect.initial, reconnect.max);
+    let addresses = agent.config.coordinator.list().to_vec();
+    let mut next = 0;
+    // Where a standby said the leader is: dialled next, once.
+    let mut follow: Option<String> = None;
     loop {
         let started = Instant::now();
-        match session(&agent).await {
-            Ok(()) => tracing::warn!("the coordinator closed the session"),
-            Err(e) => tracing::warn!(error = %e, "session failed"),
+        let addr = follow
+            .take()
+            .unwrap_or_else(|| addresses[next % addresses.len()].clone());
+        match session(&agent, &addr).await {
+            Ok(()) => tracing::warn!(coordinator = %addr, "the coordinator closed the session"),
+            Err(e) => match e.downcast_ref::<NotLeader>() {
+                Some(standby) if standby.leader != addr => {
+                    tracing::info!(coordinator = %addr, leader = %standby.leader, "a standby: dialling the leader it names");
+                    follow = Some(standby.leader.clone());
+                    continue;
+                }
+                _ => tracing::warn!(coordinator = %addr, error = %e, "session failed"),
+            },
         }
         if started.elapsed() >= STABLE_SESSION {
             backoff.reset();
+        }
+        // With several coordinators, the next one is dialled at once (the
+        // leader may have moved); the backoff applies once all were tried.
+        next = (next + 1) % addresses.len();
+        if next != 0 {
+            continue;
         }
         let delay = backoff.next_delay(rand::random::<f64>());
         tracing::info!(delay_ms = delay.as_millis() as u64, "reconnecting");
@@ -64,12 +84,12 @@ pub async fn run(agent: Arc<Agent>) {
 }
 
 /// One session: dial, Hello, Welcome, then serve until the stream ends.
-async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
+async fn session(agent: &Arc<Agent>, addr: &str) -> anyhow::Result<()> {
     let server_name = agent
         .config
         .server_name
         .clone()
-        .unwrap_or_else(|| backout_tls::tls::host_part(&agent.config.coordinator));
+        .unwrap_or_else(|| backout_tls::tls::host_part(addr));
     // Read the certificate files again at every (re)connection, so a renewed
     // certificate is used without a restart; if they do not load (a renewal
     // half written), dial with what was loaded at start.
@@ -77,13 +97,7 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "TLS files do not load; using the ones loaded at start");
         agent.tls.clone()
     });
-    let channel = connect_coordinator(
-        &agent.config.coordinator,
-        &server_name,
-        &tls,
-        Duration::from_secs(5),
-    )
-    .await?;
+    let channel = connect_coordinator(addr, &server_name, &tls, Duration::from_secs(5)).await?;
     let mut client = wire::session_client::SessionClient::new(channel);
 
     // A reload of the plugins after this Hello ends the session: the next
@@ -95,7 +109,7 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
     let mut inbound = client
         .attach(ReceiverStream::new(rx))
         .await
-        .map_err(|s| anyhow::anyhow!("the coordinator refused the session: {}", s.message()))?
+        .map_err(refused)?
         .into_inner();
 
     let welcome = match inbound.message().await {
@@ -106,7 +120,7 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
         Err(s) => anyhow::bail!("the coordinator refused the session: {}", s.message()),
     };
     tracing::info!(
-        coordinator = %agent.config.coordinator,
+        coordinator = %addr,
         version = %welcome.coordinator_version,
         "connected"
     );
@@ -125,9 +139,22 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
     let interval = Duration::from_millis(welcome.heartbeat_interval_ms.clamp(100, 300_000).into());
     let heartbeat = tokio::spawn(heartbeats(tx.clone(), interval));
 
+    // The coordinator answers every heartbeat: a coordinator silent for
+    // three intervals is gone (paused, or cut off with the connection still
+    // looking open), and the session is dropped to dial again (the next
+    // coordinator of the list, if there is one).
+    let silence = interval * 3;
     let result = loop {
         let message = tokio::select! {
-            message = inbound.message() => message,
+            next = tokio::time::timeout(silence, inbound.message()) => match next {
+                Ok(message) => message,
+                Err(_) => {
+                    break Err(anyhow::anyhow!(
+                        "no word from the coordinator for {} (three heartbeats): dropping the session",
+                        humantime::format_duration(silence)
+                    ));
+                }
+            },
             Ok(()) = plugins_changed.changed() => {
                 tracing::info!("the plugins changed; reconnecting to tell the coordinator");
                 break Ok(());
@@ -152,6 +179,32 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
     };
     heartbeat.abort();
     result
+}
+
+/// A standby's answer: "not the leader; the leader is ADDR".
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct NotLeader {
+    leader: String,
+    message: String,
+}
+
+/// The error of a refused attach: a standby's names the leader (metadata
+/// `backout-leader`).
+fn refused(status: tonic::Status) -> anyhow::Error {
+    let leader = status
+        .metadata()
+        .get("backout-leader")
+        .and_then(|v| v.to_str().ok())
+        .filter(|l| !l.is_empty());
+    match leader {
+        Some(leader) => NotLeader {
+            leader: leader.to_string(),
+            message: status.message().to_string(),
+        }
+        .into(),
+        None => anyhow::anyhow!("the coordinator refused the session: {}", status.message()),
+    }
 }
 
 fn hello(agent: &Agent) -> wire::Hello {

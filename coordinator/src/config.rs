@@ -35,6 +35,12 @@
 //! from = "Backout <backout@example.com>"
 //! ca = "smtp-ca.pem"                         # optional: a private relay's root certificate
 //!
+//! # optional, for several coordinators (one leads): the journal and the
+//! # leader lease in PostgreSQL instead of state_dir/journal.db
+//! journal = { postgres = "host=db.internal dbname=backout user=backout", password_file = "pg.pass" }
+//! advertise = "10.0.0.5:7443"               # this coordinator's address, as agents dial it
+//! lease_ttl = "10s"                          # a dead leader is replaced after this
+//!
 //! [assess]
 //! timeout = "15s"
 //! [[assess.check]]
@@ -103,6 +109,17 @@ pub struct CoordinatorConfig {
     /// The SMTP relay the plan's `email` channels are sent through.
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
+    /// The journal in PostgreSQL (several coordinators, one leading);
+    /// without it, SQLite in `state_dir`.
+    #[serde(default)]
+    pub journal: Option<JournalConfig>,
+    /// This coordinator's address as agents and operators dial it: what a
+    /// standby names when it says who leads. Needed with `journal.postgres`.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// How long the leader's lease lasts unless renewed (renewed every third).
+    #[serde(default = "default_lease_ttl", deserialize_with = "duration")]
+    pub lease_ttl: Duration,
 }
 
 /// `[smtp]`: the coordinator sends e-mail itself (see ARCHITECTURE.md,
@@ -138,6 +155,28 @@ impl SmtpConfig {
             SmtpTls::Starttls => 587,
             SmtpTls::Tls => 465,
         })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// libpq `key=value` connection string, without a password.
+    pub postgres: String,
+    /// A file holding the password (first line), kept out of the config.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+impl JournalConfig {
+    /// The password from `password_file`, if there is one.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.password_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
+        Ok(Some(text.lines().next().unwrap_or("").to_string()))
     }
 }
 
@@ -221,6 +260,9 @@ fn default_heartbeat() -> Duration {
 fn default_state_dir() -> PathBuf {
     PathBuf::from("state")
 }
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_evaluate_every() -> Duration {
     Duration::from_secs(1)
 }
@@ -255,6 +297,12 @@ impl CoordinatorConfig {
         }
         for pin in config.plugins.values_mut() {
             pin.path = pin.path.take().map(|p| backout_config::resolve(path, &p));
+        }
+        if let Some(journal) = &mut config.journal {
+            journal.password_file = journal
+                .password_file
+                .as_ref()
+                .map(|p| backout_config::resolve(path, p));
         }
         if let Some(plan) = &config.plan {
             let plan = backout_plan::model::Plan::load(plan)?;
@@ -300,6 +348,7 @@ impl CoordinatorConfig {
                 ));
             }
         }
+        self.validate_ha(path)?;
         let mut ids = BTreeSet::new();
         for (i, agent) in self.agents.iter().enumerate() {
             backout_tls::identity::validate_name(&agent.id)
@@ -391,6 +440,45 @@ impl CoordinatorConfig {
     }
 
     /// The journal's file.
+    /// The PostgreSQL journal's fields: a connection string that parses and
+    /// holds no password, a readable password file, an advertised address,
+    /// a lease of at least a second.
+    fn validate_ha(&self, path: &Path) -> Result<(), ConfigError> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let bad = |field: &str, message: String| ConfigError::invalid(path, field, message);
+        let conninfo: tokio_postgres::Config = journal
+            .postgres
+            .parse()
+            .map_err(|e| bad("journal.postgres", format!("not a connection string: {e}")))?;
+        if conninfo.get_password().is_some() {
+            return Err(bad(
+                "journal.postgres",
+                "holds a password: put it in a file named by `password_file`".into(),
+            ));
+        }
+        journal
+            .password()
+            .map_err(|e| bad("journal.password_file", e))?;
+        match &self.advertise {
+            Some(a)
+                if a.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) => {}
+            Some(a) => return Err(bad("advertise", format!("`{a}` is not host:port"))),
+            None => {
+                return Err(bad(
+                    "advertise",
+                    "missing: with `journal.postgres`, each coordinator names the address agents dial it at".into(),
+                ));
+            }
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(bad("lease_ttl", "must be at least 1s".into()));
+        }
+        Ok(())
+    }
+
     pub fn journal_path(&self) -> PathBuf {
         self.state_dir.join("journal.db")
     }

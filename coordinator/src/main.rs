@@ -95,6 +95,15 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Show which coordinator leads: its lease epoch and age, the standbys.
+    ///
+    /// Example: BACKOUT_COORDINATOR=c1:7443,c2:7443 backout status
+    Status {
+        #[command(flatten)]
+        args: cli::status::Args,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Start a rollback run.
     Rollback {
         #[command(subcommand)]
@@ -199,6 +208,7 @@ async fn run(command: Command) -> anyhow::Result<Exit> {
         Command::Report { args, connect } => cli::report::run(args, &connect).await,
         Command::Drill { args, connect } => cli::drill::run(args, &connect).await,
         Command::Abort { args, connect } => cli::abort::run(args, &connect).await,
+        Command::Status { args, connect } => cli::status::run(args, &connect).await,
         Command::Audit(args) => cli::audit::run(args),
         // Offline, but `plan check --against-fleet` asks the coordinator the
         // connection variables (BACKOUT_COORDINATOR...) name.

@@ -15,7 +15,7 @@ use backout_proto::command::CommandSigner;
 use crate::config::CoordinatorConfig;
 use crate::fleet::dispatch::Dispatcher;
 use crate::fleet::registry::Registry;
-use crate::journal::{Journal, Record};
+use crate::journal::{Journal, PostgresStore, Record};
 use crate::runs::Runs;
 use crate::signals::board::Board;
 
@@ -28,6 +28,8 @@ pub struct Coordinator {
     /// The plan's signals and triggers, when the configuration names a plan.
     pub board: Option<Arc<Board>>,
     pub runs: Arc<Runs>,
+    /// The PostgreSQL journal's lease (`backout status`), if it is one.
+    pub lease: Option<Arc<PostgresStore>>,
 }
 
 impl Coordinator {
@@ -35,6 +37,15 @@ impl Coordinator {
     /// opens the journal, holding its lock: a second coordinator on the same
     /// journal is refused here, before it resumes or drives anything.
     pub fn build(config: CoordinatorConfig) -> anyhow::Result<Self> {
+        Self::build_on(config, None)
+    }
+
+    /// As [`Coordinator::build`], on the PostgreSQL journal `postgres` when
+    /// given (its lease already taken: see `cli/serve.rs`), else on SQLite.
+    pub fn build_on(
+        config: CoordinatorConfig,
+        postgres: Option<Arc<PostgresStore>>,
+    ) -> anyhow::Result<Self> {
         let pem = std::fs::read_to_string(&config.command_key).with_context(|| {
             format!(
                 "{}: cannot read the command key",
@@ -55,7 +66,10 @@ impl Coordinator {
                 config.state_dir.display()
             )
         })?;
-        let journal = Arc::new(Journal::open_exclusive(&config.journal_path())?);
+        let journal = Arc::new(match postgres.clone() {
+            Some(store) => Journal::shared(store),
+            None => Journal::open_exclusive(&config.journal_path())?,
+        });
         let dispatcher = Arc::new(Dispatcher::new(
             signer,
             config.command_ttl,
@@ -89,6 +103,7 @@ impl Coordinator {
             dispatcher,
             board,
             runs,
+            lease: postgres,
         })
     }
 

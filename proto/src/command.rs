@@ -40,15 +40,19 @@ pub enum Check {
     Target,
     UnknownPlugin,
     PluginHash,
+    /// The command's lease epoch is lower than one the agent has seen: it
+    /// comes from a coordinator that lost its lease.
+    StaleCoordinator,
 }
 
 impl Check {
     /// Every check, in the order the agent runs them.
-    pub const ALL: [Check; 8] = [
+    pub const ALL: [Check; 9] = [
         Check::Signature,
         Check::Malformed,
         Check::Expired,
         Check::NotYetValid,
+        Check::StaleCoordinator,
         Check::Replay,
         Check::Target,
         Check::UnknownPlugin,
@@ -71,6 +75,7 @@ impl Check {
             Check::Target => "target",
             Check::UnknownPlugin => "unknown_plugin",
             Check::PluginHash => "plugin_hash",
+            Check::StaleCoordinator => "stale-coordinator",
         }
     }
 }
@@ -197,6 +202,8 @@ pub struct Command {
     pub nonce: [u8; NONCE_LEN],
     /// How long the step may run (None: the agent's default).
     pub deadline: Option<Duration>,
+    /// The sending coordinator's lease epoch (0: no lease).
+    pub epoch: u64,
 }
 
 impl TryFrom<wire::CommandBody> for Command {
@@ -258,6 +265,7 @@ impl TryFrom<wire::CommandBody> for Command {
             nonce,
             deadline: (body.deadline_ms > 0)
                 .then(|| Duration::from_millis(body.deadline_ms.into())),
+            epoch: body.epoch,
         })
     }
 }
@@ -439,6 +447,7 @@ mod tests {
             expires_at_ms: now + 60_000,
             nonce: new_nonce().to_vec(),
             deadline_ms: 0,
+            epoch: 0,
         }
     }
 

@@ -12,6 +12,7 @@ mod crash;
 mod dashboard;
 mod db;
 mod edges;
+mod ha;
 mod init;
 mod journal_lock;
 mod local_runner;

@@ -1,5 +1,5 @@
-//! Invariant 1: an agent runs nothing that fails the signature, expiry, nonce,
-//! target or plugin-hash check; it says which check failed and keeps serving.
+//! Invariant 1: an agent runs nothing that fails the signature, expiry,
+//! lease epoch (`stale-coordinator`), nonce, target or plugin-hash check; it says which check failed and keeps serving.
 //! And the coordinator lets in only certificates of its own CA, identities it
 //! knows, and each only on its own service.
 
@@ -387,4 +387,39 @@ fn refused_at_handshake(why: &str, alert: &str) -> bool {
         || why.contains("connection closed")
         || why.contains("broken pipe")
         || why.contains("Connection reset")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_from_a_coordinator_that_lost_its_lease_is_refused_even_after_a_restart() {
+    let mut rig = rig().await;
+    let signer = rig.pki.signer();
+    let with_epoch = |rig: &Rig, marker: &str, epoch: u64| {
+        let mut body = rig.echo(marker);
+        body.epoch = epoch;
+        signer.sign(&body)
+    };
+    // The new leader's command (epoch 7) runs.
+    match rig.outcome(with_epoch(&rig, "new", 7)).await {
+        wire::step_result::Result::Succeeded(_) => {}
+        other => panic!("the leader's command did not run: {other:?}"),
+    }
+    // The old leader (epoch 6), woken from a pause, is fenced.
+    let detail = rig
+        .expect_refused(with_epoch(&rig, "old", 6), "stale-coordinator")
+        .await;
+    assert!(
+        detail.contains("epoch 6") && detail.contains("epoch 7"),
+        "{detail}"
+    );
+    // And so is a coordinator without a lease (epoch 0), once a leased one spoke.
+    rig.expect_refused(with_epoch(&rig, "none", 0), "stale-coordinator")
+        .await;
+    // The highest epoch is on disk: a restarted agent still refuses.
+    rig.restart_agent("agent-2.log").await;
+    rig.expect_refused(with_epoch(&rig, "old-again", 6), "stale-coordinator")
+        .await;
+    match rig.outcome(with_epoch(&rig, "newer", 8)).await {
+        wire::step_result::Result::Succeeded(s) => assert!(s.data_json.contains("newer")),
+        other => panic!("the next leader's command did not run: {other:?}"),
+    }
 }

@@ -100,8 +100,21 @@ impl wire::session_server::Session for FakeService {
         .await
         .unwrap();
         let (in_tx, in_rx) = mpsc::channel(1024);
+        // Heartbeats are answered, as a real coordinator does (an agent drops
+        // a silent session); weakly, so that dropping the session's sender
+        // still ends the stream.
+        let ack = tx.downgrade();
         tokio::spawn(async move {
             while let Ok(Some(message)) = inbound.message().await {
+                if let (Some(wire::agent_message::Kind::Heartbeat(beat)), Some(ack)) =
+                    (&message.kind, ack.upgrade())
+                {
+                    let _ = ack
+                        .send(wire::CoordinatorMessage {
+                            kind: Some(wire::coordinator_message::Kind::HeartbeatAck(*beat)),
+                        })
+                        .await;
+                }
                 if in_tx.send(message).await.is_err() {
                     break;
                 }
@@ -172,6 +185,7 @@ pub fn command(
         expires_at_ms: now + 60_000,
         nonce: new_nonce().to_vec(),
         deadline_ms: 0,
+        epoch: 0,
     }
 }
 

@@ -32,8 +32,10 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
+use crate::postgres::Postgres;
 use crate::{
-    Coordinator, Pki, Proc, agent_config, cli, cli_child, json_of, start_agent_envs, wait_for,
+    Coordinator, Pki, Proc, Serving, agent_config, cli, cli_child, json_of, start_agent,
+    start_agent_envs, wait_for,
 };
 
 /// How long the fleet waits for agents to connect and runs to end.
@@ -61,6 +63,22 @@ pub struct FleetBuilder {
     agent_edit: Option<AgentEdit>,
     envs: Vec<(String, String)>,
     skip_plan_check: bool,
+    ha: Option<HaJournal>,
+}
+
+/// Two coordinators on one PostgreSQL journal (see [`FleetBuilder::ha`]).
+#[derive(Clone)]
+struct HaJournal {
+    conninfo: String,
+    password: String,
+    lease_ttl: String,
+}
+
+/// The coordinator waiting for the lease ([`FleetBuilder::ha`]).
+pub struct Standby {
+    pub serving: Serving,
+    /// Where it will listen once it leads.
+    pub addr: String,
 }
 
 /// A started fleet. Every process is killed when it is dropped.
@@ -81,6 +99,8 @@ pub struct Fleet {
     testbed_grants: String,
     agent_edit: Option<AgentEdit>,
     envs: Vec<(String, String)>,
+    /// With [`FleetBuilder::ha`]: the second coordinator, standing by.
+    pub standby: Option<Standby>,
 }
 
 impl Fleet {
@@ -112,6 +132,7 @@ impl Fleet {
             agent_edit: None,
             envs: Vec::new(),
             skip_plan_check: false,
+            ha: None,
         }
     }
 }
@@ -244,6 +265,31 @@ impl FleetBuilder {
         self
     }
 
+    /// Two coordinators, `a` and `b`, on one journal in `pg` (`journal = {
+    /// postgres = … }`, `lease_ttl`, a heartbeat of 500 ms so that agents
+    /// notice a silent coordinator within 1.5 s), each on its own free port
+    /// with its own `advertise`, configuration (`coordinator-a.toml`) and
+    /// log (`coordinator-a.log`). `a` starts first and leads; `b` stands
+    /// by ([`Fleet::standby`]). Agents and the CLI are given both addresses.
+    pub fn ha(mut self, pg: &Postgres, lease_ttl: &str) -> Self {
+        self.ha = Some(HaJournal {
+            conninfo: format!(
+                "host=127.0.0.1 port={} dbname={} user={}",
+                pg.port, pg.dbname, pg.user
+            ),
+            password: pg.password.clone(),
+            lease_ttl: lease_ttl.to_string(),
+        });
+        self
+    }
+
+    /// An environment variable for the first coordinator (the leader, with
+    /// [`FleetBuilder::ha`]): a test hook such as `FREEZE_ENV`.
+    pub fn coordinator_env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// Changes each agent's configuration before it is written: more
     /// plugins, secrets, other grants.
     pub fn agent_config(
@@ -338,6 +384,16 @@ impl FleetBuilder {
             None => (self.config.as_str(), ""),
         };
         let mut config_head = format!("command_key = \"{p}/command-signing.key\"\n");
+        if let Some(ha) = &self.ha {
+            let password_file = pki.path().join("pg.pass");
+            std::fs::write(&password_file, format!("{}\n", ha.password)).unwrap();
+            config_head.push_str(&format!(
+                "journal = {{ postgres = \"{}\", password_file = \"{}\" }}\nlease_ttl = \"{}\"\nheartbeat_interval = \"500ms\"\n",
+                ha.conninfo,
+                password_file.display(),
+                ha.lease_ttl
+            ));
+        }
         if self.plan.is_some() {
             config_head.push_str("plan = \"plan.toml\"\n");
         }
@@ -375,9 +431,30 @@ impl FleetBuilder {
         if self.skip_plan_check {
             envs.push((crate::SKIP_PLAN_CHECK_ENV, "1"));
         }
-        let coordinator =
-            Coordinator::start_with(pki.path(), &coordinator_config, "127.0.0.1:0", &envs).await;
-        let addr = coordinator.addr.clone();
+        let (coordinator, standby, addr) = match &self.ha {
+            None => {
+                let coordinator =
+                    Coordinator::start_with(pki.path(), &coordinator_config, "127.0.0.1:0", &envs)
+                        .await;
+                let addr = coordinator.addr.clone();
+                (coordinator, None, addr)
+            }
+            Some(_) => {
+                let (a, b) = (free_addr(), free_addr());
+                let with = |addr: &str| format!("advertise = \"{addr}\"\n{coordinator_config}");
+                let mut leader = Serving::spawn(pki.path(), "coordinator-a", &with(&a), &a, &envs);
+                let listening = leader.line("backout: listening on ", WAIT).await;
+                assert_eq!(listening, a);
+                let mut standby = Serving::spawn(pki.path(), "coordinator-b", &with(&b), &b, &[]);
+                standby.line("backout: standby", WAIT).await;
+                let addrs = format!("{a},{b}");
+                let standby = Standby {
+                    serving: standby,
+                    addr: b,
+                };
+                (leader.into_coordinator(a), Some(standby), addrs)
+            }
+        };
         let mut fleet = Fleet {
             pki,
             coordinator,
@@ -391,6 +468,7 @@ impl FleetBuilder {
             testbed_grants: self.testbed_grants,
             agent_edit: self.agent_edit,
             envs: self.envs,
+            standby,
         };
         let running = self.running.unwrap_or(self.hosts);
         for host in &running {
@@ -624,11 +702,31 @@ impl Fleet {
         assert_eq!(self.coordinator.addr, self.addr);
     }
 
+    /// Waits until the standby leads (it says it listens), then makes it
+    /// the fleet's coordinator, and its address the only one the CLI dials
+    /// (the old leader may be paused, not gone). Returns the old leader.
+    pub async fn standby_leads(&mut self) -> Coordinator {
+        let mut standby = self.standby.take().expect("no standby");
+        let addr = standby.serving.line("backout: listening on ", WAIT).await;
+        assert_eq!(addr, standby.addr);
+        self.addr = addr.clone();
+        std::mem::replace(
+            &mut self.coordinator,
+            standby.serving.into_coordinator(addr),
+        )
+    }
+
     /// SIGKILLs the coordinator and starts it again on the same address.
     pub async fn restart_coordinator(&mut self) {
         self.kill_coordinator().await;
         self.start_coordinator(&[]).await;
     }
+}
+
+/// A free loopback `host:port` (bound, then released for a coordinator).
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
 }
 
 /// The id of a run as `backout rollback start --output json` printed it.

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 
 /// The workspace's target directory.
 pub fn target_dir() -> PathBuf {
@@ -227,14 +227,49 @@ alice = ["release-manager"]
         listen: &str,
         envs: &[(&str, &str)],
     ) -> Coordinator {
-        let path = dir.join("coordinator.toml");
-        std::fs::write(&path, format!("listen = \"{listen}\"\n{config}")).unwrap();
-        Self::serve(&path, &dir.join("coordinator.log"), envs).await
+        let mut serving = Serving::spawn(dir, "coordinator", config, listen, envs);
+        let addr = serving
+            .line("backout: listening on ", Duration::from_secs(20))
+            .await;
+        serving.into_coordinator(addr)
     }
 
     /// `backout serve --config PATH` with the file as it is; waits until it
     /// says where it listens.
     pub async fn serve(path: &Path, log: &Path, envs: &[(&str, &str)]) -> Coordinator {
+        let mut serving = Serving::start(path, log, envs);
+        let addr = serving
+            .line("backout: listening on ", Duration::from_secs(20))
+            .await;
+        serving.into_coordinator(addr)
+    }
+}
+
+/// A `backout serve` process whose standard output is read line by line:
+/// a standby says it waits for the lease, and says it listens only once it
+/// leads.
+pub struct Serving {
+    pub proc: Proc,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Serving {
+    /// Writes `config` (TOML, without `listen`) to `dir/<name>.toml` and
+    /// starts `backout serve` on `listen`, its log in `dir/<name>.log`.
+    pub fn spawn(
+        dir: &Path,
+        name: &str,
+        config: &str,
+        listen: &str,
+        envs: &[(&str, &str)],
+    ) -> Serving {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, format!("listen = \"{listen}\"\n{config}")).unwrap();
+        Self::start(&path, &dir.join(format!("{name}.log")), envs)
+    }
+
+    /// `backout serve --config PATH` with the file as it is, its log in `log`.
+    pub fn start(path: &Path, log: &Path, envs: &[(&str, &str)]) -> Serving {
         let mut proc = Proc::spawn_with(
             &bin("backout"),
             &["serve", "--config", path.to_str().unwrap()],
@@ -242,20 +277,37 @@ alice = ["release-manager"]
             envs,
         );
         let stdout = proc.child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        Serving {
+            proc,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// What follows `prefix` on the first line of standard output that
+    /// starts with it; panics if the process exits first or `within` passes.
+    pub async fn line(&mut self, prefix: &str, within: Duration) -> String {
+        let (lines, proc) = (&mut self.lines, &self.proc);
+        tokio::time::timeout(within, async {
             while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(addr) = line.strip_prefix("backout: listening on ") {
-                    return addr.to_string();
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    return rest.to_string();
                 }
             }
             panic!("coordinator exited: {}", proc.log_text());
         })
         .await
-        .expect("coordinator did not start in 20 s");
-        // Keep draining stdout so the process never blocks on a full pipe.
+        .unwrap_or_else(|_| panic!("no `{prefix}` line in {within:?}: {}", self.proc.log_text()))
+    }
+
+    /// The coordinator serving on `addr`; its output is drained from now on
+    /// so that it never blocks on a full pipe.
+    pub fn into_coordinator(self, addr: String) -> Coordinator {
+        let mut lines = self.lines;
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Coordinator { proc, addr }
+        Coordinator {
+            proc: self.proc,
+            addr,
+        }
     }
 }
 
@@ -293,8 +345,14 @@ pub fn agent_config(
     testbed_grants: &str,
 ) -> String {
     let p = pki.path().display();
+    // Several coordinators (`a:1,b:2`) are written as a list.
+    let coordinator = coordinator
+        .split(',')
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        r#"coordinator = "{coordinator}"
+        r#"coordinator = [{coordinator}]
 command_key = "{p}/command-signing.pub"
 state_dir = "{state}"
 clock_skew = "2s"

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use backout_proto::wire;
 use backout_proto::wire::control_client::ControlClient;
 use backout_tls::{Identity, TlsFiles};
 use tonic::transport::Channel;
@@ -15,7 +15,8 @@ use super::BadInput;
 /// variable, so a shell session sets them once.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectArgs {
-    /// The coordinator's address, host:port.
+    /// The coordinator's address, host:port; with several coordinators, all
+    /// of them, comma-separated (the one that leads answers).
     #[arg(long, env = "BACKOUT_COORDINATOR", global = true)]
     pub coordinator: Option<String>,
     /// A PKI directory (from `backout pki`): the CA and
@@ -85,19 +86,56 @@ impl ConnectArgs {
             ))
             .into());
         }
-        let server_name = match &self.server_name {
-            Some(name) => name.clone(),
-            None => backout_tls::tls::host_part(&addr),
-        };
-        let channel = backout_tls::tls::connect_coordinator(
-            &addr,
-            &server_name,
-            &material,
-            Duration::from_secs(5),
-        )
-        .await
-        .context("cannot reach the coordinator")?;
-        Ok(ControlClient::new(channel))
+        // Each address in turn; a standby answers "not the leader; the
+        // leader is ADDR", and that address is dialled next.
+        let mut addrs: std::collections::VecDeque<String> = addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut followed = 0;
+        let mut last = None;
+        while let Some(addr) = addrs.pop_front() {
+            let addr = addr.as_str();
+            let server_name = match &self.server_name {
+                Some(name) => name.clone(),
+                None => backout_tls::tls::host_part(addr),
+            };
+            match backout_tls::tls::connect_coordinator(
+                addr,
+                &server_name,
+                &material,
+                Duration::from_secs(5),
+            )
+            .await
+            {
+                Ok(channel) => {
+                    let mut control = ControlClient::new(channel);
+                    match control.who_am_i(wire::WhoAmIRequest {}).await {
+                        Err(s) if s.code() == tonic::Code::Unavailable => {
+                            let leader = s
+                                .metadata()
+                                .get(crate::server::LEADER_KEY)
+                                .and_then(|v| v.to_str().ok())
+                                .filter(|l| !l.is_empty() && *l != addr);
+                            if let Some(leader) = leader.filter(|_| followed < 3) {
+                                followed += 1;
+                                addrs.push_front(leader.to_string());
+                            }
+                            last = Some(anyhow::anyhow!("{addr}: {}", s.message()));
+                        }
+                        // Anything else (answered, or refused for who we are)
+                        // is the leader's answer: the command's own call says it.
+                        _ => return Ok(control),
+                    }
+                }
+                Err(e) => last = Some(anyhow::Error::from(e)),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| BadInput("--coordinator names no address".into()).into())
+            .context("cannot reach the coordinator"))
     }
 }
 

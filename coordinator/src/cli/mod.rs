@@ -47,6 +47,7 @@ pub mod rollback;
 pub mod runs;
 pub mod serve;
 pub mod signal;
+pub mod status;
 pub mod table;
 pub mod watch;
 pub mod whoami;

@@ -8,8 +8,11 @@ use anyhow::Context;
 use backout_proto::command::CommandSigner;
 use tokio::net::TcpListener;
 
+use std::sync::Arc;
+
 use super::{BadInput, Exit};
 use crate::config::CoordinatorConfig;
+use crate::journal::{JournalError, JournalStore, PostgresStore, lease};
 use crate::root::Coordinator;
 
 #[derive(Debug, clap::Args)]
@@ -56,11 +59,30 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let listener = TcpListener::bind(addrs.as_slice())
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // With the journal in PostgreSQL, this coordinator is a standby until it
+    // takes the leader lease.
+    let (postgres, listener) = match lead(&config, listener).await? {
+        Lead::Sqlite(listener) => (None, listener),
+        Lead::Leading(store, listener) => (Some(store), listener),
+        Lead::StoppedWaiting => return Ok(Exit::Ok),
+    };
     survive_file_size_limit();
     // The parts are built (the journal opened under its lock: a second
     // coordinator on one journal is refused here) and the unfinished runs
     // resumed before the coordinator says it is listening.
-    let coordinator = Coordinator::build(config)?;
+    let coordinator = Coordinator::build_on(config, postgres.clone())?;
+    if postgres.is_some() {
+        // An append that met another epoch: the lease is another's. (One
+        // refused while a renewal is pending waits for the lease's keeper.)
+        coordinator.journal.on_fenced(Box::new(|e| {
+            if let JournalError::Fenced {
+                current: Some(_), ..
+            } = e
+            {
+                step_down(e.to_string());
+            }
+        }));
+    }
     coordinator.start()?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when listening on
@@ -73,6 +95,16 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     backout_config::service::ready();
     backout_config::service::spawn_watchdog();
     crate::server::serve(coordinator, listener, shutdown_signal()).await?;
+    if let Some(store) = postgres {
+        // A standby takes over at once rather than after the TTL.
+        match tokio::task::spawn_blocking(move || store.release()).await {
+            Ok(Ok(())) => tracing::info!("leader lease released"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot release the leader lease; a standby takes it when it expires")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot release the leader lease"),
+        }
+    }
     Ok(Exit::Ok)
 }
 
@@ -91,6 +123,92 @@ fn skip_plan_check() -> bool {
     {
         false
     }
+}
+
+/// Binds `addr` again once the standby's server is gone: its accept loop
+/// lets go of the port when it next runs, so a refused bind is tried again
+/// for up to 2 s.
+async fn bind_again(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let mut tries = 0;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "cannot listen on {addr} again after taking the lease"
+                )));
+            }
+        }
+    }
+}
+
+enum Lead {
+    /// One coordinator, on SQLite: no lease.
+    Sqlite(TcpListener),
+    /// This coordinator took the lease on the PostgreSQL journal; the
+    /// listener, bound again for the real services.
+    Leading(Arc<PostgresStore>, TcpListener),
+    /// Stopped (SIGTERM) while a standby.
+    StoppedWaiting,
+}
+
+/// With `journal.postgres`: connects, waits as a standby until the lease is
+/// free (answering every call on `listener` with "not the leader; the
+/// leader is ADDR"), takes it and keeps it (renewed every third of
+/// `lease_ttl`; lost, the coordinator steps down).
+async fn lead(config: &CoordinatorConfig, listener: TcpListener) -> anyhow::Result<Lead> {
+    let Some(journal) = config.journal.clone() else {
+        return Ok(Lead::Sqlite(listener));
+    };
+    let password = journal.password().map_err(BadInput)?;
+    let conninfo = journal.postgres.clone();
+    let store =
+        tokio::task::spawn_blocking(move || PostgresStore::connect(&conninfo, password.as_deref()))
+            .await?
+            .context("cannot open the journal in PostgreSQL")?;
+    let store = Arc::new(store);
+    let advertise = config.advertise.clone().unwrap_or_default();
+    let ttl = config.lease_ttl;
+    let _ = writeln!(
+        std::io::stdout(),
+        "backout: standby for the leader lease ({}, as {advertise})",
+        store.name()
+    );
+    let addr = listener.local_addr()?;
+    let (leader, follow) = tokio::sync::watch::channel(String::new());
+    let standby_config = config.clone();
+    let standby = tokio::spawn(async move {
+        crate::server::serve_standby(&standby_config, listener, follow, std::future::pending())
+            .await
+    });
+    let epoch = tokio::select! {
+        epoch = lease::wait_for_lease(store.clone(), advertise.clone(), ttl, leader) => epoch,
+        () = shutdown_signal() => return Ok(Lead::StoppedWaiting),
+    };
+    // The standby's answers stop (its connections dropped: clients dial
+    // again and reach the services), and the port is bound again.
+    standby.abort();
+    let _ = standby.await;
+    let listener = bind_again(addr).await?;
+    let _ = writeln!(
+        std::io::stdout(),
+        "backout: leading (epoch {epoch}, as {advertise})"
+    );
+    lease::keep(store.clone(), ttl, Box::new(step_down));
+    Ok(Lead::Leading(store, listener))
+}
+
+/// A coordinator that lost its lease stops at once: it logs why and exits
+/// 1, writing and sending nothing more (its supervisor starts it again, as a
+/// standby). Unfinished runs are carried on by the new leader.
+fn step_down(why: String) {
+    tracing::error!(reason = %why, "lost the leader lease: stepping down");
+    let _ = writeln!(std::io::stderr(), "backout: stepping down: {why}");
+    std::process::exit(1);
 }
 
 /// Reads the command-signing key, as the server will: a missing, unreadable

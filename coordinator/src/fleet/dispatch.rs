@@ -260,6 +260,7 @@ impl Dispatcher {
             deadline_ms: spec
                 .deadline
                 .map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+            epoch: self.journal.epoch(),
         };
         Ok(Prepared {
             body,

@@ -10,6 +10,10 @@
 //!   or several in one durable write), read from a seq, the head, verify.
 //! * `chain.rs`: the hash chain every store keeps.
 //! * `sqlite.rs`: the SQLite store, the one coordinator's lock, formats.
+//! * `postgres.rs`: the PostgreSQL store and its leader lease and fencing
+//!   epoch (several coordinators, one leading).
+//! * `lease.rs`: the lease kept by the leader, waited for by a standby.
+//! * `conformance.rs`: what every store must do, run against each.
 //!
 //! [`Journal`] sits in front of a store: it queues plugins' log lines for
 //! the next write ([`Journal::append_soon`]).
@@ -18,11 +22,15 @@ use std::path::Path;
 use std::sync::Mutex;
 
 mod chain;
+pub mod conformance;
+pub mod lease;
+mod postgres;
 mod record;
 mod sqlite;
 mod store;
 
 pub use chain::{GENESIS, Head, Verdict, entry_hash};
+pub use postgres::{LeaseRow, PostgresStore};
 pub use record::{
     CommandSent, Dispatched, FORMAT, Finished, Incident, MatrixSummary, Notification, Recipient,
     Record, RecordError, RunCreated, SignalChange, StepEventRecord, TriggerChange,
@@ -41,8 +49,14 @@ struct Deferred {
     then: AfterWrite,
 }
 
+/// What to do when a write finds that this coordinator no longer leads.
+pub type OnFenced = Box<dyn Fn(&JournalError) + Send + Sync>;
+
 pub struct Journal {
-    store: Box<dyn JournalStore>,
+    store: std::sync::Arc<dyn JournalStore>,
+    /// Called with every [`JournalError::Fenced`] (the coordinator steps
+    /// down), set once by the lease's keeper.
+    on_fenced: std::sync::OnceLock<OnFenced>,
     /// Held across each write and its queued entries' callbacks: queued
     /// entries keep their order, and are told before anything written after
     /// them.
@@ -66,8 +80,15 @@ pub const FREEZE_ENV: &str = "BACKOUT_TEST_FREEZE_AFTER_ENTRY";
 impl Journal {
     /// A journal over `store`.
     pub fn new(store: impl JournalStore + 'static) -> Journal {
+        Journal::shared(std::sync::Arc::new(store))
+    }
+
+    /// A journal over a store that others hold too (the lease's keeper
+    /// holds the PostgreSQL store).
+    pub fn shared(store: std::sync::Arc<dyn JournalStore>) -> Journal {
         Journal {
-            store: Box::new(store),
+            store,
+            on_fenced: std::sync::OnceLock::new(),
             writing: Mutex::new(()),
             soon: Mutex::new(Vec::new()),
             #[cfg(feature = "test-hooks")]
@@ -155,6 +176,9 @@ impl Journal {
         let mut written = match result {
             Ok(written) => written,
             Err(e) => {
+                if let (JournalError::Fenced { .. }, Some(on_fenced)) = (&e, self.on_fenced.get()) {
+                    on_fenced(&e);
+                }
                 // Queued entries wait for the next write.
                 let mut soon = self.soon.lock().unwrap_or_else(|p| p.into_inner());
                 let later = std::mem::replace(&mut *soon, deferred);
@@ -206,6 +230,17 @@ impl Journal {
         run_id: Option<&str>,
     ) -> Result<Vec<Entry>, JournalError> {
         self.store.read_from(from_seq, run_id)
+    }
+
+    /// The lease epoch this journal is written under (0: no lease, the
+    /// single coordinator on SQLite). Every command carries it.
+    pub fn epoch(&self) -> u64 {
+        self.store.epoch()
+    }
+
+    /// Sets what a fenced write does (once; later calls are ignored).
+    pub fn on_fenced(&self, f: OnFenced) {
+        let _ = self.on_fenced.set(f);
     }
 
     /// Where the chain ends.

@@ -34,7 +34,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::chain::{self, Head, Row, Verdict};
 use super::record::{FORMAT, Record};
-use super::store::{Entry, JournalError, JournalStore, NewEntry, Written};
+use super::store::{
+    Entry, JournalError, JournalStore, NewEntry, Written, decode_rows, encode_entries,
+};
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -243,17 +245,7 @@ impl SqliteStore {
 
 impl JournalStore for SqliteStore {
     fn append(&self, new: &[NewEntry<'_>]) -> Result<Vec<Written>, JournalError> {
-        let mut encoded = Vec::with_capacity(new.len());
-        for n in new {
-            let (kind, body) = n
-                .record
-                .encode()
-                .map_err(|source| JournalError::Unwritable {
-                    at: self.name(),
-                    source,
-                })?;
-            encoded.push((n.at_ms, n.run_id.to_string(), kind, body));
-        }
+        let encoded = encode_entries(&self.name(), new)?;
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let head = read_head(&tx)
@@ -280,22 +272,7 @@ impl JournalStore for SqliteStore {
 
     fn read_from(&self, from_seq: i64, run_id: Option<&str>) -> Result<Vec<Entry>, JournalError> {
         let rows = read_rows(&self.lock(), from_seq, run_id).map_err(|e| self.err(e))?;
-        rows.into_iter()
-            .map(|row| match Record::decode(&row.kind, &row.body) {
-                Ok(record) => Ok(Entry {
-                    seq: row.seq,
-                    at_ms: row.at_ms,
-                    run_id: row.run_id,
-                    record,
-                }),
-                Err(source) => Err(JournalError::Unreadable {
-                    at: self.name(),
-                    seq: row.seq,
-                    kind: row.kind,
-                    source,
-                }),
-            })
-            .collect()
+        decode_rows(&self.name(), rows)
     }
 
     fn head(&self) -> Result<Head, JournalError> {

@@ -8,7 +8,7 @@
 //! order they were applied in, and a store that talks to a server blocks
 //! the calling thread for the round trip as SQLite's fsync does.
 
-use super::chain::{Head, Verdict};
+use super::chain::{Head, Row, Verdict};
 use super::record::{Record, RecordError};
 
 /// An entry to append.
@@ -64,6 +64,53 @@ pub trait JournalStore: Send + Sync {
 
     /// The store, for messages (`/var/lib/backout/journal.db`).
     fn name(&self) -> String;
+
+    /// The lease epoch this store writes under: 0 for a store without a
+    /// lease (SQLite: one coordinator, held by its lock file).
+    fn epoch(&self) -> u64 {
+        0
+    }
+}
+
+/// Each new entry as the chain links it: time, run, kind and body (the
+/// record's JSON); a record that cannot be written is an error naming `at`.
+pub(super) fn encode_entries(
+    at: &str,
+    new: &[NewEntry<'_>],
+) -> Result<Vec<(i64, String, String, String)>, JournalError> {
+    new.iter()
+        .map(|n| {
+            let (kind, body) = n
+                .record
+                .encode()
+                .map_err(|source| JournalError::Unwritable {
+                    at: at.to_string(),
+                    source,
+                })?;
+            Ok((n.at_ms, n.run_id.to_string(), kind, body))
+        })
+        .collect()
+}
+
+/// Stored rows read back as typed entries; one that does not read is an
+/// error naming it.
+pub(super) fn decode_rows(at: &str, rows: Vec<Row>) -> Result<Vec<Entry>, JournalError> {
+    rows.into_iter()
+        .map(|row| match Record::decode(&row.kind, &row.body) {
+            Ok(record) => Ok(Entry {
+                seq: row.seq,
+                at_ms: row.at_ms,
+                run_id: row.run_id,
+                record,
+            }),
+            Err(source) => Err(JournalError::Unreadable {
+                at: at.to_string(),
+                seq: row.seq,
+                kind: row.kind,
+                source,
+            }),
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +137,15 @@ pub enum JournalError {
         at: String,
         #[source]
         source: RecordError,
+    },
+    /// This coordinator no longer leads: its lease was taken over (the
+    /// lease row carries `current`), or a renewal failed (`None`). Nothing
+    /// was written.
+    #[error("journal {at}: this coordinator no longer leads (its epoch {mine}{}); nothing written", current.map(|c| format!(", the lease's {c}")).unwrap_or_else(|| ", its lease not renewed".into()))]
+    Fenced {
+        at: String,
+        mine: u64,
+        current: Option<u64>,
     },
     /// A journal this code cannot take on (its format, or another process
     /// holding it).

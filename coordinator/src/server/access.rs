@@ -30,6 +30,7 @@ pub const TABLE: &[(&str, Caller)] = &[
     ("/backout.v1.Control/ListAgents", Caller::Operator),
     ("/backout.v1.Control/Assess", Caller::Operator),
     ("/backout.v1.Control/WhoAmI", Caller::Operator),
+    ("/backout.v1.Control/Status", Caller::Operator),
     ("/backout.v1.Control/Matrix", Caller::Operator),
     ("/backout.v1.Control/SetSignal", Caller::Operator),
     ("/backout.v1.Control/RecordEvent", Caller::Operator),

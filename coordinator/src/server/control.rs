@@ -34,6 +34,8 @@ pub struct ControlService {
     pub board: Option<Arc<Board>>,
     pub journal: Arc<Journal>,
     pub runs: Arc<Runs>,
+    /// The lease, on a PostgreSQL journal.
+    pub lease: Option<Arc<crate::journal::PostgresStore>>,
 }
 
 /// An authenticated operator and the roles the configuration gives them.
@@ -147,6 +149,39 @@ impl wire::control_server::Control for ControlService {
         Ok(Response::new(wire::WhoAmIReply {
             identity: format!("operator/{}", operator.name),
             roles: operator.roles,
+        }))
+    }
+
+    async fn status(
+        &self,
+        request: Request<wire::StatusRequest>,
+    ) -> Result<Response<wire::StatusReply>, Status> {
+        self.operator(&request, "Status")?;
+        let ttl = self.config.lease_ttl;
+        let Some(store) = self.lease.clone() else {
+            return Ok(Response::new(wire::StatusReply {
+                journal: self.config.journal_path().display().to_string(),
+                ..Default::default()
+            }));
+        };
+        let read = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::journal::JournalError>((
+                store.lease()?,
+                store.standbys(ttl * 3)?,
+                crate::journal::JournalStore::name(&*store),
+            ))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let (lease, standbys, journal) =
+            read.map_err(|e| Status::unavailable(format!("cannot read the lease: {e}")))?;
+        Ok(Response::new(wire::StatusReply {
+            journal,
+            leader: lease.holder,
+            epoch: lease.epoch,
+            standbys,
+            lease_age_ms: lease.age_ms,
+            lease_ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
         }))
     }
 

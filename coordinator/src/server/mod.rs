@@ -41,18 +41,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let config = &coordinator.config;
-    // The TLS files are read again whenever one changes (checked before each
-    // new handshake): renewed certificates, CA bundle and CRL take effect
-    // without a restart, and open sessions keep going.
-    let (tls, material) =
-        backout_tls::reload::ReloadingServerConfig::load(config.tls_files(), config.crl.clone())
-            .with_context(|| format!("{}: TLS", config.tls.cert.display()))?;
-    if let Some(crl) = &config.crl {
-        tracing::info!(crl = %crl.display(), "client certificates are checked against the CRL");
-    }
-    let incoming =
-        backout_tls::tls::incoming_reloading(listener, Arc::new(tls), material.domain.clone());
+    let incoming = tls_incoming(&coordinator.config, listener)?;
     // tonic's graceful shutdown waits for every connection to end, and an
     // agent's session stream never does: once asked to stop, the server has
     // SHUTDOWN_GRACE to finish what is in flight, then its connections are
@@ -82,6 +71,7 @@ pub async fn serve(
                 board: coordinator.board.clone(),
                 journal: coordinator.journal.clone(),
                 runs: coordinator.runs.clone(),
+                lease: coordinator.lease.clone(),
             },
         ))
         .serve_with_incoming_shutdown(incoming, shutdown);
@@ -102,6 +92,66 @@ pub async fn serve(
         tracing::warn!(error = %e, "queued journal entries could not be written at shutdown");
     }
     Ok(())
+}
+
+/// The listener's connections, each after a mutual-TLS handshake. The TLS
+/// files are read again whenever one changes (checked before each new
+/// handshake): renewed certificates, CA bundle and CRL take effect without a
+/// restart, and open sessions keep going.
+fn tls_incoming(
+    config: &CoordinatorConfig,
+    listener: TcpListener,
+) -> anyhow::Result<
+    tokio_stream::wrappers::ReceiverStream<Result<backout_tls::tls::TlsConn, std::io::Error>>,
+> {
+    let (tls, material) =
+        backout_tls::reload::ReloadingServerConfig::load(config.tls_files(), config.crl.clone())
+            .with_context(|| format!("{}: TLS", config.tls.cert.display()))?;
+    if let Some(crl) = &config.crl {
+        tracing::info!(crl = %crl.display(), "client certificates are checked against the CRL");
+    }
+    Ok(backout_tls::tls::incoming_reloading(
+        listener,
+        Arc::new(tls),
+        material.domain.clone(),
+    ))
+}
+
+/// The gRPC metadata key a standby names the leader's address under.
+pub const LEADER_KEY: &str = "backout-leader";
+
+/// What a standby answers to every call, agents' and operators' alike
+/// (after the TLS handshake, so only holders of the fleet's certificates
+/// learn it): `UNAVAILABLE`, "not the leader; the leader is ADDR", and the
+/// address under [`LEADER_KEY`] for agents and the CLI to follow. Serves
+/// until `stop` completes.
+pub async fn serve_standby(
+    config: &CoordinatorConfig,
+    listener: TcpListener,
+    leader: tokio::sync::watch::Receiver<String>,
+    stop: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let incoming = tls_incoming(config, listener)?;
+    let answer = move || {
+        let leader = leader.borrow().clone();
+        async move {
+            let mut status = if leader.is_empty() {
+                tonic::Status::unavailable("not the leader; no coordinator leads yet")
+            } else {
+                tonic::Status::unavailable(format!("not the leader; the leader is {leader}"))
+            };
+            if let Ok(value) = leader.parse() {
+                status.metadata_mut().insert(LEADER_KEY, value);
+            }
+            status.into_http::<axum::body::Body>()
+        }
+    };
+    let routes = tonic::service::Routes::from(axum::Router::new().fallback(answer));
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, stop)
+        .await
+        .context("the standby's gRPC server failed")
 }
 
 /// How long a coordinator asked to stop lets in-flight calls finish before

@@ -1,0 +1,380 @@
+//! Several coordinators, one leading (issue 13): the journal in a real
+//! PostgreSQL 15, the leader lease and its fencing epoch.
+
+use std::time::{Duration, Instant};
+
+use backout::journal::conformance::{self, signal};
+use backout::journal::{Journal, JournalError, PostgresStore, Verdict};
+use backout_e2e::fleet::{Fleet, run_id};
+use backout_e2e::plans::{APP_HOSTS, mark_step, marked, marked_counts, marked_fleet};
+use backout_e2e::postgres::Postgres;
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+
+fn conninfo(pg: &Postgres) -> String {
+    format!(
+        "host=127.0.0.1 port={} dbname={} user={}",
+        pg.port, pg.dbname, pg.user
+    )
+}
+
+fn store(pg: &Postgres) -> PostgresStore {
+    PostgresStore::connect(&conninfo(pg), Some(&pg.password)).unwrap()
+}
+
+/// Polls `take` until it returns `Some` (the lease expired on the
+/// database's clock), for at most `within`.
+fn until_taken(within: Duration, take: impl Fn() -> Option<u64>) -> u64 {
+    let start = Instant::now();
+    loop {
+        if let Some(epoch) = take() {
+            return epoch;
+        }
+        assert!(start.elapsed() < within, "the lease was never free");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_postgres_journal_passes_every_store_check() {
+    let pg = Postgres::start();
+    let open = || Journal::new(store(&pg));
+    conformance::check_all(&open);
+    // The tables are there once, whoever connects first.
+    assert!(pg.has_table("entries") && pg.has_table("lease"));
+    assert_eq!(pg.number("SELECT count(*) FROM lease"), 1);
+}
+
+#[test]
+fn a_wrong_password_is_an_error_that_does_not_show_it() {
+    let pg = Postgres::start();
+    let Err(e) = PostgresStore::connect(&conninfo(&pg), Some("not-the-password")) else {
+        panic!("connected with a wrong password");
+    };
+    let text = format!("{e} {e:?}");
+    assert!(text.contains("postgres host=127.0.0.1"), "{text}");
+    assert!(!text.contains("not-the-password"), "{text}");
+}
+
+#[test]
+fn a_takeover_raises_the_epoch_and_fences_the_old_leader() {
+    let pg = Postgres::start();
+    let ttl = Duration::from_secs(1);
+    let (a, b) = (store(&pg), store(&pg));
+    let first = a.take_lease("a:1", ttl).unwrap().expect("a free lease");
+    assert_eq!(b.take_lease("b:1", ttl).unwrap(), None, "held by a");
+    let a = Journal::new(a);
+    a.append(1, "run-1", &signal(1)).unwrap();
+    assert_eq!(a.epoch(), first);
+
+    // a stops renewing (as a paused process does): once the lease expires
+    // on the database's clock, b takes it under the next epoch.
+    let second = until_taken(Duration::from_secs(10), || {
+        b.take_lease("b:1", ttl).unwrap()
+    });
+    assert_eq!(second, first + 1);
+    let lease = b.lease().unwrap();
+    assert_eq!(
+        (lease.holder.as_str(), lease.epoch, lease.live),
+        ("b:1", second, true)
+    );
+
+    // a wakes up: its write fails, naming both epochs, and writes nothing.
+    let head = a.head().unwrap();
+    match a.append(2, "run-1", &signal(2)) {
+        Err(JournalError::Fenced { mine, current, .. }) => {
+            assert_eq!((mine, current), (first, Some(second)));
+        }
+        other => panic!("a stale leader wrote: {other:?}"),
+    }
+    assert_eq!(a.head().unwrap(), head, "nothing written");
+    // Refused from then on without asking the database.
+    assert!(matches!(
+        a.append(3, "run-1", &signal(3)),
+        Err(JournalError::Fenced { current: None, .. })
+    ));
+
+    let b = Journal::new(b);
+    b.append(4, "run-1", &signal(4)).unwrap();
+    assert_eq!(b.verify().unwrap(), Verdict::Intact { entries: 2 });
+}
+
+#[test]
+fn a_released_lease_is_taken_at_once_and_a_lost_one_is_not_renewed() {
+    let pg = Postgres::start();
+    let ttl = Duration::from_secs(600);
+    let (a, b) = (store(&pg), store(&pg));
+    let first = a.take_lease("a:1", ttl).unwrap().unwrap();
+    assert!(a.renew(ttl).unwrap(), "the holder renews");
+    assert_eq!(b.take_lease("b:1", ttl).unwrap(), None);
+    a.release().unwrap();
+    // No waiting for a 10-minute TTL.
+    assert_eq!(b.take_lease("b:1", ttl).unwrap(), Some(first + 1));
+    assert!(!a.renew(ttl).unwrap(), "a released lease is not renewed");
+}
+
+/// The fleet's one run, as its coordinator lists it.
+fn only_run(fleet: &Fleet) -> Value {
+    fleet.runs()["runs"]
+        .as_array()
+        .and_then(|r| r.first().cloned())
+        .expect("the run is lost")
+}
+
+/// Approves the run if it waits for bob, then waits for it to end; it must
+/// have succeeded.
+async fn finishes(fleet: &Fleet, what: &str) {
+    let id = run_id(&only_run(fleet));
+    if only_run(fleet)["status"] == "awaiting-approval" {
+        fleet.approve(&id, &["bob"]);
+    }
+    let run = fleet
+        .wait_run(&id, "the run to end on the new leader", |run| {
+            run["status"] != "running" && run["status"] != "awaiting-approval"
+        })
+        .await;
+    assert_eq!(run["status"], "succeeded", "{what}: {run}");
+}
+
+/// The PostgreSQL journal walked from its first entry.
+fn verified(pg: &Postgres) -> Verdict {
+    Journal::new(store(pg)).verify().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_mid_phase_is_replaced_by_the_standby_and_every_step_runs_once() {
+    // At several journal boundaries of the run: after the run is created,
+    // after the first dispatches, and further into the steps.
+    for boundary in [2, 6, 11] {
+        let pg = Postgres::start();
+        let (builder, marks_dir) = marked_fleet(&format!("ha-kill-{boundary}.test"), |dir| {
+            marked(&dir.join("marks"))
+        });
+        let marks = marks_dir.join("marks");
+        let freeze = boundary.to_string();
+        let mut fleet = builder
+            .ha(&pg, "2s")
+            .coordinator_env(backout_e2e::FREEZE_ENV, &freeze)
+            .start()
+            .await;
+        // Start and approve in the background: either may hang on the
+        // frozen leader.
+        let mut start = fleet.cli_child(
+            "dave",
+            &["rollback", "start", "--reason", "ha", "--output", "json"],
+        );
+        let mut approve = None;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !fleet
+            .coordinator
+            .proc
+            .log_text()
+            .contains("frozen after journal entry")
+        {
+            if approve.is_none() && matches!(start.try_wait(), Ok(Some(s)) if s.success()) {
+                let mut out = String::new();
+                start
+                    .stdout
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut out)
+                    .await
+                    .unwrap();
+                let id = run_id(&serde_json::from_str(&out).unwrap());
+                approve = Some(fleet.cli_child("bob", &["approve", &id, "--output", "json"]));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the leader never froze after entry {boundary}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        fleet.kill_coordinator().await;
+        let _ = start.kill().await;
+        if let Some(mut a) = approve {
+            let _ = a.kill().await;
+        }
+
+        fleet.standby_leads().await;
+        fleet.wait_connected(APP_HOSTS.len()).await;
+        finishes(&fleet, &format!("killed after entry {boundary}")).await;
+        assert_eq!(
+            marked_counts(&marks),
+            [("stop".into(), 2), ("start".into(), 2), ("check".into(), 1)],
+            "killed after entry {boundary}: a step ran twice or not at all"
+        );
+        assert!(matches!(verified(&pg), Verdict::Intact { .. }));
+        let log = fleet.coordinator.proc.log_text();
+        assert!(log.contains("took the leader lease"), "{log}");
+        assert!(
+            log.contains("epoch=2"),
+            "the takeover raised the epoch: {log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_leader_is_replaced_and_steps_down_when_it_wakes_without_running_a_step_twice() {
+    let pg = Postgres::start();
+    // stop (marked), a 3 s step during which the leader is paused, start
+    // (marked); then check (marked).
+    let (builder, marks_dir) = marked_fleet("ha-pause.test", |dir| {
+        let marks = dir.join("marks");
+        format!(
+            "[[phase]]\nid = \"application\"\nname = \"Application Rollback\"\n{}\
+             [[phase.step]]\nid = \"slow\"\nplugin = \"testbed\"\naction = \"sleep\"\non = \"app\"\nparams = {{ ms = 3000 }}\n{}\
+             [[phase]]\nid = \"verify\"\nname = \"Verification\"\nafter = [\"application\"]\n{}",
+            mark_step("stop", "app", &marks, "stop"),
+            mark_step("start", "app", &marks, "start"),
+            mark_step("check", "app-1", &marks, "check"),
+        )
+    });
+    let marks = marks_dir.join("marks");
+    let mut fleet = builder.ha(&pg, "2s").start().await;
+    let id = fleet.start_approved(&["--reason", "ha pause"]);
+    backout_e2e::wait_for("both stop steps to run", Duration::from_secs(60), || {
+        (marked_counts(&marks)[0].1 == 2).then_some(())
+    })
+    .await;
+    // Paused mid-phase (the slow step in flight): it renews nothing, and
+    // the standby takes the lease once it expires.
+    let leader = fleet.coordinator.proc.child.id().unwrap();
+    send_signal(leader, "STOP");
+    let mut old = fleet.standby_leads().await;
+    fleet.wait_connected(APP_HOSTS.len()).await;
+
+    // The old leader wakes: it finds its lease gone, writes nothing, and
+    // steps down (exit 1).
+    send_signal(leader, "CONT");
+    let status = tokio::time::timeout(Duration::from_secs(30), old.proc.child.wait())
+        .await
+        .expect("the woken leader kept running beside the new one")
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let log = old.proc.log_text();
+    assert!(log.contains("stepping down"), "{log}");
+    assert!(
+        log.contains("epoch 2") || log.contains("the lease's 2"),
+        "names the new epoch: {log}"
+    );
+
+    finishes(&fleet, "after the pause").await;
+    assert_eq!(only_run(&fleet)["run"], id.as_str());
+    assert_eq!(
+        marked_counts(&marks),
+        [("stop".into(), 2), ("start".into(), 2), ("check".into(), 1)],
+        "a step ran twice or not at all"
+    );
+    assert!(matches!(verified(&pg), Verdict::Intact { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hands_the_lease_to_the_standby_at_once() {
+    let pg = Postgres::start();
+    // A lease of 10 minutes: only a released lease is taken within the test.
+    let mut fleet = Fleet::builder("ha-term.test")
+        .hosts(["app-1"])
+        .ha(&pg, "600s")
+        .start()
+        .await;
+    // `backout status` (through the list: the leader answers) names both.
+    let (a, b) = (
+        fleet.coordinator.addr.clone(),
+        fleet.standby.as_ref().unwrap().addr.clone(),
+    );
+    let status = backout_e2e::wait_for("the standby to be listed", Duration::from_secs(30), || {
+        let status = fleet.json("alice", &["status", "--output", "json"]);
+        (status["standbys"] == serde_json::json!([b.as_str()])).then_some(status)
+    })
+    .await;
+    assert_eq!(status["leader"], a.as_str(), "{status}");
+    assert_eq!(status["epoch"], 1, "{status}");
+    assert!(
+        status["lease_age_ms"].as_i64().unwrap() < 600_000,
+        "{status}"
+    );
+    assert!(
+        status["journal"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres host=127.0.0.1")
+    );
+
+    let leader = fleet.coordinator.proc.child.id().unwrap();
+    send_signal(leader, "TERM");
+    let mut old = fleet.standby_leads().await;
+    let status = old.proc.child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(old.proc.log_text().contains("leader lease released"));
+    fleet.wait_connected(1).await;
+    let status = fleet.json("alice", &["status", "--output", "json"]);
+    assert_eq!(
+        (&status["leader"], &status["epoch"]),
+        (&serde_json::json!(b), &serde_json::json!(2))
+    );
+}
+
+fn send_signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// The README's HA configuration, loaded as the coordinator loads it (the
+/// password file moved to a temp dir); and the same with what a user gets
+/// wrong: each is exit-2 material naming the file and the field.
+#[test]
+fn the_readme_ha_configuration_loads_and_mistakes_name_their_field() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split("## Two coordinators")
+        .nth(1)
+        .expect("the README's HA section");
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("its coordinator block");
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("pg.pass");
+    std::fs::write(&pass, "secret\n").unwrap();
+    let base = "listen = \"127.0.0.1:0\"\ncommand_key = \"k\"\n";
+    let tail = "[tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n";
+    let load = |text: &str| {
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, format!("{base}{text}{tail}")).unwrap();
+        backout::config::CoordinatorConfig::load(&path)
+    };
+    let ours = block.replace("/etc/backout/pg.pass", pass.to_str().unwrap());
+    let config = load(&ours).unwrap();
+    let journal = config.journal.as_ref().unwrap();
+    assert_eq!(journal.password().unwrap().as_deref(), Some("secret"));
+    assert_eq!(config.advertise.as_deref(), Some("10.0.0.5:7443"));
+    assert_eq!(config.lease_ttl, Duration::from_secs(10));
+
+    for (text, field) in [
+        (
+            ours.replace("advertise = \"10.0.0.5:7443\"", ""),
+            "advertise",
+        ),
+        (
+            ours.replace("user=backout", "user=backout password=hunter2"),
+            "journal.postgres",
+        ),
+        (
+            ours.replace(pass.to_str().unwrap(), "/nonexistent/pg.pass"),
+            "journal.password_file",
+        ),
+        (ours.replace("\"10s\"", "\"10ms\""), "lease_ttl"),
+    ] {
+        let e = load(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("coordinator.toml") && e.contains(field),
+            "{field}: {e}"
+        );
+        assert!(!e.contains("hunter2"), "the password shows: {e}");
+    }
+}
