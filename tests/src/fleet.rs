@@ -34,8 +34,8 @@ use tokio::process::{Child, ChildStdout};
 
 use crate::postgres::Postgres;
 use crate::{
-    Coordinator, Pki, Proc, Serving, agent_config, cli, cli_child, json_of, start_agent,
-    start_agent_envs, wait_for,
+    Coordinator, Pki, Proc, Serving, agent_config, cli, cli_child, json_of, start_agent_envs,
+    wait_for,
 };
 
 /// How long the fleet waits for agents to connect and runs to end.

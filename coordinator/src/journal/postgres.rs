@@ -457,7 +457,7 @@ impl JournalStore for PostgresStore {
                 });
             tx.commit().await?;
             let rows: Vec<Row> = rows.iter().map(row_of).collect();
-            Ok(chain::verify(&rows, head.as_ref()))
+            Ok(chain::verify_from(&Head::empty(), &rows, head.as_ref()))
         })
     }
 

@@ -16,6 +16,33 @@ _backout__agent() {
             ",$1")
                 cmd="backout__agent"
                 ;;
+            backout__agent,help)
+                cmd="backout__agent__subcmd__help"
+                ;;
+            backout__agent,plugin)
+                cmd="backout__agent__subcmd__plugin"
+                ;;
+            backout__agent__subcmd__help,help)
+                cmd="backout__agent__subcmd__help__subcmd__help"
+                ;;
+            backout__agent__subcmd__help,plugin)
+                cmd="backout__agent__subcmd__help__subcmd__plugin"
+                ;;
+            backout__agent__subcmd__help__subcmd__plugin,run)
+                cmd="backout__agent__subcmd__help__subcmd__plugin__subcmd__run"
+                ;;
+            backout__agent__subcmd__plugin,help)
+                cmd="backout__agent__subcmd__plugin__subcmd__help"
+                ;;
+            backout__agent__subcmd__plugin,run)
+                cmd="backout__agent__subcmd__plugin__subcmd__run"
+                ;;
+            backout__agent__subcmd__plugin__subcmd__help,help)
+                cmd="backout__agent__subcmd__plugin__subcmd__help__subcmd__help"
+                ;;
+            backout__agent__subcmd__plugin__subcmd__help,run)
+                cmd="backout__agent__subcmd__plugin__subcmd__help__subcmd__run"
+                ;;
             *)
                 ;;
         esac
@@ -23,7 +50,7 @@ _backout__agent() {
 
     case "${cmd}" in
         backout__agent)
-            opts="-h -V --config --sessions-from --log --log-format --generate-assets --help --version"
+            opts="-h -V --config --sessions-from --log --log-format --generate-assets --help --version plugin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -47,6 +74,152 @@ _backout__agent() {
                     ;;
                 --generate-assets)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__agent__subcmd__help)
+            opts="plugin help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__agent__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__agent__subcmd__help__subcmd__plugin)
+            opts="run"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__agent__subcmd__help__subcmd__plugin__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__agent__subcmd__plugin)
+            opts="-h --help run help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__agent__subcmd__plugin__subcmd__help)
+            opts="run help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__agent__subcmd__plugin__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__agent__subcmd__plugin__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__agent__subcmd__plugin__subcmd__run)
+            opts="-h --params --grant --secret --dry-run --timeout --output --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --params)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 *)

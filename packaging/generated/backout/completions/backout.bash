@@ -46,6 +46,9 @@ _backout() {
             backout,help)
                 cmd="backout__subcmd__help"
                 ;;
+            backout,init)
+                cmd="backout__subcmd__init"
+                ;;
             backout,pki)
                 cmd="backout__subcmd__pki"
                 ;;
@@ -67,17 +70,26 @@ _backout() {
             backout,signal)
                 cmd="backout__subcmd__signal"
                 ;;
+            backout,status)
+                cmd="backout__subcmd__status"
+                ;;
             backout,watch)
                 cmd="backout__subcmd__watch"
                 ;;
             backout,whoami)
                 cmd="backout__subcmd__whoami"
                 ;;
+            backout__subcmd__audit,archive)
+                cmd="backout__subcmd__audit__subcmd__archive"
+                ;;
             backout__subcmd__audit,help)
                 cmd="backout__subcmd__audit__subcmd__help"
                 ;;
             backout__subcmd__audit,verify)
                 cmd="backout__subcmd__audit__subcmd__verify"
+                ;;
+            backout__subcmd__audit__subcmd__help,archive)
+                cmd="backout__subcmd__audit__subcmd__help__subcmd__archive"
                 ;;
             backout__subcmd__audit__subcmd__help,help)
                 cmd="backout__subcmd__audit__subcmd__help__subcmd__help"
@@ -115,6 +127,9 @@ _backout() {
             backout__subcmd__help,help)
                 cmd="backout__subcmd__help__subcmd__help"
                 ;;
+            backout__subcmd__help,init)
+                cmd="backout__subcmd__help__subcmd__init"
+                ;;
             backout__subcmd__help,pki)
                 cmd="backout__subcmd__help__subcmd__pki"
                 ;;
@@ -136,11 +151,17 @@ _backout() {
             backout__subcmd__help,signal)
                 cmd="backout__subcmd__help__subcmd__signal"
                 ;;
+            backout__subcmd__help,status)
+                cmd="backout__subcmd__help__subcmd__status"
+                ;;
             backout__subcmd__help,watch)
                 cmd="backout__subcmd__help__subcmd__watch"
                 ;;
             backout__subcmd__help,whoami)
                 cmd="backout__subcmd__help__subcmd__whoami"
+                ;;
+            backout__subcmd__help__subcmd__audit,archive)
+                cmd="backout__subcmd__help__subcmd__audit__subcmd__archive"
                 ;;
             backout__subcmd__help__subcmd__audit,verify)
                 cmd="backout__subcmd__help__subcmd__audit__subcmd__verify"
@@ -159,6 +180,12 @@ _backout() {
                 ;;
             backout__subcmd__help__subcmd__plan,check)
                 cmd="backout__subcmd__help__subcmd__plan__subcmd__check"
+                ;;
+            backout__subcmd__help__subcmd__plan,reference)
+                cmd="backout__subcmd__help__subcmd__plan__subcmd__reference"
+                ;;
+            backout__subcmd__help__subcmd__plan,schema)
+                cmd="backout__subcmd__help__subcmd__plan__subcmd__schema"
                 ;;
             backout__subcmd__help__subcmd__rollback,start)
                 cmd="backout__subcmd__help__subcmd__rollback__subcmd__start"
@@ -205,11 +232,23 @@ _backout() {
             backout__subcmd__plan,help)
                 cmd="backout__subcmd__plan__subcmd__help"
                 ;;
+            backout__subcmd__plan,reference)
+                cmd="backout__subcmd__plan__subcmd__reference"
+                ;;
+            backout__subcmd__plan,schema)
+                cmd="backout__subcmd__plan__subcmd__schema"
+                ;;
             backout__subcmd__plan__subcmd__help,check)
                 cmd="backout__subcmd__plan__subcmd__help__subcmd__check"
                 ;;
             backout__subcmd__plan__subcmd__help,help)
                 cmd="backout__subcmd__plan__subcmd__help__subcmd__help"
+                ;;
+            backout__subcmd__plan__subcmd__help,reference)
+                cmd="backout__subcmd__plan__subcmd__help__subcmd__reference"
+                ;;
+            backout__subcmd__plan__subcmd__help,schema)
+                cmd="backout__subcmd__plan__subcmd__help__subcmd__schema"
                 ;;
             backout__subcmd__rollback,help)
                 cmd="backout__subcmd__rollback__subcmd__help"
@@ -248,40 +287,12 @@ _backout() {
 
     case "${cmd}" in
         backout)
-            opts="-h -V --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help --version pki serve agents assess guard signal whoami rollback approve runs watch report drill abort audit plan dashboard generate-assets help"
+            opts="-h -V --log --log-format --help --version init pki serve agents assess guard signal whoami status rollback approve runs watch report drill abort audit plan dashboard generate-assets help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --coordinator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pki)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --operator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --ca)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --cert)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --server-name)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -534,38 +545,52 @@ _backout() {
             return 0
             ;;
         backout__subcmd__audit)
-            opts="-h --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help verify help"
+            opts="-h --log --log-format --help verify archive help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --coordinator)
+                --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --pki)
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__audit__subcmd__archive)
+            opts="-h --config --journal --before --to --output --log --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --operator)
+                --journal)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --ca)
+                --before)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --cert)
+                --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --server-name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --log)
@@ -584,8 +609,22 @@ _backout() {
             return 0
             ;;
         backout__subcmd__audit__subcmd__help)
-            opts="verify help"
+            opts="verify archive help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__audit__subcmd__help__subcmd__archive)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -626,7 +665,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__audit__subcmd__verify)
-            opts="-h --config --journal --output --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help"
+            opts="-h --config --journal --archive --output --log --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -640,36 +679,12 @@ _backout() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --archive)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
-                    return 0
-                    ;;
-                --coordinator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pki)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --operator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --ca)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --cert)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --server-name)
-                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log)
@@ -812,40 +827,12 @@ _backout() {
             return 0
             ;;
         backout__subcmd__generate__subcmd__assets)
-            opts="-h --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help"
+            opts="-h --log --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --coordinator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pki)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --operator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --ca)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --cert)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --server-name)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -920,7 +907,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__help)
-            opts="pki serve agents assess guard signal whoami rollback approve runs watch report drill abort audit plan dashboard generate-assets help"
+            opts="init pki serve agents assess guard signal whoami status rollback approve runs watch report drill abort audit plan dashboard generate-assets help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -990,8 +977,22 @@ _backout() {
             return 0
             ;;
         backout__subcmd__help__subcmd__audit)
-            opts="verify"
+            opts="verify archive"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__help__subcmd__audit__subcmd__archive)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1087,6 +1088,20 @@ _backout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        backout__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         backout__subcmd__help__subcmd__pki)
             opts="init issue renew revoke"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1158,7 +1173,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__help__subcmd__plan)
-            opts="check"
+            opts="check schema reference"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1172,6 +1187,34 @@ _backout() {
             return 0
             ;;
         backout__subcmd__help__subcmd__plan__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__help__subcmd__plan__subcmd__reference)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__help__subcmd__plan__subcmd__schema)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1297,6 +1340,20 @@ _backout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        backout__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         backout__subcmd__help__subcmd__watch)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1325,41 +1382,55 @@ _backout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        backout__subcmd__pki)
-            opts="-h --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help init issue renew revoke help"
+        backout__subcmd__init)
+            opts="-h --host --trust-domain --listen --plugins --health-url --log --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --coordinator)
+                --host)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --pki)
+                --trust-domain)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --operator)
+                --listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --ca)
+                --plugins)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --cert)
+                --health-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --key)
+                --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --server-name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__pki)
+            opts="-h --log --log-format --help init issue renew revoke help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1460,7 +1531,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__pki__subcmd__init)
-            opts="-h --dir --trust-domain --san --days --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help"
+            opts="-h --dir --trust-domain --san --days --log --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1482,34 +1553,6 @@ _backout() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --coordinator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pki)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --operator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --ca)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --cert)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --server-name)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1526,7 +1569,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__pki__subcmd__issue)
-            opts="-h --dir --san --days --backdate-days --postdate-days --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help agent operator"
+            opts="-h --dir --san --days --backdate-days --postdate-days --log --log-format --help agent operator"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1552,34 +1595,6 @@ _backout() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --coordinator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pki)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --operator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --ca)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --cert)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --server-name)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1596,7 +1611,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__pki__subcmd__renew)
-            opts="-h --dir --san --days --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help agent operator coordinator"
+            opts="-h --dir --san --days --log --log-format --help agent operator coordinator"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1611,34 +1626,6 @@ _backout() {
                     return 0
                     ;;
                 --days)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --coordinator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pki)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --operator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --ca)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --cert)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1658,7 +1645,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__pki__subcmd__revoke)
-            opts="-h --cert --dir --days --backdate-days --coordinator --pki --operator --ca --key --server-name --log --log-format --help agent operator"
+            opts="-h --cert --dir --days --backdate-days --log --log-format --help agent operator"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1680,30 +1667,6 @@ _backout() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --coordinator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pki)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --operator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --ca)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --server-name)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1720,40 +1683,12 @@ _backout() {
             return 0
             ;;
         backout__subcmd__plan)
-            opts="-h --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help check help"
+            opts="-h --log --log-format --help check schema reference help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --coordinator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pki)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --operator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --ca)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --cert)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --server-name)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1770,7 +1705,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__plan__subcmd__check)
-            opts="-h --output --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help"
+            opts="-h --output --plugins --config --against-fleet --log --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1780,31 +1715,11 @@ _backout() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
-                --coordinator)
+                --plugins)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --pki)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --operator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --ca)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --cert)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --server-name)
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1824,7 +1739,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__plan__subcmd__help)
-            opts="check help"
+            opts="check schema reference help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1858,6 +1773,86 @@ _backout() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__plan__subcmd__help__subcmd__reference)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__plan__subcmd__help__subcmd__schema)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__plan__subcmd__reference)
+            opts="-h --plugins --out --log --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --plugins)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__plan__subcmd__schema)
+            opts="-h --log --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2136,7 +2131,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__serve)
-            opts="-h --config --listen --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help"
+            opts="-h --config --listen --log --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2147,34 +2142,6 @@ _backout() {
                     return 0
                     ;;
                 --listen)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --coordinator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pki)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --operator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --ca)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --cert)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2372,6 +2339,60 @@ _backout() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --operator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__status)
+            opts="-h --output --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --output)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
