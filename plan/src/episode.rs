@@ -217,6 +217,7 @@ mod tests {
             unknown: UnknownMeans::Unknown,
             auto_rollback: false,
             decide_within: Some(Duration::from_secs(30)),
+            remedy: None,
         }
     }
 

@@ -20,7 +20,8 @@ pub fn signal(n: i64) -> Record {
     }
 }
 
-fn ended() -> Record {
+/// A record to append: a run that ended.
+pub fn ended() -> Record {
     Record::RunEnded {
         status: "succeeded".into(),
         elapsed_ms: 1,

@@ -1,7 +1,7 @@
 //! The journal in front of its store: batches, queued entries, reading
 //! back (`conformance.rs`, which the PostgreSQL store passes too).
 
-use super::conformance::signal;
+use super::conformance::{ended, signal};
 use super::*;
 
 pub(super) fn journal(n: i64) -> (tempfile::TempDir, std::path::PathBuf, Journal) {
