@@ -39,7 +39,7 @@
 //! username = "backout@example.com"
 //! password_file = "secrets/smtp-password"    # read when sending; never logged or journaled
 //! from = "Backout <backout@example.com>"
-//! ca = "smtp-ca.pem"                         # optional: a private relay's root certificate
+//! # ca = "smtp-ca.pem"                       # optional: a private relay's root certificate (read at start)
 //!
 //! [assess]
 //! timeout = "15s"
