@@ -3,9 +3,10 @@
 //! * [`config`]: the agent's configuration file.
 //! * [`session`]: the connection to the coordinator (dial, hello, heartbeats,
 //!   commands, reconnect with jittered backoff).
-//! * [`admit`]: the checks every command passes before anything runs;
-//!   [`nonces`] remembers nonces across restarts.
-//! * [`ledger`]: step ids already run and their outcomes (a step runs once).
+//! * [`admit`]: the checks every command passes before anything runs.
+//! * [`ledger`]: the agent database: nonces seen, the highest lease epoch,
+//!   step ids already run and their outcomes (a step runs once); admission
+//!   is one transaction, commits grouped.
 //! * [`plugin`]: the sandboxed WASM plugin host.
 
 pub mod admit;
@@ -13,6 +14,5 @@ pub mod backoff;
 pub mod config;
 pub mod ledger;
 pub mod local;
-pub mod nonces;
 pub mod plugin;
 pub mod session;

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use backout_agent::admit::Admission;
 use backout_agent::config::AgentConfig;
-use backout_agent::ledger::Ledger;
+use backout_agent::ledger::{Ledger, Store};
 use backout_agent::local;
-use backout_agent::nonces::NonceStore;
 use backout_agent::plugin::{PluginHost, SecretStore, StepOutcome};
 use backout_agent::session::{self, Agent};
 use backout_config::logging::LogFormat;
@@ -44,7 +43,8 @@ struct Cli {
     command: Option<AgentCommand>,
     /// Load testing only: run one session per `<id>.pem` + `<id>.key` pair in
     /// DIR (e.g. a PKI's `agents/` folder) in this one process, each under its
-    /// own certificate, with its own nonces and ledger in `<state_dir>/<id>/`.
+    /// own certificate; they share one `<state_dir>/agent.db` (each session's
+    /// steps under its id) and commit its writes together.
     /// The configuration's `[tls] cert` and `key` are then ignored (its `ca`
     /// is used); the compiled plugins are shared. Needs about 8 open files
     /// per session.
@@ -212,9 +212,21 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
         None => vec![config.tls_files()],
         Some(dir) => identities_in(dir, &config.tls.ca)?,
     };
+    std::fs::create_dir_all(&config.state_dir).with_context(|| {
+        format!(
+            "{}: cannot create the state directory",
+            config.state_dir.display()
+        )
+    })?;
+    let store = Store::open(&config.state_dir)?;
     let mut parts = Vec::with_capacity(identities.len());
     for files in identities {
-        parts.push(session_parts(&config, files, sessions_from.is_some())?);
+        parts.push(session_parts(
+            &config,
+            files,
+            &store,
+            sessions_from.is_some(),
+        )?);
     }
     let secrets = SecretStore::load(&config.secrets)
         .map_err(|e| BadConfig(format!("{}: {e}", config_path.display())))?;
@@ -245,11 +257,12 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
 }
 
 /// What is a session's own: its id, TLS material, admission and ledger.
-/// With `own_state_dir`, its nonces and ledger live in `<state_dir>/<id>/`.
+/// With `shared`, its step keys in the shared database carry its id.
 fn session_parts(
     config: &AgentConfig,
     files: TlsFiles,
-    own_state_dir: bool,
+    store: &Arc<Store>,
+    shared: bool,
 ) -> anyhow::Result<(String, TlsMaterial, Admission, Ledger)> {
     let tls = files.load().map_err(|e| BadConfig(e.to_string()))?;
     let id = match &tls.identity {
@@ -266,22 +279,18 @@ fn session_parts(
         .map_err(|e| BadConfig(format!("{}: {e}", config.command_key.display())))?;
     let verifier = CommandVerifier::from_public_key_pem(&key_pem, config.clock_skew)
         .map_err(|e| BadConfig(format!("{}: {e}", config.command_key.display())))?;
-    let state_dir = if own_state_dir {
-        config.state_dir.join(&id)
+    let prefix = if shared {
+        format!("{id}/")
     } else {
-        config.state_dir.clone()
+        String::new()
     };
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("{}: cannot create the state directory", state_dir.display()))?;
-    let nonces = NonceStore::open(&state_dir)?;
-    let ledger = Ledger::open(&state_dir)?;
+    let ledger = Ledger::new(store.clone(), prefix);
     let skew_ms = i64::try_from(config.clock_skew.as_millis()).unwrap_or(i64::MAX);
     tracing::info!(agent = %id, key = %verifier.key_id(), plugins = config.plugins.len(), "agent ready");
     let admission = Admission {
         agent_id: id.clone(),
         verifier,
         skew_ms,
-        nonces,
     };
     Ok((id, tls, admission, ledger))
 }

@@ -29,8 +29,9 @@ const STABLE_SESSION: Duration = Duration::from_secs(30);
 /// Everything a session needs; shared by every command task.
 ///
 /// One process normally runs one session. With `--sessions-from` (load
-/// testing) it runs one per identity: each has its own TLS material,
-/// admission and ledger, and all share the compiled plugins.
+/// testing) it runs one per identity: each has its own TLS material and
+/// admission, and all share the compiled plugins and one agent database
+/// (each session's step keys under its own prefix).
 pub struct Agent {
     pub id: String,
     pub config: AgentConfig,
@@ -267,9 +268,9 @@ async fn handle_command(
     tx: mpsc::Sender<wire::AgentMessage>,
 ) {
     let started_at_ms = now_ms();
-    // Admission touches SQLite and may recompile a plugin whose file changed:
-    // blocking work, so it runs off the async workers.
-    let admitted = {
+    // The checks may recompile a plugin whose file changed: blocking work,
+    // so they run off the async workers.
+    let checked = {
         let agent = agent.clone();
         let signed = signed.clone();
         tokio::task::spawn_blocking(move || {
@@ -283,7 +284,22 @@ async fn handle_command(
             ))
         })
     };
-    let (command, plugin) = match admitted {
+    // Then the epoch, the nonce and the step, in one transaction.
+    let admitted = match checked {
+        Ok((command, plugin)) => {
+            let key = agent.ledger.key(&command.step_id, command.dry_run);
+            match agent
+                .admission
+                .record(&agent.ledger, &command, &key, started_at_ms)
+                .await
+            {
+                Ok(prior) => Ok((command, plugin, key, prior)),
+                Err(refused) => Err(refused),
+            }
+        }
+        Err(refused) => Err(refused),
+    };
+    let (command, plugin, key, prior) = match admitted {
         Ok(admitted) => admitted,
         Err(refused) => {
             let (command_id, step_id) = untrusted_ids(&signed);
@@ -305,7 +321,7 @@ async fn handle_command(
         }
     };
     let span = step_span(&command);
-    run_admitted(agent, command, plugin, tx, started_at_ms)
+    run_admitted(agent, command, plugin, (key, prior), tx, started_at_ms)
         .instrument(span)
         .await;
 }
@@ -333,50 +349,37 @@ fn step_span(command: &backout_proto::command::Command) -> tracing::Span {
     )
 }
 
-/// Runs an admitted command at most once (its step id is in the ledger)
-/// and sends its events and result.
+/// Runs an admitted command at most once (its step id is in the ledger
+/// under `key`; `prior` is what the ledger knew of it) and sends its events
+/// and result.
 async fn run_admitted(
     agent: Arc<Agent>,
     command: backout_proto::command::Command,
     plugin: Arc<crate::plugin::LoadedPlugin>,
+    (key, prior): (String, Prior),
     tx: mpsc::Sender<wire::AgentMessage>,
     started_at_ms: i64,
 ) {
     // A step id runs at most once on this agent.
-    let key = Ledger::key(&command.step_id, command.dry_run);
-    let prior = {
-        let agent = agent.clone();
-        let (key, command_id) = (key.clone(), command.command_id.clone());
-        tokio::task::spawn_blocking(move || agent.ledger.begin(&key, &command_id, started_at_ms))
-            .await
-    };
     let recorded = match prior {
-        Ok(Ok(Prior::New)) => None,
-        Ok(Ok(Prior::Done(outcome))) => {
+        Prior::New => None,
+        Prior::Done(outcome) => {
             tracing::info!(step_id = %command.step_id, "step already ran here; answering with its recorded outcome");
             Some(outcome)
         }
-        Ok(Ok(Prior::Running)) => Some(StepOutcome::Failed {
+        Prior::Running => Some(StepOutcome::Failed {
             code: codes::IN_PROGRESS.into(),
             message: format!(
                 "step `{}` is running on this agent; its result comes with its first command",
                 command.step_id
             ),
         }),
-        Ok(Ok(Prior::Interrupted)) => Some(StepOutcome::Failed {
+        Prior::Interrupted => Some(StepOutcome::Failed {
             code: codes::INTERRUPTED.into(),
             message: format!(
                 "step `{}` was running when this agent stopped; its outcome is unknown and it is not run again",
                 command.step_id
             ),
-        }),
-        Ok(Err(e)) => Some(StepOutcome::Failed {
-            code: codes::LEDGER.into(),
-            message: e.to_string(),
-        }),
-        Err(e) => Some(StepOutcome::Failed {
-            code: codes::LEDGER.into(),
-            message: e.to_string(),
         }),
     };
     if let Some(outcome) = recorded {
@@ -427,14 +430,8 @@ async fn run_admitted(
     if let StepOutcome::Failed { code, message } = &outcome {
         tracing::warn!(step_id = %command.step_id, %code, %message, "step failed");
     }
-    {
-        let (agent, key, outcome) = (agent.clone(), key.clone(), outcome.clone());
-        let recorded =
-            tokio::task::spawn_blocking(move || agent.ledger.finish(&key, &outcome, now_ms()))
-                .await;
-        if !matches!(recorded, Ok(Ok(()))) {
-            tracing::error!(step_id = %command.step_id, "cannot record the step's outcome in the ledger");
-        }
+    if let Err(e) = agent.ledger.finish(&key, &outcome, now_ms()).await {
+        tracing::error!(step_id = %command.step_id, error = %e, "cannot record the step's outcome in the ledger");
     }
     let result = outcome_to_wire(outcome);
     let _ = tx

@@ -68,6 +68,26 @@ fn a_malformed_coordinator_config_names_file_line_and_field() {
 }
 
 #[test]
+fn a_file_that_is_not_a_journal_is_bad_input_for_audit_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(
+        &path,
+        "not a database, just text long enough to have a header\n".repeat(20),
+    )
+    .unwrap();
+    let out = run(
+        &bin("backout"),
+        &["audit", "verify", "--journal", path.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert!(stderr.contains("Backout journal"), "{stderr}");
+}
+
+#[test]
 fn cli_commands_without_an_identity_exit_2() {
     let out = run(
         &bin("backout"),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use backout_e2e::fleet::{Fleet, FleetBuilder};
-use backout_e2e::{phase, wait_for};
+use backout_e2e::{FREEZE_AGENT_ADMIT_ENV, phase, wait_for};
 use serde_json::{Value, json};
 
 const HOSTS: [&str; 3] = ["app-1", "app-2", "app-3"];
@@ -133,6 +133,62 @@ async fn an_agent_killed_mid_step_is_reported_and_its_step_never_runs_twice() {
         .filter(|l| l["kind"] == "dispatched")
         .count();
     assert_eq!(dispatched, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_killed_between_the_nonce_and_the_ledger_write_runs_the_step_once_when_back() {
+    // Admission records the nonce and the step's ledger row in one
+    // transaction. The agent is killed after writing the nonce and before
+    // the step: neither is on disk, so the step asked again when the agent
+    // is back runs, once (had the nonce alone been kept, the same command
+    // asked again would be refused as a replay; had the step alone, it
+    // would be "interrupted" without ever having run).
+    let steps = "[[phase.step]]\nid = \"once\"\nplugin = \"testbed\"\naction = \"sleep\"\non = \"app-1\"\nparams = { ms = 10 }\ntimeout = \"60s\"\n";
+    let mut fleet = fleet("admitfreeze.test", steps).no_agents().start().await;
+    fleet.start_agent_with_env("app-1", "", &[(FREEZE_AGENT_ADMIT_ENV, "1")]);
+    fleet.wait_connected(1).await;
+    let id = start_approved(&fleet);
+    let first_log = fleet.agent_log("app-1", "");
+    wait_for(
+        "the agent to freeze inside admission",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&first_log)
+                .is_ok_and(|t| t.contains(FREEZE_AGENT_ADMIT_ENV))
+                .then_some(())
+        },
+    )
+    .await;
+    fleet.kill_agent("app-1").await;
+
+    let db = rusqlite::Connection::open(fleet.path().join("state-app-1/agent.db")).unwrap();
+    let count = |table: &str| -> i64 {
+        db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count("nonces"), 0, "the nonce was not committed alone");
+    assert_eq!(count("steps"), 0, "the step was not begun");
+    drop(db);
+
+    wait_for("the agent to be gone", Duration::from_secs(20), || {
+        (!fleet.connected().iter().any(|a| a == "app-1")).then_some(())
+    })
+    .await;
+    fleet.start_agent("app-1", "second");
+    let run = fleet.ended(&id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let runs_of = |log: &str| {
+        std::fs::read_to_string(fleet.agent_log("app-1", log))
+            .unwrap_or_default()
+            .matches("running step")
+            .count()
+    };
+    assert_eq!(runs_of(""), 0, "nothing ran before the kill");
+    assert_eq!(
+        runs_of("second"),
+        1,
+        "the step ran once when the agent was back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -52,12 +52,6 @@ async fn one_process_runs_a_session_per_identity_and_each_runs_its_own_step() {
     .await;
     connected.sort();
     assert_eq!(connected, IDS);
-    for id in IDS {
-        assert!(
-            state.join(id).join("agent.db").is_file(),
-            "{id} has no ledger"
-        );
-    }
 
     let id = run_id(&fleet.start_run("alice", &["--reason", "fan-out"]));
     let run = fleet.ended(&id).await;
@@ -69,4 +63,16 @@ async fn one_process_runs_a_session_per_identity_and_each_runs_its_own_step() {
         serde_json::json!(IDS),
         "{run}"
     );
+    // The sessions share one database; each one's step is under its own id.
+    let db = rusqlite::Connection::open(state.join("agent.db")).unwrap();
+    for id in IDS {
+        let done: i64 = db
+            .query_row(
+                "SELECT count(*) FROM steps WHERE state = 'done' AND step_key LIKE ?1",
+                [format!("{id}/%")],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(done, 1, "{id}'s step in the shared ledger");
+    }
 }

@@ -641,6 +641,12 @@ impl Fleet {
     /// is `<id>.log`, or `<id>-<log>.log` when `log` is not empty. Does not
     /// wait for it to connect.
     pub fn start_agent(&mut self, id: &str, log: &str) {
+        self.start_agent_with_env(id, log, &[]);
+    }
+
+    /// [`Fleet::start_agent`] with more environment variables for this
+    /// start only (e.g. a test hook).
+    pub fn start_agent_with_env(&mut self, id: &str, log: &str, extra: &[(&str, &str)]) {
         let path = self.agent_config_path(id);
         let state = self.path().join(format!("state-{id}"));
         let mut config = agent_config(&self.pki, id, &self.addr, &state, &self.testbed_grants);
@@ -648,7 +654,8 @@ impl Fleet {
             config = edit(id, config);
         }
         std::fs::write(&path, config).unwrap();
-        let envs = pairs(&self.envs);
+        let mut envs = pairs(&self.envs);
+        envs.extend_from_slice(extra);
         let proc = start_agent_envs(&path, &[], &self.agent_log(id, log), &envs);
         self.agents.insert(id.to_string(), proc);
     }

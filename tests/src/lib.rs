@@ -494,6 +494,12 @@ pub fn escalation(report: &serde_json::Value, who: &str) -> serde_json::Value {
 /// freeze right after journal entry N, for the test to SIGKILL it there.
 pub const FREEZE_ENV: &str = "BACKOUT_TEST_FREEZE_AFTER_ENTRY";
 
+/// The agent's crash-test hook (see `agent/src/ledger.rs`; only in binaries
+/// built with `--features backout/test-hooks`): inside admission's one
+/// transaction, freeze after the nonce is written and before the step's
+/// ledger row, for the test to SIGKILL it there.
+pub const FREEZE_AGENT_ADMIT_ENV: &str = "BACKOUT_TEST_FREEZE_AGENT_ADMIT";
+
 /// `backout serve` (built with `test-hooks`) skips checking the plan's steps
 /// against the plugins when this is set (`coordinator/src/cli/serve.rs`).
 pub const SKIP_PLAN_CHECK_ENV: &str = "BACKOUT_TEST_SKIP_PLAN_CHECK";

@@ -106,7 +106,14 @@ struct Checked {
 }
 
 fn check(path: &Path) -> anyhow::Result<Checked> {
-    let store = SqliteStore::open(path)?;
+    // A file that is not an SQLite database (or not one we may open) is
+    // the caller's mistake, not a broken journal.
+    let store = SqliteStore::open(path).map_err(|e| {
+        BadInput(format!(
+            "{}: cannot be read as a Backout journal: {e}",
+            path.display()
+        ))
+    })?;
     Ok(Checked {
         path: path.to_path_buf(),
         verdict: store.verify()?,

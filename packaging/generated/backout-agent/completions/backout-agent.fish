@@ -25,7 +25,7 @@ function __fish_backout_agent_using_subcommand
 end
 
 complete -c backout-agent -n "__fish_backout_agent_needs_command" -l config -d 'The agent\'s configuration file' -r -F
-complete -c backout-agent -n "__fish_backout_agent_needs_command" -l sessions-from -d 'Load testing only: run one session per `<id>.pem` + `<id>.key` pair in DIR (e.g. a PKI\'s `agents/` folder) in this one process, each under its own certificate, with its own nonces and ledger in `<state_dir>/<id>/`. The configuration\'s `[tls] cert` and `key` are then ignored (its `ca` is used); the compiled plugins are shared. Needs about 8 open files per session' -r -F
+complete -c backout-agent -n "__fish_backout_agent_needs_command" -l sessions-from -d 'Load testing only: run one session per `<id>.pem` + `<id>.key` pair in DIR (e.g. a PKI\'s `agents/` folder) in this one process, each under its own certificate; they share one `<state_dir>/agent.db` (each session\'s steps under its id) and commit its writes together. The configuration\'s `[tls] cert` and `key` are then ignored (its `ca` is used); the compiled plugins are shared. Needs about 8 open files per session' -r -F
 complete -c backout-agent -n "__fish_backout_agent_needs_command" -l log -d 'Log filter (e.g. info, debug); also RUST_LOG' -r
 complete -c backout-agent -n "__fish_backout_agent_needs_command" -l log-format -d 'Log lines as text, or as one JSON object per line with the run, phase, step and host as fields' -r -f -a "text\t'One human-readable line per event (the default)'
 json\t'One JSON object per line: the event\'s fields at the top level, and the fields of the spans it happened in (run, phase, step, host…) under `span` (the innermost) and `spans` (outermost first)'"
