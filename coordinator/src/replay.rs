@@ -147,24 +147,31 @@ pub fn figures(timeline: &[StepFacts], start: i64, end: i64) -> BTreeMap<String,
         serde_json::json!(((end - start) as f64 / 1000.0).round()),
     );
     for step in timeline.iter().filter(|s| s.result == "succeeded") {
-        for figure in RUN_FIGURES.iter().filter(|f| **f != "outage") {
-            match (&step.data[*figure], out.get(*figure)) {
-                (Value::Number(n), Some(Value::Number(sum))) => {
-                    let total = n.as_f64().unwrap_or(0.0) + sum.as_f64().unwrap_or(0.0);
-                    out.insert(figure.to_string(), serde_json::json!(total));
-                }
-                (Value::Number(n), _) => {
-                    out.insert(figure.to_string(), Value::Number(n.clone()));
-                }
-                (Value::Bool(b), prior) => {
-                    let any = *b || prior.and_then(Value::as_bool).unwrap_or(false);
-                    out.insert(figure.to_string(), Value::Bool(any));
-                }
-                _ => {}
-            }
-        }
+        add_figures(&mut out, &step.data);
     }
     out
+}
+
+/// Adds what one succeeded step reported (`data`) to `figures`: numbers
+/// are summed over steps, flags or-ed. The run keeps its figures this way
+/// as its steps succeed, so the escalation rules never read its journal.
+pub fn add_figures(figures: &mut BTreeMap<String, Value>, data: &Value) {
+    for figure in RUN_FIGURES.iter().filter(|f| **f != "outage") {
+        match (&data[*figure], figures.get(*figure)) {
+            (Value::Number(n), Some(Value::Number(sum))) => {
+                let total = n.as_f64().unwrap_or(0.0) + sum.as_f64().unwrap_or(0.0);
+                figures.insert(figure.to_string(), serde_json::json!(total));
+            }
+            (Value::Number(n), _) => {
+                figures.insert(figure.to_string(), Value::Number(n.clone()));
+            }
+            (Value::Bool(b), prior) => {
+                let any = *b || prior.and_then(Value::as_bool).unwrap_or(false);
+                figures.insert(figure.to_string(), Value::Bool(any));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The run's figures from its journal entries.

@@ -400,3 +400,83 @@ body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ escalation_when }}}}"
         "{md}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalation_fires_once_and_the_run_keeps_its_figures_across_a_coordinator_restart() {
+    // The run keeps its figures and fired escalations as it goes (the
+    // escalation rules never read its journal back); a resumed run rebuilds
+    // both from the journal. The first phase reports a data loss over the
+    // CTO's line; the coordinator is killed while the second phase runs.
+    let slack = backout_e2e::http::TestHttp::start().await;
+    let hook = slack.url("/services/T000/B000/XXXX");
+    let plan = PLAN
+        .replace("data_loss_usd = 6000", "data_loss_usd = 20000")
+        .replace(
+            "id = \"tell\"\nplugin = \"testbed\"\naction = \"echo\"\non = \"app-1\"\n",
+            "id = \"tell\"\nplugin = \"testbed\"\naction = \"sleep\"\non = \"app-1\"\nparams = { ms = 3000 }\n",
+        )
+        .replace(
+            "[[escalation]]\nwho = \"CTO\"\nwhen = \"data_loss_usd > 10000 or outage > 4h\"\n",
+            "[[escalation]]\nwho = \"CTO\"\nwhen = \"data_loss_usd > 10000 or outage > 4h\"\nchannels = [\"emergency\"]\n",
+        )
+        + &format!(
+            r#"[channels.emergency]
+kind = "slack"
+target = "{hook}"
+via = "app-2"
+[templates.internal]
+channels = ["emergency"]
+on = ["end"]
+body = "ENDED. Data loss: {{{{ data_loss }}}}."
+[templates.exec]
+on = ["escalation"]
+body = "ESCALATION to {{{{ escalation_who }}}}"
+"#
+        );
+    let notify = format!(
+        "[[plugin]]\nname = \"notify\"\npath = \"{}\"\n[plugin.grants]\nurls = [\"{}\"]\n",
+        backout_e2e::plugin("notify").display(),
+        slack.url("/services/")
+    );
+    let mut fleet = fleet("escalate-restart.test", &plan)
+        .agent_config(move |_, config| config + &notify)
+        .start()
+        .await;
+    let id = start_approved(&fleet);
+    backout_e2e::wait_for(
+        "the escalation, then the second phase's step",
+        Duration::from_secs(30),
+        || {
+            (fleet.journal_count("escalation.fired") == 1
+                && backout_e2e::phase(&fleet.run_of(&id), "communication")["status"] == "running")
+                .then_some(())
+        },
+    )
+    .await;
+    fleet.restart_coordinator().await;
+    let run = fleet.ended(&id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let ended = backout_e2e::wait_for("the end message", Duration::from_secs(30), || {
+        let posted = slack.requests.lock().unwrap().join("\n");
+        posted.contains("ENDED.").then_some(posted)
+    })
+    .await;
+    assert!(
+        // Both app hosts reported 20,000 before the restart: summed.
+        ended.contains("Data loss: $40000.00"),
+        "the resumed run kept the figures reported before the restart: {ended}"
+    );
+    assert_eq!(
+        fleet.journal_count("escalation.fired"),
+        1,
+        "the escalation fired once, not again after the restart"
+    );
+    let escalation_posts = slack
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.contains("ESCALATION to CTO"))
+        .count();
+    assert_eq!(escalation_posts, 1, "{ended}");
+}

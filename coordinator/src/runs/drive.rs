@@ -222,15 +222,14 @@ async fn tell_the_end(runs: Arc<Runs>, id: String) {
 /// Evaluates the plan's escalation rules over the run's figures so far
 /// (during the run, after each step that reported figures, and at the end)
 /// and fires each rule at most once per run: journaled, then its messages.
+/// The figures are the ones the run keeps as its steps succeed: nothing is
+/// read back from the journal.
 async fn escalate(runs: Arc<Runs>, id: String) {
     let Some(board) = &runs.board else { return };
     let _one_at_a_time = runs.escalating.lock().await;
-    let Ok(entries) = runs.journal.entries(Some(&id)) else {
+    let Some((figures, fired_before)) = runs.figures_now(&id) else {
         return;
     };
-    let fired_before = crate::replay::fired(&entries);
-    let start = entries.first().map_or(0, |e| e.at_ms);
-    let figures = crate::replay::figures_of(&entries, start, now_ms());
     for e in crate::replay::escalations(board.plan(), &figures) {
         if e.state != "fired" || fired_before.contains(&e.who) {
             continue;
@@ -244,6 +243,7 @@ async fn escalate(runs: Arc<Runs>, id: String) {
             tracing::error!(run = %id, error = %err, "cannot journal an escalation");
             continue;
         }
+        runs.note_escalated(&id, &e.who);
         tracing::warn!(run = %id, who = %e.who, when = %e.when, "escalation fired");
         let moment = notify::Moment::Escalation {
             who: e.who,

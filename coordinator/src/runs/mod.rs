@@ -63,6 +63,12 @@ struct Entry {
     /// Steps waiting for an agent that is not connected: (phase, host) ->
     /// since when and why. Kept by the `execute` tasks; shown to operators.
     awaited: BTreeMap<(String, String), Awaited>,
+    /// The run figures its succeeded steps reported so far (without
+    /// `outage`), kept as results are journaled
+    /// ([`crate::replay::add_figures`]).
+    figures: BTreeMap<String, Value>,
+    /// The escalation rules that fired for this run (whom each names).
+    escalated: BTreeSet<String>,
 }
 
 /// A step waiting for its host's agent to connect.
@@ -238,6 +244,7 @@ impl Runs {
                         | Record::RunEnded { .. }
                         | Record::NotificationSent(_)
                         | Record::NotificationSkipped(_)
+                        | Record::EscalationFired { .. }
                 )
         };
         for e in entries.into_iter().filter(kept) {
@@ -250,6 +257,9 @@ impl Runs {
             };
             let finished_at_ms = meta.finished_at_ms;
             let (waiting_since, announced) = approvals_announced(&meta, &entries);
+            let mut figures =
+                crate::replay::figures_of(&entries, meta.started_at_ms, meta.started_at_ms);
+            figures.remove("outage");
             let entry = Entry {
                 meta,
                 run,
@@ -257,6 +267,8 @@ impl Runs {
                 announced,
                 outcomes: Vec::new(),
                 awaited: BTreeMap::new(),
+                figures,
+                escalated: crate::replay::fired(&entries).into_iter().collect(),
             };
             let in_flight: Vec<_> = entry
                 .run
@@ -378,8 +390,11 @@ impl Runs {
             .append_all(&new)
             .map_err(|e| RunError::Journal(e.to_string()))?;
         let written = written.split_off(lead.len().min(written.len()));
-        for ((event, _, text, data), written) in prepared.into_iter().zip(written) {
+        for ((event, record, text, data), written) in prepared.into_iter().zip(written) {
             entry.run.apply(&event);
+            if matches!(record, Record::RunFinished(_)) && data.is_object() {
+                crate::replay::add_figures(&mut entry.figures, &data);
+            }
             let mut update = RunEvent::of(&entry.meta.id, &event, at, &text);
             update.seq = written.seq;
             if !data.is_null() {
@@ -388,6 +403,29 @@ impl Runs {
             self.publish(update);
         }
         Ok(())
+    }
+
+    /// The run's figures now (with `outage`, its length so far) and the
+    /// escalation rules already fired for it; `None` for no such run.
+    pub(crate) fn figures_now(
+        &self,
+        id: &str,
+    ) -> Option<(BTreeMap<String, Value>, BTreeSet<String>)> {
+        let runs = self.lock();
+        let entry = runs.get(id)?;
+        let mut figures = entry.figures.clone();
+        let end = entry.meta.finished_at_ms.unwrap_or_else(now_ms);
+        let outage = ((end - entry.meta.started_at_ms) as f64 / 1000.0).round();
+        figures.insert("outage".into(), serde_json::json!(outage));
+        Some((figures, entry.escalated.clone()))
+    }
+
+    /// Notes that the escalation rule naming `who` fired for run `id`
+    /// (after it was journaled).
+    pub(crate) fn note_escalated(&self, id: &str, who: &str) {
+        if let Some(entry) = self.lock().get_mut(id) {
+            entry.escalated.insert(who.to_string());
+        }
     }
 
     pub(crate) fn publish(&self, event: RunEvent) {
@@ -567,6 +605,8 @@ impl Runs {
             announced: BTreeSet::new(),
             outcomes: Vec::new(),
             awaited: BTreeMap::new(),
+            figures: BTreeMap::new(),
+            escalated: BTreeSet::new(),
         };
         // Created and started in one transaction: a run the operator is
         // told failed to start is not resumed later.

@@ -122,10 +122,11 @@ pub fn render(text: &str, facts: &Value) -> Result<String, String> {
 pub fn facts(runs: &Runs, run_id: &str, moment: &Moment) -> Option<Value> {
     let summary = runs.summary(run_id)?;
     let plan = runs.board.as_ref()?.plan();
-    let entries = runs.journal.entries(Some(run_id)).ok()?;
+    // The figures the run keeps as its steps succeed: a message never
+    // reads the run's journal back.
+    let (figures, _) = runs.figures_now(run_id)?;
     let meta = &summary.meta;
     let end = meta.finished_at_ms.unwrap_or_else(now_ms);
-    let figures = crate::replay::figures_of(&entries, meta.started_at_ms, end);
     let mut status: BTreeMap<String, String> = summary
         .phases
         .iter()
