@@ -16,6 +16,7 @@ pub mod providers;
 pub mod rig;
 pub mod services;
 pub mod smtp;
+pub mod unleash;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
