@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dashboard;
 pub mod fake;
 pub mod fleet;
 pub mod http;
