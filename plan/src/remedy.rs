@@ -46,7 +46,9 @@ pub struct RunBrief {
 /// since then.
 pub fn attempt(remedy: &Remedy, fired_at_ms: i64, runs: &[RunBrief]) -> Option<Attempt> {
     runs.iter()
-        .filter(|r| !r.dry_run && r.started_at_ms >= fired_at_ms && r.phases == [remedy.phase.as_str()])
+        .filter(|r| {
+            !r.dry_run && r.started_at_ms >= fired_at_ms && r.phases == [remedy.phase.as_str()]
+        })
         .max_by_key(|r| (r.started_at_ms, r.id.clone()))
         .map(|r| Attempt {
             run_id: r.id.clone(),
@@ -228,9 +230,15 @@ mod tests {
             deciders: vec![],
             unknown: vec![],
         };
-        assert_eq!(headline(&of(Action::AssessForRollback), false), "ASSESS FOR ROLLBACK");
+        assert_eq!(
+            headline(&of(Action::AssessForRollback), false),
+            "ASSESS FOR ROLLBACK"
+        );
         assert_eq!(headline(&of(Action::AssessForRollback), true), "ROLL BACK");
-        assert_eq!(headline(&of(Action::ImmediateRollback), true), "IMMEDIATE ROLLBACK");
+        assert_eq!(
+            headline(&of(Action::ImmediateRollback), true),
+            "IMMEDIATE ROLLBACK"
+        );
         assert_eq!(headline(&of(Action::NoAction), false), "NO ACTION");
     }
 
@@ -250,7 +258,11 @@ mod tests {
         let phase = plan.phases.iter().find(|p| p.id == remedy.phase).unwrap();
         assert_eq!(describe(phase), "turn off flags new-checkout");
         assert!(section.contains(&command(&remedy, &trigger.name)));
-        assert!(section.contains(&format!("remedy available for {}: {}", trigger.name, describe(phase))));
+        assert!(section.contains(&format!(
+            "remedy available for {}: {}",
+            trigger.name,
+            describe(phase)
+        )));
     }
 
     fn brief(id: &str, phases: &[&str], started: i64, ended: Option<(i64, bool)>) -> RunBrief {

@@ -95,10 +95,9 @@ async fn rig(domain: &str, hold: &str, flag_causes_errors: bool) -> Rig {
     let document = provider_api("unleash-feature-environments.openapi.json");
     let log = pki.path().join("prism-unleash.log");
     let upstream = unleash.url();
-    let prism =
-        tokio::task::spawn_blocking(move || Prism::proxy(&document, &upstream, &log))
-            .await
-            .unwrap();
+    let prism = tokio::task::spawn_blocking(move || Prism::proxy(&document, &upstream, &log))
+        .await
+        .unwrap();
     let marks = pki.path().join("marks-dir");
     std::fs::create_dir_all(&marks).unwrap();
     let grants = Grants {
@@ -176,7 +175,12 @@ async fn offered(fleet: &Fleet) {
 async fn apply_remedy(fleet: &Fleet) -> String {
     let started = fleet.start_run(
         "dave",
-        &["--phases", "flags-off", "--reason", "remedy for High Error Rate"],
+        &[
+            "--phases",
+            "flags-off",
+            "--reason",
+            "remedy for High Error Rate",
+        ],
     );
     let id = run_id(&started);
     fleet.approve(&id, &["bob"]);
@@ -284,12 +288,19 @@ async fn still_firing_after_the_hold_moves_on_to_rollback_naming_the_remedy() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["text"].as_str().unwrap_or_default().contains("remedy-tried"))
+        .filter(|e| {
+            e["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("remedy-tried")
+        })
         .collect();
     assert_eq!(tried.len(), 1, "{report}");
     assert_eq!(
         tried[0]["text"],
-        format!("High Error Rate: remedy-tried (turn off flags new-checkout in run {remedy_run}: still firing 3s after the remedy `flags-off` (run {remedy_run})) by coordinator")
+        format!(
+            "High Error Rate: remedy-tried (turn off flags new-checkout in run {remedy_run}: still firing 3s after the remedy `flags-off` (run {remedy_run})) by coordinator"
+        )
     );
     let markdown = rig.fleet.report(&rollback, "md");
     assert!(

@@ -85,7 +85,6 @@ pub async fn http(dashboard: &Dashboard, request: &str) -> (u16, String) {
     (status, body)
 }
 
-
 /// `GET path` on the dashboard: the status code and the page.
 pub async fn get(dashboard: &Dashboard, path: &str) -> (u16, String) {
     let request = format!(

@@ -24,7 +24,9 @@ pub struct FakeUnleash {
 impl FakeUnleash {
     /// Serves `flags` (name, enabled); each change is sent on the returned
     /// channel as (flag, enabled).
-    pub async fn start(flags: &[(&str, bool)]) -> (FakeUnleash, mpsc::UnboundedReceiver<(String, bool)>) {
+    pub async fn start(
+        flags: &[(&str, bool)],
+    ) -> (FakeUnleash, mpsc::UnboundedReceiver<(String, bool)>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state: Arc<Mutex<BTreeMap<String, bool>>> = Arc::new(Mutex::new(
@@ -84,14 +86,22 @@ fn answer(
         "404 Not Found",
         json!({ "name": "NotFoundError", "message": format!("no {path}") }).to_string(),
     );
-    // api admin projects {p} features {flag} environments {env} [on|off]
-    let (flag, env, turn) = match parts.as_slice() {
-        ["api", "admin", "projects", _, "features", flag, "environments", env] => {
-            (*flag, *env, None)
-        }
-        ["api", "admin", "projects", _, "features", flag, "environments", _, turn] => {
-            (*flag, "", Some(*turn))
-        }
+    // api/admin/projects/{p}/features/{flag}/environments/{env}[/on|/off]
+    let (flag, turn) = match parts.as_slice() {
+        [
+            "api",
+            "admin",
+            "projects",
+            _,
+            "features",
+            flag,
+            "environments",
+            rest @ ..,
+        ] => match rest {
+            [_env] => (*flag, None),
+            [_env, turn] => (*flag, Some(*turn)),
+            _ => return not_found,
+        },
         _ => return not_found,
     };
     let mut flags = state.lock().unwrap();
@@ -101,7 +111,7 @@ fn answer(
     match (method, turn) {
         ("GET", None) => (
             "200 OK",
-            json!({ "name": env, "enabled": *enabled }).to_string(),
+            json!({ "name": parts[7], "enabled": *enabled }).to_string(),
         ),
         ("POST", Some(turn @ ("on" | "off"))) => {
             *enabled = turn == "on";

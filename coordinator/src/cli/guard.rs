@@ -341,12 +341,7 @@ async fn act(
             outln!("{now} {line}");
             if state == "rollback" {
                 let request = record(&trigger, "remedy-did-not-clear", why);
-                if let Err(e) = client.record_decision(request).await {
-                    outln!(
-                        "{now} guard: could not record the decision: {}",
-                        e.message()
-                    );
-                }
+                record_or_say(client, request, "the decision").await;
             }
             None
         }
@@ -381,12 +376,7 @@ async fn act(
                 }
             );
             let request = record(&trigger, "decision-overdue", detail);
-            if let Err(e) = client.record_decision(request).await {
-                outln!(
-                    "{now} guard: could not record the escalation: {}",
-                    e.message()
-                );
-            }
+            record_or_say(client, request, "the escalation").await;
             None
         }
         Action::Page {
@@ -402,12 +392,7 @@ async fn act(
             );
             let detail = format!("{}; {evidence}", deciders.join(" + "));
             let request = record(&trigger, "page-deciders", detail);
-            if let Err(e) = client.record_decision(request).await {
-                outln!(
-                    "{now} guard: could not record the decision: {}",
-                    e.message()
-                );
-            }
+            record_or_say(client, request, "the decision").await;
             None
         }
         Action::Immediate {
@@ -469,6 +454,22 @@ async fn act(
             }
             exit_on_immediate.then_some(Exit::Failed)
         }
+    }
+}
+
+/// Journals a decision on the coordinator; says so when it cannot (guard
+/// goes on).
+async fn record_or_say(
+    client: &mut wire::control_client::ControlClient<tonic::transport::Channel>,
+    request: wire::RecordDecisionRequest,
+    what: &str,
+) {
+    if let Err(e) = client.record_decision(request).await {
+        outln!(
+            "{} guard: could not record {what}: {}",
+            clock(),
+            e.message()
+        );
     }
 }
 

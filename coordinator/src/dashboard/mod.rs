@@ -651,7 +651,9 @@ async fn incidents(app: &App, id: &str) -> Value {
     for n in report["communications"].as_array().into_iter().flatten() {
         let incident = &n["incident"];
         if incident.is_object() && !out.iter().any(|o| o["id"] == incident["id"]) {
-            out.push(json!({ "channel": n["channel"], "id": incident["id"], "link": incident["link"] }));
+            out.push(
+                json!({ "channel": n["channel"], "id": incident["id"], "link": incident["link"] }),
+            );
         }
     }
     Value::Array(out)

@@ -812,7 +812,10 @@ mod tests {
             "{page}"
         );
         let page = run(&doc("javascript:alert(1)"));
-        assert!(page.contains("<li>Status page incident p31zjtct2jer (status)</li>"), "{page}");
+        assert!(
+            page.contains("<li>Status page incident p31zjtct2jer (status)</li>"),
+            "{page}"
+        );
         assert!(!page.contains("javascript:"), "{page}");
         assert!(!run(&json!({ "run": { "run": "run-1" }, "events": [] })).contains("incidents"));
     }
@@ -824,7 +827,10 @@ mod tests {
             "remedies": [{ "trigger": "High Error Rate", "state": "offered",
                 "line": "remedy available for High Error Rate: turn off flags new-checkout (then 5m to clear) — `backout rollback start --phases flags-off`" }] } }));
         assert!(page.contains(r#"<li class="remedy remedy-offered">remedy available for High Error Rate: turn off flags new-checkout"#), "{page}");
-        assert!(page.contains("backout rollback start --phases flags-off"), "{page}");
+        assert!(
+            page.contains("backout rollback start --phases flags-off"),
+            "{page}"
+        );
     }
 
     #[test]

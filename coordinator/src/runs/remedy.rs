@@ -59,7 +59,11 @@ impl Runs {
             return BTreeMap::new();
         };
         let plan = board.plan();
-        let episodes = self.episodes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let episodes = self
+            .episodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let briefs = std::cell::OnceCell::new();
         let mut out = BTreeMap::new();
         for row in rows {
@@ -78,8 +82,7 @@ impl Runs {
             let Some(fired_at) = fired_at else {
                 continue;
             };
-            let attempt =
-                remedy::attempt(remedy, fired_at, briefs.get_or_init(|| self.briefs()));
+            let attempt = remedy::attempt(remedy, fired_at, briefs.get_or_init(|| self.briefs()));
             if !firing && attempt.is_none() {
                 continue;
             }

@@ -488,7 +488,9 @@ fn signal_status(view: &SignalView) -> wire::SignalStatus {
 /// (what `runs` say of it).
 fn matrix_reply(board: &Board, runs: Option<&Runs>, now: i64) -> wire::MatrixReply {
     let view = board.matrix(now);
-    let mut remedies = runs.map(|r| r.remedies(&view.rows, now)).unwrap_or_default();
+    let mut remedies = runs
+        .map(|r| r.remedies(&view.rows, now))
+        .unwrap_or_default();
     let rows: Vec<wire::TriggerRow> = view
         .rows
         .iter()
