@@ -66,12 +66,23 @@ pub enum Change {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Episodes {
     open: BTreeMap<String, Episode>,
+    /// Each trigger's newest ended episode: when it fired.
+    ended: BTreeMap<String, i64>,
 }
 
 impl Episodes {
     /// The open episode of `trigger`.
     pub fn get(&self, trigger: &str) -> Option<&Episode> {
         self.open.get(trigger)
+    }
+
+    /// When `trigger`'s open episode fired, else its newest ended one
+    /// (a remedy's attempt belongs to the episode it was tried in).
+    pub fn latest_fired_at(&self, trigger: &str) -> Option<i64> {
+        self.open
+            .get(trigger)
+            .map(|e| e.fired_at_ms)
+            .or_else(|| self.ended.get(trigger).copied())
     }
 
     /// What changed at the evaluation at `at_ms` that gave `rows`.
@@ -183,6 +194,7 @@ impl Episodes {
             } => {
                 if self.episode_mut(trigger, *fired_at_ms).is_some() {
                     self.open.remove(trigger);
+                    self.ended.insert(trigger.clone(), *fired_at_ms);
                 }
             }
         }
@@ -294,6 +306,21 @@ mod tests {
             &no_run,
         );
         assert!(matches!(again[0], Change::Cleared { fired_at_ms: 0, .. }));
+        assert_eq!(
+            episodes.latest_fired_at("High Error Rate"),
+            Some(201_000),
+            "the open episode, once the ended one (at 0) was followed by a new one"
+        );
+        episodes.apply(&Change::Cleared {
+            trigger: "High Error Rate".into(),
+            fired_at_ms: 201_000,
+        });
+        assert!(episodes.get("High Error Rate").is_none());
+        assert_eq!(
+            episodes.latest_fired_at("High Error Rate"),
+            Some(201_000),
+            "an ended episode is still the latest one"
+        );
         assert!(matches!(
             again[1],
             Change::Fired {

@@ -19,11 +19,70 @@ pub struct Remedy {
 }
 
 /// The newest run of the remedy's phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
+    /// The run that applied it.
+    pub run_id: String,
     /// `None` while it runs.
     pub succeeded: Option<bool>,
     pub ended_at_ms: Option<i64>,
+}
+
+/// A run as the remedy reads it (from the coordinator's runs, which are
+/// rebuilt from the journal at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunBrief {
+    pub id: String,
+    /// The phases it was started with.
+    pub phases: Vec<String>,
+    pub dry_run: bool,
+    pub started_at_ms: i64,
+    /// Its end and whether it succeeded; `None` while it runs.
+    pub ended: Option<(i64, bool)>,
+}
+
+/// The remedy's newest attempt for an episode that fired at `fired_at_ms`:
+/// the newest run (not a dry run) of exactly the remedy's phase started
+/// since then.
+pub fn attempt(remedy: &Remedy, fired_at_ms: i64, runs: &[RunBrief]) -> Option<Attempt> {
+    runs.iter()
+        .filter(|r| {
+            !r.dry_run && r.started_at_ms >= fired_at_ms && r.phases == [remedy.phase.as_str()]
+        })
+        .max_by_key(|r| (r.started_at_ms, r.id.clone()))
+        .map(|r| Attempt {
+            run_id: r.id.clone(),
+            succeeded: r.ended.map(|(_, ok)| ok),
+            ended_at_ms: r.ended.map(|(at, _)| at),
+        })
+}
+
+/// What the remedy's phase does, for the offer: "turn off flags
+/// new-checkout, tarot-ai-readings" for its `flags` steps, else the phase's
+/// name.
+pub fn describe(phase: &crate::sections::Phase) -> String {
+    let flags: Vec<String> = phase
+        .steps
+        .iter()
+        .filter(|s| s.plugin == "flags" && s.action == "off")
+        .filter_map(|s| s.params.as_ref()?.get("flags")?.as_array().cloned())
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect();
+    if flags.is_empty() {
+        phase.name.clone()
+    } else {
+        format!("turn off flags {}", flags.join(", "))
+    }
+}
+
+/// The command that applies the remedy: a run of its phase alone.
+pub fn command(remedy: &Remedy, trigger: &str) -> String {
+    format!(
+        "backout rollback start --phases {} --reason \"remedy for {}\"",
+        remedy.phase,
+        trigger.replace('"', "'")
+    )
 }
 
 /// What the remedy means for a trigger now.
@@ -40,9 +99,20 @@ pub enum Verdict {
     RollBack { why: String },
 }
 
+/// The matrix's headline once the fired triggers' remedies are judged
+/// (`moved_on`: one says roll back): a considered verdict whose remedy did
+/// not clear its trigger moves on to `ROLL BACK`; otherwise the matrix's own.
+pub fn headline(verdict: &crate::matrix::Verdict, moved_on: bool) -> &'static str {
+    if moved_on && verdict.action == crate::matrix::Action::AssessForRollback {
+        "ROLL BACK"
+    } else {
+        verdict.headline()
+    }
+}
+
 /// The verdict for a trigger with `remedy`, firing or not, given the
 /// remedy's newest `attempt`.
-pub fn verdict(remedy: &Remedy, firing: bool, attempt: Option<Attempt>, now_ms: i64) -> Verdict {
+pub fn verdict(remedy: &Remedy, firing: bool, attempt: Option<&Attempt>, now_ms: i64) -> Verdict {
     if !firing {
         return Verdict::Cleared;
     }
@@ -51,9 +121,10 @@ pub fn verdict(remedy: &Remedy, firing: bool, attempt: Option<Attempt>, now_ms: 
             phase: remedy.phase.clone(),
         };
     };
+    let run = &attempt.run_id;
     match (attempt.succeeded, attempt.ended_at_ms) {
         (Some(false), _) => Verdict::RollBack {
-            why: format!("the remedy `{}` failed", remedy.phase),
+            why: format!("the remedy `{}` failed (run {run})", remedy.phase),
         },
         (Some(true), Some(ended)) => {
             let until =
@@ -65,7 +136,7 @@ pub fn verdict(remedy: &Remedy, firing: bool, attempt: Option<Attempt>, now_ms: 
             } else {
                 Verdict::RollBack {
                     why: format!(
-                        "still firing {}s after the remedy `{}`",
+                        "still firing {}s after the remedy `{}` (run {run})",
                         remedy.hold.as_secs(),
                         remedy.phase
                     ),
@@ -78,6 +149,7 @@ pub fn verdict(remedy: &Remedy, firing: bool, attempt: Option<Attempt>, now_ms: 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn remedy() -> Remedy {
@@ -100,11 +172,12 @@ mod tests {
     #[test]
     fn a_remedy_that_clears_the_trigger_means_no_rollback() {
         let done = Attempt {
+            run_id: "run-1".into(),
             succeeded: Some(true),
             ended_at_ms: Some(1_000),
         };
         assert_eq!(
-            verdict(&remedy(), false, Some(done), 2_000),
+            verdict(&remedy(), false, Some(&done), 2_000),
             Verdict::Cleared
         );
     }
@@ -112,36 +185,134 @@ mod tests {
     #[test]
     fn still_firing_after_the_hold_moves_on_to_rollback() {
         let done = Attempt {
+            run_id: "run-1".into(),
             succeeded: Some(true),
             ended_at_ms: Some(1_000),
         };
         assert_eq!(
-            verdict(&remedy(), true, Some(done), 1_000 + 299_999),
+            verdict(&remedy(), true, Some(&done), 1_000 + 299_999),
             Verdict::Holding {
                 until_ms: Some(301_000)
             }
         );
         assert_eq!(
-            verdict(&remedy(), true, Some(done), 301_000),
+            verdict(&remedy(), true, Some(&done), 301_000),
             Verdict::RollBack {
-                why: "still firing 300s after the remedy `flags-off`".into()
+                why: "still firing 300s after the remedy `flags-off` (run run-1)".into()
             }
         );
         let failed = Attempt {
+            run_id: "run-1".into(),
             succeeded: Some(false),
             ended_at_ms: Some(1_000),
         };
         assert!(matches!(
-            verdict(&remedy(), true, Some(failed), 1_001),
+            verdict(&remedy(), true, Some(&failed), 1_001),
             Verdict::RollBack { .. }
         ));
         let running = Attempt {
+            run_id: "run-1".into(),
             succeeded: None,
             ended_at_ms: None,
         };
         assert_eq!(
-            verdict(&remedy(), true, Some(running), 5),
+            verdict(&remedy(), true, Some(&running), 5),
             Verdict::Holding { until_ms: None }
+        );
+    }
+
+    #[test]
+    fn a_remedy_that_did_not_clear_moves_a_considered_verdict_on_to_roll_back() {
+        use crate::matrix::{Action, Verdict as Matrix};
+        let of = |action| Matrix {
+            action,
+            fired: vec![],
+            deciders: vec![],
+            unknown: vec![],
+        };
+        assert_eq!(
+            headline(&of(Action::AssessForRollback), false),
+            "ASSESS FOR ROLLBACK"
+        );
+        assert_eq!(headline(&of(Action::AssessForRollback), true), "ROLL BACK");
+        assert_eq!(
+            headline(&of(Action::ImmediateRollback), true),
+            "IMMEDIATE ROLLBACK"
+        );
+        assert_eq!(headline(&of(Action::NoAction), false), "NO ACTION");
+    }
+
+    /// The README's example plan loads, and offers what the README says.
+    #[test]
+    fn the_readmes_remedy_example_loads() {
+        let readme = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let text = std::fs::read_to_string(&readme).unwrap();
+        let section = text.split("**The lighter remedy.**").nth(1).unwrap();
+        let block = section.split("```toml\n").nth(1).unwrap();
+        let block = block.split("```").next().unwrap();
+        let plan = crate::model::Plan::parse(&readme, block).unwrap();
+        let trigger = &plan.triggers[0];
+        let remedy = trigger.remedy.clone().unwrap();
+        assert_eq!(remedy.phase, "flags-off");
+        assert_eq!(remedy.hold, Duration::from_secs(300));
+        let phase = plan.phases.iter().find(|p| p.id == remedy.phase).unwrap();
+        assert_eq!(describe(phase), "turn off flags new-checkout");
+        assert!(section.contains(&command(&remedy, &trigger.name)));
+        assert!(section.contains(&format!(
+            "remedy available for {}: {}",
+            trigger.name,
+            describe(phase)
+        )));
+    }
+
+    fn brief(id: &str, phases: &[&str], started: i64, ended: Option<(i64, bool)>) -> RunBrief {
+        RunBrief {
+            id: id.into(),
+            phases: phases.iter().map(|p| p.to_string()).collect(),
+            dry_run: false,
+            started_at_ms: started,
+            ended,
+        }
+    }
+
+    #[test]
+    fn the_attempt_is_the_newest_run_of_the_remedy_alone_since_the_trigger_fired() {
+        let mut dry = brief("dry", &["flags-off"], 500, Some((600, true)));
+        dry.dry_run = true;
+        let runs = [
+            brief("before", &["flags-off"], 50, Some((60, true))),
+            brief("full", &[], 200, None),
+            brief("with-more", &["flags-off", "application"], 300, None),
+            brief("first", &["flags-off"], 150, Some((160, false))),
+            brief("second", &["flags-off"], 400, Some((450, true))),
+            dry,
+        ];
+        assert_eq!(
+            attempt(&remedy(), 100, &runs),
+            Some(Attempt {
+                run_id: "second".into(),
+                succeeded: Some(true),
+                ended_at_ms: Some(450),
+            })
+        );
+        assert_eq!(attempt(&remedy(), 401, &runs), None);
+        let running = [brief("now", &["flags-off"], 700, None)];
+        assert_eq!(
+            attempt(&remedy(), 100, &running).map(|a| a.succeeded),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn the_offer_names_the_flags_it_turns_off_and_the_command() {
+        let phase: crate::sections::Phase = toml::from_str(
+            "id = \"flags-off\"\nname = \"Feature flags off\"\noptional = true\n[[step]]\nid = \"off\"\nplugin = \"flags\"\naction = \"off\"\non = \"app-1\"\n[step.params]\nflags = [\"new-checkout\", \"ai\"]\n",
+        )
+        .unwrap();
+        assert_eq!(describe(&phase), "turn off flags new-checkout, ai");
+        assert_eq!(
+            command(&remedy(), "High \"Error\" Rate"),
+            "backout rollback start --phases flags-off --reason \"remedy for High 'Error' Rate\""
         );
     }
 }

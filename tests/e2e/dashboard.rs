@@ -12,11 +12,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use backout_e2e::dashboard::{dashboard, first_line_after, http};
 use backout_e2e::fleet::{Fleet, run_id};
 use backout_e2e::{Proc, bin, target_dir};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Two hosts, one at a time; the first step sleeps so "running" is seen.
 const PHASES: &str = r#"[[phase]]
@@ -88,60 +88,6 @@ fn log_lines(fleet: &Fleet, id: &str) -> Vec<String> {
             )
         })
         .collect()
-}
-
-/// `backout dashboard` as `operator`, on a free loopback port.
-async fn dashboard(fleet: &Fleet, operator: &str) -> Dashboard {
-    let mut proc = Proc::spawn_with(
-        &bin("backout"),
-        &["dashboard", "--listen", "127.0.0.1:0"],
-        &fleet.path().join(format!("dashboard-{operator}.log")),
-        &[
-            ("BACKOUT_COORDINATOR", fleet.addr.as_str()),
-            ("BACKOUT_PKI", fleet.path().to_str().unwrap()),
-            ("BACKOUT_OPERATOR", operator),
-        ],
-    );
-    let url = first_line_after(&mut proc, "backout: dashboard on ").await;
-    Dashboard { _proc: proc, url }
-}
-
-struct Dashboard {
-    _proc: Proc,
-    /// `http://127.0.0.1:PORT/`
-    url: String,
-}
-
-impl Dashboard {
-    fn page(&self, path: &str) -> String {
-        format!("{}{}", self.url, path.trim_start_matches('/'))
-    }
-
-    fn host(&self) -> String {
-        self.url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string()
-    }
-}
-
-/// Reads `proc`'s stdout until a line starting with `prefix`; the rest of
-/// that line. Stdout keeps being drained afterwards.
-async fn first_line_after(proc: &mut Proc, prefix: &str) -> String {
-    let stdout = proc.child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let found = tokio::time::timeout(PATIENCE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.trim().to_string();
-            }
-        }
-        panic!("exited before printing `{prefix}`: {}", proc.log_text());
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no `{prefix}` line in time"));
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    found
 }
 
 /// chromedriver on a free port, and browser sessions on it.
@@ -515,26 +461,6 @@ async fn a_refusal_needs_a_reason_and_the_page_says_who_refused_and_why() {
     );
     screenshot(&browser, "run-refused").await;
     browser.close().await.unwrap();
-}
-
-/// One HTTP/1.1 request to the dashboard; the status code and body.
-async fn http(dashboard: &Dashboard, request: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(dashboard.host())
-        .await
-        .unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not HTTP: {response}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread")]

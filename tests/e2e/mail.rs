@@ -341,6 +341,14 @@ async fn a_run_tells_the_team_by_email_and_slack_and_customers_on_the_status_pag
         html.contains("<a href=\"http://stspg.io/803310a12\">"),
         "{html}"
     );
+    // So does the dashboard's page of the run.
+    let dashboard = backout_e2e::dashboard::dashboard(&fleet, "dave").await;
+    let (status, page) = backout_e2e::dashboard::get(&dashboard, &format!("/runs/{id}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(r#"Status page incident p31zjtct2jer (status-page): <a href="http://stspg.io/803310a12">"#),
+        "the dashboard links to the incident: {page}"
+    );
 
     // The seed's 15 minutes: each channel's first delivery after the start.
     let started = json["run"]["started_at_ms"].as_i64().unwrap();

@@ -25,6 +25,7 @@ mod packages;
 mod plan_check;
 mod providers;
 mod refusals;
+mod remedy;
 mod report;
 mod retention;
 mod rotation;

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dashboard;
 pub mod fake;
 pub mod fleet;
 pub mod http;
@@ -16,6 +17,7 @@ pub mod providers;
 pub mod rig;
 pub mod services;
 pub mod smtp;
+pub mod unleash;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

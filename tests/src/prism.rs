@@ -44,6 +44,17 @@ impl Prism {
     /// `log`, and waits until it says it is listening (at most 90 s: Node
     /// reads and resolves the whole document first).
     pub fn start(document: &Path, log: &Path) -> Prism {
+        Prism::spawn(&["mock"], document, None, log)
+    }
+
+    /// Starts `prism proxy` for `document` in front of `upstream`: every
+    /// request and answer is checked against the document (violations are
+    /// logged as `Violation: request…` / `Violation: response…`).
+    pub fn proxy(document: &Path, upstream: &str, log: &Path) -> Prism {
+        Prism::spawn(&["proxy"], document, Some(upstream), log)
+    }
+
+    fn spawn(mode: &[&str], document: &Path, upstream: Option<&str>, log: &Path) -> Prism {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()
@@ -51,8 +62,10 @@ impl Prism {
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
         let child = Command::new(prism_bin())
-            .args(["mock", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(mode)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .arg(document)
+            .args(upstream)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

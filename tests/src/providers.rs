@@ -57,6 +57,8 @@ pub struct Grants {
     /// The plan has steps `plan check` refuses (to see the plugins refuse
     /// them at run time): the coordinator is started without that check.
     pub unchecked_plan: bool,
+    /// More of the coordinator's configuration (e.g. `evaluate_every`).
+    pub config: String,
 }
 
 /// A coordinator with `plan` (after the head: run approval by
@@ -121,6 +123,7 @@ pub async fn fleet(pki: Pki, plan: &str, grants: &Grants) -> Fleet {
         .approvals(["technical-lead"])
         .plan(plan)
         .testbed_grants(&grants.testbed)
+        .config(&grants.config)
         .agent_config(move |_, config| config + &extra);
     if grants.unchecked_plan {
         builder.skip_plan_check().start().await

@@ -56,6 +56,14 @@ pub enum Action {
         decide_by_ms: i64,
         evidence: String,
     },
+    /// A trigger's remedy changed: offered, applied, worked, or did not
+    /// clear the trigger (the verdict moves on to the rollback).
+    Remedy {
+        trigger: String,
+        state: String,
+        line: String,
+        why: String,
+    },
     /// A fired trigger's decision deadline passed with no decision: its
     /// deciders are paged again and the plan's escalation rules apply.
     Overdue {
@@ -107,7 +115,9 @@ pub fn step(
     let mut actions = Vec::new();
     for row in rows {
         let before = seen.insert(row.trigger.clone(), row.state.clone());
+        let remedy = remedy_change(seen, row, now_ms);
         if before.as_deref() == Some(row.state.as_str()) {
+            actions.extend(remedy);
             continue;
         }
         actions.push(Action::Changed {
@@ -144,8 +154,27 @@ pub fn step(
                 }
             });
         }
+        actions.extend(remedy);
     }
     actions
+}
+
+/// The row's remedy when it changed since the last look (its state or its
+/// attempt), remembered in `seen` under "TRIGGER (remedy)".
+fn remedy_change(
+    seen: &mut BTreeMap<String, String>,
+    row: &wire::TriggerRow,
+    now_ms: i64,
+) -> Option<Action> {
+    let remedy = row.remedy.as_ref()?;
+    let now = format!("{} {}", remedy.state, remedy.run_id);
+    let before = seen.insert(format!("{} (remedy)", row.trigger), now.clone());
+    (before.as_deref() != Some(now.as_str())).then(|| Action::Remedy {
+        trigger: row.trigger.clone(),
+        state: remedy.state.clone(),
+        line: super::matrix::remedy_line(&row.trigger, remedy, now_ms),
+        why: remedy.why.clone(),
+    })
 }
 
 fn clock() -> String {
@@ -303,6 +332,19 @@ async fn act(
             outln!("{now} {trigger}: {from} -> {to}{value}");
             None
         }
+        Action::Remedy {
+            trigger,
+            state,
+            line,
+            why,
+        } => {
+            outln!("{now} {line}");
+            if state == "rollback" {
+                let request = record(&trigger, "remedy-did-not-clear", why);
+                record_or_say(client, request, "the decision").await;
+            }
+            None
+        }
         Action::Overdue {
             trigger,
             deciders,
@@ -334,12 +376,7 @@ async fn act(
                 }
             );
             let request = record(&trigger, "decision-overdue", detail);
-            if let Err(e) = client.record_decision(request).await {
-                outln!(
-                    "{now} guard: could not record the escalation: {}",
-                    e.message()
-                );
-            }
+            record_or_say(client, request, "the escalation").await;
             None
         }
         Action::Page {
@@ -355,12 +392,7 @@ async fn act(
             );
             let detail = format!("{}; {evidence}", deciders.join(" + "));
             let request = record(&trigger, "page-deciders", detail);
-            if let Err(e) = client.record_decision(request).await {
-                outln!(
-                    "{now} guard: could not record the decision: {}",
-                    e.message()
-                );
-            }
+            record_or_say(client, request, "the decision").await;
             None
         }
         Action::Immediate {
@@ -425,6 +457,22 @@ async fn act(
     }
 }
 
+/// Journals a decision on the coordinator; says so when it cannot (guard
+/// goes on).
+async fn record_or_say(
+    client: &mut wire::control_client::ControlClient<tonic::transport::Channel>,
+    request: wire::RecordDecisionRequest,
+    what: &str,
+) {
+    if let Err(e) = client.record_decision(request).await {
+        outln!(
+            "{} guard: could not record {what}: {}",
+            clock(),
+            e.message()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,6 +485,39 @@ mod tests {
             deciders: vec!["release-manager".into()],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_remedy_is_said_when_offered_and_again_when_it_did_not_clear() {
+        let mut seen = BTreeMap::new();
+        let with = |state: &str, run_id: &str| {
+            let mut r = row("Errors", "considered", "FIRED");
+            r.remedy = Some(wire::RemedyStatus {
+                phase: "flags-off".into(),
+                state: state.into(),
+                what: "turn off flags new-checkout".into(),
+                command: "backout rollback start --phases flags-off".into(),
+                run_id: run_id.into(),
+                why: "still firing 3s after the remedy `flags-off` (run run-1)".into(),
+                hold: "3s".into(),
+                ..Default::default()
+            });
+            r
+        };
+        let first = step(&mut seen, &[with("offered", "")], 0);
+        assert!(
+            matches!(&first[..], [Action::Changed { .. }, Action::Page { .. }, Action::Remedy { line, .. }]
+                if line.contains("remedy available for Errors: turn off flags new-checkout")
+                    && line.contains("`backout rollback start --phases flags-off`")),
+            "{first:?}"
+        );
+        assert!(step(&mut seen, &[with("offered", "")], 0).is_empty());
+        let moved = step(&mut seen, &[with("rollback", "run-1")], 0);
+        assert!(
+            matches!(&moved[..], [Action::Remedy { state, line, .. }]
+                if state == "rollback" && line.contains("ROLL BACK") && line.contains("run-1")),
+            "{moved:?}"
+        );
     }
 
     #[test]

@@ -116,7 +116,15 @@ pub fn matrix_json(m: &wire::MatrixReply) -> Value {
             "decide_by_ms": (r.decide_by_ms > 0).then_some(r.decide_by_ms),
             "consecutive": r.consecutive,
             "deciders": r.deciders,
+            "remedy": r.remedy.as_ref().map(remedy_json),
         })).collect::<Vec<_>>(),
+        "remedies": m.rows.iter().filter_map(|r| {
+            let remedy = r.remedy.as_ref()?;
+            let mut doc = remedy_json(remedy);
+            doc["trigger"] = json!(r.trigger);
+            doc["line"] = json!(remedy_line(&r.trigger, remedy, m.now_ms));
+            Some(doc)
+        }).collect::<Vec<_>>(),
         "fired_triggers": m.fired_triggers.iter().map(|f| json!({
             "trigger": f.trigger,
             "evidence": m.rows.iter().find(|r| r.trigger == f.trigger).map(|r| evidence(r, m.now_ms)),
@@ -130,6 +138,45 @@ pub fn matrix_json(m: &wire::MatrixReply) -> Value {
         "evaluated_at_ms": (m.evaluated_at_ms > 0).then_some(m.evaluated_at_ms),
         "signals": m.signals.iter().map(signal_json).collect::<Vec<_>>(),
     })
+}
+
+pub fn remedy_json(r: &wire::RemedyStatus) -> Value {
+    json!({
+        "phase": r.phase,
+        "state": r.state,
+        "what": r.what,
+        "hold": r.hold,
+        "command": r.command,
+        "run_id": (!r.run_id.is_empty()).then_some(&r.run_id),
+        "until_ms": (r.until_ms > 0).then_some(r.until_ms),
+        "why": (!r.why.is_empty()).then_some(&r.why),
+    })
+}
+
+/// A trigger's remedy for people: offered with its command, holding, worked,
+/// or did not clear the trigger (roll back).
+pub fn remedy_line(trigger: &str, r: &wire::RemedyStatus, now_ms: i64) -> String {
+    match r.state.as_str() {
+        "offered" => format!(
+            "remedy available for {trigger}: {} (then {} to clear) — `{}`",
+            r.what, r.hold, r.command
+        ),
+        "holding" if r.until_ms > 0 => format!(
+            "remedy `{}` applied (run {}): {trigger} has {} left to clear before the rollback",
+            r.phase,
+            r.run_id,
+            human_ms((r.until_ms - now_ms).max(0))
+        ),
+        "holding" => format!("remedy `{}` is being applied (run {})", r.phase, r.run_id),
+        "cleared" => format!(
+            "remedy `{}` worked (run {}): {trigger} cleared, no rollback",
+            r.phase, r.run_id
+        ),
+        _ => format!(
+            "remedy did not clear {trigger}: {} — ROLL BACK (`backout rollback start`)",
+            r.why
+        ),
+    }
 }
 
 pub fn signal_json(s: &wire::SignalStatus) -> Value {
@@ -195,21 +242,28 @@ pub fn time_left(decide_by_ms: i64, now_ms: i64) -> String {
 }
 
 /// One line per fired trigger: what fired it and the time its deciders have
-/// left, or how late they are ("decide within 12 m 3 s").
+/// left, or how late they are ("decide within 12 m 3 s"); then its remedy.
 pub fn deadline_lines(m: &wire::MatrixReply) -> Vec<String> {
+    let mut lines = Vec::new();
+    for r in m.rows.iter().filter(|r| r.state == "FIRED") {
+        lines.push(format!(
+            "{} fired ({}): {}; deciders {}{}",
+            r.trigger,
+            r.class,
+            evidence(r, m.now_ms),
+            r.deciders.join(" + "),
+            time_left(r.decide_by_ms, m.now_ms)
+        ));
+    }
+    lines.extend(remedy_lines(m));
+    lines
+}
+
+/// Each trigger's remedy line.
+pub fn remedy_lines(m: &wire::MatrixReply) -> Vec<String> {
     m.rows
         .iter()
-        .filter(|r| r.state == "FIRED")
-        .map(|r| {
-            format!(
-                "{} fired ({}): {}; deciders {}{}",
-                r.trigger,
-                r.class,
-                evidence(r, m.now_ms),
-                r.deciders.join(" + "),
-                time_left(r.decide_by_ms, m.now_ms)
-            )
-        })
+        .filter_map(|r| Some(remedy_line(&r.trigger, r.remedy.as_ref()?, m.now_ms)))
         .collect()
 }
 
@@ -285,6 +339,12 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
         outln!("  canary {}: {}", s.name, s.judgement);
     }
     outln!();
+    if m.verdict == "NO ACTION" {
+        // A remedy that worked is why there is no action.
+        for line in remedy_lines(m) {
+            outln!("{line}");
+        }
+    }
     match m.verdict.as_str() {
         "NO ACTION" if m.unknown.is_empty() => outln!("VERDICT: NO ACTION"),
         "NO ACTION" => outln!(
@@ -308,6 +368,9 @@ pub fn print_text(m: &wire::MatrixReply, checklist: &Value) {
                     time_left(f.decide_by_ms, m.now_ms),
                     f.deciders.join(" + ")
                 );
+            }
+            for line in remedy_lines(m).iter().filter(|_| verdict != "NO ACTION") {
+                outln!("  {line}");
             }
             if !m.unknown.is_empty() {
                 outln!(

@@ -614,6 +614,13 @@ async fn run_page(
             })
         })
     };
+    let doc = match doc {
+        Some(mut doc) => {
+            doc["incidents"] = incidents(&app, &id).await;
+            Some(doc)
+        }
+        None => None,
+    };
     match doc {
         Some(doc) => answer(
             &app,
@@ -631,6 +638,25 @@ async fn run_page(
             failed(&app, &headers, "Run", "runs", Failure::Unreachable(error))
         }
     }
+}
+
+/// The status-page incidents the run opened (channel, id, public link),
+/// from its report's communications; none when the report cannot be read.
+async fn incidents(app: &App, id: &str) -> Value {
+    let Ok(text) = report_text(app, id, "json").await else {
+        return json!([]);
+    };
+    let report: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let mut out: Vec<Value> = Vec::new();
+    for n in report["communications"].as_array().into_iter().flatten() {
+        let incident = &n["incident"];
+        if incident.is_object() && !out.iter().any(|o| o["id"] == incident["id"]) {
+            out.push(
+                json!({ "channel": n["channel"], "id": incident["id"], "link": incident["link"] }),
+            );
+        }
+    }
+    Value::Array(out)
 }
 
 #[derive(Debug, Deserialize)]

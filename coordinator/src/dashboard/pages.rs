@@ -312,6 +312,20 @@ pub fn now(doc: &Value) -> String {
             }
             out.push_str("</ul>");
         }
+        // Each trigger's remedy: offered with its command, holding, worked,
+        // or did not clear the trigger.
+        if let Some(remedies) = m["remedies"].as_array().filter(|r| !r.is_empty()) {
+            out.push_str(r#"<ul id="remedies">"#);
+            for r in remedies {
+                let _ = write!(
+                    out,
+                    "<li class=\"remedy remedy-{}\">{}</li>",
+                    s(&r["state"]),
+                    s(&r["line"])
+                );
+            }
+            out.push_str("</ul>");
+        }
         out.push_str(r#"<div class="scroll"><table id="matrix"><thead><tr><th>Trigger</th><th>Value</th><th>Condition</th><th>Held / needed</th><th>State</th><th>Deciders</th><th>Recent</th></tr></thead><tbody>"#);
         for row in m["triggers"].as_array().into_iter().flatten() {
             let name = row["trigger"].as_str().unwrap_or_default();
@@ -653,6 +667,7 @@ pub fn run(doc: &Value) -> String {
         when(r["started_at_ms"].as_i64().unwrap_or(0), now),
         badge(doc["link"].as_str().unwrap_or_default()),
     );
+    out.push_str(&incidents(&doc["incidents"]));
     let _ = write!(out, r#"<div id="refusals">{}</div>"#, refusals(&events));
     let _ = write!(out, r#"<div id="pending">{}</div>"#, pending(r));
     let _ = write!(
@@ -692,6 +707,31 @@ pub fn run(doc: &Value) -> String {
         r#"<p class="actions"><a href="/runs/{id}/report">Report</a>{abort}</p></section>"#,
         id = esc(id)
     );
+    out
+}
+
+/// The status-page incidents the run opened, each linked when its public
+/// link is a web address (as the report does).
+fn incidents(list: &Value) -> String {
+    let Some(list) = list.as_array().filter(|l| !l.is_empty()) else {
+        return String::new();
+    };
+    let mut out = String::from(r#"<ul id="incidents">"#);
+    for i in list {
+        let link = i["link"].as_str().unwrap_or_default();
+        let shown = if link.starts_with("http://") || link.starts_with("https://") {
+            format!(r#": <a href="{0}">{0}</a>"#, esc(link))
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            out,
+            "<li>Status page incident {} ({}){shown}</li>",
+            s(&i["id"]),
+            s(&i["channel"])
+        );
+    }
+    out.push_str("</ul>");
     out
 }
 
@@ -758,6 +798,39 @@ mod tests {
         assert!(page.contains("decide within 3 m 0 s"), "{page}");
         let page = now(&doc(60_000));
         assert!(page.contains("DECISION OVERDUE by 40.0 s"), "{page}");
+    }
+
+    #[test]
+    fn the_run_page_links_the_status_page_incident() {
+        let doc = |link: &str| {
+            json!({ "run": { "run": "run-1", "status": "running" }, "events": [], "link": "live",
+                "incidents": [{ "channel": "status", "id": "p31zjtct2jer", "link": link }] })
+        };
+        let page = run(&doc("https://stspg.io/p31zjtct2jer"));
+        assert!(
+            page.contains(r#"<li>Status page incident p31zjtct2jer (status): <a href="https://stspg.io/p31zjtct2jer">https://stspg.io/p31zjtct2jer</a></li>"#),
+            "{page}"
+        );
+        let page = run(&doc("javascript:alert(1)"));
+        assert!(
+            page.contains("<li>Status page incident p31zjtct2jer (status)</li>"),
+            "{page}"
+        );
+        assert!(!page.contains("javascript:"), "{page}");
+        assert!(!run(&json!({ "run": { "run": "run-1" }, "events": [] })).contains("incidents"));
+    }
+
+    #[test]
+    fn the_now_page_offers_a_fired_triggers_remedy() {
+        let page = now(&json!({ "now_ms": 100_000, "has_plan": true, "matrix": {
+            "plan": "p", "verdict": "ASSESS FOR ROLLBACK", "triggers": [],
+            "remedies": [{ "trigger": "High Error Rate", "state": "offered",
+                "line": "remedy available for High Error Rate: turn off flags new-checkout (then 5m to clear) — `backout rollback start --phases flags-off`" }] } }));
+        assert!(page.contains(r#"<li class="remedy remedy-offered">remedy available for High Error Rate: turn off flags new-checkout"#), "{page}");
+        assert!(
+            page.contains("backout rollback start --phases flags-off"),
+            "{page}"
+        );
     }
 
     #[test]

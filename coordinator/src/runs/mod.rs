@@ -30,6 +30,8 @@ pub(crate) mod drive;
 mod incident;
 mod mail;
 pub mod notify;
+mod remedy;
+pub use remedy::RemedyView;
 mod watch;
 pub use crate::replay::RunMeta;
 pub use watch::RunEvent;
@@ -174,6 +176,9 @@ pub struct Runs {
     board: Option<Arc<Board>>,
     /// The relay the plan's `email` channels go through.
     smtp: Option<crate::config::SmtpConfig>,
+    /// The fired triggers' episodes, kept by `deadline.rs` (rebuilt from
+    /// the journal at start); remedies are judged per episode.
+    pub(crate) episodes: Mutex<backout_plan::episode::Episodes>,
 }
 
 impl Runs {
@@ -194,6 +199,7 @@ impl Runs {
             registry,
             board,
             smtp: None,
+            episodes: Mutex::default(),
         }
     }
 
@@ -575,6 +581,9 @@ impl Runs {
         }
         check_version(&plan, to_version)?;
         let now = now_ms();
+        if !dry_run {
+            self.note_remedies(board, phases, now);
+        }
         let id = format!(
             "run-{now}-{}",
             &hex::encode(backout_proto::command::new_nonce())[..6]
@@ -827,6 +836,49 @@ mod tests {
                 }],
             }],
         }
+    }
+
+    /// After a restart, the phases whose end was already told (the status
+    /// page updated, sent or not) are not told again.
+    #[test]
+    fn a_restart_does_not_tell_a_phase_end_again() {
+        let meta = RunMeta {
+            id: "run-1".into(),
+            reason: "r".into(),
+            to_version: String::new(),
+            dry_run: false,
+            drill: false,
+            started_by: "dave".into(),
+            started_at_ms: 0,
+            finished_at_ms: None,
+        };
+        let told = |moment: &str, scope: &str, sent: bool| crate::journal::Entry {
+            seq: 1,
+            at_ms: 10,
+            run_id: "run-1".into(),
+            record: Record::notification(crate::journal::Notification {
+                template: "status-page".into(),
+                channel: "status".into(),
+                moment: moment.into(),
+                scope: Some(scope.into()),
+                sent,
+                via: None,
+                why: None,
+                recipients: None,
+                paged: None,
+                incident: None,
+            }),
+        };
+        let (_, announced) = approvals_announced(
+            &meta,
+            &[
+                told("phase-end", "application", true),
+                told("phase-end", "database", false),
+            ],
+        );
+        assert!(announced.contains("ended:application"), "{announced:?}");
+        assert!(announced.contains("ended:database"), "{announced:?}");
+        assert!(!announced.contains("ended:verify"), "{announced:?}");
     }
 
     /// `health.check` succeeds on a down service unless `require_healthy`

@@ -198,7 +198,7 @@ impl wire::control_server::Control for ControlService {
                 ..Default::default()
             }));
         };
-        Ok(Response::new(matrix_reply(board, now)))
+        Ok(Response::new(matrix_reply(board, Some(&self.runs), now)))
     }
 
     async fn set_signal(
@@ -484,10 +484,14 @@ fn signal_status(view: &SignalView) -> wire::SignalStatus {
 }
 
 /// The matrix as sent to operators (the transport edge of `signals::board`):
-/// rows and verdict from one evaluation.
-fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
+/// rows and verdict from one evaluation, with each fired trigger's remedy
+/// (what `runs` say of it).
+fn matrix_reply(board: &Board, runs: Option<&Runs>, now: i64) -> wire::MatrixReply {
     let view = board.matrix(now);
-    let rows = view
+    let mut remedies = runs
+        .map(|r| r.remedies(&view.rows, now))
+        .unwrap_or_default();
+    let rows: Vec<wire::TriggerRow> = view
         .rows
         .iter()
         .zip(view.recent.iter())
@@ -518,14 +522,18 @@ fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
             decide_by_ms: row.decide_by_ms.unwrap_or(0),
             escalate_to: row.escalate_to.clone(),
             recent: recent.clone(),
+            remedy: remedies.remove(&row.trigger).map(remedy_status),
         })
         .collect();
     let verdict = &view.verdict;
+    let moved_on = rows.iter().any(|r: &wire::TriggerRow| {
+        r.state == "FIRED" && r.remedy.as_ref().is_some_and(|m| m.state == "rollback")
+    });
     wire::MatrixReply {
         has_plan: true,
         plan_name: board.plan().meta.name.clone(),
         rows,
-        verdict: verdict.headline().into(),
+        verdict: backout_plan::remedy::headline(verdict, moved_on).into(),
         fired: verdict.fired.iter().map(|f| f.trigger.clone()).collect(),
         deciders: verdict.deciders.clone(),
         unknown: verdict.unknown.clone(),
@@ -544,6 +552,19 @@ fn matrix_reply(board: &Board, now: i64) -> wire::MatrixReply {
             })
             .collect(),
         evaluated_at_ms: view.evaluated_at_ms.unwrap_or(0),
+    }
+}
+
+fn remedy_status(view: crate::runs::RemedyView) -> wire::RemedyStatus {
+    wire::RemedyStatus {
+        phase: view.phase,
+        state: view.state.into(),
+        what: view.what,
+        command: view.command,
+        run_id: view.run_id.unwrap_or_default(),
+        until_ms: view.until_ms.unwrap_or(0),
+        why: view.why.unwrap_or_default(),
+        hold: view.hold,
     }
 }
 
@@ -578,7 +599,7 @@ deciders = ["rm"]
         let board = Board::new(plan, std::time::Duration::from_secs(1));
         board.set_manual("breach", "true", "alice", "", 0).unwrap();
         board.evaluate(10);
-        let reply = matrix_reply(&board, 10);
+        let reply = matrix_reply(&board, None, 10);
         assert_eq!(reply.rows[0].value, "breach=true, corruption=?");
     }
 }
