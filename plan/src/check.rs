@@ -189,6 +189,33 @@ pub fn field_at(text: &str, line: usize, column: usize) -> Option<String> {
         .map(|(path, _)| path)
 }
 
+/// The first top-level key of the plan text that is not a section of the
+/// plan file (`[[phases]]`), as (line, column, key, message). Checked before
+/// the file is read into its types, whose error for a misspelt section can
+/// name another one.
+pub fn unknown_section(text: &str) -> Option<(usize, usize, String, String)> {
+    let doc = DeTable::parse(text).ok()?;
+    let schema = crate::schema::plan_file();
+    let sections: Vec<&str> = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let (key, _) = doc
+        .get_ref()
+        .iter()
+        .filter(|(key, _)| !sections.contains(&key.get_ref().as_ref()))
+        .min_by_key(|(key, _)| key.span().start)?;
+    let (line, column) = line_column(text, key.span().start);
+    let name = key.get_ref().to_string();
+    let message = format!(
+        "unknown section `{name}`{}; the sections are: {}",
+        suggest(&name, sections.iter().copied()),
+        sections.join(", ")
+    );
+    Some((line, column, name, message))
+}
+
 /// Every key of `table` with its path and the span where it is written.
 fn key_paths(table: &DeTable<'_>, prefix: &str, out: &mut Vec<(String, Range<usize>)>) {
     for (key, value) in table.iter() {

@@ -363,6 +363,15 @@ impl Plan {
     /// Parses and validates plan text that came from `path`. A parse error
     /// names its field by its full path (`phase[0].step[1].retries`).
     pub fn parse(path: &Path, text: &str) -> Result<Plan, ConfigError> {
+        if let Some((line, column, key, message)) = crate::check::unknown_section(text) {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: format!("field `{key}`: "),
+                message,
+            });
+        }
         let file: PlanFile = backout_config::parse(path, text).map_err(|mut e| {
             if let ConfigError::Parse {
                 line,
@@ -806,6 +815,17 @@ mod tests {
             .to_string();
         assert!(
             err.starts_with("p.toml:3:1: field `plan.ownr`: unknown field"),
+            "{err}"
+        );
+        // A misspelt section is named as such, not by what it broke.
+        let sections = "[plan]\nname = \"p\"\n[[host]]\nid = \"h\"\n[[phases]]\nid = \"a\"\nname = \"A\"\n[[phase.step]]\nid = \"s\"\n";
+        let err = Plan::parse(Path::new("p.toml"), sections)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "p.toml:5:3: field `phases`: unknown section `phases`; did you mean `phase`?"
+            ),
             "{err}"
         );
     }

@@ -109,10 +109,10 @@ fn type_text(schema: &Value) -> String {
             None => "array".into(),
         };
     }
-    if types.as_slice() == ["object"] {
-        if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
-            return format!("table of {}", type_text(values));
-        }
+    if types.as_slice() == ["object"]
+        && let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object())
+    {
+        return format!("table of {}", type_text(values));
     }
     if !types.is_empty() {
         return types.join(" or ");

@@ -67,6 +67,17 @@ pub(super) async fn drive(runs: Arc<Runs>, id: String, notify: Arc<Notify>) {
             let Some(entry) = entries.get_mut(&id) else {
                 return;
             };
+            // A phase past its time limit is journaled as timed out before
+            // the outcomes that came back since: a step that let go of an
+            // absent agent at the limit then does not make it "failed".
+            if !entry.outcomes.is_empty() {
+                for phase in entry.run.overdue(now) {
+                    let event = Event::PhaseTimedOut { phase, at_ms: now };
+                    if let Err(e) = runs.record(entry, event) {
+                        tracing::error!(run = %id, error = %e, "cannot journal a phase time-out; retrying");
+                    }
+                }
+            }
             // Outcomes back from `execute`: a failed write leaves them for the next turn.
             if !entry.outcomes.is_empty() {
                 let outcomes = std::mem::take(&mut entry.outcomes);
