@@ -39,4 +39,7 @@ cp "$target_dir/wasm32-wasip2/release/plugin_maintenance.wasm" "$target_dir/plug
 mv "$target_dir/plugins/maintenance.wasm.tmp" "$target_dir/plugins/maintenance.wasm"
 echo "built $target_dir/plugins/maintenance.wasm (example, outside the workspace)"
 # The template must keep compiling too.
-cargo build --release --target wasm32-wasip2 --target-dir "$target_dir" --manifest-path plugins/sdk/template/Cargo.toml
+# It is a cargo-generate template: rendered first (as plugin `template`).
+rm -rf "$target_dir/template"
+scripts/render-template.sh "$target_dir/template" template "$root/plugins/sdk"
+cargo build --release --target wasm32-wasip2 --target-dir "$target_dir" --manifest-path "$target_dir/template/Cargo.toml"

@@ -14,11 +14,11 @@ prometheus --version 2>&1 | head -1
 step "plugins (wasm32-wasip2, release)"
 scripts/build-plugins.sh
 
-step "the SDK outside the workspace (a copy with its template, wasm32-wasip2, offline)"
-scripts/test-sdk-copy.sh
-
 step "binaries (backout, backout-agent; with the crash tests' hooks)"
 cargo build --bins --features backout/test-hooks
+
+step "the SDK outside the workspace (a copy, its template rendered, wasm32-wasip2, offline, run by backout-agent plugin run)"
+scripts/test-sdk-copy.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

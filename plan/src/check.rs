@@ -173,6 +173,74 @@ pub fn check(text: &str, catalog: &Catalog) -> Vec<Finding> {
     out.found
 }
 
+/// The full path (`phase[0].step[1].retries`) of the key written on
+/// `line` (1-based) at or before `column`, for an error the TOML parser
+/// names by its last key only. `None` when no key starts on that line.
+pub fn field_at(text: &str, line: usize, column: usize) -> Option<String> {
+    let doc = DeTable::parse(text).ok()?;
+    let mut keys = Vec::new();
+    key_paths(doc.get_ref(), "", &mut keys);
+    keys.into_iter()
+        .filter(|(_, span)| {
+            let (l, c) = line_column(text, span.start);
+            l == line && c <= column.max(1)
+        })
+        .max_by_key(|(_, span)| span.start)
+        .map(|(path, _)| path)
+}
+
+/// The first top-level key of the plan text that is not a section of the
+/// plan file (`[[phases]]`), as (line, column, key, message). Checked before
+/// the file is read into its types, whose error for a misspelt section can
+/// name another one.
+pub fn unknown_section(text: &str) -> Option<(usize, usize, String, String)> {
+    let doc = DeTable::parse(text).ok()?;
+    let schema = crate::schema::plan_file();
+    let sections: Vec<&str> = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let (key, _) = doc
+        .get_ref()
+        .iter()
+        .filter(|(key, _)| !sections.contains(&key.get_ref().as_ref()))
+        .min_by_key(|(key, _)| key.span().start)?;
+    let (line, column) = line_column(text, key.span().start);
+    let name = key.get_ref().to_string();
+    let message = format!(
+        "unknown section `{name}`{}; the sections are: {}",
+        suggest(&name, sections.iter().copied()),
+        sections.join(", ")
+    );
+    Some((line, column, name, message))
+}
+
+/// Every key of `table` with its path and the span where it is written.
+fn key_paths(table: &DeTable<'_>, prefix: &str, out: &mut Vec<(String, Range<usize>)>) {
+    for (key, value) in table.iter() {
+        let path = if prefix.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", key.get_ref())
+        };
+        out.push((path.clone(), key.span()));
+        value_paths(value.get_ref(), &path, out);
+    }
+}
+
+fn value_paths(value: &DeValue<'_>, path: &str, out: &mut Vec<(String, Range<usize>)>) {
+    match value {
+        DeValue::Table(table) => key_paths(table, path, out),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                value_paths(item.get_ref(), &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 struct Findings<'t> {
     text: &'t str,
     found: Vec<Finding>,

@@ -12,6 +12,7 @@
 //! * [`judge`]: the canary judge (Mann-Whitney U, effect size, variance check).
 //! * [`run`]: the run state machine, a fold over journal events.
 //! * [`history`]: bounded histories of signal values and counted events.
+//! * [`schema`]: the plan file's JSON Schema, from the types above.
 //! * [`check`]: a plan's steps and probes against what the plugins and the
 //!   coordinator say they offer (`backout plan check`).
 
@@ -24,5 +25,6 @@ pub mod matrix;
 pub mod model;
 pub mod remedy;
 pub mod run;
+pub mod schema;
 pub mod sections;
 pub mod window;

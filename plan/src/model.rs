@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use backout_config::{ConfigError, opt_duration};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::expr::{Expr, Op};
@@ -20,30 +21,37 @@ use crate::sections::{
 use crate::window::Hold;
 
 /// `[plan]`: what this document is.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Meta {
+    /// The plan's name, shown in runs and reports.
     pub name: String,
+    /// The document this plan carries out (a title or a link).
     #[serde(default)]
     pub document: Option<String>,
+    /// The plan's own version.
     #[serde(default)]
     pub version: Option<String>,
+    /// Who keeps the plan.
     #[serde(default)]
     pub owner: Option<String>,
+    /// The environment it is for (`production`).
     #[serde(default)]
     pub environment: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
+    /// The host's id: the name its agent connects with (its certificate's name).
     pub id: String,
+    /// Groups it belongs to; a step `on` a group runs on each of its hosts.
     #[serde(default)]
     pub groups: Vec<String>,
 }
 
 /// Where a signal's values come from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignalSpec {
     /// A Prometheus instant query.
@@ -61,24 +69,30 @@ pub struct SignalSpec {
     /// Counted events; the value is the count within `window`.
     #[serde(default)]
     pub events: bool,
+    /// How far back counted events count (events only).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub window: Option<Duration>,
     /// How often to sample (Prometheus and probes).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub interval: Option<Duration>,
     /// A value older than this is unknown (default: three intervals).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub stale_after: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusSource {
+    /// Prometheus's base URL (`http://prometheus:9090`).
     pub url: String,
+    /// The PromQL instant query; its first value is the signal's.
     pub query: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeSource {
     /// The assess check whose results feed the signal (`error-log` for
@@ -98,9 +112,10 @@ pub struct ProbeSource {
 /// queries over the last `over`, judged by [`crate::judge`]. The signal's
 /// value is the call, compared in conditions with `pass`, `marginal`,
 /// `fail` or `inconclusive`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CanarySource {
+    /// Prometheus's base URL.
     pub url: String,
     /// The metric on the canary.
     pub query: String,
@@ -108,9 +123,11 @@ pub struct CanarySource {
     pub baseline: String,
     /// How far back to compare (default 10m).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub over: Option<Duration>,
     /// Time between the points of the range queries (default 15s).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub step: Option<Duration>,
     /// "higher" (default: latency, errors) or "lower" (throughput) is worse.
     #[serde(default)]
@@ -134,7 +151,7 @@ fn default_aggregate() -> String {
 }
 
 /// How urgent a trigger is (the seed's two tables).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
     /// "Execute immediate rollback".
@@ -154,7 +171,7 @@ impl Class {
 }
 
 /// What an unknown value means for a trigger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownMeans {
     /// Shown as UNKNOWN; neither fires nor counts as healthy (default).
@@ -166,15 +183,21 @@ pub enum UnknownMeans {
     Ok,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerSpec {
+    /// Unique within the plan.
     pub name: String,
+    /// `immediate` (roll back now) or `considered` (assess first).
     pub class: Class,
+    /// The condition over signals: `error_rate > 5% and p95 > 2000ms`.
     pub when: String,
+    /// How long (`15m`) or how many samples (`5 samples`) the condition must hold before the trigger fires.
     #[serde(default, rename = "for")]
     pub hold: Option<String>,
+    /// Roles of `[roles]` who decide when it fires.
     pub deciders: Vec<String>,
+    /// What an unknown value means: `unknown` (default), `breaching` or `ok`.
     #[serde(default)]
     pub unknown: UnknownMeans,
     /// `backout guard` may start the rollback by itself when this fires.
@@ -193,46 +216,65 @@ pub struct TriggerSpec {
 /// trigger of each class fires, to decide (the seed's headings: "Immediate
 /// Rollback Triggers (0-15 minutes)", "Considered Rollback Triggers (15-30
 /// minutes)"). A class without one has no deadline.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecideWithin {
+    /// Time to decide on an immediate trigger.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub immediate: Option<Duration>,
+    /// Time to decide on a considered trigger.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub considered: Option<Duration>,
 }
 
 /// The file as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanFile {
+    /// `[plan]`: what this document is.
     pub plan: Meta,
+    /// `[[host]]`: the hosts whose agents run steps.
     #[serde(default, rename = "host")]
     pub hosts: Vec<Host>,
+    /// `[roles]`: role -> the person or team holding it (`release_manager = "Dana"`).
     #[serde(default)]
     pub roles: BTreeMap<String, String>,
+    /// `[signals.NAME]`: where each signal's values come from (exactly one source).
     #[serde(default)]
     pub signals: BTreeMap<String, SignalSpec>,
+    /// `[[trigger]]`: when a rollback is called for (the decision matrix).
     #[serde(default, rename = "trigger")]
     pub triggers: Vec<TriggerSpec>,
+    /// `[decide_within]`: how long deciders have, by trigger class.
     #[serde(default)]
     pub decide_within: DecideWithin,
+    /// `[approvals]`: who must approve a run before it starts.
     #[serde(default)]
     pub approvals: Approvals,
+    /// `[[phase]]`: the rollback itself, phases of steps run by agents' plugins.
     #[serde(default, rename = "phase")]
     pub phases: Vec<Phase>,
+    /// `[channels.NAME]`: where messages go.
     #[serde(default)]
     pub channels: BTreeMap<String, Channel>,
+    /// `[templates.NAME]`: messages, and when they are sent.
     #[serde(default)]
     pub templates: BTreeMap<String, Template>,
+    /// `[[escalation]]`: who is paged when the run's figures pass a line.
     #[serde(default, rename = "escalation")]
     pub escalations: Vec<EscalationSpec>,
+    /// `[success]`: the success criteria each report measures.
     #[serde(default)]
     pub success: Option<Success>,
+    /// `[[contact]]`: who to call, by role.
     #[serde(default, rename = "contact")]
     pub contacts: Vec<Contact>,
+    /// `[report]`: the post-rollback report's follow-up deadlines.
     #[serde(default)]
     pub report: Option<ReportSpec>,
+    /// `[drill]`: rehearsals of the plan.
     #[serde(default)]
     pub drill: Option<Drill>,
 }
@@ -311,13 +353,39 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 impl Plan {
     /// Reads and validates a plan file.
     pub fn load(path: &Path) -> Result<Plan, ConfigError> {
-        let file: PlanFile = backout_config::load(path)?;
-        Plan::validate(path, file)
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Plan::parse(path, &text)
     }
 
-    /// Parses and validates plan text that came from `path`.
+    /// Parses and validates plan text that came from `path`. A parse error
+    /// names its field by its full path (`phase[0].step[1].retries`).
     pub fn parse(path: &Path, text: &str) -> Result<Plan, ConfigError> {
-        let file: PlanFile = backout_config::parse(path, text)?;
+        if let Some((line, column, key, message)) = crate::check::unknown_section(text) {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: format!("field `{key}`: "),
+                message,
+            });
+        }
+        let file: PlanFile = backout_config::parse(path, text).map_err(|mut e| {
+            if let ConfigError::Parse {
+                line,
+                column,
+                field,
+                ..
+            } = &mut e
+                && !field.is_empty()
+                && let Some(full) = crate::check::field_at(text, *line, *column)
+            {
+                *field = format!("field `{full}`: ");
+            }
+            e
+        })?;
         Plan::validate(path, file).map_err(|e| e.locate_in(text))
     }
 
@@ -730,6 +798,37 @@ mod tests {
     }
 
     const PHASES: &str = "[[host]]\nid = \"app-1\"\ngroups = [\"app\"]\n";
+
+    #[test]
+    fn a_parse_error_names_its_field_by_its_full_path() {
+        let text = "[plan]\nname = \"p\"\n[[host]]\nid = \"h\"\n[[phase]]\nid = \"a\"\nname = \"A\"\n[[phase.step]]\nid = \"s\"\nplugin = \"app\"\naction = \"stop\"\non = \"h\"\n[[phase.step]]\nid = \"t\"\nplugin = \"app\"\naction = \"stop\"\non = \"h\"\nretries = \"3\"\n";
+        let err = Plan::parse(Path::new("p.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:18:11: field `phase[0].step[1].retries`: "),
+            "{err}"
+        );
+        let typo = "[plan]\nname = \"p\"\nownr = \"me\"\n";
+        let err = Plan::parse(Path::new("p.toml"), typo)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:3:1: field `plan.ownr`: unknown field"),
+            "{err}"
+        );
+        // A misspelt section is named as such, not by what it broke.
+        let sections = "[plan]\nname = \"p\"\n[[host]]\nid = \"h\"\n[[phases]]\nid = \"a\"\nname = \"A\"\n[[phase.step]]\nid = \"s\"\n";
+        let err = Plan::parse(Path::new("p.toml"), sections)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "p.toml:5:3: field `phases`: unknown section `phases`; did you mean `phase`?"
+            ),
+            "{err}"
+        );
+    }
 
     #[test]
     fn phases_reference_known_hosts_roles_and_phases_without_cycles() {

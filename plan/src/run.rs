@@ -649,6 +649,16 @@ impl Run {
         PhaseStatus::Succeeded
     }
 
+    /// When a started phase with a time limit runs past it (ms since the
+    /// epoch); `None` for a phase without a limit or not started.
+    pub fn phase_deadline_ms(&self, phase_id: &str) -> Option<i64> {
+        let phase = self.plan.phases.iter().find(|p| p.id == phase_id)?;
+        let limit = phase.time_limit?;
+        let started = self.phase_started.get(phase_id)?;
+        let limit_ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+        Some(started.saturating_add(limit_ms))
+    }
+
     /// Whether a started phase has run past its time limit at `now_ms`.
     fn over_time(&self, phase: &PhasePlan, now_ms: i64) -> bool {
         match (phase.time_limit, self.phase_started.get(&phase.id)) {

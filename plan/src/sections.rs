@@ -8,15 +8,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use backout_config::opt_duration;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::expr::Expr;
 
 /// `[approvals]`: who must approve a run before it starts (seed 1.2:
 /// "Release Manager + Technical Lead (minimum)").
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Approvals {
+    /// Roles that must approve a run before it starts.
     #[serde(default)]
     pub run: Vec<String>,
     /// May the person who started the run approve it? (default: no)
@@ -25,7 +27,7 @@ pub struct Approvals {
 }
 
 /// What a step does when it fails.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnFailure {
     /// Stop the phase (default).
@@ -37,42 +39,61 @@ pub enum OnFailure {
     Retry,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
+    /// Unique within the plan.
     pub id: String,
+    /// What the step does, in a few words.
     #[serde(default)]
     pub name: Option<String>,
+    /// The plugin that runs it (built in: docs/plugins/).
     pub plugin: String,
+    /// One of the plugin's actions.
     pub action: String,
     /// A host id or a group.
     pub on: String,
+    /// The action's parameters (docs/plugins/PLUGIN.md), checked by `plan check`.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::table")]
     pub params: Option<toml::Table>,
+    /// `halt` (default), `continue` or `retry`.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// How many times a failed step is tried again (with `on_failure = "retry"`).
     #[serde(default)]
     pub retries: u32,
+    /// Time between retries.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub backoff: Option<Duration>,
+    /// Time allowed for one try (default 10 minutes).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub timeout: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Phase {
+    /// Unique within the plan.
     pub id: String,
+    /// What the phase does.
     pub name: String,
     /// Seed section, e.g. "2.1-2.3".
     #[serde(default)]
     pub section: Option<String>,
+    /// Phases that must end first.
     #[serde(default)]
     pub after: Vec<String>,
     /// Roles that must approve this phase (seed 3.1: DBA + Technical Lead + Product Owner).
     #[serde(default)]
     pub approvals: Vec<String>,
+    /// Time allowed for the phase. A step whose host's agent is not connected
+    /// waits at most this long for it (without a limit: 2 minutes; a dry run
+    /// never waits).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub time_limit: Option<Duration>,
     /// Hosts at a time for steps aimed at a group (0 or absent: all at once).
     #[serde(default)]
@@ -83,18 +104,20 @@ pub struct Phase {
     /// A warning shown before the phase starts.
     #[serde(default)]
     pub warning: Option<String>,
+    /// `[[phase.step]]`: the phase's steps, in order.
     #[serde(default, rename = "step")]
     pub steps: Vec<Step>,
 }
 
 /// A channel messages go to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Channel {
     /// "slack", "email", "status-page", "phone-bridge".
     pub kind: String,
     /// Where: a webhook (`${secret:NAME}`), an address, a URL, a number.
     pub target: String,
+    /// A name for people.
     #[serde(default)]
     pub label: Option<String>,
     /// The host (or group) whose agent posts to this channel with its
@@ -111,15 +134,18 @@ pub struct Channel {
     /// `page`, `api_key` as `${secret:NAME}`, `components`, `name`,
     /// `api_base`).
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::table")]
     pub params: Option<toml::Table>,
 }
 
 /// A message template (minijinja), filled from the run's facts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Template {
+    /// The subject (email).
     #[serde(default)]
     pub subject: Option<String>,
+    /// The message (minijinja).
     pub body: String,
     /// Channels it goes to.
     #[serde(default)]
@@ -132,11 +158,14 @@ pub struct Template {
 }
 
 /// Who is paged when the run's figures pass a line (seed: Executive Escalation).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationSpec {
+    /// Whom to page: a role or a title.
     pub who: String,
+    /// A condition over run figures (`outage > 30m`).
     pub when: String,
+    /// Channels the page goes to.
     #[serde(default)]
     pub channels: Vec<String>,
 }
@@ -150,59 +179,78 @@ pub struct Escalation {
 }
 
 /// `[success]`: the plan's Rollback Success Criteria, measured in every report.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Success {
+    /// The recovery time objective the run is measured against.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub rto: Option<Duration>,
+    /// Time within which the first message must go out.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub notify_within: Option<Duration>,
+    /// No new errors after the rollback.
     #[serde(default)]
     pub no_new_errors: bool,
+    /// Data integrity checks must pass.
     #[serde(default)]
     pub data_integrity: bool,
+    /// The timeline must have every moment.
     #[serde(default)]
     pub timeline_complete: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Person {
+    /// Their name.
     #[serde(default)]
     pub name: String,
+    /// Their phone number.
     #[serde(default)]
     pub phone: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     /// A role of `[roles]`, or an executive title ("CTO").
     pub role: String,
+    /// Who to call first.
     #[serde(default)]
     pub primary: Person,
+    /// Who to call when the primary does not answer.
     #[serde(default)]
     pub backup: Person,
 }
 
 /// `[report]`: the post-rollback report's follow-up deadlines (seed 6.2).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportSpec {
+    /// When the root cause is due, after the run.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub root_cause_due: Option<Duration>,
+    /// When prevention measures are due.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub prevention_due: Option<Duration>,
+    /// When lessons learned are due.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub lessons_due: Option<Duration>,
 }
 
 /// `[drill]`: rehearsal of the plan (seed: Monthly Rollback Drills).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Drill {
+    /// The plan file drills run in staging.
     #[serde(default)]
     pub staging_plan: Option<String>,
+    /// How often (`monthly`).
     #[serde(default)]
     pub cadence: Option<String>,
     /// Stamped by `backout drill`.
@@ -214,11 +262,13 @@ pub struct Drill {
 }
 
 /// `[drill.last]`: what the last drill measured.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrillResult {
+    /// The drill's run id.
     #[serde(default)]
     pub run: String,
+    /// How it ended.
     #[serde(default)]
     pub result: String,
     /// Seconds each phase took, by phase id.

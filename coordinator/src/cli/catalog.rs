@@ -36,7 +36,7 @@ pub struct DescribedAction {
 }
 
 impl Described {
-    fn spec(&self, source: String) -> Result<PluginSpec, String> {
+    pub(crate) fn spec(&self, source: String) -> Result<PluginSpec, String> {
         let schema = if self.schema.is_null() {
             String::new()
         } else {

@@ -51,12 +51,14 @@ pub enum Args {
     Check(CheckArgs),
     /// Print a JSON Schema of the plan file, the built-in plugins' parameters
     /// included, for an editor's completion and checking (e.g. taplo's
-    /// `#:schema ./plan.schema.json` first line).
+    /// `#:schema ./plan.schema.json` first line). docs/plan.md is the same
+    /// reference for people, generated from the same types.
     ///
     /// Example: backout plan schema > plan.schema.json
     Schema,
     /// Regenerate plugins/builtin.json and docs/plugins/*.md from the
-    /// built-in plugin files (maintainers; a test fails when they are stale).
+    /// built-in plugin files, and docs/plan.md from the plan's types
+    /// (maintainers; a test fails when they are stale).
     #[command(hide = true)]
     Reference {
         /// The built plugins (scripts/build-plugins.sh puts them in target/plugins).

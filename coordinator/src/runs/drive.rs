@@ -67,6 +67,17 @@ pub(super) async fn drive(runs: Arc<Runs>, id: String, notify: Arc<Notify>) {
             let Some(entry) = entries.get_mut(&id) else {
                 return;
             };
+            // A phase past its time limit is journaled as timed out before
+            // the outcomes that came back since: a step that let go of an
+            // absent agent at the limit then does not make it "failed".
+            if !entry.outcomes.is_empty() {
+                for phase in entry.run.overdue(now) {
+                    let event = Event::PhaseTimedOut { phase, at_ms: now };
+                    if let Err(e) = runs.record(entry, event) {
+                        tracing::error!(run = %id, error = %e, "cannot journal a phase time-out; retrying");
+                    }
+                }
+            }
             // Outcomes back from `execute`: a failed write leaves them for the next turn.
             if !entry.outcomes.is_empty() {
                 let outcomes = std::mem::take(&mut entry.outcomes);
@@ -350,11 +361,20 @@ async fn execute_in_span(
         if !again || left.is_zero() {
             break answer;
         }
-        // The last pause is cut short so the agent is asked once more at the end.
-        tokio::time::sleep(pause.min(left)).await;
+        // The last pause is cut short so the agent is asked once more at the
+        // end; an absent agent is asked again the moment its wait ends (a
+        // millisecond after the phase's limit), so the run ends on time.
+        let until_wait_ends = absent_since
+            .and_then(|since| runs.absent_wait_ends_ms(&id, &d, since))
+            .map(|ends| {
+                let ms = u64::try_from(ends.saturating_sub(now_ms()).max(0)).unwrap_or(0);
+                Duration::from_millis(ms + 1)
+            });
+        tokio::time::sleep(pause.min(left).min(until_wait_ends.unwrap_or(left))).await;
         // An absent agent costs nothing to ask for (no command is sent): ask
         // every second, so that the step lets go within a second of its
-        // phase ending, and the run ends with it.
+        // phase ending for another reason (a failed host), and the run ends
+        // with it.
         let max = if absent_since.is_some() {
             ASK_ABSENT_MAX
         } else {

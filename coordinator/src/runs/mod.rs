@@ -520,6 +520,32 @@ impl Runs {
         None
     }
 
+    /// When waiting for the absent agent of dispatch `d` (absent since
+    /// `since`) ends at the latest (ms since the epoch): its phase's time
+    /// limit, or [`drive::ABSENT_WAIT`] after `since` in a phase without one.
+    /// The step asks again then, so the phase, and the run, end on time.
+    pub(crate) fn absent_wait_ends_ms(
+        &self,
+        run_id: &str,
+        d: &backout_plan::run::Dispatch,
+        since: i64,
+    ) -> Option<i64> {
+        let runs = self.lock();
+        let entry = runs.get(run_id)?;
+        let has_limit = entry
+            .run
+            .plan()
+            .phases
+            .iter()
+            .any(|p| p.id == d.phase && p.time_limit.is_some());
+        if has_limit {
+            entry.run.phase_deadline_ms(&d.phase)
+        } else {
+            let wait = i64::try_from(drive::absent_wait().as_millis()).unwrap_or(i64::MAX);
+            Some(since.saturating_add(wait))
+        }
+    }
+
     /// The step of dispatch `d` no longer waits for its agent.
     pub(crate) fn no_longer_awaited(&self, run_id: &str, d: &backout_plan::run::Dispatch) {
         if let Some(entry) = self.lock().get_mut(run_id) {

@@ -348,6 +348,16 @@ fn a_phase_past_its_time_limit_times_out_and_abort_stops_everything() {
     assert_eq!(run.phases(10 * MIN)[0].1, PhaseStatus::Running);
     assert_eq!(run.phases(10 * MIN + 1)[0].1, PhaseStatus::TimedOut);
     assert_eq!(run.phases(10 * MIN + 1)[1].1, PhaseStatus::Skipped);
+    // The deadline a step waiting for an absent agent wakes at (a
+    // millisecond after it, the phase has timed out); none for a phase
+    // without a limit or not started.
+    let deadline = run.phase_deadline_ms("p");
+    assert_eq!(deadline, Some(10 * MIN));
+    assert_eq!(
+        run.phases(deadline.unwrap_or_default() + 1)[0].1,
+        PhaseStatus::TimedOut
+    );
+    assert_eq!(run.phase_deadline_ms("q"), None);
 
     let mut run = Run::new(plan(vec![phase("p", &[], vec![step("a", &["app-1"])])]));
     approved(&mut run);

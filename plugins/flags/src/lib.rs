@@ -17,7 +17,10 @@ use std::collections::BTreeMap;
 
 use backout_plugin_sdk::api::{self, bad};
 use backout_plugin_sdk::host::HttpRequest;
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -49,6 +52,12 @@ impl Plugin for Flags {
         ]
     }
 
+    fn schema() -> Schema {
+        Schema::new()
+            .action::<OffParams>("off")
+            .action::<RestoreParams>("restore")
+    }
+
     fn run(step: Step) -> Result<Outcome, PluginError> {
         match step.action.as_str() {
             "off" => {
@@ -73,25 +82,35 @@ impl Plugin for Flags {
 
 export_plugin!(Flags);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct OffParams {
+    /// Unleash's root URL (granted to the plugin on the agent).
     api_base: String,
     /// The admin token, as `${secret:NAME}`.
+    #[schemars(extend("x-secret" = true))]
     token: String,
+    /// The Unleash project.
     #[serde(default = "default_project")]
     project: String,
+    /// The environment whose flags are turned off (`production`).
     environment: String,
+    /// The flags to turn off.
     flags: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RestoreParams {
+    /// Unleash's root URL (granted to the plugin on the agent).
     api_base: String,
+    /// The admin token, as `${secret:NAME}`.
+    #[schemars(extend("x-secret" = true))]
     token: String,
+    /// The Unleash project.
     #[serde(default = "default_project")]
     project: String,
+    /// The environment whose flags are put back.
     environment: String,
     /// What `off` recorded: flag -> enabled.
     previous: BTreeMap<String, bool>,

@@ -104,8 +104,11 @@ pub fn send(request: HttpRequest) -> Result<Value, PluginError> {
 
 /// One field that a change sets to a new value.
 pub struct Change {
+    /// The field's name (a setting, a flag, a component id).
     pub field: String,
+    /// Its value before the change, as read.
     pub before: Value,
+    /// The value the change sets.
     pub after: Value,
 }
 
@@ -120,6 +123,7 @@ impl Change {
         )
     }
 
+    /// `{"field": ..., "before": ..., "after": ...}`, for a step's data.
     pub fn json(&self) -> Value {
         json!({ "field": self.field, "before": self.before, "after": self.after })
     }

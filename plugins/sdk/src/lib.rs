@@ -50,6 +50,8 @@
 //! Build plugins with `cargo build --release --target wasm32-wasip2`; a
 //! `cdylib` built for that target is a component, no extra tool is needed.
 
+#![warn(missing_docs)]
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -57,6 +59,8 @@ pub mod api;
 mod schema;
 pub mod url;
 
+/// Each action's parameters, derived from the types the plugin parses them
+/// into (returned by [`Plugin::schema`]).
 pub use schema::Schema;
 /// Derive it on a params struct (beside `Deserialize`) to describe the
 /// action's parameters; see [`Schema`].
@@ -81,6 +85,9 @@ pub mod bindings {
     });
 }
 
+/// The WIT's records, as plugins use them: [`Step`] (what to do),
+/// [`Outcome`] and [`PluginError`] (how it went), [`PluginInfo`] and
+/// [`ActionInfo`] (what the plugin offers), [`Need`] (what it needs granted).
 pub use bindings::backout::plugin::types::{
     ActionInfo, Need, Outcome, PluginError, PluginInfo, Step,
 };

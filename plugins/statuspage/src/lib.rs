@@ -20,7 +20,10 @@ use std::collections::BTreeMap;
 
 use backout_plugin_sdk::api::{self, bad};
 use backout_plugin_sdk::host::HttpRequest;
-use backout_plugin_sdk::{Need, Outcome, Plugin, PluginError, PluginInfo, Step, export_plugin};
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -79,6 +82,14 @@ impl Plugin for StatusPage {
         ]
     }
 
+    fn schema() -> Schema {
+        Schema::new()
+            .action::<OpenParams>("open")
+            .action::<UpdateParams>("update")
+            .action::<UpdateParams>("resolve")
+            .action::<RestoreParams>("restore")
+    }
+
     fn run(step: Step) -> Result<Outcome, PluginError> {
         match step.action.as_str() {
             "open" => open(&step),
@@ -127,22 +138,28 @@ impl Target {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct OpenParams {
+    /// Statuspage's API root (granted to the plugin on the agent).
     #[serde(default = "default_base")]
     api_base: String,
+    /// The page's id (`gytm4qzbx9t6`).
     page: String,
+    /// The API key, as `${secret:NAME}`.
+    #[schemars(extend("x-secret" = true))]
     api_key: String,
     /// The incident's name (what customers see first).
     name: String,
     /// The first update's text.
     body: String,
+    /// The incident's status: investigating, identified, monitoring or resolved.
     #[serde(default = "default_status")]
     status: String,
-    /// Component id -> the status to show while the incident is open.
+    /// Component id -> the status to show while the incident is open (operational, under_maintenance, degraded_performance, partial_outage, major_outage).
     #[serde(default)]
     components: BTreeMap<String, String>,
+    /// The incident's impact instead of Statuspage's guess: none, maintenance, minor, major or critical.
     #[serde(default)]
     impact_override: Option<String>,
     /// Whether subscribers are told (Statuspage's default: yes).
@@ -150,16 +167,22 @@ struct OpenParams {
     deliver_notifications: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateParams {
+    /// Statuspage's API root (granted to the plugin on the agent).
     #[serde(default = "default_base")]
     api_base: String,
+    /// The page's id (`gytm4qzbx9t6`).
     page: String,
+    /// The API key, as `${secret:NAME}`.
+    #[schemars(extend("x-secret" = true))]
     api_key: String,
     /// The incident's id (`open`'s data `incident`).
     incident: String,
+    /// The update's text.
     body: String,
+    /// The incident's new status (`update` only; `resolve` sets resolved).
     #[serde(default)]
     status: Option<String>,
     /// For `resolve`: component id -> the status `open` recorded.
@@ -167,13 +190,18 @@ struct UpdateParams {
     previous: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RestoreParams {
+    /// Statuspage's API root (granted to the plugin on the agent).
     #[serde(default = "default_base")]
     api_base: String,
+    /// The page's id (`gytm4qzbx9t6`).
     page: String,
+    /// The API key, as `${secret:NAME}`.
+    #[schemars(extend("x-secret" = true))]
     api_key: String,
+    /// Component id -> the status `open` recorded (its data `before`).
     previous: BTreeMap<String, String>,
 }
 

@@ -32,7 +32,8 @@ fn default_timeout_ms() -> u32 {
 impl Plugin for Template {
     fn describe() -> PluginInfo {
         PluginInfo::new(
-            "template",
+            // The package's name: the name agents and plans give the plugin.
+            env!("CARGO_PKG_NAME"),
             env!("CARGO_PKG_VERSION"),
             "What this plugin is for.",
         )
