@@ -63,6 +63,9 @@ pub struct AgentConfig {
     pub plugins: Vec<PluginConfig>,
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Prometheus `/metrics` on its own loopback listener; off when absent.
+    #[serde(default)]
+    pub metrics: Option<backout_config::metrics::MetricsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +118,11 @@ impl AgentConfig {
                 "reconnect",
                 "`initial` must be above zero and not above `max`",
             ));
+        }
+        if let Some(metrics) = &config.metrics {
+            metrics
+                .addr()
+                .map_err(|e| ConfigError::invalid(path, "metrics.listen", e))?;
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, plugin) in config.plugins.iter().enumerate() {

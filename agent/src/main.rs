@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use backout_agent::admit::Admission;
 use backout_agent::config::AgentConfig;
 use backout_agent::ledger::Ledger;
+use backout_agent::metrics::AgentMetrics;
 use backout_agent::nonces::NonceStore;
 use backout_agent::plugin::{PluginHost, SecretStore};
 use backout_agent::session::{self, Agent};
@@ -77,6 +78,7 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
         )));
     }
     let host = Arc::new(host);
+    let metrics = Arc::new(AgentMetrics::new());
     Ok(parts
         .into_iter()
         .map(|(id, tls, admission, ledger)| Agent {
@@ -86,6 +88,7 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
             admission,
             host: host.clone(),
             ledger,
+            metrics: metrics.clone(),
         })
         .collect())
 }
@@ -190,6 +193,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Err(error) = serve_metrics(&agents).await {
+        say(
+            &mut std::io::stderr(),
+            format_args!("backout-agent: {error:#}"),
+        );
+        return ExitCode::from(1);
+    }
     let many = cli.sessions_from.is_some();
     let sessions = async move {
         if many {
@@ -210,6 +220,31 @@ async fn main() -> ExitCode {
         _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
         () = sigterm() => ExitCode::SUCCESS,
     }
+}
+
+/// Starts the `/metrics` listener when the configuration has `[metrics]`
+/// (its address was checked when the configuration was loaded).
+async fn serve_metrics(agents: &[Agent]) -> anyhow::Result<()> {
+    let Some(first) = agents.first() else {
+        return Ok(());
+    };
+    let Some(config) = &first.config.metrics else {
+        return Ok(());
+    };
+    let addr = config
+        .addr()
+        .map_err(|e| anyhow::anyhow!("metrics.listen: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let addr = listener.local_addr()?;
+    let metrics = first.metrics.clone();
+    backout_config::metrics::serve(listener, move || metrics.render());
+    say(
+        &mut std::io::stdout(),
+        format_args!("backout-agent: metrics on http://{addr}/metrics"),
+    );
+    Ok(())
 }
 
 /// Runs every session as its own task (`--sessions-from`), until the process

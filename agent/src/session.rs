@@ -20,6 +20,7 @@ use crate::admit::{Admission, untrusted_ids};
 use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::ledger::{Ledger, Prior};
+use crate::metrics::AgentMetrics;
 use crate::plugin::{PluginHost, StepEvent, StepOutcome, StepRequest};
 
 /// A session that lasted this long resets the backoff to its shortest delay.
@@ -37,6 +38,8 @@ pub struct Agent {
     pub admission: Admission,
     pub host: Arc<PluginHost>,
     pub ledger: Ledger,
+    /// Shared by every session of the process.
+    pub metrics: Arc<AgentMetrics>,
 }
 
 fn msg(kind: AgentKind) -> wire::AgentMessage {
@@ -119,6 +122,7 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
 
     let interval = Duration::from_millis(welcome.heartbeat_interval_ms.clamp(100, 300_000).into());
     let heartbeat = tokio::spawn(heartbeats(tx.clone(), interval));
+    agent.metrics.session_opened();
 
     let result = loop {
         match inbound.message().await {
@@ -139,6 +143,7 @@ async fn session(agent: &Arc<Agent>) -> anyhow::Result<()> {
         };
     };
     heartbeat.abort();
+    agent.metrics.session_closed();
     result
 }
 
@@ -207,6 +212,7 @@ async fn handle_command(
     let (command, plugin) = match admitted {
         Ok(admitted) => admitted,
         Err(refused) => {
+            agent.metrics.refused(refused.check.as_str());
             let (command_id, step_id) = untrusted_ids(&signed);
             tracing::warn!(
                 check = %refused.check,
@@ -225,6 +231,7 @@ async fn handle_command(
             return;
         }
     };
+    agent.metrics.admitted();
     // A step id runs at most once on this agent.
     let key = Ledger::key(&command.step_id, command.dry_run);
     let prior = {
@@ -304,7 +311,15 @@ async fn handle_command(
         dry_run: command.dry_run,
         deadline: command.deadline,
     };
+    let began = Instant::now();
     let outcome = agent.host.run(plugin, request, events_tx).await;
+    let failure = match &outcome {
+        StepOutcome::Failed { code, .. } => Some(code.as_str()),
+        StepOutcome::Succeeded { .. } => None,
+    };
+    agent
+        .metrics
+        .step_ran(&command.plugin, &command.action, failure, began.elapsed());
     // Every event goes out before the result.
     let _ = forward.await;
     if let StepOutcome::Failed { code, message } = &outcome {

@@ -10,6 +10,7 @@
 
 #[cfg(feature = "logging")]
 pub mod logging;
+pub mod metrics;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

@@ -26,6 +26,9 @@
 //! plan = "plan.toml"                        # optional: signals and the decision matrix
 //! evaluate_every = "1s"                      # how often every trigger is evaluated
 //!
+//! [metrics]                                  # optional: Prometheus /metrics (loopback only)
+//! listen = "127.0.0.1:9464"
+//!
 //! [assess]
 //! timeout = "15s"
 //! [[assess.check]]
@@ -80,6 +83,9 @@ pub struct CoordinatorConfig {
     /// How often every trigger is evaluated.
     #[serde(default = "default_evaluate_every", deserialize_with = "duration")]
     pub evaluate_every: Duration,
+    /// Prometheus `/metrics` on its own loopback listener; off when absent.
+    #[serde(default)]
+    pub metrics: Option<backout_config::metrics::MetricsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,6 +215,11 @@ impl CoordinatorConfig {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .addr()
+                .map_err(|e| ConfigError::invalid(path, "metrics.listen", e))?;
+        }
         let mut ids = BTreeSet::new();
         for (i, agent) in self.agents.iter().enumerate() {
             backout_tls::identity::validate_name(&agent.id)

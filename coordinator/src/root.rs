@@ -16,6 +16,7 @@ use crate::config::CoordinatorConfig;
 use crate::fleet::dispatch::Dispatcher;
 use crate::fleet::registry::Registry;
 use crate::journal::Journal;
+use crate::metrics::Metrics;
 use crate::runs::Runs;
 use crate::signals::board::Board;
 
@@ -28,6 +29,10 @@ pub struct Coordinator {
     /// The plan's signals and triggers, when the configuration names a plan.
     pub board: Option<Arc<Board>>,
     pub runs: Arc<Runs>,
+    /// The Prometheus metrics, fed by the journal's writes.
+    pub metrics: Arc<Metrics>,
+    /// The TLS listener's log limiter: its totals are the refused handshakes.
+    pub refusals: Arc<backout_tls::quiet::LogLimiter>,
 }
 
 impl Coordinator {
@@ -77,6 +82,22 @@ impl Coordinator {
             registry.clone(),
             board.clone(),
         ));
+        let refusals = Arc::new(backout_tls::quiet::LogLimiter::new(
+            backout_tls::quiet::EVERY,
+        ));
+        let metrics = Arc::new(Metrics::new(
+            registry.clone(),
+            runs.clone(),
+            board.clone(),
+            refusals.clone(),
+        ));
+        // Weak: the metrics hold the runs, which hold the journal.
+        let observed = Arc::downgrade(&metrics);
+        journal.observe(Box::new(move |entries, took| {
+            if let Some(metrics) = observed.upgrade() {
+                metrics.journaled(entries, took);
+            }
+        }));
         Ok(Coordinator {
             config: Arc::new(config),
             journal,
@@ -84,6 +105,8 @@ impl Coordinator {
             dispatcher,
             board,
             runs,
+            metrics,
+            refusals,
         })
     }
 

@@ -14,6 +14,7 @@ mod db;
 mod edges;
 mod journal_lock;
 mod matrix;
+mod observability;
 mod outcomes;
 mod providers;
 mod refusals;

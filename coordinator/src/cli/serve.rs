@@ -46,12 +46,34 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let listener = TcpListener::bind(addrs.as_slice())
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // The metrics listener's address was checked when the configuration
+    // was loaded (loopback only).
+    let metrics_listener = match &config.metrics {
+        Some(metrics) => {
+            let addr = metrics.addr().map_err(BadInput)?;
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            )
+        }
+        None => None,
+    };
     survive_file_size_limit();
     // The parts are built (the journal opened under its lock: a second
     // coordinator on one journal is refused here) and the unfinished runs
     // resumed before the coordinator says it is listening.
     let coordinator = Coordinator::build(config)?;
     coordinator.start()?;
+    if let Some(metrics_listener) = metrics_listener {
+        let addr = metrics_listener.local_addr()?;
+        let metrics = coordinator.metrics.clone();
+        backout_config::metrics::serve(metrics_listener, move || metrics.render());
+        let _ = writeln!(
+            std::io::stdout(),
+            "backout: metrics on http://{addr}/metrics"
+        );
+    }
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when listening on
     // port 0. A closed standard output does not stop the server.

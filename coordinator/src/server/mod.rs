@@ -51,8 +51,12 @@ pub async fn serve(
     if let Some(crl) = &config.crl {
         tracing::info!(crl = %crl.display(), "client certificates are checked against the CRL");
     }
-    let incoming =
-        backout_tls::tls::incoming_reloading(listener, Arc::new(tls), material.domain.clone());
+    let incoming = backout_tls::tls::incoming_reloading(
+        listener,
+        Arc::new(tls),
+        material.domain.clone(),
+        coordinator.refusals.clone(),
+    );
     // tonic's graceful shutdown waits for every connection to end, and an
     // agent's session stream never does: once asked to stop, the server has
     // SHUTDOWN_GRACE to finish what is in flight, then its connections are
