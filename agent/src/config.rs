@@ -30,6 +30,12 @@
 //!
 //! [secrets]
 //! STRIPE_SECRET_KEY = { env = "STRIPE_SECRET_KEY" }
+//!
+//! [metrics]                                  # optional: Prometheus /metrics (loopback only)
+//! listen = "127.0.0.1:9465"
+//!
+//! [otlp]                                     # optional: OpenTelemetry traces over OTLP/gRPC
+//! endpoint = "http://127.0.0.1:4317"         # (or OTEL_EXPORTER_OTLP_ENDPOINT)
 //! ```
 //!
 //! Relative paths are resolved against the directory of the configuration file.
@@ -66,6 +72,10 @@ pub struct AgentConfig {
     /// Prometheus `/metrics` on its own loopback listener; off when absent.
     #[serde(default)]
     pub metrics: Option<backout_config::metrics::MetricsConfig>,
+    /// OpenTelemetry traces over OTLP/gRPC; off when absent (unless
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+    #[serde(default)]
+    pub otlp: Option<backout_config::otel::OtlpConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -200,6 +200,24 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    let otlp = agents
+        .first()
+        .and_then(|a| a.config.otlp.as_ref())
+        .map(|o| o.endpoint.as_str());
+    match backout_config::otel::start("backout-agent", otlp) {
+        Ok(Some(endpoint)) => tracing::info!(%endpoint, "traces exported over OTLP"),
+        Ok(None) => {}
+        Err(error) => {
+            say(
+                &mut std::io::stderr(),
+                format_args!(
+                    "backout-agent: {}: field `otlp.endpoint`: {error}",
+                    cli.config.display()
+                ),
+            );
+            return ExitCode::from(2);
+        }
+    }
     let many = cli.sessions_from.is_some();
     let sessions = async move {
         if many {
@@ -215,11 +233,13 @@ async fn main() -> ExitCode {
             session::run(Arc::new(agent)).await;
         }
     };
-    tokio::select! {
+    let code = tokio::select! {
         () = sessions => ExitCode::SUCCESS,
         _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
         () = sigterm() => ExitCode::SUCCESS,
-    }
+    };
+    backout_config::otel::flush();
+    code
 }
 
 /// Starts the `/metrics` listener when the configuration has `[metrics]`

@@ -13,10 +13,11 @@ use backout_proto::{codes, now_ms, wire};
 use backout_tls::tls::{TlsMaterial, connect_coordinator, error_chain};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
 use wire::agent_message::Kind as AgentKind;
 use wire::coordinator_message::Kind as CoordKind;
 
-use crate::admit::{Admission, untrusted_ids};
+use crate::admit::{Admission, untrusted_ids, untrusted_traceparent};
 use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::ledger::{Ledger, Prior};
@@ -187,7 +188,22 @@ async fn heartbeats(tx: mpsc::Sender<wire::AgentMessage>, interval: Duration) {
 
 /// Admits one command and, if it passes every check, runs it, streaming its
 /// events and then its result.
+/// One command, in a span that continues the coordinator's trace (its
+/// step span's context travels inside the signed command).
 async fn handle_command(
+    agent: Arc<Agent>,
+    signed: wire::SignedCommand,
+    tx: mpsc::Sender<wire::AgentMessage>,
+) {
+    let (command_id, step_id) = untrusted_ids(&signed);
+    let span = tracing::info_span!("agent.step", agent = %agent.id, command = %command_id, step = %step_id);
+    backout_config::otel::set_parent(&span, &untrusted_traceparent(&signed));
+    handle_command_in_span(agent, signed, tx)
+        .instrument(span)
+        .await;
+}
+
+async fn handle_command_in_span(
     agent: Arc<Agent>,
     signed: wire::SignedCommand,
     tx: mpsc::Sender<wire::AgentMessage>,
@@ -198,7 +214,9 @@ async fn handle_command(
     let admitted = {
         let agent = agent.clone();
         let signed = signed.clone();
+        let span = tracing::info_span!("admit");
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             agent.admission.admit(&signed, &agent.host, started_at_ms)
         })
         .await
@@ -312,7 +330,15 @@ async fn handle_command(
         deadline: command.deadline,
     };
     let began = Instant::now();
-    let outcome = agent.host.run(plugin, request, events_tx).await;
+    let outcome = agent
+        .host
+        .run(plugin, request, events_tx)
+        .instrument(tracing::info_span!(
+            "plugin",
+            plugin = %command.plugin,
+            action = %command.action
+        ))
+        .await;
     let failure = match &outcome {
         StepOutcome::Failed { code, .. } => Some(code.as_str()),
         StepOutcome::Succeeded { .. } => None,

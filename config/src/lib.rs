@@ -11,6 +11,7 @@
 #[cfg(feature = "logging")]
 pub mod logging;
 pub mod metrics;
+pub mod otel;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

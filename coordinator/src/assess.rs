@@ -78,6 +78,7 @@ pub async fn run(
             dry_run: false,
             deadline: Some(timeout),
             journal_events: false,
+            traceparent: String::new(),
         };
         async move {
             let started = Instant::now();

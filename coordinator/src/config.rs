@@ -29,6 +29,9 @@
 //! [metrics]                                  # optional: Prometheus /metrics (loopback only)
 //! listen = "127.0.0.1:9464"
 //!
+//! [otlp]                                     # optional: OpenTelemetry traces over OTLP/gRPC
+//! endpoint = "http://127.0.0.1:4317"         # (or OTEL_EXPORTER_OTLP_ENDPOINT)
+//!
 //! [assess]
 //! timeout = "15s"
 //! [[assess.check]]
@@ -86,6 +89,10 @@ pub struct CoordinatorConfig {
     /// Prometheus `/metrics` on its own loopback listener; off when absent.
     #[serde(default)]
     pub metrics: Option<backout_config::metrics::MetricsConfig>,
+    /// OpenTelemetry traces over OTLP/gRPC; off when absent (unless
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+    #[serde(default)]
+    pub otlp: Option<backout_config::otel::OtlpConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

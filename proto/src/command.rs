@@ -439,6 +439,7 @@ mod tests {
             expires_at_ms: now + 60_000,
             nonce: new_nonce().to_vec(),
             deadline_ms: 0,
+            traceparent: String::new(),
         }
     }
 

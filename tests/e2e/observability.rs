@@ -1,13 +1,17 @@
-//! Metrics: a real Prometheus scrapes the coordinator's and each agent's
-//! `/metrics` during a run, and its HTTP API is asked for the values; a
-//! metrics listener off loopback is bad input.
+//! Metrics and traces. A real Prometheus scrapes the coordinator's and each
+//! agent's `/metrics` during a run, and its HTTP API is asked for the
+//! values; a metrics listener off loopback is bad input. A real OTLP
+//! receiver (the official protobufs' `TraceService`) gets one trace per run
+//! whose spans come from the coordinator and the agents.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use backout_e2e::fleet::run_id;
-use backout_e2e::plans::{APP_HOSTS, app_then_database};
+use backout_e2e::otlp::{OtlpReceiver, ReceivedSpan};
+use backout_e2e::plans::{APP_HOSTS, app_then_database, marked, marked_counts, marked_fleet};
 use backout_e2e::services::{Prometheus, free_port, http_get};
-use backout_e2e::{bin, run};
+use backout_e2e::{bin, run, target_dir, wait_for};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_scrapes_the_coordinator_and_the_agents_during_a_run() {
@@ -40,6 +44,14 @@ async fn prometheus_scrapes_the_coordinator_and_the_agents_during_a_run() {
         "{body}"
     );
 
+    // A client that is not TLS at all: its refused handshake is counted.
+    {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&fleet.addr).unwrap();
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let _ = stream.read_to_end(&mut Vec::new());
+    }
+
     let mut targets = vec![format!("127.0.0.1:{coordinator_port}")];
     targets.extend(agent_ports.values().map(|p| format!("127.0.0.1:{p}")));
     let prometheus = Prometheus::start(fleet.path(), &targets).await;
@@ -47,6 +59,9 @@ async fn prometheus_scrapes_the_coordinator_and_the_agents_during_a_run() {
     prometheus.wait_value("backout_agents_connected", 2.0).await;
     prometheus
         .wait_value("sum(backout_agent_sessions_connected)", 2.0)
+        .await;
+    prometheus
+        .wait_value("sum(backout_handshake_refusals_total)", 1.0)
         .await;
 
     // During the run: it waits for its two approvals.
@@ -123,6 +138,22 @@ async fn prometheus_scrapes_the_coordinator_and_the_agents_during_a_run() {
         Vec::new(),
         "no command was refused"
     );
+
+    // What the README's "Metrics and traces" shows comes from here.
+    let out = target_dir().join("observability");
+    std::fs::create_dir_all(&out).unwrap();
+    let (_, coordinator) = http_get(&format!("127.0.0.1:{coordinator_port}"), "/metrics").unwrap();
+    std::fs::write(out.join("coordinator.metrics"), &coordinator).unwrap();
+    let (_, agent) = http_get(&format!("127.0.0.1:{}", agent_ports["app-1"]), "/metrics").unwrap();
+    std::fs::write(out.join("agent.metrics"), agent).unwrap();
+}
+
+/// The `backout_…` metric names a PromQL expression uses.
+fn metric_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("backout_"))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -147,4 +178,188 @@ fn a_metrics_listener_off_loopback_is_bad_input() {
     );
     assert!(stderr.contains("metrics.listen"), "{stderr}");
     assert!(stderr.contains("not a loopback address"), "{stderr}");
+}
+
+/// The spans of the trace `trace_id`, by span id.
+fn trace_of(spans: &[ReceivedSpan], trace_id: &str) -> BTreeMap<String, ReceivedSpan> {
+    spans
+        .iter()
+        .filter(|s| s.trace_id == trace_id)
+        .map(|s| (s.span_id.clone(), s.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_run_is_one_trace_across_the_coordinator_and_its_agents() {
+    let receiver = OtlpReceiver::start().await;
+    let otlp = format!("\n[otlp]\nendpoint = \"{}\"\n", receiver.endpoint);
+    let agent_otlp = otlp.clone();
+    let (builder, marks_dir) = marked_fleet("traces.test", |dir| marked(&dir.join("marks")));
+    let marks = marks_dir.join("marks");
+    let fleet = builder
+        .config(&otlp)
+        .agent_config(move |_, config| format!("{config}{agent_otlp}"))
+        .start()
+        .await;
+
+    let id = fleet.start_approved(&["--reason", "traces"]);
+    let run = fleet.ended(&id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        marked_counts(&marks),
+        vec![("stop".into(), 2), ("start".into(), 2), ("check".into(), 1)]
+    );
+
+    // The run's span ends with the run; every span of its trace is in by
+    // the time the agents' write-file calls (the last spans of each step)
+    // have come for all five steps.
+    let (trace_id, trace) = wait_for("the run's whole trace", Duration::from_secs(60), || {
+        let spans = receiver.spans();
+        let run_span = spans
+            .iter()
+            .find(|s| s.name == "run" && s.attribute("run") == Some(id.as_str()))?;
+        let trace = trace_of(&spans, &run_span.trace_id);
+        let writes = trace
+            .values()
+            .filter(|s| s.name == "host.write-file")
+            .count();
+        (writes == 5).then(|| (run_span.trace_id.clone(), trace))
+    })
+    .await;
+    let services: BTreeSet<&str> = trace.values().map(|s| s.service.as_str()).collect();
+    assert_eq!(services, BTreeSet::from(["backout", "backout-agent"]));
+    // No span of the run's steps went to another trace.
+    let elsewhere = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "step" && s.attribute("run") == Some(id.as_str()))
+        .filter(|s| s.trace_id != trace_id)
+        .count();
+    assert_eq!(elsewhere, 0);
+
+    // Each host call's ancestry: plugin call → agent step → coordinator
+    // step → phase → run.
+    let parent = |span: &ReceivedSpan| -> ReceivedSpan {
+        trace
+            .get(&span.parent_id)
+            .unwrap_or_else(|| panic!("{} has no parent in the trace: {span:?}", span.name))
+            .clone()
+    };
+    for write in trace.values().filter(|s| s.name == "host.write-file") {
+        assert_eq!(write.service, "backout-agent");
+        let plugin = parent(write);
+        assert_eq!(plugin.name, "plugin");
+        assert_eq!(plugin.attribute("plugin"), Some("testbed"));
+        assert_eq!(plugin.attribute("action"), Some("write"));
+        let agent_step = parent(&plugin);
+        assert_eq!(agent_step.name, "agent.step");
+        assert_eq!(agent_step.service, "backout-agent");
+        let step = parent(&agent_step);
+        assert_eq!(step.name, "step");
+        assert_eq!(step.service, "backout");
+        assert_eq!(
+            agent_step.attribute("agent"),
+            step.attribute("host"),
+            "the step ran on the host it was sent to"
+        );
+        let phase = parent(&step);
+        assert_eq!(phase.name, "phase");
+        assert_eq!(phase.attribute("phase"), step.attribute("phase"));
+        let run_span = parent(&phase);
+        assert_eq!(run_span.name, "run");
+        assert_eq!(run_span.parent_id, "", "the run is the trace's root");
+    }
+    // What the README's "Metrics and traces" shows comes from here.
+    let out = target_dir().join("observability");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("trace.txt"), tree(&trace)).unwrap();
+
+    // The agent's checks are in the trace too, under its step.
+    let admits: Vec<&ReceivedSpan> = trace.values().filter(|s| s.name == "admit").collect();
+    assert_eq!(admits.len(), 5);
+    for admit in admits {
+        assert_eq!(parent(admit).name, "agent.step");
+    }
+}
+
+/// The trace as an indented tree: service, span name and its fields.
+fn tree(trace: &BTreeMap<String, ReceivedSpan>) -> String {
+    fn walk(trace: &BTreeMap<String, ReceivedSpan>, parent: &str, depth: usize, out: &mut String) {
+        let mut children: Vec<&ReceivedSpan> =
+            trace.values().filter(|s| s.parent_id == parent).collect();
+        children.sort_by_key(|s| {
+            (
+                s.attribute("phase"),
+                s.attribute("step"),
+                s.attribute("host"),
+                &s.name,
+            )
+        });
+        for span in children {
+            let fields: Vec<String> = span
+                .attributes
+                .iter()
+                .filter(|(k, _)| {
+                    !k.starts_with("code.")
+                        && !k.starts_with("thread.")
+                        && k != "target"
+                        && k != "busy_ns"
+                        && k != "idle_ns"
+                })
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            out.push_str(&format!(
+                "{:indent$}{} [{}] {}\n",
+                "",
+                span.name,
+                span.service,
+                fields.join(" "),
+                indent = depth * 2
+            ));
+            walk(trace, &span.span_id, depth + 1, out);
+        }
+    }
+    let mut out = String::new();
+    walk(trace, "", 0, &mut out);
+    out
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_that_exist() {
+    // The metrics that exist: the names each binary's one metrics module
+    // registers (counters and histograms gain suffixes when served).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut registered = BTreeSet::new();
+    for module in ["coordinator/src/metrics.rs", "agent/src/metrics.rs"] {
+        let source = std::fs::read_to_string(root.join(module)).unwrap();
+        for quoted in source.split('"').skip(1).step_by(2) {
+            if quoted.starts_with("backout_") && !quoted.contains(' ') {
+                registered.insert(quoted.to_string());
+            }
+        }
+    }
+    assert!(registered.contains("backout_steps"), "{registered:?}");
+
+    let dashboard = std::fs::read_to_string(root.join("examples/grafana/backout.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let names = metric_names(expr);
+            assert!(!names.is_empty(), "{expr} names no backout metric");
+            for name in names {
+                let family = ["_total", "_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(&name);
+                assert!(
+                    registered.contains(family),
+                    "the dashboard's `{expr}` names `{name}`, which no metrics module registers"
+                );
+            }
+            queries += 1;
+        }
+    }
+    assert!(queries >= 10, "{queries}");
 }

@@ -172,6 +172,7 @@ pub fn command(
         expires_at_ms: now + 60_000,
         nonce: new_nonce().to_vec(),
         deadline_ms: 0,
+        traceparent: String::new(),
     }
 }
 

@@ -538,7 +538,10 @@ impl PluginHost {
         // is free again, or until the step is abandoned (below).
         let permit = Arc::new(Mutex::new(Some(permit)));
         let held = permit.clone();
+        // The caller's span (the plugin call) is the host calls' parent.
+        let span = tracing::Span::current();
         let job = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let outcome = run::run_step(&engine, &plugin, &req, ctx);
             lock(&held).take();
             outcome

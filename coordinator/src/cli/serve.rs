@@ -59,6 +59,15 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         }
         None => None,
     };
+    let otlp = config.otlp.as_ref().map(|o| o.endpoint.as_str());
+    if let Some(endpoint) = backout_config::otel::start("backout", otlp).map_err(|e| {
+        BadInput(format!(
+            "{}: field `otlp.endpoint`: {e}",
+            args.config.display()
+        ))
+    })? {
+        tracing::info!(%endpoint, "traces exported over OTLP");
+    }
     survive_file_size_limit();
     // The parts are built (the journal opened under its lock: a second
     // coordinator on one journal is refused here) and the unfinished runs
@@ -80,6 +89,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let _ = writeln!(std::io::stdout(), "backout: listening on {addr}");
     tracing::info!(%addr, agents = coordinator.config.agents.len(), "coordinator listening");
     crate::server::serve(coordinator, listener, shutdown_signal()).await?;
+    backout_config::otel::flush();
     Ok(Exit::Ok)
 }
 

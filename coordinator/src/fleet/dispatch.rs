@@ -33,6 +33,9 @@ pub struct StepSpec {
     /// as `step.finished`). Health probes that repeat every few seconds
     /// journal only their outcome.
     pub journal_events: bool,
+    /// The W3C trace context of the step's span, sent inside the signed
+    /// command (empty: traces are off, or the step is not traced).
+    pub traceparent: String,
 }
 
 struct Pending {
@@ -246,6 +249,7 @@ impl Dispatcher {
             deadline_ms: spec
                 .deadline
                 .map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+            traceparent: spec.traceparent,
         };
         Ok(Prepared {
             body,
@@ -470,6 +474,7 @@ mod tests {
             dry_run: false,
             deadline: None,
             journal_events: true,
+            traceparent: String::new(),
         }
     }
 

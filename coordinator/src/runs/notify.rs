@@ -330,6 +330,7 @@ async fn send(
         dry_run: false,
         deadline: Some(Duration::from_secs(20)),
         journal_events: true,
+        traceparent: String::new(),
     };
     let pending = runs.dispatcher.send(spec).await;
     let command_id = pending.command_id.clone();
