@@ -363,3 +363,22 @@ fn the_grafana_dashboard_queries_only_metrics_that_exist() {
     }
     assert!(queries >= 10, "{queries}");
 }
+
+#[test]
+fn the_readme_configuration_example_loads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = &readme[readme.find("## Metrics and traces").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &path,
+        format!("listen = \"127.0.0.1:0\"\ncommand_key = \"k\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n{example}"),
+    )
+    .unwrap();
+    let config = backout::config::CoordinatorConfig::load(&path).unwrap();
+    assert_eq!(config.metrics.unwrap().listen, "127.0.0.1:9464");
+    assert_eq!(config.otlp.unwrap().endpoint, "http://127.0.0.1:4317");
+}
