@@ -74,34 +74,34 @@ impl AgentMetrics {
         let p = &mut m.prom;
         p.register(
             "backout_agent_build",
-            "The agent's version.",
+            "The agent's version",
             Info::new(BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }),
         );
         p.register(
             "backout_agent_sessions_connected",
-            "Sessions to the coordinator that are open (one, or one per identity with --sessions-from).",
+            "Sessions to the coordinator that are open (one, or one per identity with --sessions-from)",
             m.sessions.clone(),
         );
         p.register(
             "backout_agent_commands_admitted",
-            "Signed commands that passed every admission check.",
+            "Signed commands that passed every admission check",
             m.admitted.clone(),
         );
         p.register(
             "backout_agent_commands_refused",
-            "Signed commands refused, by the first check they failed.",
+            "Signed commands refused, by the first check they failed",
             m.refused.clone(),
         );
         p.register(
             "backout_agent_plugin_steps",
-            "Steps run in a plugin, by plugin, action, outcome and failure code.",
+            "Steps run in a plugin, by plugin, action, outcome and failure code",
             m.steps.clone(),
         );
         p.register(
             "backout_agent_plugin_step_duration_seconds",
-            "Time each step ran in its plugin, by plugin and action.",
+            "Time each step ran in its plugin, by plugin and action",
             m.step_seconds.clone(),
         );
         m

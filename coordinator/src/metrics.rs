@@ -171,89 +171,89 @@ impl Metrics {
         let p = &mut m.prom;
         p.register(
             "backout_build",
-            "The coordinator's version.",
+            "The coordinator's version",
             Info::new(BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }),
         );
         p.register(
             "backout_journal_writes",
-            "Durable journal writes (one transaction each).",
+            "Durable journal writes (one transaction each)",
             m.journal_writes.clone(),
         );
         p.register(
             "backout_journal_entries",
-            "Journal entries appended.",
+            "Journal entries appended",
             m.journal_entries.clone(),
         );
         p.register(
             "backout_journal_write_duration_seconds",
-            "How long each durable journal write took.",
+            "How long each durable journal write took",
             m.journal_write_seconds.clone(),
         );
         p.register(
             "backout_commands_sent",
-            "Signed commands journaled and sent to agents, by plugin and action.",
+            "Signed commands journaled and sent to agents, by plugin and action",
             m.commands_sent.clone(),
         );
         p.register(
             "backout_steps",
-            "Run steps finished, by plugin, action and outcome (succeeded, failed, timed-out, unreachable, unknown).",
+            "Run steps finished, by plugin, action and outcome (succeeded, failed, timed-out, unreachable, unknown)",
             m.steps.clone(),
         );
         p.register(
             "backout_step_duration_seconds",
-            "How long each run step ran on its agent, by plugin and action.",
+            "How long each run step ran on its agent, by plugin and action",
             m.step_seconds.clone(),
         );
         p.register(
             "backout_phase_duration_seconds",
-            "From a phase's first dispatch to its last step's answer, observed when its run ends.",
+            "From a phase's first dispatch to its last step's answer, observed when its run ends",
             m.phase_seconds.clone(),
         );
         p.register(
             "backout_runs_ended",
-            "Runs ended, by final status.",
+            "Runs ended, by final status",
             m.runs_ended.clone(),
         );
         p.register(
             "backout_run_duration_seconds",
-            "How long each run took from start to end, by final status.",
+            "How long each run took from start to end, by final status",
             m.run_seconds.clone(),
         );
         p.register(
             "backout_runs",
-            "Runs this coordinator knows, by current status.",
+            "Runs this coordinator knows, by current status",
             m.runs_now.clone(),
         );
         p.register(
             "backout_agents_connected",
-            "Agents with an open session.",
+            "Agents with an open session",
             m.agents_connected.clone(),
         );
         p.register(
             "backout_agent_heartbeat_age_seconds",
-            "Time since each connected agent was last heard from.",
+            "Time since each connected agent was last heard from",
             m.heartbeat_age.clone(),
         );
         p.register(
             "backout_triggers",
-            "The plan's triggers, by state (ok, breaching, fired, unknown) and class.",
+            "The plan's triggers, by state (ok, breaching, fired, unknown) and class",
             m.triggers.clone(),
         );
         p.register(
             "backout_approvals_pending",
-            "Approvals runs are waiting for.",
+            "Approvals runs are waiting for",
             m.approvals_pending.clone(),
         );
         p.register(
             "backout_approval_wait_seconds",
-            "How long each pending approval has waited, by run and scope.",
+            "How long each pending approval has waited, by run and scope",
             m.approval_wait.clone(),
         );
         p.register(
             "backout_handshake_refusals",
-            "TLS handshakes refused or timed out, by reason (their log lines are rate-limited).",
+            "TLS handshakes refused or timed out, by reason (their log lines are rate-limited)",
             m.handshake_refusals.clone(),
         );
         m
