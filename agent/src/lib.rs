@@ -7,12 +7,14 @@
 //!   [`nonces`] remembers nonces across restarts.
 //! * [`ledger`]: step ids already run and their outcomes (a step runs once).
 //! * [`plugin`]: the sandboxed WASM plugin host.
+//! * [`metrics`]: the agent's Prometheus metrics, every definition in one place.
 
 pub mod admit;
 pub mod backoff;
 pub mod config;
 pub mod ledger;
 pub mod local;
+pub mod metrics;
 pub mod nonces;
 pub mod plugin;
 pub mod session;

@@ -10,6 +10,7 @@ use backout_agent::admit::Admission;
 use backout_agent::config::AgentConfig;
 use backout_agent::ledger::Ledger;
 use backout_agent::local;
+use backout_agent::metrics::AgentMetrics;
 use backout_agent::nonces::NonceStore;
 use backout_agent::plugin::{PluginHost, SecretStore, StepOutcome};
 use backout_agent::session::{self, Agent};
@@ -231,6 +232,7 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
         )));
     }
     let host = Arc::new(host);
+    let metrics = Arc::new(AgentMetrics::new());
     Ok(parts
         .into_iter()
         .map(|(id, tls, admission, ledger)| Agent {
@@ -240,6 +242,7 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
             admission,
             host: host.clone(),
             ledger,
+            metrics: metrics.clone(),
         })
         .collect())
 }
@@ -368,6 +371,31 @@ async fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Err(error) = serve_metrics(&agents).await {
+        say(
+            &mut std::io::stderr(),
+            format_args!("backout-agent: {error:#}"),
+        );
+        return ExitCode::from(1);
+    }
+    let otlp = agents
+        .first()
+        .and_then(|a| a.config.otlp.as_ref())
+        .map(|o| o.endpoint.as_str());
+    match backout_config::otel::start("backout-agent", otlp) {
+        Ok(Some(endpoint)) => tracing::info!(%endpoint, "traces exported over OTLP"),
+        Ok(None) => {}
+        Err(error) => {
+            say(
+                &mut std::io::stderr(),
+                format_args!(
+                    "backout-agent: {}: field `otlp.endpoint`: {error}",
+                    config.display()
+                ),
+            );
+            return ExitCode::from(2);
+        }
+    }
     // Under systemd (`Type=notify`): ready once the state files are open and
     // the plugins compiled, before the first dial (an agent whose coordinator
     // is down is still a running agent, retrying); pings while the runtime
@@ -394,14 +422,41 @@ async fn main() -> ExitCode {
             session::run(Arc::new(agent)).await;
         }
     };
-    tokio::select! {
+    let code = tokio::select! {
         () = sessions => ExitCode::SUCCESS,
         _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
         () = sigterm() => {
             backout_config::service::stopping();
             ExitCode::SUCCESS
         }
-    }
+    };
+    backout_config::otel::flush();
+    code
+}
+
+/// Starts the `/metrics` listener when the configuration has `[metrics]`
+/// (its address was checked when the configuration was loaded).
+async fn serve_metrics(agents: &[Agent]) -> anyhow::Result<()> {
+    let Some(first) = agents.first() else {
+        return Ok(());
+    };
+    let Some(config) = &first.config.metrics else {
+        return Ok(());
+    };
+    let addr = config
+        .addr()
+        .map_err(|e| anyhow::anyhow!("metrics.listen: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let addr = listener.local_addr()?;
+    let metrics = first.metrics.clone();
+    backout_config::metrics::serve(listener, move || metrics.render());
+    say(
+        &mut std::io::stdout(),
+        format_args!("backout-agent: metrics on http://{addr}/metrics"),
+    );
+    Ok(())
 }
 
 /// Runs every session as its own task (`--sessions-from`), until the process

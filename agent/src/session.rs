@@ -17,10 +17,11 @@ use tracing::Instrument;
 use wire::agent_message::Kind as AgentKind;
 use wire::coordinator_message::Kind as CoordKind;
 
-use crate::admit::{Admission, untrusted_ids};
+use crate::admit::{Admission, untrusted_ids, untrusted_traceparent};
 use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::ledger::{Ledger, Prior};
+use crate::metrics::AgentMetrics;
 use crate::plugin::{PluginHost, StepEvent, StepOutcome, StepRequest};
 
 /// A session that lasted this long resets the backoff to its shortest delay.
@@ -38,6 +39,8 @@ pub struct Agent {
     pub admission: Admission,
     pub host: Arc<PluginHost>,
     pub ledger: Ledger,
+    /// Shared by every session of the process.
+    pub metrics: Arc<AgentMetrics>,
 }
 
 fn msg(kind: AgentKind) -> wire::AgentMessage {
@@ -138,6 +141,7 @@ async fn session(agent: &Arc<Agent>, addr: &str) -> anyhow::Result<()> {
 
     let interval = Duration::from_millis(welcome.heartbeat_interval_ms.clamp(100, 300_000).into());
     let heartbeat = tokio::spawn(heartbeats(tx.clone(), interval));
+    agent.metrics.session_opened();
 
     // The coordinator answers every heartbeat: a coordinator silent for
     // three intervals is gone (paused, or cut off with the connection still
@@ -178,6 +182,7 @@ async fn session(agent: &Arc<Agent>, addr: &str) -> anyhow::Result<()> {
         };
     };
     heartbeat.abort();
+    agent.metrics.session_closed();
     result
 }
 
@@ -261,7 +266,22 @@ async fn heartbeats(tx: mpsc::Sender<wire::AgentMessage>, interval: Duration) {
 
 /// Admits one command and, if it passes every check, runs it, streaming its
 /// events and then its result.
+/// One command, in a span that continues the coordinator's trace (its
+/// step span's context travels inside the signed command).
 async fn handle_command(
+    agent: Arc<Agent>,
+    signed: wire::SignedCommand,
+    tx: mpsc::Sender<wire::AgentMessage>,
+) {
+    let (command_id, step_id) = untrusted_ids(&signed);
+    let span = tracing::info_span!("agent.step", agent = %agent.id, command = %command_id, step = %step_id);
+    backout_config::otel::set_parent(&span, &untrusted_traceparent(&signed));
+    handle_command_in_span(agent, signed, tx)
+        .instrument(span)
+        .await;
+}
+
+async fn handle_command_in_span(
     agent: Arc<Agent>,
     signed: wire::SignedCommand,
     tx: mpsc::Sender<wire::AgentMessage>,
@@ -272,7 +292,9 @@ async fn handle_command(
     let admitted = {
         let agent = agent.clone();
         let signed = signed.clone();
+        let span = tracing::info_span!("admit");
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             agent.admission.admit(&signed, &agent.host, started_at_ms)
         })
         .await
@@ -286,6 +308,7 @@ async fn handle_command(
     let (command, plugin) = match admitted {
         Ok(admitted) => admitted,
         Err(refused) => {
+            agent.metrics.refused(refused.check.as_str());
             let (command_id, step_id) = untrusted_ids(&signed);
             tracing::warn!(
                 check = %refused.check,
@@ -304,6 +327,7 @@ async fn handle_command(
             return;
         }
     };
+    agent.metrics.admitted();
     let span = step_span(&command);
     run_admitted(agent, command, plugin, tx, started_at_ms)
         .instrument(span)
@@ -421,7 +445,23 @@ async fn run_admitted(
         dry_run: command.dry_run,
         deadline: command.deadline,
     };
-    let outcome = agent.host.run(plugin, request, events_tx).await;
+    let began = Instant::now();
+    let outcome = agent
+        .host
+        .run(plugin, request, events_tx)
+        .instrument(tracing::info_span!(
+            "plugin",
+            plugin = %command.plugin,
+            action = %command.action
+        ))
+        .await;
+    let failure = match &outcome {
+        StepOutcome::Failed { code, .. } => Some(code.as_str()),
+        StepOutcome::Succeeded { .. } => None,
+    };
+    agent
+        .metrics
+        .step_ran(&command.plugin, &command.action, failure, began.elapsed());
     // Every event goes out before the result.
     let _ = forward.await;
     if let StepOutcome::Failed { code, message } = &outcome {

@@ -16,6 +16,8 @@ pub mod assets;
 pub mod logging;
 #[cfg(feature = "service")]
 pub mod service;
+pub mod metrics;
+pub mod otel;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

@@ -40,7 +40,11 @@ pub fn init(filter: Option<&str>, default: &str, format: LogFormat) {
         .map(str::to_string)
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| default.to_string());
-    let layers: Vec<BoxedLayer> = vec![stderr_layer(format)];
+    #[allow(unused_mut)]
+    let mut layers: Vec<BoxedLayer> = vec![stderr_layer(format)];
+    // Spans go to OpenTelemetry too once `otel::start` has an endpoint.
+    #[cfg(feature = "otel")]
+    layers.push(crate::otel::layer().boxed());
     let _ = tracing_subscriber::registry()
         .with(layers)
         .with(EnvFilter::new(filter))

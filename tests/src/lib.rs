@@ -9,6 +9,7 @@
 pub mod fake;
 pub mod fleet;
 pub mod http;
+pub mod otlp;
 pub mod plans;
 pub mod postgres;
 pub mod prism;

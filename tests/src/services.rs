@@ -78,10 +78,39 @@ impl SampleApp {
     }
 }
 
+/// A plain-HTTP/1.0 GET of `path` from `addr` (`host:port`): the
+/// response's head (status line and headers) and its body, or `None` when
+/// the server cannot be reached or answers nothing.
+pub fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.to_string(), body.to_string()))
+}
+
+/// `text` percent-encoded for a URL's query.
+fn query_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A real Prometheus scraping `targets` every second.
 pub struct Prometheus {
     pub proc: Proc,
     pub url: String,
+    /// Its `host:port`.
+    pub addr: String,
 }
 
 impl Prometheus {
@@ -116,18 +145,53 @@ impl Prometheus {
             &dir.join("prometheus.log"),
         );
         let url = format!("http://{listen}");
-        let ready = listen.clone();
         wait_for("Prometheus to be ready", Duration::from_secs(60), || {
-            let mut stream = std::net::TcpStream::connect(&ready).ok()?;
-            use std::io::{Read, Write};
-            stream
-                .write_all(b"GET /-/ready HTTP/1.0\r\nHost: x\r\n\r\n")
-                .ok()?;
-            let mut response = String::new();
-            stream.read_to_string(&mut response).ok()?;
-            response.contains(" 200 ").then_some(())
+            let (head, _) = http_get(&listen, "/-/ready")?;
+            head.contains(" 200 ").then_some(())
         })
         .await;
-        Prometheus { proc, url }
+        Prometheus {
+            proc,
+            url,
+            addr: listen,
+        }
+    }
+
+    /// An instant query through Prometheus' HTTP API: each series' labels
+    /// and value (empty when nothing matches yet, or Prometheus does not
+    /// answer).
+    pub fn query(&self, promql: &str) -> Vec<(serde_json::Value, f64)> {
+        let path = format!("/api/v1/query?query={}", query_encoded(promql));
+        let Some((_, body)) = http_get(&self.addr, &path) else {
+            return Vec::new();
+        };
+        let Ok(answer) = serde_json::from_str::<serde_json::Value>(&body) else {
+            return Vec::new();
+        };
+        answer["data"]["result"]
+            .as_array()
+            .map(|series| {
+                series
+                    .iter()
+                    .filter_map(|s| {
+                        let value = s["value"][1].as_str()?.parse().ok()?;
+                        Some((s["metric"].clone(), value))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until `promql`'s single value is `want`, and returns it.
+    pub async fn wait_value(&self, promql: &str, want: f64) -> f64 {
+        wait_for(
+            &format!("Prometheus to say {promql} = {want}"),
+            Duration::from_secs(60),
+            || match self.query(promql).as_slice() {
+                [(_, value)] if *value == want => Some(*value),
+                _ => None,
+            },
+        )
+        .await
     }
 }

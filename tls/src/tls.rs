@@ -289,7 +289,8 @@ pub fn incoming(
     config: Arc<ServerConfig>,
     domain: String,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
-    incoming_with(listener, move || config.clone(), domain)
+    let limiter = Arc::new(LogLimiter::new(crate::quiet::EVERY));
+    incoming_with(listener, move || config.clone(), domain, limiter)
 }
 
 /// Like [`incoming`], taking the configuration for each new handshake from
@@ -299,20 +300,22 @@ pub fn incoming_reloading(
     listener: TcpListener,
     config: Arc<crate::reload::ReloadingServerConfig>,
     domain: String,
+    limiter: Arc<LogLimiter>,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
-    incoming_with(listener, move || config.current(), domain)
+    incoming_with(listener, move || config.current(), domain, limiter)
 }
 
+/// Failed handshakes are caused by whoever reaches the port, signed in or
+/// not: their lines go through `limiter` so they cannot fill the disk (its
+/// totals count every one, for metrics).
 fn incoming_with(
     listener: TcpListener,
     config: impl Fn() -> Arc<ServerConfig> + Send + Sync + 'static,
     domain: String,
+    limiter: Arc<LogLimiter>,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(128);
     let config = Arc::new(config);
-    // Failed handshakes are caused by whoever reaches the port, signed in or
-    // not: their lines are rate-limited so they cannot fill the disk.
-    let limiter = Arc::new(LogLimiter::new(crate::quiet::EVERY));
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = tokio::select! {

@@ -102,11 +102,15 @@ impl host::Host for HostState {
         Ok(())
     }
 
+    // Each call that reaches outside the sandbox is a span: a trace shows
+    // the plugin's host calls under its step.
     fn http(&mut self, request: HttpRequest) -> Result<HttpResponse, HostCallError> {
+        let _span = tracing::info_span!("host.http").entered();
         http::call(self.step_mut()?, request)
     }
 
     fn exec(&mut self, request: ExecRequest) -> Result<ExecOutput, HostCallError> {
+        let _span = tracing::info_span!("host.exec").entered();
         exec::run(self.step_mut()?, request)
     }
 
@@ -116,6 +120,7 @@ impl host::Host for HostState {
         max_bytes: u64,
         from_end: bool,
     ) -> Result<Vec<u8>, HostCallError> {
+        let _span = tracing::info_span!("host.read-file").entered();
         files::read(self.step_mut()?, &path, max_bytes, from_end)
     }
 
@@ -125,6 +130,7 @@ impl host::Host for HostState {
         contents: Vec<u8>,
         append: bool,
     ) -> Result<(), HostCallError> {
+        let _span = tracing::info_span!("host.write-file").entered();
         files::write(self.step_mut()?, &path, &contents, append)
     }
 

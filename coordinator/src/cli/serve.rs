@@ -59,6 +59,28 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let listener = TcpListener::bind(addrs.as_slice())
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // The metrics listener's address was checked when the configuration
+    // was loaded (loopback only).
+    let metrics_listener = match &config.metrics {
+        Some(metrics) => {
+            let addr = metrics.addr().map_err(BadInput)?;
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            )
+        }
+        None => None,
+    };
+    let otlp = config.otlp.as_ref().map(|o| o.endpoint.as_str());
+    if let Some(endpoint) = backout_config::otel::start("backout", otlp).map_err(|e| {
+        BadInput(format!(
+            "{}: field `otlp.endpoint`: {e}",
+            args.config.display()
+        ))
+    })? {
+        tracing::info!(%endpoint, "traces exported over OTLP");
+    }
     // With the journal in PostgreSQL, this coordinator is a standby until it
     // takes the leader lease.
     let (postgres, listener) = match lead(&config, listener).await? {
@@ -84,6 +106,15 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         }));
     }
     coordinator.start()?;
+    if let Some(metrics_listener) = metrics_listener {
+        let addr = metrics_listener.local_addr()?;
+        let metrics = coordinator.metrics.clone();
+        backout_config::metrics::serve(metrics_listener, move || metrics.render());
+        let _ = writeln!(
+            std::io::stdout(),
+            "backout: metrics on http://{addr}/metrics"
+        );
+    }
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when listening on
     // port 0. A closed standard output does not stop the server.
@@ -105,6 +136,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             Err(e) => tracing::warn!(error = %e, "cannot release the leader lease"),
         }
     }
+    backout_config::otel::flush();
     Ok(Exit::Ok)
 }
 

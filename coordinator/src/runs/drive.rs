@@ -1,6 +1,7 @@
 //! The task that drives one run, and the task that carries one step to its
 //! agent and back.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,10 +58,15 @@ const ASK_ABSENT_MAX: Duration = Duration::from_secs(1);
 /// due (one more write for the commands). Writing a turn's events together
 /// keeps a run over a thousand hosts to a few fsyncs per turn.
 pub(super) async fn drive(runs: Arc<Runs>, id: String, notify: Arc<Notify>) {
+    // The run's trace: run → phase → step. Each step's span context goes
+    // inside its signed command, so the agent's spans join this trace.
+    let run_span = tracing::info_span!("run", run = %id);
+    let mut phase_spans: HashMap<String, tracing::Span> = HashMap::new();
     loop {
         let turn = std::time::Instant::now();
         let now = now_ms();
         let mut to_send: Vec<(Dispatch, StepSpec)> = Vec::new();
+        let settled: Vec<String>;
         let mut figures = false;
         let done = {
             let mut entries = runs.lock();
@@ -80,6 +86,19 @@ pub(super) async fn drive(runs: Arc<Runs>, id: String, notify: Arc<Notify>) {
             }
             // One evaluation of the run for the whole turn.
             let eval = entry.run.evaluate(now);
+            settled = eval
+                .phases
+                .iter()
+                .filter(|(_, s)| {
+                    !matches!(
+                        s,
+                        PhaseStatus::Waiting
+                            | PhaseStatus::AwaitingApproval(_)
+                            | PhaseStatus::Running
+                    )
+                })
+                .map(|(phase, _)| phase.clone())
+                .collect();
             // Note when scopes start waiting for approvals, and tell people once.
             let mut waiting: Vec<(String, Vec<String>)> = Vec::new();
             if let RunStatus::AwaitingApproval(roles) = &eval.status {
@@ -189,12 +208,35 @@ pub(super) async fn drive(runs: Arc<Runs>, id: String, notify: Arc<Notify>) {
         if done {
             return;
         }
+        // A settled phase's span ends once its steps' spans have.
+        for phase in &settled {
+            phase_spans.remove(phase);
+        }
         if !to_send.is_empty() {
+            let mut spans = Vec::with_capacity(to_send.len());
+            for (d, spec) in &mut to_send {
+                let phase = phase_spans.entry(d.phase.clone()).or_insert_with(
+                    || tracing::info_span!(parent: &run_span, "phase", run = %id, phase = %d.phase),
+                );
+                let span = tracing::info_span!(
+                    parent: &*phase,
+                    "step",
+                    run = %id,
+                    phase = %d.phase,
+                    step = %d.step,
+                    host = %d.host,
+                    attempt = d.attempt,
+                    plugin = %spec.plugin,
+                    action = %spec.action
+                );
+                spec.traceparent = backout_config::otel::traceparent(&span);
+                spans.push(span);
+            }
             let specs = to_send.iter().map(|(_, spec)| spec.clone()).collect();
             let sent = runs.dispatcher.send_all(specs).await;
-            for ((d, spec), first) in to_send.into_iter().zip(sent) {
+            for (((d, spec), first), span) in to_send.into_iter().zip(sent).zip(spans) {
                 let task = execute(runs.clone(), id.clone(), d, spec, Some(first));
-                tokio::spawn(task);
+                tokio::spawn(task.instrument(span));
             }
         }
         // Woken by outcomes and decisions; the timeout covers backoffs and time limits.
@@ -271,6 +313,7 @@ pub(super) fn step_spec(entry: &super::Entry, d: &Dispatch) -> Option<StepSpec> 
         dry_run: entry.meta.dry_run,
         deadline: step.timeout,
         audit: Audit::Run,
+        traceparent: String::new(),
     })
 }
 
