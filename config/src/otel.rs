@@ -192,7 +192,7 @@ mod tests {
     fn logging_takes_the_layer_and_traces_stay_off_until_started() {
         // The layer's per-layer filter needs a registry-based subscriber:
         // `logging::init` must not panic with it.
-        crate::logging::init(Some("info"), "info");
+        crate::logging::init(Some("info"), "info", crate::logging::LogFormat::Text);
         let span = tracing::info_span!("step");
         assert_eq!(super::traceparent(&span), "");
         super::set_parent(
