@@ -14,10 +14,10 @@
 pub mod assets;
 #[cfg(feature = "logging")]
 pub mod logging;
-#[cfg(feature = "service")]
-pub mod service;
 pub mod metrics;
 pub mod otel;
+#[cfg(feature = "service")]
+pub mod service;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

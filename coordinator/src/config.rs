@@ -9,6 +9,12 @@
 //! state_dir = "state"                        # the journal (journal.db) lives here
 //! plan = "plan.toml"                         # optional: signals, the decision matrix, the runs
 //! evaluate_every = "1s"                      # how often every trigger is evaluated
+//! journal_summary_every = "15m"             # a matrix.summary in the journal besides each change
+//! # optional, for several coordinators (one leads): the journal and the
+//! # leader lease in PostgreSQL instead of state_dir/journal.db
+//! journal = { postgres = "host=db.internal dbname=backout user=backout", password_file = "pg.pass" }
+//! advertise = "10.0.0.5:7443"                # this coordinator's address, as agents dial it
+//! lease_ttl = "10s"                          # a dead leader is replaced after this
 //!
 //! [tls]
 //! ca = "pki/ca.pem"
@@ -34,12 +40,6 @@
 //! password_file = "secrets/smtp-password"    # read when sending; never logged or journaled
 //! from = "Backout <backout@example.com>"
 //! ca = "smtp-ca.pem"                         # optional: a private relay's root certificate
-//!
-//! # optional, for several coordinators (one leads): the journal and the
-//! # leader lease in PostgreSQL instead of state_dir/journal.db
-//! journal = { postgres = "host=db.internal dbname=backout user=backout", password_file = "pg.pass" }
-//! advertise = "10.0.0.5:7443"               # this coordinator's address, as agents dial it
-//! lease_ttl = "10s"                          # a dead leader is replaced after this
 //!
 //! [metrics]                                  # optional: Prometheus /metrics (loopback only)
 //! listen = "127.0.0.1:9464"
@@ -592,8 +592,15 @@ groups = ["app"]
         assert!(example.contains("[tls]"), "{example}");
         let (dir, path) = write(&example);
         std::fs::write(dir.path().join("plan.toml"), "[plan]\nname = \"p\"\n").unwrap();
+        // The files the example names that are read when it loads.
+        std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+        std::fs::write(dir.path().join("secrets/smtp-password"), "pw\n").unwrap();
+        std::fs::write(dir.path().join("pg.pass"), "pw\n").unwrap();
         let config = CoordinatorConfig::load(&path).unwrap();
         assert_eq!(config.state_dir, dir.path().join("state"));
+        assert_eq!(config.journal_summary_every, Duration::from_secs(15 * 60));
+        assert_eq!(config.advertise.as_deref(), Some("10.0.0.5:7443"));
+        assert!(config.smtp.is_some());
         assert_eq!(config.plan, Some(dir.path().join("plan.toml")));
         assert_eq!(config.evaluate_every, Duration::from_secs(1));
         assert_eq!(config.assess.checks.len(), 1);

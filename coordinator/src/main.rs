@@ -302,6 +302,7 @@ mod tests {
                 "backout serve",
                 "backout audit",
                 "backout plan",
+                "backout generate-assets",
             ]
             .iter()
             .any(|p| path == *p || path.starts_with(&format!("{p} ")));

@@ -265,6 +265,16 @@ impl Service {
         let mut buf = [0u8; 4096];
         while !self.heard.iter().any(|n| n == what) {
             if let Ok(Some(status)) = self.child.try_wait() {
+                // What it sent before exiting may still be in the socket.
+                let _ = self.notify.set_nonblocking(true);
+                while let Ok(n) = self.notify.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    self.heard.extend(text.lines().map(str::to_string));
+                }
+                let _ = self.notify.set_nonblocking(false);
+                if self.heard.iter().any(|n| n == what) {
+                    break;
+                }
                 panic!(
                     "{} exited ({status}) before {what}: {}",
                     self.name,

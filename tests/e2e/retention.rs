@@ -211,6 +211,7 @@ async fn ended_runs_move_to_an_archive_that_joins_the_chain() {
 
     // The coordinator starts on the journal left behind and goes on.
     fleet.start_coordinator(&[]).await;
+    fleet.wait_connected(1).await;
     let again = run_id(&fleet.start_run("dave", &["--reason", "after the archive", "--dry-run"]));
     fleet.ended(&again).await;
     assert!(

@@ -9,6 +9,7 @@ use super::{Exit, Output, human_ms};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// text: for people; json: for programs.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }

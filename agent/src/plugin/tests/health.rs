@@ -188,13 +188,15 @@ async fn bad_params_fail_the_step() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ungranted_urls_are_down_and_warned() {
+async fn ungranted_urls_are_unknown_not_down_and_warned() {
     let server = TestServer::start(route);
     let host = host("health", Grants::default());
     let params = json!({ "checks": [{ "name": "app", "url": server.url("/health") }] });
     let (outcome, events) = step(&host, "health", "check", params, Opts::default()).await;
     let d = data(&outcome);
-    assert_eq!(d["checks"][0]["status"], "down");
+    // Nothing is known of a service the agent may not ask: not down.
+    assert_eq!(d["checks"][0]["status"], "unknown");
+    assert_eq!(d["healthy"], false, "a check not made is not a healthy one");
     let detail = d["checks"][0]["detail"].as_str().expect("detail");
     assert!(
         detail.contains("is not granted to plugin health"),
