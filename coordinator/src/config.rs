@@ -39,7 +39,7 @@
 //! username = "backout@example.com"
 //! password_file = "secrets/smtp-password"    # read when sending; never logged or journaled
 //! from = "Backout <backout@example.com>"
-//! ca = "smtp-ca.pem"                         # optional: a private relay's root certificate
+//! # ca = "smtp-ca.pem"                       # optional: a private relay's root certificate (read at start)
 //!
 //! [metrics]                                  # optional: Prometheus /metrics (loopback only)
 //! listen = "127.0.0.1:9464"
