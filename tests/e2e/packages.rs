@@ -144,7 +144,10 @@ fn readme_install_lines() -> Vec<String> {
 
 /// Runs README lines with bash from the repository's root, as root.
 fn run_readme(lines: &[String]) -> String {
-    let script = format!("set -euo pipefail\n{}\n", lines.join("\n"));
+    // A root shell's umask: the packages' postinst adds users, and a
+    // stricter umask there once left /etc/passwd unreadable to the
+    // `postgres` user the database tests run initdb as.
+    let script = format!("set -euo pipefail\numask 022\n{}\n", lines.join("\n"));
     let out = Command::new("bash")
         .arg("-c")
         .arg(&script)

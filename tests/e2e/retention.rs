@@ -150,6 +150,18 @@ async fn ended_runs_move_to_an_archive_that_joins_the_chain() {
     let archive = fleet.path().join("archive-1.db");
     let archive = archive.to_str().unwrap();
     let audit = |args: &[&str]| run(&bin("backout"), &[&["audit"], args].concat(), &[]);
+    // `audit verify` of the journal with its archive, as JSON.
+    let verify_joined = || {
+        audit(&[
+            "verify",
+            "--config",
+            config,
+            "--archive",
+            archive,
+            "--output",
+            "json",
+        ])
+    };
     let text = |out: &std::process::Output| {
         format!(
             "{}{}",
@@ -189,15 +201,7 @@ async fn ended_runs_move_to_an_archive_that_joins_the_chain() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
     // Both files verify, and the seam holds: every entry is still accounted for.
-    let out = audit(&[
-        "verify",
-        "--config",
-        config,
-        "--archive",
-        archive,
-        "--output",
-        "json",
-    ]);
+    let out = verify_joined();
     assert!(out.status.success(), "{}", text(&out));
     let joined: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(joined["intact"], true, "{joined}");
@@ -222,15 +226,7 @@ async fn ended_runs_move_to_an_archive_that_joins_the_chain() {
             .all(|r| r["run"] != id.as_str()),
         "the archived run is not in the coordinator's memory"
     );
-    let out = audit(&[
-        "verify",
-        "--config",
-        config,
-        "--archive",
-        archive,
-        "--output",
-        "json",
-    ]);
+    let out = verify_joined();
     assert!(out.status.success(), "{}", text(&out));
 
     // An edit inside the archive is found in the archive.
@@ -241,15 +237,7 @@ async fn ended_runs_move_to_an_archive_that_joins_the_chain() {
     )
     .unwrap();
     drop(db);
-    let out = audit(&[
-        "verify",
-        "--config",
-        config,
-        "--archive",
-        archive,
-        "--output",
-        "json",
-    ]);
+    let out = verify_joined();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let broken: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(broken["file"], archive, "{broken}");

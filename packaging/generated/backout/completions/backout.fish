@@ -210,7 +210,7 @@ complete -c backout -n "__fish_backout_using_subcommand whoami" -l log -d 'Log f
 complete -c backout -n "__fish_backout_using_subcommand whoami" -l log-format -d 'Log lines as text, or as one JSON object per line with the run, phase, step and host as fields' -r -f -a "text\t'One human-readable line per event (the default)'
 json\t'One JSON object per line: the event\'s fields at the top level, and the fields of the spans it happened in (run, phase, step, host…) under `span` (the innermost) and `spans` (outermost first)'"
 complete -c backout -n "__fish_backout_using_subcommand whoami" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c backout -n "__fish_backout_using_subcommand status" -l output -r -f -a "text\t'Tables for people'
+complete -c backout -n "__fish_backout_using_subcommand status" -l output -d 'text: for people; json: for programs' -r -f -a "text\t'Tables for people'
 json\t'JSON for programs'"
 complete -c backout -n "__fish_backout_using_subcommand status" -l coordinator -d 'The coordinator\'s address, host:port; with several coordinators, all of them, comma-separated (the one that leads answers)' -r
 complete -c backout -n "__fish_backout_using_subcommand status" -l pki -d 'A PKI directory (from `backout pki`): the CA and operators/<OPERATOR>.pem/.key are taken from it' -r -F
