@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backout_config::logging::TRACES_ONLY;
 use backout_proto::command::Refused;
 use backout_proto::{codes, now_ms, wire};
 use backout_tls::tls::{TlsMaterial, connect_coordinator, error_chain};
@@ -266,17 +267,31 @@ async fn heartbeats(tx: mpsc::Sender<wire::AgentMessage>, interval: Duration) {
 
 /// Admits one command and, if it passes every check, runs it, streaming its
 /// events and then its result.
-/// One command, in a span that continues the coordinator's trace (its
-/// step span's context travels inside the signed command).
+///
+/// All of it happens in one span, `agent.step`: it continues the
+/// coordinator's trace (the coordinator's step span's context travels
+/// inside the signed command), and once the command is admitted it carries
+/// the step's run, phase, step and host, so every line logged for the step
+/// (the plugin's host calls' too, on the thread the plugin runs on) has
+/// them as fields (`--log-format json`). Before admission only the command
+/// id the command claims is known.
 async fn handle_command(
     agent: Arc<Agent>,
     signed: wire::SignedCommand,
     tx: mpsc::Sender<wire::AgentMessage>,
 ) {
-    let (command_id, step_id) = untrusted_ids(&signed);
-    let span = tracing::info_span!("agent.step", agent = %agent.id, command = %command_id, step = %step_id);
+    let (command_id, _) = untrusted_ids(&signed);
+    let span = tracing::info_span!(
+        "agent.step",
+        agent = %agent.id,
+        command = %command_id,
+        run = tracing::field::Empty,
+        phase = tracing::field::Empty,
+        step = tracing::field::Empty,
+        host = tracing::field::Empty,
+    );
     backout_config::otel::set_parent(&span, &untrusted_traceparent(&signed));
-    handle_command_in_span(agent, signed, tx)
+    handle_command_in_span(agent, signed, tx, span.clone())
         .instrument(span)
         .await;
 }
@@ -285,6 +300,7 @@ async fn handle_command_in_span(
     agent: Arc<Agent>,
     signed: wire::SignedCommand,
     tx: mpsc::Sender<wire::AgentMessage>,
+    span: tracing::Span,
 ) {
     let started_at_ms = now_ms();
     // Admission touches SQLite and may recompile a plugin whose file changed:
@@ -292,9 +308,9 @@ async fn handle_command_in_span(
     let admitted = {
         let agent = agent.clone();
         let signed = signed.clone();
-        let span = tracing::info_span!("admit");
+        let admit = tracing::info_span!(target: TRACES_ONLY, "admit");
         tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
+            let _entered = admit.enter();
             agent.admission.admit(&signed, &agent.host, started_at_ms)
         })
         .await
@@ -328,17 +344,15 @@ async fn handle_command_in_span(
         }
     };
     agent.metrics.admitted();
-    let span = step_span(&command);
-    run_admitted(agent, command, plugin, tx, started_at_ms)
-        .instrument(span)
-        .await;
+    record_step_fields(&span, &command);
+    run_admitted(agent, command, plugin, tx, started_at_ms).await;
 }
 
-/// The span a step's log lines are in on this agent: its run, phase, step
-/// and host (`--log-format json` prints them as fields). The phase is read
-/// from the step id (`<run>/<phase>/<step>/<host>#<attempt>`); a command
-/// outside a run's phases (an assessment) has none.
-fn step_span(command: &backout_proto::command::Command) -> tracing::Span {
+/// Gives the step's span its run, phase, step and host, from the admitted
+/// command. The phase and step are read from the step id
+/// (`<run>/<phase>/<step>/<host>#<attempt>`); a command outside a run's
+/// phases (an assessment) has none.
+fn record_step_fields(span: &tracing::Span, command: &backout_proto::command::Command) {
     let in_run = command
         .step_id
         .strip_prefix(command.run_id.as_str())
@@ -348,13 +362,10 @@ fn step_span(command: &backout_proto::command::Command) -> tracing::Span {
         (Some(phase), Some(step), Some(_host)) => (phase, step),
         _ => ("", ""),
     };
-    tracing::info_span!(
-        "step",
-        run = %command.run_id,
-        phase = %phase,
-        step = %step,
-        host = %command.target_agent,
-    )
+    span.record("run", command.run_id.as_str());
+    span.record("phase", phase);
+    span.record("step", step);
+    span.record("host", command.target_agent.as_str());
 }
 
 /// Runs an admitted command at most once (its step id is in the ledger)
@@ -446,15 +457,7 @@ async fn run_admitted(
         deadline: command.deadline,
     };
     let began = Instant::now();
-    let outcome = agent
-        .host
-        .run(plugin, request, events_tx)
-        .instrument(tracing::info_span!(
-            "plugin",
-            plugin = %command.plugin,
-            action = %command.action
-        ))
-        .await;
+    let outcome = agent.host.run(plugin, request, events_tx).await;
     let failure = match &outcome {
         StepOutcome::Failed { code, .. } => Some(code.as_str()),
         StepOutcome::Succeeded { .. } => None,

@@ -70,6 +70,13 @@ async fn json_log_lines_carry_the_run_phase_step_and_host() {
     let running = line("agent", &lines, "running step", Some("stop"));
     assert_eq!(running["plugin"], "testbed", "{running:#}");
     let span = &running["span"];
+    // One span: the one that continues the coordinator's trace.
+    assert_eq!(span["name"], "agent.step", "{running:#}");
+    assert_eq!(
+        running["spans"].as_array().map(Vec::len),
+        Some(1),
+        "{running:#}"
+    );
     assert_eq!(span["run"], id.as_str(), "{running:#}");
     assert_eq!(span["phase"], "application", "{running:#}");
     assert_eq!(span["step"], "stop", "{running:#}");

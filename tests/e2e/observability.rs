@@ -262,6 +262,16 @@ async fn one_run_is_one_trace_across_the_coordinator_and_its_agents() {
             step.attribute("host"),
             "the step ran on the host it was sent to"
         );
+        // One span on the agent carries both the trace parent and the
+        // step's ids (its log lines' fields).
+        for field in ["run", "phase", "step", "host"] {
+            assert!(step.attribute(field).is_some(), "{field}: {step:?}");
+            assert_eq!(
+                agent_step.attribute(field),
+                step.attribute(field),
+                "{field}: {agent_step:?}"
+            );
+        }
         let phase = parent(&step);
         assert_eq!(phase.name, "phase");
         assert_eq!(phase.attribute("phase"), step.attribute("phase"));
