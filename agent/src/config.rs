@@ -140,6 +140,7 @@ impl AgentConfig {
         config.command_key = resolve(&config.command_key);
         config.state_dir = resolve(&config.state_dir);
         config.tls = config.tls.resolved(resolve);
+        config.metrics = config.metrics.map(|m| m.resolved(path));
         for plugin in &mut config.plugins {
             plugin.path = resolve(&plugin.path);
         }

@@ -15,6 +15,7 @@ use backout_agent::nonces::NonceStore;
 use backout_agent::plugin::{PluginHost, SecretStore, StepOutcome};
 use backout_agent::session::{self, Agent};
 use backout_config::logging::LogFormat;
+use backout_config::metrics::MetricsError;
 use backout_proto::command::CommandVerifier;
 use backout_tls::tls::TlsMaterial;
 use backout_tls::{Identity, TlsFiles};
@@ -371,12 +372,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Err(error) = serve_metrics(&agents).await {
+    if let Err(error) = serve_metrics(config, &agents).await {
         say(
             &mut std::io::stderr(),
             format_args!("backout-agent: {error:#}"),
         );
-        return ExitCode::from(1);
+        let code = if error.is::<BadConfig>() { 2 } else { 1 };
+        return ExitCode::from(code);
     }
     let otlp = agents
         .first()
@@ -434,27 +436,28 @@ async fn main() -> ExitCode {
     code
 }
 
-/// Starts the `/metrics` listener when the configuration has `[metrics]`
-/// (its address was checked when the configuration was loaded).
-async fn serve_metrics(agents: &[Agent]) -> anyhow::Result<()> {
+/// Starts the `/metrics` listener when the configuration (`config_path`)
+/// has `[metrics]`: plain HTTP on loopback, or mutual TLS with
+/// `[metrics.tls]`. An address or TLS file that is wrong is bad input.
+async fn serve_metrics(config_path: &Path, agents: &[Agent]) -> anyhow::Result<()> {
     let Some(first) = agents.first() else {
         return Ok(());
     };
     let Some(config) = &first.config.metrics else {
         return Ok(());
     };
-    let addr = config
-        .addr()
-        .map_err(|e| anyhow::anyhow!("metrics.listen: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-    let addr = listener.local_addr()?;
+    let listener = config.bind().await.map_err(|e| match e {
+        MetricsError::Invalid(message) => {
+            anyhow::Error::new(BadConfig(format!("{}: {message}", config_path.display())))
+        }
+        other => other.into(),
+    })?;
+    let url = listener.url()?;
     let metrics = first.metrics.clone();
-    backout_config::metrics::serve(listener, move || metrics.render());
+    listener.serve(move || metrics.render());
     say(
         &mut std::io::stdout(),
-        format_args!("backout-agent: metrics on http://{addr}/metrics"),
+        format_args!("backout-agent: metrics on {url}"),
     );
     Ok(())
 }

@@ -304,6 +304,7 @@ impl CoordinatorConfig {
         config.crl = config.crl.map(|p| backout_config::resolve(path, &p));
         config.plan = config.plan.map(|p| backout_config::resolve(path, &p));
         config.state_dir = backout_config::resolve(path, &config.state_dir);
+        config.metrics = config.metrics.map(|m| m.resolved(path));
         if let Some(smtp) = &mut config.smtp {
             smtp.password_file = backout_config::resolve(path, &smtp.password_file);
             smtp.ca = smtp.ca.as_ref().map(|p| backout_config::resolve(path, p));

@@ -7,10 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use backout_e2e::fleet::Fleet;
 use backout_e2e::fleet::run_id;
 use backout_e2e::otlp::{OtlpReceiver, ReceivedSpan};
 use backout_e2e::plans::{APP_HOSTS, app_then_database, marked, marked_counts, marked_fleet};
-use backout_e2e::services::{Prometheus, free_port, http_get};
+use backout_e2e::services::{Prometheus, ScrapePki, free_port, http_get};
 use backout_e2e::{bin, run, target_dir, wait_for};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -178,6 +179,102 @@ fn a_metrics_listener_off_loopback_is_bad_input() {
     );
     assert!(stderr.contains("metrics.listen"), "{stderr}");
     assert!(stderr.contains("not a loopback address"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_scrapes_over_mutual_tls_off_loopback_and_strangers_are_refused() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = ScrapePki::write(certs.path());
+    let coordinator_port = free_port();
+    let agent_port = free_port();
+    // Every address, not loopback only: allowed with [metrics.tls].
+    let tls = pki.metrics_tls();
+    let agent_tls = tls.clone();
+    let fleet = Fleet::builder("mtls.test")
+        .hosts(["app-1"])
+        .config(&format!(
+            "[metrics]\nlisten = \"0.0.0.0:{coordinator_port}\"\n{tls}"
+        ))
+        .agent_config(move |_, config| {
+            format!("{config}\n[metrics]\nlisten = \"0.0.0.0:{agent_port}\"\n{agent_tls}")
+        })
+        .start()
+        .await;
+    // The real Prometheus, `scheme: https` with its client certificate.
+    let targets = [
+        format!("127.0.0.1:{coordinator_port}"),
+        format!("127.0.0.1:{agent_port}"),
+    ];
+    let prometheus = Prometheus::start_mtls(fleet.path(), &targets, &pki).await;
+    prometheus
+        .wait_value("count(up{job=\"mtls\"} == 1)", 2.0)
+        .await;
+    prometheus.wait_value("backout_agents_connected", 1.0).await;
+    prometheus
+        .wait_value("backout_agent_sessions_connected", 1.0)
+        .await;
+
+    for addr in &targets {
+        // The scraper's certificate is let in (the check below can fail).
+        let (head, body) = pki
+            .get_metrics(addr, Some((&pki.client_cert, &pki.client_key)))
+            .await
+            .unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(body.contains("_build_info{version=\""), "{body}");
+        // No certificate, or one from another CA: refused in the handshake.
+        let none = pki.get_metrics(addr, None).await;
+        assert!(
+            none.is_err(),
+            "{addr}: a client without a certificate got {none:?}"
+        );
+        let stranger = pki
+            .get_metrics(addr, Some((&pki.stranger_cert, &pki.stranger_key)))
+            .await;
+        assert!(
+            stranger.is_err(),
+            "{addr}: another CA's client got {stranger:?}"
+        );
+        // Plain HTTP gets no answer.
+        assert!(http_get(addr, "/metrics").is_none_or(|(head, _)| !head.contains(" 200 ")));
+    }
+}
+
+#[test]
+fn a_metrics_tls_file_that_does_not_load_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = ScrapePki::write(dir.path());
+    std::fs::write(&pki.server_key, "not a key\n").unwrap();
+    let path = dir.path().join("coordinator.toml");
+    // A fleet's PKI, so that serve gets as far as the metrics listener.
+    let fleet_pki = backout_e2e::Pki::new("bad.test");
+    let p = fleet_pki.path().display();
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\ncommand_key = \"{p}/command-signing.key\"\nstate_dir = \"{}\"\n\
+             [tls]\nca = \"{p}/ca.pem\"\ncert = \"{p}/coordinator.pem\"\nkey = \"{p}/coordinator.key\"\n\
+             [metrics]\nlisten = \"0.0.0.0:0\"\n{}",
+            dir.path().join("state").display(),
+            pki.metrics_tls()
+        ),
+    )
+    .unwrap();
+    let out = run(
+        &bin("backout"),
+        &["serve", "--config", path.to_str().unwrap()],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("metrics.tls"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: not a PEM private key",
+            pki.server_key.display()
+        )),
+        "{stderr}"
+    );
 }
 
 /// The spans of the trace `trace_id`, by span id.

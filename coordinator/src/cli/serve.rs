@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use backout_config::metrics::MetricsError;
 use backout_proto::command::CommandSigner;
 use tokio::net::TcpListener;
 
@@ -59,17 +60,15 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let listener = TcpListener::bind(addrs.as_slice())
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    // The metrics listener's address was checked when the configuration
-    // was loaded (loopback only).
+    // The metrics listener: plain HTTP on loopback, or mutual TLS with
+    // `[metrics.tls]` (its files are read now).
     let metrics_listener = match &config.metrics {
-        Some(metrics) => {
-            let addr = metrics.addr().map_err(BadInput)?;
-            Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
-            )
-        }
+        Some(metrics) => Some(metrics.bind().await.map_err(|e| match e {
+            MetricsError::Invalid(message) => {
+                anyhow::Error::new(BadInput(format!("{}: {message}", args.config.display())))
+            }
+            other => other.into(),
+        })?),
         None => None,
     };
     let otlp = config.otlp.as_ref().map(|o| o.endpoint.as_str());
@@ -107,13 +106,10 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     }
     coordinator.start()?;
     if let Some(metrics_listener) = metrics_listener {
-        let addr = metrics_listener.local_addr()?;
+        let url = metrics_listener.url()?;
         let metrics = coordinator.metrics.clone();
-        backout_config::metrics::serve(metrics_listener, move || metrics.render());
-        let _ = writeln!(
-            std::io::stdout(),
-            "backout: metrics on http://{addr}/metrics"
-        );
+        metrics_listener.serve(move || metrics.render());
+        let _ = writeln!(std::io::stdout(), "backout: metrics on {url}");
     }
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when listening on
