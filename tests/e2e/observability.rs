@@ -207,7 +207,7 @@ async fn prometheus_scrapes_over_mutual_tls_off_loopback_and_strangers_are_refus
     ];
     let prometheus = Prometheus::start_mtls(fleet.path(), &targets, &pki).await;
     prometheus
-        .wait_value("count(up{job=\"mtls\"} == 1)", 2.0)
+        .wait_value("count(up{job=\"backout\"} == 1)", 2.0)
         .await;
     prometheus.wait_value("backout_agents_connected", 1.0).await;
     prometheus

@@ -124,17 +124,41 @@ impl Prometheus {
         Prometheus::start_jobs(dir, &job).await
     }
 
-    /// Scrapes `targets` over mutual TLS (job `mtls`): `scheme: https`,
-    /// trusting `pki`'s CA and presenting its client certificate.
+    /// Scrapes `targets` over mutual TLS with the job docs/config.md shows
+    /// (`scheme: https`, `tls_config`), its files and targets replaced by
+    /// `pki`'s and `targets`.
     pub async fn start_mtls(dir: &Path, targets: &[String], pki: &ScrapePki) -> Prometheus {
-        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        let job = format!(
-            "  - job_name: mtls\n    scheme: https\n    tls_config:\n      ca_file: '{}'\n      cert_file: '{}'\n      key_file: '{}'\n    static_configs:\n      - targets: [{}]\n",
-            pki.ca.display(),
-            pki.client_cert.display(),
-            pki.client_key.display(),
-            targets.join(", ")
-        );
+        let docs = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md"),
+        )
+        .unwrap();
+        let after = "Prometheus scrapes the mutual TLS listener with:\n\n```yaml\n";
+        let start = docs.find(after).expect("docs/config.md's Prometheus job") + after.len();
+        let example = &docs[start..start + docs[start..].find("```").unwrap()];
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let job: String = example
+            .lines()
+            .filter(|line| *line != "scrape_configs:")
+            .map(|line| {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                let line = line.split(" #").next().unwrap_or(line).trim_end();
+                let replaced = match line.trim_start().split_once(':') {
+                    Some(("ca_file", _)) => format!("{indent}ca_file: {}", pki.ca.display()),
+                    Some(("cert_file", _)) => {
+                        format!("{indent}cert_file: {}", pki.client_cert.display())
+                    }
+                    Some(("key_file", _)) => {
+                        format!("{indent}key_file: {}", pki.client_key.display())
+                    }
+                    Some(("- targets", _)) => {
+                        format!("{indent}- targets: [{}]", targets.join(", "))
+                    }
+                    _ => line.to_string(),
+                };
+                format!("{replaced}\n")
+            })
+            .collect();
+        assert!(job.contains("scheme: https"), "{job}");
         Prometheus::start_jobs(dir, &job).await
     }
 
