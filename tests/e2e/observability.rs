@@ -488,4 +488,27 @@ fn the_readme_configuration_example_loads() {
     let config = backout::config::CoordinatorConfig::load(&path).unwrap();
     assert_eq!(config.metrics.unwrap().listen, "127.0.0.1:9464");
     assert_eq!(config.otlp.unwrap().endpoint, "http://127.0.0.1:4317");
+
+    // Its commented lines are the mutual TLS form: uncommented (instead
+    // of the loopback `listen`), they load too, off loopback.
+    let mtls: Vec<&str> = example
+        .lines()
+        .filter(|line| !line.starts_with("listen = "))
+        .map(|line| line.strip_prefix("# ").unwrap_or(line))
+        .collect();
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\ncommand_key = \"k\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n{}\n",
+            mtls.join("\n")
+        ),
+    )
+    .unwrap();
+    let config = backout::config::CoordinatorConfig::load(&path).unwrap();
+    let metrics = config.metrics.unwrap();
+    assert_eq!(metrics.listen, "0.0.0.0:9464");
+    assert_eq!(
+        metrics.tls.unwrap().client_ca,
+        dir.path().join("scrapers-ca.pem")
+    );
 }
