@@ -104,3 +104,12 @@ pub fn untrusted_ids(signed: &wire::SignedCommand) -> (String, String) {
         .map(|b| (b.command_id, b.step_id))
         .unwrap_or_default()
 }
+
+/// The W3C trace context inside a command's body, read before the command
+/// is verified: it only places this agent's spans in a trace.
+pub fn untrusted_traceparent(signed: &wire::SignedCommand) -> String {
+    use prost::Message;
+    wire::CommandBody::decode(signed.body.as_slice())
+        .map(|b| b.traceparent)
+        .unwrap_or_default()
+}

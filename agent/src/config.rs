@@ -32,6 +32,12 @@
 //!
 //! [secrets]
 //! STRIPE_SECRET_KEY = { env = "STRIPE_SECRET_KEY" }
+//!
+//! [metrics]                                  # optional: Prometheus /metrics (loopback only)
+//! listen = "127.0.0.1:9465"
+//!
+//! [otlp]                                     # optional: OpenTelemetry traces over OTLP/gRPC
+//! endpoint = "http://127.0.0.1:4317"         # (or OTEL_EXPORTER_OTLP_ENDPOINT)
 //! ```
 //!
 //! Relative paths are resolved against the directory of the configuration file.
@@ -65,6 +71,13 @@ pub struct AgentConfig {
     pub plugins: Vec<PluginConfig>,
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Prometheus `/metrics` on its own loopback listener; off when absent.
+    #[serde(default)]
+    pub metrics: Option<backout_config::metrics::MetricsConfig>,
+    /// OpenTelemetry traces over OTLP/gRPC; off when absent (unless
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+    #[serde(default)]
+    pub otlp: Option<backout_config::otel::OtlpConfig>,
 }
 
 /// The coordinators' addresses: one, or several (one leads, the others
@@ -127,6 +140,7 @@ impl AgentConfig {
         config.command_key = resolve(&config.command_key);
         config.state_dir = resolve(&config.state_dir);
         config.tls = config.tls.resolved(resolve);
+        config.metrics = config.metrics.map(|m| m.resolved(path));
         for plugin in &mut config.plugins {
             plugin.path = resolve(&plugin.path);
         }
@@ -148,6 +162,11 @@ impl AgentConfig {
                 "reconnect",
                 "`initial` must be above zero and not above `max`",
             ));
+        }
+        if let Some(metrics) = &config.metrics {
+            metrics
+                .addr()
+                .map_err(|e| ConfigError::invalid(path, "metrics.listen", e))?;
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, plugin) in config.plugins.iter().enumerate() {

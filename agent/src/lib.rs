@@ -8,11 +8,13 @@
 //!   step ids already run and their outcomes (a step runs once); admission
 //!   is one transaction, commits grouped.
 //! * [`plugin`]: the sandboxed WASM plugin host.
+//! * [`metrics`]: the agent's Prometheus metrics, every definition in one place.
 
 pub mod admit;
 pub mod backoff;
 pub mod config;
 pub mod ledger;
 pub mod local;
+pub mod metrics;
 pub mod plugin;
 pub mod session;

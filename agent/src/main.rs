@@ -10,9 +10,11 @@ use backout_agent::admit::Admission;
 use backout_agent::config::AgentConfig;
 use backout_agent::ledger::{Ledger, Store};
 use backout_agent::local;
+use backout_agent::metrics::AgentMetrics;
 use backout_agent::plugin::{PluginHost, SecretStore, StepOutcome};
 use backout_agent::session::{self, Agent};
 use backout_config::logging::LogFormat;
+use backout_config::metrics::MetricsError;
 use backout_proto::command::CommandVerifier;
 use backout_tls::tls::TlsMaterial;
 use backout_tls::{Identity, TlsFiles};
@@ -243,6 +245,7 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
         )));
     }
     let host = Arc::new(host);
+    let metrics = Arc::new(AgentMetrics::new());
     Ok(parts
         .into_iter()
         .map(|(id, tls, admission, ledger)| Agent {
@@ -252,6 +255,7 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
             admission,
             host: host.clone(),
             ledger,
+            metrics: metrics.clone(),
         })
         .collect())
 }
@@ -377,6 +381,32 @@ async fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Err(error) = serve_metrics(config, &agents).await {
+        say(
+            &mut std::io::stderr(),
+            format_args!("backout-agent: {error:#}"),
+        );
+        let code = if error.is::<BadConfig>() { 2 } else { 1 };
+        return ExitCode::from(code);
+    }
+    let otlp = agents
+        .first()
+        .and_then(|a| a.config.otlp.as_ref())
+        .map(|o| o.endpoint.as_str());
+    match backout_config::otel::start("backout-agent", otlp) {
+        Ok(Some(endpoint)) => tracing::info!(%endpoint, "traces exported over OTLP"),
+        Ok(None) => {}
+        Err(error) => {
+            say(
+                &mut std::io::stderr(),
+                format_args!(
+                    "backout-agent: {}: field `otlp.endpoint`: {error}",
+                    config.display()
+                ),
+            );
+            return ExitCode::from(2);
+        }
+    }
     // Under systemd (`Type=notify`): ready once the state files are open and
     // the plugins compiled, before the first dial (an agent whose coordinator
     // is down is still a running agent, retrying); pings while the runtime
@@ -403,14 +433,42 @@ async fn main() -> ExitCode {
             session::run(Arc::new(agent)).await;
         }
     };
-    tokio::select! {
+    let code = tokio::select! {
         () = sessions => ExitCode::SUCCESS,
         _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
         () = sigterm() => {
             backout_config::service::stopping();
             ExitCode::SUCCESS
         }
-    }
+    };
+    backout_config::otel::flush();
+    code
+}
+
+/// Starts the `/metrics` listener when the configuration (`config_path`)
+/// has `[metrics]`: plain HTTP on loopback, or mutual TLS with
+/// `[metrics.tls]`. An address or TLS file that is wrong is bad input.
+async fn serve_metrics(config_path: &Path, agents: &[Agent]) -> anyhow::Result<()> {
+    let Some(first) = agents.first() else {
+        return Ok(());
+    };
+    let Some(config) = &first.config.metrics else {
+        return Ok(());
+    };
+    let listener = config.bind().await.map_err(|e| match e {
+        MetricsError::Invalid(message) => {
+            anyhow::Error::new(BadConfig(format!("{}: {message}", config_path.display())))
+        }
+        other => other.into(),
+    })?;
+    let url = listener.url()?;
+    let metrics = first.metrics.clone();
+    listener.serve(move || metrics.render());
+    say(
+        &mut std::io::stdout(),
+        format_args!("backout-agent: metrics on {url}"),
+    );
+    Ok(())
 }
 
 /// Runs every session as its own task (`--sessions-from`), until the process

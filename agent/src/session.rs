@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backout_config::logging::TRACES_ONLY;
 use backout_proto::command::Refused;
 use backout_proto::{codes, now_ms, wire};
 use backout_tls::tls::{TlsMaterial, connect_coordinator, error_chain};
@@ -17,10 +18,11 @@ use tracing::Instrument;
 use wire::agent_message::Kind as AgentKind;
 use wire::coordinator_message::Kind as CoordKind;
 
-use crate::admit::{Admission, untrusted_ids};
+use crate::admit::{Admission, untrusted_ids, untrusted_traceparent};
 use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::ledger::{Ledger, Prior};
+use crate::metrics::AgentMetrics;
 use crate::plugin::{PluginHost, StepEvent, StepOutcome, StepRequest};
 
 /// A session that lasted this long resets the backoff to its shortest delay.
@@ -39,6 +41,8 @@ pub struct Agent {
     pub admission: Admission,
     pub host: Arc<PluginHost>,
     pub ledger: Ledger,
+    /// Shared by every session of the process.
+    pub metrics: Arc<AgentMetrics>,
 }
 
 fn msg(kind: AgentKind) -> wire::AgentMessage {
@@ -139,6 +143,7 @@ async fn session(agent: &Arc<Agent>, addr: &str) -> anyhow::Result<()> {
 
     let interval = Duration::from_millis(welcome.heartbeat_interval_ms.clamp(100, 300_000).into());
     let heartbeat = tokio::spawn(heartbeats(tx.clone(), interval));
+    agent.metrics.session_opened();
 
     // The coordinator answers every heartbeat: a coordinator silent for
     // three intervals is gone (paused, or cut off with the connection still
@@ -179,6 +184,7 @@ async fn session(agent: &Arc<Agent>, addr: &str) -> anyhow::Result<()> {
         };
     };
     heartbeat.abort();
+    agent.metrics.session_closed();
     result
 }
 
@@ -262,10 +268,40 @@ async fn heartbeats(tx: mpsc::Sender<wire::AgentMessage>, interval: Duration) {
 
 /// Admits one command and, if it passes every check, runs it, streaming its
 /// events and then its result.
+///
+/// All of it happens in one span, `agent.step`: it continues the
+/// coordinator's trace (the coordinator's step span's context travels
+/// inside the signed command), and once the command is admitted it carries
+/// the step's run, phase, step and host, so every line logged for the step
+/// (the plugin's host calls' too, on the thread the plugin runs on) has
+/// them as fields (`--log-format json`). Before admission only the command
+/// id the command claims is known.
 async fn handle_command(
     agent: Arc<Agent>,
     signed: wire::SignedCommand,
     tx: mpsc::Sender<wire::AgentMessage>,
+) {
+    let (command_id, _) = untrusted_ids(&signed);
+    let span = tracing::info_span!(
+        "agent.step",
+        agent = %agent.id,
+        command = %command_id,
+        run = tracing::field::Empty,
+        phase = tracing::field::Empty,
+        step = tracing::field::Empty,
+        host = tracing::field::Empty,
+    );
+    backout_config::otel::set_parent(&span, &untrusted_traceparent(&signed));
+    handle_command_in_span(agent, signed, tx, span.clone())
+        .instrument(span)
+        .await;
+}
+
+async fn handle_command_in_span(
+    agent: Arc<Agent>,
+    signed: wire::SignedCommand,
+    tx: mpsc::Sender<wire::AgentMessage>,
+    span: tracing::Span,
 ) {
     let started_at_ms = now_ms();
     // The checks may recompile a plugin whose file changed: blocking work,
@@ -273,7 +309,9 @@ async fn handle_command(
     let checked = {
         let agent = agent.clone();
         let signed = signed.clone();
+        let admit = tracing::info_span!(target: TRACES_ONLY, "admit");
         tokio::task::spawn_blocking(move || {
+            let _entered = admit.enter();
             agent.admission.admit(&signed, &agent.host, started_at_ms)
         })
         .await
@@ -302,6 +340,7 @@ async fn handle_command(
     let (command, plugin, key, prior) = match admitted {
         Ok(admitted) => admitted,
         Err(refused) => {
+            agent.metrics.refused(refused.check.as_str());
             let (command_id, step_id) = untrusted_ids(&signed);
             tracing::warn!(
                 check = %refused.check,
@@ -320,17 +359,16 @@ async fn handle_command(
             return;
         }
     };
-    let span = step_span(&command);
-    run_admitted(agent, command, plugin, (key, prior), tx, started_at_ms)
-        .instrument(span)
-        .await;
+    agent.metrics.admitted();
+    record_step_fields(&span, &command);
+    run_admitted(agent, command, plugin, (key, prior), tx, started_at_ms).await;
 }
 
-/// The span a step's log lines are in on this agent: its run, phase, step
-/// and host (`--log-format json` prints them as fields). The phase is read
-/// from the step id (`<run>/<phase>/<step>/<host>#<attempt>`); a command
-/// outside a run's phases (an assessment) has none.
-fn step_span(command: &backout_proto::command::Command) -> tracing::Span {
+/// Gives the step's span its run, phase, step and host, from the admitted
+/// command. The phase and step are read from the step id
+/// (`<run>/<phase>/<step>/<host>#<attempt>`); a command outside a run's
+/// phases (an assessment) has none.
+fn record_step_fields(span: &tracing::Span, command: &backout_proto::command::Command) {
     let in_run = command
         .step_id
         .strip_prefix(command.run_id.as_str())
@@ -340,13 +378,10 @@ fn step_span(command: &backout_proto::command::Command) -> tracing::Span {
         (Some(phase), Some(step), Some(_host)) => (phase, step),
         _ => ("", ""),
     };
-    tracing::info_span!(
-        "step",
-        run = %command.run_id,
-        phase = %phase,
-        step = %step,
-        host = %command.target_agent,
-    )
+    span.record("run", command.run_id.as_str());
+    span.record("phase", phase);
+    span.record("step", step);
+    span.record("host", command.target_agent.as_str());
 }
 
 /// Runs an admitted command at most once (its step id is in the ledger
@@ -424,7 +459,15 @@ async fn run_admitted(
         dry_run: command.dry_run,
         deadline: command.deadline,
     };
+    let began = Instant::now();
     let outcome = agent.host.run(plugin, request, events_tx).await;
+    let failure = match &outcome {
+        StepOutcome::Failed { code, .. } => Some(code.as_str()),
+        StepOutcome::Succeeded { .. } => None,
+    };
+    agent
+        .metrics
+        .step_ran(&command.plugin, &command.action, failure, began.elapsed());
     // Every event goes out before the result.
     let _ = forward.await;
     if let StepOutcome::Failed { code, message } = &outcome {

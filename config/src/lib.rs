@@ -14,6 +14,8 @@
 pub mod assets;
 #[cfg(feature = "logging")]
 pub mod logging;
+pub mod metrics;
+pub mod otel;
 #[cfg(feature = "service")]
 pub mod service;
 #[cfg(feature = "sqlite")]

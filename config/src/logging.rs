@@ -18,6 +18,11 @@ pub enum LogFormat {
     Json,
 }
 
+/// The target of spans that only traces show: a plugin call, a host call,
+/// admission. Log lines leave them out, so a line's innermost span (`span`
+/// in JSON) is the step's, with its run, phase, step and host.
+pub const TRACES_ONLY: &str = "backout::traces_only";
+
 /// A layer of the one subscriber both binaries install.
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
@@ -40,7 +45,11 @@ pub fn init(filter: Option<&str>, default: &str, format: LogFormat) {
         .map(str::to_string)
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| default.to_string());
-    let layers: Vec<BoxedLayer> = vec![stderr_layer(format)];
+    #[allow(unused_mut)]
+    let mut layers: Vec<BoxedLayer> = vec![stderr_layer(format)];
+    // Spans go to OpenTelemetry too once `otel::start` has an endpoint.
+    #[cfg(feature = "otel")]
+    layers.push(crate::otel::layer().boxed());
     let _ = tracing_subscriber::registry()
         .with(layers)
         .with(EnvFilter::new(filter))
@@ -52,13 +61,21 @@ fn stderr_layer(format: LogFormat) -> BoxedLayer {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .log_internal_errors(false);
+    // Spans for traces only are not a line's context.
+    let lines = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.is_span() && meta.target() == TRACES_ONLY)
+    });
     match format {
-        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Text => fmt
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(lines)
+            .boxed(),
         LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(true)
+            .with_filter(lines)
             .boxed(),
     }
 }

@@ -81,6 +81,7 @@ pub async fn run(
             dry_run: false,
             deadline: Some(timeout),
             audit,
+            traceparent: String::new(),
         };
         async move {
             let started = Instant::now();

@@ -41,6 +41,12 @@
 //! from = "Backout <backout@example.com>"
 //! # ca = "smtp-ca.pem"                       # optional: a private relay's root certificate (read at start)
 //!
+//! [metrics]                                  # optional: Prometheus /metrics (loopback only)
+//! listen = "127.0.0.1:9464"
+//!
+//! [otlp]                                     # optional: OpenTelemetry traces over OTLP/gRPC
+//! endpoint = "http://127.0.0.1:4317"         # (or OTEL_EXPORTER_OTLP_ENDPOINT)
+//!
 //! [assess]
 //! timeout = "15s"
 //! [[assess.check]]
@@ -120,6 +126,13 @@ pub struct CoordinatorConfig {
     /// How long the leader's lease lasts unless renewed (renewed every third).
     #[serde(default = "default_lease_ttl", deserialize_with = "duration")]
     pub lease_ttl: Duration,
+    /// Prometheus `/metrics` on its own loopback listener; off when absent.
+    #[serde(default)]
+    pub metrics: Option<backout_config::metrics::MetricsConfig>,
+    /// OpenTelemetry traces over OTLP/gRPC; off when absent (unless
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+    #[serde(default)]
+    pub otlp: Option<backout_config::otel::OtlpConfig>,
 }
 
 /// `[smtp]`: the coordinator sends e-mail itself (see ARCHITECTURE.md,
@@ -291,6 +304,7 @@ impl CoordinatorConfig {
         config.crl = config.crl.map(|p| backout_config::resolve(path, &p));
         config.plan = config.plan.map(|p| backout_config::resolve(path, &p));
         config.state_dir = backout_config::resolve(path, &config.state_dir);
+        config.metrics = config.metrics.map(|m| m.resolved(path));
         if let Some(smtp) = &mut config.smtp {
             smtp.password_file = backout_config::resolve(path, &smtp.password_file);
             smtp.ca = smtp.ca.as_ref().map(|p| backout_config::resolve(path, p));
@@ -349,6 +363,11 @@ impl CoordinatorConfig {
             }
         }
         self.validate_ha(path)?;
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .addr()
+                .map_err(|e| ConfigError::invalid(path, "metrics.listen", e))?;
+        }
         let mut ids = BTreeSet::new();
         for (i, agent) in self.agents.iter().enumerate() {
             backout_tls::identity::validate_name(&agent.id)

@@ -11,6 +11,7 @@
 //! * [`signals`]: the plan's signals, sampled live, and the decision matrix.
 //! * [`replay`]: what a run's journal entries say (the run rebuilt, its
 //!   steps, figures and escalations), pure; used by runs and report.
+//! * [`metrics`]: the Prometheus metrics, every definition in one place.
 //! * [`report`]: the post-rollback report from a run's journal.
 //! * [`text`]: times and durations for people.
 //! * [`cli`]: the operator commands and their output.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod dashboard;
 pub mod fleet;
 pub mod journal;
+pub mod metrics;
 pub mod replay;
 pub mod report;
 pub mod root;

@@ -16,6 +16,7 @@ use crate::config::CoordinatorConfig;
 use crate::fleet::dispatch::Dispatcher;
 use crate::fleet::registry::Registry;
 use crate::journal::{Journal, PostgresStore, Record};
+use crate::metrics::Metrics;
 use crate::runs::Runs;
 use crate::signals::board::Board;
 
@@ -30,6 +31,10 @@ pub struct Coordinator {
     pub runs: Arc<Runs>,
     /// The PostgreSQL journal's lease (`backout status`), if it is one.
     pub lease: Option<Arc<PostgresStore>>,
+    /// The Prometheus metrics, fed by the journal's writes.
+    pub metrics: Arc<Metrics>,
+    /// The TLS listener's log limiter: its totals are the refused handshakes.
+    pub refusals: Arc<backout_tls::quiet::LogLimiter>,
 }
 
 impl Coordinator {
@@ -96,6 +101,22 @@ impl Coordinator {
             )
             .with_smtp(config.smtp.clone()),
         );
+        let refusals = Arc::new(backout_tls::quiet::LogLimiter::new(
+            backout_tls::quiet::EVERY,
+        ));
+        let metrics = Arc::new(Metrics::new(
+            registry.clone(),
+            runs.clone(),
+            board.clone(),
+            refusals.clone(),
+        ));
+        // Weak: the metrics hold the runs, which hold the journal.
+        let observed = Arc::downgrade(&metrics);
+        journal.observe(Box::new(move |entries, took| {
+            if let Some(metrics) = observed.upgrade() {
+                metrics.journaled(entries, took);
+            }
+        }));
         Ok(Coordinator {
             config: Arc::new(config),
             journal,
@@ -104,6 +125,8 @@ impl Coordinator {
             board,
             runs,
             lease: postgres,
+            metrics,
+            refusals,
         })
     }
 

@@ -24,6 +24,8 @@ const LAYERS: &[&[&str]] = &[
     &["signals"],
     // rollback runs: driven, journaled, dispatched, announced
     &["runs"],
+    // the metrics: fed by the journal's writes, reading the parts at scrape
+    &["metrics"],
     // the composition root: builds the parts and wires them
     &["root"],
     // the gRPC services (the transport edge)

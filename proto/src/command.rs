@@ -448,6 +448,7 @@ mod tests {
             nonce: new_nonce().to_vec(),
             deadline_ms: 0,
             epoch: 0,
+            traceparent: String::new(),
         }
     }
 

@@ -70,10 +70,25 @@ async fn json_log_lines_carry_the_run_phase_step_and_host() {
     let running = line("agent", &lines, "running step", Some("stop"));
     assert_eq!(running["plugin"], "testbed", "{running:#}");
     let span = &running["span"];
+    // One span: the one that continues the coordinator's trace.
+    assert_eq!(span["name"], "agent.step", "{running:#}");
+    assert_eq!(
+        running["spans"].as_array().map(Vec::len),
+        Some(1),
+        "{running:#}"
+    );
     assert_eq!(span["run"], id.as_str(), "{running:#}");
     assert_eq!(span["phase"], "application", "{running:#}");
     assert_eq!(span["step"], "stop", "{running:#}");
     assert_eq!(span["host"], "app-1", "{running:#}");
+    // What the README shows ("Install on a fleet") comes from here.
+    let out = backout_e2e::target_dir().join("observability");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("log-lines.json"),
+        format!("{answered}\n{running}\n"),
+    )
+    .unwrap();
     // A host call's line, from the thread the plugin runs on, in its step.
     let refused = line("agent", &lines, "refused: ", Some("peek"));
     assert_eq!(refused["level"], "WARN", "{refused:#}");

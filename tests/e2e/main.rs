@@ -20,6 +20,7 @@ mod logs;
 mod mail;
 mod matrix;
 mod messages;
+mod observability;
 mod outcomes;
 mod packages;
 mod plan_check;

@@ -186,6 +186,7 @@ pub fn command(
         nonce: new_nonce().to_vec(),
         deadline_ms: 0,
         epoch: 0,
+        traceparent: String::new(),
     }
 }
 

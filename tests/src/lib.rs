@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod fake;
 pub mod fleet;
 pub mod http;
+pub mod otlp;
 pub mod plans;
 pub mod postgres;
 pub mod prism;

@@ -24,6 +24,8 @@ const OTHER: &str = "(other reasons)";
 struct Slot {
     logged_at: Instant,
     suppressed: u64,
+    /// Every line of this reason, written or left out (for metrics).
+    seen: u64,
 }
 
 /// Decides which repeated lines are written. Safe to share between tasks.
@@ -63,19 +65,29 @@ impl LogLimiter {
                     Slot {
                         logged_at: now,
                         suppressed: 0,
+                        seen: 1,
                     },
                 );
                 Some(0)
             }
             Some(slot) if now.saturating_duration_since(slot.logged_at) >= self.every => {
+                slot.seen += 1;
                 slot.logged_at = now;
                 Some(std::mem::take(&mut slot.suppressed))
             }
             Some(slot) => {
+                slot.seen += 1;
                 slot.suppressed += 1;
                 None
             }
         }
+    }
+
+    /// How many lines of each reason were asked for since the start,
+    /// written or left out (the coordinator's handshake-refusal metric).
+    pub fn totals(&self) -> Vec<(String, u64)> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.iter().map(|(r, s)| (r.clone(), s.seen)).collect()
     }
 }
 
@@ -109,6 +121,16 @@ mod tests {
         assert_eq!(
             limiter.admit("refused: bad cert", t0 + Duration::from_secs(25)),
             Some(1)
+        );
+        // Every line is counted, written or not.
+        let mut totals = limiter.totals();
+        totals.sort();
+        assert_eq!(
+            totals,
+            vec![
+                ("refused: bad cert".to_string(), 1004),
+                ("timed out".to_string(), 1)
+            ]
         );
     }
 

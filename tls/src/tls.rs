@@ -204,6 +204,39 @@ pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsErr
     Ok(Arc::new(config))
 }
 
+/// Server side of a listener outside the fleet's PKI (the `/metrics`
+/// endpoint scraped over mutual TLS): TLS 1.3 only, HTTP/1.1, the
+/// certificate chain in `cert` with its key in `key` (any PEM server
+/// certificate), and a client certificate signed by a CA of `client_ca`
+/// required.
+pub fn https_server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in read_certs(client_ca)? {
+        roots
+            .add(ca)
+            .map_err(|e| file_err(client_ca, format!("not a usable CA certificate: {e}")))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| file_err(client_ca, e.to_string()))?;
+    let chain = read_certs(cert)?;
+    let key_bytes = std::fs::read(key).map_err(|e| file_err(key, e.to_string()))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_bytes)
+        .map_err(|e| file_err(key, format!("not a PEM private key: {e}")))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key_der)
+        .map_err(|e| file_err(cert, format!("does not go with its key: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Client side: TLS 1.3 only, trusts only the fleet CA, presents our certificate.
 pub fn client_config(material: &TlsMaterial) -> Result<Arc<ClientConfig>, TlsError> {
     let mut config = ClientConfig::builder_with_provider(provider())
@@ -229,6 +262,13 @@ pub struct PeerInfo {
 pub struct TlsConn {
     inner: tokio_rustls::server::TlsStream<TcpStream>,
     peer: PeerInfo,
+}
+
+impl TlsConn {
+    /// Who is on the other end.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
 }
 
 impl Connected for TlsConn {
@@ -289,7 +329,8 @@ pub fn incoming(
     config: Arc<ServerConfig>,
     domain: String,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
-    incoming_with(listener, move || config.clone(), domain)
+    let limiter = Arc::new(LogLimiter::new(crate::quiet::EVERY));
+    incoming_with(listener, move || config.clone(), domain, limiter)
 }
 
 /// Like [`incoming`], taking the configuration for each new handshake from
@@ -299,20 +340,22 @@ pub fn incoming_reloading(
     listener: TcpListener,
     config: Arc<crate::reload::ReloadingServerConfig>,
     domain: String,
+    limiter: Arc<LogLimiter>,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
-    incoming_with(listener, move || config.current(), domain)
+    incoming_with(listener, move || config.current(), domain, limiter)
 }
 
+/// Failed handshakes are caused by whoever reaches the port, signed in or
+/// not: their lines go through `limiter` so they cannot fill the disk (its
+/// totals count every one, for metrics).
 fn incoming_with(
     listener: TcpListener,
     config: impl Fn() -> Arc<ServerConfig> + Send + Sync + 'static,
     domain: String,
+    limiter: Arc<LogLimiter>,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(128);
     let config = Arc::new(config);
-    // Failed handshakes are caused by whoever reaches the port, signed in or
-    // not: their lines are rate-limited so they cannot fill the disk.
-    let limiter = Arc::new(LogLimiter::new(crate::quiet::EVERY));
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = tokio::select! {

@@ -10,6 +10,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use backout_config::logging::TRACES_ONLY;
+
 use super::bindings::backout::plugin::{host, types};
 use super::bindings::{ExecOutput, ExecRequest, HostError, HttpRequest, HttpResponse, Level};
 use super::state::{HostCallError, HostState, StepContext, StopReason};
@@ -102,11 +104,15 @@ impl host::Host for HostState {
         Ok(())
     }
 
+    // Each call that reaches outside the sandbox is a span: a trace shows
+    // the plugin's host calls under its step.
     fn http(&mut self, request: HttpRequest) -> Result<HttpResponse, HostCallError> {
+        let _span = tracing::info_span!(target: TRACES_ONLY, "host.http").entered();
         http::call(self.step_mut()?, request)
     }
 
     fn exec(&mut self, request: ExecRequest) -> Result<ExecOutput, HostCallError> {
+        let _span = tracing::info_span!(target: TRACES_ONLY, "host.exec").entered();
         exec::run(self.step_mut()?, request)
     }
 
@@ -116,6 +122,7 @@ impl host::Host for HostState {
         max_bytes: u64,
         from_end: bool,
     ) -> Result<Vec<u8>, HostCallError> {
+        let _span = tracing::info_span!(target: TRACES_ONLY, "host.read-file").entered();
         files::read(self.step_mut()?, &path, max_bytes, from_end)
     }
 
@@ -125,6 +132,7 @@ impl host::Host for HostState {
         contents: Vec<u8>,
         append: bool,
     ) -> Result<(), HostCallError> {
+        let _span = tracing::info_span!(target: TRACES_ONLY, "host.write-file").entered();
         files::write(self.step_mut()?, &path, &contents, append)
     }
 

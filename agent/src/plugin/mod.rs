@@ -673,10 +673,20 @@ impl PluginHost {
         let permit = Arc::new(Mutex::new(Some(permit)));
         let held = permit.clone();
         // The step's span (run, phase, step, host) follows it onto the
-        // blocking thread, so the host calls' log lines carry it too.
+        // blocking thread, so the host calls' log lines carry it too. The
+        // plugin call's own span (traces only) is opened there, inside it:
+        // a log line's context is the innermost span on its thread's stack
+        // that log lines show.
         let span = tracing::Span::current();
         let job = tokio::task::spawn_blocking(move || {
             let _in_step = span.enter();
+            let _in_plugin = tracing::info_span!(
+                target: backout_config::logging::TRACES_ONLY,
+                "plugin",
+                plugin = %plugin.name,
+                action = %req.action
+            )
+            .entered();
             let outcome = run::run_step(&engine, &plugin, &req, ctx);
             lock(&held).take();
             outcome

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use backout_config::metrics::MetricsError;
 use backout_proto::command::CommandSigner;
 use tokio::net::TcpListener;
 
@@ -59,6 +60,26 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let listener = TcpListener::bind(addrs.as_slice())
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // The metrics listener: plain HTTP on loopback, or mutual TLS with
+    // `[metrics.tls]` (its files are read now).
+    let metrics_listener = match &config.metrics {
+        Some(metrics) => Some(metrics.bind().await.map_err(|e| match e {
+            MetricsError::Invalid(message) => {
+                anyhow::Error::new(BadInput(format!("{}: {message}", args.config.display())))
+            }
+            other => other.into(),
+        })?),
+        None => None,
+    };
+    let otlp = config.otlp.as_ref().map(|o| o.endpoint.as_str());
+    if let Some(endpoint) = backout_config::otel::start("backout", otlp).map_err(|e| {
+        BadInput(format!(
+            "{}: field `otlp.endpoint`: {e}",
+            args.config.display()
+        ))
+    })? {
+        tracing::info!(%endpoint, "traces exported over OTLP");
+    }
     // With the journal in PostgreSQL, this coordinator is a standby until it
     // takes the leader lease.
     let (postgres, listener) = match lead(&config, listener).await? {
@@ -84,6 +105,12 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         }));
     }
     coordinator.start()?;
+    if let Some(metrics_listener) = metrics_listener {
+        let url = metrics_listener.url()?;
+        let metrics = coordinator.metrics.clone();
+        metrics_listener.serve(move || metrics.render());
+        let _ = writeln!(std::io::stdout(), "backout: metrics on {url}");
+    }
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when listening on
     // port 0. A closed standard output does not stop the server.
@@ -105,6 +132,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             Err(e) => tracing::warn!(error = %e, "cannot release the leader lease"),
         }
     }
+    backout_config::otel::flush();
     Ok(Exit::Ok)
 }
 

@@ -30,6 +30,9 @@ pub struct StepSpec {
     pub deadline: Option<Duration>,
     /// What the journal keeps of this step.
     pub audit: Audit,
+    /// The W3C trace context of the step's span, sent inside the signed
+    /// command (empty: traces are off, or the step is not traced).
+    pub traceparent: String,
 }
 
 /// What the journal keeps of a step.
@@ -261,6 +264,7 @@ impl Dispatcher {
                 .deadline
                 .map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
             epoch: self.journal.epoch(),
+            traceparent: spec.traceparent,
         };
         Ok(Prepared {
             body,
@@ -485,6 +489,7 @@ mod tests {
             dry_run: false,
             deadline: None,
             audit: Audit::Run,
+            traceparent: String::new(),
         }
     }
 

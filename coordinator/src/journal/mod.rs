@@ -19,7 +19,8 @@
 //! the next write ([`Journal::append_soon`]).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 mod chain;
 pub mod conformance;
@@ -40,6 +41,10 @@ pub use store::{Entry, JournalError, JournalStore, NewEntry, Written};
 
 /// What to do once a queued entry is written (tell watchers, with its seq).
 pub type AfterWrite = Box<dyn FnOnce(&Written) + Send>;
+
+/// Told of every durable write: its entries, in order, and how long the
+/// store took (the coordinator's metrics, `crate::metrics`, are fed by it).
+pub type Observer = Box<dyn Fn(&[NewEntry<'_>], Duration) + Send + Sync>;
 
 /// An entry written with the next write (see [`Journal::append_soon`]).
 struct Deferred {
@@ -63,6 +68,8 @@ pub struct Journal {
     writing: Mutex<()>,
     /// Entries waiting for the next write, in arrival order.
     soon: Mutex<Vec<Deferred>>,
+    /// Told of each durable write ([`Journal::observe`]).
+    observer: OnceLock<Observer>,
     /// Test hook: stop the world right after this entry is durable.
     #[cfg(feature = "test-hooks")]
     freeze_after: Option<i64>,
@@ -91,6 +98,7 @@ impl Journal {
             on_fenced: std::sync::OnceLock::new(),
             writing: Mutex::new(()),
             soon: Mutex::new(Vec::new()),
+            observer: OnceLock::new(),
             #[cfg(feature = "test-hooks")]
             freeze_after: std::env::var(FREEZE_ENV).ok().and_then(|v| v.parse().ok()),
         }
@@ -107,6 +115,13 @@ impl Journal {
     /// coordinator that writes it: refused while another process holds it.
     pub fn open_exclusive(path: &Path) -> Result<Journal, JournalError> {
         SqliteStore::open_exclusive(path).map(Journal::new)
+    }
+
+    /// Has `observer` told of every durable write from now on (one
+    /// observer per journal: a second is ignored). It is called under the
+    /// write lock, so it must be quick and must not write to the journal.
+    pub fn observe(&self, observer: Observer) {
+        let _ = self.observer.set(observer);
     }
 
     /// Appends one entry, durably.
@@ -171,7 +186,11 @@ impl Journal {
             })
             .chain(new.iter().copied())
             .collect();
+        let began = Instant::now();
         let result = self.store.append(&all);
+        if let (Ok(_), Some(observer)) = (&result, self.observer.get()) {
+            observer(&all, began.elapsed());
+        }
         drop(all);
         let mut written = match result {
             Ok(written) => written,

@@ -1,6 +1,7 @@
 //! The task that drives one run, and the task that carries one step to its
 //! agent and back.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,11 +57,22 @@ const ASK_ABSENT_MAX: Duration = Duration::from_secs(1);
 /// journal what is due (one write), and journal the end. Then send what is
 /// due (one more write for the commands). Writing a turn's events together
 /// keeps a run over a thousand hosts to a few fsyncs per turn.
-pub(super) async fn drive(runs: Arc<Runs>, id: String, notify: Arc<Notify>) {
+///
+/// `run_span` ([`run_span`]) is the root of the run's trace: run → phase →
+/// step. Each step's span context goes inside its signed command, so the
+/// agent's spans join this trace.
+pub(super) async fn drive(
+    runs: Arc<Runs>,
+    id: String,
+    notify: Arc<Notify>,
+    run_span: tracing::Span,
+) {
+    let mut phase_spans: HashMap<String, tracing::Span> = HashMap::new();
     loop {
         let turn = std::time::Instant::now();
         let now = now_ms();
         let mut to_send: Vec<(Dispatch, StepSpec)> = Vec::new();
+        let settled: Vec<String>;
         let mut figures = false;
         let done = {
             let mut entries = runs.lock();
@@ -91,6 +103,19 @@ pub(super) async fn drive(runs: Arc<Runs>, id: String, notify: Arc<Notify>) {
             }
             // One evaluation of the run for the whole turn.
             let eval = entry.run.evaluate(now);
+            settled = eval
+                .phases
+                .iter()
+                .filter(|(_, s)| {
+                    !matches!(
+                        s,
+                        PhaseStatus::Waiting
+                            | PhaseStatus::AwaitingApproval(_)
+                            | PhaseStatus::Running
+                    )
+                })
+                .map(|(phase, _)| phase.clone())
+                .collect();
             // Note when scopes start waiting for approvals, and tell people once.
             let mut waiting: Vec<(String, Vec<String>)> = Vec::new();
             if let RunStatus::AwaitingApproval(roles) = &eval.status {
@@ -200,11 +225,22 @@ pub(super) async fn drive(runs: Arc<Runs>, id: String, notify: Arc<Notify>) {
         if done {
             return;
         }
+        // A settled phase's span ends once its steps' spans have.
+        for phase in &settled {
+            phase_spans.remove(phase);
+        }
         if !to_send.is_empty() {
+            let mut spans = Vec::with_capacity(to_send.len());
+            for (d, spec) in &mut to_send {
+                let phase = phase_spans.entry(d.phase.clone()).or_insert_with(
+                    || tracing::info_span!(parent: &run_span, "phase", run = %id, phase = %d.phase),
+                );
+                spans.push(step_span(phase, &id, d, spec));
+            }
             let specs = to_send.iter().map(|(_, spec)| spec.clone()).collect();
             let sent = runs.dispatcher.send_all(specs).await;
-            for ((d, spec), first) in to_send.into_iter().zip(sent) {
-                let task = execute(runs.clone(), id.clone(), d, spec, Some(first));
+            for (((d, spec), first), span) in to_send.into_iter().zip(sent).zip(spans) {
+                let task = execute(runs.clone(), id.clone(), d, spec, Some(first), span);
                 tokio::spawn(task);
             }
         }
@@ -282,6 +318,7 @@ pub(super) fn step_spec(entry: &super::Entry, d: &Dispatch) -> Option<StepSpec> 
         dry_run: entry.meta.dry_run,
         deadline: step.timeout,
         audit: Audit::Run,
+        traceparent: String::new(),
     })
 }
 
@@ -292,23 +329,50 @@ pub(super) fn step_spec(entry: &super::Entry, d: &Dispatch) -> Option<StepSpec> 
 /// is unreachable or still busy with it, it is asked again (at growing
 /// intervals), for at most the step's time; what is still unanswered then
 /// is timed out or unreachable, and never retried under a new attempt.
+///
+/// It runs in `span`, the step's [`step_span`].
 pub(super) fn execute(
     runs: Arc<Runs>,
     id: String,
     d: Dispatch,
     spec: StepSpec,
     first: Option<PendingStep>,
+    span: tracing::Span,
 ) -> impl Future<Output = ()> {
-    // Every line logged for this dispatch carries its run, phase, step and
-    // host (`--log-format json` prints them as fields).
+    execute_in_span(runs, id, d, spec, first).instrument(span)
+}
+
+/// The root span of run `id`'s trace. A run resumed by a restarted
+/// coordinator starts a new trace, marked `resumed`: the spans of its
+/// first part ended with the process that had them.
+pub(super) fn run_span(id: &str, resumed: bool) -> tracing::Span {
+    tracing::info_span!("run", run = %id, resumed)
+}
+
+/// The one span of one dispatch of a step, under `parent` (its phase's
+/// span, or its run's for a step resumed in flight). Every line logged for
+/// it carries its run, phase, step and host (`--log-format json` prints
+/// them as fields), and its trace context goes into `spec` (inside the
+/// signed command), so the agent's spans join the run's trace.
+pub(super) fn step_span(
+    parent: &tracing::Span,
+    id: &str,
+    d: &Dispatch,
+    spec: &mut StepSpec,
+) -> tracing::Span {
     let span = tracing::info_span!(
+        parent: parent,
         "step",
         run = %id,
         phase = %d.phase,
         step = %d.step,
         host = %d.host,
+        attempt = d.attempt,
+        plugin = %spec.plugin,
+        action = %spec.action
     );
-    execute_in_span(runs, id, d, spec, first).instrument(span)
+    spec.traceparent = backout_config::otel::traceparent(&span);
+    span
 }
 
 async fn execute_in_span(

@@ -287,10 +287,13 @@ impl Runs {
                 resumed += 1;
                 tracing::warn!(run = %id, in_flight = in_flight.len(), "resuming run from the journal");
                 let notify = self.notifier(&id);
-                for (d, spec) in in_flight {
-                    tokio::spawn(drive::execute(self.clone(), id.clone(), d, spec, None));
+                let run_span = drive::run_span(&id, true);
+                for (d, mut spec) in in_flight {
+                    let span = drive::step_span(&run_span, &id, &d, &mut spec);
+                    let task = drive::execute(self.clone(), id.clone(), d, spec, None, span);
+                    tokio::spawn(task);
                 }
-                tokio::spawn(drive::drive(self.clone(), id, notify));
+                tokio::spawn(drive::drive(self.clone(), id, notify, run_span));
             }
         }
         Ok(resumed)
@@ -660,7 +663,8 @@ impl Runs {
         // First the start; the driver then tells what the run waits for.
         notify::tell(self, &id, notify::Moment::Start);
         let notify = self.notifier(&id);
-        tokio::spawn(drive::drive(self.clone(), id, notify));
+        let run_span = drive::run_span(&id, false);
+        tokio::spawn(drive::drive(self.clone(), id, notify, run_span));
         Ok(summary)
     }
 

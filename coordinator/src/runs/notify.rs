@@ -630,6 +630,7 @@ pub(super) async fn run_plugin(
         dry_run: false,
         deadline: Some(Duration::from_secs(20)),
         audit: Audit::Run,
+        traceparent: String::new(),
     };
     let pending = runs.dispatcher.send(spec).await;
     let command_id = pending.command_id.clone();

@@ -41,7 +41,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let incoming = tls_incoming(&coordinator.config, listener)?;
+    let incoming = tls_incoming(&coordinator.config, listener, coordinator.refusals.clone())?;
     // tonic's graceful shutdown waits for every connection to end, and an
     // agent's session stream never does: once asked to stop, the server has
     // SHUTDOWN_GRACE to finish what is in flight, then its connections are
@@ -101,6 +101,7 @@ pub async fn serve(
 fn tls_incoming(
     config: &CoordinatorConfig,
     listener: TcpListener,
+    refusals: Arc<backout_tls::quiet::LogLimiter>,
 ) -> anyhow::Result<
     tokio_stream::wrappers::ReceiverStream<Result<backout_tls::tls::TlsConn, std::io::Error>>,
 > {
@@ -114,6 +115,7 @@ fn tls_incoming(
         listener,
         Arc::new(tls),
         material.domain.clone(),
+        refusals,
     ))
 }
 
@@ -131,7 +133,10 @@ pub async fn serve_standby(
     leader: tokio::sync::watch::Receiver<String>,
     stop: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let incoming = tls_incoming(config, listener)?;
+    let refusals = Arc::new(backout_tls::quiet::LogLimiter::new(
+        backout_tls::quiet::EVERY,
+    ));
+    let incoming = tls_incoming(config, listener, refusals)?;
     let answer = move || {
         let leader = leader.borrow().clone();
         async move {

@@ -50,7 +50,7 @@ _backout__agent() {
 
     case "${cmd}" in
         backout__agent)
-            opts="-h -V --config --sessions-from --log --log-format --generate-assets --help --version plugin help"
+            opts="-h -V --config --sessions-from --log --log-format --help --version plugin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -70,10 +70,6 @@ _backout__agent() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
-                    return 0
-                    ;;
-                --generate-assets)
-                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

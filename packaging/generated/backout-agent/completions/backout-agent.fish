@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_backout_agent_global_optspecs
-    string join \n config= sessions-from= log= log-format= generate-assets= h/help V/version
+    string join \n config= sessions-from= log= log-format= h/help V/version
 end
 
 function __fish_backout_agent_needs_command
@@ -29,7 +29,6 @@ complete -c backout-agent -n "__fish_backout_agent_needs_command" -l sessions-fr
 complete -c backout-agent -n "__fish_backout_agent_needs_command" -l log -d 'Log filter (e.g. info, debug); also RUST_LOG' -r
 complete -c backout-agent -n "__fish_backout_agent_needs_command" -l log-format -d 'Log lines as text, or as one JSON object per line with the run, phase, step and host as fields' -r -f -a "text\t'One human-readable line per event (the default)'
 json\t'One JSON object per line: the event\'s fields at the top level, and the fields of the spans it happened in (run, phase, step, host…) under `span` (the innermost) and `spans` (outermost first)'"
-complete -c backout-agent -n "__fish_backout_agent_needs_command" -l generate-assets -d 'Packaging: write shell completions and man pages into DIR, and exit' -r -F
 complete -c backout-agent -n "__fish_backout_agent_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c backout-agent -n "__fish_backout_agent_needs_command" -s V -l version -d 'Print version'
 complete -c backout-agent -n "__fish_backout_agent_needs_command" -f -a "plugin" -d 'Work with plugin components without a coordinator'

@@ -37,9 +37,6 @@ _backout() {
             backout,drill)
                 cmd="backout__subcmd__drill"
                 ;;
-            backout,generate-assets)
-                cmd="backout__subcmd__generate__subcmd__assets"
-                ;;
             backout,guard)
                 cmd="backout__subcmd__guard"
                 ;;
@@ -118,9 +115,6 @@ _backout() {
             backout__subcmd__help,drill)
                 cmd="backout__subcmd__help__subcmd__drill"
                 ;;
-            backout__subcmd__help,generate-assets)
-                cmd="backout__subcmd__help__subcmd__generate__subcmd__assets"
-                ;;
             backout__subcmd__help,guard)
                 cmd="backout__subcmd__help__subcmd__guard"
                 ;;
@@ -181,9 +175,6 @@ _backout() {
             backout__subcmd__help__subcmd__plan,check)
                 cmd="backout__subcmd__help__subcmd__plan__subcmd__check"
                 ;;
-            backout__subcmd__help__subcmd__plan,reference)
-                cmd="backout__subcmd__help__subcmd__plan__subcmd__reference"
-                ;;
             backout__subcmd__help__subcmd__plan,schema)
                 cmd="backout__subcmd__help__subcmd__plan__subcmd__schema"
                 ;;
@@ -232,9 +223,6 @@ _backout() {
             backout__subcmd__plan,help)
                 cmd="backout__subcmd__plan__subcmd__help"
                 ;;
-            backout__subcmd__plan,reference)
-                cmd="backout__subcmd__plan__subcmd__reference"
-                ;;
             backout__subcmd__plan,schema)
                 cmd="backout__subcmd__plan__subcmd__schema"
                 ;;
@@ -243,9 +231,6 @@ _backout() {
                 ;;
             backout__subcmd__plan__subcmd__help,help)
                 cmd="backout__subcmd__plan__subcmd__help__subcmd__help"
-                ;;
-            backout__subcmd__plan__subcmd__help,reference)
-                cmd="backout__subcmd__plan__subcmd__help__subcmd__reference"
                 ;;
             backout__subcmd__plan__subcmd__help,schema)
                 cmd="backout__subcmd__plan__subcmd__help__subcmd__schema"
@@ -287,7 +272,7 @@ _backout() {
 
     case "${cmd}" in
         backout)
-            opts="-h -V --log --log-format --help --version init pki serve agents assess guard signal whoami status rollback approve runs watch report drill abort audit plan dashboard generate-assets help"
+            opts="-h -V --log --log-format --help --version init pki serve agents assess guard signal whoami status rollback approve runs watch report drill abort audit plan dashboard help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -826,28 +811,6 @@ _backout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        backout__subcmd__generate__subcmd__assets)
-            opts="-h --log --log-format --help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --log)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log-format)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         backout__subcmd__guard)
             opts="-h --interval --deploy-time --exit-on-immediate --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -907,7 +870,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__help)
-            opts="init pki serve agents assess guard signal whoami status rollback approve runs watch report drill abort audit plan dashboard generate-assets help"
+            opts="init pki serve agents assess guard signal whoami status rollback approve runs watch report drill abort audit plan dashboard help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1046,20 +1009,6 @@ _backout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        backout__subcmd__help__subcmd__generate__subcmd__assets)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         backout__subcmd__help__subcmd__guard)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1173,7 +1122,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__help__subcmd__plan)
-            opts="check schema reference"
+            opts="check schema"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1187,20 +1136,6 @@ _backout() {
             return 0
             ;;
         backout__subcmd__help__subcmd__plan__subcmd__check)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        backout__subcmd__help__subcmd__plan__subcmd__reference)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1569,7 +1504,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__pki__subcmd__issue)
-            opts="-h --dir --san --days --backdate-days --postdate-days --log --log-format --help agent operator"
+            opts="-h --dir --san --days --log --log-format --help agent operator"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1584,14 +1519,6 @@ _backout() {
                     return 0
                     ;;
                 --days)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --backdate-days)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --postdate-days)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1645,7 +1572,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__pki__subcmd__revoke)
-            opts="-h --cert --dir --days --backdate-days --log --log-format --help agent operator"
+            opts="-h --cert --dir --days --log --log-format --help agent operator"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1660,10 +1587,6 @@ _backout() {
                     return 0
                     ;;
                 --days)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --backdate-days)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1683,7 +1606,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__plan)
-            opts="-h --log --log-format --help check schema reference help"
+            opts="-h --log --log-format --help check schema help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1739,7 +1662,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__plan__subcmd__help)
-            opts="check schema reference help"
+            opts="check schema help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1780,20 +1703,6 @@ _backout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        backout__subcmd__plan__subcmd__help__subcmd__reference)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         backout__subcmd__plan__subcmd__help__subcmd__schema)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1801,36 +1710,6 @@ _backout() {
                 return 0
             fi
             case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        backout__subcmd__plan__subcmd__reference)
-            opts="-h --plugins --out --log --log-format --help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --plugins)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --out)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log-format)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
