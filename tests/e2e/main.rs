@@ -22,6 +22,7 @@ mod matrix;
 mod messages;
 mod outcomes;
 mod packages;
+mod partition;
 mod plan_check;
 mod providers;
 mod refusals;

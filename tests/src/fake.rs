@@ -186,6 +186,7 @@ pub fn command(
         nonce: new_nonce().to_vec(),
         deadline_ms: 0,
         epoch: 0,
+        give_up_at_ms: 0,
     }
 }
 

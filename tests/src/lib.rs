@@ -13,6 +13,7 @@ pub mod plans;
 pub mod postgres;
 pub mod prism;
 pub mod providers;
+pub mod proxy;
 pub mod rig;
 pub mod services;
 pub mod smtp;
