@@ -738,6 +738,33 @@ impl Fleet {
         )
     }
 
+    /// With [`FleetBuilder::ha`]: starts `old` (a leader that is gone:
+    /// killed, or stepped down) again, with its configuration and address,
+    /// as the fleet's standby; its log is `<name>-<n>.log`. Waits until it
+    /// says it stands by.
+    pub async fn restart_as_standby(&mut self, old: Coordinator, n: usize) {
+        drop(old);
+        let name = ["coordinator-a", "coordinator-b"]
+            .into_iter()
+            .find(|name| {
+                let config = std::fs::read_to_string(self.path().join(format!("{name}.toml")));
+                config.is_ok_and(|c| !c.contains(&format!("listen = \"{}\"", self.addr)))
+            })
+            .expect("no configuration of the old leader");
+        let config = self.path().join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&config).unwrap();
+        let addr = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listen = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap()
+            .to_string();
+        let log = self.path().join(format!("{name}-{n}.log"));
+        let mut serving = Serving::start(&config, &log, &[]);
+        serving.line("backout: standby", WAIT).await;
+        self.standby = Some(Standby { serving, addr });
+    }
+
     /// SIGKILLs the coordinator and starts it again on the same address.
     pub async fn restart_coordinator(&mut self) {
         self.kill_coordinator().await;
