@@ -652,6 +652,7 @@ if $ha; then
   set -e
   tail -3 "$work/watch-after.out" | indent
   echo "watch (on the new leader) exited with $watch_code (0: the run succeeded)" | indent
+  [ "$watch_code" = 0 ] || { echo "the run did not succeed after the takeover" >&2; tail -20 "$work/coordinator-b.log" >&2; exit 1; }
   "$backout" status | indent
   grep -h 'took the leader lease' "$work/coordinator-b.log" | tail -1 | indent
   say "Every step ran once: the step ids each agent ran, from their logs"
