@@ -20,10 +20,8 @@ use backout::journal::Verdict;
 use backout_e2e::fleet::{Fleet, run_id};
 use backout_e2e::plans::{APP_HOSTS, marked, marked_counts, marked_fleet};
 use backout_e2e::postgres::Postgres;
-use backout_e2e::wait_for;
+use backout_e2e::{send_signal, wait_for};
 use serde_json::Value;
-
-use crate::ha::{send_signal, verified};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -259,7 +257,7 @@ async fn on_postgresql_runs_end_correctly_while_leader_standby_and_agents_are_ki
             other => panic!("run {n} ended {other:?}: {run}"),
         }
         assert!(
-            matches!(verified(&pg), Verdict::Intact { .. }),
+            matches!(pg.journal_verdict(), Verdict::Intact { .. }),
             "run {n}: the chain is broken"
         );
     }

@@ -8,18 +8,16 @@ use backout::journal::{Journal, JournalError, PostgresStore, Verdict};
 use backout_e2e::fleet::{Fleet, run_id};
 use backout_e2e::plans::{APP_HOSTS, mark_step, marked, marked_counts, marked_fleet};
 use backout_e2e::postgres::Postgres;
+use backout_e2e::send_signal;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 fn conninfo(pg: &Postgres) -> String {
-    format!(
-        "host=127.0.0.1 port={} dbname={} user={}",
-        pg.port, pg.dbname, pg.user
-    )
+    pg.conninfo()
 }
 
-pub(crate) fn store(pg: &Postgres) -> PostgresStore {
-    PostgresStore::connect(&conninfo(pg), Some(&pg.password)).unwrap()
+fn store(pg: &Postgres) -> PostgresStore {
+    pg.journal_store()
 }
 
 /// Polls `take` until it returns `Some` (the lease expired on the
@@ -137,8 +135,8 @@ async fn finishes(fleet: &Fleet, what: &str) {
 }
 
 /// The PostgreSQL journal walked from its first entry.
-pub(crate) fn verified(pg: &Postgres) -> Verdict {
-    Journal::new(store(pg)).verify().unwrap()
+fn verified(pg: &Postgres) -> Verdict {
+    pg.journal_verdict()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -335,14 +333,6 @@ async fn sigterm_hands_the_lease_to_the_standby_at_once() {
     let archive = audit(&["archive", "--before", "1d", "--to", "/tmp/never.db"]);
     assert_eq!(archive.status.code(), Some(2), "{archive:?}");
     assert!(String::from_utf8_lossy(&archive.stderr).contains("PostgreSQL"));
-}
-
-pub(crate) fn send_signal(pid: u32, name: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{name} {pid}");
 }
 
 /// The README's HA configuration, loaded as the coordinator loads it (the

@@ -519,3 +519,13 @@ pub fn cli_child(
         .spawn()
         .unwrap()
 }
+
+/// Sends signal `name` (`STOP`, `CONT`, `TERM`...) to process `pid` with
+/// `kill`.
+pub fn send_signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
+}
