@@ -6,6 +6,9 @@
 #                             the dashboard (its address is printed at the end)
 #   scripts/demo.sh --build   rebuild Backout and its plugins first (otherwise only
 #                             what is missing is built, e.g. on a fresh clone)
+#   scripts/demo.sh --ha      two coordinators on a PostgreSQL journal; the leader is
+#                             SIGKILLed during the database phase and the standby
+#                             finishes the rollback (every step still runs once)
 #
 # A bad deploy (v2.4.0) of the sample app goes out to two hosts, with a
 # database migration. Backout's decision matrix sees the errors and the slow
@@ -23,11 +26,13 @@ demo=$root/examples/demo
 
 keep=false
 build=false
+ha=false
 for arg in "$@"; do
   case "$arg" in
     --keep) keep=true ;;
     --build) build=true ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --ha) ha=true ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -203,6 +208,12 @@ as_postgres "$(pg_program pg_ctl)" -D "$work/postgres/data" -l "$work/postgres/s
 pg_started=true
 export PGHOST=127.0.0.1 PGPORT=$db_port PGUSER=backout PGPASSWORD=$db_password
 PGDATABASE=postgres psql -X -q -c "CREATE DATABASE samia_tarot" >/dev/null
+if $ha; then
+  # The coordinators' journal and leader lease, in a database of its own.
+  PGDATABASE=postgres psql -X -q -c "CREATE DATABASE backout_journal" >/dev/null
+  printf '%s\n' "$db_password" >"$work/secrets/journal.pass"
+  chmod 600 "$work/secrets/journal.pass"
+fi
 export PGDATABASE=samia_tarot
 sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
 migrate_up() { # migration ids, from db-1's checkout
@@ -270,8 +281,15 @@ if grep -v '^ *#' "$work/plan.toml" | grep '@[A-Z0-9_]*@'; then echo "unfilled p
 "$backout" plan check "$work/plan.toml" >/dev/null
 
 {
+  if $ha; then
+    cat <<TOML
+journal = { postgres = "host=127.0.0.1 port=$db_port dbname=backout_journal user=backout", password_file = "secrets/journal.pass" }
+lease_ttl = "3s"
+TOML
+  else
+    echo 'listen = "127.0.0.1:0"'
+  fi
   cat <<TOML
-listen = "127.0.0.1:0"
 command_key = "pki/command-signing.key"
 heartbeat_interval = "2s"
 plan = "plan.toml"
@@ -322,11 +340,34 @@ agents = ["app-1"]
 TOML
 } >"$work/coordinator.toml"
 
-"$backout" serve --config "$work/coordinator.toml" >"$work/coordinator.out" 2>"$work/coordinator.log" &
-pids+=($!)
-for _ in $(seq 1 200); do grep -q 'listening on' "$work/coordinator.out" 2>/dev/null && break; sleep 0.1; done
-addr=$(sed -n 's/^backout: listening on //p' "$work/coordinator.out")
-[ -n "$addr" ] || { cat "$work/coordinator.log"; exit 1; }
+if $ha; then
+  # The same configuration on both, each with its own address: a leads, b stands by.
+  declare -A coordinator_addr coordinator_pid
+  for c in a b; do
+    coordinator_addr[$c]="127.0.0.1:$(free_port)"
+    { printf 'listen = "%s"\nadvertise = "%s"\nstate_dir = "state-%s"\n' "${coordinator_addr[$c]}" "${coordinator_addr[$c]}" "$c"
+      cat "$work/coordinator.toml"; } >"$work/coordinator-$c.toml"
+  done
+  cp "$work/coordinator-a.toml" "$work/coordinator.toml"
+  "$backout" serve --config "$work/coordinator-a.toml" >"$work/coordinator-a.out" 2>"$work/coordinator-a.log" &
+  coordinator_pid[a]=$!
+  pids+=($!)
+  for _ in $(seq 1 300); do grep -q 'listening on' "$work/coordinator-a.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q 'listening on' "$work/coordinator-a.out" || { cat "$work/coordinator-a.log"; exit 1; }
+  "$backout" serve --config "$work/coordinator-b.toml" >"$work/coordinator-b.out" 2>"$work/coordinator-b.log" &
+  coordinator_pid[b]=$!
+  pids+=($!)
+  for _ in $(seq 1 300); do grep -q 'standby' "$work/coordinator-b.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q 'standby' "$work/coordinator-b.out" || { cat "$work/coordinator-b.log"; exit 1; }
+  # Agents and the CLI are given both; the leader answers.
+  addr="${coordinator_addr[a]},${coordinator_addr[b]}"
+else
+  "$backout" serve --config "$work/coordinator.toml" >"$work/coordinator.out" 2>"$work/coordinator.log" &
+  pids+=($!)
+  for _ in $(seq 1 200); do grep -q 'listening on' "$work/coordinator.out" 2>/dev/null && break; sleep 0.1; done
+  addr=$(sed -n 's/^backout: listening on //p' "$work/coordinator.out")
+  [ -n "$addr" ] || { cat "$work/coordinator.log"; exit 1; }
+fi
 
 # Secrets live in files only the agents read; plans name them (${secret:NAME}).
 secret() { printf '%s' "$2" >"$work/secrets/$1"; chmod 600 "$work/secrets/$1"; }
@@ -339,7 +380,7 @@ secret SLACK_EMERGENCY_WEBHOOK "$slack/services/T0DEMO/B0DEMO/emergencyhook"
 agent_config() { # id, then the plugin sections
   local id=$1
   cat <<TOML
-coordinator = "$addr"
+coordinator = [$(printf '%s' "$addr" | sed 's/[^,]*/"&"/g; s/,/, /g')]
 command_key = "pki/command-signing.pub"
 state_dir = "state-$id"
 [tls]
@@ -442,7 +483,12 @@ for _ in $(seq 1 600); do
   sleep 0.2
 done
 [ "$connected" -ge 3 ] || { echo "the agents did not connect" >&2; tail -5 "$work"/*-?.log >&2; exit 1; }
-echo "coordinator on $addr (mutual TLS 1.3; commands signed with ed25519)" | indent
+if $ha; then
+  echo "coordinators on $addr, journal and leader lease in PostgreSQL (mutual TLS 1.3; commands signed with ed25519)" | indent
+  "$backout" status | indent
+else
+  echo "coordinator on $addr (mutual TLS 1.3; commands signed with ed25519)" | indent
+fi
 "$backout" agents | indent
 explain "each agent loads its plugins (WebAssembly, sandboxed) only if its configuration grants what they declare"
 explain "they need: programs, URLs, paths, secrets (see $work/app-1.toml)"
@@ -566,6 +612,22 @@ sys.exit(0 if any(p["id"] == "database" and p["status"] == "awaiting-approval" f
 ) >"$work/approvals.log" 2>&1 &
 pids+=($!)
 
+if $ha; then
+  # The leader dies (SIGKILL, as a lost host) once the database phase runs.
+  (
+    for _ in $(seq 1 1200); do
+      "$backout" runs --output json 2>/dev/null | python3 -c '
+import json, sys
+run = [r for r in json.load(sys.stdin)["runs"] if r["run"] == sys.argv[1]][0]
+sys.exit(0 if any(p["id"] == "database" and p["status"] == "running" for p in run["phases"]) else 1)' "$run_id" && break
+      sleep 0.2
+    done
+    echo "$(date +%H:%M:%S) the database phase runs: SIGKILL the leading coordinator (pid ${coordinator_pid[a]}, ${coordinator_addr[a]})"
+    kill -9 "${coordinator_pid[a]}"
+  ) >"$work/kill.log" 2>&1 &
+  pids+=($!)
+fi
+
 say "backout watch $run_id: every phase and host, live"
 explain "(while the approvers approve: their commands are shown after the run)"
 set +e
@@ -573,6 +635,43 @@ set +e
 watch_code=$?
 set -e
 echo "watch exited with $watch_code (0: the run succeeded)" | indent
+
+if $ha; then
+  say "The leader was killed during the database phase; the standby took the lease and finished the run"
+  indent <"$work/kill.log"
+  # The watch above ended with the leader. Once its lease has expired (3 s)
+  # the standby takes it; until then the CLI hears "the leader is" the dead one.
+  for _ in $(seq 1 120); do
+    "$backout" status --output json 2>/dev/null | python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin)["epoch"] >= 2 else 1)' 2>/dev/null && break
+    sleep 0.5
+  done
+  # Follow the run to its end on the coordinator that leads now.
+  set +e
+  "$backout" watch "$run_id" >"$work/watch-after.out" 2>&1
+  watch_code=$?
+  set -e
+  tail -3 "$work/watch-after.out" | indent
+  echo "watch (on the new leader) exited with $watch_code (0: the run succeeded)" | indent
+  [ "$watch_code" = 0 ] || { echo "the run did not succeed after the takeover" >&2; tail -20 "$work/coordinator-b.log" >&2; exit 1; }
+  "$backout" status | indent
+  grep -h 'took the leader lease' "$work/coordinator-b.log" | tail -1 | indent
+  say "Every step ran once: the step ids each agent ran, from their logs"
+  python3 - "$work" <<'PY' | indent
+import collections, pathlib, re, sys
+work = pathlib.Path(sys.argv[1])
+ran = collections.Counter()
+for log in ("app-1.log", "app-2.log", "db-1.log"):
+    for line in (work / log).read_text(errors="replace").splitlines():
+        if "running step" in line:
+            m = re.search(r'step_id="?([^" ]+)"?', line)
+            if m:
+                ran[m.group(1)] += 1
+twice = {s: n for s, n in ran.items() if n > 1}
+print(f"{len(ran)} step ids run on the agents, {sum(ran.values())} runs: "
+      + ("each exactly once" if not twice else f"RUN MORE THAN ONCE: {twice}"))
+sys.exit(1 if twice else 0)
+PY
+fi
 
 say "Who approved, each under their own certificate"
 indent <"$work/approvals.log"

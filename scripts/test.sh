@@ -37,6 +37,11 @@ step "tests"
 cargo test --no-fail-fast -p backout-plugin-sdk "${plugin_packages[@]}"
 cargo test --no-fail-fast "$@"
 
+step "the HA demo (scripts/demo.sh --ha: two coordinators on PostgreSQL, the leader SIGKILLed in the database phase)"
+# It fails unless the standby finishes the run, every step id ran once on
+# the agents, and the PostgreSQL journal verifies.
+scripts/demo.sh --ha
+
 step "load (bench-fanout: 50 sessions, one run of 5 steps, the journal accounted for)"
 # A small load on the debug build: it fails unless every result of the run
 # is in the journal (the exact entry count), the chain is intact, and every

@@ -457,7 +457,7 @@ async fn run_admitted(
         action: command.action.clone(),
         params_json: command.params_json.clone(),
         dry_run: command.dry_run,
-        deadline: command.deadline,
+        deadline: within_give_up(command.deadline, command.give_up_at_ms, now_ms()),
     };
     let began = Instant::now();
     let outcome = agent.host.run(plugin, request, events_tx).await;
@@ -485,6 +485,21 @@ async fn run_admitted(
             result,
         ))
         .await;
+}
+
+/// The step's time, cut to end by the coordinator's give-up time: a step
+/// still running then is stopped, as the coordinator has recorded it as
+/// timed out. `None` (the plugin's own limit) when neither is said.
+fn within_give_up(
+    asked: Option<Duration>,
+    give_up_at_ms: Option<i64>,
+    now_ms: i64,
+) -> Option<Duration> {
+    let Some(give_up) = give_up_at_ms else {
+        return asked;
+    };
+    let left = Duration::from_millis(u64::try_from(give_up.saturating_sub(now_ms)).unwrap_or(0));
+    Some(asked.map_or(left, |asked| asked.min(left)))
 }
 
 fn outcome_to_wire(outcome: StepOutcome) -> wire::step_result::Result {
@@ -558,4 +573,22 @@ fn event_message(command_id: &str, step_id: &str, event: StepEvent) -> wire::Age
 /// Formats an error chain (re-exported for main).
 pub fn describe(error: &anyhow::Error) -> String {
     error_chain(error.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_is_cut_to_end_by_the_give_up_time() {
+        let s = Duration::from_secs;
+        // No give-up time: what the command asked, or the plugin's limit.
+        assert_eq!(within_give_up(Some(s(30)), None, 1_000), Some(s(30)));
+        assert_eq!(within_give_up(None, None, 1_000), None);
+        // 5 s left before the give-up: never more than that.
+        assert_eq!(within_give_up(Some(s(30)), Some(6_000), 1_000), Some(s(5)));
+        assert_eq!(within_give_up(Some(s(2)), Some(6_000), 1_000), Some(s(2)));
+        assert_eq!(within_give_up(None, Some(6_000), 1_000), Some(s(5)));
+        assert_eq!(within_give_up(None, Some(500), 1_000), Some(Duration::ZERO));
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::config::CoordinatorConfig;
 use crate::fleet::StepOutcome;
-use crate::fleet::dispatch::{Audit, Dispatcher, StepSpec};
+use crate::fleet::dispatch::{Audit, Dispatcher, StepSpec, give_up_in};
 
 /// One agent's answer.
 #[derive(Debug, Clone)]
@@ -80,6 +80,7 @@ pub async fn run(
             params_json: health_params(config, &agent.id).to_string(),
             dry_run: false,
             deadline: Some(timeout),
+            give_up_at_ms: give_up_in(timeout),
             audit,
             traceparent: String::new(),
         };

@@ -43,15 +43,20 @@ pub enum Check {
     /// The command's lease epoch is lower than one the agent has seen: it
     /// comes from a coordinator that lost its lease.
     StaleCoordinator,
+    /// The command arrived after the coordinator's give-up time for its
+    /// step (`CommandBody.give_up_at_ms`): the coordinator has already
+    /// recorded the step as timed out, so it is not run.
+    Deadline,
 }
 
 impl Check {
     /// Every check, in the order the agent runs them.
-    pub const ALL: [Check; 9] = [
+    pub const ALL: [Check; 10] = [
         Check::Signature,
         Check::Malformed,
         Check::Expired,
         Check::NotYetValid,
+        Check::Deadline,
         Check::StaleCoordinator,
         Check::Replay,
         Check::Target,
@@ -76,6 +81,7 @@ impl Check {
             Check::UnknownPlugin => "unknown_plugin",
             Check::PluginHash => "plugin_hash",
             Check::StaleCoordinator => "stale-coordinator",
+            Check::Deadline => "deadline",
         }
     }
 }
@@ -204,6 +210,9 @@ pub struct Command {
     pub deadline: Option<Duration>,
     /// The sending coordinator's lease epoch (0: no lease).
     pub epoch: u64,
+    /// When the coordinator gives up on the step, in Unix milliseconds
+    /// (None: it did not say).
+    pub give_up_at_ms: Option<i64>,
 }
 
 impl TryFrom<wire::CommandBody> for Command {
@@ -266,6 +275,7 @@ impl TryFrom<wire::CommandBody> for Command {
             deadline: (body.deadline_ms > 0)
                 .then(|| Duration::from_millis(body.deadline_ms.into())),
             epoch: body.epoch,
+            give_up_at_ms: (body.give_up_at_ms > 0).then_some(body.give_up_at_ms),
         })
     }
 }
@@ -423,6 +433,21 @@ impl CommandVerifier {
                 ),
             ));
         }
+        // No skew allowance here: the give-up time is the coordinator's
+        // own, and a command that arrives after it must not run.
+        if let Some(give_up) = command.give_up_at_ms
+            && now_ms > give_up
+        {
+            return Err(Refused::new(
+                Check::Deadline,
+                format!(
+                    "command `{}` arrived {} ms after the coordinator gave up on step `{}`; not run",
+                    command.command_id,
+                    now_ms - give_up,
+                    command.step_id
+                ),
+            ));
+        }
         Ok(command)
     }
 }
@@ -449,6 +474,7 @@ mod tests {
             deadline_ms: 0,
             epoch: 0,
             traceparent: String::new(),
+            give_up_at_ms: 0,
         }
     }
 
@@ -506,6 +532,25 @@ mod tests {
         assert_eq!(
             verifier.verify(&signed, 994_999).unwrap_err().check,
             Check::NotYetValid
+        );
+    }
+
+    #[test]
+    fn a_command_arriving_after_its_give_up_time_is_refused_without_skew() {
+        let (signer, verifier) = pair();
+        let mut b = body(1_000_000);
+        b.give_up_at_ms = 1_010_000;
+        let signed = signer.sign(&b);
+        let command = verifier.verify(&signed, 1_010_000).unwrap();
+        assert_eq!(command.give_up_at_ms, Some(1_010_000));
+        let refused = verifier.verify(&signed, 1_010_001).unwrap_err();
+        assert_eq!(refused.check, Check::Deadline);
+        assert!(refused.detail.contains("1 ms after"), "{}", refused.detail);
+        // 0: no give-up time, only the validity window.
+        let signed = signer.sign(&body(1_000_000));
+        assert_eq!(
+            verifier.verify(&signed, 1_050_000).unwrap().give_up_at_ms,
+            None
         );
     }
 

@@ -5,6 +5,10 @@
 //! agent died in the middle of a step (outcome `unknown`), never with a
 //! step run twice; and the journal verifies.
 //!
+//! The same on the PostgreSQL journal with two coordinators: the leader is
+//! SIGKILLed or SIGSTOPped (the standby takes over, the old one comes back
+//! as the standby), the standby is paused, agents are killed or paused.
+//!
 //! CI runs a few runs; the long part is
 //! `BACKOUT_CHAOS_RUNS=50 cargo test -p backout-e2e --test e2e chaos -- --nocapture`
 //! (`BACKOUT_CHAOS_SEED` replays a seed; the figures go to RELIABILITY.md).
@@ -12,9 +16,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use backout::journal::Verdict;
 use backout_e2e::fleet::{Fleet, run_id};
 use backout_e2e::plans::{APP_HOSTS, marked, marked_counts, marked_fleet};
-use backout_e2e::wait_for;
+use backout_e2e::postgres::Postgres;
+use backout_e2e::{send_signal, wait_for};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -45,12 +51,13 @@ fn status_of(fleet: &Fleet, id: &str) -> Option<Value> {
         .cloned()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn runs_end_correctly_while_the_coordinator_and_agents_are_killed_at_random() {
+/// How many runs (`BACKOUT_CHAOS_RUNS`, else `default`) and the seed
+/// (`BACKOUT_CHAOS_SEED`, else the clock), printed so a run can be replayed.
+fn runs_and_dice(what: &str, default: usize) -> (usize, u64, Dice) {
     let runs: usize = std::env::var("BACKOUT_CHAOS_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(default);
     let seed: u64 = std::env::var("BACKOUT_CHAOS_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -59,8 +66,22 @@ async fn runs_end_correctly_while_the_coordinator_and_agents_are_killed_at_rando
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64 | 1)
         });
-    eprintln!("chaos: {runs} runs, BACKOUT_CHAOS_SEED={seed}");
-    let mut dice = Dice(seed);
+    eprintln!("{what}: {runs} runs, BACKOUT_CHAOS_SEED={seed}");
+    (runs, seed, Dice(seed))
+}
+
+/// Whether a run that failed failed only on a step an agent died in.
+fn failed_on_unknown(run: &Value) -> bool {
+    run["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| !p["hosts_unknown"].as_array().is_none_or(Vec::is_empty))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_end_correctly_while_the_coordinator_and_agents_are_killed_at_random() {
+    let (runs, seed, mut dice) = runs_and_dice("chaos", 3);
 
     let (builder, marks_dir) = marked_fleet("chaos.test", |dir| marked(&dir.join("m")));
     let mut fleet = builder.start().await;
@@ -114,12 +135,10 @@ async fn runs_end_correctly_while_the_coordinator_and_agents_are_killed_at_rando
             }
             Some("failed") => {
                 // Only an agent dying in the middle of a step may fail a run.
-                let unknown = run["phases"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|p| !p["hosts_unknown"].as_array().is_none_or(Vec::is_empty));
-                assert!(unknown, "run {n} failed for another reason: {run}");
+                assert!(
+                    failed_on_unknown(&run),
+                    "run {n} failed for another reason: {run}"
+                );
                 failed_unknown += 1;
             }
             other => panic!("run {n} ended {other:?}: {run}"),
@@ -131,6 +150,120 @@ async fn runs_end_correctly_while_the_coordinator_and_agents_are_killed_at_rando
     eprintln!(
         "chaos: seed {seed}: {runs} runs ({succeeded} succeeded, {failed_unknown} failed on a step an agent died in), \
          {coordinator_kills} coordinator kills, {agent_kills} agent kills, {duplicates} steps run twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_postgresql_runs_end_correctly_while_leader_standby_and_agents_are_killed_or_paused() {
+    let (runs, seed, mut dice) = runs_and_dice("chaos on PostgreSQL", 2);
+    let pg = Postgres::start();
+    let (builder, marks_dir) = marked_fleet("chaos-pg.test", |dir| marked(&dir.join("m")));
+    let marks = marks_dir.join("m");
+    let mut fleet = builder.ha(&pg, "2s").start().await;
+
+    let mut restarts = 0;
+    let mut chaos = std::collections::BTreeMap::<&str, usize>::new();
+    let (mut succeeded, mut failed_unknown, mut duplicates) = (0, 0, 0);
+    let mut before = marked_counts(&marks);
+    for n in 1..=runs {
+        let id = start_and_approve(&fleet).await;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let run = loop {
+            tokio::time::sleep(Duration::from_millis(20 + dice.roll(600))).await;
+            let what = match dice.roll(8) {
+                0 => {
+                    fleet.kill_coordinator().await;
+                    let old = fleet.standby_leads().await;
+                    restarts += 1;
+                    fleet.restart_as_standby(old, restarts).await;
+                    "leader SIGKILLed"
+                }
+                1 => {
+                    // Paused past its lease: the standby leads; woken, the
+                    // old leader steps down (exit 1) and comes back as the standby.
+                    let pid = fleet.coordinator.proc.child.id().unwrap();
+                    send_signal(pid, "STOP");
+                    let mut old = fleet.standby_leads().await;
+                    send_signal(pid, "CONT");
+                    let exited = tokio::time::timeout(WAIT, old.proc.child.wait()).await;
+                    assert!(
+                        exited.is_ok(),
+                        "a woken leader kept running beside the new one"
+                    );
+                    restarts += 1;
+                    fleet.restart_as_standby(old, restarts).await;
+                    "leader SIGSTOPped"
+                }
+                2 => {
+                    let standby = fleet.standby.as_ref().unwrap();
+                    let pid = standby.serving.proc.child.id().unwrap();
+                    send_signal(pid, "STOP");
+                    tokio::time::sleep(Duration::from_millis(dice.roll(3000))).await;
+                    send_signal(pid, "CONT");
+                    "standby SIGSTOPped"
+                }
+                3 => {
+                    let which = APP_HOSTS[dice.roll(APP_HOSTS.len() as u64) as usize];
+                    fleet.kill_agent(which).await;
+                    fleet.start_agent(which, "");
+                    "agent SIGKILLed"
+                }
+                4 => {
+                    let which = APP_HOSTS[dice.roll(APP_HOSTS.len() as u64) as usize];
+                    let pid = fleet.agents[which].child.id().unwrap();
+                    send_signal(pid, "STOP");
+                    tokio::time::sleep(Duration::from_millis(dice.roll(3000))).await;
+                    send_signal(pid, "CONT");
+                    "agent SIGSTOPped"
+                }
+                _ => "",
+            };
+            if !what.is_empty() {
+                *chaos.entry(what).or_default() += 1;
+            }
+            if let Some(run) = status_of(&fleet, &id) {
+                if run["status"] == "awaiting-approval" {
+                    let _ = fleet.cli("bob", &["approve", &id]);
+                }
+                if run["finished_at_ms"].as_i64().is_some() {
+                    break run;
+                }
+            }
+            assert!(Instant::now() < deadline, "run {n} ({id}) did not end");
+        };
+        // What this run added to the marks.
+        let after = marked_counts(&marks);
+        let ran: Vec<(String, usize)> = after
+            .iter()
+            .zip(&before)
+            .map(|((step, a), (_, b))| (step.clone(), a - b))
+            .collect();
+        before = after;
+        duplicates += ran.iter().filter(|(step, c)| *c > expected(step)).count();
+        assert_eq!(duplicates, 0, "run {n}: a step ran twice: {ran:?}");
+        match run["status"].as_str() {
+            Some("succeeded") => {
+                succeeded += 1;
+                let all_once = ran.iter().all(|(step, c)| *c == expected(step));
+                assert!(all_once, "run {n}: {ran:?}: {run}");
+            }
+            Some("failed") => {
+                assert!(
+                    failed_on_unknown(&run),
+                    "run {n} failed for another reason: {run}"
+                );
+                failed_unknown += 1;
+            }
+            other => panic!("run {n} ended {other:?}: {run}"),
+        }
+        assert!(
+            matches!(pg.journal_verdict(), Verdict::Intact { .. }),
+            "run {n}: the chain is broken"
+        );
+    }
+    eprintln!(
+        "chaos on PostgreSQL: seed {seed}: {runs} runs ({succeeded} succeeded, {failed_unknown} failed on a step an agent died in), \
+         {chaos:?}, {duplicates} steps run twice, the chain intact"
     );
 }
 

@@ -8,18 +8,16 @@ use backout::journal::{Journal, JournalError, PostgresStore, Verdict};
 use backout_e2e::fleet::{Fleet, run_id};
 use backout_e2e::plans::{APP_HOSTS, mark_step, marked, marked_counts, marked_fleet};
 use backout_e2e::postgres::Postgres;
+use backout_e2e::send_signal;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 fn conninfo(pg: &Postgres) -> String {
-    format!(
-        "host=127.0.0.1 port={} dbname={} user={}",
-        pg.port, pg.dbname, pg.user
-    )
+    pg.conninfo()
 }
 
 fn store(pg: &Postgres) -> PostgresStore {
-    PostgresStore::connect(&conninfo(pg), Some(&pg.password)).unwrap()
+    pg.journal_store()
 }
 
 /// Polls `take` until it returns `Some` (the lease expired on the
@@ -138,7 +136,7 @@ async fn finishes(fleet: &Fleet, what: &str) {
 
 /// The PostgreSQL journal walked from its first entry.
 fn verified(pg: &Postgres) -> Verdict {
-    Journal::new(store(pg)).verify().unwrap()
+    pg.journal_verdict()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -312,14 +310,29 @@ async fn sigterm_hands_the_lease_to_the_standby_at_once() {
         (&status["leader"], &status["epoch"]),
         (&serde_json::json!(b), &serde_json::json!(2))
     );
-}
 
-fn send_signal(pid: u32, name: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{name} {pid}");
+    // `audit verify` of the configuration walks the PostgreSQL journal;
+    // `audit archive` says why it does not apply (exit 2).
+    let config = fleet.path().join("coordinator-b.toml");
+    let audit = |args: &[&str]| {
+        let mut all = vec!["audit"];
+        all.extend_from_slice(args);
+        all.extend(["--config", config.to_str().unwrap()]);
+        backout_e2e::run(&backout_e2e::bin("backout"), &all, &[])
+    };
+    let verified = audit(&["verify", "--output", "json"]);
+    assert!(verified.status.success(), "{verified:?}");
+    let verdict: Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(verdict["intact"], true, "{verdict}");
+    let text = String::from_utf8_lossy(&audit(&["verify"]).stdout).to_string();
+    assert!(
+        text.starts_with("postgres host=127.0.0.1") && text.contains(": intact,"),
+        "{text}"
+    );
+    assert!(!text.contains(&pg.password), "{text}");
+    let archive = audit(&["archive", "--before", "1d", "--to", "/tmp/never.db"]);
+    assert_eq!(archive.status.code(), Some(2), "{archive:?}");
+    assert!(String::from_utf8_lossy(&archive.stderr).contains("PostgreSQL"));
 }
 
 /// The README's HA configuration, loaded as the coordinator loads it (the
@@ -376,5 +389,97 @@ fn the_readme_ha_configuration_loads_and_mistakes_name_their_field() {
             "{field}: {e}"
         );
         assert!(!e.contains("hunter2"), "the password shows: {e}");
+    }
+}
+
+/// The failover benchmark (figures in BENCHMARKS.md, nothing asserted on
+/// time): `BACKOUT_FAILOVER_TRIALS` (10) trials for each way the leader
+/// goes. SIGKILL: the leader is frozen right after journal entry 6 (the
+/// first command is out and answered by the agent, the answer not yet
+/// journaled) and SIGKILLed; measured: to the standby leading (it says it
+/// listens) and to the re-asked step answered (the CLI sees a host
+/// succeeded; the agent answers from its ledger). SIGTERM: the same
+/// point without the freeze (the leader is signalled once the first step
+/// ran on the agent); measured to the standby leading and to the step
+/// answered. Lease TTL 2 s. Run with
+/// `cargo test -p backout-e2e --test e2e ha::failover_times -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: figures for BENCHMARKS.md"]
+async fn failover_times() {
+    let trials: usize = std::env::var("BACKOUT_FAILOVER_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    for signal in ["KILL", "TERM"] {
+        let (mut leading, mut answered) = (Vec::new(), Vec::new());
+        for trial in 0..trials {
+            let pg = Postgres::start();
+            let domain = format!("ha-bench-{}-{trial}.test", signal.to_lowercase());
+            let (builder, marks_dir) = marked_fleet(&domain, |dir| marked(&dir.join("marks")));
+            let marks = marks_dir.join("marks");
+            let builder = builder.ha(&pg, "2s");
+            let builder = match signal {
+                "KILL" => builder.coordinator_env(backout_e2e::FREEZE_ENV, "6"),
+                _ => builder,
+            };
+            let mut fleet = builder.start().await;
+            let id = fleet.start_approved(&["--reason", "failover bench"]);
+            let t0 = match signal {
+                "KILL" => {
+                    backout_e2e::wait_for("the leader to freeze", Duration::from_secs(60), || {
+                        let log = fleet.coordinator.proc.log_text();
+                        log.contains("frozen after journal entry").then_some(())
+                    })
+                    .await;
+                    let t0 = Instant::now();
+                    fleet.kill_coordinator().await;
+                    t0
+                }
+                _ => {
+                    backout_e2e::wait_for("a first step to run", Duration::from_secs(60), || {
+                        (marked_counts(&marks)[0].1 >= 1).then_some(())
+                    })
+                    .await;
+                    let t0 = Instant::now();
+                    send_signal(fleet.coordinator.proc.child.id().unwrap(), "TERM");
+                    t0
+                }
+            };
+            let _old = fleet.standby_leads().await;
+            leading.push(t0.elapsed());
+            backout_e2e::wait_for(
+                "a step answered on the new leader",
+                Duration::from_secs(60),
+                || {
+                    let out = fleet.cli("alice", &["runs", "--output", "json"]);
+                    let runs: Value = serde_json::from_slice(&out.stdout).ok()?;
+                    let run = runs["runs"]
+                        .as_array()?
+                        .iter()
+                        .find(|r| r["run"] == id.as_str())?
+                        .clone();
+                    let hosts = run["phases"][0]["hosts"].as_array()?.clone();
+                    hosts
+                        .iter()
+                        .any(|h| h["state"] == "succeeded")
+                        .then_some(())
+                },
+            )
+            .await;
+            answered.push(t0.elapsed());
+            eprintln!(
+                "failover {signal} trial {trial}: leading after {:?}, step answered after {:?}",
+                leading[trial], answered[trial]
+            );
+        }
+        let summary = |v: &mut Vec<Duration>| {
+            v.sort();
+            (v[v.len() / 2], v[v.len() - 1])
+        };
+        let (lp50, lmax) = summary(&mut leading);
+        let (ap50, amax) = summary(&mut answered);
+        eprintln!(
+            "failover {signal}, {trials} trials, TTL 2 s: standby leading p50 {lp50:?} max {lmax:?}; first re-asked step answered p50 {ap50:?} max {amax:?}"
+        );
     }
 }

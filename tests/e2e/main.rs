@@ -23,6 +23,7 @@ mod messages;
 mod observability;
 mod outcomes;
 mod packages;
+mod partition;
 mod plan_check;
 mod providers;
 mod refusals;

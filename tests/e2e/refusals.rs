@@ -423,3 +423,26 @@ async fn a_command_from_a_coordinator_that_lost_its_lease_is_refused_even_after_
         other => panic!("the next leader's command did not run: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_arriving_after_its_give_up_time_is_refused_by_deadline_and_not_run() {
+    let mut rig = rig().await;
+    let signer = rig.pki.signer();
+    // The coordinator gave up on the step a second ago: too late.
+    let mut late = rig.echo("late");
+    late.give_up_at_ms = late.issued_at_ms - 1_000;
+    let detail = rig.expect_refused(signer.sign(&late), "deadline").await;
+    assert!(
+        detail.contains("after the coordinator gave up on step"),
+        "{detail}"
+    );
+    // Nothing of it ran: the same step, in time, runs (its step id is not
+    // in the ledger) and says so.
+    let mut in_time = rig.echo("late");
+    in_time.step_id = late.step_id.clone();
+    in_time.give_up_at_ms = in_time.issued_at_ms + 60_000;
+    match rig.outcome(signer.sign(&in_time)).await {
+        wire::step_result::Result::Succeeded(s) => assert!(s.data_json.contains("late")),
+        other => panic!("the step in time did not run: {other:?}"),
+    }
+}

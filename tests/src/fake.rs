@@ -187,6 +187,7 @@ pub fn command(
         deadline_ms: 0,
         epoch: 0,
         traceparent: String::new(),
+        give_up_at_ms: 0,
     }
 }
 

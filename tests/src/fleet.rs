@@ -33,6 +33,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
 use crate::postgres::Postgres;
+use crate::proxy::Proxy;
 use crate::{
     Coordinator, Pki, Proc, Serving, agent_config, cli, cli_child, json_of, start_agent_envs,
     wait_for,
@@ -64,6 +65,7 @@ pub struct FleetBuilder {
     envs: Vec<(String, String)>,
     skip_plan_check: bool,
     ha: Option<HaJournal>,
+    proxies: Vec<(String, Proxy)>,
 }
 
 /// Two coordinators on one PostgreSQL journal (see [`FleetBuilder::ha`]).
@@ -101,6 +103,8 @@ pub struct Fleet {
     envs: Vec<(String, String)>,
     /// With [`FleetBuilder::ha`]: the second coordinator, standing by.
     pub standby: Option<Standby>,
+    /// Hosts whose agent dials through a proxy ([`FleetBuilder::proxied`]).
+    proxies: Vec<(String, Proxy)>,
 }
 
 impl Fleet {
@@ -133,6 +137,7 @@ impl Fleet {
             envs: Vec::new(),
             skip_plan_check: false,
             ha: None,
+            proxies: Vec::new(),
         }
     }
 }
@@ -280,6 +285,13 @@ impl FleetBuilder {
             password: pg.password.clone(),
             lease_ttl: lease_ttl.to_string(),
         });
+        self
+    }
+
+    /// Host `id`'s agent dials the coordinator through `proxy` (which is
+    /// pointed at the coordinator), so a test can cut it off.
+    pub fn proxied(mut self, id: &str, proxy: &Proxy) -> Self {
+        self.proxies.push((id.to_string(), proxy.clone()));
         self
     }
 
@@ -469,6 +481,7 @@ impl FleetBuilder {
             agent_edit: self.agent_edit,
             envs: self.envs,
             standby,
+            proxies: self.proxies,
         };
         let running = self.running.unwrap_or(self.hosts);
         for host in &running {
@@ -649,7 +662,16 @@ impl Fleet {
     pub fn start_agent_with_env(&mut self, id: &str, log: &str, extra: &[(&str, &str)]) {
         let path = self.agent_config_path(id);
         let state = self.path().join(format!("state-{id}"));
-        let mut config = agent_config(&self.pki, id, &self.addr, &state, &self.testbed_grants);
+        let proxy = self.proxies.iter().find(|(host, _)| host == id);
+        let coordinator = match proxy {
+            Some((_, proxy)) => {
+                // One coordinator: the proxy stands in for it.
+                proxy.set_upstream(&self.addr);
+                proxy.addr.clone()
+            }
+            None => self.addr.clone(),
+        };
+        let mut config = agent_config(&self.pki, id, &coordinator, &state, &self.testbed_grants);
         if let Some(edit) = &self.agent_edit {
             config = edit(id, config);
         }
@@ -721,6 +743,33 @@ impl Fleet {
             &mut self.coordinator,
             standby.serving.into_coordinator(addr),
         )
+    }
+
+    /// With [`FleetBuilder::ha`]: starts `old` (a leader that is gone:
+    /// killed, or stepped down) again, with its configuration and address,
+    /// as the fleet's standby; its log is `<name>-<n>.log`. Waits until it
+    /// says it stands by.
+    pub async fn restart_as_standby(&mut self, old: Coordinator, n: usize) {
+        drop(old);
+        let name = ["coordinator-a", "coordinator-b"]
+            .into_iter()
+            .find(|name| {
+                let config = std::fs::read_to_string(self.path().join(format!("{name}.toml")));
+                config.is_ok_and(|c| !c.contains(&format!("listen = \"{}\"", self.addr)))
+            })
+            .expect("no configuration of the old leader");
+        let config = self.path().join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&config).unwrap();
+        let addr = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listen = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap()
+            .to_string();
+        let log = self.path().join(format!("{name}-{n}.log"));
+        let mut serving = Serving::start(&config, &log, &[]);
+        serving.line("backout: standby", WAIT).await;
+        self.standby = Some(Standby { serving, addr });
     }
 
     /// SIGKILLs the coordinator and starts it again on the same address.

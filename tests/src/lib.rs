@@ -15,6 +15,7 @@ pub mod plans;
 pub mod postgres;
 pub mod prism;
 pub mod providers;
+pub mod proxy;
 pub mod rig;
 pub mod services;
 pub mod smtp;
@@ -526,4 +527,14 @@ pub fn cli_child(
         .kill_on_drop(true)
         .spawn()
         .unwrap()
+}
+
+/// Sends signal `name` (`STOP`, `CONT`, `TERM`...) to process `pid` with
+/// `kill`.
+pub fn send_signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
 }

@@ -308,3 +308,25 @@ impl Postgres {
         }
     }
 }
+
+impl Postgres {
+    /// The libpq connection string of its database (the password apart).
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} dbname={} user={}",
+            self.port, self.dbname, self.user
+        )
+    }
+
+    /// A Backout journal store on this database.
+    pub fn journal_store(&self) -> backout::journal::PostgresStore {
+        backout::journal::PostgresStore::connect(&self.conninfo(), Some(&self.password)).unwrap()
+    }
+
+    /// The Backout journal in this database, walked from its first entry.
+    pub fn journal_verdict(&self) -> backout::journal::Verdict {
+        backout::journal::Journal::new(self.journal_store())
+            .verify()
+            .unwrap()
+    }
+}

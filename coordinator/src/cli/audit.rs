@@ -60,18 +60,76 @@ pub struct JournalArgs {
     journal: Option<PathBuf>,
 }
 
+/// Where the journal is: a SQLite file, or the PostgreSQL database the
+/// configuration's `journal = { postgres = ... }` names.
+enum Location {
+    Sqlite(PathBuf),
+    Postgres(crate::config::JournalConfig),
+}
+
 impl JournalArgs {
-    fn path(self) -> anyhow::Result<PathBuf> {
+    fn locate(self) -> anyhow::Result<Location> {
         let path = match (self.config, self.journal) {
             (_, Some(journal)) => journal,
-            (Some(config), None) => crate::config::CoordinatorConfig::load(&config)?.journal_path(),
+            (Some(config), None) => {
+                let config = crate::config::CoordinatorConfig::load(&config)?;
+                if let Some(journal) = config.journal {
+                    return Ok(Location::Postgres(journal));
+                }
+                config.journal_path()
+            }
             (None, None) => {
                 return Err(BadInput("give --config FILE or --journal PATH".into()).into());
             }
         };
         existing(&path)?;
-        Ok(path)
+        Ok(Location::Sqlite(path))
     }
+}
+
+/// `audit verify` of a PostgreSQL journal: the chain from its first entry
+/// (archives are SQLite files cut from a SQLite journal; there are none).
+fn verify_postgres(
+    journal: &crate::config::JournalConfig,
+    archives: &[PathBuf],
+    output: Output,
+) -> anyhow::Result<Exit> {
+    if !archives.is_empty() {
+        return Err(BadInput(
+            "--archive: archives are cut from a SQLite journal; this configuration's journal is in PostgreSQL".into(),
+        )
+        .into());
+    }
+    let password = journal.password().map_err(BadInput)?;
+    let store = crate::journal::PostgresStore::connect(&journal.postgres, password.as_deref())
+        .map_err(|e| anyhow::anyhow!("cannot open the journal in PostgreSQL: {e}"))?;
+    let verdict = store.verify()?;
+    let name = store.name();
+    let doc = match &verdict {
+        Verdict::Intact { entries } => serde_json::json!({
+            "intact": true,
+            "entries": entries,
+            "starts_after": 0,
+            "archives": 0,
+        }),
+        Verdict::Broken { seq, reason } => serde_json::json!({
+            "intact": false,
+            "file": name,
+            "first_bad_entry": seq,
+            "reason": reason,
+        }),
+    };
+    match (output, &verdict) {
+        (Output::Json, _) => outln!("{doc}"),
+        (Output::Text, Verdict::Intact { entries }) => outln!("{name}: intact, {entries} entries"),
+        (Output::Text, Verdict::Broken { seq, reason }) => {
+            outln!("{name}: BROKEN at entry {seq}: {reason}");
+        }
+    }
+    Ok(match verdict {
+        Verdict::Intact { .. } => Exit::Ok,
+        Verdict::Broken { .. } => Exit::Failed,
+    })
 }
 
 fn existing(path: &Path) -> anyhow::Result<()> {
@@ -87,13 +145,25 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
             journal,
             archive,
             output,
-        } => verify(&journal.path()?, &archive, output),
+        } => match journal.locate()? {
+            Location::Sqlite(path) => verify(&path, &archive, output),
+            Location::Postgres(journal) => verify_postgres(&journal, &archive, output),
+        },
         Args::Archive {
             journal,
             before,
             to,
             output,
-        } => archive(&journal.path()?, before, &to, output),
+        } => match journal.locate()? {
+            Location::Sqlite(path) => archive(&path, before, &to, output),
+            // Moving entries out needs the coordinators stopped (the file is
+            // opened exclusively); a PostgreSQL journal is shared by running
+            // coordinators, and its size is PostgreSQL's to manage.
+            Location::Postgres(_) => Err(BadInput(
+                "audit archive works on a SQLite journal; this configuration's journal is in PostgreSQL, which keeps it (back it up and prune it with PostgreSQL's tools)".into(),
+            )
+            .into()),
+        },
     }
 }
 

@@ -28,11 +28,21 @@ pub struct StepSpec {
     pub params_json: String,
     pub dry_run: bool,
     pub deadline: Option<Duration>,
+    /// When the coordinator stops waiting for this step's answer, in Unix
+    /// milliseconds (0: never said). It goes out in the command
+    /// (`give_up_at_ms`): an agent refuses the command after it.
+    pub give_up_at_ms: i64,
     /// What the journal keeps of this step.
     pub audit: Audit,
     /// The W3C trace context of the step's span, sent inside the signed
     /// command (empty: traces are off, or the step is not traced).
     pub traceparent: String,
+}
+
+/// The give-up time `after` from now, in Unix milliseconds, for
+/// [`StepSpec::give_up_at_ms`].
+pub fn give_up_in(after: Duration) -> i64 {
+    now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// What the journal keeps of a step.
@@ -265,6 +275,7 @@ impl Dispatcher {
                 .map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
             epoch: self.journal.epoch(),
             traceparent: spec.traceparent,
+            give_up_at_ms: spec.give_up_at_ms,
         };
         Ok(Prepared {
             body,
@@ -488,6 +499,7 @@ mod tests {
             params_json: "{}".into(),
             dry_run: false,
             deadline: None,
+            give_up_at_ms: 0,
             audit: Audit::Run,
             traceparent: String::new(),
         }

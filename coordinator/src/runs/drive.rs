@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::{Fact, RunEvent, Runs, notify};
 use crate::fleet::StepOutcome;
-use crate::fleet::dispatch::{Answer, Audit, PendingStep, StepSpec};
+use crate::fleet::dispatch::{Answer, Audit, PendingStep, StepSpec, give_up_in};
 use crate::journal::Record;
 
 /// How long a step is waited for when the plan gives it no `timeout`.
@@ -317,6 +317,9 @@ pub(super) fn step_spec(entry: &super::Entry, d: &Dispatch) -> Option<StepSpec> 
         params_json: with_version(&step.params_json, &entry.meta.to_version),
         dry_run: entry.meta.dry_run,
         deadline: step.timeout,
+        // Computed when the step is first sent (or asked again after a
+        // restart): every ask of this dispatch carries the same give-up.
+        give_up_at_ms: give_up_in(step.timeout.unwrap_or(DEFAULT_STEP_TIME) + STEP_GRACE),
         audit: Audit::Run,
         traceparent: String::new(),
     })
@@ -382,8 +385,11 @@ async fn execute_in_span(
     spec: StepSpec,
     first: Option<PendingStep>,
 ) {
-    let give_up =
-        tokio::time::Instant::now() + spec.deadline.unwrap_or(DEFAULT_STEP_TIME) + STEP_GRACE;
+    // The give-up time the command carries: the agent refuses it after
+    // that (`deadline`), so a command stuck in a dead connection cannot run
+    // once the step is recorded here as timed out.
+    let left_ms = u64::try_from(spec.give_up_at_ms.saturating_sub(now_ms())).unwrap_or(0);
+    let give_up = tokio::time::Instant::now() + Duration::from_millis(left_ms);
     let mut pause = ASK_AGAIN_FIRST;
     let mut first = first;
     // Since when the agent has not been connected, while it is not.

@@ -18,8 +18,11 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{RunEvent, Runs};
+
+/// How long a message's post is waited for.
+const MESSAGE_WAIT: Duration = Duration::from_secs(30);
 use crate::fleet::StepOutcome;
-use crate::fleet::dispatch::{Audit, StepSpec};
+use crate::fleet::dispatch::{Audit, StepSpec, give_up_in};
 use crate::journal::{Incident, Notification, Recipient, Record};
 
 /// When a message goes out.
@@ -629,12 +632,13 @@ pub(super) async fn run_plugin(
         params_json: params.to_string(),
         dry_run: false,
         deadline: Some(Duration::from_secs(20)),
+        give_up_at_ms: give_up_in(MESSAGE_WAIT),
         audit: Audit::Run,
         traceparent: String::new(),
     };
     let pending = runs.dispatcher.send(spec).await;
     let command_id = pending.command_id.clone();
-    let outcome = pending.wait(Duration::from_secs(30)).await;
+    let outcome = pending.wait(MESSAGE_WAIT).await;
     if matches!(outcome, StepOutcome::TimedOut) {
         runs.dispatcher.forget(&command_id);
     }

@@ -148,9 +148,22 @@ impl wire::session_server::Session for SessionService {
         }
 
         let service = self.clone();
+        // An agent heartbeats every `heartbeat_interval`: one silent for
+        // three of them is unreachable (paused, or cut off with the
+        // connection still looking open). Its session ends here, so its
+        // steps are answered `unreachable` and asked again when it is back.
+        let silence = self.config.heartbeat_interval * 3;
         tokio::spawn(async move {
             loop {
-                match inbound.message().await {
+                let Ok(next) = tokio::time::timeout(silence, inbound.message()).await else {
+                    tracing::warn!(
+                        agent = %agent_id,
+                        silent_for = %humantime::format_duration(silence),
+                        "agent unreachable: no heartbeat for three intervals; ending its session"
+                    );
+                    break;
+                };
+                match next {
                     Ok(Some(message)) => {
                         service.registry.touch(&agent_id, session, now_ms());
                         if let Some(reply) = handle(&service, &agent_id, message)
