@@ -40,6 +40,7 @@ for = "2s"
 deciders = ["technical-lead", "release-manager"]
 remedy = "flags-off"
 remedy_hold = "{hold}"
+remedy_approvals = ["release-manager"]
 
 [[phase]]
 id = "flags-off"
@@ -183,7 +184,36 @@ async fn apply_remedy(fleet: &Fleet) -> String {
         ],
     );
     let id = run_id(&started);
-    fleet.approve(&id, &["bob"]);
+    approved_by_a_release_manager(fleet, &started, &id);
+    let lines = fleet.watch_to_end(&id).await;
+    assert_eq!(
+        lines.last().unwrap()["run"]["status"],
+        "succeeded",
+        "{lines:#?}"
+    );
+    id
+}
+
+/// The run waits for the remedy's approvers (`remedy_approvals`: a
+/// release manager), not the plan's run approvers (a technical lead): bob,
+/// a technical lead, may not approve it; alice, a release manager, does.
+fn approved_by_a_release_manager(fleet: &Fleet, started: &Value, id: &str) {
+    let pending = &started["pending_approvals"];
+    assert_eq!(pending[0]["scope"], "run", "{started}");
+    assert_eq!(pending[0]["roles"], json!(["release-manager"]), "{started}");
+    let bob = fleet.cli("bob", &["approve", id]);
+    assert!(!bob.status.success());
+    let said = String::from_utf8_lossy(&bob.stderr);
+    assert!(said.contains("release-manager"), "{said}");
+    fleet.approve(id, &["alice"]);
+}
+
+/// `backout remedy undo RUN` as dave, approved like the remedy, watched to
+/// its end. Its id.
+async fn undo(fleet: &Fleet, remedy_run: &str) -> String {
+    let started = fleet.json("dave", &["remedy", "undo", remedy_run, "--output", "json"]);
+    let id = run_id(&started);
+    approved_by_a_release_manager(fleet, &started, &id);
     let lines = fleet.watch_to_end(&id).await;
     assert_eq!(
         lines.last().unwrap()["run"]["status"],
@@ -244,6 +274,37 @@ async fn the_flag_remedy_clears_the_trigger_so_there_is_no_rollback() {
     assert!(
         report.to_string().contains("new-checkout: true -> false"),
         "{report}"
+    );
+
+    // Undo: the flag is back on, as the remedy's run recorded it, in a run
+    // of its own whose report says so.
+    let undo_run = undo(fleet, &remedy_run).await;
+    assert_eq!(rig.unleash.enabled("new-checkout"), Some(true));
+    let report: Value = serde_json::from_str(&fleet.report(&undo_run, "json")).unwrap();
+    assert_eq!(report["run"]["status"], "succeeded", "{report}");
+    let text = report.to_string();
+    assert!(text.contains("new-checkout: false -> true"), "{report}");
+    assert!(
+        text.contains(&format!("undo of remedy run {remedy_run}")),
+        "{report}"
+    );
+    let markdown = fleet.report(&undo_run, "md");
+    assert!(markdown.contains("undo-flags-off"), "{markdown}");
+    // An undo has nothing to undo, and an unknown run is named.
+    for (run, says) in [
+        (undo_run.as_str(), "there is nothing to restore"),
+        ("run-1-nope", "no run `run-1-nope`"),
+    ] {
+        let out = fleet.cli("dave", &["remedy", "undo", run]);
+        assert!(!out.status.success());
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(says), "{said}");
+    }
+    let env = "/api/admin/projects/default/features/new-checkout/environments/production";
+    let requests = rig.prism.requests();
+    assert!(
+        requests.contains(&("POST".to_string(), format!("{env}/on"))),
+        "{requests:?}"
     );
     assert_within_contract(&rig);
     assert_no_secret_leaves(fleet, &[], &[UNLEASH_TOKEN]);

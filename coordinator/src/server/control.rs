@@ -235,12 +235,19 @@ impl wire::control_server::Control for ControlService {
         if req.reason.trim().is_empty() {
             return Err(Status::invalid_argument("a run needs a reason (--reason)"));
         }
+        let undo = (!req.undo.is_empty()).then_some(req.undo);
+        if undo.is_some() && (!req.phases.is_empty() || req.dry_run || req.drill) {
+            return Err(Status::invalid_argument(
+                "an undo runs the remedy run's own steps back: it takes no phases, dry run or drill",
+            ));
+        }
         let start = StartRun {
             reason: req.reason.clone(),
             to_version: req.to_version,
             phases: req.phases,
             dry_run: req.dry_run,
             drill: req.drill,
+            undo,
         };
         let summary = self
             .runs
@@ -419,6 +426,7 @@ pub(super) fn run_status(e: RunError) -> Status {
         | RunError::Ended { .. }
         | RunError::NothingToApprove(_) => Status::permission_denied(e.to_string()),
         RunError::Plan(_) | RunError::BadVersion(_) => Status::invalid_argument(e.to_string()),
+        RunError::Undo { .. } => Status::failed_precondition(e.to_string()),
     }
 }
 

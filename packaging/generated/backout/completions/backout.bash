@@ -55,6 +55,9 @@ _backout() {
             backout,plan)
                 cmd="backout__subcmd__plan"
                 ;;
+            backout,remedy)
+                cmd="backout__subcmd__remedy"
+                ;;
             backout,report)
                 cmd="backout__subcmd__report"
                 ;;
@@ -136,6 +139,9 @@ _backout() {
             backout__subcmd__help,plan)
                 cmd="backout__subcmd__help__subcmd__plan"
                 ;;
+            backout__subcmd__help,remedy)
+                cmd="backout__subcmd__help__subcmd__remedy"
+                ;;
             backout__subcmd__help,report)
                 cmd="backout__subcmd__help__subcmd__report"
                 ;;
@@ -186,6 +192,9 @@ _backout() {
                 ;;
             backout__subcmd__help__subcmd__plan,schema)
                 cmd="backout__subcmd__help__subcmd__plan__subcmd__schema"
+                ;;
+            backout__subcmd__help__subcmd__remedy,undo)
+                cmd="backout__subcmd__help__subcmd__remedy__subcmd__undo"
                 ;;
             backout__subcmd__help__subcmd__rollback,start)
                 cmd="backout__subcmd__help__subcmd__rollback__subcmd__start"
@@ -250,6 +259,18 @@ _backout() {
             backout__subcmd__plan__subcmd__help,schema)
                 cmd="backout__subcmd__plan__subcmd__help__subcmd__schema"
                 ;;
+            backout__subcmd__remedy,help)
+                cmd="backout__subcmd__remedy__subcmd__help"
+                ;;
+            backout__subcmd__remedy,undo)
+                cmd="backout__subcmd__remedy__subcmd__undo"
+                ;;
+            backout__subcmd__remedy__subcmd__help,help)
+                cmd="backout__subcmd__remedy__subcmd__help__subcmd__help"
+                ;;
+            backout__subcmd__remedy__subcmd__help,undo)
+                cmd="backout__subcmd__remedy__subcmd__help__subcmd__undo"
+                ;;
             backout__subcmd__rollback,help)
                 cmd="backout__subcmd__rollback__subcmd__help"
                 ;;
@@ -287,7 +308,7 @@ _backout() {
 
     case "${cmd}" in
         backout)
-            opts="-h -V --log --log-format --help --version init pki serve agents assess guard signal whoami status rollback approve runs watch report drill abort audit plan dashboard generate-assets help"
+            opts="-h -V --log --log-format --help --version init pki serve agents assess guard signal whoami status rollback remedy approve runs watch report drill abort audit plan dashboard generate-assets help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -907,7 +928,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__help)
-            opts="init pki serve agents assess guard signal whoami status rollback approve runs watch report drill abort audit plan dashboard generate-assets help"
+            opts="init pki serve agents assess guard signal whoami status rollback remedy approve runs watch report drill abort audit plan dashboard generate-assets help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1215,6 +1236,34 @@ _backout() {
             return 0
             ;;
         backout__subcmd__help__subcmd__plan__subcmd__schema)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__help__subcmd__remedy)
+            opts="undo"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__help__subcmd__remedy__subcmd__undo)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1845,6 +1894,156 @@ _backout() {
                 return 0
             fi
             case "${prev}" in
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy)
+            opts="-h --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help undo help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --operator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy__subcmd__help)
+            opts="undo help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy__subcmd__help__subcmd__undo)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy__subcmd__undo)
+            opts="-h --reason --output --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --operator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

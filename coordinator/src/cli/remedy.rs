@@ -1,0 +1,46 @@
+//! `backout remedy undo RUN`: undo a remedy's run (issue 20).
+
+use backout_proto::wire;
+
+use super::client::{ConnectArgs, status_error};
+use super::{Exit, Output};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Args {
+    /// Undo a remedy's run: a run of its own that puts each flag its `flags`
+    /// steps turned off back to the state they recorded first. It needs the
+    /// same approvals as the remedy.
+    ///
+    /// Example: backout remedy undo run-1700000000000-a1b2c3
+    Undo {
+        /// The remedy's run (see `backout runs`).
+        run: String,
+        /// Why (recorded in the journal and the report; default: "undo of remedy run RUN").
+        #[arg(long)]
+        reason: Option<String>,
+        /// text: for people; json: for programs.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
+    let Args::Undo {
+        run,
+        reason,
+        output,
+    } = args;
+    let mut control = connect.control().await?;
+    let request = wire::StartRunRequest {
+        reason: reason.unwrap_or_else(|| format!("undo of remedy run {run}")),
+        undo: run,
+        ..Default::default()
+    };
+    let summary = control
+        .start_run(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    super::runs::print_summary(&summary, output);
+    Ok(Exit::Ok)
+}
