@@ -111,7 +111,7 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Undo a trigger's lighter remedy (a run of its own).
+    /// Apply a trigger's lighter remedy, or undo it (each a run of its own).
     Remedy {
         #[command(subcommand)]
         args: cli::remedy::Args,

@@ -171,18 +171,23 @@ async fn offered(fleet: &Fleet) {
     );
 }
 
-/// The remedy's own run: started with its phase alone, approved by bob,
-/// watched to its end. Its id.
-async fn apply_remedy(fleet: &Fleet) -> String {
-    let started = fleet.start_run(
-        "dave",
-        &[
-            "--phases",
-            "flags-off",
-            "--reason",
-            "remedy for High Error Rate",
-        ],
-    );
+/// The remedy's own run: started with its phase alone (`rollback start
+/// --phases flags-off`, or its shortcut `remedy start TRIGGER`), approved
+/// by a release manager, watched to its end. Its id.
+async fn apply_remedy(fleet: &Fleet, shortcut: bool) -> String {
+    let started = if shortcut {
+        fleet.json("dave", &["remedy", "start", TRIGGER, "--output", "json"])
+    } else {
+        fleet.start_run(
+            "dave",
+            &[
+                "--phases",
+                "flags-off",
+                "--reason",
+                "remedy for High Error Rate",
+            ],
+        )
+    };
     let id = run_id(&started);
     approved_by_a_release_manager(fleet, &started, &id);
     let lines = fleet.watch_to_end(&id).await;
@@ -242,7 +247,7 @@ async fn the_flag_remedy_clears_the_trigger_so_there_is_no_rollback() {
     let fleet = &rig.fleet;
     offered(fleet).await;
 
-    let remedy_run = apply_remedy(fleet).await;
+    let remedy_run = apply_remedy(fleet, false).await;
     assert_eq!(rig.unleash.enabled("new-checkout"), Some(false));
     let doc = assess_until(fleet, "the remedy to clear the trigger", |d| {
         d["verdict"] == "NO ACTION" && row(d)["remedy"]["state"] == "cleared"
@@ -315,7 +320,19 @@ async fn still_firing_after_the_hold_moves_on_to_rollback_naming_the_remedy() {
     let mut rig = rig("remedy-b.test", "3s", false).await;
     offered(&rig.fleet).await;
 
-    let remedy_run = apply_remedy(&rig.fleet).await;
+    // A trigger the plan does not have is bad input (exit 2, named).
+    let out = rig.fleet.cli("dave", &["remedy", "start", "Nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no trigger `Nope` in the plan (its triggers: High Error Rate)"),
+        "{said}"
+    );
+    let remedy_run = apply_remedy(&rig.fleet, true).await;
+    assert_eq!(
+        rig.fleet.run_of(&remedy_run)["reason"],
+        "remedy for High Error Rate"
+    );
     assert_eq!(rig.unleash.enabled("new-checkout"), Some(false));
     // The verdict survives a coordinator restart: the episode and the
     // remedy's run are read back from the journal.

@@ -1,4 +1,5 @@
-//! `backout remedy undo RUN`: undo a remedy's run (issue 20).
+//! `backout remedy start TRIGGER` and `backout remedy undo RUN`: apply a
+//! trigger's lighter remedy, and undo it (issue 20).
 
 use backout_proto::wire;
 
@@ -7,6 +8,21 @@ use super::{Exit, Output};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Args {
+    /// Apply a trigger's remedy: the run of the plan's remedy phase for it
+    /// alone (as `rollback start --phases PHASE`), approved by the trigger's
+    /// `remedy_approvals`.
+    ///
+    /// Example: backout remedy start "High Error Rate"
+    Start {
+        /// The trigger's name, as in the plan.
+        trigger: String,
+        /// Why (recorded in the journal and the report; default: "remedy for TRIGGER").
+        #[arg(long)]
+        reason: Option<String>,
+        /// text: for people; json: for programs.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Undo a remedy's run: a run of its own that puts each flag its `flags`
     /// steps turned off back to the state they recorded first. It needs the
     /// same approvals as the remedy.
@@ -25,17 +41,33 @@ pub enum Args {
 }
 
 pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
-    let Args::Undo {
-        run,
-        reason,
-        output,
-    } = args;
-    let mut control = connect.control().await?;
-    let request = wire::StartRunRequest {
-        reason: reason.unwrap_or_else(|| format!("undo of remedy run {run}")),
-        undo: run,
-        ..Default::default()
+    let (request, output) = match args {
+        Args::Start {
+            trigger,
+            reason,
+            output,
+        } => (
+            wire::StartRunRequest {
+                reason: reason.unwrap_or_else(|| format!("remedy for {trigger}")),
+                remedy_for: trigger,
+                ..Default::default()
+            },
+            output,
+        ),
+        Args::Undo {
+            run,
+            reason,
+            output,
+        } => (
+            wire::StartRunRequest {
+                reason: reason.unwrap_or_else(|| format!("undo of remedy run {run}")),
+                undo: run,
+                ..Default::default()
+            },
+            output,
+        ),
     };
+    let mut control = connect.control().await?;
     let summary = control
         .start_run(request)
         .await

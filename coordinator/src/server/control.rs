@@ -241,10 +241,20 @@ impl wire::control_server::Control for ControlService {
                 "an undo runs the remedy run's own steps back: it takes no phases, dry run or drill",
             ));
         }
+        let phases = if req.remedy_for.is_empty() {
+            req.phases
+        } else {
+            if !req.phases.is_empty() || undo.is_some() {
+                return Err(Status::invalid_argument(
+                    "a remedy runs its own phase: it takes no phases or undo",
+                ));
+            }
+            vec![remedy_phase(self.board()?, &req.remedy_for)?]
+        };
         let start = StartRun {
             reason: req.reason.clone(),
             to_version: req.to_version,
-            phases: req.phases,
+            phases,
             dry_run: req.dry_run,
             drill: req.drill,
             undo,
@@ -414,6 +424,25 @@ impl ControlService {
             )
         })
     }
+}
+
+/// The remedy phase of the plan's trigger named `trigger`.
+fn remedy_phase(board: &Board, trigger: &str) -> Result<String, Status> {
+    let plan = board.plan();
+    let Some(found) = plan.triggers.iter().find(|t| t.name == trigger) else {
+        let names: Vec<&str> = plan.triggers.iter().map(|t| t.name.as_str()).collect();
+        return Err(Status::invalid_argument(format!(
+            "no trigger `{trigger}` in the plan (its triggers: {})",
+            names.join(", ")
+        )));
+    };
+    found
+        .remedy
+        .as_ref()
+        .map(|r| r.phase.clone())
+        .ok_or_else(|| {
+            Status::invalid_argument(format!("trigger `{trigger}` names no `remedy` in the plan"))
+        })
 }
 
 pub(super) fn run_status(e: RunError) -> Status {

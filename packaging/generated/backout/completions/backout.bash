@@ -193,6 +193,9 @@ _backout() {
             backout__subcmd__help__subcmd__plan,schema)
                 cmd="backout__subcmd__help__subcmd__plan__subcmd__schema"
                 ;;
+            backout__subcmd__help__subcmd__remedy,start)
+                cmd="backout__subcmd__help__subcmd__remedy__subcmd__start"
+                ;;
             backout__subcmd__help__subcmd__remedy,undo)
                 cmd="backout__subcmd__help__subcmd__remedy__subcmd__undo"
                 ;;
@@ -262,11 +265,17 @@ _backout() {
             backout__subcmd__remedy,help)
                 cmd="backout__subcmd__remedy__subcmd__help"
                 ;;
+            backout__subcmd__remedy,start)
+                cmd="backout__subcmd__remedy__subcmd__start"
+                ;;
             backout__subcmd__remedy,undo)
                 cmd="backout__subcmd__remedy__subcmd__undo"
                 ;;
             backout__subcmd__remedy__subcmd__help,help)
                 cmd="backout__subcmd__remedy__subcmd__help__subcmd__help"
+                ;;
+            backout__subcmd__remedy__subcmd__help,start)
+                cmd="backout__subcmd__remedy__subcmd__help__subcmd__start"
                 ;;
             backout__subcmd__remedy__subcmd__help,undo)
                 cmd="backout__subcmd__remedy__subcmd__help__subcmd__undo"
@@ -1250,8 +1259,22 @@ _backout() {
             return 0
             ;;
         backout__subcmd__help__subcmd__remedy)
-            opts="undo"
+            opts="start undo"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__help__subcmd__remedy__subcmd__start)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1910,7 +1933,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__remedy)
-            opts="-h --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help undo help"
+            opts="-h --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help start undo help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1960,7 +1983,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__remedy__subcmd__help)
-            opts="undo help"
+            opts="start undo help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1987,6 +2010,20 @@ _backout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        backout__subcmd__remedy__subcmd__help__subcmd__start)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         backout__subcmd__remedy__subcmd__help__subcmd__undo)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1994,6 +2031,64 @@ _backout() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy__subcmd__start)
+            opts="-h --reason --output --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --operator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
