@@ -188,8 +188,14 @@ async fn apply_remedy(fleet: &Fleet, shortcut: bool) -> String {
             ],
         )
     };
-    let id = run_id(&started);
-    approved_by_a_release_manager(fleet, &started, &id);
+    approved_and_done(fleet, &started).await
+}
+
+/// The run `started` approved by a release manager and watched to its
+/// end, which is a success. Its id.
+async fn approved_and_done(fleet: &Fleet, started: &Value) -> String {
+    let id = run_id(started);
+    approved_by_a_release_manager(fleet, started, &id);
     let lines = fleet.watch_to_end(&id).await;
     assert_eq!(
         lines.last().unwrap()["run"]["status"],
@@ -217,15 +223,7 @@ fn approved_by_a_release_manager(fleet: &Fleet, started: &Value, id: &str) {
 /// its end. Its id.
 async fn undo(fleet: &Fleet, remedy_run: &str) -> String {
     let started = fleet.json("dave", &["remedy", "undo", remedy_run, "--output", "json"]);
-    let id = run_id(&started);
-    approved_by_a_release_manager(fleet, &started, &id);
-    let lines = fleet.watch_to_end(&id).await;
-    assert_eq!(
-        lines.last().unwrap()["run"]["status"],
-        "succeeded",
-        "{lines:#?}"
-    );
-    id
+    approved_and_done(fleet, &started).await
 }
 
 /// Prism saw the flag read and turned off, and found no violation of

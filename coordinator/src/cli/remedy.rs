@@ -46,26 +46,28 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
             trigger,
             reason,
             output,
-        } => (
-            wire::StartRunRequest {
-                reason: reason.unwrap_or_else(|| format!("remedy for {trigger}")),
+        } => {
+            let reason = reason.unwrap_or_else(|| format!("remedy for {trigger}"));
+            let request = wire::StartRunRequest {
+                reason,
                 remedy_for: trigger,
                 ..Default::default()
-            },
-            output,
-        ),
+            };
+            (request, output)
+        }
         Args::Undo {
             run,
             reason,
             output,
-        } => (
-            wire::StartRunRequest {
-                reason: reason.unwrap_or_else(|| format!("undo of remedy run {run}")),
+        } => {
+            let reason = reason.unwrap_or_else(|| format!("undo of remedy run {run}"));
+            let request = wire::StartRunRequest {
+                reason,
                 undo: run,
                 ..Default::default()
-            },
-            output,
-        ),
+            };
+            (request, output)
+        }
     };
     let mut control = connect.control().await?;
     let summary = control
