@@ -364,6 +364,19 @@ mod tests {
         assert_eq!(remedy.phase, "flags-off");
         assert_eq!(remedy.hold, Duration::from_secs(300));
         assert_eq!(remedy.approvals, ["release-manager"]);
+        // A run of the remedy's phase alone is approved by them; any other
+        // run by the plan's run approvals.
+        let phases = |ids: &[&str]| ids.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            approvals_for(&plan, &phases(&["flags-off"])),
+            Some(vec!["release-manager".to_string()])
+        );
+        assert_eq!(approvals_for(&plan, &phases(&["application"])), None);
+        assert_eq!(
+            approvals_for(&plan, &phases(&["flags-off", "application"])),
+            None
+        );
+        assert_eq!(approvals_for(&plan, &[]), None);
         let phase = plan.phases.iter().find(|p| p.id == remedy.phase).unwrap();
         assert_eq!(describe(phase), "turn off flags new-checkout");
         assert!(section.contains(&command(&remedy, &trigger.name)));
