@@ -111,6 +111,13 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Apply a trigger's lighter remedy, or undo it (each a run of its own).
+    Remedy {
+        #[command(subcommand)]
+        args: cli::remedy::Args,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Approve (or refuse) a run or one of its gated phases, under your own certificate.
     ///
     /// Example: backout approve run-1700000000000-a1b2c3 --phase database
@@ -202,6 +209,7 @@ async fn run(command: Command) -> anyhow::Result<Exit> {
         Command::Signal { args, connect } => cli::signal::run(args, &connect).await,
         Command::Whoami { connect } => cli::whoami::run(&connect).await,
         Command::Rollback { args, connect } => cli::rollback::run(args, &connect).await,
+        Command::Remedy { args, connect } => cli::remedy::run(args, &connect).await,
         Command::Approve { args, connect } => cli::approve::run(args, &connect).await,
         Command::Runs { args, connect } => cli::runs::run(args, &connect).await,
         Command::Watch { args, connect } => cli::watch::run(args, &connect).await,

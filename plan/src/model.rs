@@ -210,6 +210,9 @@ pub struct TriggerSpec {
     /// How long the trigger has to clear once the remedy succeeded.
     #[serde(default)]
     pub remedy_hold: Option<String>,
+    /// The roles that approve the remedy's run (default: `deciders`).
+    #[serde(default)]
+    pub remedy_approvals: Option<Vec<String>>,
 }
 
 /// `[decide_within]`: how long the deciders have, from the moment a
@@ -551,6 +554,30 @@ impl Plan {
                     ));
                 }
             }
+            if spec.remedy.is_none() && spec.remedy_approvals.is_some() {
+                return Err(bad(
+                    field("remedy_approvals"),
+                    "there is no `remedy`".into(),
+                ));
+            }
+            let remedy_approvals = spec
+                .remedy_approvals
+                .clone()
+                .unwrap_or_else(|| spec.deciders.clone());
+            if remedy_approvals.is_empty() {
+                return Err(bad(
+                    field("remedy_approvals"),
+                    "name at least one role (or leave it out: the deciders approve)".into(),
+                ));
+            }
+            for role in &remedy_approvals {
+                if !file.roles.contains_key(role) {
+                    return Err(bad(
+                        field("remedy_approvals"),
+                        format!("unknown role `{role}` (add it to [roles])"),
+                    ));
+                }
+            }
             let remedy = match (&spec.remedy, &spec.remedy_hold) {
                 (None, None) => None,
                 (None, Some(_)) => {
@@ -581,6 +608,7 @@ impl Plan {
                     Some(crate::remedy::Remedy {
                         phase: phase.clone(),
                         hold,
+                        approvals: remedy_approvals,
                     })
                 }
             };
@@ -933,6 +961,7 @@ mod tests {
             Some(crate::remedy::Remedy {
                 phase: "flags-off".into(),
                 hold: Duration::from_secs(300),
+                approvals: vec!["rm".into()],
             })
         );
         for (class, remedy, optional, field) in [
@@ -943,6 +972,24 @@ mod tests {
                 "remedy = \"flags-off\"",
                 true,
                 "trigger[0].remedy_hold",
+            ),
+            (
+                "considered",
+                "remedy = \"flags-off\"\nremedy_hold = \"5m\"\nremedy_approvals = [\"cto\"]",
+                true,
+                "field `trigger[0].remedy_approvals`: unknown role `cto`",
+            ),
+            (
+                "considered",
+                "remedy = \"flags-off\"\nremedy_hold = \"5m\"\nremedy_approvals = []",
+                true,
+                "trigger[0].remedy_approvals",
+            ),
+            (
+                "considered",
+                "remedy_approvals = [\"rm\"]",
+                true,
+                "field `trigger[0].remedy_approvals`: there is no `remedy`",
             ),
         ] {
             let err = Plan::parse(Path::new("p.toml"), &plan(class, remedy, optional))

@@ -16,6 +16,9 @@ pub struct Remedy {
     pub phase: String,
     /// How long the trigger has to clear once the remedy succeeded.
     pub hold: Duration,
+    /// The roles that approve its run (`remedy_approvals`, default: the
+    /// trigger's deciders), in place of the plan's run approvals.
+    pub approvals: Vec<String>,
 }
 
 /// The newest run of the remedy's phase.
@@ -147,6 +150,110 @@ pub fn verdict(remedy: &Remedy, firing: bool, attempt: Option<&Attempt>, now_ms:
     }
 }
 
+/// When a run of `phases` is a remedy's run (exactly one trigger's remedy
+/// phase): the roles that approve it, in place of the plan's run approvals
+/// (every trigger's `remedy_approvals` naming that phase, in order, once).
+pub fn approvals_for(plan: &crate::model::Plan, phases: &[String]) -> Option<Vec<String>> {
+    let mut roles: Vec<String> = Vec::new();
+    let mut found = false;
+    for remedy in plan.triggers.iter().filter_map(|t| t.remedy.as_ref()) {
+        if phases == [remedy.phase.as_str()] {
+            found = true;
+            for role in &remedy.approvals {
+                if !roles.contains(role) {
+                    roles.push(role.clone());
+                }
+            }
+        }
+    }
+    found.then_some(roles)
+}
+
+/// A flags step of the remedy's run that succeeded, with what it recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub phase: String,
+    pub step: String,
+    pub host: String,
+    /// The step's data; its `before` (flag -> enabled) is what is restored.
+    pub data: serde_json::Value,
+}
+
+/// Why a run cannot be undone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UndoError {
+    #[error(
+        "run {0} has no succeeded `flags` `off` step that recorded the flags' state: there is nothing to restore"
+    )]
+    NothingRecorded(String),
+}
+
+/// The plan of the run that undoes a remedy's run (`backout remedy undo
+/// RUN`): for each of its `flags` `off` steps that succeeded, a `flags`
+/// `restore` step on the same host with the same params, `flags` replaced
+/// by `previous`, the state the step recorded before it changed anything.
+/// Each phase becomes `undo-PHASE` with the remedy's approvals: putting a
+/// flag back on is a change like turning it off.
+pub fn undo_plan(
+    run_id: &str,
+    remedy: &crate::run::RunPlan,
+    recorded: &[Recorded],
+) -> Result<crate::run::RunPlan, UndoError> {
+    use crate::run::{PhasePlan, StepPlan};
+    let mut phases = Vec::new();
+    for phase in &remedy.phases {
+        let mut steps: Vec<StepPlan> = Vec::new();
+        for step in phase
+            .steps
+            .iter()
+            .filter(|s| s.plugin == "flags" && s.action == "off")
+        {
+            for host in &step.hosts {
+                let Some(before) = recorded
+                    .iter()
+                    .find(|r| r.phase == phase.id && r.step == step.id && &r.host == host)
+                    .and_then(|r| r.data.get("before"))
+                    .filter(|b| b.as_object().is_some_and(|m| !m.is_empty()))
+                else {
+                    continue;
+                };
+                let mut params: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&step.params_json).unwrap_or_default();
+                params.remove("flags");
+                params.insert("previous".into(), before.clone());
+                let id = if step.hosts.len() == 1 {
+                    format!("restore-{}", step.id)
+                } else {
+                    format!("restore-{}-{host}", step.id)
+                };
+                steps.push(StepPlan {
+                    id,
+                    action: "restore".into(),
+                    params_json: serde_json::Value::Object(params).to_string(),
+                    hosts: vec![host.clone()],
+                    ..step.clone()
+                });
+            }
+        }
+        if !steps.is_empty() {
+            phases.push(PhasePlan {
+                id: format!("undo-{}", phase.id),
+                after: Vec::new(),
+                steps,
+                ..phase.clone()
+            });
+        }
+    }
+    if phases.is_empty() {
+        return Err(UndoError::NothingRecorded(run_id.to_string()));
+    }
+    Ok(crate::run::RunPlan {
+        approvals: remedy.approvals.clone(),
+        self_approval: remedy.self_approval,
+        phases,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -156,6 +263,7 @@ mod tests {
         Remedy {
             phase: "flags-off".into(),
             hold: Duration::from_secs(300),
+            approvals: vec!["technical-lead".into()],
         }
     }
 
@@ -255,6 +363,20 @@ mod tests {
         let remedy = trigger.remedy.clone().unwrap();
         assert_eq!(remedy.phase, "flags-off");
         assert_eq!(remedy.hold, Duration::from_secs(300));
+        assert_eq!(remedy.approvals, ["release-manager"]);
+        // A run of the remedy's phase alone is approved by them; any other
+        // run by the plan's run approvals.
+        let phases = |ids: &[&str]| ids.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            approvals_for(&plan, &phases(&["flags-off"])),
+            Some(vec!["release-manager".to_string()])
+        );
+        assert_eq!(approvals_for(&plan, &phases(&["application"])), None);
+        assert_eq!(
+            approvals_for(&plan, &phases(&["flags-off", "application"])),
+            None
+        );
+        assert_eq!(approvals_for(&plan, &[]), None);
         let phase = plan.phases.iter().find(|p| p.id == remedy.phase).unwrap();
         assert_eq!(describe(phase), "turn off flags new-checkout");
         assert!(section.contains(&command(&remedy, &trigger.name)));
@@ -273,6 +395,64 @@ mod tests {
             started_at_ms: started,
             ended,
         }
+    }
+
+    #[test]
+    fn the_undo_restores_what_the_remedys_flags_steps_recorded() {
+        use crate::run::{PhasePlan, RunPlan, StepPlan};
+        use crate::sections::OnFailure;
+        let off = StepPlan {
+            id: "off".into(),
+            plugin: "flags".into(),
+            action: "off".into(),
+            params_json: r#"{"api_base":"http://u","environment":"production","flags":["new-checkout"],"token":"${secret:T}"}"#.into(),
+            timeout: None,
+            hosts: vec!["app-1".into()],
+            on_failure: OnFailure::Halt,
+            retries: 0,
+            backoff: Duration::from_secs(5),
+        };
+        let remedy = RunPlan {
+            approvals: vec!["technical-lead".into()],
+            self_approval: false,
+            phases: vec![PhasePlan {
+                id: "flags-off".into(),
+                after: vec![],
+                approvals: vec![],
+                time_limit: None,
+                rolling: 0,
+                steps: vec![off],
+            }],
+        };
+        assert_eq!(
+            undo_plan("run-1", &remedy, &[]),
+            Err(UndoError::NothingRecorded("run-1".into()))
+        );
+        let recorded = Recorded {
+            phase: "flags-off".into(),
+            step: "off".into(),
+            host: "app-1".into(),
+            data: serde_json::json!({ "before": { "new-checkout": true } }),
+        };
+        let undo = undo_plan("run-1", &remedy, &[recorded]).unwrap();
+        assert_eq!(undo.approvals, ["technical-lead"]);
+        assert_eq!(undo.phases[0].id, "undo-flags-off");
+        let step = &undo.phases[0].steps[0];
+        assert_eq!(
+            (step.id.as_str(), step.action.as_str()),
+            ("restore-off", "restore")
+        );
+        assert_eq!(step.hosts, ["app-1"]);
+        let params: serde_json::Value = serde_json::from_str(&step.params_json).unwrap();
+        assert_eq!(
+            params,
+            serde_json::json!({
+                "api_base": "http://u",
+                "environment": "production",
+                "previous": { "new-checkout": true },
+                "token": "${secret:T}"
+            })
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ for = "2s"
 deciders = ["technical-lead", "release-manager"]
 remedy = "flags-off"
 remedy_hold = "{hold}"
+remedy_approvals = ["release-manager"]
 
 [[phase]]
 id = "flags-off"
@@ -170,20 +171,31 @@ async fn offered(fleet: &Fleet) {
     );
 }
 
-/// The remedy's own run: started with its phase alone, approved by bob,
-/// watched to its end. Its id.
-async fn apply_remedy(fleet: &Fleet) -> String {
-    let started = fleet.start_run(
-        "dave",
-        &[
-            "--phases",
-            "flags-off",
-            "--reason",
-            "remedy for High Error Rate",
-        ],
-    );
-    let id = run_id(&started);
-    fleet.approve(&id, &["bob"]);
+/// The remedy's own run: started with its phase alone (`rollback start
+/// --phases flags-off`, or its shortcut `remedy start TRIGGER`), approved
+/// by a release manager, watched to its end. Its id.
+async fn apply_remedy(fleet: &Fleet, shortcut: bool) -> String {
+    let started = if shortcut {
+        fleet.json("dave", &["remedy", "start", TRIGGER, "--output", "json"])
+    } else {
+        fleet.start_run(
+            "dave",
+            &[
+                "--phases",
+                "flags-off",
+                "--reason",
+                "remedy for High Error Rate",
+            ],
+        )
+    };
+    approved_and_done(fleet, &started).await
+}
+
+/// The run `started` approved by a release manager and watched to its
+/// end, which is a success. Its id.
+async fn approved_and_done(fleet: &Fleet, started: &Value) -> String {
+    let id = run_id(started);
+    approved_by_a_release_manager(fleet, started, &id);
     let lines = fleet.watch_to_end(&id).await;
     assert_eq!(
         lines.last().unwrap()["run"]["status"],
@@ -191,6 +203,27 @@ async fn apply_remedy(fleet: &Fleet) -> String {
         "{lines:#?}"
     );
     id
+}
+
+/// The run waits for the remedy's approvers (`remedy_approvals`: a
+/// release manager), not the plan's run approvers (a technical lead): bob,
+/// a technical lead, may not approve it; alice, a release manager, does.
+fn approved_by_a_release_manager(fleet: &Fleet, started: &Value, id: &str) {
+    let pending = &started["pending_approvals"];
+    assert_eq!(pending[0]["scope"], "run", "{started}");
+    assert_eq!(pending[0]["roles"], json!(["release-manager"]), "{started}");
+    let bob = fleet.cli("bob", &["approve", id]);
+    assert!(!bob.status.success());
+    let said = String::from_utf8_lossy(&bob.stderr);
+    assert!(said.contains("release-manager"), "{said}");
+    fleet.approve(id, &["alice"]);
+}
+
+/// `backout remedy undo RUN` as dave, approved like the remedy, watched to
+/// its end. Its id.
+async fn undo(fleet: &Fleet, remedy_run: &str) -> String {
+    let started = fleet.json("dave", &["remedy", "undo", remedy_run, "--output", "json"]);
+    approved_and_done(fleet, &started).await
 }
 
 /// Prism saw the flag read and turned off, and found no violation of
@@ -212,7 +245,7 @@ async fn the_flag_remedy_clears_the_trigger_so_there_is_no_rollback() {
     let fleet = &rig.fleet;
     offered(fleet).await;
 
-    let remedy_run = apply_remedy(fleet).await;
+    let remedy_run = apply_remedy(fleet, false).await;
     assert_eq!(rig.unleash.enabled("new-checkout"), Some(false));
     let doc = assess_until(fleet, "the remedy to clear the trigger", |d| {
         d["verdict"] == "NO ACTION" && row(d)["remedy"]["state"] == "cleared"
@@ -245,6 +278,37 @@ async fn the_flag_remedy_clears_the_trigger_so_there_is_no_rollback() {
         report.to_string().contains("new-checkout: true -> false"),
         "{report}"
     );
+
+    // Undo: the flag is back on, as the remedy's run recorded it, in a run
+    // of its own whose report says so.
+    let undo_run = undo(fleet, &remedy_run).await;
+    assert_eq!(rig.unleash.enabled("new-checkout"), Some(true));
+    let report: Value = serde_json::from_str(&fleet.report(&undo_run, "json")).unwrap();
+    assert_eq!(report["run"]["status"], "succeeded", "{report}");
+    let text = report.to_string();
+    assert!(text.contains("new-checkout: false -> true"), "{report}");
+    assert!(
+        text.contains(&format!("undo of remedy run {remedy_run}")),
+        "{report}"
+    );
+    let markdown = fleet.report(&undo_run, "md");
+    assert!(markdown.contains("undo-flags-off"), "{markdown}");
+    // An undo has nothing to undo, and an unknown run is named.
+    for (run, says) in [
+        (undo_run.as_str(), "there is nothing to restore"),
+        ("run-1-nope", "no run `run-1-nope`"),
+    ] {
+        let out = fleet.cli("dave", &["remedy", "undo", run]);
+        assert!(!out.status.success());
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(says), "{said}");
+    }
+    let env = "/api/admin/projects/default/features/new-checkout/environments/production";
+    let requests = rig.prism.requests();
+    assert!(
+        requests.contains(&("POST".to_string(), format!("{env}/on"))),
+        "{requests:?}"
+    );
     assert_within_contract(&rig);
     assert_no_secret_leaves(fleet, &[], &[UNLEASH_TOKEN]);
 }
@@ -254,7 +318,19 @@ async fn still_firing_after_the_hold_moves_on_to_rollback_naming_the_remedy() {
     let mut rig = rig("remedy-b.test", "3s", false).await;
     offered(&rig.fleet).await;
 
-    let remedy_run = apply_remedy(&rig.fleet).await;
+    // A trigger the plan does not have is bad input (exit 2, named).
+    let out = rig.fleet.cli("dave", &["remedy", "start", "Nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no trigger `Nope` in the plan (its triggers: High Error Rate)"),
+        "{said}"
+    );
+    let remedy_run = apply_remedy(&rig.fleet, true).await;
+    assert_eq!(
+        rig.fleet.run_of(&remedy_run)["reason"],
+        "remedy for High Error Rate"
+    );
     assert_eq!(rig.unleash.enabled("new-checkout"), Some(false));
     // The verdict survives a coordinator restart: the episode and the
     // remedy's run are read back from the journal.

@@ -42,6 +42,7 @@ pub mod matrix;
 pub mod pki;
 pub mod plan;
 pub mod reference;
+pub mod remedy;
 pub mod report;
 pub mod rollback;
 pub mod runs;

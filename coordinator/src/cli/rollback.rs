@@ -43,7 +43,7 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
         to_version: to.unwrap_or_default(),
         phases,
         dry_run,
-        drill: false,
+        ..Default::default()
     };
     let summary = control
         .start_run(request)

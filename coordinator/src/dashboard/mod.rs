@@ -951,7 +951,7 @@ async fn dry_run(
         to_version: form.to.trim().to_string(),
         phases: Vec::new(),
         dry_run: true,
-        drill: false,
+        ..Default::default()
     };
     let result = app
         .upstream

@@ -44,6 +44,8 @@ pub struct StartRun {
     pub phases: Vec<String>,
     pub dry_run: bool,
     pub drill: bool,
+    /// Undo this remedy run instead (`backout remedy undo RUN`).
+    pub undo: Option<String>,
 }
 
 /// What a succeeded step reported: its one line and its data (JSON text).
@@ -129,6 +131,8 @@ pub enum RunError {
     Journal(String),
     #[error("{0}")]
     BadVersion(String),
+    #[error("cannot undo run {run}: {why}")]
+    Undo { run: String, why: String },
 }
 
 /// Checks `--to`: a plain version token, present when a step needs it.
@@ -594,25 +598,38 @@ impl Runs {
     /// Starts a run and its driver task. A dry run needs no approvals: it
     /// changes nothing.
     pub fn start(self: &Arc<Self>, by: &str, req: &StartRun) -> Result<Summary, RunError> {
-        let StartRun {
-            reason,
-            to_version,
-            phases,
-            dry_run,
-            drill,
-        } = req;
-        let (reason, to_version, dry_run, drill) =
-            (reason.as_str(), to_version.as_str(), *dry_run, *drill);
         let board = self.board.as_ref().ok_or(RunError::NoPlan)?;
-        let mut plan = RunPlan::new(board.plan(), phases)?;
-        if dry_run {
-            plan = plan.without_approvals();
-        }
-        check_version(&plan, to_version)?;
         let now = now_ms();
-        if !dry_run {
-            self.note_remedies(board, phases, now);
-        }
+        let plan = match &req.undo {
+            Some(remedy_run) => self.undo_plan(remedy_run)?,
+            None => {
+                let mut plan = RunPlan::new(board.plan(), &req.phases)?;
+                match backout_plan::remedy::approvals_for(board.plan(), &req.phases) {
+                    // A remedy's run: its own approvals (`remedy_approvals`).
+                    Some(roles) => plan.approvals = roles,
+                    None if !req.dry_run => self.note_remedies(board, now),
+                    None => {}
+                }
+                plan
+            }
+        };
+        let plan = if req.dry_run {
+            plan.without_approvals()
+        } else {
+            plan
+        };
+        check_version(&plan, &req.to_version)?;
+        let (reason, to_version, dry_run, drill) = (
+            req.reason.as_str(),
+            req.to_version.as_str(),
+            req.dry_run,
+            req.drill,
+        );
+        // An undo's phases are its own (`undo-PHASE`), not the plan's.
+        let phases: Vec<String> = match req.undo {
+            Some(_) => plan.phases.iter().map(|p| p.id.clone()).collect(),
+            None => req.phases.clone(),
+        };
         let id = format!(
             "run-{now}-{}",
             &hex::encode(backout_proto::command::new_nonce())[..6]
@@ -630,7 +647,7 @@ impl Runs {
         let created = Record::RunCreated(RunCreated {
             reason: reason.into(),
             to_version: to_version.into(),
-            phases: phases.clone(),
+            phases,
             dry_run,
             drill,
             by: by.into(),

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use backout_plan::matrix::Row;
 use backout_plan::remedy::{self, RunBrief, Verdict};
-use backout_plan::run::RunStatus;
+use backout_plan::run::{Outcome, RunPlan, RunStatus};
 use backout_plan::window::State;
 
-use super::Runs;
+use super::{RunError, Runs};
 use crate::journal::Record;
 use crate::signals::board::Board;
 
@@ -119,16 +119,7 @@ impl Runs {
     /// Before a rollback run (not a remedy's own run) starts: journals each
     /// remedy tried for the triggers it decides, outside runs, so the run's
     /// report names the attempt among its evidence.
-    pub(super) fn note_remedies(&self, board: &Board, phases: &[String], now_ms: i64) {
-        let plan = board.plan();
-        let remedy_run = plan
-            .triggers
-            .iter()
-            .filter_map(|t| t.remedy.as_ref())
-            .any(|r| phases == [r.phase.as_str()]);
-        if remedy_run {
-            return;
-        }
+    pub(super) fn note_remedies(&self, board: &Board, now_ms: i64) {
         for (trigger, view) in self.remedies(&board.matrix(now_ms).rows, now_ms) {
             let Some(run_id) = &view.run_id else {
                 continue;
@@ -148,5 +139,51 @@ impl Runs {
                 tracing::error!(error = %e, "cannot journal the remedy tried before a rollback");
             }
         }
+    }
+
+    /// The plan of the run that undoes remedy run `run_id`
+    /// (`backout_plan::remedy::undo_plan`), from what the journal holds of
+    /// it: its plan and the data of its succeeded steps. The remedy run must
+    /// have ended, for real (a dry run changed nothing).
+    pub(super) fn undo_plan(&self, run_id: &str) -> Result<RunPlan, RunError> {
+        let why = |why: &str| RunError::Undo {
+            run: run_id.to_string(),
+            why: why.to_string(),
+        };
+        let entries = self
+            .journal
+            .entries(Some(run_id))
+            .map_err(|e| RunError::Journal(e.to_string()))?;
+        let created = entries
+            .iter()
+            .find_map(|e| match &e.record {
+                Record::RunCreated(c) => Some(c),
+                _ => None,
+            })
+            .ok_or_else(|| RunError::UnknownRun(run_id.to_string()))?;
+        if created.dry_run {
+            return Err(why("it was a dry run: it changed nothing"));
+        }
+        if !entries
+            .iter()
+            .any(|e| matches!(e.record, Record::RunEnded { .. }))
+        {
+            return Err(why("it has not ended yet (abort it first, or wait)"));
+        }
+        let recorded: Vec<remedy::Recorded> = entries
+            .iter()
+            .filter_map(|e| match &e.record {
+                Record::RunFinished(f) if f.outcome == Outcome::Succeeded => {
+                    Some(remedy::Recorded {
+                        phase: f.phase.clone(),
+                        step: f.step.clone(),
+                        host: f.host.clone(),
+                        data: f.data.clone()?,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        remedy::undo_plan(run_id, &created.plan, &recorded).map_err(|e| why(&e.to_string()))
     }
 }

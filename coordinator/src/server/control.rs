@@ -235,12 +235,29 @@ impl wire::control_server::Control for ControlService {
         if req.reason.trim().is_empty() {
             return Err(Status::invalid_argument("a run needs a reason (--reason)"));
         }
+        let undo = (!req.undo.is_empty()).then_some(req.undo);
+        if undo.is_some() && (!req.phases.is_empty() || req.dry_run || req.drill) {
+            return Err(Status::invalid_argument(
+                "an undo runs the remedy run's own steps back: it takes no phases, dry run or drill",
+            ));
+        }
+        let phases = if req.remedy_for.is_empty() {
+            req.phases
+        } else {
+            if !req.phases.is_empty() || undo.is_some() {
+                return Err(Status::invalid_argument(
+                    "a remedy runs its own phase: it takes no phases or undo",
+                ));
+            }
+            vec![remedy_phase(self.board()?, &req.remedy_for)?]
+        };
         let start = StartRun {
             reason: req.reason.clone(),
             to_version: req.to_version,
-            phases: req.phases,
+            phases,
             dry_run: req.dry_run,
             drill: req.drill,
+            undo,
         };
         let summary = self
             .runs
@@ -409,6 +426,25 @@ impl ControlService {
     }
 }
 
+/// The remedy phase of the plan's trigger named `trigger`.
+fn remedy_phase(board: &Board, trigger: &str) -> Result<String, Status> {
+    let plan = board.plan();
+    let Some(found) = plan.triggers.iter().find(|t| t.name == trigger) else {
+        let names: Vec<&str> = plan.triggers.iter().map(|t| t.name.as_str()).collect();
+        return Err(Status::invalid_argument(format!(
+            "no trigger `{trigger}` in the plan (its triggers: {})",
+            names.join(", ")
+        )));
+    };
+    found
+        .remedy
+        .as_ref()
+        .map(|r| r.phase.clone())
+        .ok_or_else(|| {
+            Status::invalid_argument(format!("trigger `{trigger}` names no `remedy` in the plan"))
+        })
+}
+
 pub(super) fn run_status(e: RunError) -> Status {
     match e {
         RunError::UnknownRun(_) => Status::not_found(e.to_string()),
@@ -419,6 +455,7 @@ pub(super) fn run_status(e: RunError) -> Status {
         | RunError::Ended { .. }
         | RunError::NothingToApprove(_) => Status::permission_denied(e.to_string()),
         RunError::Plan(_) | RunError::BadVersion(_) => Status::invalid_argument(e.to_string()),
+        RunError::Undo { .. } => Status::failed_precondition(e.to_string()),
     }
 }
 

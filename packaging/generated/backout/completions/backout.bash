@@ -52,6 +52,9 @@ _backout() {
             backout,plan)
                 cmd="backout__subcmd__plan"
                 ;;
+            backout,remedy)
+                cmd="backout__subcmd__remedy"
+                ;;
             backout,report)
                 cmd="backout__subcmd__report"
                 ;;
@@ -130,6 +133,9 @@ _backout() {
             backout__subcmd__help,plan)
                 cmd="backout__subcmd__help__subcmd__plan"
                 ;;
+            backout__subcmd__help,remedy)
+                cmd="backout__subcmd__help__subcmd__remedy"
+                ;;
             backout__subcmd__help,report)
                 cmd="backout__subcmd__help__subcmd__report"
                 ;;
@@ -177,6 +183,12 @@ _backout() {
                 ;;
             backout__subcmd__help__subcmd__plan,schema)
                 cmd="backout__subcmd__help__subcmd__plan__subcmd__schema"
+                ;;
+            backout__subcmd__help__subcmd__remedy,start)
+                cmd="backout__subcmd__help__subcmd__remedy__subcmd__start"
+                ;;
+            backout__subcmd__help__subcmd__remedy,undo)
+                cmd="backout__subcmd__help__subcmd__remedy__subcmd__undo"
                 ;;
             backout__subcmd__help__subcmd__rollback,start)
                 cmd="backout__subcmd__help__subcmd__rollback__subcmd__start"
@@ -235,6 +247,24 @@ _backout() {
             backout__subcmd__plan__subcmd__help,schema)
                 cmd="backout__subcmd__plan__subcmd__help__subcmd__schema"
                 ;;
+            backout__subcmd__remedy,help)
+                cmd="backout__subcmd__remedy__subcmd__help"
+                ;;
+            backout__subcmd__remedy,start)
+                cmd="backout__subcmd__remedy__subcmd__start"
+                ;;
+            backout__subcmd__remedy,undo)
+                cmd="backout__subcmd__remedy__subcmd__undo"
+                ;;
+            backout__subcmd__remedy__subcmd__help,help)
+                cmd="backout__subcmd__remedy__subcmd__help__subcmd__help"
+                ;;
+            backout__subcmd__remedy__subcmd__help,start)
+                cmd="backout__subcmd__remedy__subcmd__help__subcmd__start"
+                ;;
+            backout__subcmd__remedy__subcmd__help,undo)
+                cmd="backout__subcmd__remedy__subcmd__help__subcmd__undo"
+                ;;
             backout__subcmd__rollback,help)
                 cmd="backout__subcmd__rollback__subcmd__help"
                 ;;
@@ -272,7 +302,7 @@ _backout() {
 
     case "${cmd}" in
         backout)
-            opts="-h -V --log --log-format --help --version init pki serve agents assess guard signal whoami status rollback approve runs watch report drill abort audit plan dashboard help"
+            opts="-h -V --log --log-format --help --version init pki serve agents assess guard signal whoami status rollback remedy approve runs watch report drill abort audit plan dashboard help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -870,7 +900,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__help)
-            opts="init pki serve agents assess guard signal whoami status rollback approve runs watch report drill abort audit plan dashboard help"
+            opts="init pki serve agents assess guard signal whoami status rollback remedy approve runs watch report drill abort audit plan dashboard help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1150,6 +1180,48 @@ _backout() {
             return 0
             ;;
         backout__subcmd__help__subcmd__plan__subcmd__schema)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__help__subcmd__remedy)
+            opts="start undo"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__help__subcmd__remedy__subcmd__start)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__help__subcmd__remedy__subcmd__undo)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1724,6 +1796,228 @@ _backout() {
                 return 0
             fi
             case "${prev}" in
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy)
+            opts="-h --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help start undo help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --operator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy__subcmd__help)
+            opts="start undo help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy__subcmd__help__subcmd__start)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy__subcmd__help__subcmd__undo)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy__subcmd__start)
+            opts="-h --reason --output --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --operator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backout__subcmd__remedy__subcmd__undo)
+            opts="-h --reason --output --coordinator --pki --operator --ca --cert --key --server-name --log --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --operator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
