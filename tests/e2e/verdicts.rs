@@ -727,6 +727,17 @@ deciders = ["release-manager"]
     );
     assert_eq!(row(&doc, "Canary Fails")["state"], "FIRED", "{doc}");
     assert_eq!(row(&doc, "Even Canary Fails")["state"], "ok", "{doc}");
+    // What the dashboard charts: both sides' values and the figures.
+    let judge = &signal(&doc, "slow_canary")["judge"];
+    assert!(
+        judge["caption"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("fail: U ")
+            && judge["canary"].as_array().is_some_and(|v| v.len() >= 5)
+            && judge["baseline"].as_array().is_some_and(|v| v.len() >= 5),
+        "{judge}"
+    );
     assert_eq!(doc["verdict"], "IMMEDIATE ROLLBACK", "{doc}");
     // `plan show`-style summary names the groups.
     let out = cli(
@@ -910,12 +921,28 @@ on = "app-1"
         || (fleet.journal_count("notification.sent") == 3).then_some(()),
     )
     .await;
+    let out = fleet.cli("alice", &["assess", "--output", "json"]);
+    let before: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let before = row(&before, "High Error Rate");
+    assert_eq!(before["state"], "FIRED", "{before}");
     fleet.restart_coordinator().await;
     fleet.wait_connected(1).await;
-    // The operator's signal survived the restart: the trigger fired again.
+    // The operator's signal survived the restart: the trigger fired again,
+    // and assess says the journaled onset and deadline (the ones the
+    // messages and the report keep), not ones the restart began again.
     let out = fleet.cli("alice", &["assess", "--output", "json"]);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(row(&doc, "High Error Rate")["state"], "FIRED", "{doc}");
+    let after = row(&doc, "High Error Rate");
+    assert_eq!(after["state"], "FIRED", "{doc}");
+    assert_eq!(after["since_ms"], before["since_ms"], "{after} vs {before}");
+    assert_eq!(
+        after["fired_at_ms"], before["fired_at_ms"],
+        "{after} vs {before}"
+    );
+    assert_eq!(
+        after["decide_by_ms"], before["decide_by_ms"],
+        "{after} vs {before}"
+    );
     set(&fleet, "other=true");
     poll(
         "the second trigger's deadline to be told",

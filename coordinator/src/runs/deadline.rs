@@ -31,6 +31,7 @@ pub fn start(runs: Arc<Runs>) -> Result<(), JournalError> {
             episodes.apply(&change);
         }
     }
+    board.keep_episodes(&episodes);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(board.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -67,6 +68,7 @@ pub fn start(runs: Arc<Runs>) -> Result<(), JournalError> {
                     break;
                 }
                 episodes.apply(&change);
+                board.keep_episodes(&episodes);
                 let (moment, trigger, escalate_to) = match &change {
                     Change::Fired { trigger, .. } => (
                         notify::Moment::TriggerFired {

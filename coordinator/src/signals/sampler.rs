@@ -69,13 +69,7 @@ pub fn spawn(
                     let mut ticker = tokio::time::interval(interval);
                     loop {
                         ticker.tick().await;
-                        let hosts = crate::assess::run(
-                            &dispatcher,
-                            &config,
-                            interval.min(Duration::from_secs(30)),
-                            Audit::Sampled,
-                        )
-                        .await;
+                        let hosts = probe_round(&dispatcher, &config, interval).await;
                         let probes: Vec<HostProbe<'_>> = hosts
                             .iter()
                             .map(|h| HostProbe {
@@ -152,13 +146,7 @@ pub fn spawn(
                     let mut samples = GroupSamples::new(over);
                     loop {
                         ticker.tick().await;
-                        let hosts = crate::assess::run(
-                            &dispatcher,
-                            &config,
-                            interval.min(Duration::from_secs(30)),
-                            Audit::Sampled,
-                        )
-                        .await;
+                        let hosts = probe_round(&dispatcher, &config, interval).await;
                         let now = now_ms();
                         let side = |agent: &str| {
                             if config.targets(std::slice::from_ref(&canary), agent) {
@@ -207,6 +195,23 @@ pub fn spawn(
             }
         }
     });
+}
+
+/// One probe round for a signal sampled every `interval`: the health step
+/// on every configured agent, given at most the interval (30 s at most),
+/// its commands not journaled one by one.
+async fn probe_round(
+    dispatcher: &Dispatcher,
+    config: &CoordinatorConfig,
+    interval: Duration,
+) -> Vec<crate::assess::HostResult> {
+    crate::assess::run(
+        dispatcher,
+        config,
+        interval.min(Duration::from_secs(30)),
+        Audit::Sampled,
+    )
+    .await
 }
 
 /// Journals what the board saw change (under no run). A journal that cannot
