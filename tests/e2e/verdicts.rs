@@ -962,7 +962,15 @@ on = "app-1"
         1
     );
     // Journaled: fired once (the restart is the same episode), overdue once
-    // each, every message with its trigger.
+    // each, every message with its trigger (each once its agent answered,
+    // which may come after Slack saw it).
+    poll(
+        "the six messages to be journaled",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || (fleet.journal_count("notification.sent") >= 6).then_some(()),
+    )
+    .await;
     let journal = fleet.journal_kinds();
     let count = |kind: &str| journal.iter().filter(|k| k.as_str() == kind).count();
     assert_eq!(count("trigger.fired"), 2, "{journal:?}");
