@@ -134,6 +134,9 @@ impl Coordinator {
     /// flusher, and the unfinished runs resumed from the journal. Returns how
     /// many runs were resumed; a journal entry that does not read is an error.
     pub fn start(&self) -> anyhow::Result<usize> {
+        // The episodes first: the board's first evaluation already shows
+        // their journaled onsets.
+        crate::runs::deadline::start(self.runs.clone())?;
         if let Some(board) = &self.board {
             crate::signals::sampler::spawn(
                 board.clone(),
@@ -143,7 +146,6 @@ impl Coordinator {
             );
         }
         crate::journal::flush_every(self.journal.clone(), crate::journal::FLUSH_EVERY);
-        crate::runs::deadline::start(self.runs.clone())?;
         let resumed = self.runs.resume()?;
         if resumed > 0 {
             tracing::warn!(runs = resumed, "unfinished runs resumed from the journal");

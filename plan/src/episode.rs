@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use crate::matrix::{Row, escalate_for};
 use crate::sections::Escalation;
-use crate::window::State;
+use crate::window::{Standing, State};
 
 /// One open episode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +60,31 @@ pub enum Change {
     },
     /// Data says it no longer holds: the episode ends.
     Cleared { trigger: String, fired_at_ms: i64 },
+}
+
+impl Episode {
+    /// What its trigger's row shows while the episode is open and the
+    /// condition holds (breaching or fired) at `at_ms`: the episode's onset
+    /// and firing time when they are older than the tracker's, which a
+    /// restarted coordinator began again. So `assess` says the onset the
+    /// messages and the report keep, and the deadline it was given.
+    pub fn keep_onset(&self, standing: &mut Standing, at_ms: i64) {
+        if !matches!(standing.state, State::Breaching | State::Fired) {
+            return;
+        }
+        if let Some(since) = self.since_ms
+            && standing.since_ms.is_none_or(|s| since < s)
+        {
+            standing.since_ms = Some(since);
+            standing.held =
+                std::time::Duration::from_millis(u64::try_from(at_ms - since).unwrap_or(0));
+        }
+        if standing.state == State::Fired
+            && standing.fired_at_ms.is_none_or(|f| self.fired_at_ms < f)
+        {
+            standing.fired_at_ms = Some(self.fired_at_ms);
+        }
+    }
 }
 
 /// Every trigger's open episode.
@@ -200,6 +225,11 @@ impl Episodes {
         }
     }
 
+    /// Every open episode, by trigger.
+    pub fn open(&self) -> &BTreeMap<String, Episode> {
+        &self.open
+    }
+
     fn episode_mut(&mut self, trigger: &str, fired_at_ms: i64) -> Option<&mut Episode> {
         self.open
             .get_mut(trigger)
@@ -217,6 +247,49 @@ mod tests {
     use crate::matrix;
     use crate::model::{Class, Trigger, UnknownMeans};
     use crate::window::{Hold, Sample, Tracker};
+
+    /// After a restart the tracker's onset is new; the open episode's
+    /// (journaled) onset and firing time are the ones a row shows, while
+    /// the condition holds, and only then.
+    #[test]
+    fn an_open_episode_keeps_its_onset_over_a_restarted_tracker() {
+        let episode = Episode {
+            trigger: "High Error Rate".into(),
+            since_ms: Some(1_000),
+            fired_at_ms: 4_000,
+            decide_by_ms: Some(34_000),
+            decided_by_run: None,
+            overdue: false,
+        };
+        let standing = |state: State, since_ms: Option<i64>, fired_at_ms: Option<i64>| Standing {
+            state,
+            since_ms,
+            held: Duration::from_millis(500),
+            consecutive: 3,
+            fired_at_ms,
+            unknown_since_ms: None,
+        };
+        let mut fired = standing(State::Fired, Some(90_000), Some(90_000));
+        episode.keep_onset(&mut fired, 100_000);
+        assert_eq!(fired.since_ms, Some(1_000));
+        assert_eq!(fired.held, Duration::from_millis(99_000));
+        assert_eq!(fired.fired_at_ms, Some(4_000));
+        let mut breaching = standing(State::Breaching, Some(90_000), None);
+        episode.keep_onset(&mut breaching, 100_000);
+        assert_eq!(
+            (breaching.since_ms, breaching.fired_at_ms),
+            (Some(1_000), None)
+        );
+        for state in [State::Ok, State::Unknown] {
+            let mut other = standing(state, None, None);
+            episode.keep_onset(&mut other, 100_000);
+            assert_eq!(other, standing(state, None, None));
+        }
+        // A tracker that knows an older onset keeps it.
+        let mut older = standing(State::Fired, Some(500), Some(600));
+        episode.keep_onset(&mut older, 100_000);
+        assert_eq!((older.since_ms, older.fired_at_ms), (Some(500), Some(600)));
+    }
 
     fn trigger() -> Trigger {
         Trigger {

@@ -352,6 +352,10 @@ pub struct Judgement {
     pub effect: Option<f64>,
     pub variance_ratio: Option<f64>,
     pub spread: Option<BrownForsythe>,
+    /// The canary's values judged (finite ones), for charts.
+    pub canary: Vec<f64>,
+    /// The baseline's values judged.
+    pub baseline: Vec<f64>,
 }
 
 impl Judgement {
@@ -403,6 +407,8 @@ impl Judge {
             effect: None,
             variance_ratio: None,
             spread: None,
+            canary: canary.clone(),
+            baseline: baseline.clone(),
         };
         let min = self.min_samples.max(2);
         if canary.len() < min || baseline.len() < min {

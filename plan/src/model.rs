@@ -107,20 +107,39 @@ pub struct ProbeSource {
     pub aggregate: String,
 }
 
-/// The canary judge over Prometheus: the same metric on the canary and on
-/// the baseline (e.g. `group="canary"` and `group="baseline"`), as range
-/// queries over the last `over`, judged by [`crate::judge`]. The signal's
-/// value is the call, compared in conditions with `pass`, `marginal`,
-/// `fail` or `inconclusive`.
+/// The canary judge: the same metric on the canary and on the baseline over
+/// the last `over`, judged by [`crate::judge`]. Two forms:
+///
+/// * Prometheus: `url`, `query` (the canary, e.g. `group="canary"`) and
+///   `baseline` (the same metric on the baseline), as range queries.
+/// * Probe host groups: `hosts` (the canary's host group, or one host) and
+///   `baseline_hosts`, both of `[[host]]`, and `check`: the response time
+///   (seconds) the health plugin measured for that check on each host, one
+///   value per host per probe round, kept for `over`.
+///
+/// The signal's value is the call, compared in conditions with `pass`,
+/// `marginal`, `fail` or `inconclusive`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CanarySource {
     /// Prometheus's base URL.
-    pub url: String,
+    #[serde(default)]
+    pub url: Option<String>,
     /// The metric on the canary.
-    pub query: String,
+    #[serde(default)]
+    pub query: Option<String>,
     /// The same metric on the baseline.
-    pub baseline: String,
+    #[serde(default)]
+    pub baseline: Option<String>,
+    /// The canary's hosts: a group (or host id) of `[[host]]`.
+    #[serde(default)]
+    pub hosts: Option<String>,
+    /// The baseline's hosts: a group (or host id) of `[[host]]`.
+    #[serde(default)]
+    pub baseline_hosts: Option<String>,
+    /// The `[[assess.check]]` whose response time is compared.
+    #[serde(default)]
+    pub check: Option<String>,
     /// How far back to compare (default 10m).
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(schema_with = "crate::schema::duration")]
@@ -294,16 +313,31 @@ pub enum Source {
         aggregate: String,
     },
     Canary {
-        url: String,
-        query: String,
-        baseline: String,
+        from: CanaryFrom,
         over: Duration,
-        step: Duration,
         judge: Judge,
     },
     Manual,
     Events {
         window: Duration,
+    },
+}
+
+/// Where the canary judge's two samples come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CanaryFrom {
+    /// Two Prometheus range queries, a point every `step`.
+    Prometheus {
+        url: String,
+        query: String,
+        baseline: String,
+        step: Duration,
+    },
+    /// The response times of `check` on the hosts of two groups.
+    Hosts {
+        canary: String,
+        baseline: String,
+        check: String,
     },
 }
 
@@ -411,6 +445,11 @@ impl Plan {
             }
         }
 
+        let targets: BTreeSet<String> = file
+            .hosts
+            .iter()
+            .flat_map(|h| std::iter::once(h.id.clone()).chain(h.groups.iter().cloned()))
+            .collect();
         let mut signals = BTreeMap::new();
         for (name, spec) in file.signals {
             let field = |f: &str| format!("signals.{name}.{f}");
@@ -463,7 +502,8 @@ impl Plan {
                     aggregate: p.aggregate,
                 }
             } else if let Some(c) = spec.canary {
-                canary_source(c).map_err(|(f, m)| bad(field(&format!("canary.{f}")), m))?
+                canary_source(c, &targets)
+                    .map_err(|(f, m)| bad(field(&format!("canary.{f}")), m))?
             } else if spec.manual {
                 Source::Manual
             } else {
@@ -637,11 +677,6 @@ impl Plan {
                 ));
             }
         }
-        let targets: BTreeSet<String> = file
-            .hosts
-            .iter()
-            .flat_map(|h| std::iter::once(h.id.clone()).chain(h.groups.iter().cloned()))
-            .collect();
         sections::check_phases(&file.phases, &file.roles, &targets).map_err(|(f, m)| bad(f, m))?;
         sections::check_templates(&file.templates, &file.channels).map_err(|(f, m)| bad(f, m))?;
         for (name, channel) in &file.channels {
@@ -677,11 +712,9 @@ impl Plan {
     }
 }
 
-/// Validates a canary source; errors are (field under `canary.`, message).
-fn canary_source(c: CanarySource) -> Result<Source, (String, String)> {
-    if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
-        return Err(("url".into(), format!("`{}` is not an http(s) URL", c.url)));
-    }
+/// Validates a canary source (its host groups against `targets`, the
+/// plan's host ids and groups); errors are (field under `canary.`, message).
+fn canary_source(c: CanarySource, targets: &BTreeSet<String>) -> Result<Source, (String, String)> {
     let defaults = Judge::default();
     let worse = match c.worse.as_deref() {
         None | Some("higher") => Worse::Higher,
@@ -707,22 +740,103 @@ fn canary_source(c: CanarySource) -> Result<Source, (String, String)> {
     if judge.max_variance_ratio.is_nan() || judge.max_variance_ratio < 1.0 {
         return Err(("max_variance_ratio".into(), "1 or more, like 2".into()));
     }
-    let step = c.step.unwrap_or(Duration::from_secs(15));
     let over = c.over.unwrap_or(Duration::from_secs(600));
-    if step < Duration::from_secs(1) {
-        return Err(("step".into(), "at least 1s".into()));
-    }
-    if over < step {
-        return Err(("over".into(), "at least one step".into()));
-    }
-    Ok(Source::Canary {
-        url: c.url,
-        query: c.query,
-        baseline: c.baseline,
-        over,
-        step,
-        judge,
-    })
+    let from = match (c.hosts, c.url) {
+        (Some(_), Some(_)) => {
+            return Err((
+                "hosts".into(),
+                "give either hosts, baseline_hosts and check (probe groups) or url, query and baseline (Prometheus), not both".into(),
+            ));
+        }
+        (Some(canary), None) => {
+            if let Some((field, _)) = [("query", &c.query), ("baseline", &c.baseline)]
+                .into_iter()
+                .find(|(_, v)| v.is_some())
+            {
+                return Err((
+                    field.into(),
+                    "is for Prometheus; host groups compare `check`".into(),
+                ));
+            }
+            if c.step.is_some() {
+                return Err((
+                    "step".into(),
+                    "is for Prometheus; host groups give a value per probe round".into(),
+                ));
+            }
+            let baseline = c.baseline_hosts.ok_or_else(|| {
+                (
+                    "baseline_hosts".into(),
+                    "the baseline's host group is missing".to_string(),
+                )
+            })?;
+            let check = c.check.ok_or_else(|| {
+                (
+                    "check".into(),
+                    "name the [[assess.check]] whose response time is compared".to_string(),
+                )
+            })?;
+            for (field, group) in [("hosts", &canary), ("baseline_hosts", &baseline)] {
+                if !targets.contains(group) {
+                    return Err((
+                        field.into(),
+                        format!("`{group}` is neither a host nor a group of [[host]]"),
+                    ));
+                }
+            }
+            if canary == baseline {
+                return Err((
+                    "baseline_hosts".into(),
+                    format!("`{baseline}` is the canary's own group"),
+                ));
+            }
+            CanaryFrom::Hosts {
+                canary,
+                baseline,
+                check,
+            }
+        }
+        (None, url) => {
+            let url = url.ok_or_else(|| {
+                ("url".into(), "give url, query and baseline (Prometheus) or hosts, baseline_hosts and check (probe groups)".to_string())
+            })?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(("url".into(), format!("`{url}` is not an http(s) URL")));
+            }
+            if let Some((field, _)) = [("baseline_hosts", &c.baseline_hosts), ("check", &c.check)]
+                .into_iter()
+                .find(|(_, v)| v.is_some())
+            {
+                return Err((
+                    field.into(),
+                    "is for host groups; Prometheus compares `query` with `baseline`".into(),
+                ));
+            }
+            let query = c
+                .query
+                .ok_or_else(|| ("query".into(), "the canary's query is missing".to_string()))?;
+            let baseline = c.baseline.ok_or_else(|| {
+                (
+                    "baseline".into(),
+                    "the baseline's query is missing".to_string(),
+                )
+            })?;
+            let step = c.step.unwrap_or(Duration::from_secs(15));
+            if step < Duration::from_secs(1) {
+                return Err(("step".into(), "at least 1s".into()));
+            }
+            if over < step {
+                return Err(("over".into(), "at least one step".into()));
+            }
+            CanaryFrom::Prometheus {
+                url,
+                query,
+                baseline,
+                step,
+            }
+        }
+    };
+    Ok(Source::Canary { from, over, judge })
 }
 
 fn valid_name(name: &str) -> bool {
@@ -1044,6 +1158,84 @@ mod tests {
             err.contains("signals.canary_latency.canary.worse") && err.contains("sideways"),
             "{err}"
         );
+    }
+
+    /// The host-group form: groups of `[[host]]`, checked by name.
+    #[test]
+    fn a_canary_of_host_groups_names_groups_the_plan_has() {
+        let plan = |canary: &str| {
+            format!(
+                "[plan]\nname = \"t\"\n[[host]]\nid = \"app-1\"\ngroups = [\"canary\"]\n[[host]]\nid = \"app-2\"\ngroups = [\"web\"]\n[signals.canary_response]\ncanary = {{ {canary} }}\n"
+            )
+        };
+        let ok = Plan::parse(
+            Path::new("p.toml"),
+            &plan(r#"hosts = "canary", baseline_hosts = "web", check = "app", over = "5m""#),
+        )
+        .unwrap();
+        let Source::Canary { from, over, .. } = &ok.signals["canary_response"].source else {
+            panic!("not a canary");
+        };
+        assert_eq!(
+            from,
+            &CanaryFrom::Hosts {
+                canary: "canary".into(),
+                baseline: "web".into(),
+                check: "app".into()
+            }
+        );
+        assert_eq!(*over, Duration::from_secs(300));
+        for (canary, field, says) in [
+            (
+                r#"hosts = "canary", baseline_hosts = "db", check = "app""#,
+                "canary.baseline_hosts",
+                "`db` is neither a host nor a group",
+            ),
+            (
+                r#"hosts = "cnary", baseline_hosts = "web", check = "app""#,
+                "canary.hosts",
+                "`cnary`",
+            ),
+            (
+                r#"hosts = "canary", baseline_hosts = "web""#,
+                "canary.check",
+                "[[assess.check]]",
+            ),
+            (
+                r#"hosts = "canary", check = "app""#,
+                "canary.baseline_hosts",
+                "missing",
+            ),
+            (
+                r#"hosts = "web", baseline_hosts = "web", check = "app""#,
+                "canary.baseline_hosts",
+                "own group",
+            ),
+            (
+                r#"hosts = "canary", baseline_hosts = "web", check = "app", url = "http://p:9090""#,
+                "canary.hosts",
+                "not both",
+            ),
+            (
+                r#"hosts = "canary", baseline_hosts = "web", check = "app", query = "q""#,
+                "canary.query",
+                "for Prometheus",
+            ),
+            (
+                r#"url = "http://p:9090", query = "q", baseline = "b", check = "app""#,
+                "canary.check",
+                "for host groups",
+            ),
+            (r#"check = "app""#, "canary.url", "give url"),
+        ] {
+            let err = Plan::parse(Path::new("p.toml"), &plan(canary))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("signals.canary_response.{field}")) && err.contains(says),
+                "{canary}: {err}"
+            );
+        }
     }
 
     #[test]

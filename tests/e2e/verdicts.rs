@@ -390,7 +390,8 @@ when = "decision_overdue"
 /// The seed's "decide within" in scaled time (2 s): guard pages the deciders
 /// when the trigger fires, with the time left; when the deadline passes with
 /// no rollback started it pages them again and escalates as the plan's rule
-/// says, exactly once, and the coordinator journals it once.
+/// says, exactly once, and the coordinator journals it once (guard only
+/// says it).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missed_decision_deadline_pages_and_escalates_exactly_once() {
     let pki = Pki::new("deadline.test");
@@ -496,9 +497,21 @@ async fn a_missed_decision_deadline_pages_and_escalates_exactly_once() {
         overdue[0]
     );
     assert_eq!(count("DECISION OVERDUE"), 2);
-    // The coordinator journaled each escalation once.
+    // The coordinator journaled each missed deadline once, as
+    // `trigger.overdue`; guard records no `decision-overdue` of its own.
+    let journal = rusqlite::Connection::open(pki.path().join("state/journal.db")).unwrap();
+    let kind_count = |kind: &str| -> i64 {
+        journal
+            .query_row(
+                "SELECT count(*) FROM entries WHERE kind = ?1",
+                [kind],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(kind_count("trigger.overdue"), 2);
     let log = coordinator.proc.log_text();
-    assert_eq!(log.matches("decision=decision-overdue").count(), 2, "{log}");
+    assert_eq!(log.matches("decision=decision-overdue").count(), 0, "{log}");
 }
 
 /// The canary judge over a real Prometheus scraping two sample apps, the
@@ -622,6 +635,147 @@ deciders = ["sre-lead", "release-manager"]
     );
     assert_eq!(row(&doc, "Canary Fails")["value"], "2");
     drop(prometheus);
+}
+
+/// The canary judge over probe host groups, with real agents: app-1 (the
+/// canary group) answers its health check in 800 ms, app-2 and app-3 (the
+/// baseline) at once; app-4 (a second canary) answers in 800 ms like its
+/// baseline app-1. The slow canary fails the judge and its immediate
+/// trigger fires; the even one is judged pass and its trigger stays ok.
+/// Before enough rounds, every judgement is inconclusive, never fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_host_group_is_judged_against_its_baseline_hosts() {
+    const PLAN: &str = r#"[plan]
+name = "canary-hosts"
+[roles]
+release-manager = "Release Manager"
+[[host]]
+id = "app-1"
+groups = ["canary", "twin"]
+[[host]]
+id = "app-2"
+groups = ["web"]
+[[host]]
+id = "app-3"
+groups = ["web"]
+[[host]]
+id = "app-4"
+groups = ["canary-b"]
+[signals.slow_canary]
+canary = { hosts = "canary", baseline_hosts = "web", check = "application", over = "60s", min_samples = 5, max_variance_ratio = 1000 }
+interval = "2s"
+[signals.even_canary]
+canary = { hosts = "canary-b", baseline_hosts = "twin", check = "application", over = "60s", min_samples = 5, max_variance_ratio = 1000, min_effect = 0.6 }
+interval = "2s"
+[[trigger]]
+name = "Canary Fails"
+class = "immediate"
+when = "slow_canary == fail"
+deciders = ["release-manager"]
+[[trigger]]
+name = "Even Canary Fails"
+class = "immediate"
+when = "even_canary == fail"
+deciders = ["release-manager"]
+"#;
+    let pki = Pki::new("canary-hosts.test");
+    let http = TestHttp::start().await;
+    let hosts = [
+        ("app-1", "/slow"),
+        ("app-2", "/up"),
+        ("app-3", "/up"),
+        ("app-4", "/slow"),
+    ];
+    let ids = ["app-1", "app-2", "app-3", "app-4"];
+    let (coordinator, _agents) = fleet(&pki, &http, &hosts, &ids, PLAN).await;
+    let addr = coordinator.addr.clone();
+    let judgement = |doc: &Value, name: &str| {
+        signal(doc, name)["judgement"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut seen_before_fail = Vec::new();
+    let doc = poll(
+        "the slow canary to fail and the even one to pass",
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        || {
+            let (_, doc) = assess(&pki, &addr, &[]);
+            let (slow, even) = (
+                judgement(&doc, "slow_canary"),
+                judgement(&doc, "even_canary"),
+            );
+            assert!(!even.starts_with("fail"), "alike hosts failed: {even}");
+            if !slow.starts_with("fail") {
+                seen_before_fail.push(slow.clone());
+            }
+            (slow.starts_with("fail") && even.starts_with("pass")).then_some(doc)
+        },
+    )
+    .await;
+    for early in &seen_before_fail {
+        assert!(
+            early.is_empty() || early.starts_with("inconclusive: too few samples"),
+            "before enough rounds: {early}"
+        );
+    }
+    let why = judgement(&doc, "slow_canary");
+    assert!(
+        why.starts_with("fail: canary worse: p = ") && why.contains("; U "),
+        "{why}"
+    );
+    assert_eq!(row(&doc, "Canary Fails")["state"], "FIRED", "{doc}");
+    assert_eq!(row(&doc, "Even Canary Fails")["state"], "ok", "{doc}");
+    // What the dashboard charts: both sides' values and the figures.
+    let judge = &signal(&doc, "slow_canary")["judge"];
+    assert!(
+        judge["caption"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("fail: U ")
+            && judge["canary"].as_array().is_some_and(|v| v.len() >= 5)
+            && judge["baseline"].as_array().is_some_and(|v| v.len() >= 5),
+        "{judge}"
+    );
+    assert_eq!(doc["verdict"], "IMMEDIATE ROLLBACK", "{doc}");
+    // `plan show`-style summary names the groups.
+    let out = cli(
+        &pki,
+        &addr,
+        "alice",
+        &[
+            "plan",
+            "check",
+            pki.path().join("plan.toml").to_str().unwrap(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("canary judge canary vs web (application response time)"),
+        "{text}"
+    );
+    // A group the plan does not have: exit 2, naming the file and field.
+    let bad = pki.path().join("bad-plan.toml");
+    std::fs::write(
+        &bad,
+        PLAN.replace("baseline_hosts = \"web\"", "baseline_hosts = \"wbe\""),
+    )
+    .unwrap();
+    let out = cli(
+        &pki,
+        &addr,
+        "alice",
+        &["plan", "check", bad.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bad-plan.toml")
+            && err.contains("signals.slow_canary.canary.baseline_hosts")
+            && err.contains("`wbe` is neither a host nor a group"),
+        "{err}"
+    );
 }
 
 /// The coordinator keeps decision deadlines itself, guard or no guard: a
@@ -767,12 +921,28 @@ on = "app-1"
         || (fleet.journal_count("notification.sent") == 3).then_some(()),
     )
     .await;
+    let out = fleet.cli("alice", &["assess", "--output", "json"]);
+    let before: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let before = row(&before, "High Error Rate");
+    assert_eq!(before["state"], "FIRED", "{before}");
     fleet.restart_coordinator().await;
     fleet.wait_connected(1).await;
-    // The operator's signal survived the restart: the trigger fired again.
+    // The operator's signal survived the restart: the trigger fired again,
+    // and assess says the journaled onset and deadline (the ones the
+    // messages and the report keep), not ones the restart began again.
     let out = fleet.cli("alice", &["assess", "--output", "json"]);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(row(&doc, "High Error Rate")["state"], "FIRED", "{doc}");
+    let after = row(&doc, "High Error Rate");
+    assert_eq!(after["state"], "FIRED", "{doc}");
+    assert_eq!(after["since_ms"], before["since_ms"], "{after} vs {before}");
+    assert_eq!(
+        after["fired_at_ms"], before["fired_at_ms"],
+        "{after} vs {before}"
+    );
+    assert_eq!(
+        after["decide_by_ms"], before["decide_by_ms"],
+        "{after} vs {before}"
+    );
     set(&fleet, "other=true");
     poll(
         "the second trigger's deadline to be told",
@@ -792,7 +962,15 @@ on = "app-1"
         1
     );
     // Journaled: fired once (the restart is the same episode), overdue once
-    // each, every message with its trigger.
+    // each, every message with its trigger (each once its agent answered,
+    // which may come after Slack saw it).
+    poll(
+        "the six messages to be journaled",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || (fleet.journal_count("notification.sent") >= 6).then_some(()),
+    )
+    .await;
     let journal = fleet.journal_kinds();
     let count = |kind: &str| journal.iter().filter(|k| k.as_str() == kind).count();
     assert_eq!(count("trigger.fired"), 2, "{journal:?}");

@@ -366,17 +366,9 @@ async fn act(
                 human_ms(late_ms),
                 deciders.join(" + ")
             );
-            let detail = format!(
-                "deciders {}; decide by {by}; escalate to {}",
-                deciders.join(" + "),
-                if escalate_to.is_empty() {
-                    "-".into()
-                } else {
-                    escalate_to.join(" + ")
-                }
-            );
-            let request = record(&trigger, "decision-overdue", detail);
-            record_or_say(client, request, "the escalation").await;
+            // Said only: the coordinator's deadline watcher journals it
+            // (`trigger.overdue`) and sends the plan's messages, guard or
+            // no guard, so it is recorded once.
             None
         }
         Action::Page {

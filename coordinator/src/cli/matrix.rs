@@ -190,6 +190,11 @@ pub fn signal_json(s: &wire::SignalStatus) -> Value {
         "note": (!s.note.is_empty()).then_some(&s.note),
         "hosts": (s.hosts_expected > 0).then(|| json!({ "heard": s.hosts_heard, "expected": s.hosts_expected })),
         "judgement": (!s.judgement.is_empty()).then_some(&s.judgement),
+        "judge": (!s.judge_caption.is_empty()).then(|| json!({
+            "caption": s.judge_caption,
+            "canary": s.judge_canary,
+            "baseline": s.judge_baseline,
+        })),
     })
 }
 

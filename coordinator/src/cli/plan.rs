@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use backout_plan::check::{Catalog, Finding, PluginSpec, Severity};
-use backout_plan::model::{Plan, Source};
+use backout_plan::model::{CanaryFrom, Plan, Source};
 use backout_plan::window::Hold;
 use serde_json::json;
 
@@ -25,11 +25,18 @@ fn source_text(source: &Source) -> String {
     match source {
         Source::Prometheus { url, .. } => format!("prometheus {url}"),
         Source::Probe { check, aggregate } => format!("probe {check} ({aggregate})"),
-        Source::Canary { url, over, .. } => {
-            format!(
-                "canary judge {url} over {}",
-                humantime::format_duration(*over)
-            )
+        Source::Canary { from, over, .. } => {
+            let over = humantime::format_duration(*over);
+            match from {
+                CanaryFrom::Prometheus { url, .. } => format!("canary judge {url} over {over}"),
+                CanaryFrom::Hosts {
+                    canary,
+                    baseline,
+                    check,
+                } => format!(
+                    "canary judge {canary} vs {baseline} ({check} response time) over {over}"
+                ),
+            }
         }
         Source::Manual => "manual".into(),
         Source::Events { window } => format!("events in {}", humantime::format_duration(*window)),

@@ -274,6 +274,40 @@ pub fn time_left(decide_by_ms: Option<i64>, now_ms: i64) -> String {
     }
 }
 
+/// Each canary judge's two distributions (SVG) with its call, U, p-value
+/// and effect size; empty when the plan has none.
+pub fn judge_charts(signals: &Value) -> String {
+    let mut out = String::new();
+    for signal in signals.as_array().into_iter().flatten() {
+        let judge = &signal["judge"];
+        if judge.is_null() {
+            continue;
+        }
+        let values = |side: &str| -> Vec<f64> {
+            judge[side]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_f64)
+                .collect()
+        };
+        if out.is_empty() {
+            out.push_str("<h2>Canary judge</h2>");
+        }
+        let _ = write!(
+            out,
+            r#"<figure class="judge"><figcaption><b>{}</b></figcaption>{}</figure>"#,
+            s(&signal["name"]),
+            crate::text::judge_svg(
+                &values("canary"),
+                &values("baseline"),
+                judge["caption"].as_str().unwrap_or_default()
+            )
+        );
+    }
+    out
+}
+
 /// Now: the matrix with charts, the verdict, the checklist, host health.
 pub fn now(doc: &Value) -> String {
     let now = doc["now_ms"].as_i64().unwrap_or_else(now_ms);
@@ -355,6 +389,7 @@ pub fn now(doc: &Value) -> String {
             );
         }
         out.push_str("</tbody></table></div>");
+        out.push_str(&judge_charts(&m["signals"]));
     }
     out.push_str(r#"<h2>Checklist (1.1)</h2><ul class="checklist">"#);
     if let Some(items) = doc["checklist"].as_object() {
@@ -798,6 +833,36 @@ mod tests {
         assert!(page.contains("decide within 3 m 0 s"), "{page}");
         let page = now(&doc(60_000));
         assert!(page.contains("DECISION OVERDUE by 40.0 s"), "{page}");
+    }
+
+    /// A canary judge on the Now page: both distributions drawn with its
+    /// figures, by the same renderer as the report.
+    #[test]
+    fn the_now_page_charts_a_canary_judge() {
+        let doc = json!({
+            "has_plan": true, "now_ms": 1_000,
+            "matrix": { "plan": "p", "verdict": "IMMEDIATE ROLLBACK", "triggers": [],
+                "signals": [
+                    { "name": "error_rate", "value": "0.01" },
+                    { "name": "canary_response", "value": "2",
+                      "judge": { "caption": "fail: U 25, p 6.10e-3, effect 1.00",
+                                 "canary": [0.8, 0.81, 0.9], "baseline": [0.001, 0.002] } }
+                ] },
+        });
+        let page = now(&doc);
+        let section = page
+            .split("<h2>Canary judge</h2>")
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            section.starts_with(
+                r#"<figure class="judge"><figcaption><b>canary_response</b></figcaption><svg"#
+            ) && section.contains(">canary (3)<")
+                && section.contains(">baseline (2)<")
+                && section.contains("fail: U 25, p 6.10e-3, effect 1.00"),
+            "{page}"
+        );
+        assert_eq!(page.matches("<figure").count(), 1);
     }
 
     #[test]

@@ -33,8 +33,8 @@ mod store;
 pub use chain::{GENESIS, Head, Verdict, entry_hash};
 pub use postgres::{LeaseRow, PostgresStore};
 pub use record::{
-    CommandSent, Dispatched, FORMAT, Finished, Incident, MatrixSummary, Notification, Recipient,
-    Record, RecordError, RunCreated, SignalChange, StepEventRecord, TriggerChange,
+    CommandSent, Dispatched, FORMAT, Finished, Incident, JudgeFigures, MatrixSummary, Notification,
+    Recipient, Record, RecordError, RunCreated, SignalChange, StepEventRecord, TriggerChange,
 };
 pub use sqlite::{SqliteStore, lock_path};
 pub use store::{Entry, JournalError, JournalStore, NewEntry, Written};

@@ -176,6 +176,67 @@ pub struct TriggerChange {
     /// When the current breach (or the current lack of data) began.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub since_ms: Option<i64>,
+    /// For a trigger reading the canary judge: what it judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeFigures>,
+}
+
+/// The canary judge's call and figures, with both samples thinned to at
+/// most [`JudgeFigures::KEPT`] values each (sorted, every quantile kept),
+/// for the report's chart of the two distributions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeFigures {
+    pub call: String,
+    /// Mann-Whitney U of the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub u: Option<f64>,
+    /// The one-sided p-value in the "worse" direction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p: Option<f64>,
+    /// Rank-biserial effect size, positive when the canary is worse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<f64>,
+    pub canary: Vec<f64>,
+    pub baseline: Vec<f64>,
+}
+
+impl JudgeFigures {
+    /// How many values of each sample are kept.
+    pub const KEPT: usize = 100;
+
+    pub fn of(judgement: &backout_plan::judge::Judgement) -> JudgeFigures {
+        JudgeFigures {
+            call: judgement.call.as_str().into(),
+            u: judgement.test.map(|t| t.u),
+            p: judgement.test.map(|t| t.p),
+            effect: judgement.effect,
+            canary: crate::text::thin(&judgement.canary, Self::KEPT),
+            baseline: crate::text::thin(&judgement.baseline, Self::KEPT),
+        }
+    }
+
+    /// "fail: U 25, p 6.1e-3, effect 1.00" (the figures it has).
+    pub fn caption(&self) -> String {
+        let mut text = self.call.clone();
+        let figures: Vec<String> = [
+            self.u.map(|u| format!("U {u}")),
+            self.p.map(|p| format!("p {p:.2e}")),
+            self.effect.map(|e| format!("effect {e:.2}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !figures.is_empty() {
+            text.push_str(": ");
+            text.push_str(&figures.join(", "));
+        }
+        text
+    }
+
+    /// The SVG chart of both samples with the caption.
+    pub fn svg(&self) -> String {
+        crate::text::judge_svg(&self.canary, &self.baseline, &self.caption())
+    }
 }
 
 /// A signal whose data came back (`known`) or went missing (with why).

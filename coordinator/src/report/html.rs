@@ -199,6 +199,18 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
             o.push_str(&chart_svg(r, c));
         }
     }
+    if !r.judged.is_empty() {
+        let _ = write!(o, "<h2>Canary judge</h2>");
+        for j in &r.judged {
+            let _ = write!(
+                o,
+                "<figure><figcaption>{} fired {} on the canary judge</figcaption>{}</figure>",
+                esc(&j.trigger),
+                rfc3339(j.at_ms),
+                j.figures.svg()
+            );
+        }
+    }
     let _ = write!(o, "<h2>Success criteria</h2>");
     if r.success.is_empty() {
         let _ = write!(

@@ -265,6 +265,21 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(o, "- {}", cell(&super::decision_words(d)));
     }
 
+    if !r.judged.is_empty() {
+        let _ = writeln!(o, "\n## Canary judge\n");
+        for j in &r.judged {
+            let _ = writeln!(
+                o,
+                "- {} fired {} on the canary judge: {} (canary {} values, baseline {}; chart in the HTML report)",
+                cell(&j.trigger),
+                rfc3339(j.at_ms),
+                cell(&j.figures.caption()),
+                j.figures.canary.len(),
+                j.figures.baseline.len()
+            );
+        }
+    }
+
     let _ = writeln!(o, "\n## Follow-ups\n");
     for f in &r.follow_ups {
         let _ = writeln!(o, "- [ ] {} — due {}", f.what, at(f.due_at_ms));

@@ -45,11 +45,39 @@ pub struct Report {
     pub time_to_decision: Vec<TimeToDecision>,
     /// The fired triggers' signals before, during and after the run.
     pub charts: Vec<Chart>,
+    /// Each canary judge that fired a trigger before the run: its two
+    /// distributions and figures, as journaled when it fired.
+    pub judged: Vec<Judged>,
     /// Every message the run sent (or could not send), with its time.
     pub communications: Vec<Notification>,
     pub follow_ups: Vec<FollowUp>,
     /// The journal's own check, as `audit verify` says it.
     pub journal: String,
+}
+
+/// A trigger the canary judge fired, with what it judged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judged {
+    pub trigger: String,
+    pub at_ms: i64,
+    pub figures: crate::journal::JudgeFigures,
+}
+
+/// The triggers that fired on the canary judge in the evidence window
+/// before the run started, as their `trigger.changed` records keep them.
+fn judged(context: &[Entry], start: i64) -> Vec<Judged> {
+    context
+        .iter()
+        .filter(|e| e.at_ms >= start - EVIDENCE_WINDOW_MS && e.at_ms <= start)
+        .filter_map(|e| match &e.record {
+            Record::TriggerChanged(c) if c.to == "FIRED" => c.judge.as_ref().map(|j| Judged {
+                trigger: c.trigger.clone(),
+                at_ms: e.at_ms,
+                figures: j.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// One fired trigger's time to decision (issue 18): from when it fired to
@@ -401,6 +429,7 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         escalations: escalations(inputs.plan, &figures),
         evidence: evidence(inputs.context, meta.started_at_ms, end),
         time_to_decision: time_to_decision(inputs.context, &meta.id, meta.started_at_ms),
+        judged: judged(inputs.context, meta.started_at_ms),
         follow_ups: follow_ups(inputs.plan, meta.finished_at_ms),
         journal: inputs.journal_check.clone(),
         charts: inputs.charts.clone(),

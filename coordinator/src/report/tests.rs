@@ -139,7 +139,12 @@ fn journal(loss_usd: f64) -> Vec<Entry> {
 }
 
 fn report_of(entries: &[Entry]) -> Report {
-    let context = vec![
+    report_with(entries, Vec::new())
+}
+
+/// The report with `extra` entries outside the run besides the usual ones.
+fn report_with(entries: &[Entry], extra: Vec<Entry>) -> Report {
+    let mut context = vec![
         entry(
             96,
             T0 - 40 * MIN,
@@ -169,6 +174,7 @@ fn report_of(entries: &[Entry]) -> Report {
             json!({ "trigger": "High Error Rate", "fired_at_ms": T0 - 40 * MIN, "decide_by_ms": T0 - 10 * MIN, "deciders": ["technical-lead"], "escalate_to": ["CTO"] }),
         ),
     ];
+    context.extend(extra);
     build(&Inputs {
         run_id: "run-1",
         entries,
@@ -354,4 +360,44 @@ fn html_and_markdown_carry_the_same_target_version_and_criteria() {
     assert!(page.contains("The plan sets none"), "{page}");
     assert!(!page.contains("<th>Criterion</th>"), "{page}");
     assert!(markdown(&r).contains("The plan sets none"));
+}
+
+/// A trigger the canary judge fired before the run: the HTML report draws
+/// both distributions (an SVG, no script) with U, p-value and effect size;
+/// the Markdown says the figures.
+#[test]
+fn a_fired_canary_judge_is_charted_in_the_report() {
+    let fired = entry(
+        98,
+        T0 - 20 * MIN,
+        "",
+        "trigger.changed",
+        json!({ "trigger": "Canary Fails", "class": "immediate", "from": "ok", "to": "FIRED", "condition": "canary == fail", "value": "2",
+            "judge": { "call": "fail", "u": 25.0, "p": 0.0061, "effect": 1.0, "canary": [0.8, 0.81, 0.82, 0.9, 0.95], "baseline": [0.001, 0.002, 0.002, 0.003, 0.004] } }),
+    );
+    let r = report_with(&journal(100.0), vec![fired]);
+    assert_eq!(r.judged.len(), 1);
+    let page = html(&r);
+    let section = page
+        .split("<h2>Canary judge</h2>")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        section.starts_with("<figure><figcaption>Canary Fails fired ")
+            && section.contains("<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"judge\"")
+            && section.contains(">canary (5)<")
+            && section.contains(">baseline (5)<")
+            && section.contains("fail: U 25, p 6.10e-3, effect 1.00"),
+        "{page}"
+    );
+    assert_eq!(section.matches("<circle").count(), 10);
+    assert!(!page.contains("<script"), "no script in the report");
+    let md = markdown(&r);
+    assert!(
+        md.contains("## Canary judge\n\n- Canary Fails fired ")
+            && md.contains("on the canary judge: fail: U 25, p 6.10e-3, effect 1.00 (canary 5 values, baseline 5"),
+        "{md}"
+    );
+    // Without one, no section.
+    assert!(!html(&report_of(&journal(100.0))).contains("Canary judge"));
 }

@@ -32,6 +32,7 @@ pub fn start(runs: Arc<Runs>) -> Result<(), JournalError> {
         }
     }
     *runs.episodes.lock().unwrap_or_else(|p| p.into_inner()) = episodes.clone();
+    board.keep_episodes(&episodes);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(board.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -69,6 +70,7 @@ pub fn start(runs: Arc<Runs>) -> Result<(), JournalError> {
                 }
                 episodes.apply(&change);
                 *runs.episodes.lock().unwrap_or_else(|p| p.into_inner()) = episodes.clone();
+                board.keep_episodes(&episodes);
                 let (moment, trigger, escalate_to) = match &change {
                     Change::Fired { trigger, .. } => (
                         notify::Moment::TriggerFired {

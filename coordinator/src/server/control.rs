@@ -496,6 +496,10 @@ fn each_value(board: &Board, signals: &[SignalView], trigger: &str) -> String {
 }
 
 fn signal_status(view: &SignalView) -> wire::SignalStatus {
+    let figures = view
+        .judgement
+        .as_ref()
+        .map(crate::journal::JudgeFigures::of);
     wire::SignalStatus {
         name: view.name.clone(),
         source: view.source.to_string(),
@@ -517,6 +521,15 @@ fn signal_status(view: &SignalView) -> wire::SignalStatus {
             .as_ref()
             .map(|j| j.explain())
             .unwrap_or_default(),
+        judge_canary: figures
+            .as_ref()
+            .map(|f| f.canary.clone())
+            .unwrap_or_default(),
+        judge_baseline: figures
+            .as_ref()
+            .map(|f| f.baseline.clone())
+            .unwrap_or_default(),
+        judge_caption: figures.as_ref().map(|f| f.caption()).unwrap_or_default(),
     }
 }
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use backout_plan::episode::{Episode, Episodes};
 use backout_plan::expr::Value;
 use backout_plan::history::{Events, Point, Ring, capacity_for};
 use backout_plan::judge::Judgement;
@@ -16,7 +17,7 @@ use backout_plan::matrix::{self, Heard, Row, Verdict};
 use backout_plan::model::{Plan, Signal, Source};
 use backout_plan::window::{Sample, Tracker};
 
-use crate::journal::{MatrixSummary, Record, SignalChange, TriggerChange};
+use crate::journal::{JudgeFigures, MatrixSummary, Record, SignalChange, TriggerChange};
 
 /// What is known of one signal.
 #[derive(Debug, Clone)]
@@ -90,6 +91,9 @@ struct Inner {
     states: Vec<Option<&'static str>>,
     /// Whether each signal had data at the last evaluation.
     known: BTreeMap<String, bool>,
+    /// The open episodes as journaled (`runs/deadline.rs` keeps them here):
+    /// their rows show the episode's onset and firing time.
+    episodes: BTreeMap<String, Episode>,
 }
 
 fn source_name(source: &Source) -> &'static str {
@@ -181,6 +185,7 @@ impl Board {
                 snapshot: None,
                 states,
                 known: BTreeMap::new(),
+                episodes: BTreeMap::new(),
             }),
         }
     }
@@ -385,12 +390,12 @@ impl Board {
             );
         }
         let snapshot = self.snapshot(inner, now_ms, &values);
-        let changes = Self::changes(inner, &snapshot);
+        let changes = self.changes(inner, &snapshot);
         inner.snapshot = Some(snapshot);
         changes
     }
 
-    fn changes(inner: &mut Inner, snapshot: &MatrixView) -> Vec<Record> {
+    fn changes(&self, inner: &mut Inner, snapshot: &MatrixView) -> Vec<Record> {
         let mut out = Vec::new();
         for signal in &snapshot.signals {
             let known = signal.value.is_some();
@@ -403,11 +408,21 @@ impl Board {
                 }));
             }
         }
-        for (row, last) in snapshot.rows.iter().zip(inner.states.iter_mut()) {
+        for ((row, last), trigger) in snapshot
+            .rows
+            .iter()
+            .zip(inner.states.iter_mut())
+            .zip(&self.plan.triggers)
+        {
             let to = row.standing.state.as_str();
             if *last == Some(to) {
                 continue;
             }
+            // A trigger reading the canary judge keeps what it judged.
+            let judge = compared(trigger)
+                .and_then(|name| snapshot.signals.iter().find(|s| s.name == name))
+                .and_then(|s| s.judgement.as_ref())
+                .map(JudgeFigures::of);
             out.push(Record::TriggerChanged(TriggerChange {
                 trigger: row.trigger.clone(),
                 class: row.class.as_str().into(),
@@ -419,6 +434,7 @@ impl Board {
                     .heard
                     .map(|h| format!("{} of {} hosts", h.heard, h.expected)),
                 since_ms: row.standing.since_ms.or(row.standing.unknown_since_ms),
+                judge,
             }));
             *last = Some(to);
         }
@@ -474,12 +490,11 @@ impl Board {
                     .as_ref()
                     .and_then(|s| inner.signals.get(s))
                     .and_then(|s| s.heard);
-                let mut row = matrix::row(
-                    trigger,
-                    tracker.standing(trigger.hold, at_ms, stale_after),
-                    value,
-                    heard,
-                );
+                let mut standing = tracker.standing(trigger.hold, at_ms, stale_after);
+                if let Some(episode) = inner.episodes.get(&trigger.name) {
+                    episode.keep_onset(&mut standing, at_ms);
+                }
+                let mut row = matrix::row(trigger, standing, value, heard);
                 row.escalate_to = matrix::escalate_for(&self.plan.escalations, &row, at_ms);
                 row
             })
@@ -508,6 +523,14 @@ impl Board {
             signals,
             evaluated_at_ms: Some(at_ms),
         }
+    }
+
+    /// Keeps the open episodes (rebuilt from the journal at start, then as
+    /// they change): from the next evaluation, a trigger whose episode is
+    /// open shows its journaled onset and firing time, not ones a restart
+    /// began again.
+    pub fn keep_episodes(&self, episodes: &Episodes) {
+        self.lock().episodes = episodes.open().clone();
     }
 
     /// The matrix: the last evaluation's snapshot (every row's value, state

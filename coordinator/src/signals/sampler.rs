@@ -3,12 +3,13 @@
 //! every trigger. Each loop survives its source being down: the failure is
 //! recorded as an unknown value with its reason, and the loop tries again.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backout_plan::expr::Value;
 use backout_plan::matrix::Heard;
-use backout_plan::model::Source;
+use backout_plan::model::{CanaryFrom, Source};
 use backout_proto::now_ms;
 use serde_json::Value as Json;
 
@@ -68,13 +69,7 @@ pub fn spawn(
                     let mut ticker = tokio::time::interval(interval);
                     loop {
                         ticker.tick().await;
-                        let hosts = crate::assess::run(
-                            &dispatcher,
-                            &config,
-                            interval.min(Duration::from_secs(30)),
-                            Audit::Sampled,
-                        )
-                        .await;
+                        let hosts = probe_round(&dispatcher, &config, interval).await;
                         let probes: Vec<HostProbe<'_>> = hosts
                             .iter()
                             .map(|h| HostProbe {
@@ -95,11 +90,14 @@ pub fn spawn(
                 });
             }
             Source::Canary {
-                url,
-                query,
-                baseline,
+                from:
+                    CanaryFrom::Prometheus {
+                        url,
+                        query,
+                        baseline,
+                        step,
+                    },
                 over,
-                step,
                 judge,
             } => {
                 let (board, client) = (board.clone(), client.clone());
@@ -131,6 +129,45 @@ pub fn spawn(
                     }
                 });
             }
+            Source::Canary {
+                from:
+                    CanaryFrom::Hosts {
+                        canary,
+                        baseline,
+                        check,
+                    },
+                over,
+                judge,
+            } => {
+                let (board, dispatcher, config) =
+                    (board.clone(), dispatcher.clone(), config.clone());
+                tokio::spawn(async move {
+                    let mut ticker = tokio::time::interval(interval);
+                    let mut samples = GroupSamples::new(over);
+                    loop {
+                        ticker.tick().await;
+                        let hosts = probe_round(&dispatcher, &config, interval).await;
+                        let now = now_ms();
+                        let side = |agent: &str| {
+                            if config.targets(std::slice::from_ref(&canary), agent) {
+                                Some(Side::Canary)
+                            } else if config.targets(std::slice::from_ref(&baseline), agent) {
+                                Some(Side::Baseline)
+                            } else {
+                                None
+                            }
+                        };
+                        let round: Vec<(&str, &StepOutcome)> = hosts
+                            .iter()
+                            .map(|h| (h.agent_id.as_str(), &h.outcome))
+                            .collect();
+                        samples.add_round(now, &round, &check, side);
+                        let judgement = judge.judge(&samples.canary(), &samples.baseline());
+                        tracing::debug!(signal = %signal.name, judgement = %judgement.explain(), "canary judged");
+                        board.record_judged(&signal.name, now, judgement);
+                    }
+                });
+            }
             // Set by people and by events through the Control service.
             Source::Manual | Source::Events { .. } => {}
         }
@@ -158,6 +195,23 @@ pub fn spawn(
             }
         }
     });
+}
+
+/// One probe round for a signal sampled every `interval`: the health step
+/// on every configured agent, given at most the interval (30 s at most),
+/// its commands not journaled one by one.
+async fn probe_round(
+    dispatcher: &Dispatcher,
+    config: &CoordinatorConfig,
+    interval: Duration,
+) -> Vec<crate::assess::HostResult> {
+    crate::assess::run(
+        dispatcher,
+        config,
+        interval.min(Duration::from_secs(30)),
+        Audit::Sampled,
+    )
+    .await
 }
 
 /// Journals what the board saw change (under no run). A journal that cannot
@@ -413,6 +467,85 @@ pub fn aggregate_probe(hosts: &[HostProbe<'_>], check: &str, aggregate: &str) ->
     }
 }
 
+/// Which side of a canary comparison a host is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Canary,
+    Baseline,
+}
+
+/// The response time (seconds) a host's health result gives for `check`:
+/// only a check that answered (`up` or `slow`); a host that was not heard,
+/// or whose check is down or could not be made, gives no sample (the probe
+/// signals say down and unknown; the judge compares answers).
+pub fn response_time(outcome: &StepOutcome, check: &str) -> Option<f64> {
+    let StepOutcome::Succeeded { data_json, .. } = outcome else {
+        return None;
+    };
+    let data: Json = serde_json::from_str(data_json).ok()?;
+    let result = data["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == check)?;
+    let answered = result["status"] == "up" || result["status"] == "slow";
+    let ms = result["latency_ms"].as_f64()?;
+    (answered && ms.is_finite()).then_some(ms / 1000.0)
+}
+
+/// The samples of a canary judge over host groups: one response time per
+/// host per probe round, each side kept for the last `over`.
+#[derive(Debug)]
+pub struct GroupSamples {
+    over_ms: i64,
+    canary: VecDeque<(i64, f64)>,
+    baseline: VecDeque<(i64, f64)>,
+}
+
+impl GroupSamples {
+    pub fn new(over: Duration) -> GroupSamples {
+        GroupSamples {
+            over_ms: i64::try_from(over.as_millis()).unwrap_or(i64::MAX),
+            canary: VecDeque::new(),
+            baseline: VecDeque::new(),
+        }
+    }
+
+    /// Adds one probe round taken at `at_ms`: each host's response time to
+    /// `check`, on the side `side` puts it (hosts in neither group are left
+    /// out), and forgets what is older than `over`.
+    pub fn add_round(
+        &mut self,
+        at_ms: i64,
+        hosts: &[(&str, &StepOutcome)],
+        check: &str,
+        side: impl Fn(&str) -> Option<Side>,
+    ) {
+        for (agent, outcome) in hosts {
+            let (Some(side), Some(seconds)) = (side(agent), response_time(outcome, check)) else {
+                continue;
+            };
+            match side {
+                Side::Canary => self.canary.push_back((at_ms, seconds)),
+                Side::Baseline => self.baseline.push_back((at_ms, seconds)),
+            }
+        }
+        let oldest = at_ms.saturating_sub(self.over_ms);
+        for points in [&mut self.canary, &mut self.baseline] {
+            while points.front().is_some_and(|(at, _)| *at < oldest) {
+                points.pop_front();
+            }
+        }
+    }
+
+    pub fn canary(&self) -> Vec<f64> {
+        self.canary.iter().map(|(_, v)| *v).collect()
+    }
+
+    pub fn baseline(&self) -> Vec<f64> {
+        self.baseline.iter().map(|(_, v)| *v).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -647,5 +780,85 @@ mod tests {
         );
         let outcomes = [("app-1", logged(2)), ("app-2", StepOutcome::TimedOut)];
         assert_eq!(value(&probes(&outcomes), "error-log", "log-matches"), None);
+    }
+
+    /// A canary over host groups: each round adds one response time per
+    /// host that answered, on its group's side; hosts in neither group, a
+    /// check that is down or could not be made, and an unreachable host add
+    /// nothing; values older than the window are forgotten.
+    #[test]
+    fn group_samples_take_each_sides_response_times_over_the_window() {
+        let checked = |status: &str, ms: u64| {
+            host(json!([
+                {"name": "app", "status": status, "latency_ms": ms},
+                {"name": "db", "status": "up", "latency_ms": 9000},
+            ]))
+        };
+        let side = |agent: &str| match agent {
+            "app-1" => Some(Side::Canary),
+            "app-2" | "app-3" => Some(Side::Baseline),
+            _ => None,
+        };
+        let mut samples = GroupSamples::new(Duration::from_secs(10));
+        let unreachable = StepOutcome::Unreachable {
+            detail: "gone".into(),
+        };
+        let (slow, up, down) = (checked("slow", 900), checked("up", 30), checked("down", 2));
+        let unknown = checked("unknown", 0);
+        let round: [(&str, &StepOutcome); 5] = [
+            ("app-1", &slow),
+            ("app-2", &up),
+            ("app-3", &down),
+            ("db-1", &up),
+            ("app-4", &unreachable),
+        ];
+        samples.add_round(1_000, &round, "app", side);
+        assert_eq!(samples.canary(), [0.9]);
+        assert_eq!(samples.baseline(), [0.03]);
+        let round: [(&str, &StepOutcome); 3] =
+            [("app-1", &unknown), ("app-2", &up), ("app-3", &up)];
+        samples.add_round(6_000, &round, "app", side);
+        assert_eq!(samples.canary(), [0.9]);
+        assert_eq!(samples.baseline(), [0.03, 0.03, 0.03]);
+        // 11.5 s: the round of 1 s is out of the 10 s window.
+        let round: [(&str, &StepOutcome); 2] = [("app-1", &up), ("app-3", &slow)];
+        samples.add_round(11_500, &round, "app", side);
+        assert_eq!(samples.canary(), [0.03]);
+        assert_eq!(samples.baseline(), [0.03, 0.03, 0.9]);
+        assert_eq!(response_time(&up, "db"), Some(9.0));
+        assert_eq!(response_time(&up, "missing"), None);
+    }
+
+    /// The samples feed the judge: a canary answering in 900 ms against a
+    /// baseline in 30 ms fails once there are enough rounds; before that
+    /// it is inconclusive.
+    #[test]
+    fn a_slow_canary_group_fails_the_judge_after_enough_rounds() {
+        use backout_plan::judge::{Call, Judge};
+        let judge = Judge {
+            min_samples: 5,
+            ..Judge::default()
+        };
+        let side = |agent: &str| {
+            Some(if agent == "app-1" {
+                Side::Canary
+            } else {
+                Side::Baseline
+            })
+        };
+        let mut samples = GroupSamples::new(Duration::from_secs(60));
+        for round in 0..5u64 {
+            let slow = host(json!([{"name": "app", "status": "slow", "latency_ms": 900 + round}]));
+            let up = host(json!([{"name": "app", "status": "up", "latency_ms": 30 + round}]));
+            let hosts: [(&str, &StepOutcome); 2] = [("app-1", &slow), ("app-2", &up)];
+            samples.add_round(i64::try_from(round * 1000).unwrap(), &hosts, "app", side);
+            let call = judge.judge(&samples.canary(), &samples.baseline()).call;
+            let expected = if round < 4 {
+                Call::Inconclusive
+            } else {
+                Call::Fail
+            };
+            assert_eq!(call, expected, "round {round}");
+        }
     }
 }

@@ -262,8 +262,16 @@ fn every_record() -> Vec<(Record, serde_json::Value)> {
                 value: Some("false".into()),
                 heard: Some("3 of 3 hosts".into()),
                 since_ms: Some(1_000),
+                judge: Some(JudgeFigures {
+                    call: "fail".into(),
+                    u: Some(25.0),
+                    p: Some(0.006),
+                    effect: Some(1.0),
+                    canary: vec![0.9, 0.95],
+                    baseline: vec![0.03, 0.04],
+                }),
             }),
-            json!({ "trigger": "Complete Service Down", "class": "immediate", "from": "breaching", "to": "FIRED", "condition": "app_up == false", "value": "false", "heard": "3 of 3 hosts", "since_ms": 1000 }),
+            json!({ "trigger": "Complete Service Down", "class": "immediate", "from": "breaching", "to": "FIRED", "condition": "app_up == false", "value": "false", "heard": "3 of 3 hosts", "since_ms": 1000, "judge": { "call": "fail", "u": 25.0, "p": 0.006, "effect": 1.0, "canary": [0.9, 0.95], "baseline": [0.03, 0.04] } }),
         ),
         (
             Record::SignalChanged(SignalChange {
