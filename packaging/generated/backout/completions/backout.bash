@@ -1569,7 +1569,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__pki__subcmd__issue)
-            opts="-h --dir --san --days --backdate-days --postdate-days --log --log-format --help agent operator"
+            opts="-h --dir --san --days --backdate-days --postdate-days --role --log --log-format --help agent operator"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1595,6 +1595,10 @@ _backout() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --role)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1611,7 +1615,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__pki__subcmd__renew)
-            opts="-h --dir --san --days --log --log-format --help agent operator coordinator"
+            opts="-h --dir --san --days --role --log --log-format --help agent operator coordinator"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1626,6 +1630,10 @@ _backout() {
                     return 0
                     ;;
                 --days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --role)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
