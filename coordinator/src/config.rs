@@ -27,6 +27,8 @@
 //!
 //! [operators]                                # operator identity -> roles
 //! alice = ["release-manager"]
+//! # with `operator_certs = "pki/operators"` (top level), each operator's
+//! # certificate there must attest exactly these roles (`pki issue --role`)
 //!
 //! [plugins.health]                           # optional: pin the component agents must run
 //! sha256 = "4b1e0c4a7d2f3e9b8c6a5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a"
@@ -68,7 +70,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use backout_config::{ConfigError, duration, opt_duration};
-use backout_tls::TlsFiles;
+use backout_tls::{Identity, TlsFiles};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +92,13 @@ pub struct CoordinatorConfig {
     pub agents: Vec<AgentEntry>,
     #[serde(default)]
     pub operators: BTreeMap<String, Vec<String>>,
+    /// Optional: the directory of the operators' certificates
+    /// (`<name>.pem`, as `backout pki issue operator` writes them). When
+    /// set, every `[operators]` entry's certificate must chain to the CA,
+    /// not be revoked, and attest exactly the configured roles, or the
+    /// coordinator refuses to start naming the operator out of step.
+    #[serde(default)]
+    pub operator_certs: Option<PathBuf>,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginPin>,
     #[serde(default)]
@@ -295,6 +304,31 @@ fn default_pattern() -> String {
     "ERROR".into()
 }
 
+/// The roles `cert` attests for operator `name`, once it is shown to chain
+/// to the fleet CA, to be valid and not revoked, and to name that operator.
+fn attested_roles(
+    material: &backout_tls::tls::TlsMaterial,
+    cert: &Path,
+    name: &str,
+) -> Result<Vec<String>, String> {
+    let pem = std::fs::read_to_string(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let der = backout_tls::pki::first_pem_der(&pem)
+        .ok_or_else(|| format!("{}: no CERTIFICATE block", cert.display()))?;
+    material
+        .verify_client_cert(&der)
+        .map_err(|e| format!("{}: not accepted by the fleet CA: {e}", cert.display()))?;
+    let identity = Identity::from_cert_der(&der, &material.domain)
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if identity != Identity::Operator(name.to_string()) {
+        return Err(format!(
+            "{} names {identity}, not operator/{name}",
+            cert.display()
+        ));
+    }
+    backout_tls::identity::roles_of_cert(&der, &material.domain, name)
+        .map_err(|e| format!("{}: {e}", cert.display()))
+}
+
 impl CoordinatorConfig {
     /// Loads, resolves relative paths and checks cross-field rules.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -302,6 +336,9 @@ impl CoordinatorConfig {
         config.tls = config.tls.resolved(|p| backout_config::resolve(path, p));
         config.command_key = backout_config::resolve(path, &config.command_key);
         config.crl = config.crl.map(|p| backout_config::resolve(path, &p));
+        config.operator_certs = config
+            .operator_certs
+            .map(|p| backout_config::resolve(path, &p));
         config.plan = config.plan.map(|p| backout_config::resolve(path, &p));
         config.state_dir = backout_config::resolve(path, &config.state_dir);
         config.metrics = config.metrics.map(|m| m.resolved(path));
@@ -323,7 +360,48 @@ impl CoordinatorConfig {
             config.adopt_plan_hosts(&plan);
         }
         config.validate(path)?;
+        config.check_operator_certs(path)?;
         Ok(config)
+    }
+
+    /// With `operator_certs`: each configured operator's certificate chains
+    /// to the fleet CA, is not revoked, and attests exactly the configured
+    /// roles. The first operator out of step is named.
+    fn check_operator_certs(&self, path: &Path) -> Result<(), ConfigError> {
+        let Some(dir) = &self.operator_certs else {
+            return Ok(());
+        };
+        let mut material = self
+            .tls
+            .load()
+            .map_err(|e| ConfigError::invalid(path, "tls", e.to_string()))?;
+        if let Some(crl) = &self.crl {
+            material = material
+                .with_crl(crl)
+                .map_err(|e| ConfigError::invalid(path, "crl", e.to_string()))?;
+        }
+        for (name, configured) in &self.operators {
+            let field = format!("operators.{name}");
+            let cert = dir.join(format!("{name}.pem"));
+            let attested = attested_roles(&material, &cert, name)
+                .map_err(|e| ConfigError::invalid(path, &field, e))?;
+            let mut configured = configured.clone();
+            configured.sort();
+            configured.dedup();
+            if attested != configured {
+                return Err(ConfigError::invalid(
+                    path,
+                    &field,
+                    format!(
+                        "operator {name} is out of step: the configuration gives roles [{}] but {} attests [{}] (re-issue it: backout pki renew operator {name} --role ...)",
+                        configured.join(", "),
+                        cert.display(),
+                        attested.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The plan's `[[host]]` list is the fleet: every host is an agent that
@@ -626,6 +704,72 @@ groups = ["app"]
         ));
         let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("plain"), "{err}");
+    }
+
+    #[test]
+    fn operator_certificates_must_attest_the_configured_roles() {
+        use backout_tls::pki::{self, LeafOptions};
+        let dir = tempfile::tempdir().unwrap();
+        pki::init(dir.path(), "roles.local", &LeafOptions::default()).unwrap();
+        let with_roles = |roles: &[&str]| LeafOptions {
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..LeafOptions::default()
+        };
+        let alice = Identity::Operator("alice".into());
+        pki::issue(dir.path(), &alice, &with_roles(&["dba"])).unwrap();
+        let config = |alice_roles: &str, crl: &str| {
+            format!(
+                "listen = \"127.0.0.1:0\"\ncommand_key = \"k\"\noperator_certs = \"operators\"\n{crl}[tls]\nca = \"ca.pem\"\ncert = \"coordinator.pem\"\nkey = \"coordinator.key\"\n[operators]\nalice = [{alice_roles}]\n"
+            )
+        };
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, config("\"dba\", \"technical-lead\"", "")).unwrap();
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("coordinator.toml:9: field `operators.alice`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("operator alice is out of step: the configuration gives roles [dba, technical-lead] but")
+                && err.contains("attests [dba]"),
+            "{err}"
+        );
+        // Re-issued with both roles, the two agree.
+        pki::renew(dir.path(), &alice, &with_roles(&["dba", "technical-lead"])).unwrap();
+        CoordinatorConfig::load(&path).unwrap();
+        // A certificate from another CA with the right roles is not accepted.
+        let other = tempfile::tempdir().unwrap();
+        pki::init(other.path(), "roles.local", &LeafOptions::default()).unwrap();
+        pki::issue(
+            other.path(),
+            &alice,
+            &with_roles(&["dba", "technical-lead"]),
+        )
+        .unwrap();
+        let (forged, _) = pki::leaf_paths(other.path(), &alice);
+        let (real, _) = pki::leaf_paths(dir.path(), &alice);
+        let kept = std::fs::read(&real).unwrap();
+        std::fs::copy(&forged, &real).unwrap();
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("not accepted by the fleet CA"), "{err}");
+        std::fs::write(&real, kept).unwrap();
+        // Nor is a revoked one.
+        backout_tls::crl::revoke(
+            dir.path(),
+            Some(&real),
+            &backout_tls::crl::CrlOptions::default(),
+        )
+        .unwrap();
+        std::fs::write(
+            &path,
+            config("\"dba\", \"technical-lead\"", "crl = \"crl.pem\"\n"),
+        )
+        .unwrap();
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("field `operators.alice`") && err.contains("evoked"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ mod sandbox;
 mod sdk;
 mod security;
 mod sessions;
+mod trust;
 mod verdicts;
 mod waits;
 mod watch;

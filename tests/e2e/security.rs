@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use backout::server::access::{self, Caller};
 use backout_e2e::fake::RawCodec;
-use backout_e2e::{Coordinator, Pki, bin, cli, run};
+use backout_e2e::{Coordinator, Pki, cli};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tonic::Code;
@@ -188,19 +188,6 @@ async fn probe(addr: &str, config: Arc<rustls::ClientConfig>) -> Result<(), Stri
     }
 }
 
-fn issue_with(pki: &Pki, args: &[&str]) {
-    let dir = pki.path().to_str().unwrap();
-    let mut all = vec!["pki"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--dir", dir]);
-    let out = run(&bin("backout"), &all, &[]);
-    assert!(
-        out.status.success(),
-        "backout {all:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A coordinator configuration that lists every agent and operator of the
 /// matrix (so refusals come from the certificates, not from the lists).
 fn config(pki: &Pki, crl: bool) -> String {
@@ -247,17 +234,14 @@ async fn every_method_refuses_every_wrong_certificate() {
     }
     // Valid from 10 days ago for 1 day: expired 9 days ago.
     for (kind, name) in [("agent", "app-old"), ("operator", "old")] {
-        issue_with(
-            &pki,
-            &["issue", kind, name, "--days", "1", "--backdate-days", "10"],
-        );
+        pki.pki(&["issue", kind, name, "--days", "1", "--backdate-days", "10"]);
     }
     // Valid from tomorrow.
     for (kind, name) in [("agent", "app-future"), ("operator", "future")] {
-        issue_with(&pki, &["issue", kind, name, "--postdate-days", "1"]);
+        pki.pki(&["issue", kind, name, "--postdate-days", "1"]);
     }
-    issue_with(&pki, &["revoke", "agent", "app-revoked"]);
-    issue_with(&pki, &["revoke", "operator", "revoked"]);
+    pki.pki(&["revoke", "agent", "app-revoked"]);
+    pki.pki(&["revoke", "operator", "revoked"]);
     // Another fleet with the same trust domain and the same names.
     let foreign = Pki::new("security.test");
     foreign.issue("agent", "app-1");
@@ -368,7 +352,7 @@ async fn an_out_of_date_crl_refuses_everyone() {
     let pki = Pki::new("stale-crl.test");
     pki.issue("operator", "alice");
     // Dated 10 days back with a next update 1 day after: out of date.
-    issue_with(&pki, &["revoke", "--days", "1", "--backdate-days", "10"]);
+    pki.pki(&["revoke", "--days", "1", "--backdate-days", "10"]);
     let coordinator = Coordinator::start(pki.path(), &config(&pki, true)).await;
     let alice = Credential {
         label: "alice",
@@ -392,7 +376,7 @@ async fn an_out_of_date_crl_refuses_everyone() {
     .await;
     // A fresh list lets her in again, without a restart: the coordinator
     // reads its TLS files again when they change.
-    issue_with(&pki, &["revoke"]);
+    pki.pki(&["revoke"]);
     let seen = call(&coordinator.addr, &ca, &alice, method).await;
     assert!(seen.passed_authentication(), "{seen:?}");
 }

@@ -337,13 +337,18 @@ impl FleetBuilder {
                 pki.issue("agent", host);
             }
         }
-        for (operator, _) in &self.operators {
+        for (operator, held) in &self.operators {
             if !pki
                 .path()
                 .join(format!("operators/{operator}.pem"))
                 .exists()
             {
-                pki.issue("operator", operator);
+                // The roles the CA attests are the ones the configuration gives.
+                let mut args = vec!["issue", "operator", operator.as_str()];
+                for role in held {
+                    args.extend(["--role", role.as_str()]);
+                }
+                pki.pki(&args);
             }
         }
         let groups_of = |host: &str| -> Vec<String> {

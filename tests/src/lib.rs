@@ -113,21 +113,20 @@ impl Pki {
 
     /// Issues a certificate (`kind` is "agent" or "operator").
     pub fn issue(&self, kind: &str, name: &str) {
-        let out = run(
-            &bin("backout"),
-            &[
-                "pki",
-                "issue",
-                kind,
-                name,
-                "--dir",
-                self.path().to_str().unwrap(),
-            ],
-            &[],
-        );
+        self.pki(&["issue", kind, name]);
+    }
+
+    /// Runs `backout pki ARGS --dir <this PKI>`, which must succeed (e.g.
+    /// `["issue", "operator", "alice", "--role", "dba"]`).
+    pub fn pki(&self, args: &[&str]) {
+        let mut all = vec!["pki"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--dir", self.path().to_str().unwrap()]);
+        let out = run(&bin("backout"), &all, &[]);
         assert!(
             out.status.success(),
-            "pki issue: {}",
+            "backout {}: {}",
+            all.join(" "),
             String::from_utf8_lossy(&out.stderr)
         );
     }

@@ -1,8 +1,10 @@
 //! Identities carried in certificates.
 //!
 //! Every certificate of the fleet names its holder in a URI SAN of the form
-//! `spiffe://<trust-domain>/<kind>/<name>`. Roles are not in certificates: the
-//! coordinator's configuration gives roles to operator identities.
+//! `spiffe://<trust-domain>/<kind>/<name>`. An operator certificate also
+//! carries the roles the CA attests, one URI SAN each:
+//! `spiffe://<trust-domain>/operator/<name>/role/<role>` (see
+//! ARCHITECTURE.md, "Roles the CA attests"). The identity URI comes first.
 
 use std::fmt;
 
@@ -97,6 +99,47 @@ impl Identity {
     }
 }
 
+/// The URI SAN that attests `role` for operator `name` in `domain`.
+pub fn role_uri(domain: &str, name: &str, role: &str) -> String {
+    format!("spiffe://{domain}/operator/{name}/role/{role}")
+}
+
+/// The roles an operator certificate attests for operator `name` in
+/// `domain` (its `.../operator/<name>/role/<role>` URI SANs), sorted and
+/// without repeats. URIs for another name or domain are ignored.
+pub fn roles_of_cert(der: &[u8], domain: &str, name: &str) -> Result<Vec<String>, IdentityError> {
+    let prefix = role_uri(domain, name, "");
+    let mut roles: Vec<String> = spiffe_uris(der)?
+        .into_iter()
+        .filter_map(|uri| uri.strip_prefix(&prefix).map(str::to_string))
+        .filter(|role| validate_name(role).is_ok())
+        .collect();
+    roles.sort();
+    roles.dedup();
+    Ok(roles)
+}
+
+/// Every `spiffe://` URI SAN of a DER certificate, in order.
+fn spiffe_uris(der: &[u8]) -> Result<Vec<String>, IdentityError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+    let Some(san) = cert
+        .subject_alternative_name()
+        .map_err(|e| IdentityError::BadCertificate(e.to_string()))?
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(uri.to_string()),
+            _ => None,
+        })
+        .collect())
+}
+
 /// Reads the trust domain and identity from the first `spiffe://` URI SAN.
 pub fn spiffe_of_cert(der: &[u8]) -> Result<(String, Identity), IdentityError> {
     let uri = first_spiffe_uri(der)?;
@@ -105,19 +148,9 @@ pub fn spiffe_of_cert(der: &[u8]) -> Result<(String, Identity), IdentityError> {
 
 /// The first `spiffe://` URI SAN of a DER certificate.
 pub fn first_spiffe_uri(der: &[u8]) -> Result<String, IdentityError> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|e| IdentityError::BadCertificate(e.to_string()))?
-        .ok_or(IdentityError::Missing)?;
-    san.value
-        .general_names
-        .iter()
-        .find_map(|name| match name {
-            GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(uri.to_string()),
-            _ => None,
-        })
+    spiffe_uris(der)?
+        .into_iter()
+        .next()
         .ok_or(IdentityError::Missing)
 }
 

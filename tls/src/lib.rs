@@ -1,5 +1,7 @@
 //! Fleet PKI and mutual TLS for Backout.
 //!
+//! * [`approval`]: operators' signed approval statements, and the check an
+//!   agent makes of them before a gated action.
 //! * [`identity`]: who is on the other end of a connection, read from the URI
 //!   SAN of their certificate (`spiffe://<domain>/agent/<id>`, `/operator/<name>`,
 //!   `/coordinator`).
@@ -12,6 +14,7 @@
 //! * [`stamp`]: whether a file changed, without reading it.
 //! * [`quiet`]: rate-limited log lines for what unauthenticated peers cause.
 
+pub mod approval;
 pub mod crl;
 pub mod identity;
 pub mod pki;

@@ -46,6 +46,8 @@ pub enum PkiError {
     BadDomain(String),
     #[error("`{0}` is not a DNS name or IP address")]
     BadSan(String),
+    #[error("only operator certificates carry roles ({0} was given --role)")]
+    RolesNotOperator(String),
 }
 
 /// What kind of certificate to issue.
@@ -70,6 +72,9 @@ pub struct LeafOptions {
     /// Start the validity this many days in the future (0: now): only for
     /// tests of the refusal of not-yet-valid certificates.
     pub postdate_days: u32,
+    /// Roles the CA attests (operators only): one URI SAN
+    /// `spiffe://<domain>/operator/<name>/role/<role>` each.
+    pub roles: Vec<String>,
 }
 
 impl Default for LeafOptions {
@@ -79,6 +84,7 @@ impl Default for LeafOptions {
             days: 365,
             backdate_days: 0,
             postdate_days: 0,
+            roles: Vec::new(),
         }
     }
 }
@@ -206,6 +212,15 @@ pub fn renew(dir: &Path, identity: &Identity, options: &LeafOptions) -> Result<W
     }
     let (issuer, domain) = load_issuer(dir)?;
     let mut options = options.clone();
+    if let Identity::Operator(name) = identity
+        && options.roles.is_empty()
+    {
+        // Without new roles, the renewed certificate keeps the current ones.
+        let pem = read_to_string(&cert_path)?;
+        if let Some(der) = first_pem_der(&pem) {
+            options.roles = identity::roles_of_cert(&der, &domain, name)?;
+        }
+    }
     if *identity == Identity::Coordinator {
         for default in ["localhost", "127.0.0.1"] {
             if !options.sans.iter().any(|s| s == default) {
@@ -317,6 +332,20 @@ fn write_leaf(
         Identity::Agent(_) | Identity::Operator(_) => vec![ExtendedKeyUsagePurpose::ClientAuth],
     };
     let mut sans = vec![SanType::URI(identity.uri(domain).try_into()?)];
+    match identity {
+        Identity::Operator(name) => {
+            for role in &options.roles {
+                identity::validate_name(role)?;
+                sans.push(SanType::URI(
+                    identity::role_uri(domain, name, role).try_into()?,
+                ));
+            }
+        }
+        _ if !options.roles.is_empty() => {
+            return Err(PkiError::RolesNotOperator(identity.to_string()));
+        }
+        _ => {}
+    }
     for san in &options.sans {
         sans.push(match san.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
@@ -390,7 +419,8 @@ pub(crate) fn read_to_string(path: &Path) -> Result<String, PkiError> {
     })
 }
 
-pub(crate) fn first_pem_der(pem: &str) -> Option<Vec<u8>> {
+/// The first certificate (DER) of a PEM text.
+pub fn first_pem_der(pem: &str) -> Option<Vec<u8>> {
     use rustls_pki_types::pem::PemObject;
     rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
         .next()
@@ -454,6 +484,65 @@ mod tests {
         let der = first_pem_der(&std::fs::read_to_string(&cert).unwrap()).unwrap();
         assert_eq!(Identity::from_cert_der(&der, "renew.local").unwrap(), agent);
         renew(dir.path(), &Identity::Coordinator, &LeafOptions::default()).unwrap();
+    }
+
+    #[test]
+    fn operator_roles_are_attested_in_the_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), "roles.local", &LeafOptions::default()).unwrap();
+        let alice = Identity::Operator("alice".into());
+        let options = LeafOptions {
+            roles: vec!["technical-lead".into(), "dba".into()],
+            ..LeafOptions::default()
+        };
+        issue(dir.path(), &alice, &options).unwrap();
+        let (cert, _) = leaf_paths(dir.path(), &alice);
+        let der = first_pem_der(&std::fs::read_to_string(&cert).unwrap()).unwrap();
+        // The identity is still the first URI; the roles follow.
+        assert_eq!(Identity::from_cert_der(&der, "roles.local").unwrap(), alice);
+        assert_eq!(
+            identity::roles_of_cert(&der, "roles.local", "alice").unwrap(),
+            ["dba", "technical-lead"]
+        );
+        // Another name's or domain's role URIs are not alice's roles.
+        assert!(
+            identity::roles_of_cert(&der, "roles.local", "bob")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            identity::roles_of_cert(&der, "other.local", "alice")
+                .unwrap()
+                .is_empty()
+        );
+        // Renewal without roles keeps the current ones...
+        renew(dir.path(), &alice, &LeafOptions::default()).unwrap();
+        let der = first_pem_der(&std::fs::read_to_string(&cert).unwrap()).unwrap();
+        assert_eq!(
+            identity::roles_of_cert(&der, "roles.local", "alice").unwrap(),
+            ["dba", "technical-lead"]
+        );
+        // ...and with roles carries those (a role change is a renewal).
+        let fewer = LeafOptions {
+            roles: vec!["dba".into()],
+            ..LeafOptions::default()
+        };
+        renew(dir.path(), &alice, &fewer).unwrap();
+        let der = first_pem_der(&std::fs::read_to_string(&cert).unwrap()).unwrap();
+        assert_eq!(
+            identity::roles_of_cert(&der, "roles.local", "alice").unwrap(),
+            ["dba"]
+        );
+        let agent = issue(dir.path(), &Identity::Agent("a".into()), &options);
+        assert!(
+            matches!(agent, Err(PkiError::RolesNotOperator(_))),
+            "{agent:?}"
+        );
+        let bad = LeafOptions {
+            roles: vec!["no/slash".into()],
+            ..LeafOptions::default()
+        };
+        assert!(issue(dir.path(), &Identity::Operator("b".into()), &bad).is_err());
     }
 
     #[test]

@@ -176,12 +176,23 @@ impl TlsMaterial {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+impl TlsMaterial {
+    /// Checks a client certificate (DER) as the server's handshake would:
+    /// it chains to the fleet CA, is valid now, and is not on a revocation
+    /// list added with [`TlsMaterial::with_crl`] (nor is a list out of date).
+    pub fn verify_client_cert(&self, der: &[u8]) -> Result<(), String> {
+        let verifier = client_verifier(self).map_err(|e| e.to_string())?;
+        let now = rustls_pki_types::UnixTime::now();
+        verifier
+            .verify_client_cert(&CertificateDer::from(der.to_vec()), &[], now)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
-/// Server side: TLS 1.3 only, a client certificate signed by the fleet CA required.
-pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
+fn client_verifier(
+    material: &TlsMaterial,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(material.roots.clone(), provider());
     if !material.crls.is_empty() {
@@ -191,9 +202,16 @@ pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsErr
             .with_crls(material.crls.iter().cloned())
             .enforce_revocation_expiration();
     }
-    let verifier = builder
-        .build()
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+    builder.build().map_err(|e| TlsError::Config(e.to_string()))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Server side: TLS 1.3 only, a client certificate signed by the fleet CA required.
+pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
+    let verifier = client_verifier(material)?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?

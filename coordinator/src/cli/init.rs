@@ -52,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
         san: Vec::new(),
         days: 365,
     })?;
-    let issue = |kind: IssueKind, name: &str| {
+    let issue = |kind: IssueKind, name: &str, role: Vec<String>| {
         super::pki::execute(PkiCommand::Issue {
             kind,
             name: name.to_string(),
@@ -61,13 +61,15 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
             days: 365,
             backdate_days: 0,
             postdate_days: 0,
+            role,
         })
     };
     for host in &args.hosts {
-        issue(IssueKind::Agent, host)?;
+        issue(IssueKind::Agent, host, Vec::new())?;
     }
-    for (operator, _) in OPERATORS {
-        issue(IssueKind::Operator, operator)?;
+    // Each operator's certificate attests the role coordinator.toml gives.
+    for (operator, role) in OPERATORS {
+        issue(IssueKind::Operator, operator, vec![role.to_string()])?;
     }
     write(
         &dir.join("coordinator.toml"),

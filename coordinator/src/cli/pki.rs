@@ -35,6 +35,8 @@ pub enum PkiCommand {
     /// Issue a certificate for an agent or an operator.
     ///
     /// Example: backout pki issue agent app-1 --dir /etc/backout/pki
+    ///
+    /// Example: backout pki issue operator alice --role dba --role technical-lead --days 30 --dir /etc/backout/pki
     Issue {
         /// agent or operator.
         #[arg(value_enum)]
@@ -59,6 +61,12 @@ pub enum PkiCommand {
         /// not valid yet).
         #[arg(long, default_value_t = 0, hide = true)]
         postdate_days: u32,
+        /// A role the CA attests in an operator's certificate (repeat for
+        /// several): a URI SAN spiffe://DOMAIN/operator/NAME/role/ROLE.
+        /// With `operator_certs` in its configuration, the coordinator
+        /// refuses to start when its [operators] roles differ.
+        #[arg(long)]
+        role: Vec<String>,
     },
     /// Renew a certificate in place: a new key and certificate replace the
     /// old ones. A running coordinator picks up its renewed certificate at
@@ -83,6 +91,11 @@ pub enum PkiCommand {
         /// Validity of the new certificate in days.
         #[arg(long, default_value_t = 365)]
         days: u32,
+        /// The roles of a renewed operator certificate (repeat for several);
+        /// without --role, the current certificate's roles are kept. A role
+        /// change is a renewal with the new roles.
+        #[arg(long)]
+        role: Vec<String>,
     },
     /// Revoke an agent's or operator's certificate: add it to the CA-signed
     /// revocation list DIR/crl.pem and sign the list again with a new
@@ -157,6 +170,7 @@ pub(super) fn execute(command: PkiCommand) -> anyhow::Result<()> {
                 days,
                 backdate_days: 0,
                 postdate_days: 0,
+                roles: Vec::new(),
             };
             let written = pki::init(&dir, &trust_domain, &options)?;
             let signer = CommandSigner::generate();
@@ -178,6 +192,7 @@ pub(super) fn execute(command: PkiCommand) -> anyhow::Result<()> {
             days,
             backdate_days,
             postdate_days,
+            role,
         } => {
             let identity = match kind {
                 IssueKind::Agent => Identity::Agent(name),
@@ -188,6 +203,7 @@ pub(super) fn execute(command: PkiCommand) -> anyhow::Result<()> {
                 days,
                 backdate_days,
                 postdate_days,
+                roles: role,
             };
             let written = pki::issue(&dir, &identity, &options)
                 .with_context(|| format!("issuing a certificate for {identity}"))?;
@@ -200,6 +216,7 @@ pub(super) fn execute(command: PkiCommand) -> anyhow::Result<()> {
             dir,
             san,
             days,
+            role,
         } => {
             let name = name.unwrap_or_default();
             let identity = match kind {
@@ -212,6 +229,7 @@ pub(super) fn execute(command: PkiCommand) -> anyhow::Result<()> {
                 days,
                 backdate_days: 0,
                 postdate_days: 0,
+                roles: role,
             };
             let written = pki::renew(&dir, &identity, &options)
                 .with_context(|| format!("renewing the certificate of {identity}"))?;

@@ -1576,7 +1576,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__pki__subcmd__issue)
-            opts="-h --dir --san --days --log --log-format --help agent operator"
+            opts="-h --dir --san --days --role --log --log-format --help agent operator"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1591,6 +1591,10 @@ _backout() {
                     return 0
                     ;;
                 --days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --role)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1610,7 +1614,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__pki__subcmd__renew)
-            opts="-h --dir --san --days --log --log-format --help agent operator coordinator"
+            opts="-h --dir --san --days --role --log --log-format --help agent operator coordinator"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1625,6 +1629,10 @@ _backout() {
                     return 0
                     ;;
                 --days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --role)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -79,6 +79,7 @@ complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_sub
 complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_subcommand_from issue" -l dir -d 'The PKI directory (made by `pki init`): its CA signs the certificate, written under agents/ or operators/' -r -F
 complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_subcommand_from issue" -l san -d 'Extra DNS names or IP addresses' -r
 complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_subcommand_from issue" -l days -d 'Validity of the certificate in days' -r
+complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_subcommand_from issue" -l role -d 'A role the CA attests in an operator\'s certificate (repeat for several): a URI SAN spiffe://DOMAIN/operator/NAME/role/ROLE. With `operator_certs` in its configuration, the coordinator refuses to start when its [operators] roles differ' -r
 complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_subcommand_from issue" -l log -d 'Log filter (e.g. info, debug, backout=debug); also RUST_LOG' -r
 complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_subcommand_from issue" -l log-format -d 'Log lines as text, or as one JSON object per line with the run, phase, step and host as fields' -r -f -a "text\t'One human-readable line per event (the default)'
 json\t'One JSON object per line: the event\'s fields at the top level, and the fields of the spans it happened in (run, phase, step, host…) under `span` (the innermost) and `spans` (outermost first)'"
@@ -86,6 +87,7 @@ complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_sub
 complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_subcommand_from renew" -l dir -d 'The PKI directory (made by `pki init`)' -r -F
 complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_subcommand_from renew" -l san -d 'Extra DNS names or IP addresses (the coordinator always gets localhost and 127.0.0.1)' -r
 complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_subcommand_from renew" -l days -d 'Validity of the new certificate in days' -r
+complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_subcommand_from renew" -l role -d 'The roles of a renewed operator certificate (repeat for several); without --role, the current certificate\'s roles are kept. A role change is a renewal with the new roles' -r
 complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_subcommand_from renew" -l log -d 'Log filter (e.g. info, debug, backout=debug); also RUST_LOG' -r
 complete -c backout -n "__fish_backout_using_subcommand pki; and __fish_seen_subcommand_from renew" -l log-format -d 'Log lines as text, or as one JSON object per line with the run, phase, step and host as fields' -r -f -a "text\t'One human-readable line per event (the default)'
 json\t'One JSON object per line: the event\'s fields at the top level, and the fields of the spans it happened in (run, phase, step, host…) under `span` (the innermost) and `spans` (outermost first)'"
