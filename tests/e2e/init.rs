@@ -114,3 +114,29 @@ async fn init_writes_a_starter_set_that_starts_as_written() {
         before
     );
 }
+
+#[test]
+fn init_finishes_the_starter_set_when_its_reader_stops_reading() {
+    // `backout init DIR … | head -1`: the reader goes away at once (here,
+    // before the first line). The starter set must still be written whole.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("starter");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = std::process::Command::new(bin("backout"))
+        .args(["init", dir.to_str().unwrap(), "--host", "web-1"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    for file in [
+        "pki/ca.pem",
+        "pki/operators/alice.pem",
+        "coordinator.toml",
+        "agents/web-1.toml",
+        "plan.toml",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} was not written");
+    }
+}

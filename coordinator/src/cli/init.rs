@@ -43,6 +43,7 @@ const OPERATORS: [(&str, &str); 2] = [("alice", "release-manager"), ("bob", "tec
 
 pub fn run(args: Args) -> anyhow::Result<Exit> {
     check(&args)?;
+    super::finish_work_if_stdout_closes();
     let dir = &args.dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let pki = dir.join("pki");

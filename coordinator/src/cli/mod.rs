@@ -60,14 +60,39 @@ pub mod whoami;
 pub const EXIT_BROKEN_PIPE: u8 = 141;
 
 /// Writes to standard output and flushes. When the reader has gone away
-/// (EPIPE), the process ends quietly with [`EXIT_BROKEN_PIPE`]; any other
-/// write error (a full disk behind a redirection) is said on standard error
-/// and exits 1. Never a panic.
+/// (EPIPE), the process ends quietly with [`EXIT_BROKEN_PIPE`] (unless a
+/// command that changes files asked to finish its work first:
+/// [`finish_work_if_stdout_closes`]); any other write error (a full disk
+/// behind a redirection) is said on standard error and exits 1. Never a
+/// panic.
 pub fn write_stdout(args: fmt::Arguments<'_>) {
+    use std::sync::atomic::Ordering;
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
     let mut stdout = io::stdout().lock();
     if let Err(error) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if error.kind() == io::ErrorKind::BrokenPipe && FINISH_WORK.load(Ordering::Relaxed) {
+            STDOUT_GONE.store(true, Ordering::Relaxed);
+            return;
+        }
         stdout_failed(&error);
     }
+}
+
+/// Set by commands that write files as they go (`init`, `pki`): a reader
+/// that stops reading (`backout init … | head -2`) must not leave half a
+/// starter set or PKI behind, so output is dropped from then on and the
+/// command finishes.
+static FINISH_WORK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Standard output's reader went away (with [`FINISH_WORK`] set).
+static STDOUT_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For a command that changes files: when standard output's reader goes
+/// away, its output is dropped and the command finishes its work (the
+/// process does not end at the next print).
+pub fn finish_work_if_stdout_closes() {
+    FINISH_WORK.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Ends the process after standard output failed: see [`write_stdout`].

@@ -146,6 +146,7 @@ pub enum RenewKind {
 pub type Args = PkiCommand;
 
 pub fn run(args: Args) -> anyhow::Result<super::Exit> {
+    super::finish_work_if_stdout_closes();
     execute(args)?;
     Ok(super::Exit::Ok)
 }
