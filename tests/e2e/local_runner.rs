@@ -120,6 +120,20 @@ fn listed_plugin(fleet: &Fleet, id: &str, name: &str) -> Option<Value> {
         .cloned()
 }
 
+/// Waits until `backout agents` lists plugin `name` of agent app-1 with
+/// file `sha256`.
+async fn listed_as(fleet: &Fleet, name: &str, sha256: &str) {
+    wait_for(
+        &format!("plugin {name} to be listed with sha256 {sha256}"),
+        Duration::from_secs(30),
+        || {
+            let p = listed_plugin(fleet, "app-1", name)?;
+            (p["sha256"] == sha256).then_some(())
+        },
+    )
+    .await;
+}
+
 fn hang_up(fleet: &Fleet, id: &str) {
     let pid = fleet.agents[id].child.id().unwrap().to_string();
     let status = std::process::Command::new("kill")
@@ -154,16 +168,7 @@ async fn sighup_loads_a_changed_plugin_and_disables_one_that_fails_without_a_res
     // A changed file: loaded on SIGHUP, and the coordinator is told.
     std::fs::copy(plugin("health"), &file).unwrap();
     hang_up(&fleet, "app-1");
-    let health = sha256_file(&plugin("health"));
-    wait_for(
-        "the changed plugin to be listed",
-        Duration::from_secs(30),
-        || {
-            let p = listed_plugin(&fleet, "app-1", "dyn")?;
-            (p["sha256"] == health.as_str()).then_some(())
-        },
-    )
-    .await;
+    listed_as(&fleet, "dyn", &sha256_file(&plugin("health"))).await;
     assert_eq!(fleet.agents["app-1"].child.id(), pid, "not restarted");
 
     // A file that does not load: the plugin is disabled and said to be;
@@ -272,16 +277,7 @@ async fn sighup_applies_added_removed_and_broken_plugin_entries_without_a_restar
     );
     std::fs::write(&config, &added).unwrap();
     hang_up(&fleet, "app-1");
-    let testbed = sha256_file(&plugin("testbed"));
-    wait_for(
-        "the added plugin to be listed",
-        Duration::from_secs(30),
-        || {
-            let p = listed_plugin(&fleet, "app-1", "added")?;
-            (p["sha256"] == testbed.as_str()).then_some(())
-        },
-    )
-    .await;
+    listed_as(&fleet, "added", &sha256_file(&plugin("testbed"))).await;
     let id = fleet.start_approved(&["--reason", "a plugin added on SIGHUP"]);
     let run = fleet.ended(&id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
