@@ -52,7 +52,7 @@ use serde::Deserialize;
 
 use crate::plugin::{PluginConfig, SecretSource, StepLimitsConfig};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     pub coordinator: Coordinators,
@@ -82,7 +82,7 @@ pub struct AgentConfig {
 
 /// The coordinators' addresses: one, or several (one leads, the others
 /// stand by and do not listen until they lead).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum Coordinators {
     One(String),
@@ -104,7 +104,7 @@ impl std::fmt::Display for Coordinators {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reconnect {
     #[serde(default = "default_initial", deserialize_with = "duration")]

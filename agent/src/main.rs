@@ -26,9 +26,12 @@ use tracing::Instrument;
 ///
 /// Exit codes: 0 stopped cleanly, 1 failed, 2 bad configuration.
 ///
-/// SIGHUP reads every configured plugin file again: a new or changed one is
-/// loaded without a restart; one that fails to load is disabled (logged,
-/// and shown by `backout agents`) while the others keep serving.
+/// SIGHUP reads the configuration file and every plugin file again: a new,
+/// changed or removed `[[plugin]]` entry and a new or changed plugin file
+/// apply without a restart; a plugin that fails to load is disabled
+/// (logged, and shown by `backout agents`) while the others keep serving.
+/// A configuration that does not load is logged and the old one kept; other
+/// changed settings are logged as needing a restart.
 ///
 /// Example: backout-agent --config /etc/backout/agent.toml
 #[derive(Debug, Parser)]
@@ -416,7 +419,11 @@ async fn main() -> ExitCode {
     // SIGHUP: read the plugin files again (new or changed ones are loaded,
     // one that fails to load is disabled), without a restart.
     if let Some(agent) = agents.first() {
-        tokio::spawn(reload_on_sighup(agent.host.clone()));
+        tokio::spawn(reload_on_sighup(
+            config.to_path_buf(),
+            agent.config.clone(),
+            agent.host.clone(),
+        ));
     }
     let many = cli.sessions_from.is_some();
     let sessions = async move {
@@ -507,19 +514,62 @@ fn say(to: &mut impl std::io::Write, line: std::fmt::Arguments<'_>) {
     let _ = writeln!(to, "{line}").and_then(|()| to.flush());
 }
 
-/// Reloads the plugins at every SIGHUP; see [`PluginHost::reload`].
-async fn reload_on_sighup(host: Arc<PluginHost>) {
+/// At every SIGHUP, reads the configuration file (`path`) again and applies
+/// its `[[plugin]]` entries; see [`PluginHost::reconfigure`]. A file that
+/// does not load is logged and the running configuration kept.
+async fn reload_on_sighup(path: PathBuf, running: AgentConfig, host: Arc<PluginHost>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP: plugins reload only on restart");
         return;
     };
+    // The entries applied last: kept when the file does not load.
+    let mut applied = running.plugins.clone();
     while hangups.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading the plugins");
+        tracing::info!(config = %path.display(), "SIGHUP: reading the configuration and the plugins again");
+        let plugins = match AgentConfig::load(&path) {
+            Ok(config) if config.plugins.is_empty() => {
+                tracing::error!(config = %path.display(), "the configuration names no [[plugin]]; keeping the running one");
+                applied.clone()
+            }
+            Ok(config) => {
+                for field in needs_restart(&running, &config) {
+                    tracing::warn!(config = %path.display(), field, "this setting changed and needs a restart to apply; the running value is kept");
+                }
+                config.plugins
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the configuration does not load; keeping the running one");
+                applied.clone()
+            }
+        };
+        applied.clone_from(&plugins);
         let host = host.clone();
         // Compiling is CPU-heavy: off the async threads.
-        let _ = tokio::task::spawn_blocking(move || host.reload()).await;
+        let _ = tokio::task::spawn_blocking(move || host.reconfigure(&plugins)).await;
     }
+}
+
+/// The settings of `new` that differ from the `running` configuration and
+/// apply only at start (everything but the `[[plugin]]` entries).
+fn needs_restart(running: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> {
+    let changed = [
+        ("coordinator", running.coordinator != new.coordinator),
+        ("server_name", running.server_name != new.server_name),
+        ("command_key", running.command_key != new.command_key),
+        ("state_dir", running.state_dir != new.state_dir),
+        ("clock_skew", running.clock_skew != new.clock_skew),
+        ("tls", running.tls != new.tls),
+        ("reconnect", running.reconnect != new.reconnect),
+        ("limits", running.limits != new.limits),
+        ("secrets", running.secrets != new.secrets),
+        ("metrics", running.metrics != new.metrics),
+        ("otlp", running.otlp != new.otlp),
+    ];
+    changed
+        .into_iter()
+        .filter_map(|(field, changed)| changed.then_some(field))
+        .collect()
 }
 
 async fn sigterm() {

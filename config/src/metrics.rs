@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// `[metrics]` in the coordinator's or an agent's configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// `ip:port`, on loopback unless `tls` is set (port 0 picks a free
@@ -46,7 +46,7 @@ pub struct MetricsConfig {
 }
 
 /// `[metrics.tls]`: HTTPS with a client certificate required.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsTls {
     /// The listener's certificate chain (PEM), leaf first.

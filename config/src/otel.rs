@@ -23,7 +23,7 @@
 use serde::Deserialize;
 
 /// `[otlp]` in the coordinator's or an agent's configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// The OTLP/gRPC collector, e.g. `http://127.0.0.1:4317`.

@@ -120,6 +120,20 @@ fn listed_plugin(fleet: &Fleet, id: &str, name: &str) -> Option<Value> {
         .cloned()
 }
 
+/// Waits until `backout agents` lists plugin `name` of agent app-1 with
+/// file `sha256`.
+async fn listed_as(fleet: &Fleet, name: &str, sha256: &str) {
+    wait_for(
+        &format!("plugin {name} to be listed with sha256 {sha256}"),
+        Duration::from_secs(30),
+        || {
+            let p = listed_plugin(fleet, "app-1", name)?;
+            (p["sha256"] == sha256).then_some(())
+        },
+    )
+    .await;
+}
+
 fn hang_up(fleet: &Fleet, id: &str) {
     let pid = fleet.agents[id].child.id().unwrap().to_string();
     let status = std::process::Command::new("kill")
@@ -154,16 +168,7 @@ async fn sighup_loads_a_changed_plugin_and_disables_one_that_fails_without_a_res
     // A changed file: loaded on SIGHUP, and the coordinator is told.
     std::fs::copy(plugin("health"), &file).unwrap();
     hang_up(&fleet, "app-1");
-    let health = sha256_file(&plugin("health"));
-    wait_for(
-        "the changed plugin to be listed",
-        Duration::from_secs(30),
-        || {
-            let p = listed_plugin(&fleet, "app-1", "dyn")?;
-            (p["sha256"] == health.as_str()).then_some(())
-        },
-    )
-    .await;
+    listed_as(&fleet, "dyn", &sha256_file(&plugin("health"))).await;
     assert_eq!(fleet.agents["app-1"].child.id(), pid, "not restarted");
 
     // A file that does not load: the plugin is disabled and said to be;
@@ -230,4 +235,96 @@ async fn a_health_check_runs_locally_as_the_help_shows() {
     let text = String::from_utf8_lossy(&down.stdout);
     assert_eq!(down.status.code(), Some(1), "{text}");
     assert!(text.contains("FAILED (unhealthy)"), "{text}");
+}
+
+/// Waits until the agent's log (`fleet`'s `id`) contains `text`.
+async fn logged(fleet: &Fleet, id: &str, text: &str) {
+    let log = fleet.agents[id].log.clone();
+    wait_for(
+        &format!("the agent to log {text:?}"),
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&log)
+                .ok()?
+                .contains(text)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_added_removed_and_broken_plugin_entries_without_a_restart() {
+    let fleet = Fleet::builder("sighup-config.test")
+        .hosts(["app-1"])
+        .approvals(["technical-lead"])
+        .plan(
+            "[[phase]]\nid = \"p\"\nname = \"P\"\n\
+             [[phase.step]]\nid = \"echo\"\nplugin = \"testbed\"\naction = \"echo\"\non = \"app-1\"\n\
+             [[phase.step]]\nid = \"added\"\nplugin = \"added\"\naction = \"echo\"\non = \"app-1\"\n",
+        )
+        .start()
+        .await;
+    let pid = fleet.agents["app-1"].child.id();
+    let config = fleet.agent_config_path("app-1");
+    let original = std::fs::read_to_string(&config).unwrap();
+    assert!(listed_plugin(&fleet, "app-1", "added").is_none());
+
+    // A new [[plugin]] entry: loaded on SIGHUP, listed, and its step runs.
+    let added = format!(
+        "{original}\n[[plugin]]\nname = \"added\"\npath = \"{}\"\n",
+        plugin("testbed").display()
+    );
+    std::fs::write(&config, &added).unwrap();
+    hang_up(&fleet, "app-1");
+    listed_as(&fleet, "added", &sha256_file(&plugin("testbed"))).await;
+    let id = fleet.start_approved(&["--reason", "a plugin added on SIGHUP"]);
+    let run = fleet.ended(&id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+
+    // A configuration that does not load: logged, the running one kept.
+    std::fs::write(&config, format!("{added}\nunknown_key = 1\n")).unwrap();
+    hang_up(&fleet, "app-1");
+    logged(&fleet, "app-1", "the configuration does not load").await;
+    assert!(listed_plugin(&fleet, "app-1", "added").is_some());
+
+    // A broken entry: reported and disabled; the others still serve. A
+    // setting that applies only at start is logged as needing a restart.
+    let broken = added.replace("clock_skew = \"2s\"", "clock_skew = \"3s\"")
+        + "\n[[plugin]]\nname = \"broken\"\npath = \"/nonexistent/broken.wasm\"\n";
+    std::fs::write(&config, &broken).unwrap();
+    hang_up(&fleet, "app-1");
+    let error = wait_for(
+        "the broken plugin to be reported",
+        Duration::from_secs(30),
+        || {
+            let p = listed_plugin(&fleet, "app-1", "broken")?;
+            p["load_error"].as_str().map(str::to_string)
+        },
+    )
+    .await;
+    assert!(error.contains("/nonexistent/broken.wasm"), "{error}");
+    let text = fleet.cli("alice", &["agents"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("broken (DISABLED: "), "{text}");
+    logged(&fleet, "app-1", "needs a restart").await;
+    let id = fleet.start_approved(&["--reason", "the rest still serves"]);
+    let run = fleet.ended(&id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+
+    // Entries removed: unloaded and no longer listed.
+    std::fs::write(&config, &original).unwrap();
+    hang_up(&fleet, "app-1");
+    wait_for(
+        "the removed plugins to be gone",
+        Duration::from_secs(30),
+        || {
+            (listed_plugin(&fleet, "app-1", "testbed").is_some()
+                && listed_plugin(&fleet, "app-1", "added").is_none()
+                && listed_plugin(&fleet, "app-1", "broken").is_none())
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(fleet.agents["app-1"].child.id(), pid, "not restarted");
 }

@@ -40,7 +40,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -301,6 +301,8 @@ pub enum Reloaded {
     Loaded { sha256: String },
     /// The file failed to load: the plugin is disabled until it loads.
     Disabled { error: String },
+    /// Its `[[plugin]]` entry is gone from the configuration: unloaded.
+    Removed,
 }
 
 /// Runs plugin steps. Cheap to clone; `Send + Sync`.
@@ -312,7 +314,7 @@ pub struct PluginHost {
 impl fmt::Debug for PluginHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PluginHost")
-            .field("plugins", &self.inner.plugins.keys().collect::<Vec<_>>())
+            .field("plugins", &self.inner.slots().keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -322,7 +324,15 @@ struct Inner {
     linker: Linker<HostState>,
     secrets: SecretStore,
     http: reqwest::Client,
-    plugins: BTreeMap<String, Slot>,
+    /// Replaced whole when a reload changes the `[[plugin]]` entries.
+    plugins: RwLock<Arc<BTreeMap<String, Arc<Slot>>>>,
+    /// `[[plugin]]` entries added by a reload whose plugin failed to
+    /// load: name -> (sha256 of its file, or empty; why).
+    failed: Mutex<BTreeMap<String, (String, String)>>,
+    /// The agent-wide step limits, for plugins added by a reload.
+    defaults: StepLimits,
+    /// The engine's memory cap: a plugin added later may not ask for more.
+    max_memory: u64,
     /// One permit per pool slot: steps beyond it wait rather than fail.
     permits: Arc<Semaphore>,
     /// Bumped when a reload changed what the plugins are (sessions then
@@ -366,26 +376,8 @@ impl PluginHost {
             if !names.insert(config.name.as_str()) {
                 return Err(PluginHostError::Duplicate(config.name.clone()));
             }
-            let caps =
-                Capabilities::new(&config.grants).map_err(|source| PluginHostError::Grants {
-                    plugin: config.name.clone(),
-                    source,
-                })?;
-            for name in caps.secrets() {
-                if !secrets.contains(name) {
-                    tracing::warn!(plugin = %config.name, secret = %name, "a granted secret is not configured on this agent");
-                }
-            }
-            let limits = match &config.limits {
-                Some(own) => own
-                    .over(&defaults)
-                    .map_err(|source| PluginHostError::Limits {
-                        plugin: config.name.clone(),
-                        source,
-                    })?,
-                None => defaults,
-            };
-            checked.push((config, Arc::new(caps), limits));
+            let (caps, limits) = prepare(config, &secrets, &defaults)?;
+            checked.push((config, caps, limits));
         }
         let max_memory = checked
             .iter()
@@ -410,19 +402,9 @@ impl PluginHost {
             let loaded = Arc::new(load(
                 &engine, &linker, &secrets, config, &caps, &limits, &bytes,
             )?);
-            let mut cache = HashMap::new();
-            cache.insert(loaded.sha256.clone(), loaded.clone());
             slots.insert(
                 config.name.clone(),
-                Slot {
-                    config: config.clone(),
-                    caps,
-                    limits,
-                    current: Mutex::new(loaded),
-                    cache: Mutex::new(cache),
-                    hashed: Mutex::new(None),
-                    disabled: Mutex::new(None),
-                },
+                Arc::new(Slot::new(config, caps, limits, loaded)),
             );
         }
         Ok(PluginHost {
@@ -431,7 +413,10 @@ impl PluginHost {
                 linker,
                 secrets,
                 http,
-                plugins: slots,
+                plugins: RwLock::new(Arc::new(slots)),
+                failed: Mutex::new(BTreeMap::new()),
+                defaults,
+                max_memory,
                 permits: Arc::new(Semaphore::new(engine::CONCURRENT_STEPS)),
                 changed: tokio::sync::watch::channel(0).0,
                 _ticker: ticker,
@@ -443,7 +428,7 @@ impl PluginHost {
     /// ones are in [`PluginHost::disabled`] instead.
     pub fn inventory(&self) -> Vec<PluginInfo> {
         self.inner
-            .plugins
+            .slots()
             .values()
             .filter(|slot| lock(&slot.disabled).is_none())
             .map(|slot| lock(&slot.current).info.clone())
@@ -453,14 +438,22 @@ impl PluginHost {
     /// The disabled plugins: name, the sha256 of the file that failed to
     /// load, and why.
     pub fn disabled(&self) -> Vec<(String, String, String)> {
-        self.inner
-            .plugins
+        let mut out: Vec<_> = self
+            .inner
+            .slots()
             .iter()
             .filter_map(|(name, slot)| {
                 let (sha256, error) = lock(&slot.disabled).clone()?;
                 Some((name.clone(), sha256, error))
             })
-            .collect()
+            .collect();
+        out.extend(
+            lock(&self.inner.failed)
+                .iter()
+                .map(|(name, (sha256, error))| (name.clone(), sha256.clone(), error.clone())),
+        );
+        out.sort();
+        out
     }
 
     /// Told (a new value) whenever a reload changes what the plugins are.
@@ -474,9 +467,78 @@ impl PluginHost {
     /// coordinator); the others keep serving. Sessions are told when
     /// anything changed.
     pub fn reload(&self) -> Vec<(String, Reloaded)> {
+        let out = self.reload_files();
+        if out.iter().any(|(_, r)| *r != Reloaded::Unchanged) {
+            self.inner
+                .changed
+                .send_modify(|generation| *generation += 1);
+        }
+        out
+    }
+
+    /// Applies a new list of `[[plugin]]` entries (on SIGHUP, from the
+    /// configuration file read again): a new entry is loaded, a removed
+    /// one unloaded, a changed one (path, grants, limits) loaded again
+    /// under its new entry; then every file is read again as
+    /// [`PluginHost::reload`] does. An entry that fails to load is
+    /// disabled (logged, and reported to the coordinator); the others
+    /// keep serving. Sessions are told when anything changed.
+    pub fn reconfigure(&self, plugins: &[PluginConfig]) -> Vec<(String, Reloaded)> {
+        let inner = &self.inner;
+        let old = inner.slots();
+        let mut slots = BTreeMap::new();
+        let mut failed = BTreeMap::new();
+        let mut out = Vec::new();
+        for config in plugins {
+            if let Some(slot) = old.get(&config.name)
+                && slot.config == *config
+            {
+                slots.insert(config.name.clone(), slot.clone());
+                continue;
+            }
+            match inner.new_slot(config) {
+                Ok(slot) => {
+                    let sha256 = lock(&slot.current).sha256.clone();
+                    tracing::info!(plugin = %config.name, sha256 = %sha256, "plugin loaded from its new [[plugin]] entry");
+                    slots.insert(config.name.clone(), Arc::new(slot));
+                    out.push((config.name.clone(), Reloaded::Loaded { sha256 }));
+                }
+                Err((sha256, error)) => {
+                    tracing::error!(plugin = %config.name, error = %error, "the plugin failed to load and is disabled; the others keep serving");
+                    failed.insert(config.name.clone(), (sha256, error.clone()));
+                    out.push((config.name.clone(), Reloaded::Disabled { error }));
+                }
+            }
+        }
+        for name in old.keys() {
+            if !plugins.iter().any(|p| p.name == *name) {
+                tracing::info!(plugin = %name, "plugin unloaded: its [[plugin]] entry is gone");
+                out.push((name.clone(), Reloaded::Removed));
+            }
+        }
+        let was_failed = std::mem::replace(&mut *lock(&inner.failed), failed.clone());
+        *inner
+            .plugins
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(slots);
+        let files = self.reload_files();
+        // A plugin loaded above from its new entry is reported once.
+        let files: Vec<_> = files
+            .into_iter()
+            .filter(|(name, _)| !out.iter().any(|(n, _)| n == name))
+            .collect();
+        out.extend(files);
+        if out.iter().any(|(_, r)| *r != Reloaded::Unchanged) || was_failed != failed {
+            inner.changed.send_modify(|generation| *generation += 1);
+        }
+        out
+    }
+
+    /// Reads every plugin's file again; see [`PluginHost::reload`].
+    fn reload_files(&self) -> Vec<(String, Reloaded)> {
         let inner = &self.inner;
         let mut out = Vec::new();
-        for (name, slot) in &inner.plugins {
+        for (name, slot) in inner.slots().iter() {
             let result = match std::fs::read(&slot.config.path) {
                 Err(source) => Err((
                     String::new(),
@@ -520,9 +582,6 @@ impl PluginHost {
             };
             out.push((name.clone(), reloaded));
         }
-        if out.iter().any(|(_, r)| *r != Reloaded::Unchanged) {
-            inner.changed.send_modify(|generation| *generation += 1);
-        }
         out
     }
 
@@ -535,9 +594,14 @@ impl PluginHost {
         name: &str,
         expected_sha256: &str,
     ) -> Result<Arc<LoadedPlugin>, ResolveError> {
-        let slot = self
-            .inner
-            .plugins
+        if let Some((_, error)) = lock(&self.inner.failed).get(name) {
+            return Err(ResolveError::Disabled {
+                plugin: name.to_string(),
+                error: error.clone(),
+            });
+        }
+        let slots = self.inner.slots();
+        let slot = slots
             .get(name)
             .ok_or_else(|| ResolveError::UnknownPlugin(name.to_string()))?;
         let read = || {
@@ -725,6 +789,50 @@ impl PluginHost {
 }
 
 impl Inner {
+    /// The plugins configured now.
+    fn slots(&self) -> Arc<BTreeMap<String, Arc<Slot>>> {
+        self.plugins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Checks and loads a `[[plugin]]` entry added (or changed) by a
+    /// reload. On failure: the file's sha256 (empty if unread) and why.
+    fn new_slot(&self, config: &PluginConfig) -> Result<Slot, (String, String)> {
+        let (caps, limits) = prepare(config, &self.secrets, &self.defaults)
+            .map_err(|e| (String::new(), e.to_string()))?;
+        if limits.memory > self.max_memory {
+            return Err((
+                String::new(),
+                format!(
+                    "plugin `{}`: its memory limit is above every limit the agent started with; it needs a restart",
+                    config.name
+                ),
+            ));
+        }
+        let bytes = std::fs::read(&config.path).map_err(|source| {
+            let e = PluginHostError::Read {
+                plugin: config.name.clone(),
+                path: config.path.clone(),
+                source,
+            };
+            (String::new(), e.to_string())
+        })?;
+        let sha256 = sha256_hex(&bytes);
+        let loaded = load(
+            &self.engine,
+            &self.linker,
+            &self.secrets,
+            config,
+            &caps,
+            &limits,
+            &bytes,
+        )
+        .map_err(|e| (sha256, e.to_string()))?;
+        Ok(Slot::new(config, caps, limits, Arc::new(loaded)))
+    }
+
     /// Compiles `bytes` (whose hash is `sha256`) for `slot` and keeps the
     /// version in the slot's cache (`cache`, locked by the caller).
     fn compile_into(
@@ -749,6 +857,55 @@ impl Inner {
         cache.insert(sha256.to_string(), loaded.clone());
         Ok(loaded)
     }
+}
+
+impl Slot {
+    fn new(
+        config: &PluginConfig,
+        caps: Arc<Capabilities>,
+        limits: StepLimits,
+        loaded: Arc<LoadedPlugin>,
+    ) -> Self {
+        let mut cache = HashMap::new();
+        cache.insert(loaded.sha256.clone(), loaded.clone());
+        Slot {
+            config: config.clone(),
+            caps,
+            limits,
+            current: Mutex::new(loaded),
+            cache: Mutex::new(cache),
+            hashed: Mutex::new(None),
+            disabled: Mutex::new(None),
+        }
+    }
+}
+
+/// Checks one `[[plugin]]` entry's grants and limits (against the
+/// agent-wide `defaults`); warns of granted secrets with no value here.
+fn prepare(
+    config: &PluginConfig,
+    secrets: &SecretStore,
+    defaults: &StepLimits,
+) -> Result<(Arc<Capabilities>, StepLimits), PluginHostError> {
+    let caps = Capabilities::new(&config.grants).map_err(|source| PluginHostError::Grants {
+        plugin: config.name.clone(),
+        source,
+    })?;
+    for name in caps.secrets() {
+        if !secrets.contains(name) {
+            tracing::warn!(plugin = %config.name, secret = %name, "a granted secret is not configured on this agent");
+        }
+    }
+    let limits = match &config.limits {
+        Some(own) => own
+            .over(defaults)
+            .map_err(|source| PluginHostError::Limits {
+                plugin: config.name.clone(),
+                source,
+            })?,
+        None => *defaults,
+    };
+    Ok((Arc::new(caps), limits))
 }
 
 /// Compiles one plugin version.

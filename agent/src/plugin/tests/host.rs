@@ -190,3 +190,84 @@ async fn an_action_describe_does_not_list_is_refused_before_the_plugin_runs() {
     assert!(message.contains("it offers: spin"), "{message}");
     assert!(events.is_empty(), "{events:?}");
 }
+
+#[test]
+fn reconfigure_adds_removes_and_reloads_changed_entries_and_disables_broken_ones() {
+    use crate::plugin::{Reloaded, StepLimitsConfig};
+    let host = host("health", Grants::default());
+    let mut changed = host.subscribe();
+    let testbed = config("testbed", Grants::default(), None);
+    let broken = PluginConfig {
+        name: "broken".into(),
+        path: "/nonexistent/broken.wasm".into(),
+        grants: Grants::default(),
+        limits: None,
+    };
+    let out = host.reconfigure(&[
+        config("health", Grants::default(), None),
+        testbed.clone(),
+        broken,
+    ]);
+    let sha = sha256_hex(&std::fs::read(wasm("testbed")).expect("read"));
+    assert!(out.contains(&(
+        "testbed".into(),
+        Reloaded::Loaded {
+            sha256: sha.clone()
+        }
+    )));
+    assert!(
+        out.contains(&("health".into(), Reloaded::Unchanged)),
+        "{out:?}"
+    );
+    assert!(changed.has_changed().expect("open"));
+    changed.borrow_and_update();
+    let names: Vec<_> = host.inventory().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["health", "testbed"]);
+    let disabled = host.disabled();
+    assert_eq!(disabled.len(), 1);
+    assert!(
+        disabled[0].2.contains("/nonexistent/broken.wasm"),
+        "{disabled:?}"
+    );
+    assert!(matches!(
+        host.resolve("broken", &sha),
+        Err(ResolveError::Disabled { .. })
+    ));
+    host.resolve("testbed", &sha)
+        .expect("the added plugin serves");
+
+    // Changed grants load the plugin again under its new entry; more
+    // memory than the agent started with needs a restart.
+    let granted = Grants {
+        urls: vec!["http://127.0.0.1:1/".into()],
+        ..Grants::default()
+    };
+    let hungry = StepLimitsConfig {
+        memory: Some(crate::plugin::ByteSize(1024 * 1024 * 1024)),
+        ..StepLimitsConfig::default()
+    };
+    let out = host.reconfigure(&[
+        config("health", Grants::default(), Some(hungry)),
+        config("testbed", granted, None),
+    ]);
+    assert!(out.contains(&(
+        "testbed".into(),
+        Reloaded::Loaded {
+            sha256: sha.clone()
+        }
+    )));
+    assert!(
+        matches!(&out[0], (name, Reloaded::Disabled { error }) if name == "health" && error.contains("restart")),
+        "{out:?}"
+    );
+
+    // Removed entries are unloaded.
+    let out = host.reconfigure(&[testbed]);
+    assert!(out.contains(&("testbed".into(), Reloaded::Loaded { sha256: sha })));
+    assert!(!out.iter().any(|(name, _)| name == "health"), "{out:?}");
+    assert!(host.disabled().is_empty(), "{:?}", host.disabled());
+    assert!(matches!(
+        host.resolve("health", &"0".repeat(64)),
+        Err(ResolveError::UnknownPlugin(_))
+    ));
+}
