@@ -1021,3 +1021,78 @@ on = "app-1"
         "nobody is told again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guard_starts_the_rollback_when_a_canary_host_group_fails_and_the_plan_allows_it() {
+    // Issue 18, item 6: guard runs the judge after a canary deploy and,
+    // where the plan allows (`auto_rollback` on `X == fail`), starts the
+    // rollback on fail.
+    const PLAN: &str = r#"[plan]
+name = "canary-guard"
+[roles]
+release-manager = "Release Manager"
+[[host]]
+id = "app-1"
+groups = ["canary"]
+[[host]]
+id = "app-2"
+groups = ["web"]
+[[host]]
+id = "app-3"
+groups = ["web"]
+[signals.canary]
+canary = { hosts = "canary", baseline_hosts = "web", check = "application", over = "60s", min_samples = 5, max_variance_ratio = 1000 }
+interval = "2s"
+[[trigger]]
+name = "Canary Fails"
+class = "immediate"
+when = "canary == fail"
+auto_rollback = true
+deciders = ["release-manager"]
+[[phase]]
+id = "application"
+name = "Application Rollback"
+[[phase.step]]
+id = "verify"
+plugin = "health"
+action = "check"
+on = "app-2"
+"#;
+    let pki = Pki::new("canary-guard.test");
+    let http = TestHttp::start().await;
+    let hosts = [("app-1", "/slow"), ("app-2", "/up"), ("app-3", "/up")];
+    let ids = ["app-1", "app-2", "app-3"];
+    let (coordinator, _agents) = fleet(&pki, &http, &hosts, &ids, PLAN).await;
+    let guard = backout_e2e::cli_child(
+        &pki,
+        &coordinator.addr,
+        "alice",
+        &["guard", "--interval", "500ms", "--exit-on-immediate"],
+    );
+    let out = tokio::time::timeout(Duration::from_secs(120), guard.wait_with_output())
+        .await
+        .expect("guard exits once the canary fails")
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("rollback run run-"), "{said}");
+    let out = cli(
+        &pki,
+        &coordinator.addr,
+        "alice",
+        &["runs", "--output", "json"],
+    );
+    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        runs["runs"][0]["reason"], "guard: Canary Fails fired",
+        "{runs}"
+    );
+    // The judgement that fired it is in the journal's trigger change.
+    let (_, doc) = assess(&pki, &coordinator.addr, &[]);
+    assert!(
+        signal(&doc, "canary")["judgement"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("fail"),
+        "{doc}"
+    );
+}
