@@ -1,9 +1,9 @@
 //! What a run's journal entries say, pure: the run rebuilt from them
 //! ([`replay`]), every attempt of every step ([`timeline`]), the run's
-//! figures ([`figures_of`]) and the escalation rules they fire
-//! ([`escalations`]). `runs` uses it to resume runs, check escalations and
-//! fill messages; `report` to write the report. It reads typed records
-//! only, and does no I/O.
+//! figures ([`figures`], or [`add_figures`] step by step) and the
+//! escalation rules they fire ([`escalations`]). `runs` uses it to resume
+//! runs (and their figures, which it then keeps as steps succeed); `report`
+//! to write the report. It reads typed records only, and does no I/O.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -141,15 +141,23 @@ pub fn timeline(entries: &[Entry]) -> Vec<StepFacts> {
 /// figure of `RUN_FIGURES` a step reported at the top level of its data
 /// (numbers are summed over steps, flags are or-ed).
 pub fn figures(timeline: &[StepFacts], start: i64, end: i64) -> BTreeMap<String, Value> {
+    let mut out = reported(timeline);
+    out.insert("outage".to_string(), outage(start, end));
+    out
+}
+
+/// The figures the succeeded steps of `timeline` reported (no `outage`).
+pub fn reported(timeline: &[StepFacts]) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
-    out.insert(
-        "outage".to_string(),
-        serde_json::json!(((end - start) as f64 / 1000.0).round()),
-    );
     for step in timeline.iter().filter(|s| s.result == "succeeded") {
         add_figures(&mut out, &step.data);
     }
     out
+}
+
+/// The `outage` figure: seconds from `start` to `end`, rounded.
+pub fn outage(start: i64, end: i64) -> Value {
+    serde_json::json!(((end - start) as f64 / 1000.0).round())
 }
 
 /// Adds what one succeeded step reported (`data`) to `figures`: numbers
@@ -172,11 +180,6 @@ pub fn add_figures(figures: &mut BTreeMap<String, Value>, data: &Value) {
             _ => {}
         }
     }
-}
-
-/// The run's figures from its journal entries.
-pub fn figures_of(entries: &[Entry], start: i64, end: i64) -> BTreeMap<String, Value> {
-    figures(&timeline(entries), start, end)
 }
 
 /// One escalation rule of the plan against the run's figures.

@@ -267,9 +267,7 @@ impl Runs {
             };
             let finished_at_ms = meta.finished_at_ms;
             let (waiting_since, announced) = approvals_announced(&meta, &entries);
-            let mut figures =
-                crate::replay::figures_of(&entries, meta.started_at_ms, meta.started_at_ms);
-            figures.remove("outage");
+            let figures = crate::replay::reported(&crate::replay::timeline(&entries));
             let entry = Entry {
                 meta,
                 run,
@@ -428,8 +426,8 @@ impl Runs {
         let entry = runs.get(id)?;
         let mut figures = entry.figures.clone();
         let end = entry.meta.finished_at_ms.unwrap_or_else(now_ms);
-        let outage = ((end - entry.meta.started_at_ms) as f64 / 1000.0).round();
-        figures.insert("outage".into(), serde_json::json!(outage));
+        let outage = crate::replay::outage(entry.meta.started_at_ms, end);
+        figures.insert("outage".into(), outage);
         Some((figures, entry.escalated.clone()))
     }
 

@@ -290,12 +290,7 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
         }
         let channels = channels_for(plan, template, &moment);
         let drill = if meta.drill { "[DRILL] " } else { "" };
-        let rendered = render(&template.body, &facts).map(|body| format!("{drill}{body}"));
-        let title = template
-            .subject
-            .as_deref()
-            .map_or(Ok(format!("Backout: {name}")), |s| render(s, &facts))
-            .map(|t| format!("{drill}{t}"));
+        let filled = fill(name, template, &facts, drill);
         for channel_name in &channels {
             // A public status page's incident carries this template's text
             // at its own moments (`incident.rs`).
@@ -306,24 +301,7 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
             {
                 continue;
             }
-            let delivery = match (&rendered, &title) {
-                (Ok(body), Ok(title)) => {
-                    send(
-                        &runs,
-                        plan,
-                        &run_id,
-                        name,
-                        channel_name,
-                        &moment,
-                        title,
-                        body,
-                    )
-                    .await
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    Delivery::not_sent(None, format!("the template does not render: {e}"))
-                }
-            };
+            let delivery = send(&runs, plan, &run_id, name, channel_name, &moment, &filled).await;
             journal(&runs, plan, &run_id, &moment, name, channel_name, delivery);
         }
     }
@@ -440,38 +418,43 @@ pub async fn tell_trigger(runs: &Runs, moment: Moment, escalate_to: &[String], f
                 continue;
             }
             let channels = channels_for(plan, template, &moment);
-            let rendered = render(&template.body, &facts);
-            let title = template
-                .subject
-                .as_deref()
-                .map_or(Ok(format!("Backout: {name}")), |s| render(s, &facts));
+            let filled = fill(name, template, &facts, "");
             // Commands need a run id: like health probes, one of their own
             // (no run of that id exists; the message is journaled outside runs).
             let command_run = format!("trigger-{}", now_ms());
             for channel_name in &channels {
-                let delivery = match (&rendered, &title) {
-                    (Ok(body), Ok(title)) => {
-                        send(
-                            runs,
-                            plan,
-                            &command_run,
-                            name,
-                            channel_name,
-                            &moment,
-                            title,
-                            body,
-                        )
-                        .await
-                    }
-                    (Err(e), _) | (_, Err(e)) => {
-                        Delivery::not_sent(None, format!("the template does not render: {e}"))
-                    }
-                };
+                let delivery = send(
+                    runs,
+                    plan,
+                    &command_run,
+                    name,
+                    channel_name,
+                    &moment,
+                    &filled,
+                )
+                .await;
                 let scope = Some(trigger.to_string());
                 journal_as(runs, plan, "", scope, &moment, name, channel_name, delivery);
             }
         }
     }
+}
+
+/// Template `name`'s title (its `subject`, or "Backout: NAME") and body,
+/// filled from `facts`, each after `prefix` (a drill's "[DRILL] "); or why
+/// it does not render.
+fn fill(
+    name: &str,
+    template: &backout_plan::sections::Template,
+    facts: &Value,
+    prefix: &str,
+) -> Result<(String, String), String> {
+    let body = render(&template.body, facts)?;
+    let title = match template.subject.as_deref() {
+        Some(subject) => render(subject, facts)?,
+        None => format!("Backout: {name}"),
+    };
+    Ok((format!("{prefix}{title}"), format!("{prefix}{body}")))
 }
 
 /// The channels a template goes to at `moment`: an escalation's rule may
@@ -557,9 +540,12 @@ async fn send(
     template: &str,
     channel_name: &str,
     moment: &Moment,
-    title: &str,
-    body: &str,
+    filled: &Result<(String, String), String>,
 ) -> Delivery {
+    let (title, body) = match filled {
+        Ok((title, body)) => (title.as_str(), body.as_str()),
+        Err(e) => return Delivery::not_sent(None, format!("the template does not render: {e}")),
+    };
     let Some(channel) = plan.channels.get(channel_name) else {
         return Delivery::not_sent(None, "no such channel");
     };
