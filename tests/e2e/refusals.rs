@@ -279,7 +279,7 @@ async fn an_operator_without_a_client_certificate_is_refused() {
             .await
             .map_err(|e| tonic::Status::unavailable(backout_tls::tls::error_chain(&e)))?;
         wire::control_client::ControlClient::new(channel)
-            .list_agents(wire::ListAgentsRequest {})
+            .list_agents(wire::ListAgentsRequest::default())
             .await
     }
     .await;

@@ -13,15 +13,19 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
-    let reply = list(connect).await?;
+    let reply = list(connect, false).await?;
     Ok(super::assess::print_agents(&reply, args.output))
 }
 
-/// Every agent the coordinator knows, with the plugins each reported.
-pub async fn list(connect: &ConnectArgs) -> anyhow::Result<wire::ListAgentsReply> {
+/// Every agent the coordinator knows, with the plugins each reported (and
+/// their parameter schemas when `with_schemas`).
+pub async fn list(
+    connect: &ConnectArgs,
+    with_schemas: bool,
+) -> anyhow::Result<wire::ListAgentsReply> {
     let mut control = connect.control().await?;
     Ok(control
-        .list_agents(wire::ListAgentsRequest {})
+        .list_agents(wire::ListAgentsRequest { with_schemas })
         .await
         .map_err(status_error)?
         .into_inner())

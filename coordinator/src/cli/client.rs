@@ -11,6 +11,11 @@ use tonic::transport::Channel;
 
 use super::BadInput;
 
+/// The largest reply the CLI and the dashboard accept from the coordinator
+/// (gRPC's default is 4 MiB): the listing of a 10,000-agent fleet is about
+/// 3 MiB without plugin schemas.
+const MAX_REPLY_BYTES: usize = 64 << 20;
+
 /// Where the coordinator is and who we are. Each flag has an environment
 /// variable, so a shell session sets them once.
 #[derive(Debug, Clone, clap::Args)]
@@ -111,7 +116,8 @@ impl ConnectArgs {
             .await
             {
                 Ok(channel) => {
-                    let mut control = ControlClient::new(channel);
+                    let mut control =
+                        ControlClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES);
                     match control.who_am_i(wire::WhoAmIRequest {}).await {
                         Err(s) if s.code() == tonic::Code::Unavailable => {
                             let leader = s

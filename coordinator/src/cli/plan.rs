@@ -149,7 +149,7 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
                 catalog::add_files(&mut catalog, files)?;
             }
             if args.against_fleet {
-                let reply = super::agents::list(connect).await?;
+                let reply = super::agents::list(connect, true).await?;
                 let (plugins, fleet_errors) = catalog::from_fleet(&reply);
                 if !catalog.complete {
                     catalog.plugins.clear();

@@ -75,7 +75,10 @@ async fn say_absent_hosts(
     control: &mut wire::control_client::ControlClient<tonic::transport::Channel>,
     summary: &wire::RunSummary,
 ) {
-    let Ok(reply) = control.list_agents(wire::ListAgentsRequest {}).await else {
+    let Ok(reply) = control
+        .list_agents(wire::ListAgentsRequest::default())
+        .await
+    else {
         return;
     };
     let reply = reply.into_inner();

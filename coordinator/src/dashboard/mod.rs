@@ -519,7 +519,7 @@ async fn now(State(app): State<Shared>, headers: HeaderMap) -> Response {
 async fn fleet(State(app): State<Shared>, headers: HeaderMap) -> Response {
     match app
         .upstream
-        .call(|mut c| async move { c.list_agents(wire::ListAgentsRequest {}).await })
+        .call(|mut c| async move { c.list_agents(wire::ListAgentsRequest::default()).await })
         .await
     {
         Ok(reply) => answer(

@@ -75,6 +75,7 @@ impl wire::control_server::Control for ControlService {
         request: Request<wire::ListAgentsRequest>,
     ) -> Result<Response<wire::ListAgentsReply>, Status> {
         self.operator(&request, "ListAgents")?;
+        let with_schemas = request.get_ref().with_schemas;
         let agents = self
             .registry
             .list()
@@ -97,7 +98,11 @@ impl wire::control_server::Control for ControlService {
                         sha256: p.sha256,
                         actions: p.actions,
                         load_error: p.load_error,
-                        schema_json: p.schema_json,
+                        schema_json: if with_schemas {
+                            p.schema_json
+                        } else {
+                            String::new()
+                        },
                     })
                     .collect(),
                 hostname: a.hostname,
