@@ -305,10 +305,8 @@ async fn a_coordinator_with_many_ended_runs_lists_them_and_reads_each_back_from_
     let mut runs: Vec<(String, &str)> = Vec::new();
     for n in 0..8 {
         let reason = format!("run {n}");
-        let id = run_id(&fleet.start_run(
-            "dave",
-            &["--reason", &reason, "--phases", "application"],
-        ));
+        let id =
+            run_id(&fleet.start_run("dave", &["--reason", &reason, "--phases", "application"]));
         fleet.approve(&id, &["alice", "bob"]);
         fleet.ended(&id).await;
         runs.push((id, "succeeded"));
@@ -375,10 +373,7 @@ async fn a_coordinator_with_many_ended_runs_lists_them_and_reads_each_back_from_
             }
             assert_eq!(
                 run["approvals"],
-                json!([
-                    "release-manager: alice (run)",
-                    "technical-lead: bob (run)"
-                ]),
+                json!(["release-manager: alice (run)", "technical-lead: bob (run)"]),
                 "{run}"
             );
         }
@@ -428,7 +423,11 @@ async fn a_coordinator_with_many_ended_runs_lists_them_and_reads_each_back_from_
     fleet.wait_connected(2).await;
     let listed = fleet.runs();
     assert!(
-        listed["runs"].as_array().unwrap().iter().all(|r| r["brief"] == true),
+        listed["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["brief"] == true),
         "{listed}"
     );
     check_listing(&listed);

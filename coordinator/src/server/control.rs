@@ -299,7 +299,9 @@ impl wire::control_server::Control for ControlService {
         let runs = if run_id.is_empty() {
             self.runs.list().iter().map(summary_to_wire).collect()
         } else {
-            vec![summary_to_wire(&self.runs.one(&run_id).map_err(run_status)?)]
+            vec![summary_to_wire(
+                &self.runs.one(&run_id).map_err(run_status)?,
+            )]
         };
         Ok(Response::new(wire::ListRunsReply { runs }))
     }

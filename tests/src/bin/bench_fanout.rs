@@ -63,8 +63,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use backout_e2e::postgres::Postgres;
 use backout_tls::Identity;
-use clap::Parser;
 use backout_tls::pki::{self, LeafOptions};
+use clap::Parser;
 use serde_json::Value;
 
 /// Linux clock ticks per second (`getconf CLK_TCK`, 100 on every common kernel).
@@ -782,9 +782,10 @@ impl JournalDb {
                     .split('|')
                     .map(|v| match v.trim() {
                         "" => Ok(None),
-                        v => Ok(Some(v.parse::<i64>().with_context(|| {
-                            format!("psql `{sql}` returned `{v}`")
-                        })?)),
+                        v => Ok(Some(
+                            v.parse::<i64>()
+                                .with_context(|| format!("psql `{sql}` returned `{v}`"))?,
+                        )),
                     })
                     .collect()
             }
