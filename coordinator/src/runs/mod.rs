@@ -347,10 +347,7 @@ impl Runs {
     pub(crate) fn leave_memory(&self, id: &str) {
         {
             let mut runs = self.lock();
-            if !runs
-                .get(id)
-                .is_some_and(|e| e.meta.finished_at_ms.is_some())
-            {
+            if runs.get(id).is_none_or(|e| e.meta.finished_at_ms.is_none()) {
                 return;
             }
             let Some(entry) = runs.remove(id) else {
