@@ -37,18 +37,14 @@ impl Dice {
     }
 }
 
-/// The run's summary, or `None` while the coordinator cannot answer.
+/// The run's summary (`backout runs RUN`), or `None` while the
+/// coordinator cannot answer.
 fn status_of(fleet: &Fleet, id: &str) -> Option<Value> {
-    let out = fleet.cli("alice", &["runs", "--output", "json"]);
+    let out = fleet.cli("alice", &["runs", id, "--output", "json"]);
     if !out.status.success() {
         return None;
     }
-    let runs: Value = serde_json::from_slice(&out.stdout).ok()?;
-    runs["runs"]
-        .as_array()?
-        .iter()
-        .find(|r| r["run"] == id)
-        .cloned()
+    serde_json::from_slice(&out.stdout).ok()
 }
 
 /// How many runs (`BACKOUT_CHAOS_RUNS`, else `default`) and the seed

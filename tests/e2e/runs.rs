@@ -293,3 +293,143 @@ async fn a_coordinator_killed_mid_run_resumes_from_the_journal_and_runs_no_step_
     let audit = fleet.audit_verify();
     assert_eq!(audit["intact"], true);
 }
+
+/// Issue 19: an ended run leaves the coordinator's memory once its last
+/// messages are out. `backout runs` still lists it, brief (its phases
+/// without their hosts), and `backout runs RUN`, `watch RUN` and
+/// `approve RUN` read it from the journal: hosts and all, before and after
+/// a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_coordinator_with_many_ended_runs_lists_them_and_reads_each_back_from_the_journal() {
+    let mut fleet = app_then_database("ended.test").start().await;
+    let mut runs: Vec<(String, &str)> = Vec::new();
+    for n in 0..8 {
+        let reason = format!("run {n}");
+        let id =
+            run_id(&fleet.start_run("dave", &["--reason", &reason, "--phases", "application"]));
+        fleet.approve(&id, &["alice", "bob"]);
+        fleet.ended(&id).await;
+        runs.push((id, "succeeded"));
+    }
+    let dry = run_id(&fleet.start_run(
+        "dave",
+        &["--reason", "dry", "--phases", "application", "--dry-run"],
+    ));
+    fleet.ended(&dry).await;
+    let dry_status = fleet.run_of(&dry)["status"].as_str().unwrap().to_string();
+    let aborted = run_id(&fleet.start_run("dave", &["--reason", "aborted"]));
+    fleet.json("alice", &["abort", &aborted, "--output", "json"]);
+    fleet.ended(&aborted).await;
+
+    // Each ended run left memory: the listing keeps it brief.
+    let listed = backout_e2e::wait_for(
+        "every ended run to leave memory",
+        std::time::Duration::from_secs(30),
+        || {
+            let listed = fleet.runs();
+            let all = listed["runs"].as_array()?;
+            (all.len() == 10 && all.iter().all(|r| r["brief"] == true)).then(|| listed.clone())
+        },
+    )
+    .await;
+    let check_listing = |listed: &serde_json::Value| {
+        let all = listed["runs"].as_array().unwrap();
+        let ids: Vec<&str> = all.iter().filter_map(|r| r["run"].as_str()).collect();
+        let mut expected: Vec<&str> = runs.iter().map(|(id, _)| id.as_str()).collect();
+        expected.extend([dry.as_str(), aborted.as_str()]);
+        assert_eq!(ids, expected, "every run, in the order started: {listed}");
+        for (r, n) in all.iter().zip(0..) {
+            assert!(r["finished_at_ms"].as_i64().is_some(), "{r}");
+            assert_eq!(r["started_by"], "dave", "{r}");
+            if n < 8 {
+                assert_eq!(r["status"], "succeeded", "{r}");
+                assert_eq!(r["reason"], format!("run {n}"), "{r}");
+                assert_eq!(phase(r, "application")["status"], "succeeded", "{r}");
+                assert!(
+                    phase(r, "application").get("hosts").is_none(),
+                    "a brief run lists no hosts: {r}"
+                );
+            }
+        }
+        assert_eq!(all[8]["status"], dry_status.as_str());
+        assert_eq!(all[8]["dry_run"], true);
+        assert_eq!(all[9]["status"], "aborted");
+    };
+    check_listing(&listed);
+
+    let check_one = |fleet: &backout_e2e::fleet::Fleet| {
+        for (n, (id, status)) in runs.iter().enumerate() {
+            let run = fleet.run_of(id);
+            assert_eq!(run["run"], id.as_str());
+            assert_eq!(run["status"], *status, "{run}");
+            assert_eq!(run["reason"], format!("run {n}"), "{run}");
+            assert!(run.get("brief").is_none(), "{run}");
+            let app = phase(&run, "application");
+            assert_eq!(app["hosts_succeeded"], json!(["app-1", "app-2"]), "{run}");
+            for host in app["hosts"].as_array().unwrap() {
+                assert_eq!(host["state"], "succeeded", "{run}");
+                assert_eq!(host["steps_done"], 2, "{run}");
+                assert_eq!(host["steps_total"], 2, "{run}");
+            }
+            assert_eq!(
+                run["approvals"],
+                json!(["release-manager: alice (run)", "technical-lead: bob (run)"]),
+                "{run}"
+            );
+        }
+        assert_eq!(fleet.run_of(&aborted)["status"], "aborted");
+        assert_eq!(fleet.run_of(&dry)["status"], dry_status.as_str());
+    };
+    check_one(&fleet);
+
+    // For people: the phase table with its hosts.
+    let first = runs[0].0.as_str();
+    let out = fleet.cli("alice", &["runs", first]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("SUCCEEDED"), "{text}");
+    assert!(text.contains("app-1, app-2"), "{text}");
+    // A run nobody started, an ended run to approve or abort.
+    let out = fleet.cli("alice", &["runs", "run-1-000000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no run `run-1-000000`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fleet.cli("bob", &["approve", first]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has ended (succeeded)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fleet.cli("alice", &["abort", first]);
+    assert_eq!(out.status.code(), Some(1), "an ended run is not aborted");
+    // `watch` of an ended run: its whole history, then the end.
+    let lines = fleet.watch_to_end(first).await;
+    let finished = lines
+        .iter()
+        .filter(|l| l["kind"] == "finished" && l["outcome"] == "succeeded")
+        .count();
+    assert_eq!(finished, 4, "2 steps on 2 hosts: {lines:?}");
+    assert!(lines.iter().any(|l| l["kind"] == "ended"), "{lines:?}");
+    let result = lines.last().unwrap();
+    assert_eq!(result["kind"], "result", "{lines:?}");
+
+    // A restarted coordinator keeps ended runs out of memory from the start.
+    fleet.kill_coordinator().await;
+    fleet.start_coordinator(&[]).await;
+    fleet.wait_connected(2).await;
+    let listed = fleet.runs();
+    assert!(
+        listed["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["brief"] == true),
+        "{listed}"
+    );
+    check_listing(&listed);
+    check_one(&fleet);
+}

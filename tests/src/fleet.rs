@@ -561,15 +561,10 @@ impl Fleet {
         self.json(&self.observer, &["runs", "--output", "json"])
     }
 
-    /// One run as `backout runs` shows it.
+    /// One run as `backout runs RUN` shows it, hosts and all (an ended
+    /// run is listed brief by `backout runs`).
     pub fn run_of(&self, id: &str) -> Value {
-        self.runs()["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["run"] == id)
-            .unwrap_or_else(|| panic!("no run {id}"))
-            .clone()
+        self.json(&self.observer, &["runs", id, "--output", "json"])
     }
 
     /// Waits until `done` holds of run `id` (asked every 50 ms); returns the run.

@@ -91,7 +91,20 @@ fn check(what: &str, out: &Output) {
 
 impl Postgres {
     /// Creates a cluster and starts it; returns once it accepts connections.
+    /// For tests: without fsync (nothing here must outlive a crash of the
+    /// machine).
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// [`Postgres::start`] with fsync and full-page writes on, as a
+    /// production server runs: for benchmarks (`bench-fanout --journal
+    /// postgres`) that compare it with SQLite, which syncs each commit.
+    pub fn start_durable() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         let run_as = running_as_root().then(|| SYSTEM_USER.to_string());
         let password = format!("pw-{:016x}", rand::random::<u64>());
@@ -127,11 +140,14 @@ impl Postgres {
         );
         check("initdb", &out);
         std::fs::remove_file(&pwfile).unwrap();
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+        let mut options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
             pg.port,
             pg.dir.path().display()
         );
+        if !durable {
+            options.push_str(" -c fsync=off -c full_page_writes=off");
+        }
         let out = pg.server_command(
             "pg_ctl",
             &[

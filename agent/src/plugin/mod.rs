@@ -19,6 +19,10 @@
 //! data), `host_impl` (the host interface) with `http`, `exec` and `files`,
 //! `engine` (engine, linker, compilation), `run` (one step).
 
+/// For the sandbox benchmark only (`benches/sandbox.rs`): a bare Wasmtime
+/// instantiate + call of a plugin with the agent's engine configuration.
+#[doc(hidden)]
+pub mod bench_support;
 mod bindings;
 mod caps;
 mod config;
@@ -751,7 +755,7 @@ impl PluginHost {
                 action = %req.action
             )
             .entered();
-            let outcome = run::run_step(&engine, &plugin, &req, ctx);
+            let outcome = run::run_step(&engine, &plugin, req, ctx);
             lock(&held).take();
             outcome
         });

@@ -21,10 +21,11 @@ const STDERR_IN_MESSAGE: usize = 4096;
 const MAX_CODE: usize = 64;
 
 /// Instantiates `plugin`, runs `request` in it and classifies the result.
+/// The request's text is moved into the call, not copied.
 pub(crate) fn run_step(
     engine: &Engine,
     plugin: &LoadedPlugin,
-    request: &StepRequest,
+    request: StepRequest,
     ctx: StepContext,
 ) -> StepOutcome {
     let deadline = ctx.deadline;
@@ -36,9 +37,9 @@ pub(crate) fn run_step(
     store.set_epoch_deadline(deadline.ticks());
 
     let step = Step {
-        id: request.step_id.clone(),
-        action: request.action.clone(),
-        params: request.params_json.clone(),
+        id: request.step_id,
+        action: request.action,
+        params: request.params_json,
         dry_run: request.dry_run,
     };
     let result = plugin
@@ -74,15 +75,16 @@ fn succeeded(
     } else {
         data
     };
-    if let Err(e) = serde_json::from_str::<serde_json::Value>(&data) {
+    // Checked, not built: the text goes on as it is.
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&data) {
         return StepOutcome::failed(
             codes::BAD_OUTCOME,
             format!("plugin {} returned data that is not JSON: {e}", plugin.name),
         );
     }
     StepOutcome::Succeeded {
-        summary: ctx.secrets.redact(&summary),
-        data_json: ctx.secrets.redact(&data),
+        summary: ctx.secrets.redact_owned(summary),
+        data_json: ctx.secrets.redact_owned(data),
         outputs: std::mem::take(&mut ctx.outputs),
     }
 }

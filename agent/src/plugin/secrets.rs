@@ -236,6 +236,15 @@ impl SecretStore {
         find(text, OPEN).is_some()
     }
 
+    /// [`SecretStore::redact`] of text the caller owns: given back as it
+    /// is when there is nothing to redact (no copy).
+    pub fn redact_owned(&self, text: String) -> String {
+        if self.redactions.is_empty() {
+            return text;
+        }
+        self.redact(&text)
+    }
+
     /// Replaces every secret value in `text` with `[redacted:NAME]`.
     pub fn redact(&self, text: &str) -> String {
         if self.redactions.is_empty() {

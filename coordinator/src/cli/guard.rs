@@ -240,7 +240,7 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
                             && reply.now_ms >= r.decide_by_ms
                             && !escalated.contains(&(r.trigger.clone(), r.fired_at_ms))
                     }) {
-                        match client.list_runs(wire::ListRunsRequest {}).await {
+                        match client.list_runs(wire::ListRunsRequest::default()).await {
                             Ok(runs) => Some(runs.into_inner().runs),
                             Err(e) => {
                                 outln!(

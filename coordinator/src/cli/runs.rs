@@ -8,6 +8,10 @@ use super::{Exit, Output, human_ms, table};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Show this run only, with every host (an ended run is read from the
+    /// coordinator's journal). Without it, every run is listed, and an
+    /// ended run's phases are listed without their hosts.
+    run: Option<String>,
     /// text: for people; json: for programs.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -16,16 +20,22 @@ pub struct Args {
 pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
     let mut control = connect.control().await?;
     let reply = control
-        .list_runs(wire::ListRunsRequest {})
+        .list_runs(wire::ListRunsRequest {
+            run_id: args.run.clone().unwrap_or_default(),
+        })
         .await
         .map_err(status_error)?
         .into_inner();
-    print_runs(&reply, args.output);
+    match (&args.run, reply.runs.first()) {
+        (None, _) => print_runs(&reply, args.output),
+        (Some(_), Some(run)) => print_summary(run, args.output),
+        (Some(id), None) => anyhow::bail!("the coordinator did not answer with run `{id}`"),
+    }
     Ok(Exit::Ok)
 }
 
 pub fn summary_json(r: &wire::RunSummary) -> Value {
-    json!({
+    let mut out = json!({
         "run": r.run_id,
         "status": r.status,
         "reason": r.reason,
@@ -52,7 +62,18 @@ pub fn summary_json(r: &wire::RunSummary) -> Value {
             "host": a.host, "phase": a.phase, "step": a.step,
             "since_ms": a.since_ms, "why": a.why,
         })).collect::<Vec<_>>(),
-    })
+    });
+    if r.brief {
+        // An ended run the coordinator keeps brief: its phases' hosts are
+        // not known here (`backout runs RUN` has them), so none are said.
+        if let Some(phases) = out["phases"].as_array_mut() {
+            for phase in phases.iter_mut().filter_map(Value::as_object_mut) {
+                phase.retain(|key, _| !key.starts_with("hosts"));
+            }
+        }
+        out["brief"] = json!(true);
+    }
+    out
 }
 
 /// The hosts a run waits for, each with since when and how long:

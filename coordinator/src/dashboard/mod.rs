@@ -537,7 +537,7 @@ async fn fleet(State(app): State<Shared>, headers: HeaderMap) -> Response {
 async fn list_runs(app: &App) -> Result<Vec<Value>, Failure> {
     let reply = app
         .upstream
-        .call(|mut c| async move { c.list_runs(wire::ListRunsRequest {}).await })
+        .call(|mut c| async move { c.list_runs(wire::ListRunsRequest::default()).await })
         .await?;
     Ok(reply
         .runs

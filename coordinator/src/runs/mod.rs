@@ -164,7 +164,14 @@ fn check_version(plan: &RunPlan, to_version: &str) -> Result<(), RunError> {
 /// `root.rs`): the journal, the dispatcher that carries steps and messages,
 /// the registry (whom a message can go through) and the board (the plan).
 pub struct Runs {
+    /// Runs in memory: every run that has not ended, and an ended one until
+    /// its last messages are out.
     entries: Mutex<BTreeMap<String, Entry>>,
+    /// Ended runs that left memory, each as a brief summary (no hosts: a
+    /// few hundred bytes, not the run's state): what `runs` lists. The rest
+    /// is read from the journal when asked ([`Runs::summary`]). Locked after
+    /// `entries` when both are.
+    ended: Mutex<BTreeMap<String, Summary>>,
     wake: Mutex<BTreeMap<String, Arc<Notify>>>,
     /// Every run's live events, for watchers.
     updates: broadcast::Sender<RunEvent>,
@@ -194,6 +201,7 @@ impl Runs {
     ) -> Self {
         Runs {
             entries: Mutex::default(),
+            ended: Mutex::default(),
             wake: Mutex::default(),
             updates: broadcast::channel(4096).0,
             escalating: tokio::sync::Mutex::new(()),
@@ -234,6 +242,22 @@ pub struct Summary {
     pub approvals: Vec<String>,
     /// Steps waiting for an agent that is not connected.
     pub awaited: Vec<Awaited>,
+    /// An ended run that left memory, as `runs` lists it: its phases
+    /// without their hosts (`backout runs RUN` shows them).
+    pub brief: bool,
+}
+
+impl Summary {
+    /// This summary without its hosts: what is kept of an ended run.
+    fn brief(mut self) -> Summary {
+        for phase in &mut self.phases {
+            phase.hosts = Vec::new();
+        }
+        self.awaited = Vec::new();
+        self.pending = Vec::new();
+        self.brief = true;
+        self
+    }
 }
 
 impl Runs {
@@ -262,10 +286,19 @@ impl Runs {
         }
         let mut resumed = 0;
         for (id, entries) in by_run {
+            if entries
+                .iter()
+                .any(|e| matches!(e.record, Record::RunEnded { .. }))
+            {
+                // An ended run stays out of memory: its brief summary only.
+                if let Some(summary) = Self::rebuilt(&id, &entries) {
+                    self.ended_lock().insert(id, summary.brief());
+                }
+                continue;
+            }
             let Some((meta, run)) = replay(&id, &entries) else {
                 continue;
             };
-            let finished_at_ms = meta.finished_at_ms;
             let (waiting_since, announced) = approvals_announced(&meta, &entries);
             let figures = crate::replay::reported(&crate::replay::timeline(&entries));
             let entry = Entry {
@@ -285,24 +318,88 @@ impl Runs {
                 .filter_map(|d| Some((d.clone(), drive::step_spec(&entry, &d)?)))
                 .collect();
             self.lock().insert(id.clone(), entry);
-            if finished_at_ms.is_none() {
-                resumed += 1;
-                tracing::warn!(run = %id, in_flight = in_flight.len(), "resuming run from the journal");
-                let notify = self.notifier(&id);
-                let run_span = drive::run_span(&id, true);
-                for (d, mut spec) in in_flight {
-                    let span = drive::step_span(&run_span, &id, &d, &mut spec);
-                    let task = drive::execute(self.clone(), id.clone(), d, spec, None, span);
-                    tokio::spawn(task);
-                }
-                tokio::spawn(drive::drive(self.clone(), id, notify, run_span));
+            resumed += 1;
+            tracing::warn!(run = %id, in_flight = in_flight.len(), "resuming run from the journal");
+            let notify = self.notifier(&id);
+            let run_span = drive::run_span(&id, true);
+            for (d, mut spec) in in_flight {
+                let span = drive::step_span(&run_span, &id, &d, &mut spec);
+                let task = drive::execute(self.clone(), id.clone(), d, spec, None, span);
+                tokio::spawn(task);
             }
+            tokio::spawn(drive::drive(self.clone(), id, notify, run_span));
         }
         Ok(resumed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ended_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Summary>> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `id` leaves memory if it has ended: its state, figures and
+    /// waits are dropped, and a brief summary is kept for `runs`. Called
+    /// once the run's last messages are out (`notify`), so nothing that
+    /// reads the run in memory is left to come.
+    pub(crate) fn leave_memory(&self, id: &str) {
+        {
+            let mut runs = self.lock();
+            if runs.get(id).is_none_or(|e| e.meta.finished_at_ms.is_none()) {
+                return;
+            }
+            let Some(entry) = runs.remove(id) else {
+                return;
+            };
+            let brief = summarize(&entry, now_ms()).brief();
+            // Under the runs' lock: a listing sees the run in one place.
+            self.ended_lock().insert(id.to_string(), brief);
+        }
+        self.wake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        tracing::debug!(run = %id, "ended run left memory");
+    }
+
+    /// An ended run rebuilt from its journal entries, as operators see it.
+    fn rebuilt(id: &str, entries: &[crate::journal::Entry]) -> Option<Summary> {
+        let (meta, run) = replay(id, entries)?;
+        let entry = Entry {
+            meta,
+            run,
+            waiting_since: BTreeMap::new(),
+            announced: BTreeSet::new(),
+            outcomes: Vec::new(),
+            awaited: BTreeMap::new(),
+            figures: BTreeMap::new(),
+            escalated: BTreeSet::new(),
+        };
+        Some(summarize(&entry, now_ms()))
+    }
+
+    /// An ended run that left memory, read from the journal; its brief
+    /// summary when the journal cannot be read.
+    fn ended_summary(&self, id: &str) -> Option<Summary> {
+        let brief = self.ended_lock().get(id).cloned()?;
+        match self.journal.entries(Some(id)) {
+            Ok(entries) => Self::rebuilt(id, &entries).or(Some(brief)),
+            Err(e) => {
+                tracing::error!(run = %id, error = %e, "cannot read an ended run from the journal");
+                Some(brief)
+            }
+        }
+    }
+
+    /// What run `id` was started with, and when it ended: from memory
+    /// only (an ended run's brief summary), never from the journal.
+    pub(crate) fn meta(&self, id: &str) -> Option<RunMeta> {
+        if let Some(entry) = self.lock().get(id) {
+            return Some(entry.meta.clone());
+        }
+        self.ended_lock().get(id).map(|s| s.meta.clone())
     }
 
     fn notifier(&self, id: &str) -> Arc<Notify> {
@@ -575,7 +672,7 @@ impl Runs {
         run_id: &str,
     ) -> Result<(Summary, Vec<RunEvent>, broadcast::Receiver<RunEvent>), RunError> {
         let rx = self.updates.subscribe();
-        if self.summary(run_id).is_none() {
+        if self.meta(run_id).is_none() {
             return Err(RunError::UnknownRun(run_id.into()));
         }
         let entries = self
@@ -583,14 +680,27 @@ impl Runs {
             .entries(Some(run_id))
             .map_err(|e| RunError::Journal(e.to_string()))?;
         // The snapshot after the history: never older than what it precedes.
-        let summary = self
-            .summary(run_id)
+        // A run that left memory has ended: its history is all of it.
+        let live = self.lock().get(run_id).map(|e| summarize(e, now_ms()));
+        let summary = live
+            .or_else(|| Self::rebuilt(run_id, &entries))
             .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
         Ok((summary, watch::history(run_id, &entries), rx))
     }
 
+    /// Run `run_id` as operators see it, hosts and all: from memory while
+    /// it has not ended, else from the journal.
     pub fn summary(&self, run_id: &str) -> Option<Summary> {
-        self.lock().get(run_id).map(|e| summarize(e, now_ms()))
+        if let Some(summary) = self.lock().get(run_id).map(|e| summarize(e, now_ms())) {
+            return Some(summary);
+        }
+        self.ended_summary(run_id)
+    }
+
+    /// [`Runs::summary`], or why not.
+    pub fn one(&self, run_id: &str) -> Result<Summary, RunError> {
+        self.summary(run_id)
+            .ok_or_else(|| RunError::UnknownRun(run_id.into()))
     }
 
     /// Starts a run and its driver task. A dry run needs no approvals: it
@@ -695,9 +805,15 @@ impl Runs {
     ) -> Result<Summary, RunError> {
         let summary = {
             let mut runs = self.lock();
-            let entry = runs
-                .get_mut(run_id)
-                .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
+            let Some(entry) = runs.get_mut(run_id) else {
+                return Err(match self.ended_lock().get(run_id) {
+                    Some(brief) => RunError::Ended {
+                        id: run_id.into(),
+                        status: brief.status.word(),
+                    },
+                    None => RunError::UnknownRun(run_id.into()),
+                });
+            };
             if entry.meta.finished_at_ms.is_some() {
                 let status = summarize(entry, now_ms()).status.word();
                 return Err(RunError::Ended {
@@ -754,9 +870,13 @@ impl Runs {
     pub fn abort(&self, run_id: &str, by: &str) -> Result<Summary, RunError> {
         let summary = {
             let mut runs = self.lock();
-            let entry = runs
-                .get_mut(run_id)
-                .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
+            let Some(entry) = runs.get_mut(run_id) else {
+                return Err(if self.ended_lock().contains_key(run_id) {
+                    Rejected::Over.into()
+                } else {
+                    RunError::UnknownRun(run_id.into())
+                });
+            };
             if entry.meta.finished_at_ms.is_some() {
                 return Err(Rejected::Over.into());
             }
@@ -771,9 +891,18 @@ impl Runs {
         Ok(summary)
     }
 
+    /// Every run, oldest first: those in memory in full, ended ones that
+    /// left memory as their brief summaries.
     pub fn list(&self) -> Vec<Summary> {
         let now = now_ms();
-        self.lock().values().map(|e| summarize(e, now)).collect()
+        let runs = self.lock();
+        let mut all: Vec<Summary> = runs.values().map(|e| summarize(e, now)).collect();
+        all.extend(self.ended_lock().values().cloned());
+        drop(runs);
+        // Run ids begin with their start time: sorting by id keeps the
+        // order runs were started in.
+        all.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
+        all
     }
 }
 
@@ -850,6 +979,7 @@ fn summarize(entry: &Entry, now: i64) -> Summary {
             .map(|(scope, role, by)| format!("{role}: {by} ({})", scope.name()))
             .collect(),
         awaited: entry.awaited.values().cloned().collect(),
+        brief: false,
     }
 }
 

@@ -99,6 +99,9 @@ pub fn tell(runs: &Arc<Runs>, run_id: &str, moment: Moment) {
             while let Some(moment) = rx.recv().await {
                 announce(runs.clone(), run_id.clone(), moment).await;
             }
+            // The run's last message is out ([`done_telling`]): an ended
+            // run leaves memory.
+            runs.leave_memory(&run_id);
         });
         tx
     });
@@ -123,11 +126,11 @@ pub fn render(text: &str, facts: &Value) -> Result<String, String> {
 
 /// The facts templates are filled from, for one run at one moment.
 pub fn facts(runs: &Runs, run_id: &str, moment: &Moment) -> Option<Value> {
+    // The figures the run keeps as its steps succeed: a message never
+    // reads the run's journal back (and a run that left memory has none).
+    let (figures, _) = runs.figures_now(run_id)?;
     let summary = runs.summary(run_id)?;
     let plan = runs.board.as_ref()?.plan();
-    // The figures the run keeps as its steps succeed: a message never
-    // reads the run's journal back.
-    let (figures, _) = runs.figures_now(run_id)?;
     let meta = &summary.meta;
     let end = meta.finished_at_ms.unwrap_or_else(now_ms);
     let mut status: BTreeMap<String, String> = summary
@@ -275,7 +278,7 @@ pub(super) fn agent_for(runs: &Runs, plan: &Plan, via: &str) -> Option<String> {
 async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
     let Some(board) = &runs.board else { return };
     let plan = board.plan();
-    let Some(meta) = runs.summary(&run_id).map(|s| s.meta) else {
+    let Some(meta) = runs.meta(&run_id) else {
         return;
     };
     if meta.dry_run {

@@ -300,7 +300,14 @@ impl wire::control_server::Control for ControlService {
         request: Request<wire::ListRunsRequest>,
     ) -> Result<Response<wire::ListRunsReply>, Status> {
         self.operator(&request, "ListRuns")?;
-        let runs = self.runs.list().iter().map(summary_to_wire).collect();
+        let run_id = request.into_inner().run_id;
+        let runs = if run_id.is_empty() {
+            self.runs.list().iter().map(summary_to_wire).collect()
+        } else {
+            vec![summary_to_wire(
+                &self.runs.one(&run_id).map_err(run_status)?,
+            )]
+        };
         Ok(Response::new(wire::ListRunsReply { runs }))
     }
 

@@ -37,6 +37,17 @@
 //! coordinator on core 0 and the load-testing agents on core 1 (`taskset`),
 //! so the coordinator's figures are its own core's.
 //!
+//! Memory over a coordinator's life: the coordinator's RSS once the first
+//! run has left its memory (`backout runs` lists it brief) and once the last
+//! has, and its peak (`VmHWM`). `--rss-runs K` makes K runs in all (those
+//! past `--runs` untimed) before the last RSS is read.
+//!
+//! `--journal sqlite,postgres` measures each N on each journal: SQLite in
+//! the coordinator's state dir (the default), or a PostgreSQL 15 started
+//! in a temp dir as the e2e tests start it (`backout_e2e::postgres`, with
+//! fsync on, unlike the tests'), one row each. The spans and entry counts
+//! are read from either with the same SQL (`psql` for PostgreSQL).
+//!
 //! `--idle SECS [--probe-every SECS]` measures something else: how much the
 //! journal grows by itself. N sessions, the seed plan's health probe
 //! (`service_up`, every 30 s by default, on every host) and its trigger,
@@ -50,8 +61,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use backout_e2e::postgres::Postgres;
 use backout_tls::Identity;
 use backout_tls::pki::{self, LeafOptions};
+use clap::Parser;
 use serde_json::Value;
 
 /// Linux clock ticks per second (`getconf CLK_TCK`, 100 on every common kernel).
@@ -127,6 +140,7 @@ impl Tools {
 /// What one N measured.
 struct Figures {
     sessions: usize,
+    journal: JournalKind,
     steps: usize,
     connect: Duration,
     idle_cpu_percent: f64,
@@ -143,6 +157,11 @@ struct Figures {
     /// Coordinator and agent-process CPU per run (the mean over the runs).
     run_cpu_s: f64,
     agent_cpu_s: f64,
+    /// The coordinator's RSS once the first run, and once the last of
+    /// `total_runs`, had left its memory.
+    rss_first_mib: f64,
+    rss_last_mib: f64,
+    total_runs: usize,
     peak_rss_mib: f64,
     storm: Storm,
 }
@@ -169,73 +188,117 @@ fn percentile(values: &[i64], p: f64) -> i64 {
         .unwrap_or(0)
 }
 
-fn main() -> anyhow::Result<()> {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let pin = match args.iter().position(|a| a == "--pin") {
-        Some(at) => {
-            args.remove(at);
-            true
+/// One no-op phase fanned out to N agent sessions: the run's latency, the
+/// coordinator's CPU, memory and spans, the reconnect storm; or, with
+/// `--idle`, how much the journal grows by itself.
+#[derive(Debug, Parser)]
+#[command(name = "bench-fanout")]
+struct Args {
+    /// How many sessions (agents) to measure, each in its own fleet
+    /// (`1,000` and `10_000` read as numbers).
+    #[arg(value_parser = sessions, default_values_t = [10, 100, 1000])]
+    sessions: Vec<usize>,
+    /// Timed runs per N, one after the other.
+    #[arg(long, default_value_t = 20, value_parser = positive)]
+    runs: usize,
+    /// Steps in the run's one phase (each `testbed` `echo` on every host).
+    #[arg(long, default_value_t = 1, value_parser = positive)]
+    steps: usize,
+    /// Runs in all before the coordinator's last RSS is read (those past
+    /// `--runs` are not timed): RSS after K runs beside RSS after one.
+    #[arg(long, value_name = "K", value_parser = positive)]
+    rss_runs: Option<usize>,
+    /// The coordinator on core 0 and the load-testing agents on core 1
+    /// (`taskset`).
+    #[arg(long)]
+    pin: bool,
+    /// The journal(s) to measure on, comma-separated: `sqlite` (the
+    /// coordinator's state dir), `postgres` (a PostgreSQL 15 in a temp dir).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sqlite")]
+    journal: Vec<JournalKind>,
+    /// Instead of runs: the journal's growth while idle over SECS seconds,
+    /// with the seed plan's health probe.
+    #[arg(long, value_name = "SECS", value_parser = positive)]
+    idle: Option<usize>,
+    /// With `--idle`: the health probe's interval in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = positive)]
+    probe_every: usize,
+}
+
+/// Where the coordinator's journal lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum JournalKind {
+    Sqlite,
+    Postgres,
+}
+
+impl JournalKind {
+    fn word(self) -> &'static str {
+        match self {
+            JournalKind::Sqlite => "SQLite",
+            JournalKind::Postgres => "PostgreSQL",
         }
-        None => false,
-    };
-    let mut option = |name: &str, default: usize| -> anyhow::Result<usize> {
-        let Some(at) = args.iter().position(|a| a == name) else {
-            return Ok(default);
-        };
-        let value = args
-            .get(at + 1)
-            .and_then(|r| r.parse::<usize>().ok())
-            .filter(|r| *r > 0)
-            .with_context(|| format!("{name} takes a positive number"))?;
-        args.drain(at..=at + 1);
-        Ok(value)
-    };
-    let runs = option("--runs", 20)?;
-    let steps = option("--steps", 1)?;
-    let idle_secs = option("--idle", 0)?;
-    let probe_secs = option("--probe-every", 30)?;
-    let counts = args
-        .iter()
-        .map(|a| {
-            a.replace([',', '_'], "")
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .with_context(|| format!("`{a}` is not a number of sessions"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let counts = if counts.is_empty() {
-        vec![10, 100, 1000]
-    } else {
-        counts
-    };
+    }
+}
+
+/// A positive number.
+fn positive(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{text}` is not a positive number"))
+}
+
+/// A number of sessions: `1000`, `1,000` or `1_000`.
+fn sessions(text: &str) -> Result<usize, String> {
+    positive(&text.replace([',', '_'], ""))
+        .map_err(|_| format!("`{text}` is not a number of sessions"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     let mut tools = Tools::find()?;
-    tools.pin = pin;
-    if idle_secs > 0 {
+    tools.pin = args.pin;
+    let mut journals = args.journal.clone();
+    journals.dedup();
+    if let Some(idle_secs) = args.idle {
         let window = Duration::from_secs(idle_secs as u64);
-        let every = Duration::from_secs(probe_secs as u64);
+        let every = Duration::from_secs(args.probe_every as u64);
         let mut rows = Vec::new();
-        for n in counts {
-            eprintln!("bench-fanout: {n} sessions idle for {idle_secs} s...");
-            rows.push(
-                idle(&tools, n, window, every).with_context(|| format!("with {n} sessions"))?,
-            );
+        for &n in &args.sessions {
+            for &kind in &journals {
+                eprintln!(
+                    "bench-fanout: {n} sessions idle for {idle_secs} s ({})...",
+                    kind.word()
+                );
+                rows.push(
+                    idle(&tools, n, window, every, kind)
+                        .with_context(|| format!("with {n} sessions ({})", kind.word()))?,
+                );
+            }
         }
         print!("{}", idle_table(&rows));
         return Ok(());
     }
+    let total = args.rss_runs.unwrap_or(args.runs).max(args.runs);
     let mut rows = Vec::new();
-    for n in counts {
-        eprintln!("bench-fanout: {n} sessions...");
-        let figures =
-            bench(&tools, n, runs, steps).with_context(|| format!("with {n} sessions"))?;
-        eprintln!(
-            "bench-fanout: {n} sessions: {runs} runs, p50 {} ms, p99 {} ms; all back after a restart in {:.1} s",
-            percentile(&figures.run_ms, 50.0),
-            percentile(&figures.run_ms, 99.0),
-            figures.storm.all_back.as_secs_f64()
-        );
-        rows.push(figures);
+    for &n in &args.sessions {
+        for &kind in &journals {
+            eprintln!("bench-fanout: {n} sessions ({})...", kind.word());
+            let figures = bench(&tools, n, args.runs, total, args.steps, kind)
+                .with_context(|| format!("with {n} sessions ({})", kind.word()))?;
+            eprintln!(
+                "bench-fanout: {n} sessions ({}): {} runs, p50 {} ms, p99 {} ms; RSS {:.1} MiB after one run, {:.1} MiB after {total}; all back after a restart in {:.1} s",
+                kind.word(),
+                args.runs,
+                percentile(&figures.run_ms, 50.0),
+                percentile(&figures.run_ms, 99.0),
+                figures.rss_first_mib,
+                figures.rss_last_mib,
+                figures.storm.all_back.as_secs_f64()
+            );
+            rows.push(figures);
+        }
     }
     print!("{}", table(&rows));
     Ok(())
@@ -243,18 +306,19 @@ fn main() -> anyhow::Result<()> {
 
 fn table(rows: &[Figures]) -> String {
     let mut out = String::from(
-        "| sessions | all connected in | runs | start → result p50 | p99 | max | CLI wall p50 \
+        "| sessions | journal | all connected in | runs | start → result p50 | p99 | max | CLI wall p50 \
          | dispatch p50 | p99 | aggregation p50 | p99 | coordinator CPU per host-step \
          | coordinator CPU per run | agent process CPU per run | coordinator idle CPU \
-         | coordinator RSS, idle | coordinator peak RSS | restart: all back in \
-         | restart: most accepted in 100 ms | restart: first to last |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+         | coordinator RSS, idle | RSS after run 1 | RSS after run K (K) | coordinator peak RSS \
+         | restart: all back in | restart: most accepted in 100 ms | restart: first to last |\n\
+         | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for f in rows {
         let _ = writeln!(
             out,
-            "| {} | {:.1} s | {} | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {:.3} ms | {:.2} s | {:.2} s | {:.1}% | {:.1} MiB | {:.1} MiB | {:.1} s | {} | {:.1} s |",
+            "| {} | {} | {:.1} s | {} | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {:.3} ms | {:.2} s | {:.2} s | {:.1}% | {:.1} MiB | {:.1} MiB | {:.1} MiB ({}) | {:.1} MiB | {:.1} s | {} | {:.1} s |",
             f.sessions,
+            f.journal.word(),
             f.connect.as_secs_f64(),
             f.run_ms.len(),
             percentile(&f.run_ms, 50.0),
@@ -270,6 +334,9 @@ fn table(rows: &[Figures]) -> String {
             f.agent_cpu_s,
             f.idle_cpu_percent,
             f.idle_rss_mib,
+            f.rss_first_mib,
+            f.rss_last_mib,
+            f.total_runs,
             f.peak_rss_mib,
             f.storm.all_back.as_secs_f64(),
             f.storm.peak_per_100ms,
@@ -279,17 +346,24 @@ fn table(rows: &[Figures]) -> String {
     out
 }
 
-fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<Figures> {
+/// `runs` timed runs, then untimed ones up to `total` for the RSS.
+fn bench(
+    tools: &Tools,
+    n: usize,
+    runs: usize,
+    total: usize,
+    steps: usize,
+    kind: JournalKind,
+) -> anyhow::Result<Figures> {
     let temp = temp_dir()?;
     let dir = temp.path();
     let pki_dir = dir.join("pki");
     let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i:04}")).collect();
     make_pki(tools, &pki_dir, &ids)?;
     std::fs::write(dir.join("plan.toml"), plan(&ids, steps))?;
-    std::fs::write(
-        dir.join("coordinator.toml"),
-        coordinator_config(&pki_dir, &ids),
-    )?;
+    let journal = JournalDb::start(kind, dir)?;
+    let config = coordinator_config(&pki_dir, &ids, &journal.config());
+    std::fs::write(dir.join("coordinator.toml"), &config)?;
 
     let coordinator_log = dir.join("coordinator.log");
     let (mut coordinator, addr) = start_coordinator(tools, dir, &coordinator_log)?;
@@ -324,36 +398,58 @@ fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<F
     let agent_before = agents_cpu()?;
     let (mut run_ms, mut wall_ms) = (Vec::new(), Vec::new());
     let (mut dispatch_ms, mut aggregate_ms) = (Vec::new(), Vec::new());
-    let journal = dir.join("state").join("journal.db");
-    for _ in 0..runs {
+    let mut rss_first_mib = 0.0;
+    let mut last = String::new();
+    for made in 1..=runs {
         let (run_id, coordinator_ms, wall) = one_run(&cli, &mut log, n, &coordinator_log)?;
         run_ms.push(coordinator_ms);
         wall_ms.push(i64::try_from(wall.as_millis()).unwrap_or(i64::MAX));
-        let (dispatch, aggregate) = spans(&journal, &run_id)?;
+        let (dispatch, aggregate) = journal.spans(&run_id)?;
         dispatch_ms.push(dispatch);
         aggregate_ms.push(aggregate);
+        if made == 1 {
+            rss_first_mib = rss_once_gone(&cli, &run_id, pid)?;
+        }
+        last = run_id;
     }
     let run_cpu_s = (cpu_seconds(pid)? - cpu_before) / runs as f64;
+    let agent_cpu_s = (agents_cpu()? - agent_before) / runs as f64;
+    // Untimed runs up to `total`, for the RSS after many.
+    for made in runs + 1..=total {
+        if made % 10 == 0 {
+            eprintln!("bench-fanout: run {made} of {total}...");
+        }
+        last = one_run(&cli, &mut log, n, &coordinator_log)?.0;
+    }
+    let rss_last_mib = if total == 1 {
+        rss_first_mib
+    } else {
+        rss_once_gone(&cli, &last, pid)?
+    };
     // Every result accounted for: per run `run.created`, `run.started`,
     // `run.ended`, and per step and host `run.dispatched`, `command.sent`,
     // the plugin's one log line and `run.finished`; the chain intact.
     let audit = audit(tools, dir)?;
-    let expected = runs * (3 + 4 * n * steps);
+    let expected = total * (3 + 4 * n * steps);
     let entries = audit["entries"].as_u64().unwrap_or(0) as usize;
     if audit["intact"] != true || entries != expected {
         bail!("the journal holds {entries} entries, {expected} expected, or is broken: {audit}");
     }
+    let counted = journal.count()?;
+    if counted != expected as u64 {
+        bail!("the journal's table holds {counted} entries, {expected} expected");
+    }
     eprintln!(
-        "bench-fanout: the journal holds all {entries} entries of the {runs} runs and verifies"
+        "bench-fanout: the {} journal holds all {entries} entries of the {total} runs and verifies",
+        kind.word()
     );
-    let agent_cpu_s = (agents_cpu()? - agent_before) / runs as f64;
     let peak_rss_mib = status_kib(pid, "VmHWM")? / 1024.0;
 
     // The reconnect storm: SIGKILL, then the same coordinator on the same address.
     drop(coordinator);
     std::fs::write(
         dir.join("coordinator.toml"),
-        coordinator_config(&pki_dir, &ids).replace("127.0.0.1:0", &addr),
+        config.replace("127.0.0.1:0", &addr),
     )?;
     let restart_log = dir.join("coordinator-restarted.log");
     let (restarted, again) = start_coordinator(tools, dir, &restart_log)?;
@@ -380,8 +476,10 @@ fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<F
     };
     drop(agents);
     drop(coordinator);
+    drop(journal);
     Ok(Figures {
         sessions: n,
+        journal: kind,
         steps,
         connect,
         idle_cpu_percent,
@@ -392,6 +490,9 @@ fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<F
         aggregate_ms,
         run_cpu_s,
         agent_cpu_s,
+        rss_first_mib,
+        rss_last_mib,
+        total_runs: total,
         peak_rss_mib,
         storm,
     })
@@ -400,12 +501,14 @@ fn bench(tools: &Tools, n: usize, runs: usize, steps: usize) -> anyhow::Result<F
 /// What `--idle` measured for one N.
 struct Growth {
     sessions: usize,
+    journal: JournalKind,
     window: Duration,
     probe_every: Duration,
     entries: u64,
     /// The rows' stored bytes (run id, kind, body, both hashes, seq and time).
     bytes: u64,
-    /// journal.db and its WAL on disk, before and after.
+    /// journal.db and its WAL on disk (PostgreSQL: the entries table with
+    /// its index), before and after.
     disk_before: u64,
     disk_after: u64,
 }
@@ -418,14 +521,15 @@ impl Growth {
 
 fn idle_table(rows: &[Growth]) -> String {
     let mut out = String::from(
-        "| sessions | probe every | window | entries | entries per day | stored bytes | MB per day | journal.db + WAL on disk, before → after |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| sessions | journal | probe every | window | entries | entries per day | stored bytes | MB per day | on disk, before → after |\n\
+         | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for g in rows {
         let _ = writeln!(
             out,
-            "| {} | {} s | {} s | {} | {:.0} | {} | {:.2} | {} → {} bytes |",
+            "| {} | {} | {} s | {} s | {} | {:.0} | {} | {:.2} | {} → {} bytes |",
             g.sessions,
+            g.journal.word(),
             g.probe_every.as_secs(),
             g.window.as_secs(),
             g.entries,
@@ -443,7 +547,13 @@ fn idle_table(rows: &[Growth]) -> String {
 /// any-up over every host, aimed at a local HTTP server that answers 200)
 /// and its trigger, no run. The journal's growth over `window`, after one
 /// probe round has settled, extrapolated to a day.
-fn idle(tools: &Tools, n: usize, window: Duration, every: Duration) -> anyhow::Result<Growth> {
+fn idle(
+    tools: &Tools,
+    n: usize,
+    window: Duration,
+    every: Duration,
+    kind: JournalKind,
+) -> anyhow::Result<Growth> {
     let temp = temp_dir()?;
     let dir = temp.path();
     let pki_dir = dir.join("pki");
@@ -460,7 +570,8 @@ fn idle(tools: &Tools, n: usize, window: Duration, every: Duration) -> anyhow::R
         every.as_secs()
     );
     std::fs::write(dir.join("plan.toml"), plan)?;
-    let mut config = coordinator_config(&pki_dir, &ids);
+    let journal = JournalDb::start(kind, dir)?;
+    let mut config = coordinator_config(&pki_dir, &ids, &journal.config());
     let _ = write!(
         config,
         "[[assess.check]]\nname = \"application\"\nurl = \"{health_url}\"\n"
@@ -489,16 +600,17 @@ fn idle(tools: &Tools, n: usize, window: Duration, every: Duration) -> anyhow::R
     wait_connected(&cli, n, Instant::now())?;
     // One probe round with every session there, then the window.
     std::thread::sleep(every + Duration::from_secs(2));
-    let journal = dir.join("state").join("journal.db");
-    let (entries_before, bytes_before) = stored(&journal)?;
-    let disk_before = on_disk(&journal);
+    let (entries_before, bytes_before) = journal.stored()?;
+    let disk_before = journal.on_disk()?;
     std::thread::sleep(window);
-    let (entries_after, bytes_after) = stored(&journal)?;
-    let disk_after = on_disk(&journal);
+    let (entries_after, bytes_after) = journal.stored()?;
+    let disk_after = journal.on_disk()?;
     drop(agents);
     drop(coordinator);
+    drop(journal);
     Ok(Growth {
         sessions: n,
+        journal: kind,
         window,
         probe_every: every,
         entries: entries_after.saturating_sub(entries_before),
@@ -506,29 +618,6 @@ fn idle(tools: &Tools, n: usize, window: Duration, every: Duration) -> anyhow::R
         disk_before,
         disk_after,
     })
-}
-
-/// The journal's entries and their stored bytes, read beside the running
-/// coordinator (SQLite readers take no lock the writer waits on).
-fn stored(journal: &Path) -> anyhow::Result<(u64, u64)> {
-    let db =
-        rusqlite::Connection::open_with_flags(journal, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .with_context(|| format!("{}", journal.display()))?;
-    let (entries, bytes): (i64, i64) = db.query_row(
-        "SELECT count(*), coalesce(sum(length(run_id) + length(kind) + length(body) \
-         + length(prev_hash) + length(hash) + 16), 0) FROM entries",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
-    Ok((
-        u64::try_from(entries).unwrap_or(0),
-        u64::try_from(bytes).unwrap_or(0),
-    ))
-}
-
-fn on_disk(journal: &Path) -> u64 {
-    let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-    size(journal.to_path_buf()) + size(journal.with_extension("db-wal"))
 }
 
 /// A local HTTP server answering 200 to every request, for the health probe;
@@ -623,31 +712,170 @@ fn wait_connected(cli: &Cli, n: usize, started: Instant) -> anyhow::Result<()> {
     }
 }
 
-/// A run's dispatch span (its first entry → its last `command.sent`) and
-/// aggregation span (its last `run.finished` → `run.ended`), in ms, from the
-/// coordinator's own clock in its journal. With several steps a run has as
-/// many turns; these are the first turn's dispatch and the last turn's
-/// aggregation.
-fn spans(journal: &Path, run_id: &str) -> anyhow::Result<(i64, i64)> {
-    let db =
-        rusqlite::Connection::open_with_flags(journal, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .with_context(|| format!("{}", journal.display()))?;
-    let at = |sql: &str| -> anyhow::Result<i64> {
-        let value: Option<i64> = db.query_row(sql, [run_id], |r| r.get(0))?;
-        value.with_context(|| format!("run {run_id}: no entry for `{sql}`"))
-    };
-    let start = at("SELECT min(at_ms) FROM entries WHERE run_id = ?1")?;
-    let first_finished =
-        at("SELECT min(at_ms) FROM entries WHERE run_id = ?1 AND kind = 'run.finished'")?;
-    let last_sent = db.query_row(
-        "SELECT max(at_ms) FROM entries WHERE run_id = ?1 AND kind = 'command.sent' AND at_ms <= ?2",
-        rusqlite::params![run_id, first_finished],
-        |r| r.get::<_, Option<i64>>(0),
-    )?;
-    let last_finished =
-        at("SELECT max(at_ms) FROM entries WHERE run_id = ?1 AND kind = 'run.finished'")?;
-    let ended = at("SELECT max(at_ms) FROM entries WHERE run_id = ?1 AND kind = 'run.ended'")?;
-    Ok((last_sent.unwrap_or(start) - start, ended - last_finished))
+/// The coordinator's journal, read beside the running coordinator with the
+/// same SQL on either store (SQLite readers take no lock the writer waits
+/// on; PostgreSQL through `psql`).
+enum JournalDb {
+    /// `state/journal.db` in the bench's dir.
+    Sqlite(PathBuf),
+    /// A PostgreSQL 15 of its own, and the file holding its password.
+    Postgres(Box<Postgres>, PathBuf),
+}
+
+impl JournalDb {
+    fn start(kind: JournalKind, dir: &Path) -> anyhow::Result<JournalDb> {
+        match kind {
+            JournalKind::Sqlite => Ok(JournalDb::Sqlite(dir.join("state").join("journal.db"))),
+            JournalKind::Postgres => {
+                // The harness panics with initdb's or pg_ctl's own words.
+                let pg = std::panic::catch_unwind(Postgres::start_durable)
+                    .map_err(|_| anyhow::anyhow!("cannot start PostgreSQL 15 (see above)"))?;
+                let password_file = dir.join("pg.pass");
+                std::fs::write(&password_file, format!("{}\n", pg.password))?;
+                Ok(JournalDb::Postgres(Box::new(pg), password_file))
+            }
+        }
+    }
+
+    /// The coordinator's top-level configuration keys for this journal.
+    fn config(&self) -> String {
+        match self {
+            JournalDb::Sqlite(_) => String::new(),
+            // One coordinator: it takes the free lease at once, and after
+            // the SIGKILL of the reconnect storm its successor waits for
+            // the 2 s lease to expire.
+            JournalDb::Postgres(pg, password_file) => format!(
+                "journal = {{ postgres = \"host=127.0.0.1 port={} user={} dbname={}\", password_file = \"{}\" }}\n\
+                 advertise = \"127.0.0.1:1\"\nlease_ttl = \"2s\"\n",
+                pg.port,
+                pg.user,
+                pg.dbname,
+                password_file.display()
+            ),
+        }
+    }
+
+    /// The one row `sql` returns, as integers (NULL: `None`).
+    fn row(&self, sql: &str) -> anyhow::Result<Vec<Option<i64>>> {
+        match self {
+            JournalDb::Sqlite(path) => {
+                let db = rusqlite::Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .with_context(|| format!("{}", path.display()))?;
+                let mut statement = db.prepare(sql)?;
+                let columns = statement.column_count();
+                Ok(statement.query_row([], |r| {
+                    (0..columns)
+                        .map(|i| r.get::<_, Option<i64>>(i))
+                        .collect::<Result<Vec<_>, _>>()
+                })?)
+            }
+            JournalDb::Postgres(pg, _) => {
+                let out = pg.try_sql(sql);
+                if !out.status.success() {
+                    bail!("psql `{sql}`: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .split('|')
+                    .map(|v| match v.trim() {
+                        "" => Ok(None),
+                        v => Ok(Some(
+                            v.parse::<i64>()
+                                .with_context(|| format!("psql `{sql}` returned `{v}`"))?,
+                        )),
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn one(&self, sql: &str) -> anyhow::Result<Option<i64>> {
+        Ok(self.row(sql)?.first().copied().flatten())
+    }
+
+    /// How many entries the journal's table holds.
+    fn count(&self) -> anyhow::Result<u64> {
+        let n = self.one("SELECT count(*) FROM entries")?.unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The journal's entries and their stored bytes (run id, kind, body,
+    /// both hashes, seq and time).
+    fn stored(&self) -> anyhow::Result<(u64, u64)> {
+        let row = self.row(
+            "SELECT count(*), coalesce(sum(length(run_id) + length(kind) + length(body) \
+             + length(prev_hash) + length(hash) + 16), 0) FROM entries",
+        )?;
+        let at = |i: usize| u64::try_from(row.get(i).copied().flatten().unwrap_or(0)).unwrap_or(0);
+        Ok((at(0), at(1)))
+    }
+
+    /// The journal on disk: journal.db and its WAL; PostgreSQL's entries
+    /// table with its indexes.
+    fn on_disk(&self) -> anyhow::Result<u64> {
+        match self {
+            JournalDb::Sqlite(path) => {
+                let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+                Ok(size(path.clone()) + size(path.with_extension("db-wal")))
+            }
+            JournalDb::Postgres(..) => {
+                let bytes = self.one("SELECT pg_total_relation_size('entries')")?;
+                Ok(u64::try_from(bytes.unwrap_or(0)).unwrap_or(0))
+            }
+        }
+    }
+
+    /// A run's dispatch span (its first entry → its last `command.sent`)
+    /// and aggregation span (its last `run.finished` → `run.ended`), in
+    /// ms, from the coordinator's own clock in its journal. With several
+    /// steps a run has as many turns; these are the first turn's dispatch
+    /// and the last turn's aggregation.
+    fn spans(&self, run_id: &str) -> anyhow::Result<(i64, i64)> {
+        // Run ids are the coordinator's own (`run-<ms>-<hex>`); quoted all
+        // the same.
+        let run = format!("'{}'", run_id.replace('\'', "''"));
+        let at = |what: &str, kind: Option<&str>| -> anyhow::Result<i64> {
+            let of_kind = kind.map_or(String::new(), |k| format!(" AND kind = '{k}'"));
+            self.one(&format!(
+                "SELECT {what}(at_ms) FROM entries WHERE run_id = {run}{of_kind}"
+            ))?
+            .with_context(|| format!("run {run_id}: no {what} entry of kind {kind:?}"))
+        };
+        let start = at("min", None)?;
+        let first_finished = at("min", Some("run.finished"))?;
+        let last_sent = self.one(&format!(
+            "SELECT max(at_ms) FROM entries WHERE run_id = {run} AND kind = 'command.sent' \
+             AND at_ms <= {first_finished}"
+        ))?;
+        let last_finished = at("max", Some("run.finished"))?;
+        let ended = at("max", Some("run.ended"))?;
+        Ok((last_sent.unwrap_or(start) - start, ended - last_finished))
+    }
+}
+
+/// The coordinator's RSS in MiB once run `run_id` has left its memory
+/// (`backout runs` lists it brief), or after 30 s if it has not (said).
+fn rss_once_gone(cli: &Cli, run_id: &str, pid: u32) -> anyhow::Result<f64> {
+    let t0 = Instant::now();
+    loop {
+        let listed = cli.json(&["runs", "--output", "json"])?;
+        let brief = listed["runs"]
+            .as_array()
+            .and_then(|runs| runs.iter().find(|r| r["run"] == run_id))
+            .is_some_and(|r| r["brief"] == true);
+        if brief {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            eprintln!("bench-fanout: run {run_id} is still in memory after 30 s");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(status_kib(pid, "VmRSS")? / 1024.0)
 }
 
 /// `backout audit verify` of the coordinator's journal, as JSON.
@@ -689,9 +917,14 @@ fn one_run(
         .as_array()
         .and_then(|runs| runs.iter().find(|r| r["run"] == run_id.as_str()))
         .with_context(|| format!("`backout runs` does not list {run_id}"))?;
-    let succeeded = run["phases"][0]["hosts_succeeded"]
-        .as_array()
-        .map_or(0, Vec::len);
+    // An ended run that already left the coordinator's memory is listed
+    // without its hosts: "succeeded" says every host's steps did (and the
+    // journal check counts each host's result).
+    let succeeded = match run["phases"][0]["hosts_succeeded"].as_array() {
+        Some(hosts) => hosts.len(),
+        None if run["brief"] == true => n,
+        None => 0,
+    };
     if run["status"] != "succeeded" || succeeded != n {
         bail!(
             "run {run_id} ended {} with {succeeded} of {n} hosts succeeded; see {}",
@@ -781,13 +1014,14 @@ name = "No-op"
     plan
 }
 
-fn coordinator_config(pki: &Path, ids: &[String]) -> String {
+/// `journal` holds the journal's top-level keys ([`JournalDb::config`]).
+fn coordinator_config(pki: &Path, ids: &[String], journal: &str) -> String {
     let p = pki.display();
     let mut config = format!(
         r#"listen = "127.0.0.1:0"
 command_key = "{p}/command-signing.key"
 plan = "plan.toml"
-[tls]
+{journal}[tls]
 ca = "{p}/ca.pem"
 cert = "{p}/coordinator.pem"
 key = "{p}/coordinator.key"
