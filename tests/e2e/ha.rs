@@ -153,7 +153,8 @@ fn pg_runtime() -> tokio::runtime::Runtime {
 fn the_journal_reaches_postgresql_over_tls_and_verifies_the_server() {
     let pg = Postgres::start_tls();
     let ca = pg.ca_file();
-    let store = PostgresStore::connect_with(&conninfo(&pg), Some(&pg.password), Some(&ca)).unwrap();
+    let store = PostgresStore::connect_with(&conninfo(&pg), Some(&pg.password), Some(ca.as_path()))
+            .unwrap();
     let journal = Journal::new(store);
     journal.append(1, "run-1", &signal(1)).unwrap();
     assert_eq!(journal.verify().unwrap(), Verdict::Intact { entries: 1 });
@@ -184,7 +185,7 @@ fn the_journal_reaches_postgresql_over_tls_and_verifies_the_server() {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     std::fs::write(&other_ca, params.self_signed(&key).unwrap().pem()).unwrap();
-    let e = refused(&conninfo(&pg), Some(&other_ca));
+    let e = refused(&conninfo(&pg), Some(other_ca.as_path()));
     assert!(e.contains("UnknownIssuer"), "{e}");
     assert!(!e.contains(&pg.password), "{e}");
 
@@ -378,7 +379,7 @@ async fn a_leader_killed_mid_phase_is_replaced_by_the_standby_and_every_step_run
             "killed after entry {boundary}: a step ran twice or not at all"
         );
         assert!(matches!(verified(&pg), Verdict::Intact { .. }));
-        takeover_reported(&fleet, (&a, &b), "expired");
+        takeover_reported(&fleet, (a.as_str(), b.as_str()), "expired");
         let log = fleet.coordinator.proc.log_text();
         assert!(log.contains("took the leader lease"), "{log}");
         assert!(
