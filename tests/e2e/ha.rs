@@ -77,7 +77,10 @@ fn a_takeover_raises_the_epoch_and_fences_the_old_leader() {
     });
     let (previous, vacant_ms) = how.unwrap();
     assert_eq!(previous, "expired");
-    assert!(vacant_ms >= 1_000, "a's last renewal was a TTL ago at least: {vacant_ms}");
+    assert!(
+        vacant_ms >= 1_000,
+        "a's last renewal was a TTL ago at least: {vacant_ms}"
+    );
     assert_eq!(second, first + 1);
     let lease = b.lease().unwrap();
     assert_eq!(
@@ -154,7 +157,7 @@ fn the_journal_reaches_postgresql_over_tls_and_verifies_the_server() {
     let pg = Postgres::start_tls();
     let ca = pg.ca_file();
     let store = PostgresStore::connect_with(&conninfo(&pg), Some(&pg.password), Some(ca.as_path()))
-            .unwrap();
+        .unwrap();
     let journal = Journal::new(store);
     journal.append(1, "run-1", &signal(1)).unwrap();
     assert_eq!(journal.verify().unwrap(), Verdict::Intact { entries: 1 });
@@ -166,11 +169,13 @@ fn the_journal_reaches_postgresql_over_tls_and_verifies_the_server() {
         "the journal's session is not TLS"
     );
 
-    let refused = |conninfo: &str, ca: Option<&std::path::Path>| {
-        match PostgresStore::connect_with(conninfo, Some(&pg.password), ca) {
-            Ok(_) => panic!("connected: {conninfo} {ca:?}"),
-            Err(e) => e.to_string(),
-        }
+    let refused = |conninfo: &str, ca: Option<&std::path::Path>| match PostgresStore::connect_with(
+        conninfo,
+        Some(&pg.password),
+        ca,
+    ) {
+        Ok(_) => panic!("connected: {conninfo} {ca:?}"),
+        Err(e) => e.to_string(),
     };
     // Plain TCP: the server refuses it.
     let e = refused(&conninfo(&pg), None);
@@ -277,7 +282,13 @@ fn takeover_reported(fleet: &Fleet, leaders: (&str, &str), how: &str) {
     assert_eq!(takeovers.len(), 1, "{l}");
     let t = &takeovers[0];
     assert_eq!(
-        (&t["from_epoch"], &t["from_holder"], &t["epoch"], &t["holder"], &t["previous"]),
+        (
+            &t["from_epoch"],
+            &t["from_holder"],
+            &t["epoch"],
+            &t["holder"],
+            &t["previous"]
+        ),
         (
             &serde_json::json!(1),
             &serde_json::json!(leaders.0),

@@ -34,10 +34,9 @@ mod store;
 pub use chain::{GENESIS, Head, Verdict, entry_hash};
 pub use postgres::{LEASE_CHANNEL, LeaseRow, PostgresStore, Taken};
 pub use record::{
-    lease_end,
     CommandSent, Dispatched, FORMAT, Finished, Incident, JudgeFigures, LeaseTaken, MatrixSummary,
-    Notification,
-    Recipient, Record, RecordError, RunCreated, SignalChange, StepEventRecord, TriggerChange,
+    Notification, Recipient, Record, RecordError, RunCreated, SignalChange, StepEventRecord,
+    TriggerChange, lease_end,
 };
 pub use sqlite::{SqliteStore, lock_path};
 pub use store::{Entry, JournalError, JournalStore, NewEntry, Written};

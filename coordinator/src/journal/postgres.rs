@@ -167,10 +167,12 @@ impl PostgresStore {
         let tls = match ca_file {
             Some(path) => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Require);
-                Some(Rustls::from_ca_file(path).map_err(|e| JournalError::Refused {
-                    at: "postgres".into(),
-                    message: format!("{}: {e}", path.display()),
-                })?)
+                Some(
+                    Rustls::from_ca_file(path).map_err(|e| JournalError::Refused {
+                        at: "postgres".into(),
+                        message: format!("{}: {e}", path.display()),
+                    })?,
+                )
             }
             None if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require => {
                 return Err(JournalError::Refused {

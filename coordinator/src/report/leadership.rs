@@ -118,7 +118,11 @@ pub fn leadership(run_id: &str, entries: &[Entry], context: &[Entry]) -> Option<
                 .collect();
             let re_asked_answered = re_asked
                 .iter()
-                .filter(|id| answered.get(**id).is_some_and(|a| a.iter().any(|s| *s > e.seq)))
+                .filter(|id| {
+                    answered
+                        .get(**id)
+                        .is_some_and(|a| a.iter().any(|s| *s > e.seq))
+                })
                 .count();
             Takeover {
                 at_ms: e.at_ms,
@@ -290,10 +294,18 @@ mod tests {
         assert_eq!(l.takeovers.len(), 1);
         let t = &l.takeovers[0];
         assert_eq!(
-            (t.from_epoch, t.from_holder.as_deref(), t.epoch, t.holder.as_str()),
+            (
+                t.from_epoch,
+                t.from_holder.as_deref(),
+                t.epoch,
+                t.holder.as_str()
+            ),
             (1, Some("a:1"), 2, "b:1")
         );
-        assert_eq!((t.re_asked, t.re_asked_answered, t.without_leader_ms), (1, 1, 2_300));
+        assert_eq!(
+            (t.re_asked, t.re_asked_answered, t.without_leader_ms),
+            (1, 1, 2_300)
+        );
         assert_eq!((l.steps, l.answered_twice.len()), (2, 0));
         let text = words(&l).join("\n");
         assert!(text.contains("epoch 1 (a:1) → epoch 2 (b:1)"), "{text}");
