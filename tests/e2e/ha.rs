@@ -121,7 +121,7 @@ fn a_released_lease_is_taken_at_once_and_a_lost_one_is_not_renewed() {
     a.release().unwrap();
     // The standbys are told on the lease's channel.
     runtime
-        .block_on(tokio::time::timeout(Duration::from_secs(10), told.recv()))
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), told.recv()).await })
         .expect("no notification of the release")
         .expect("the channel ended");
     // No waiting for a 10-minute TTL.
