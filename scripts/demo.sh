@@ -761,6 +761,22 @@ for e in r.get("escalations", []):
     print(f"escalation {e['who']}: {e['when']} -> {e['state']}")
 PY
 echo "report: $report_dir/report.md, $report_dir/report.html (and report.json)" | indent
+if $ha; then
+  say "The report shows the takeover (its section \"Leader and takeovers\", from $report_dir/report.md)"
+  sed -n '/^## Leader and takeovers/,/^## /p' "$report_dir/report.md" | sed '1d;$d' | sed '/^$/d' | indent
+  python3 - "$report_dir/report.json" <<'PY' | indent
+import json, sys
+l = json.load(open(sys.argv[1])).get("leadership") or {}
+ok = bool(l.get("takeovers")) and not l.get("answered_twice")
+if ok:
+    t = l["takeovers"][-1]
+    print(f"report.json: epoch {t['from_epoch']} -> {t['epoch']} ({t['previous']}), "
+          f"{t['re_asked']} step(s) asked again, {l['steps']} steps each answered once")
+else:
+    print(f"report.json: NO TAKEOVER, OR A STEP ANSWERED TWICE: {l}")
+sys.exit(0 if ok else 1)
+PY
+fi
 
 elapsed=$(( $(date +%s) - started_at ))
 say "Done in ${elapsed}s: v2.4.0 rolled back to v2.3.1 STABLE on both hosts, database at 025, providers restored, people told"

@@ -188,6 +188,26 @@ pub struct JournalConfig {
     /// A file holding the password (first line), kept out of the config.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The CA certificate(s), PEM, that signed the database server's
+    /// certificate: set, the connection is TLS only (rustls) and the
+    /// server's certificate is verified against them and the host the
+    /// connection string names. `sslmode=require` needs it.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Whether `ca` is a PEM file of certificates (`journal.ca_file`); the
+/// error says what is wrong with it.
+fn check_ca_file(ca: &Path) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(ca).map_err(|e| format!("cannot read it: {e}"))?;
+    let certs: Result<Vec<_>, _> =
+        rustls::pki_types::CertificateDer::pem_slice_iter(&pem).collect();
+    match certs {
+        Ok(certs) if !certs.is_empty() => Ok(()),
+        Ok(_) => Err("holds no certificate (expected `-----BEGIN CERTIFICATE-----`)".into()),
+        Err(e) => Err(format!("not a PEM certificate bundle: {e:?}")),
+    }
 }
 
 impl JournalConfig {
@@ -352,6 +372,10 @@ impl CoordinatorConfig {
         if let Some(journal) = &mut config.journal {
             journal.password_file = journal
                 .password_file
+                .as_ref()
+                .map(|p| backout_config::resolve(path, p));
+            journal.ca_file = journal
+                .ca_file
                 .as_ref()
                 .map(|p| backout_config::resolve(path, p));
         }
@@ -558,6 +582,19 @@ impl CoordinatorConfig {
         journal
             .password()
             .map_err(|e| bad("journal.password_file", e))?;
+        match &journal.ca_file {
+            Some(ca) => {
+                check_ca_file(ca)
+                    .map_err(|e| bad("journal.ca_file", format!("{}: {e}", ca.display())))?;
+            }
+            None if conninfo.get_ssl_mode() == tokio_postgres::config::SslMode::Require => {
+                return Err(bad(
+                    "journal.ca_file",
+                    "missing: `sslmode=require` in `journal.postgres` needs the CA certificate that signed the server's".into(),
+                ));
+            }
+            None => {}
+        }
         match &self.advertise {
             Some(a)
                 if a.rsplit_once(':')

@@ -22,7 +22,7 @@ fn store(pg: &Postgres) -> PostgresStore {
 
 /// Polls `take` until it returns `Some` (the lease expired on the
 /// database's clock), for at most `within`.
-fn until_taken(within: Duration, take: impl Fn() -> Option<u64>) -> u64 {
+fn until_taken(within: Duration, mut take: impl FnMut() -> Option<u64>) -> u64 {
     let start = Instant::now();
     loop {
         if let Some(epoch) = take() {
@@ -59,7 +59,9 @@ fn a_takeover_raises_the_epoch_and_fences_the_old_leader() {
     let pg = Postgres::start();
     let ttl = Duration::from_secs(1);
     let (a, b) = (store(&pg), store(&pg));
-    let first = a.take_lease("a:1", ttl).unwrap().expect("a free lease");
+    let taken = a.take_lease("a:1", ttl).unwrap().expect("a free lease");
+    assert_eq!((taken.previous, taken.vacant_ms), ("none", 0), "the first");
+    let first = taken.epoch;
     assert_eq!(b.take_lease("b:1", ttl).unwrap(), None, "held by a");
     let a = Journal::new(a);
     a.append(1, "run-1", &signal(1)).unwrap();
@@ -67,9 +69,18 @@ fn a_takeover_raises_the_epoch_and_fences_the_old_leader() {
 
     // a stops renewing (as a paused process does): once the lease expires
     // on the database's clock, b takes it under the next epoch.
+    let mut how = None;
     let second = until_taken(Duration::from_secs(10), || {
-        b.take_lease("b:1", ttl).unwrap()
+        let taken = b.take_lease("b:1", ttl).unwrap()?;
+        how = Some((taken.previous, taken.vacant_ms));
+        Some(taken.epoch)
     });
+    let (previous, vacant_ms) = how.unwrap();
+    assert_eq!(previous, "expired");
+    assert!(
+        vacant_ms >= 1_000,
+        "a's last renewal was a TTL ago at least: {vacant_ms}"
+    );
     assert_eq!(second, first + 1);
     let lease = b.lease().unwrap();
     assert_eq!(
@@ -102,13 +113,131 @@ fn a_released_lease_is_taken_at_once_and_a_lost_one_is_not_renewed() {
     let pg = Postgres::start();
     let ttl = Duration::from_secs(600);
     let (a, b) = (store(&pg), store(&pg));
-    let first = a.take_lease("a:1", ttl).unwrap().unwrap();
+    let first = a.take_lease("a:1", ttl).unwrap().unwrap().epoch;
     assert!(a.renew(ttl).unwrap(), "the holder renews");
     assert_eq!(b.take_lease("b:1", ttl).unwrap(), None);
+    let runtime = pg_runtime();
+    let mut told = runtime.block_on(b.listen()).unwrap();
     a.release().unwrap();
+    // The standbys are told on the lease's channel.
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), told.recv()).await })
+        .expect("no notification of the release")
+        .expect("the channel ended");
     // No waiting for a 10-minute TTL.
-    assert_eq!(b.take_lease("b:1", ttl).unwrap(), Some(first + 1));
+    let taken = b.take_lease("b:1", ttl).unwrap().unwrap();
+    assert_eq!((taken.epoch, taken.previous), (first + 1, "released"));
     assert!(!a.renew(ttl).unwrap(), "a released lease is not renewed");
+    // Nor written under: the row still carries a's epoch until b took it,
+    // and a's appends are refused all the same.
+    let a = Journal::new(a);
+    assert!(matches!(
+        a.append(1, "run-1", &signal(1)),
+        Err(JournalError::Fenced { current: None, .. })
+    ));
+}
+
+/// A runtime for the store's async calls in the plain tests.
+fn pg_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// TLS to PostgreSQL (`journal.ca_file`), against a real server with
+/// `ssl = on`, a certificate from a CA the test made, and plain TCP
+/// refused: the store connects and writes over TLS (the server lists the
+/// session as TLS); without TLS, with `sslmode=require` but no CA, or with
+/// another CA, it does not. Then the same through `backout audit verify
+/// --config`: intact; exit 2 naming `journal.ca_file`; exit 1 naming the
+/// unknown issuer.
+#[test]
+fn the_journal_reaches_postgresql_over_tls_and_verifies_the_server() {
+    let pg = Postgres::start_tls();
+    let ca = pg.ca_file();
+    let store = PostgresStore::connect_with(&conninfo(&pg), Some(&pg.password), Some(ca.as_path()))
+        .unwrap();
+    let journal = Journal::new(store);
+    journal.append(1, "run-1", &signal(1)).unwrap();
+    assert_eq!(journal.verify().unwrap(), Verdict::Intact { entries: 1 });
+    assert!(
+        pg.number(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'backout' AND s.ssl"
+        ) >= 1,
+        "the journal's session is not TLS"
+    );
+
+    let refused = |conninfo: &str, ca: Option<&std::path::Path>| match PostgresStore::connect_with(
+        conninfo,
+        Some(&pg.password),
+        ca,
+    ) {
+        Ok(_) => panic!("connected: {conninfo} {ca:?}"),
+        Err(e) => e.to_string(),
+    };
+    // Plain TCP: the server refuses it.
+    let e = refused(&conninfo(&pg), None);
+    assert!(e.contains("pg_hba.conf rejects connection"), "{e}");
+    // sslmode=require without a CA to verify against: refused before dialling.
+    let e = refused(&format!("{} sslmode=require", conninfo(&pg)), None);
+    assert!(e.contains("ca_file"), "{e}");
+    // Another CA: the server's certificate is not trusted.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = other.path().join("other-ca.pem");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&other_ca, params.self_signed(&key).unwrap().pem()).unwrap();
+    let e = refused(&conninfo(&pg), Some(other_ca.as_path()));
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    assert!(!e.contains(&pg.password), "{e}");
+
+    // Through the binary, from a configuration file.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pg.pass"), format!("{}\n", pg.password)).unwrap();
+    let audit = |journal: String| {
+        let config = dir.path().join("coordinator.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\ncommand_key = \"k\"\nadvertise = \"127.0.0.1:7443\"\n\
+                 journal = {{ {journal} }}\n\
+                 [tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n"
+            ),
+        )
+        .unwrap();
+        backout_e2e::run(
+            &backout_e2e::bin("backout"),
+            &["audit", "verify", "--config", config.to_str().unwrap()],
+            &[],
+        )
+    };
+    let with = |extra: &str| {
+        format!(
+            "postgres = \"{}\", password_file = \"pg.pass\"{extra}",
+            conninfo(&pg)
+        )
+    };
+    let out = audit(with(&format!(", ca_file = \"{}\"", ca.display())));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(": intact, 1 entries"),
+        "{out:?}"
+    );
+    let out = audit(with("").replace("user=backout", "user=backout sslmode=require"));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("journal.ca_file"),
+        "{out:?}"
+    );
+    let out = audit(with(&format!(", ca_file = \"{}\"", other_ca.display())));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("UnknownIssuer"),
+        "{out:?}"
+    );
 }
 
 /// The fleet's one run, as its coordinator lists it.
@@ -134,6 +263,60 @@ async fn finishes(fleet: &Fleet, what: &str) {
     assert_eq!(run["status"], "succeeded", "{what}: {run}");
 }
 
+/// The run's report, in each format, shows that `leaders.0` led it at the
+/// start (epoch 1), that `leaders.1` took it over (epoch 2) after the
+/// lease ended as `how`, and that every step was answered once, each step
+/// asked again answered.
+fn takeover_reported(fleet: &Fleet, leaders: (&str, &str), how: &str) {
+    let id = run_id(&only_run(fleet));
+    let report = |format: &str| {
+        let out = fleet.cli("alice", &["report", &id, "--format", format]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: Value = serde_json::from_str(&report("json")).unwrap();
+    let l = &json["leadership"];
+    assert_eq!(l["led_at_start"]["holder"], leaders.0, "{l}");
+    assert_eq!(l["led_at_start"]["epoch"], 1, "{l}");
+    let takeovers = l["takeovers"].as_array().unwrap();
+    assert_eq!(takeovers.len(), 1, "{l}");
+    let t = &takeovers[0];
+    assert_eq!(
+        (
+            &t["from_epoch"],
+            &t["from_holder"],
+            &t["epoch"],
+            &t["holder"],
+            &t["previous"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(leaders.0),
+            &serde_json::json!(2),
+            &serde_json::json!(leaders.1),
+            &serde_json::json!(how)
+        ),
+        "{l}"
+    );
+    assert!(t["without_leader_ms"].as_i64().unwrap() >= 0, "{l}");
+    assert_eq!(t["re_asked"], t["re_asked_answered"], "{l}");
+    // stop and start on two hosts, check on one.
+    assert_eq!(l["steps"], 5, "{l}");
+    assert_eq!(l["answered_twice"], serde_json::json!([]), "{l}");
+
+    let md = report("md");
+    let section = md
+        .split("## Leader and takeovers")
+        .nth(1)
+        .expect("the markdown report's takeover section");
+    let line = format!("epoch 1 ({}) → epoch 2 ({})", leaders.0, leaders.1);
+    assert!(section.contains(&line), "{md}");
+    assert!(section.contains("Every step ran once"), "{md}");
+    let html = report("html");
+    assert!(html.contains("<h2>Leader and takeovers</h2>"), "{html}");
+    assert!(html.contains(&line), "{html}");
+}
+
 /// The PostgreSQL journal walked from its first entry.
 fn verified(pg: &Postgres) -> Verdict {
     pg.journal_verdict()
@@ -143,7 +326,8 @@ fn verified(pg: &Postgres) -> Verdict {
 async fn a_leader_killed_mid_phase_is_replaced_by_the_standby_and_every_step_runs_once() {
     // At several journal boundaries of the run: after the run is created,
     // after the first dispatches, and further into the steps.
-    for boundary in [2, 6, 11] {
+    // (Entry 1 is the first leader's `lease.taken`.)
+    for boundary in [3, 7, 12] {
         let pg = Postgres::start();
         let (builder, marks_dir) = marked_fleet(&format!("ha-kill-{boundary}.test"), |dir| {
             marked(&dir.join("marks"))
@@ -155,6 +339,10 @@ async fn a_leader_killed_mid_phase_is_replaced_by_the_standby_and_every_step_run
             .coordinator_env(backout_e2e::FREEZE_ENV, &freeze)
             .start()
             .await;
+        let (a, b) = (
+            fleet.coordinator.addr.clone(),
+            fleet.standby.as_ref().unwrap().addr.clone(),
+        );
         // Start and approve in the background: either may hang on the
         // frozen leader.
         let mut start = fleet.cli_child(
@@ -202,6 +390,7 @@ async fn a_leader_killed_mid_phase_is_replaced_by_the_standby_and_every_step_run
             "killed after entry {boundary}: a step ran twice or not at all"
         );
         assert!(matches!(verified(&pg), Verdict::Intact { .. }));
+        takeover_reported(&fleet, (a.as_str(), b.as_str()), "expired");
         let log = fleet.coordinator.proc.log_text();
         assert!(log.contains("took the leader lease"), "{log}");
         assert!(
@@ -394,7 +583,7 @@ fn the_readme_ha_configuration_loads_and_mistakes_name_their_field() {
 
 /// The failover benchmark (figures in BENCHMARKS.md, nothing asserted on
 /// time): `BACKOUT_FAILOVER_TRIALS` (10) trials for each way the leader
-/// goes. SIGKILL: the leader is frozen right after journal entry 6 (the
+/// goes. SIGKILL: the leader is frozen right after journal entry 7 (the
 /// first command is out and answered by the agent, the answer not yet
 /// journaled) and SIGKILLed; measured: to the standby leading (it says it
 /// listens) and to the re-asked step answered (the CLI sees a host
@@ -419,7 +608,7 @@ async fn failover_times() {
             let marks = marks_dir.join("marks");
             let builder = builder.ha(&pg, "2s");
             let builder = match signal {
-                "KILL" => builder.coordinator_env(backout_e2e::FREEZE_ENV, "6"),
+                "KILL" => builder.coordinator_env(backout_e2e::FREEZE_ENV, "7"),
                 _ => builder,
             };
             let mut fleet = builder.start().await;

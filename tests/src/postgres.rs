@@ -94,17 +94,31 @@ impl Postgres {
     /// For tests: without fsync (nothing here must outlive a crash of the
     /// machine).
     pub fn start() -> Postgres {
-        Postgres::start_with(false)
+        Postgres::start_with(false, false)
     }
 
     /// [`Postgres::start`] with fsync and full-page writes on, as a
     /// production server runs: for benchmarks (`bench-fanout --journal
     /// postgres`) that compare it with SQLite, which syncs each commit.
     pub fn start_durable() -> Postgres {
-        Postgres::start_with(true)
+        Postgres::start_with(true, false)
     }
 
-    fn start_with(durable: bool) -> Postgres {
+    /// As [`Postgres::start`], with `ssl = on` and a server certificate
+    /// (for `127.0.0.1` and `localhost`) signed by a CA made for it, at
+    /// [`Postgres::ca_file`]; TCP clients without TLS are refused
+    /// (`hostnossl … reject`).
+    pub fn start_tls() -> Postgres {
+        Postgres::start_with(false, true)
+    }
+
+    /// The CA certificate (PEM) that signed a [`Postgres::start_tls`]
+    /// server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn start_with(durable: bool, tls: bool) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         let run_as = running_as_root().then(|| SYSTEM_USER.to_string());
         let password = format!("pw-{:016x}", rand::random::<u64>());
@@ -148,6 +162,10 @@ impl Postgres {
         if !durable {
             options.push_str(" -c fsync=off -c full_page_writes=off");
         }
+        if tls {
+            pg.serve_tls(&data);
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let out = pg.server_command(
             "pg_ctl",
             &[
@@ -167,6 +185,47 @@ impl Postgres {
         let out = pg.psql_in("postgres", &format!("CREATE DATABASE {}", pg.dbname));
         check("CREATE DATABASE", &out);
         pg
+    }
+
+    /// A CA (`ca.pem` beside the data) and the server's certificate and key
+    /// in `data`, owned by the cluster's user; `pg_hba.conf` admits TCP
+    /// clients over TLS only.
+    fn serve_tls(&self, data: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "Backout test PostgreSQL CA");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        std::fs::write(self.ca_file(), ca_cert.pem()).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut server = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        server
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        let cert = server.signed_by(&key, &issuer).unwrap();
+        let files = [
+            ("server.crt", cert.pem()),
+            ("server.key", key.serialize_pem()),
+            (
+                "pg_hba.conf",
+                "local all all scram-sha-256\n\
+                 hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                 hostnossl all all 127.0.0.1/32 reject\n"
+                    .to_string(),
+            ),
+        ];
+        for (name, text) in files {
+            let path = data.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if let Some(user) = &self.run_as {
+                let (uid, gid) = ids_of(user);
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+            }
+        }
     }
 
     fn data_dir(&self) -> PathBuf {

@@ -101,8 +101,12 @@ fn verify_postgres(
         .into());
     }
     let password = journal.password().map_err(BadInput)?;
-    let store = crate::journal::PostgresStore::connect(&journal.postgres, password.as_deref())
-        .map_err(|e| anyhow::anyhow!("cannot open the journal in PostgreSQL: {e}"))?;
+    let store = crate::journal::PostgresStore::connect_with(
+        &journal.postgres,
+        password.as_deref(),
+        journal.ca_file.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the journal in PostgreSQL: {e}"))?;
     let verdict = store.verify()?;
     let name = store.name();
     let doc = match &verdict {

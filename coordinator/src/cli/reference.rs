@@ -480,6 +480,14 @@ mod tests {
         // The coordinator's example names `plan = "plan.toml"`, which it loads.
         std::fs::write(dir.path().join("plan.toml"), "[plan]\nname = \"example\"\n")
             .unwrap_or_else(|e| panic!("{e}"));
+        // The PostgreSQL journal's example names a password file and a CA
+        // file, which it reads (the CA as a PEM certificate bundle).
+        std::fs::write(dir.path().join("pg.pass"), "secret\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.path().join("pg-ca.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let examples = examples();
         assert!(examples.iter().any(|(_, kind, _)| kind == "coordinator"));
         assert!(examples.iter().any(|(_, kind, _)| kind == "agent"));

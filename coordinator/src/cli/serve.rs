@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::{BadInput, Exit};
 use crate::config::CoordinatorConfig;
-use crate::journal::{JournalError, JournalStore, PostgresStore, lease};
+use crate::journal::{JournalError, JournalStore, LeaseTaken, PostgresStore, Record, lease};
 use crate::root::Coordinator;
 
 #[derive(Debug, clap::Args)]
@@ -82,9 +82,9 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     }
     // With the journal in PostgreSQL, this coordinator is a standby until it
     // takes the leader lease.
-    let (postgres, listener) = match lead(&config, listener).await? {
-        Lead::Sqlite(listener) => (None, listener),
-        Lead::Leading(store, listener) => (Some(store), listener),
+    let (postgres, listener, taken) = match lead(&config, listener).await? {
+        Lead::Sqlite(listener) => (None, listener, None),
+        Lead::Leading(store, listener, taken) => (Some(store), listener, Some(taken)),
         Lead::StoppedWaiting => return Ok(Exit::Ok),
     };
     survive_file_size_limit();
@@ -104,6 +104,16 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             }
         }));
     }
+    if let Some(taken) = taken {
+        // The takeover, journaled under the new epoch before any run is
+        // carried on (the run's report shows it).
+        let journal = coordinator.journal.clone();
+        tokio::task::spawn_blocking(move || {
+            journal.append(backout_proto::now_ms(), "", &Record::LeaseTaken(taken))
+        })
+        .await?
+        .context("cannot journal the lease's takeover")?;
+    }
     coordinator.start()?;
     if let Some(metrics_listener) = metrics_listener {
         let url = metrics_listener.url()?;
@@ -121,19 +131,40 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     // watchdog. Nothing happens without `NOTIFY_SOCKET`.
     backout_config::service::ready();
     backout_config::service::spawn_watchdog();
-    crate::server::serve(coordinator, listener, shutdown_signal()).await?;
-    if let Some(store) = postgres {
-        // A standby takes over at once rather than after the TTL.
-        match tokio::task::spawn_blocking(move || store.release()).await {
-            Ok(Ok(())) => tracing::info!("leader lease released"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot release the leader lease; a standby takes it when it expires")
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot release the leader lease"),
+    // Asked to stop, a leader hands over first: its queued journal entries
+    // are written, then the lease is released and the standbys told (they
+    // take it at once), and only then are the agents' sessions ended (they
+    // dial again and find the new leader). From the release on, this
+    // coordinator writes nothing, so it dispatches nothing.
+    let journal = coordinator.journal.clone();
+    let stop = async move {
+        shutdown_signal().await;
+        if let Some(store) = postgres {
+            hand_over(journal, store).await;
         }
-    }
+    };
+    crate::server::serve(coordinator, listener, stop).await?;
     backout_config::otel::flush();
     Ok(Exit::Ok)
+}
+
+/// Writes what the journal has queued and releases the lease (see
+/// [`PostgresStore::release`]); a failure leaves the lease to expire.
+async fn hand_over(journal: Arc<crate::journal::Journal>, store: Arc<PostgresStore>) {
+    let released = tokio::task::spawn_blocking(move || {
+        if let Err(e) = journal.flush() {
+            tracing::warn!(error = %e, "queued journal entries could not be written before the lease's release");
+        }
+        store.release()
+    })
+    .await;
+    match released {
+        Ok(Ok(())) => tracing::info!("leader lease released"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot release the leader lease; a standby takes it when it expires")
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot release the leader lease"),
+    }
 }
 
 /// The e2e tests' hook (builds with the `test-hooks` feature only): set, the
@@ -178,8 +209,8 @@ enum Lead {
     /// One coordinator, on SQLite: no lease.
     Sqlite(TcpListener),
     /// This coordinator took the lease on the PostgreSQL journal; the
-    /// listener, bound again for the real services.
-    Leading(Arc<PostgresStore>, TcpListener),
+    /// listener, bound again for the real services; the takeover's record.
+    Leading(Arc<PostgresStore>, TcpListener, LeaseTaken),
     /// Stopped (SIGTERM) while a standby.
     StoppedWaiting,
 }
@@ -193,11 +224,15 @@ async fn lead(config: &CoordinatorConfig, listener: TcpListener) -> anyhow::Resu
         return Ok(Lead::Sqlite(listener));
     };
     let password = journal.password().map_err(BadInput)?;
-    let conninfo = journal.postgres.clone();
-    let store =
-        tokio::task::spawn_blocking(move || PostgresStore::connect(&conninfo, password.as_deref()))
-            .await?
-            .context("cannot open the journal in PostgreSQL")?;
+    let store = tokio::task::spawn_blocking(move || {
+        PostgresStore::connect_with(
+            &journal.postgres,
+            password.as_deref(),
+            journal.ca_file.as_deref(),
+        )
+    })
+    .await?
+    .context("cannot open the journal in PostgreSQL")?;
     let store = Arc::new(store);
     let advertise = config.advertise.clone().unwrap_or_default();
     let ttl = config.lease_ttl;
@@ -213,8 +248,8 @@ async fn lead(config: &CoordinatorConfig, listener: TcpListener) -> anyhow::Resu
         crate::server::serve_standby(&standby_config, listener, follow, std::future::pending())
             .await
     });
-    let epoch = tokio::select! {
-        epoch = lease::wait_for_lease(store.clone(), advertise.clone(), ttl, leader) => epoch,
+    let taken = tokio::select! {
+        taken = lease::wait_for_lease(store.clone(), advertise.clone(), ttl, leader) => taken,
         () = shutdown_signal() => return Ok(Lead::StoppedWaiting),
     };
     // The standby's answers stop (its connections dropped: clients dial
@@ -224,10 +259,11 @@ async fn lead(config: &CoordinatorConfig, listener: TcpListener) -> anyhow::Resu
     let listener = bind_again(addr).await?;
     let _ = writeln!(
         std::io::stdout(),
-        "backout: leading (epoch {epoch}, as {advertise})"
+        "backout: leading (epoch {}, as {advertise})",
+        taken.epoch
     );
     lease::keep(store.clone(), ttl, Box::new(step_down));
-    Ok(Lead::Leading(store, listener))
+    Ok(Lead::Leading(store, listener, taken.record(&advertise)))
 }
 
 /// A coordinator that lost its lease stops at once: it logs why and exits

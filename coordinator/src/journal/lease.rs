@@ -13,19 +13,26 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::postgres::PostgresStore;
+use super::postgres::{PostgresStore, Taken};
 
 /// Takes the lease for `holder` as soon as it is free or expired; returns
-/// the new epoch. Says once per change who leads meanwhile, and keeps
+/// the new epoch and how the one before ended. Says once per change who leads meanwhile, and keeps
 /// `leader` set to the holder's address.
+///
+/// **At once on a release.** The standby `LISTEN`s on the lease's channel
+/// and tries the lease as soon as a leader that stops (SIGTERM) says it
+/// released it; the poll every `min(ttl / 3, 1 s)` stays, for a leader that
+/// died (its lease expires) and for a lost notification or connection.
 pub async fn wait_for_lease(
     store: Arc<PostgresStore>,
     holder: String,
     ttl: Duration,
     leader: tokio::sync::watch::Sender<String>,
-) -> u64 {
+) -> Taken {
     let every = (ttl / 3).min(Duration::from_secs(1));
     let mut said = None;
+    // Listening before the first try: a release after it is not missed.
+    let mut released = listen(&store).await;
     loop {
         let (s, h) = (store.clone(), holder.clone());
         let attempt = tokio::task::spawn_blocking(move || {
@@ -35,9 +42,15 @@ pub async fn wait_for_lease(
         })
         .await;
         match attempt {
-            Ok(Ok((Some(epoch), _))) => {
-                tracing::warn!(epoch, holder = %holder, "took the leader lease: this coordinator leads");
-                return epoch;
+            Ok(Ok((Some(taken), _))) => {
+                tracing::warn!(
+                    epoch = taken.epoch,
+                    holder = %holder,
+                    previous = taken.previous,
+                    vacant_ms = taken.vacant_ms,
+                    "took the leader lease: this coordinator leads"
+                );
+                return taken;
             }
             Ok(Ok((None, row))) => {
                 leader.send_replace(row.holder.clone());
@@ -46,13 +59,47 @@ pub async fn wait_for_lease(
                     tracing::info!(leader = %row.holder, epoch = row.epoch, "standby: another coordinator leads");
                     said = Some(now);
                 }
+                if released.is_none() {
+                    released = listen(&store).await;
+                }
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "standby: cannot read the leader lease; trying again")
             }
             Err(e) => tracing::warn!(error = %e, "standby: the lease check did not finish"),
         }
-        tokio::time::sleep(every).await;
+        let ended = match released.as_mut() {
+            Some(channel) => tokio::select! {
+                got = channel.recv() => match got {
+                    Some(()) => {
+                        tracing::info!("standby: the leader released the lease; trying it now");
+                        false
+                    }
+                    None => true,
+                },
+                () = tokio::time::sleep(every) => false,
+            },
+            None => {
+                tokio::time::sleep(every).await;
+                false
+            }
+        };
+        // The listening connection ended: polled until it is back (listened
+        // again after the next good check).
+        if ended {
+            released = None;
+        }
+    }
+}
+
+/// The lease's channel, or `None` (said) if it cannot be listened on.
+async fn listen(store: &PostgresStore) -> Option<tokio::sync::mpsc::UnboundedReceiver<()>> {
+    match store.listen().await {
+        Ok(channel) => Some(channel),
+        Err(e) => {
+            tracing::warn!(error = %e, "standby: cannot listen for the lease's release; polling it");
+            None
+        }
     }
 }
 
@@ -64,6 +111,10 @@ pub fn keep(store: Arc<PostgresStore>, ttl: Duration, on_lost: Box<dyn Fn(String
         let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(every).await;
+            // Released (the coordinator is stopping): nothing to keep.
+            if store.released() {
+                return;
+            }
             // Not renewed for a whole TTL (a paused process wakes up here
             // long after): the lease may be another's by now.
             if renewed.elapsed() >= ttl {
@@ -81,11 +132,13 @@ pub fn keep(store: Arc<PostgresStore>, ttl: Duration, on_lost: Box<dyn Fn(String
                     renewed = started;
                     store.set_leading(true);
                 }
+                Ok(Ok(Ok(false))) if store.released() => return,
                 Ok(Ok(Ok(false))) => {
                     store.set_leading(false);
                     on_lost(holder_now(&store, ttl).await);
                     return;
                 }
+                _ if store.released() => return,
                 failed => {
                     store.set_leading(false);
                     let error = match failed {

@@ -25,16 +25,18 @@ use std::time::{Duration, Instant};
 mod chain;
 pub mod conformance;
 pub mod lease;
+mod pg_tls;
 mod postgres;
 mod record;
 mod sqlite;
 mod store;
 
 pub use chain::{GENESIS, Head, Verdict, entry_hash};
-pub use postgres::{LeaseRow, PostgresStore};
+pub use postgres::{LEASE_CHANNEL, LeaseRow, PostgresStore, Taken};
 pub use record::{
-    CommandSent, Dispatched, FORMAT, Finished, Incident, JudgeFigures, MatrixSummary, Notification,
-    Recipient, Record, RecordError, RunCreated, SignalChange, StepEventRecord, TriggerChange,
+    CommandSent, Dispatched, FORMAT, Finished, Incident, JudgeFigures, LeaseTaken, MatrixSummary,
+    Notification, Recipient, Record, RecordError, RunCreated, SignalChange, StepEventRecord,
+    TriggerChange, lease_end,
 };
 pub use sqlite::{SqliteStore, lock_path};
 pub use store::{Entry, JournalError, JournalStore, NewEntry, Written};

@@ -28,10 +28,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+use super::pg_tls::Rustls;
 
 use super::chain::{self, Head, Row, Verdict};
-use super::record::FORMAT;
+use super::record::{FORMAT, LeaseTaken, lease_end};
 use super::store::{
     Entry, JournalError, JournalStore, NewEntry, Written, decode_rows, encode_entries,
 };
@@ -41,12 +43,44 @@ pub struct PostgresStore {
     /// Where the connections run.
     runtime: tokio::runtime::Handle,
     client: Mutex<Option<Client>>,
+    /// Set (`journal.ca_file`): every connection is TLS, the server's
+    /// certificate verified against that CA.
+    tls: Option<Rustls>,
     /// `host=… dbname=…`, for messages (never the password).
     name: String,
     /// The epoch this store writes under (0: it never took the lease).
     epoch: AtomicU64,
     /// False from a failed renewal until the next good one.
     leading: AtomicBool,
+    /// Set for good by [`PostgresStore::release`]: nothing is written and
+    /// nothing renewed after it.
+    released: AtomicBool,
+}
+
+/// The channel a leader `NOTIFY`s when it releases the lease; standbys
+/// `LISTEN` on it and try the lease at once ([`PostgresStore::listen`]).
+pub const LEASE_CHANNEL: &str = "backout_lease";
+
+/// A lease just taken ([`PostgresStore::take_lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    pub epoch: u64,
+    /// How the epoch before ended (`lease_end`'s words).
+    pub previous: &'static str,
+    /// From its end (release, or last renewal) to this takeover.
+    pub vacant_ms: i64,
+}
+
+impl Taken {
+    /// The journal's record of it, for `holder`.
+    pub fn record(&self, holder: &str) -> LeaseTaken {
+        LeaseTaken {
+            epoch: self.epoch,
+            holder: holder.to_string(),
+            previous: self.previous.to_string(),
+            vacant_ms: self.vacant_ms,
+        }
+    }
 }
 
 /// The lease row as read.
@@ -106,6 +140,18 @@ impl PostgresStore {
     /// read from `password` (if any), creates the tables if needed and
     /// checks the journal's format.
     pub fn connect(conninfo: &str, password: Option<&str>) -> Result<PostgresStore, JournalError> {
+        Self::connect_with(conninfo, password, None)
+    }
+
+    /// As [`PostgresStore::connect`]; with `ca_file`, over TLS only, the
+    /// server's certificate checked against the CA certificates in that
+    /// PEM file and the host the connection string names. `sslmode=require`
+    /// in the connection string needs it.
+    pub fn connect_with(
+        conninfo: &str,
+        password: Option<&str>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<PostgresStore, JournalError> {
         let mut config: tokio_postgres::Config =
             conninfo.parse().map_err(|e| JournalError::Refused {
                 at: "postgres".into(),
@@ -118,6 +164,24 @@ impl PostgresStore {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.application_name("backout");
+        let tls = match ca_file {
+            Some(path) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Some(
+                    Rustls::from_ca_file(path).map_err(|e| JournalError::Refused {
+                        at: "postgres".into(),
+                        message: format!("{}: {e}", path.display()),
+                    })?,
+                )
+            }
+            None if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require => {
+                return Err(JournalError::Refused {
+                    at: "postgres".into(),
+                    message: "sslmode=require needs `ca_file`: the CA certificate that signed the server's".into(),
+                });
+            }
+            None => None,
+        };
         // A leader paused in the middle of an append (SIGSTOP, a frozen VM)
         // holds the lease row's lock: the server ends its session after this
         // long idle in the transaction, so a standby can take the lease.
@@ -131,9 +195,11 @@ impl PostgresStore {
             config,
             runtime: connection_runtime(&name)?,
             client: Mutex::new(None),
+            tls,
             name,
             epoch: AtomicU64::new(0),
             leading: AtomicBool::new(true),
+            released: AtomicBool::new(false),
         };
         store.with_client(async move |c: &mut Client| {
             c.batch_execute(&format!(
@@ -176,12 +242,16 @@ impl PostgresStore {
     /// A new connection, run on the store's own runtime.
     fn dial(&self) -> Result<Client, JournalError> {
         let config = self.config.clone();
+        let tls = self.tls.clone();
         let name = self.name.clone();
         let dial = self.runtime.spawn(async move {
-            let (client, connection) = config.connect(NoTls).await?;
+            let (client, mut messages) = open(&config, tls).await?;
             tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(journal = %name, error = %e, "the journal's database connection ended");
+                while let Some(message) = futures::StreamExt::next(&mut messages).await {
+                    if let Err(e) = message {
+                        tracing::warn!(journal = %name, error = %e, "the journal's database connection ended");
+                        return;
+                    }
                 }
             });
             Ok::<_, tokio_postgres::Error>(client)
@@ -207,26 +277,49 @@ impl PostgresStore {
     }
 
     /// Takes the lease for `holder` if it is free or expired: the epoch goes
-    /// up by one. Returns the new epoch, or `None` while another holds it.
-    pub fn take_lease(&self, holder: &str, ttl: Duration) -> Result<Option<u64>, JournalError> {
+    /// up by one. Returns the new epoch and how the one before ended, or
+    /// `None` while another holds it.
+    pub fn take_lease(&self, holder: &str, ttl: Duration) -> Result<Option<Taken>, JournalError> {
         let holder = holder.to_string();
         let ttl_ms = ttl_ms(ttl);
-        let epoch = self.with_client(async move |c: &mut Client| {
+        // `old` is the row as it was (locked, so the latest version): a
+        // released row has no holder and expired when it was released; an
+        // expired one still names its holder, last seen at its renewal.
+        let taken = self.with_client(async move |c: &mut Client| {
             c.query_opt(
-                "UPDATE lease SET holder = $1, epoch = epoch + 1, renewed_at = now(),
+                "WITH old AS (SELECT holder, epoch, renewed_at, expires_at FROM lease
+                              WHERE id = 1 FOR UPDATE)
+                 UPDATE lease SET holder = $1, epoch = lease.epoch + 1, renewed_at = now(),
                      expires_at = now() + make_interval(secs => $2::BIGINT / 1000.0)
-                 WHERE id = 1 AND expires_at <= now() RETURNING epoch",
+                 FROM old
+                 WHERE lease.id = 1 AND lease.expires_at <= now()
+                 RETURNING lease.epoch, old.epoch, old.holder = '',
+                     (extract(epoch FROM now() - CASE WHEN old.holder = '' THEN old.expires_at
+                                                      ELSE old.renewed_at END) * 1000)::BIGINT",
                 &[&holder, &ttl_ms],
             )
             .await
-            .map(|row| row.map(|r| r.get::<_, i64>(0)))
+            .map(|row| {
+                row.map(|r| {
+                    let (epoch, before, released) =
+                        (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, bool>(2));
+                    Taken {
+                        epoch: epoch as u64,
+                        previous: match (before, released) {
+                            (0, _) => lease_end::NONE,
+                            (_, true) => lease_end::RELEASED,
+                            (_, false) => lease_end::EXPIRED,
+                        },
+                        vacant_ms: if before == 0 { 0 } else { r.get(3) },
+                    }
+                })
+            })
         })?;
-        Ok(epoch.map(|e| {
-            let e = e as u64;
-            self.epoch.store(e, Ordering::SeqCst);
+        if let Some(t) = &taken {
+            self.epoch.store(t.epoch, Ordering::SeqCst);
             self.leading.store(true, Ordering::SeqCst);
-            e
-        }))
+        }
+        Ok(taken)
     }
 
     /// Moves the lease's expiry `ttl` past the database's now, if this
@@ -247,18 +340,86 @@ impl PostgresStore {
     }
 
     /// Gives the lease up at once (a standby takes it without waiting for
-    /// the TTL), if this store's epoch still holds it.
+    /// the TTL), if this store's epoch still holds it, and tells the
+    /// standbys on [`LEASE_CHANNEL`] in the same statement (PostgreSQL
+    /// delivers the notification when it commits). From here on this store
+    /// writes and renews nothing: an append in flight either committed
+    /// before the release (the row lock orders them) or is refused.
     pub fn release(&self) -> Result<(), JournalError> {
+        self.released.store(true, Ordering::SeqCst);
         self.leading.store(false, Ordering::SeqCst);
         let epoch = self.epoch() as i64;
         self.with_client(async move |c: &mut Client| {
             c.execute(
-                "UPDATE lease SET holder = '', expires_at = now() WHERE id = 1 AND epoch = $1",
+                &format!(
+                    "WITH released AS (
+                         UPDATE lease SET holder = '', expires_at = now()
+                         WHERE id = 1 AND epoch = $1 RETURNING epoch)
+                     SELECT pg_notify('{LEASE_CHANNEL}', epoch::TEXT) FROM released"
+                ),
                 &[&epoch],
             )
             .await
         })
         .map(drop)
+    }
+
+    /// Whether [`PostgresStore::release`] was called.
+    pub fn released(&self) -> bool {
+        self.released.load(Ordering::SeqCst)
+    }
+
+    /// A connection of its own that `LISTEN`s on [`LEASE_CHANNEL`]: each
+    /// release by a leader arrives on the receiver. The receiver ends when
+    /// that connection does (the caller listens again, and meanwhile polls);
+    /// dropping it closes the connection.
+    pub async fn listen(&self) -> Result<tokio::sync::mpsc::UnboundedReceiver<()>, JournalError> {
+        let config = self.config.clone();
+        let tls = self.tls.clone();
+        let name = self.name.clone();
+        let listening = self.runtime.spawn(async move {
+            let (client, mut messages) = open(&config, tls).await?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let (ended, ended_rx) = tokio::sync::oneshot::channel::<()>();
+            let forward = tx.clone();
+            // Polling the connection's messages is what drives it: each
+            // notification is passed on; the loop ends with the connection.
+            tokio::spawn(async move {
+                let _ended = ended;
+                while let Some(message) = futures::StreamExt::next(&mut messages).await {
+                    match message {
+                        Ok(AsyncMessage::Notification(_)) => {
+                            if forward.send(()).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(journal = %name, error = %e, "the lease channel's connection ended");
+                            return;
+                        }
+                    }
+                }
+            });
+            client
+                .batch_execute(&format!("LISTEN {LEASE_CHANNEL}"))
+                .await?;
+            // The client lives as long as the connection is wanted: until
+            // the receiver is dropped or the connection ends (then `tx`
+            // goes too, and the receiver sees the end).
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = tx.closed() => {}
+                    _ = ended_rx => {}
+                }
+                drop(client);
+            });
+            Ok::<_, tokio_postgres::Error>(rx)
+        });
+        listening
+            .await
+            .map_err(|e| self.err(e))?
+            .map_err(|e| self.err(e))
     }
 
     /// Says that the coordinator advertised as `advertise` is alive (every
@@ -313,8 +474,10 @@ impl PostgresStore {
 
     /// Stops (false) or resumes (true) writing: set by the lease's keeper
     /// when a renewal fails or succeeds.
+    /// Once released, it stays stopped.
     pub fn set_leading(&self, leading: bool) {
-        self.leading.store(leading, Ordering::SeqCst);
+        self.leading
+            .store(leading && !self.released(), Ordering::SeqCst);
     }
 
     pub fn leading(&self) -> bool {
@@ -347,7 +510,14 @@ impl JournalStore for PostgresStore {
             });
         }
         let encoded = encode_entries(&self.name(), new)?;
+        let released = &self.released;
         let outcome = self.with_client(async move |client: &mut Client| {
+            // Released while this append waited for the connection: the
+            // lease row may still carry this epoch, and still nothing is
+            // written.
+            if released.load(Ordering::SeqCst) {
+                return Ok(Err(None));
+            }
             let tx = client.transaction().await?;
             // The fence: the lease row, locked until this transaction ends,
             // must still carry this store's epoch.
@@ -356,7 +526,7 @@ impl JournalStore for PostgresStore {
                 .await?
                 .get(0);
             if current as u64 != mine {
-                return Ok(Err(current as u64));
+                return Ok(Err(Some(current as u64)));
             }
             let head = tx
                 .query_opt("SELECT seq, hash FROM head WHERE id = 1", &[])
@@ -409,7 +579,7 @@ impl JournalStore for PostgresStore {
                 Err(JournalError::Fenced {
                     at: self.name(),
                     mine,
-                    current: Some(current),
+                    current,
                 })
             }
         }
@@ -468,6 +638,31 @@ impl JournalStore for PostgresStore {
     fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
     }
+}
+
+/// What a connection says by itself (notices, notifications), until it
+/// ends; polling it is what drives the connection.
+type Messages = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<AsyncMessage, tokio_postgres::Error>> + Send>,
+>;
+
+/// A new connection: over TLS with `tls`, else in plain text.
+async fn open(
+    config: &tokio_postgres::Config,
+    tls: Option<Rustls>,
+) -> Result<(Client, Messages), tokio_postgres::Error> {
+    Ok(match tls {
+        Some(tls) => {
+            let (client, mut connection) = config.connect(tls).await?;
+            let messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            (client, Box::pin(messages) as Messages)
+        }
+        None => {
+            let (client, mut connection) = config.connect(NoTls).await?;
+            let messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            (client, Box::pin(messages) as Messages)
+        }
+    })
 }
 
 fn row_of(r: &tokio_postgres::Row) -> Row {

@@ -154,6 +154,35 @@ pub enum Record {
     /// `journal_summary_every` (the values between two changes).
     #[serde(rename = "matrix.summary")]
     MatrixSummary(MatrixSummary),
+    /// A coordinator took the leader lease of a PostgreSQL journal (run id
+    /// empty): the new leader's first entry under its epoch, written before
+    /// it resumes any run. Reports show the takeovers during a run from it.
+    #[serde(rename = "lease.taken")]
+    LeaseTaken(LeaseTaken),
+}
+
+/// Who took the leader lease, under which epoch, and how the epoch before
+/// it ended. Times are the database's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseTaken {
+    pub epoch: u64,
+    /// The new leader's advertised address.
+    pub holder: String,
+    /// How the epoch before ended: `released` (its leader stopped and gave
+    /// the lease up), `expired` (not renewed within the TTL: the leader
+    /// died, paused or was cut off), or `none` (the journal's first leader).
+    pub previous: String,
+    /// From the previous epoch's end to this takeover, in milliseconds: from
+    /// its release, or from its leader's last renewal (its last sign of
+    /// life, so at most this long without a leader); 0 for the first.
+    pub vacant_ms: i64,
+}
+
+/// [`LeaseTaken::previous`]'s words.
+pub mod lease_end {
+    pub const RELEASED: &str = "released";
+    pub const EXPIRED: &str = "expired";
+    pub const NONE: &str = "none";
 }
 
 /// A trigger's change of state, with its evidence.

@@ -192,6 +192,13 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
         esc(&super::timing_words(&run.timing)),
         esc(&r.journal)
     );
+    if let Some(l) = &r.leadership {
+        let _ = write!(o, "<h2>Leader and takeovers</h2><ul>");
+        for line in super::leadership::words(l) {
+            let _ = write!(o, "<li>{}</li>", esc(&line));
+        }
+        let _ = write!(o, "</ul>");
+    }
     let _ = write!(o, "<h2>Timeline</h2>{}", timeline_svg(r));
     if !r.charts.is_empty() {
         let _ = write!(o, "<h2>Signals around the rollback</h2>");

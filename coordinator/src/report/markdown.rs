@@ -71,6 +71,13 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(o, "| Journal | {} |", cell(&r.journal));
 
+    if let Some(l) = &r.leadership {
+        let _ = writeln!(o, "\n## Leader and takeovers\n");
+        for line in super::leadership::words(l) {
+            let _ = writeln!(o, "- {line}");
+        }
+    }
+
     let _ = writeln!(o, "\n## Success criteria\n");
     if r.success.is_empty() {
         let _ = writeln!(o, "The plan sets none (`[success]`).");

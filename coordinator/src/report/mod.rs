@@ -18,6 +18,7 @@ use crate::replay::{escalations, figures, replay, timeline};
 use crate::text::human_ms;
 
 mod html;
+pub mod leadership;
 mod markdown;
 mod timing;
 pub use html::html;
@@ -53,6 +54,10 @@ pub struct Report {
     pub follow_ups: Vec<FollowUp>,
     /// The journal's own check, as `audit verify` says it.
     pub journal: String,
+    /// Who led the run and each takeover during it (a PostgreSQL journal's
+    /// leader lease); absent on a SQLite journal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leadership: Option<leadership::Leadership>,
 }
 
 /// A trigger the canary judge fired, with what it judged.
@@ -432,6 +437,7 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         judged: judged(inputs.context, meta.started_at_ms),
         follow_ups: follow_ups(inputs.plan, meta.finished_at_ms),
         journal: inputs.journal_check.clone(),
+        leadership: leadership::leadership(inputs.run_id, inputs.entries, inputs.context),
         charts: inputs.charts.clone(),
         communications,
         run: run_facts,

@@ -47,6 +47,13 @@ pub async fn serve(
     // SHUTDOWN_GRACE to finish what is in flight, then its connections are
     // dropped (agents dial again, to whichever coordinator answers).
     let (stopping, mut stop) = tokio::sync::watch::channel(false);
+    // A leader on the PostgreSQL journal has released its lease once
+    // `shutdown` completes (`cli/serve.rs`) and writes nothing more: its
+    // agents' sessions are ended then, so that they dial again at once and
+    // find the new leader. (On SQLite they stay for the grace period: an
+    // ended session answers its in-flight steps `unreachable`, which that
+    // journal would still record.)
+    let sessions_end = coordinator.lease.as_ref().map(|_| stop.clone());
     let shutdown = async move {
         shutdown.await;
         let _ = stopping.send(true);
@@ -61,6 +68,7 @@ pub async fn serve(
                 dispatcher: coordinator.dispatcher.clone(),
                 journal: coordinator.journal.clone(),
                 runs: coordinator.runs.clone(),
+                stopping: sessions_end,
             },
         ))
         .add_service(wire::control_server::ControlServer::new(

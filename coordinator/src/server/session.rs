@@ -39,6 +39,9 @@ pub struct SessionService {
     pub dispatcher: Arc<Dispatcher>,
     pub journal: Arc<Journal>,
     pub runs: Arc<Runs>,
+    /// Set: each session's stream ends once this turns true (a leader that
+    /// released its lease; see `server::serve`).
+    pub stopping: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 type OutStream = Pin<Box<dyn Stream<Item = Result<wire::CoordinatorMessage, Status>> + Send>>;
@@ -187,7 +190,19 @@ impl wire::session_server::Session for SessionService {
         });
 
         let out = ReceiverStream::new(rx).map(Ok::<_, Status>);
-        Ok(Response::new(Box::pin(out)))
+        match self.stopping.clone() {
+            // The stream ends when the coordinator hands over.
+            Some(mut stopping) => {
+                let handed_over = async move {
+                    let _ = stopping.wait_for(|stopping| *stopping).await;
+                };
+                Ok(Response::new(Box::pin(futures::StreamExt::take_until(
+                    out,
+                    handed_over,
+                ))))
+            }
+            None => Ok(Response::new(Box::pin(out))),
+        }
     }
 }
 

@@ -324,6 +324,15 @@ fn every_record() -> Vec<(Record, serde_json::Value)> {
             },
             json!({ "trigger": "High Error Rate", "fired_at_ms": 901_000 }),
         ),
+        (
+            Record::LeaseTaken(LeaseTaken {
+                epoch: 2,
+                holder: "10.0.0.6:7443".into(),
+                previous: lease_end::EXPIRED.into(),
+                vacant_ms: 2_340,
+            }),
+            json!({ "epoch": 2, "holder": "10.0.0.6:7443", "previous": "expired", "vacant_ms": 2_340 }),
+        ),
     ]
 }
 
