@@ -73,6 +73,9 @@ struct Entry {
     figures: BTreeMap<String, Value>,
     /// The escalation rules that fired for this run (whom each names).
     escalated: BTreeSet<String>,
+    /// A trigger's remedy run: started with exactly one trigger's remedy
+    /// phase (`backout_plan::remedy::approvals_for`), not an undo.
+    remedy: bool,
 }
 
 /// A step waiting for its host's agent to connect.
@@ -234,6 +237,8 @@ pub struct Summary {
     pub approvals: Vec<String>,
     /// Steps waiting for an agent that is not connected.
     pub awaited: Vec<Awaited>,
+    /// A trigger's remedy run (its undo is `backout remedy undo RUN`).
+    pub remedy: bool,
 }
 
 impl Runs {
@@ -268,6 +273,10 @@ impl Runs {
             let finished_at_ms = meta.finished_at_ms;
             let (waiting_since, announced) = approvals_announced(&meta, &entries);
             let figures = crate::replay::reported(&crate::replay::timeline(&entries));
+            let remedy = entries.iter().any(|e| match &e.record {
+                Record::RunCreated(created) => self.is_remedy(&created.phases),
+                _ => false,
+            });
             let entry = Entry {
                 meta,
                 run,
@@ -277,6 +286,7 @@ impl Runs {
                 awaited: BTreeMap::new(),
                 figures,
                 escalated: crate::replay::fired(&entries).into_iter().collect(),
+                remedy,
             };
             let in_flight: Vec<_> = entry
                 .run
@@ -628,6 +638,7 @@ impl Runs {
             Some(_) => plan.phases.iter().map(|p| p.id.clone()).collect(),
             None => req.phases.clone(),
         };
+        let remedy = req.undo.is_none() && self.is_remedy(&phases);
         let id = format!(
             "run-{now}-{}",
             &hex::encode(backout_proto::command::new_nonce())[..6]
@@ -660,6 +671,7 @@ impl Runs {
             awaited: BTreeMap::new(),
             figures: BTreeMap::new(),
             escalated: BTreeSet::new(),
+            remedy,
         };
         // Created and started in one transaction: a run the operator is
         // told failed to start is not resumed later.
@@ -850,6 +862,7 @@ fn summarize(entry: &Entry, now: i64) -> Summary {
             .map(|(scope, role, by)| format!("{role}: {by} ({})", scope.name()))
             .collect(),
         awaited: entry.awaited.values().cloned().collect(),
+        remedy: entry.remedy,
     }
 }
 

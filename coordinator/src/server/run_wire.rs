@@ -182,6 +182,7 @@ pub fn summary_to_wire(s: &Summary) -> wire::RunSummary {
                 why: a.why.clone(),
             })
             .collect(),
+        remedy: s.remedy,
     }
 }
 
