@@ -404,9 +404,8 @@ async fn undone_from_the_dashboard(rig: &Rig, remedy_run: &str, other_run: &str)
     let fleet = &rig.fleet;
     let dave = dashboard(fleet, "dave").await;
     let host = dave.host();
-    let get = |path: &str| {
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
-    };
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     let (status, page) = http(&dave, &get(&format!("/runs/{remedy_run}"))).await;
     assert_eq!(status, 200, "{page}");
     assert!(
@@ -437,7 +436,10 @@ async fn undone_from_the_dashboard(rig: &Rig, remedy_run: &str, other_run: &str)
     let doc: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(doc["ok"], true, "{doc}");
     let started = &doc["run"];
-    assert_eq!(started["reason"], format!("undo of remedy run {remedy_run}"));
+    assert_eq!(
+        started["reason"],
+        format!("undo of remedy run {remedy_run}")
+    );
     assert_eq!(started["started_by"], "dave", "{started}");
     assert_eq!(started["remedy"], false, "an undo is not a remedy run");
     let undo_run = approved_and_done(fleet, started).await;

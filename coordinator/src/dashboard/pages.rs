@@ -903,13 +903,17 @@ mod tests {
     #[test]
     fn an_ended_remedy_run_can_be_undone_from_its_page() {
         let page = |remedy: bool, finished: Option<i64>, dry_run: bool| {
-            run(&json!({ "run": { "run": "run-1", "status": "succeeded", "remedy": remedy,
+            run(
+                &json!({ "run": { "run": "run-1", "status": "succeeded", "remedy": remedy,
                 "finished_at_ms": finished, "dry_run": dry_run, "phases": [], "pending_approvals": [] },
-                "events": [], "link": "live" }))
+                "events": [], "link": "live" }),
+            )
         };
         let ended = page(true, Some(5), false);
         assert!(
-            ended.contains(r#"<form method="post" action="/runs/run-1/undo" class="inline" id="undo""#),
+            ended.contains(
+                r#"<form method="post" action="/runs/run-1/undo" class="inline" id="undo""#
+            ),
             "{ended}"
         );
         assert!(ended.contains(r#"<input type="hidden" name="csrf"><button>Undo remedy</button>"#));
