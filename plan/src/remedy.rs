@@ -2,7 +2,8 @@
 //! Improvement": "Feature Flags: instant feature disable without
 //! rollback"): an optional phase of the plan, e.g. a `flags` step turning
 //! the new feature off, that is offered before the full rollback and run as
-//! a run of its own (`backout rollback start --phases ID`: its own
+//! a run of its own (`backout remedy start TRIGGER`, the same run as
+//! `backout rollback start --phases ID`: its own
 //! approvals, journal, report, and undo with the plugin's `restore`). If the
 //! trigger still fires `hold` after the remedy succeeded, the verdict moves
 //! on to the rollback. Pure: callers pass what the runs say and `now`.
@@ -79,13 +80,24 @@ pub fn describe(phase: &crate::sections::Phase) -> String {
     }
 }
 
-/// The command that applies the remedy: a run of its phase alone.
-pub fn command(remedy: &Remedy, trigger: &str) -> String {
-    format!(
-        "backout rollback start --phases {} --reason \"remedy for {}\"",
-        remedy.phase,
-        trigger.replace('"', "'")
-    )
+/// The command that applies the remedy: `backout remedy start TRIGGER`
+/// (a run of its phase alone, approved by its `remedy_approvals`), the
+/// trigger's name quoted for a POSIX shell.
+pub fn command(trigger: &str) -> String {
+    format!("backout remedy start {}", shell_quoted(trigger))
+}
+
+/// `text` as one word of a POSIX shell: bare when it is plain, in double
+/// quotes when nothing in it is special there, else in single quotes.
+fn shell_quoted(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=+,@".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else if !text.chars().any(|c| "\"$`\\!".contains(c)) {
+        format!("\"{text}\"")
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// What the remedy means for a trigger now.
@@ -379,7 +391,7 @@ mod tests {
         assert_eq!(approvals_for(&plan, &[]), None);
         let phase = plan.phases.iter().find(|p| p.id == remedy.phase).unwrap();
         assert_eq!(describe(phase), "turn off flags new-checkout");
-        assert!(section.contains(&command(&remedy, &trigger.name)));
+        assert!(section.contains(&command(&trigger.name)));
         assert!(section.contains(&format!(
             "remedy available for {}: {}",
             trigger.name,
@@ -491,8 +503,13 @@ mod tests {
         .unwrap();
         assert_eq!(describe(&phase), "turn off flags new-checkout, ai");
         assert_eq!(
-            command(&remedy(), "High \"Error\" Rate"),
-            "backout rollback start --phases flags-off --reason \"remedy for High 'Error' Rate\""
+            command("High Error Rate"),
+            "backout remedy start \"High Error Rate\""
+        );
+        assert_eq!(command("errors"), "backout remedy start errors");
+        assert_eq!(
+            command("High \"Error\" Rate's $cost"),
+            "backout remedy start 'High \"Error\" Rate'\\''s $cost'"
         );
     }
 }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backout_e2e::dashboard::{dashboard, http};
 use backout_e2e::fleet::{Fleet, run_id};
 use backout_e2e::plans::mark_step;
 use backout_e2e::prism::{Prism, provider_api};
@@ -170,7 +171,7 @@ async fn offered(fleet: &Fleet) {
     assert_eq!(remedy["what"], "turn off flags new-checkout");
     assert_eq!(
         remedy["command"],
-        format!("backout rollback start --phases flags-off --reason \"remedy for {TRIGGER}\"")
+        format!("backout remedy start \"{TRIGGER}\"")
     );
     let text = fleet.cli("alice", &["assess"]);
     let text = String::from_utf8_lossy(&text.stdout);
@@ -389,7 +390,65 @@ async fn still_firing_after_the_hold_moves_on_to_rollback_naming_the_remedy() {
         markdown.contains(&format!("turn off flags new-checkout in run {remedy_run}")),
         "{markdown}"
     );
+
+    // The remedy's run is undone from the dashboard, as dave.
+    undone_from_the_dashboard(&rig, &remedy_run, &rollback).await;
     assert_within_contract(&rig);
+}
+
+/// On dave's dashboard the ended remedy run's page has an Undo button (the
+/// rollback's has none). A POST without the page's token is refused and
+/// starts nothing; with it, the undo run starts as dave's, waits for the
+/// remedy's approvers (bob may not, alice does), and puts the flag back on.
+async fn undone_from_the_dashboard(rig: &Rig, remedy_run: &str, other_run: &str) {
+    let fleet = &rig.fleet;
+    let dave = dashboard(fleet, "dave").await;
+    let host = dave.host();
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let (status, page) = http(&dave, &get(&format!("/runs/{remedy_run}"))).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!(r#"action="/runs/{remedy_run}/undo""#)),
+        "{page}"
+    );
+    let token = page
+        .split(r#"name="csrf-token" content=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let (_, page) = http(&dave, &get(&format!("/runs/{other_run}"))).await;
+    assert!(page.contains(r#"id="run""#), "{page}");
+    assert!(!page.contains("/undo"), "{page}");
+    let post = |token: &str| {
+        let body = format!("csrf={token}");
+        format!(
+            "POST /runs/{remedy_run}/undo HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let runs_before = fleet.runs()["runs"].as_array().unwrap().len();
+    assert_eq!(http(&dave, &post("")).await.0, 403);
+    assert_eq!(fleet.runs()["runs"].as_array().unwrap().len(), runs_before);
+    let (status, body) = http(&dave, &post(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["ok"], true, "{doc}");
+    let started = &doc["run"];
+    assert_eq!(
+        started["reason"],
+        format!("undo of remedy run {remedy_run}")
+    );
+    assert_eq!(started["started_by"], "dave", "{started}");
+    assert_eq!(started["remedy"], false, "an undo is not a remedy run");
+    let undo_run = approved_and_done(fleet, started).await;
+    assert_eq!(rig.unleash.enabled("new-checkout"), Some(true));
+    let report: Value = serde_json::from_str(&fleet.report(&undo_run, "json")).unwrap();
+    assert!(
+        report.to_string().contains("new-checkout: false -> true"),
+        "{report}"
+    );
 }
 
 /// Known defect (issue 20 stays open for it): after a coordinator restart

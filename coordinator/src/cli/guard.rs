@@ -488,7 +488,7 @@ mod tests {
                 phase: "flags-off".into(),
                 state: state.into(),
                 what: "turn off flags new-checkout".into(),
-                command: "backout rollback start --phases flags-off".into(),
+                command: "backout remedy start Errors".into(),
                 run_id: run_id.into(),
                 why: "still firing 3s after the remedy `flags-off` (run run-1)".into(),
                 hold: "3s".into(),
@@ -500,7 +500,7 @@ mod tests {
         assert!(
             matches!(&first[..], [Action::Changed { .. }, Action::Page { .. }, Action::Remedy { line, .. }]
                 if line.contains("remedy available for Errors: turn off flags new-checkout")
-                    && line.contains("`backout rollback start --phases flags-off`")),
+                    && line.contains("`backout remedy start Errors`")),
             "{first:?}"
         );
         assert!(step(&mut seen, &[with("offered", "")], 0).is_empty());

@@ -62,6 +62,7 @@ pub fn summary_json(r: &wire::RunSummary) -> Value {
             "host": a.host, "phase": a.phase, "step": a.step,
             "since_ms": a.since_ms, "why": a.why,
         })).collect::<Vec<_>>(),
+        "remedy": r.remedy,
     });
     if r.brief {
         // An ended run the coordinator keeps brief: its phases' hosts are

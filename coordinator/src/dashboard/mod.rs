@@ -303,6 +303,7 @@ fn router(app: Shared) -> Router {
         .route("/runs/{id}/report.html", get(report_html))
         .route("/runs/{id}/approve", post(approve))
         .route("/runs/{id}/abort", post(abort))
+        .route("/runs/{id}/undo", post(undo))
         .route("/dry-run", post(dry_run))
         .route("/assess", post(assess_now))
         .route("/static/dashboard.js", get(script))
@@ -920,6 +921,37 @@ async fn abort(
         .upstream
         .call(|mut c| async move { c.abort_run(request).await })
         .await;
+    acted(&headers, &id, result)
+}
+
+/// Undoes an ended remedy run (`backout remedy undo RUN`): starts the run
+/// that puts back what its `flags` steps recorded, which waits for the
+/// remedy's approvals like any run, and shows its page. The coordinator
+/// refuses what it cannot undo and says why.
+async fn undo(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    if !token_ok(&app, &headers, form.csrf.as_deref()) {
+        return forbidden();
+    }
+    if !valid_run_id(&id) {
+        return refused(&headers, &id, StatusCode::NOT_FOUND, "no such run");
+    }
+    let request = wire::StartRunRequest {
+        reason: format!("undo of remedy run {id}"),
+        undo: id.clone(),
+        ..Default::default()
+    };
+    let result = app
+        .upstream
+        .call(|mut c| async move { c.start_run(request).await })
+        .await;
+    if let Ok(summary) = &result {
+        tracing::warn!(run = %summary.run_id, remedy_run = %id, "remedy undo started from the dashboard");
+    }
     acted(&headers, &id, result)
 }
 

@@ -737,9 +737,22 @@ pub fn run(doc: &Value) -> String {
     } else {
         String::new()
     };
+    // Undo an ended remedy run: a run of its own that puts back what it
+    // changed (`backout remedy undo RUN`).
+    let undo = if r["remedy"] == json!(true)
+        && !r["finished_at_ms"].is_null()
+        && r["dry_run"] != json!(true)
+    {
+        format!(
+            r#" <form method="post" action="/runs/{id}/undo" class="inline" id="undo" data-confirm="Undo remedy run {id}? A run of its own puts back what it changed; it needs the remedy's approvals."><input type="hidden" name="csrf"><button>Undo remedy</button></form>"#,
+            id = esc(id)
+        )
+    } else {
+        String::new()
+    };
     let _ = write!(
         out,
-        r#"<p class="actions"><a href="/runs/{id}/report">Report</a>{abort}</p></section>"#,
+        r#"<p class="actions"><a href="/runs/{id}/report">Report</a>{abort}{undo}</p></section>"#,
         id = esc(id)
     );
     out
@@ -885,15 +898,43 @@ mod tests {
         assert!(!run(&json!({ "run": { "run": "run-1" }, "events": [] })).contains("incidents"));
     }
 
+    /// An ended remedy run has an Undo button (a token-carrying POST like
+    /// Abort); a running one, a dry run, or another run has none.
+    #[test]
+    fn an_ended_remedy_run_can_be_undone_from_its_page() {
+        let page = |remedy: bool, finished: Option<i64>, dry_run: bool| {
+            run(
+                &json!({ "run": { "run": "run-1", "status": "succeeded", "remedy": remedy,
+                "finished_at_ms": finished, "dry_run": dry_run, "phases": [], "pending_approvals": [] },
+                "events": [], "link": "live" }),
+            )
+        };
+        let ended = page(true, Some(5), false);
+        assert!(
+            ended.contains(
+                r#"<form method="post" action="/runs/run-1/undo" class="inline" id="undo""#
+            ),
+            "{ended}"
+        );
+        assert!(ended.contains(r#"<input type="hidden" name="csrf"><button>Undo remedy</button>"#));
+        for other in [
+            page(true, None, false),
+            page(true, Some(5), true),
+            page(false, Some(5), false),
+        ] {
+            assert!(!other.contains("/undo"), "{other}");
+        }
+    }
+
     #[test]
     fn the_now_page_offers_a_fired_triggers_remedy() {
         let page = now(&json!({ "now_ms": 100_000, "has_plan": true, "matrix": {
             "plan": "p", "verdict": "ASSESS FOR ROLLBACK", "triggers": [],
             "remedies": [{ "trigger": "High Error Rate", "state": "offered",
-                "line": "remedy available for High Error Rate: turn off flags new-checkout (then 5m to clear) — `backout rollback start --phases flags-off`" }] } }));
+                "line": "remedy available for High Error Rate: turn off flags new-checkout (then 5m to clear) — `backout remedy start \"High Error Rate\"`" }] } }));
         assert!(page.contains(r#"<li class="remedy remedy-offered">remedy available for High Error Rate: turn off flags new-checkout"#), "{page}");
         assert!(
-            page.contains("backout rollback start --phases flags-off"),
+            page.contains("backout remedy start &quot;High Error Rate&quot;"),
             "{page}"
         );
     }

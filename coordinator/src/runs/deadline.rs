@@ -31,6 +31,7 @@ pub fn start(runs: Arc<Runs>) -> Result<(), JournalError> {
             episodes.apply(&change);
         }
     }
+    tracing::info!(open = ?episodes.open().keys().collect::<Vec<_>>(), "trigger episodes rebuilt from the journal");
     *runs.episodes.lock().unwrap_or_else(|p| p.into_inner()) = episodes.clone();
     board.keep_episodes(&episodes);
     tokio::spawn(async move {
@@ -60,6 +61,11 @@ pub fn start(runs: Arc<Runs>) -> Result<(), JournalError> {
             };
             let changes = episodes.observe(&view.rows, at_ms, &board.plan().escalations, &decision);
             for change in changes {
+                tracing::info!(
+                    change = ?change,
+                    rows = ?view.rows.iter().map(|r| (&r.trigger, r.standing.state.as_str(), r.value)).collect::<Vec<_>>(),
+                    "trigger episode changed"
+                );
                 if let Err(e) = runs
                     .journal
                     .append(now_ms(), "", &Record::of_change(&change))

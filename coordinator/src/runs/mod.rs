@@ -73,6 +73,9 @@ struct Entry {
     figures: BTreeMap<String, Value>,
     /// The escalation rules that fired for this run (whom each names).
     escalated: BTreeSet<String>,
+    /// A trigger's remedy run: started with exactly one trigger's remedy
+    /// phase (`backout_plan::remedy::approvals_for`), not an undo.
+    remedy: bool,
 }
 
 /// A step waiting for its host's agent to connect.
@@ -245,6 +248,8 @@ pub struct Summary {
     /// An ended run that left memory, as `runs` lists it: its phases
     /// without their hosts (`backout runs RUN` shows them).
     pub brief: bool,
+    /// A trigger's remedy run (its undo is `backout remedy undo RUN`).
+    pub remedy: bool,
 }
 
 impl Summary {
@@ -291,7 +296,7 @@ impl Runs {
                 .any(|e| matches!(e.record, Record::RunEnded { .. }))
             {
                 // An ended run stays out of memory: its brief summary only.
-                if let Some(summary) = Self::rebuilt(&id, &entries) {
+                if let Some(summary) = self.rebuilt(&id, &entries) {
                     self.ended_lock().insert(id, summary.brief());
                 }
                 continue;
@@ -301,6 +306,7 @@ impl Runs {
             };
             let (waiting_since, announced) = approvals_announced(&meta, &entries);
             let figures = crate::replay::reported(&crate::replay::timeline(&entries));
+            let remedy = self.created_as_remedy(&entries);
             let entry = Entry {
                 meta,
                 run,
@@ -310,6 +316,7 @@ impl Runs {
                 awaited: BTreeMap::new(),
                 figures,
                 escalated: crate::replay::fired(&entries).into_iter().collect(),
+                remedy,
             };
             let in_flight: Vec<_> = entry
                 .run
@@ -365,7 +372,15 @@ impl Runs {
     }
 
     /// An ended run rebuilt from its journal entries, as operators see it.
-    fn rebuilt(id: &str, entries: &[crate::journal::Entry]) -> Option<Summary> {
+    /// Whether the run of these entries was created as a trigger's remedy.
+    fn created_as_remedy(&self, entries: &[crate::journal::Entry]) -> bool {
+        entries.iter().any(|e| match &e.record {
+            Record::RunCreated(created) => self.is_remedy(&created.phases),
+            _ => false,
+        })
+    }
+
+    fn rebuilt(&self, id: &str, entries: &[crate::journal::Entry]) -> Option<Summary> {
         let (meta, run) = replay(id, entries)?;
         let entry = Entry {
             meta,
@@ -376,6 +391,7 @@ impl Runs {
             awaited: BTreeMap::new(),
             figures: BTreeMap::new(),
             escalated: BTreeSet::new(),
+            remedy: self.created_as_remedy(entries),
         };
         Some(summarize(&entry, now_ms()))
     }
@@ -385,7 +401,7 @@ impl Runs {
     fn ended_summary(&self, id: &str) -> Option<Summary> {
         let brief = self.ended_lock().get(id).cloned()?;
         match self.journal.entries(Some(id)) {
-            Ok(entries) => Self::rebuilt(id, &entries).or(Some(brief)),
+            Ok(entries) => self.rebuilt(id, &entries).or(Some(brief)),
             Err(e) => {
                 tracing::error!(run = %id, error = %e, "cannot read an ended run from the journal");
                 Some(brief)
@@ -683,7 +699,7 @@ impl Runs {
         // A run that left memory has ended: its history is all of it.
         let live = self.lock().get(run_id).map(|e| summarize(e, now_ms()));
         let summary = live
-            .or_else(|| Self::rebuilt(run_id, &entries))
+            .or_else(|| self.rebuilt(run_id, &entries))
             .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
         Ok((summary, watch::history(run_id, &entries), rx))
     }
@@ -738,6 +754,7 @@ impl Runs {
             Some(_) => plan.phases.iter().map(|p| p.id.clone()).collect(),
             None => req.phases.clone(),
         };
+        let remedy = req.undo.is_none() && self.is_remedy(&phases);
         let id = format!(
             "run-{now}-{}",
             &hex::encode(backout_proto::command::new_nonce())[..6]
@@ -770,6 +787,7 @@ impl Runs {
             awaited: BTreeMap::new(),
             figures: BTreeMap::new(),
             escalated: BTreeSet::new(),
+            remedy,
         };
         // Created and started in one transaction: a run the operator is
         // told failed to start is not resumed later.
@@ -980,6 +998,7 @@ fn summarize(entry: &Entry, now: i64) -> Summary {
             .collect(),
         awaited: entry.awaited.values().cloned().collect(),
         brief: false,
+        remedy: entry.remedy,
     }
 }
 

@@ -105,7 +105,7 @@ impl Runs {
                     phase: remedy.phase.clone(),
                     state,
                     what,
-                    command: remedy::command(remedy, &row.trigger),
+                    command: remedy::command(&row.trigger),
                     run_id: attempt.map(|a| a.run_id),
                     until_ms,
                     why,
@@ -139,6 +139,14 @@ impl Runs {
                 tracing::error!(error = %e, "cannot journal the remedy tried before a rollback");
             }
         }
+    }
+
+    /// Whether a run started with `phases` is a trigger's remedy run
+    /// (exactly one trigger's remedy phase).
+    pub(super) fn is_remedy(&self, phases: &[String]) -> bool {
+        self.board
+            .as_ref()
+            .is_some_and(|b| remedy::approvals_for(b.plan(), phases).is_some())
     }
 
     /// The plan of the run that undoes remedy run `run_id`

@@ -183,6 +183,7 @@ pub fn summary_to_wire(s: &Summary) -> wire::RunSummary {
             })
             .collect(),
         brief: s.brief,
+        remedy: s.remedy,
     }
 }
 

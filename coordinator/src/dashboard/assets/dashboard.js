@@ -84,6 +84,11 @@
         headers: { 'X-CSRF-Token': csrf, Accept: 'application/json' },
       });
       const doc = await res.json().catch(() => ({ ok: false, error: res.statusText }));
+      // An undo is a run of its own: show it.
+      if (doc.ok && form.id === 'undo' && doc.run && doc.run.run) {
+        window.location.assign(`/runs/${encodeURIComponent(doc.run.run)}`);
+        return;
+      }
       note(form, doc.ok ? 'done' : doc.error, doc.ok);
     } catch (e) {
       note(form, `the dashboard is unreachable: ${e}`, false);
