@@ -30,10 +30,10 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::chain::{self, Head, Row, Verdict};
+use super::chain::{self, Head, Row};
 use super::record::FORMAT;
 use super::store::{
-    Entry, JournalError, JournalStore, NewEntry, Written, decode_rows, encode_entries,
+    Entry, JournalError, JournalStore, NewEntry, Snapshot, Written, decode_rows, encode_entries,
 };
 
 pub struct PostgresStore {
@@ -432,7 +432,7 @@ impl JournalStore for PostgresStore {
         })
     }
 
-    fn verify(&self) -> Result<Verdict, JournalError> {
+    fn snapshot(&self) -> Result<Snapshot, JournalError> {
         // Rows and head from one snapshot (REPEATABLE READ): an append in
         // between cannot look like a cut tail.
         self.with_client(async |client: &mut Client| {
@@ -457,7 +457,11 @@ impl JournalStore for PostgresStore {
                 });
             tx.commit().await?;
             let rows: Vec<Row> = rows.iter().map(row_of).collect();
-            Ok(chain::verify_from(&Head::empty(), &rows, head.as_ref()))
+            Ok(Snapshot {
+                base: Head::empty(),
+                rows,
+                head,
+            })
         })
     }
 

@@ -154,6 +154,11 @@ pub enum Record {
     /// `journal_summary_every` (the values between two changes).
     #[serde(rename = "matrix.summary")]
     MatrixSummary(MatrixSummary),
+    /// The coordinator's signature over the chain's head (`checkpoint.rs`):
+    /// at every run's end (in that run) and every `checkpoint_every`
+    /// entries (outside runs).
+    #[serde(rename = "journal.checkpoint")]
+    Checkpoint(super::checkpoint::Checkpoint),
 }
 
 /// A trigger's change of state, with its evidence.

@@ -53,6 +53,10 @@ pub struct Report {
     pub follow_ups: Vec<FollowUp>,
     /// The journal's own check, as `audit verify` says it.
     pub journal: String,
+    /// The checkpoint signed at the run's end: keep `checkpoint.seq:hash`
+    /// (`audit verify --checkpoint`) outside the journal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<crate::journal::Checkpoint>,
 }
 
 /// A trigger the canary judge fired, with what it judged.
@@ -432,6 +436,14 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         judged: judged(inputs.context, meta.started_at_ms),
         follow_ups: follow_ups(inputs.plan, meta.finished_at_ms),
         journal: inputs.journal_check.clone(),
+        checkpoint: inputs
+            .entries
+            .iter()
+            .rev()
+            .find_map(|e| match &e.record {
+                Record::Checkpoint(c) => Some(c.clone()),
+                _ => None,
+            }),
         charts: inputs.charts.clone(),
         communications,
         run: run_facts,
