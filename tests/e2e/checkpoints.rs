@@ -66,6 +66,16 @@ fn rewrite(path: &Path, edit: impl FnOnce(&mut Vec<(i64, i64, String, String, St
     .unwrap();
 }
 
+/// A copy of the (stopped) coordinator's journal, its write-ahead log
+/// folded in first.
+fn copy_journal(fleet: &Fleet, to: &Path) {
+    let db = rusqlite::Connection::open(fleet.journal()).unwrap();
+    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(db);
+    std::fs::copy(fleet.journal(), to).unwrap();
+}
+
 /// The checkpoint a run's JSON report announces (`SEQ:HASH`), after
 /// checking that the Markdown and HTML reports print it with its signature.
 fn announced(fleet: &Fleet, id: &str) -> String {
@@ -101,8 +111,7 @@ async fn a_journal_rewritten_with_every_hash_recomputed_is_reported_by_its_check
     let second = announced(&fleet, &id2);
     fleet.kill_coordinator().await;
 
-    let pki = fleet.path().join("pki");
-    let key = pki.join("checkpoint-signing.pub");
+    let key = fleet.path().join("checkpoint-signing.pub");
     let key = key.to_str().unwrap();
     let config = fleet.path().join("coordinator.toml");
     let config = config.to_str().unwrap();
@@ -125,7 +134,7 @@ async fn a_journal_rewritten_with_every_hash_recomputed_is_reported_by_its_check
     // Rewritten end to end: the first run's reason changed, every hash and
     // the head recomputed. The chain alone cannot tell; the checkpoints do.
     let rewritten = fleet.path().join("rewritten.db");
-    std::fs::copy(fleet.journal(), &rewritten).unwrap();
+    copy_journal(&fleet, &rewritten);
     rewrite(&rewritten, |rows| {
         let created = rows.iter_mut().find(|r| r.3 == "run.created").unwrap();
         created.4 = created.4.replace("the first run", "a quiet Sunday");
@@ -143,7 +152,7 @@ async fn a_journal_rewritten_with_every_hash_recomputed_is_reported_by_its_check
     // Rewritten with every checkpoint's hash fixed too: its signature
     // does not verify.
     let forged = fleet.path().join("forged.db");
-    std::fs::copy(fleet.journal(), &forged).unwrap();
+    copy_journal(&fleet, &forged);
     rewrite(&forged, |rows| {
         let created = rows.iter_mut().find(|r| r.3 == "run.created").unwrap();
         created.4 = created.4.replace("the first run", "a quiet Sunday");
@@ -168,7 +177,7 @@ async fn a_journal_rewritten_with_every_hash_recomputed_is_reported_by_its_check
     // Cut after the first run's checkpoint: what is left verifies, but not
     // against the checkpoint the second run's report announced.
     let cut = fleet.path().join("cut.db");
-    std::fs::copy(fleet.journal(), &cut).unwrap();
+    copy_journal(&fleet, &cut);
     let first_seq: i64 = first.split(':').next().unwrap().parse().unwrap();
     rewrite(&cut, |rows| rows.truncate(first_seq as usize + 1));
     let cut = cut.to_str().unwrap();

@@ -173,11 +173,11 @@ fn verify_postgres(
         )),
         Verdict::Broken { .. } => None,
     };
-    let verdict = match checked {
-        Some(Err((seq, reason))) => Verdict::Broken { seq, reason },
-        _ => verdict,
+    let (verdict, found) = match checked {
+        Some(Err((seq, reason))) => (Verdict::Broken { seq, reason }, None),
+        Some(Ok(found)) => (verdict, Some(found)),
+        None => (verdict, None),
     };
-    let found = checked.and_then(Result::ok);
     let doc = match &verdict {
         Verdict::Intact { entries } => {
             let mut doc = serde_json::json!({

@@ -707,6 +707,30 @@ primary = { name = "Chris Tan" }
     }
 
     #[test]
+    fn an_end_message_carries_the_runs_checkpoint_unless_its_template_places_it() {
+        let template = |body: &str| backout_plan::sections::Template {
+            subject: None,
+            body: body.into(),
+            channels: Vec::new(),
+            on: vec!["end".into()],
+        };
+        let facts = json!({ "result": "succeeded", "checkpoint": "9:abc", "checkpoint_signature": "5eed" });
+        let plain = template("Rollback {{ result }}.");
+        let filled = with_checkpoint(fill("end", &plain, &facts, ""), &plain, &facts);
+        assert_eq!(
+            filled.unwrap().1,
+            "Rollback succeeded.\n\nJournal checkpoint 9:abc (signature 5eed); check the journal still holds it: backout audit verify --checkpoint 9:abc"
+        );
+        let placed = template("Rollback {{ result }}, journal at {{ checkpoint }}.");
+        let filled = with_checkpoint(fill("end", &placed, &facts, ""), &placed, &facts);
+        assert_eq!(filled.unwrap().1, "Rollback succeeded, journal at 9:abc.");
+        // No checkpoint key: the message is as its template says.
+        let facts = json!({ "result": "succeeded" });
+        let filled = with_checkpoint(fill("end", &plain, &facts, ""), &plain, &facts);
+        assert_eq!(filled.unwrap().1, "Rollback succeeded.");
+    }
+
+    #[test]
     fn an_approval_or_escalation_pages_the_plans_contacts_for_its_roles() {
         let plan = plan_with_contacts();
         let waiting = Moment::ApprovalWaiting {

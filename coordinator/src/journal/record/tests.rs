@@ -324,6 +324,16 @@ fn every_record() -> Vec<(Record, serde_json::Value)> {
             },
             json!({ "trigger": "High Error Rate", "fired_at_ms": 901_000 }),
         ),
+        (
+            Record::Checkpoint(crate::journal::Checkpoint {
+                seq: 41,
+                hash: "ab".repeat(32),
+                at_ms: 902_000,
+                key_id: "0123456789abcdef".into(),
+                signature: "cd".repeat(64),
+            }),
+            json!({ "seq": 41, "hash": "ab".repeat(32), "at_ms": 902_000, "key_id": "0123456789abcdef", "signature": "cd".repeat(64) }),
+        ),
     ]
 }
 
