@@ -336,6 +336,8 @@ impl Journal {
                 if let (JournalError::Fenced { .. }, Some(on_fenced)) = (&e, self.on_fenced.get()) {
                     on_fenced(&e);
                 }
+                // The next write signs, whatever the count.
+                cp.since.store(cp.every, Ordering::Relaxed);
                 tracing::error!(error = %e, seq = last.seq, "cannot write a journal checkpoint; trying again with the next write");
             }
         }
