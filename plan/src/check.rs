@@ -945,7 +945,7 @@ mod tests {
         let found = backups_found(&later);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
-            found[0].starts_with("9:10: error: field `phase[0].step[0].action`: `db.migrate-down` changes data and needs a verified backup first: no `db.backup` step on the same host with the same `db` and `dir` = this step's `backup_dir` runs before it"),
+            found[0].starts_with("9:10: error: field `phase[0].step[0].action`: `db.migrate-down` changes data and needs a verified backup first: no `db.backup` step on the same host with the same `dir` = this step's `backup_dir` and `db` runs before it"),
             "{found:?}"
         );
         let unordered = format!(
