@@ -76,9 +76,8 @@ impl Coordinator {
             None => Journal::open_exclusive(&config.journal_path())?,
         });
         if let Some(path) = &config.checkpoint_key {
-            let pem = std::fs::read_to_string(path).with_context(|| {
-                format!("{}: cannot read the checkpoint key", path.display())
-            })?;
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read the checkpoint key", path.display()))?;
             let signer = CheckpointSigner::from_pkcs8_pem(&pem)
                 .with_context(|| format!("{}", path.display()))?;
             tracing::info!(key = %signer.public().key_id(), every = config.checkpoint_every, "journal checkpoints signed");

@@ -361,13 +361,11 @@ struct StepAt<'a> {
 /// earlier step of its own phase, or a step of a phase it runs `after`
 /// (directly or through others). Otherwise it can change data with no
 /// verified backup to go back to: an error at its `action`.
-fn check_backups(
-    out: &mut Findings<'_>,
-    catalog: &Catalog,
-    phases: &[Spanned<DeValue<'_>>],
-) {
+fn check_backups(out: &mut Findings<'_>, catalog: &Catalog, phases: &[Spanned<DeValue<'_>>]) {
     let str_of = |t: &DeTable<'_>, key: &str| -> Option<String> {
-        t.get(key).and_then(|v| v.get_ref().as_str()).map(str::to_string)
+        t.get(key)
+            .and_then(|v| v.get_ref().as_str())
+            .map(str::to_string)
     };
     let mut ids: Vec<Option<String>> = Vec::new();
     let mut after: Vec<Vec<String>> = Vec::new();
@@ -447,13 +445,15 @@ fn check_backups(
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
-                        .filter_map(|(mine, theirs)| Some((mine.as_str(), theirs.as_str()?)))
+                    .filter_map(|(mine, theirs)| Some((mine.as_str(), theirs.as_str()?)))
                     .collect()
             })
             .unwrap_or_default();
         let earlier = before(s.phase);
         let value = |params: Option<&DeTable<'_>>, key: &str| {
-            params.and_then(|p| p.get(key)).map(|v| to_json(v.get_ref()))
+            params
+                .and_then(|p| p.get(key))
+                .map(|v| to_json(v.get_ref()))
         };
         let found = steps.iter().any(|t| {
             t.plugin == s.plugin
@@ -948,9 +948,8 @@ mod tests {
             found[0].starts_with("9:10: error: field `phase[0].step[0].action`: `db.migrate-down` changes data and needs a verified backup first: no `db.backup` step on the same host with the same `dir` = this step's `backup_dir` and `db` runs before it"),
             "{found:?}"
         );
-        let unordered = format!(
-            "{head}[[phase]]\nid = \"save\"\n{BACKUP}[[phase]]\nid = \"down\"\n{DOWN}"
-        );
+        let unordered =
+            format!("{head}[[phase]]\nid = \"save\"\n{BACKUP}[[phase]]\nid = \"down\"\n{DOWN}");
         assert_eq!(backups_found(&unordered).len(), 1);
         let other_db = format!(
             "{head}[[phase]]\nid = \"db\"\n{}{DOWN}",

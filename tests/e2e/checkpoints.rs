@@ -42,7 +42,9 @@ fn rewrite(path: &Path, edit: impl FnOnce(&mut Vec<(i64, i64, String, String, St
     let mut rows: Vec<(i64, i64, String, String, String)> = db
         .prepare("SELECT seq, at_ms, run_id, kind, body FROM entries ORDER BY seq")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -125,7 +127,9 @@ async fn a_journal_rewritten_with_every_hash_recomputed_is_reported_by_its_check
         let out = verify(&["--config", config, "--checkpoint", announced]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         assert!(
-            text(&out).contains(&format!("the announced checkpoint {announced} is in the journal")),
+            text(&out).contains(&format!(
+                "the announced checkpoint {announced} is in the journal"
+            )),
             "{}",
             text(&out)
         );

@@ -567,11 +567,17 @@ async fn a_backup_altered_after_it_was_made_is_refused_by_migrate_down() {
         .start_approved(&["--reason", "altered backup", "--phases", "save,down"]);
     let run = f
         .fleet
-        .wait_run(&id, "the backup to be made and the migrations to wait", |run| {
-            backout_e2e::phase(run, "down")["status"] == "awaiting-approval"
-        })
+        .wait_run(
+            &id,
+            "the backup to be made and the migrations to wait",
+            |run| backout_e2e::phase(run, "down")["status"] == "awaiting-approval",
+        )
         .await;
-    assert_eq!(backout_e2e::phase(&run, "save")["status"], "succeeded", "{run:#}");
+    assert_eq!(
+        backout_e2e::phase(&run, "save")["status"],
+        "succeeded",
+        "{run:#}"
+    );
     let dump = Db::files(&f.backups)
         .into_iter()
         .find(|n| n.ends_with(".dump"))
@@ -582,10 +588,16 @@ async fn a_backup_altered_after_it_was_made_is_refused_by_migrate_down() {
     let middle = size / 2;
     bytes[middle] ^= 0x01;
     std::fs::write(&dump, &bytes).unwrap();
-    assert_eq!(std::fs::metadata(&dump).unwrap().len() as usize, size, "same size");
+    assert_eq!(
+        std::fs::metadata(&dump).unwrap().len() as usize,
+        size,
+        "same size"
+    );
 
-    f.fleet
-        .json("bob", &["approve", &id, "--phase", "down", "--output", "json"]);
+    f.fleet.json(
+        "bob",
+        &["approve", &id, "--phase", "down", "--output", "json"],
+    );
     let lines = f.fleet.watch_to_end(&id).await;
     let down = finished(&lines, "migrate-down");
     assert_eq!(down["outcome"], "failed", "{down}");

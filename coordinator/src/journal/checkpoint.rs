@@ -181,9 +181,17 @@ impl std::str::FromStr for Announced {
     fn from_str(s: &str) -> Result<Announced, String> {
         let (seq, hash) = match s.split_once(':') {
             Some((seq, hash)) => (
-                Some(seq.trim().parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(
-                    || format!("`{seq}` is not an entry number (expected SEQ:HASH, e.g. 42:3f9a…)"),
-                )?),
+                Some(
+                    seq.trim()
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| {
+                            format!(
+                                "`{seq}` is not an entry number (expected SEQ:HASH, e.g. 42:3f9a…)"
+                            )
+                        })?,
+                ),
                 hash,
             ),
             None => (None, s),
@@ -300,7 +308,10 @@ pub fn check(
     let last_seq = rows.last().map_or(base.seq, |r| r.seq);
     found.after_last = match &found.last {
         // The checkpoint entry itself is not counted.
-        Some(c) => rows.iter().filter(|r| r.seq > c.seq && r.kind != KIND).count() as i64,
+        Some(c) => rows
+            .iter()
+            .filter(|r| r.seq > c.seq && r.kind != KIND)
+            .count() as i64,
         None => rows.len() as i64,
     };
     if let Some(a) = announced {

@@ -128,7 +128,11 @@ pub fn a_runs_end_is_signed_and_the_checkpoint_verifies(open: &dyn Fn() -> Journ
     let end = j.append(20, &run, &ended()).unwrap();
     let c = j.checkpoint_of(&run).expect("signed at the run's end");
     assert_eq!((c.seq, c.hash.as_str()), (end.seq, end.hash.as_str()));
-    assert_eq!(j.head().unwrap().seq, end.seq + 1, "the entry after the end");
+    assert_eq!(
+        j.head().unwrap().seq,
+        end.seq + 1,
+        "the entry after the end"
+    );
     let read = j.entries(Some(&run)).unwrap();
     assert_eq!(read.last().unwrap().record, Record::Checkpoint(c.clone()));
     let s = j.snapshot().unwrap();

@@ -436,14 +436,10 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         judged: judged(inputs.context, meta.started_at_ms),
         follow_ups: follow_ups(inputs.plan, meta.finished_at_ms),
         journal: inputs.journal_check.clone(),
-        checkpoint: inputs
-            .entries
-            .iter()
-            .rev()
-            .find_map(|e| match &e.record {
-                Record::Checkpoint(c) => Some(c.clone()),
-                _ => None,
-            }),
+        checkpoint: inputs.entries.iter().rev().find_map(|e| match &e.record {
+            Record::Checkpoint(c) => Some(c.clone()),
+            _ => None,
+        }),
         charts: inputs.charts.clone(),
         communications,
         run: run_facts,

@@ -714,7 +714,8 @@ primary = { name = "Chris Tan" }
             channels: Vec::new(),
             on: vec!["end".into()],
         };
-        let facts = json!({ "result": "succeeded", "checkpoint": "9:abc", "checkpoint_signature": "5eed" });
+        let facts =
+            json!({ "result": "succeeded", "checkpoint": "9:abc", "checkpoint_signature": "5eed" });
         let plain = template("Rollback {{ result }}.");
         let filled = with_checkpoint(fill("end", &plain, &facts, ""), &plain, &facts);
         assert_eq!(

@@ -89,7 +89,11 @@ fn an_intact_signed_journal_verifies_with_its_announced_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
     let (first, last) = signed_journal(&path, 1000);
-    assert_eq!((first.seq, last.seq), (4, 9), "each right after its run.ended");
+    assert_eq!(
+        (first.seq, last.seq),
+        (4, 9),
+        "each right after its run.ended"
+    );
     let key = signer().public();
     let announced: Announced = last.announced().parse().unwrap();
     let found = checked(&path, Some(&key), Some(&announced)).unwrap();
@@ -124,7 +128,11 @@ fn a_checkpoint_is_signed_every_n_entries_besides_runs_ends() {
         .map(|e| (e.seq, matches!(e.record, Record::Checkpoint(_))))
         .collect();
     assert_eq!(
-        kinds.iter().filter(|(_, c)| *c).map(|(s, _)| *s).collect::<Vec<_>>(),
+        kinds
+            .iter()
+            .filter(|(_, c)| *c)
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>(),
         [4, 8]
     );
     let found = checked(&path, Some(&signer().public()), None).unwrap();
@@ -140,12 +148,22 @@ fn a_chain_rewritten_with_every_hash_and_the_head_recomputed_is_reported() {
     let key = signer().public();
     // Entry 2's value changed, every hash after it and the head recomputed:
     // the chain verifies, the checkpoint that signed entry 4 does not match.
-    rewrite(&path, |rows| rows[1].body = rows[1].body.replace("\"2\"", "\"9\""));
+    rewrite(&path, |rows| {
+        rows[1].body = rows[1].body.replace("\"2\"", "\"9\"")
+    });
     let (seq, reason) = checked(&path, Some(&key), None).unwrap_err();
     assert_eq!(seq, 4);
-    assert!(reason.starts_with("checkpoint mismatch: checkpoint 5 signed entry 4"), "{reason}");
+    assert!(
+        reason.starts_with("checkpoint mismatch: checkpoint 5 signed entry 4"),
+        "{reason}"
+    );
     // Without the key, the hash it signed still tells.
-    assert!(checked(&path, None, None).unwrap_err().1.contains("checkpoint mismatch"));
+    assert!(
+        checked(&path, None, None)
+            .unwrap_err()
+            .1
+            .contains("checkpoint mismatch")
+    );
 }
 
 #[test]
@@ -172,13 +190,21 @@ fn a_checkpoint_edited_to_match_a_rewritten_chain_does_not_verify() {
     });
     let (seq, reason) = checked(&path, Some(&key), None).unwrap_err();
     assert_eq!(seq, 5);
-    assert!(reason.starts_with("checkpoint 5 signature does not verify"), "{reason}");
+    assert!(
+        reason.starts_with("checkpoint 5 signature does not verify"),
+        "{reason}"
+    );
     // A checkpoint signed by another key is no better.
     let other = CheckpointSigner::new(SigningKey::from_bytes(&[8u8; 32])).public();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
     signed_journal(&path, 1000);
-    assert!(checked(&path, Some(&other), None).unwrap_err().1.contains("signature does not verify"));
+    assert!(
+        checked(&path, Some(&other), None)
+            .unwrap_err()
+            .1
+            .contains("signature does not verify")
+    );
 }
 
 #[test]
@@ -189,7 +215,10 @@ fn checkpoints_removed_leave_a_runs_end_uncovered() {
     rewrite(&path, |rows| rows.retain(|r| r.kind != KIND));
     let (seq, reason) = checked(&path, Some(&signer().public()), None).unwrap_err();
     assert_eq!(seq, 8, "run-2's end");
-    assert!(reason.contains("no signed checkpoint covers it"), "{reason}");
+    assert!(
+        reason.contains("no signed checkpoint covers it"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -240,7 +269,10 @@ fn an_announced_checkpoint_reads_as_seq_and_hash_or_hash() {
     let hash = "ab".repeat(32);
     assert_eq!(
         format!("12:{hash}").parse::<Announced>(),
-        Ok(Announced { seq: Some(12), hash: hash.clone() })
+        Ok(Announced {
+            seq: Some(12),
+            hash: hash.clone()
+        })
     );
     assert_eq!(hash.parse::<Announced>().unwrap().seq, None);
     assert!("x:ab".parse::<Announced>().is_err());
