@@ -4,6 +4,8 @@
 //! listen = "127.0.0.1:7443"
 //! command_key = "pki/command-signing.key"    # ed25519, separate from the TLS key
 //! command_ttl = "60s"                        # how long a signed command stays valid
+//! checkpoint_key = "pki/checkpoint-signing.key"  # optional: signs the journal's checkpoints
+//! checkpoint_every = 1000                    # a signed checkpoint every N entries (and at every run's end)
 //! heartbeat_interval = "5s"
 //! crl = "pki/crl.pem"                        # optional: revoked certificates (`backout pki revoke`)
 //! state_dir = "state"                        # the journal (journal.db) lives here
@@ -84,6 +86,14 @@ pub struct CoordinatorConfig {
     #[serde(default)]
     pub crl: Option<PathBuf>,
     pub command_key: PathBuf,
+    /// Signs the journal's checkpoints (ed25519, `pki init` makes it);
+    /// operators hold its public half and check them with `backout audit
+    /// verify`. Without it the journal's chain is not signed.
+    #[serde(default)]
+    pub checkpoint_key: Option<PathBuf>,
+    /// A signed checkpoint every this many entries, besides every run's end.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
     #[serde(default = "default_command_ttl", deserialize_with = "duration")]
     pub command_ttl: Duration,
     #[serde(default = "default_heartbeat", deserialize_with = "duration")]
@@ -293,6 +303,10 @@ pub struct LogCheck {
     pub agents: Vec<String>,
 }
 
+fn default_checkpoint_every() -> u64 {
+    crate::journal::checkpoint::DEFAULT_EVERY
+}
+
 fn default_command_ttl() -> Duration {
     Duration::from_secs(60)
 }
@@ -355,6 +369,9 @@ impl CoordinatorConfig {
         let mut config: CoordinatorConfig = backout_config::load(path)?;
         config.tls = config.tls.resolved(|p| backout_config::resolve(path, p));
         config.command_key = backout_config::resolve(path, &config.command_key);
+        config.checkpoint_key = config
+            .checkpoint_key
+            .map(|p| backout_config::resolve(path, &p));
         config.crl = config.crl.map(|p| backout_config::resolve(path, &p));
         config.operator_certs = config
             .operator_certs
@@ -463,6 +480,13 @@ impl CoordinatorConfig {
                     "must be longer than zero",
                 ));
             }
+        }
+        if self.checkpoint_every == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "checkpoint_every",
+                "must be at least 1 (entries between two signed checkpoints)",
+            ));
         }
         self.validate_ha(path)?;
         if let Some(metrics) = &self.metrics {

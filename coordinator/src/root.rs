@@ -15,7 +15,7 @@ use backout_proto::command::CommandSigner;
 use crate::config::CoordinatorConfig;
 use crate::fleet::dispatch::Dispatcher;
 use crate::fleet::registry::Registry;
-use crate::journal::{Journal, PostgresStore, Record};
+use crate::journal::{CheckpointSigner, Journal, PostgresStore, Record};
 use crate::metrics::Metrics;
 use crate::runs::Runs;
 use crate::signals::board::Board;
@@ -75,6 +75,18 @@ impl Coordinator {
             Some(store) => Journal::shared(store),
             None => Journal::open_exclusive(&config.journal_path())?,
         });
+        if let Some(path) = &config.checkpoint_key {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read the checkpoint key", path.display()))?;
+            let signer = CheckpointSigner::from_pkcs8_pem(&pem)
+                .with_context(|| format!("{}", path.display()))?;
+            tracing::info!(key = %signer.public().key_id(), every = config.checkpoint_every, "journal checkpoints signed");
+            journal.sign_checkpoints(signer, config.checkpoint_every)?;
+        } else {
+            tracing::warn!(
+                "no checkpoint_key: the journal's chain is not signed, and a rewrite of it with every hash recomputed would go unnoticed"
+            );
+        }
         let dispatcher = Arc::new(Dispatcher::new(
             signer,
             config.command_ttl,

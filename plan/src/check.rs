@@ -1,6 +1,8 @@
 //! What breaks at run time that the plan's own rules cannot see: a step
 //! naming a plugin or an action nobody offers, parameters the plugin does not
-//! take, lacks or cannot read, and a probe naming a check nobody defines.
+//! take, lacks or cannot read, a probe naming a check nobody defines, and a
+//! step that changes data (its action's schema says `x-needs-backup`) that
+//! can run before the verified backup it needs.
 //!
 //! Pure: given the plan's text, what the plugins say about themselves (their
 //! actions and each action's parameter schema, the JSON Schema the SDK
@@ -130,6 +132,7 @@ pub fn check(text: &str, catalog: &Catalog) -> Vec<Finding> {
                 check_step(&mut out, catalog, &format!("phase[{i}].step[{j}]"), step);
             }
         }
+        check_backups(&mut out, catalog, phases);
     }
     if let (Some(checks), Some(signals)) = (
         &catalog.checks,
@@ -337,6 +340,169 @@ fn check_step(out: &mut Findings<'_>, catalog: &Catalog, at: &str, step: &Spanne
             let empty = Spanned::new(step.span(), DeValue::Table(DeTable::new()));
             check_value(out, schema, &empty, &format!("{at}.params"));
         }
+    }
+}
+
+/// One step, as the backup check sees it.
+struct StepAt<'a> {
+    phase: usize,
+    index: usize,
+    plugin: &'a str,
+    action: &'a str,
+    on: Option<&'a str>,
+    params: Option<&'a DeTable<'a>>,
+    action_span: Range<usize>,
+}
+
+/// A step whose action declares `x-needs-backup` (the `db` plugin's
+/// `migrate-down`: `{"action": "backup", "same": {"db": "db", "backup_dir":
+/// "dir"}}`) must have, before it in the same run, a step of the same
+/// plugin running that action on the same host with the same values: an
+/// earlier step of its own phase, or a step of a phase it runs `after`
+/// (directly or through others). Otherwise it can change data with no
+/// verified backup to go back to: an error at its `action`.
+fn check_backups(out: &mut Findings<'_>, catalog: &Catalog, phases: &[Spanned<DeValue<'_>>]) {
+    let str_of = |t: &DeTable<'_>, key: &str| -> Option<String> {
+        t.get(key)
+            .and_then(|v| v.get_ref().as_str())
+            .map(str::to_string)
+    };
+    let mut ids: Vec<Option<String>> = Vec::new();
+    let mut after: Vec<Vec<String>> = Vec::new();
+    let mut steps: Vec<StepAt<'_>> = Vec::new();
+    for (i, phase) in phases.iter().enumerate() {
+        let table = phase.get_ref().as_table();
+        ids.push(table.and_then(|t| str_of(t, "id")));
+        after.push(
+            table
+                .and_then(|t| t.get("after"))
+                .and_then(|a| a.get_ref().as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.get_ref().as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        );
+        let Some(list) = table
+            .and_then(|t| t.get("step"))
+            .and_then(|s| s.get_ref().as_array())
+        else {
+            continue;
+        };
+        for (j, step) in list.iter().enumerate() {
+            let Some(t) = step.get_ref().as_table() else {
+                continue;
+            };
+            let (Some(plugin), Some(action)) = (t.get("plugin"), t.get("action")) else {
+                continue;
+            };
+            let (Some(plugin_name), Some(action_name)) =
+                (plugin.get_ref().as_str(), action.get_ref().as_str())
+            else {
+                continue;
+            };
+            steps.push(StepAt {
+                phase: i,
+                index: j,
+                plugin: plugin_name,
+                action: action_name,
+                on: t.get("on").and_then(|v| v.get_ref().as_str()),
+                params: t.get("params").and_then(|p| p.get_ref().as_table()),
+                action_span: action.span(),
+            });
+        }
+    }
+    // The phases each phase runs after, directly or not.
+    let before = |phase: usize| -> BTreeSet<usize> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![phase];
+        while let Some(p) = todo.pop() {
+            for name in &after[p] {
+                for (k, id) in ids.iter().enumerate() {
+                    if id.as_deref() == Some(name.as_str()) && seen.insert(k) {
+                        todo.push(k);
+                    }
+                }
+            }
+        }
+        seen
+    };
+    for s in &steps {
+        let Some(need) = catalog
+            .plugins
+            .get(s.plugin)
+            .and_then(|spec| spec.params.get(s.action))
+            .and_then(|schema| schema.get("x-needs-backup"))
+        else {
+            continue;
+        };
+        let Some(backup) = need.get("action").and_then(Value::as_str) else {
+            continue;
+        };
+        let same: Vec<(&str, &str)> = need
+            .get("same")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(mine, theirs)| Some((mine.as_str(), theirs.as_str()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let earlier = before(s.phase);
+        let value = |params: Option<&DeTable<'_>>, key: &str| {
+            params
+                .and_then(|p| p.get(key))
+                .map(|v| to_json(v.get_ref()))
+        };
+        let found = steps.iter().any(|t| {
+            t.plugin == s.plugin
+                && t.action == backup
+                && t.on == s.on
+                && ((t.phase == s.phase && t.index < s.index) || earlier.contains(&t.phase))
+                && same
+                    .iter()
+                    .all(|(mine, theirs)| value(s.params, mine) == value(t.params, theirs))
+        });
+        if !found {
+            let phase = ids[s.phase].as_deref().unwrap_or("?");
+            let fields: Vec<String> = same
+                .iter()
+                .map(|(mine, theirs)| match mine == theirs {
+                    true => format!("`{mine}`"),
+                    false => format!("`{theirs}` = this step's `{mine}`"),
+                })
+                .collect();
+            out.push(
+                Severity::Error,
+                s.action_span.clone(),
+                format!("phase[{}].step[{}].action", s.phase, s.index),
+                format!(
+                    "`{}.{}` changes data and needs a verified backup first: no `{}.{backup}` step on the same host with the same {} runs before it in the same run (an earlier step of phase `{phase}`, or a step of a phase it runs `after`)",
+                    s.plugin,
+                    s.action,
+                    s.plugin,
+                    fields.join(" and ")
+                ),
+            );
+        }
+    }
+}
+
+/// A TOML value as JSON, to compare two steps' parameters.
+fn to_json(value: &DeValue<'_>) -> Value {
+    match value {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Datetime(d) => Value::String(d.to_string()),
+        DeValue::Integer(i) => Value::String(i.as_str().to_string()),
+        DeValue::Float(f) => Value::String(f.as_str().to_string()),
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Array(a) => Value::Array(a.iter().map(|v| to_json(v.get_ref())).collect()),
+        DeValue::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.get_ref().to_string(), to_json(v.get_ref())))
+                .collect(),
+        ),
     }
 }
 
@@ -731,6 +897,70 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    /// A `db` plugin whose `migrate-down` needs a `backup` of the same `db`
+    /// in `dir` = its `backup_dir`.
+    fn db_catalog() -> Catalog {
+        let schema = json!({"actions": {
+            "backup": {"type": "object"},
+            "migrate-down": {"type": "object", "x-needs-backup": {"action": "backup", "same": {"db": "db", "backup_dir": "dir"}}}
+        }});
+        let db = PluginSpec::new(
+            vec!["backup".into(), "migrate-down".into()],
+            &schema.to_string(),
+            "db.wasm",
+        )
+        .unwrap_or_default();
+        Catalog {
+            plugins: BTreeMap::from([("db".to_string(), db)]),
+            complete: true,
+            checks: None,
+        }
+    }
+
+    const BACKUP: &str = "[[phase.step]]\nid = \"backup\"\nplugin = \"db\"\naction = \"backup\"\non = \"db-1\"\nparams = { db = { host = \"h\", dbname = \"shop\" }, dir = \"/backups\" }\n";
+    const DOWN: &str = "[[phase.step]]\nid = \"down\"\nplugin = \"db\"\naction = \"migrate-down\"\non = \"db-1\"\nparams = { db = { host = \"h\", dbname = \"shop\" }, backup_dir = \"/backups\" }\n";
+
+    fn backups_found(text: &str) -> Vec<String> {
+        check(text, &db_catalog())
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_data_changing_step_needs_a_backup_of_the_same_database_before_it() {
+        let head = "[plan]\nname = \"t\"\n\n";
+        // Backup first in the same phase, or in a phase it runs after: fine.
+        let same_phase = format!("{head}[[phase]]\nid = \"db\"\n{BACKUP}{DOWN}");
+        assert_eq!(backups_found(&same_phase), Vec::<String>::new());
+        let after = format!(
+            "{head}[[phase]]\nid = \"down\"\nafter = [\"mid\"]\n{DOWN}[[phase]]\nid = \"mid\"\nafter = [\"save\"]\n[[phase]]\nid = \"save\"\n{BACKUP}"
+        );
+        assert_eq!(backups_found(&after), Vec::<String>::new());
+        // After it in its phase, in a phase not ordered before it, of another
+        // database: each refused at the step's action line.
+        let later = format!("{head}[[phase]]\nid = \"db\"\n{DOWN}{BACKUP}");
+        let found = backups_found(&later);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("9:10: error: field `phase[0].step[0].action`: `db.migrate-down` changes data and needs a verified backup first: no `db.backup` step on the same host with the same `dir` = this step's `backup_dir` and `db` runs before it"),
+            "{found:?}"
+        );
+        let unordered =
+            format!("{head}[[phase]]\nid = \"save\"\n{BACKUP}[[phase]]\nid = \"down\"\n{DOWN}");
+        assert_eq!(backups_found(&unordered).len(), 1);
+        let other_db = format!(
+            "{head}[[phase]]\nid = \"db\"\n{}{DOWN}",
+            BACKUP.replace("shop", "billing")
+        );
+        assert_eq!(backups_found(&other_db).len(), 1);
+        let other_dir = format!(
+            "{head}[[phase]]\nid = \"db\"\n{}{DOWN}",
+            BACKUP.replace("/backups", "/elsewhere")
+        );
+        assert_eq!(backups_found(&other_dir).len(), 1);
     }
 
     #[test]

@@ -39,6 +39,17 @@ fn db(pg: &Postgres, port: u16) -> String {
 }
 
 async fn fleet(migrations: &[Migration], phases: impl Fn(&Postgres, &Dirs) -> String) -> Db {
+    fleet_checked(migrations, phases, true).await
+}
+
+/// As [`fleet`]; with `checked` false the coordinator serves a plan `plan
+/// check` refuses (a migration without a backup before it): what the agent
+/// does on its own is what such a test checks.
+async fn fleet_checked(
+    migrations: &[Migration],
+    phases: impl Fn(&Postgres, &Dirs) -> String,
+    checked: bool,
+) -> Db {
     let pki = Pki::new("db.test");
     let pg = Postgres::start();
     let dirs = Dirs {
@@ -72,15 +83,17 @@ DB_PASSWORD = {{ file = "{secret}" }}
         migrations = dirs.migrations.display(),
         secret = secret.display(),
     );
-    let fleet = Fleet::builder("db.test")
+    let mut builder = Fleet::builder("db.test")
         .pki(pki)
         .name("db e2e")
         .hosts(["db-1"])
         .approvals(["technical-lead"])
         .plan(&phases(&pg, &dirs))
-        .agent_config(move |_, config| config + &db_plugin)
-        .start()
-        .await;
+        .agent_config(move |_, config| config + &db_plugin);
+    if !checked {
+        builder = builder.skip_plan_check();
+    }
+    let fleet = builder.start().await;
     Db {
         fleet,
         pg,
@@ -356,7 +369,9 @@ params = {{ db = {db}, dir = "{}" }}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_backup_stops_the_phase_and_no_migration_runs_without_one() {
-    let f = fleet(MIGRATIONS, |pg, d| {
+    // `plan check` refuses this plan (each migrate-down lacks a backup of
+    // its database into its backup_dir before it): the agent refuses too.
+    let f = fleet_checked(MIGRATIONS, |pg, d| {
         let good = db(pg, pg.port);
         // Nothing listens one port up (the server took a free port; the
         // next one is almost surely free too, and a refusal is what counts).
@@ -371,7 +386,7 @@ async fn a_failed_backup_stops_the_phase_and_no_migration_runs_without_one() {
             migrate_down_step(&good, d, ""),
             migrate_down_step(&good, d, ""),
         )
-    })
+    }, false)
     .await;
     let elsewhere = f.fleet.path().join("elsewhere");
 
@@ -529,4 +544,67 @@ async fn a_dry_run_says_what_it_would_do_and_changes_nothing() {
     assert!(Db::files(&f.backups).is_empty(), "no backup, no marker");
     assert_eq!(f.pg.applied(), all_ids());
     assert!(f.pg.has_table("secrets_providers"));
+}
+
+/// A backup altered after it was made, at the same size: migrate-down
+/// hashes it again at use, refuses naming the SHA-256 mismatch, and applies
+/// nothing. The run pauses between the two for the phase's approval, while
+/// the test flips one byte of the dump.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_altered_after_it_was_made_is_refused_by_migrate_down() {
+    let f = fleet(MIGRATIONS, |pg, d| {
+        let db = db(pg, pg.port);
+        format!(
+            "[[phase]]\nid = \"save\"\nname = \"Backup\"\n{}\
+             [[phase]]\nid = \"down\"\nname = \"Migrations\"\nafter = [\"save\"]\napprovals = [\"technical-lead\"]\n{}",
+            backup_step(&db, &d.backups),
+            migrate_down_step(&db, d, ""),
+        )
+    })
+    .await;
+    let id = f
+        .fleet
+        .start_approved(&["--reason", "altered backup", "--phases", "save,down"]);
+    let run = f
+        .fleet
+        .wait_run(
+            &id,
+            "the backup to be made and the migrations to wait",
+            |run| backout_e2e::phase(run, "down")["status"] == "awaiting-approval",
+        )
+        .await;
+    assert_eq!(
+        backout_e2e::phase(&run, "save")["status"],
+        "succeeded",
+        "{run:#}"
+    );
+    let dump = Db::files(&f.backups)
+        .into_iter()
+        .find(|n| n.ends_with(".dump"))
+        .expect("the backup's dump");
+    let dump = f.backups.join(dump);
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let size = bytes.len();
+    let middle = size / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&dump, &bytes).unwrap();
+    assert_eq!(
+        std::fs::metadata(&dump).unwrap().len() as usize,
+        size,
+        "same size"
+    );
+
+    f.fleet.json(
+        "bob",
+        &["approve", &id, "--phase", "down", "--output", "json"],
+    );
+    let lines = f.fleet.watch_to_end(&id).await;
+    let down = finished(&lines, "migrate-down");
+    assert_eq!(down["outcome"], "failed", "{down}");
+    let why = down["text"].as_str().unwrap();
+    assert!(
+        why.contains("backup-altered") && why.contains("sha256 mismatch"),
+        "{why}"
+    );
+    assert_eq!(f.pg.applied(), all_ids(), "no migration was rolled back");
 }

@@ -8,6 +8,7 @@ mod app;
 mod assess;
 mod bad_input;
 mod chaos;
+mod checkpoints;
 mod crash;
 mod dashboard;
 mod db;

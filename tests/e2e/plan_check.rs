@@ -154,6 +154,47 @@ fn plan_check_names_the_line_and_field_of_what_would_break_at_run_time() {
     );
 }
 
+/// A step that changes data (`db.migrate-down`) placed before the backup
+/// of its database: refused by `plan check` (the built-in plugins, and the
+/// plugin files), naming the step's line and field; in the right order it
+/// passes.
+#[test]
+fn plan_check_refuses_a_migration_that_can_run_before_its_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    let db = r#"{ host = "127.0.0.1", dbname = "shop", user = "backout", password = "${secret:DB_PASSWORD}" }"#;
+    let backup = format!(
+        "[[phase.step]]\nid = \"backup\"\nplugin = \"db\"\naction = \"backup\"\non = \"db-1\"\nparams = {{ db = {db}, dir = \"/backups\" }}\n"
+    );
+    let down = format!(
+        "[[phase.step]]\nid = \"migrate-down\"\nplugin = \"db\"\naction = \"migrate-down\"\non = \"db-1\"\nparams = {{ db = {db}, target = \"003\", backup_dir = \"/backups\", command = [\"migrate\", \"{{target}}\"] }}\n"
+    );
+    let head = "[plan]\nname = \"t\"\n\n[[host]]\nid = \"db-1\"\n\n[[phase]]\nid = \"database\"\nname = \"Database\"\n";
+    let plugins = plugins_dir();
+    let check = |text: &str, with_files: bool| {
+        std::fs::write(&plan, text).unwrap();
+        let mut args = vec!["plan", "check", plan.to_str().unwrap()];
+        if with_files {
+            args.extend(["--plugins", plugins.to_str().unwrap()]);
+        }
+        run(&bin("backout"), &args, &[])
+    };
+    let wrong = format!("{head}{down}{backup}");
+    for with_files in [false, true] {
+        let out = check(&wrong, with_files);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let expected = format!(
+            "{}:{}:10: error: field `phase[0].step[0].action`: `db.migrate-down` changes data and needs a verified backup first",
+            plan.display(),
+            line_of(&wrong, "action = \"migrate-down\"")
+        );
+        assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+    }
+    let right = format!("{head}{backup}{down}");
+    let out = check(&right, true);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
 #[test]
 fn plan_schema_prints_a_json_schema_with_the_plugins_params() {
     let out = run(&bin("backout"), &["plan", "schema"], &[]);

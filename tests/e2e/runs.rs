@@ -95,8 +95,8 @@ async fn a_run_waits_for_distinct_approvers_then_runs_its_phases_in_order() {
     assert_eq!(audit["intact"], true);
     // created, started, 4 approvals, 5 dispatches + 5 finishes (the run's
     // record of each result), 5 commands + 5 plugin log lines ("echo"),
-    // ended: 27.
-    assert_eq!(audit["entries"], 27, "{audit}");
+    // ended, its signed checkpoint: 28.
+    assert_eq!(audit["entries"], 28, "{audit}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -400,7 +400,9 @@ impl FleetBuilder {
             Some(at) => self.config.split_at(at + 1),
             None => (self.config.as_str(), ""),
         };
-        let mut config_head = format!("command_key = \"{p}/command-signing.key\"\n");
+        let mut config_head = format!(
+            "command_key = \"{p}/command-signing.key\"\ncheckpoint_key = \"{p}/checkpoint-signing.key\"\n"
+        );
         if let Some(ha) = &self.ha {
             let password_file = pki.path().join("pg.pass");
             std::fs::write(&password_file, format!("{}\n", ha.password)).unwrap();

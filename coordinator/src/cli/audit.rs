@@ -8,18 +8,35 @@ use std::path::{Path, PathBuf};
 use backout_proto::now_ms;
 
 use super::{BadInput, Exit, Output};
-use crate::journal::{Head, JournalStore, SqliteStore, Verdict};
+use crate::journal::checkpoint;
+use crate::journal::{Announced, CheckpointKey, Head, JournalStore, SqliteStore, Verdict};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Args {
     /// Walk the journal's hash chain; report the first entry that does not
     /// match. With --archive, also each archive (oldest first) and that each
-    /// one ends where the next begins. Exit 0 intact, 1 broken.
+    /// one ends where the next begins. With the checkpoint key (--key, or
+    /// the configuration's checkpoint_key), check every signed checkpoint:
+    /// a chain rewritten with its hashes recomputed is reported. With
+    /// --checkpoint, check that the journal still holds the checkpoint a
+    /// run's report or end message announced. Exit 0 intact, 1 broken, 2 bad
+    /// input.
     ///
     /// Example: backout audit verify --config /etc/backout/coordinator.toml
+    ///
+    /// Example: backout audit verify --journal journal.db --key checkpoint-signing.pub --checkpoint 42:3f9a…
     Verify {
         #[command(flatten)]
         journal: JournalArgs,
+        /// The checkpoint key's public half (checkpoint-signing.pub, made by
+        /// `backout pki init`); default with --config: its checkpoint_key.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// A checkpoint announced at a run's end (SEQ:HASH, or HASH), as
+        /// its report and end message give it: the journal must still hold
+        /// that entry with that hash.
+        #[arg(long, value_name = "SEQ:HASH")]
+        checkpoint: Option<String>,
         /// An archive written by `backout audit archive`; repeat it for
         /// several, oldest first.
         #[arg(long, value_name = "FILE")]
@@ -50,7 +67,7 @@ pub enum Args {
     },
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct JournalArgs {
     /// The coordinator's configuration (its state_dir holds the journal).
     #[arg(long, conflicts_with = "journal")]
@@ -65,6 +82,46 @@ pub struct JournalArgs {
 enum Location {
     Sqlite(PathBuf),
     Postgres(crate::config::JournalConfig),
+}
+
+/// What the checkpoints are checked against.
+struct Against {
+    key: Option<CheckpointKey>,
+    announced: Option<Announced>,
+}
+
+impl Against {
+    /// The key from `--key`, else the configuration's `checkpoint_key`;
+    /// the announced checkpoint from `--checkpoint`. Unreadable: bad input.
+    fn of(
+        journal: &JournalArgs,
+        key: Option<PathBuf>,
+        checkpoint: Option<String>,
+    ) -> anyhow::Result<Against> {
+        let announced = checkpoint
+            .map(|c| {
+                c.parse::<Announced>()
+                    .map_err(|e| BadInput(format!("--checkpoint: {e}")))
+            })
+            .transpose()?;
+        let (path, what) = match (key, &journal.config) {
+            (Some(key), _) => (Some(key), "--key"),
+            (None, Some(config)) => (
+                crate::config::CoordinatorConfig::load(config)?.checkpoint_key,
+                "checkpoint_key",
+            ),
+            (None, None) => (None, "--key"),
+        };
+        let key = path
+            .map(|path| {
+                let bad = |m: String| BadInput(format!("{}: {what}: {m}", path.display()));
+                let pem = std::fs::read(&path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+                let pem = String::from_utf8(pem).map_err(|_| bad("not a PEM file".into()))?;
+                CheckpointKey::from_pem(&pem).map_err(|e| bad(e.to_string()))
+            })
+            .transpose()?;
+        Ok(Against { key, announced })
+    }
 }
 
 impl JournalArgs {
@@ -92,6 +149,7 @@ impl JournalArgs {
 fn verify_postgres(
     journal: &crate::config::JournalConfig,
     archives: &[PathBuf],
+    against: &Against,
     output: Output,
 ) -> anyhow::Result<Exit> {
     if !archives.is_empty() {
@@ -107,15 +165,34 @@ fn verify_postgres(
         journal.ca_file.as_deref(),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the journal in PostgreSQL: {e}"))?;
-    let verdict = store.verify()?;
+    let snapshot = store.snapshot()?;
     let name = store.name();
+    let verdict = crate::journal::chain_verdict(&snapshot);
+    let checked = match &verdict {
+        Verdict::Intact { .. } => Some(checkpoint::check(
+            &snapshot.base,
+            &snapshot.rows,
+            against.key.as_ref(),
+            against.announced.as_ref(),
+        )),
+        Verdict::Broken { .. } => None,
+    };
+    let (verdict, found) = match checked {
+        Some(Err((seq, reason))) => (Verdict::Broken { seq, reason }, None),
+        Some(Ok(found)) => (verdict, Some(found)),
+        None => (verdict, None),
+    };
     let doc = match &verdict {
-        Verdict::Intact { entries } => serde_json::json!({
-            "intact": true,
-            "entries": entries,
-            "starts_after": 0,
-            "archives": 0,
-        }),
+        Verdict::Intact { entries } => {
+            let mut doc = serde_json::json!({
+                "intact": true,
+                "entries": entries,
+                "starts_after": 0,
+                "archives": 0,
+            });
+            add_checkpoints(&mut doc, found.as_ref());
+            doc
+        }
         Verdict::Broken { seq, reason } => serde_json::json!({
             "intact": false,
             "file": name,
@@ -125,7 +202,10 @@ fn verify_postgres(
     };
     match (output, &verdict) {
         (Output::Json, _) => outln!("{doc}"),
-        (Output::Text, Verdict::Intact { entries }) => outln!("{name}: intact, {entries} entries"),
+        (Output::Text, Verdict::Intact { entries }) => {
+            outln!("{name}: intact, {entries} entries");
+            say_checkpoints(found.as_ref(), against);
+        }
         (Output::Text, Verdict::Broken { seq, reason }) => {
             outln!("{name}: BROKEN at entry {seq}: {reason}");
         }
@@ -134,6 +214,48 @@ fn verify_postgres(
         Verdict::Intact { .. } => Exit::Ok,
         Verdict::Broken { .. } => Exit::Failed,
     })
+}
+
+/// The checkpoints' figures in `audit verify`'s JSON.
+fn add_checkpoints(doc: &mut serde_json::Value, found: Option<&checkpoint::Found>) {
+    let (Some(map), Some(found)) = (doc.as_object_mut(), found) else {
+        return;
+    };
+    map.insert("checkpoints".into(), found.checkpoints.into());
+    map.insert("signatures_checked".into(), found.signed.into());
+    map.insert(
+        "last_checkpoint".into(),
+        found.last.as_ref().map(|c| c.announced()).into(),
+    );
+    map.insert("after_last_checkpoint".into(), found.after_last.into());
+    map.insert("announced".into(), found.announced.clone().into());
+}
+
+/// The checkpoints' lines in `audit verify`'s text.
+fn say_checkpoints(found: Option<&checkpoint::Found>, against: &Against) {
+    let Some(found) = found else { return };
+    match (&against.key, &found.last) {
+        (Some(key), Some(last)) => outln!(
+            "{} signed checkpoints verify against the checkpoint key {}; the last covers entry {} ({}), {} entries after it",
+            found.checkpoints,
+            key.key_id(),
+            last.seq,
+            last.announced(),
+            found.after_last
+        ),
+        (Some(key), None) => outln!(
+            "no signed checkpoint yet (checkpoint key {}); {} entries unsigned",
+            key.key_id(),
+            found.after_last
+        ),
+        (None, _) => outln!(
+            "{} checkpoints found, their signatures NOT checked: give the checkpoint key's public half with --key checkpoint-signing.pub",
+            found.checkpoints
+        ),
+    }
+    if let Some(announced) = &found.announced {
+        outln!("the announced checkpoint {announced} is in the journal");
+    }
 }
 
 fn existing(path: &Path) -> anyhow::Result<()> {
@@ -147,12 +269,19 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     match args {
         Args::Verify {
             journal,
+            key,
+            checkpoint,
             archive,
             output,
-        } => match journal.locate()? {
-            Location::Sqlite(path) => verify(&path, &archive, output),
-            Location::Postgres(journal) => verify_postgres(&journal, &archive, output),
-        },
+        } => {
+            let against = Against::of(&journal, key, checkpoint)?;
+            match journal.locate()? {
+                Location::Sqlite(path) => verify(&path, &archive, &against, output),
+                Location::Postgres(journal) => {
+                    verify_postgres(&journal, &archive, &against, output)
+                }
+            }
+        }
         Args::Archive {
             journal,
             before,
@@ -177,6 +306,7 @@ struct Checked {
     verdict: Verdict,
     base: Head,
     head: Head,
+    rows: Vec<crate::journal::Row>,
 }
 
 fn check(path: &Path) -> anyhow::Result<Checked> {
@@ -188,15 +318,25 @@ fn check(path: &Path) -> anyhow::Result<Checked> {
             path.display()
         ))
     })?;
+    let snapshot = store.snapshot()?;
     Ok(Checked {
         path: path.to_path_buf(),
-        verdict: store.verify()?,
-        base: store.base()?,
-        head: store.head()?,
+        verdict: crate::journal::chain_verdict(&snapshot),
+        head: snapshot
+            .head
+            .clone()
+            .unwrap_or_else(|| snapshot.base.clone()),
+        base: snapshot.base,
+        rows: snapshot.rows,
     })
 }
 
-fn verify(path: &Path, archives: &[PathBuf], output: Output) -> anyhow::Result<Exit> {
+fn verify(
+    path: &Path,
+    archives: &[PathBuf],
+    against: &Against,
+    output: Output,
+) -> anyhow::Result<Exit> {
     for archive in archives {
         existing(archive)?;
     }
@@ -235,6 +375,28 @@ fn verify(path: &Path, archives: &[PathBuf], output: Output) -> anyhow::Result<E
         }
         expected_base = f.head.clone();
     }
+    // The checkpoints, over every file's entries in order.
+    let mut found = None;
+    if problem.is_none() {
+        let rows: Vec<crate::journal::Row> =
+            files.iter().flat_map(|f| f.rows.iter().cloned()).collect();
+        match checkpoint::check(
+            &files[0].base,
+            &rows,
+            against.key.as_ref(),
+            against.announced.as_ref(),
+        ) {
+            Ok(f) => found = Some(f),
+            Err((seq, reason)) => {
+                // The file holding that entry (the journal when none does).
+                let file = files
+                    .iter()
+                    .find(|f| f.rows.iter().any(|r| r.seq == seq))
+                    .unwrap_or(&files[files.len() - 1]);
+                problem = Some((file.path.clone(), seq, reason));
+            }
+        }
+    }
     let entries: i64 = files
         .iter()
         .map(|f| match f.verdict {
@@ -243,15 +405,16 @@ fn verify(path: &Path, archives: &[PathBuf], output: Output) -> anyhow::Result<E
         })
         .sum();
     let (ok, doc) = match &problem {
-        None => (
-            true,
-            serde_json::json!({
+        None => {
+            let mut doc = serde_json::json!({
                 "intact": true,
                 "entries": entries,
                 "starts_after": files[0].base.seq,
                 "archives": archives.len(),
-            }),
-        ),
+            });
+            add_checkpoints(&mut doc, found.as_ref());
+            (true, doc)
+        }
         Some((file, seq, reason)) => (
             false,
             serde_json::json!({
@@ -279,6 +442,7 @@ fn verify(path: &Path, archives: &[PathBuf], output: Output) -> anyhow::Result<E
                     n => format!(" with {n} archive(s)"),
                 };
                 outln!("{}{with}: intact, {entries} entries{start}", path.display());
+                say_checkpoints(found.as_ref(), against);
             }
             Some((file, seq, reason)) => {
                 outln!("{}: BROKEN at entry {seq}: {reason}", file.display());

@@ -172,6 +172,7 @@ fn coordinator_toml(listen: &str) -> String {
          # Every key is described at the top of coordinator/src/config.rs.\n\
          listen = \"{listen}\"\n\
          command_key = \"pki/command-signing.key\"   # signs every command; agents pin its public half\n\
+         checkpoint_key = \"pki/checkpoint-signing.key\"   # signs the journal's checkpoints; operators keep its public half\n\
          state_dir = \"state\"                        # the journal\n\
          plan = \"plan.toml\"                         # its [[host]]s are the agents that may connect\n\
          \n\

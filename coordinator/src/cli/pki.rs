@@ -10,11 +10,15 @@ use backout_tls::pki::{self, LeafOptions};
 /// File names of the command-signing key pair inside a PKI directory.
 pub const COMMAND_KEY: &str = "command-signing.key";
 pub const COMMAND_PUB: &str = "command-signing.pub";
+/// File names of the journal checkpoint key pair inside a PKI directory.
+pub const CHECKPOINT_KEY: &str = crate::journal::checkpoint::KEY_FILE;
+pub const CHECKPOINT_PUB: &str = crate::journal::checkpoint::PUB_FILE;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PkiCommand {
-    /// Create the fleet CA, the coordinator's TLS certificate and its separate
-    /// ed25519 command-signing key pair.
+    /// Create the fleet CA, the coordinator's TLS certificate, its separate
+    /// ed25519 command-signing key pair, and the ed25519 key pair that signs
+    /// the journal's checkpoints (operators keep checkpoint-signing.pub).
     ///
     /// Example: backout pki init --dir /etc/backout/pki --trust-domain prod.samia-tarot.com --san coordinator.internal
     Init {
@@ -161,7 +165,9 @@ pub(super) fn execute(command: PkiCommand) -> anyhow::Result<()> {
         } => {
             let key_path = dir.join(COMMAND_KEY);
             let pub_path = dir.join(COMMAND_PUB);
-            for path in [&key_path, &pub_path] {
+            let checkpoint_key = dir.join(CHECKPOINT_KEY);
+            let checkpoint_pub = dir.join(CHECKPOINT_PUB);
+            for path in [&key_path, &pub_path, &checkpoint_key, &checkpoint_pub] {
                 if path.exists() {
                     return Err(pki::PkiError::Exists { path: path.clone() }.into());
                 }
@@ -177,11 +183,34 @@ pub(super) fn execute(command: PkiCommand) -> anyhow::Result<()> {
             let signer = CommandSigner::generate();
             pki::write_new_file(&key_path, signer.to_pkcs8_pem()?.as_bytes(), 0o600)?;
             pki::write_new_file(&pub_path, signer.public_key_pem()?.as_bytes(), 0o644)?;
-            say_written(written.files.iter().chain([&key_path, &pub_path]));
+            // The journal's checkpoints are signed with a key of their own:
+            // a checkpoint signature can never pass for a command's.
+            let checkpoints = CommandSigner::generate();
+            pki::write_new_file(
+                &checkpoint_key,
+                checkpoints.to_pkcs8_pem()?.as_bytes(),
+                0o600,
+            )?;
+            pki::write_new_file(
+                &checkpoint_pub,
+                checkpoints.public_key_pem()?.as_bytes(),
+                0o644,
+            )?;
+            say_written(written.files.iter().chain([
+                &key_path,
+                &pub_path,
+                &checkpoint_key,
+                &checkpoint_pub,
+            ]));
             outln!(
                 "trust domain {trust_domain}; command key id {} (agents pin {})",
                 signer.key_id(),
                 pub_path.display()
+            );
+            outln!(
+                "journal checkpoint key id {} (operators keep {} to check the journal: backout audit verify --key)",
+                checkpoints.key_id(),
+                checkpoint_pub.display()
             );
             Ok(())
         }

@@ -39,6 +39,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     // Everything the configuration points at is checked before the port is
     // opened: a coordinator that says it is listening is one that can serve.
     check_command_key(&config)?;
+    check_checkpoint_key(&config)?;
     backout_tls::reload::ReloadingServerConfig::load(config.tls_files(), config.crl.clone())
         .with_context(|| format!("{}: TLS", config.tls.cert.display()))?;
     if let Some(plan) = &config.plan {
@@ -285,6 +286,19 @@ fn check_command_key(config: &CoordinatorConfig) -> Result<(), BadInput> {
         bad("not a PEM file (not text); expected `-----BEGIN PRIVATE KEY-----` (ed25519, made by `backout pki init`)".into())
     })?;
     CommandSigner::from_pkcs8_pem(&pem).map_err(|e| bad(e.to_string()))?;
+    Ok(())
+}
+
+/// Reads the checkpoint key, if configured, as the server will.
+fn check_checkpoint_key(config: &CoordinatorConfig) -> Result<(), BadInput> {
+    let Some(path) = &config.checkpoint_key else {
+        return Ok(());
+    };
+    let bad =
+        |message: String| BadInput(format!("{}: `checkpoint_key`: {message}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let pem = String::from_utf8(pem).map_err(|_| bad("not a PEM file (not text)".into()))?;
+    crate::journal::CheckpointSigner::from_pkcs8_pem(&pem).map_err(|e| bad(e.to_string()))?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::checkpoint::{self, Announced, CheckpointSigner};
 use super::{Journal, NewEntry, Record, StepEventRecord, Verdict};
 
 /// A record to append: a manual signal set to `n`.
@@ -33,6 +34,7 @@ pub fn check_all(open: &dyn Fn() -> Journal) {
     entries_verify_and_survive_reopening(open);
     a_batch_is_written_in_order_and_chained(open);
     queued_entries_go_first_and_are_told_their_seq(open);
+    a_runs_end_is_signed_and_the_checkpoint_verifies(open);
 }
 
 /// Entries read back as written, the chain verifies, and a reopened
@@ -110,4 +112,38 @@ pub fn queued_entries_go_first_and_are_told_their_seq(open: &dyn Fn() -> Journal
     assert_eq!(*told.lock().unwrap(), [base + 1, base + 2]);
     j.flush().unwrap();
     assert_eq!(j.verify().unwrap(), Verdict::Intact { entries: base + 3 });
+}
+
+/// With a checkpoint key, a run's end is followed by a signed checkpoint
+/// of it, in the run; the journal's checkpoints verify against the public
+/// key, and the announced one is found.
+pub fn a_runs_end_is_signed_and_the_checkpoint_verifies(open: &dyn Fn() -> Journal) {
+    let signer = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]));
+    let key = signer.public();
+    let j = open();
+    j.sign_checkpoints(signer, 1000).unwrap();
+    let base = j.head().unwrap().seq;
+    let run = format!("run-checkpoint-{base}");
+    j.append(10, &run, &signal(1)).unwrap();
+    let end = j.append(20, &run, &ended()).unwrap();
+    let c = j.checkpoint_of(&run).expect("signed at the run's end");
+    assert_eq!((c.seq, c.hash.as_str()), (end.seq, end.hash.as_str()));
+    assert_eq!(
+        j.head().unwrap().seq,
+        end.seq + 1,
+        "the entry after the end"
+    );
+    let read = j.entries(Some(&run)).unwrap();
+    assert_eq!(read.last().unwrap().record, Record::Checkpoint(c.clone()));
+    let s = j.snapshot().unwrap();
+    let announced: Announced = c.announced().parse().unwrap();
+    let found = checkpoint::check(&s.base, &s.rows, Some(&key), Some(&announced))
+        .expect("the checkpoints verify");
+    assert_eq!(found.last, Some(c));
+    assert_eq!(
+        j.verify().unwrap(),
+        Verdict::Intact {
+            entries: base + 3 - s.base.seq
+        }
+    );
 }

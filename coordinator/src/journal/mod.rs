@@ -2,13 +2,17 @@
 //! before it is acted on or acknowledged, hash-chained so that `backout
 //! audit verify` finds an entry edited, removed, inserted or moved, and
 //! entries cut from the end (`chain.rs` says exactly what it finds, and
-//! what it does not: a chain rewritten with its hashes and head recomputed).
+//! what it does not: a chain rewritten with its hashes and head
+//! recomputed). Signed checkpoints (`checkpoint.rs`) find that rewrite,
+//! and, with a checkpoint announced outside the journal, a cut tail.
 //!
 //! * `record.rs`: what an entry says, typed ([`Record`]), and the format
 //!   version ([`FORMAT`]).
 //! * `store.rs`: the storage interface ([`JournalStore`]): append (one entry
 //!   or several in one durable write), read from a seq, the head, verify.
 //! * `chain.rs`: the hash chain every store keeps.
+//! * `checkpoint.rs`: signed checkpoints of the chain's head, written by
+//!   [`Journal`] at every run's end and every `checkpoint_every` entries.
 //! * `sqlite.rs`: the SQLite store, the one coordinator's lock, formats.
 //! * `postgres.rs`: the PostgreSQL store and its leader lease and fencing
 //!   epoch (several coordinators, one leading).
@@ -18,11 +22,14 @@
 //! [`Journal`] sits in front of a store: it queues plugins' log lines for
 //! the next write ([`Journal::append_soon`]).
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 mod chain;
+pub mod checkpoint;
 pub mod conformance;
 pub mod lease;
 mod pg_tls;
@@ -31,7 +38,8 @@ mod record;
 mod sqlite;
 mod store;
 
-pub use chain::{GENESIS, Head, Verdict, entry_hash};
+pub use chain::{GENESIS, Head, Row, Verdict, entry_hash};
+pub use checkpoint::{Announced, Checkpoint, CheckpointKey, CheckpointSigner};
 pub use postgres::{LEASE_CHANNEL, LeaseRow, PostgresStore, Taken};
 pub use record::{
     CommandSent, Dispatched, FORMAT, Finished, Incident, JudgeFigures, LeaseTaken, MatrixSummary,
@@ -39,7 +47,7 @@ pub use record::{
     TriggerChange, lease_end,
 };
 pub use sqlite::{SqliteStore, lock_path};
-pub use store::{Entry, JournalError, JournalStore, NewEntry, Written};
+pub use store::{Entry, JournalError, JournalStore, NewEntry, Snapshot, Written};
 
 /// What to do once a queued entry is written (tell watchers, with its seq).
 pub type AfterWrite = Box<dyn FnOnce(&Written) + Send>;
@@ -55,6 +63,20 @@ struct Deferred {
     record: Record,
     then: AfterWrite,
 }
+
+/// The checkpoint signer and when it signs next.
+struct Checkpoints {
+    signer: CheckpointSigner,
+    every: u64,
+    /// Entries written since the last checkpoint.
+    since: AtomicU64,
+    /// The checkpoints signed at runs' ends, by run (the last
+    /// [`KEPT_CHECKPOINTS`]).
+    by_run: Mutex<BTreeMap<String, Checkpoint>>,
+}
+
+/// How many runs' final checkpoints [`Journal::checkpoint_of`] keeps.
+const KEPT_CHECKPOINTS: usize = 256;
 
 /// What to do when a write finds that this coordinator no longer leads.
 pub type OnFenced = Box<dyn Fn(&JournalError) + Send + Sync>;
@@ -72,6 +94,9 @@ pub struct Journal {
     soon: Mutex<Vec<Deferred>>,
     /// Told of each durable write ([`Journal::observe`]).
     observer: OnceLock<Observer>,
+    /// Signs checkpoints, when the coordinator has a checkpoint key
+    /// ([`Journal::sign_checkpoints`]).
+    checkpoints: OnceLock<Checkpoints>,
     /// Test hook: stop the world right after this entry is durable.
     #[cfg(feature = "test-hooks")]
     freeze_after: Option<i64>,
@@ -101,6 +126,7 @@ impl Journal {
             writing: Mutex::new(()),
             soon: Mutex::new(Vec::new()),
             observer: OnceLock::new(),
+            checkpoints: OnceLock::new(),
             #[cfg(feature = "test-hooks")]
             freeze_after: std::env::var(FREEZE_ENV).ok().and_then(|v| v.parse().ok()),
         }
@@ -193,6 +219,14 @@ impl Journal {
         if let (Ok(_), Some(observer)) = (&result, self.observer.get()) {
             observer(&all, began.elapsed());
         }
+        // A run's end is signed at once, in that run; otherwise every
+        // `every` entries.
+        let ended = all
+            .iter()
+            .rev()
+            .find(|n| matches!(n.record, Record::RunEnded { .. }))
+            .map(|n| n.run_id.to_string());
+        let count = all.len() as u64;
         drop(all);
         let mut written = match result {
             Ok(written) => written,
@@ -207,6 +241,12 @@ impl Journal {
                 return Err(e);
             }
         };
+        if let (Some(cp), Some(last)) = (self.checkpoints.get(), written.last()) {
+            let since = cp.since.fetch_add(count, Ordering::Relaxed) + count;
+            if ended.is_some() || since >= cp.every {
+                self.checkpoint_after(cp, last, ended.as_deref().unwrap_or(""));
+            }
+        }
         #[cfg(feature = "test-hooks")]
         self.freeze_if_asked(&written);
         let own = written.split_off(deferred.len().min(written.len()));
@@ -217,6 +257,92 @@ impl Journal {
         }
         drop(writing);
         Ok(own)
+    }
+
+    /// Signs a checkpoint at every run's end and every `every` entries
+    /// from now on, with `signer` (once per journal: a second call is
+    /// ignored). A journal whose last entry is a run's end with no
+    /// checkpoint after it (the coordinator stopped between the two) gets
+    /// that run's checkpoint now.
+    pub fn sign_checkpoints(
+        &self,
+        signer: CheckpointSigner,
+        every: u64,
+    ) -> Result<(), JournalError> {
+        let _ = self.checkpoints.set(Checkpoints {
+            signer,
+            every: every.max(1),
+            since: AtomicU64::new(0),
+            by_run: Mutex::new(BTreeMap::new()),
+        });
+        let Some(cp) = self.checkpoints.get() else {
+            return Ok(());
+        };
+        let head = self.store.head()?;
+        if head.seq == 0 {
+            return Ok(());
+        }
+        let last = self.store.read_from(head.seq, None)?;
+        if let Some(e) = last.last()
+            && matches!(e.record, Record::RunEnded { .. })
+        {
+            let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+            let written = Written {
+                seq: head.seq,
+                hash: head.hash,
+            };
+            self.checkpoint_after(cp, &written, &e.run_id);
+        }
+        Ok(())
+    }
+
+    /// The checkpoint signed at run `run_id`'s end by this process, if any.
+    pub fn checkpoint_of(&self, run_id: &str) -> Option<Checkpoint> {
+        let cp = self.checkpoints.get()?;
+        let by_run = cp.by_run.lock().unwrap_or_else(|p| p.into_inner());
+        by_run.get(run_id).cloned()
+    }
+
+    /// Signs `last` (the entry just written) and appends the checkpoint,
+    /// under the write lock held by the caller. A checkpoint that cannot be
+    /// written is logged and tried again with the next write: the entries
+    /// it would have covered are durable already.
+    fn checkpoint_after(&self, cp: &Checkpoints, last: &Written, run_id: &str) {
+        let at_ms = backout_proto::now_ms();
+        let checkpoint = cp.signer.sign(last.seq, &last.hash, at_ms);
+        let record = Record::Checkpoint(checkpoint.clone());
+        let began = Instant::now();
+        let new = [NewEntry {
+            at_ms,
+            run_id,
+            record: &record,
+        }];
+        match self.store.append(&new) {
+            Ok(_) => {
+                if let Some(observer) = self.observer.get() {
+                    observer(&new, began.elapsed());
+                }
+                cp.since.store(0, Ordering::Relaxed);
+                tracing::debug!(seq = last.seq, run = %run_id, "journal checkpoint signed");
+                if !run_id.is_empty() {
+                    let mut by_run = cp.by_run.lock().unwrap_or_else(|p| p.into_inner());
+                    // The last runs' only: a message at a run's end reads it
+                    // right away.
+                    while by_run.len() >= KEPT_CHECKPOINTS {
+                        by_run.pop_first();
+                    }
+                    by_run.insert(run_id.to_string(), checkpoint);
+                }
+            }
+            Err(e) => {
+                if let (JournalError::Fenced { .. }, Some(on_fenced)) = (&e, self.on_fenced.get()) {
+                    on_fenced(&e);
+                }
+                // The next write signs, whatever the count.
+                cp.since.store(cp.every, Ordering::Relaxed);
+                tracing::error!(error = %e, seq = last.seq, "cannot write a journal checkpoint; trying again with the next write");
+            }
+        }
     }
 
     /// With [`FREEZE_ENV`] naming an entry of this write: say so, and hold
@@ -274,6 +400,17 @@ impl Journal {
     pub fn verify(&self) -> Result<Verdict, JournalError> {
         self.store.verify()
     }
+
+    /// Every entry with its hashes, read at one moment (to check
+    /// checkpoints: `checkpoint::check`).
+    pub fn snapshot(&self) -> Result<Snapshot, JournalError> {
+        self.store.snapshot()
+    }
+}
+
+/// The chain's verdict on a snapshot (`chain::verify_from`).
+pub fn chain_verdict(s: &Snapshot) -> Verdict {
+    chain::verify_from(&s.base, &s.rows, s.head.as_ref())
 }
 
 /// The last entry that can move to an archive with every entry before it,

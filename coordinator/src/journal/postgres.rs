@@ -35,7 +35,7 @@ use super::pg_tls::Rustls;
 use super::chain::{self, Head, Row, Verdict};
 use super::record::{FORMAT, LeaseTaken, lease_end};
 use super::store::{
-    Entry, JournalError, JournalStore, NewEntry, Written, decode_rows, encode_entries,
+    Entry, JournalError, JournalStore, NewEntry, Snapshot, Written, decode_rows, encode_entries,
 };
 
 pub struct PostgresStore {
@@ -602,7 +602,7 @@ impl JournalStore for PostgresStore {
         })
     }
 
-    fn verify(&self) -> Result<Verdict, JournalError> {
+    fn snapshot(&self) -> Result<Snapshot, JournalError> {
         // Rows and head from one snapshot (REPEATABLE READ): an append in
         // between cannot look like a cut tail.
         self.with_client(async |client: &mut Client| {
@@ -627,7 +627,11 @@ impl JournalStore for PostgresStore {
                 });
             tx.commit().await?;
             let rows: Vec<Row> = rows.iter().map(row_of).collect();
-            Ok(chain::verify_from(&Head::empty(), &rows, head.as_ref()))
+            Ok(Snapshot {
+                base: Head::empty(),
+                rows,
+                head,
+            })
         })
     }
 

@@ -159,6 +159,11 @@ pub enum Record {
     /// it resumes any run. Reports show the takeovers during a run from it.
     #[serde(rename = "lease.taken")]
     LeaseTaken(LeaseTaken),
+    /// The coordinator's signature over the chain's head (`checkpoint.rs`):
+    /// at every run's end (in that run) and every `checkpoint_every`
+    /// entries (outside runs).
+    #[serde(rename = "journal.checkpoint")]
+    Checkpoint(super::checkpoint::Checkpoint),
 }
 
 /// Who took the leader lease, under which epoch, and how the epoch before

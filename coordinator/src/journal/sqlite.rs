@@ -35,7 +35,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::chain::{self, Head, Row, Verdict};
 use super::record::{FORMAT, Record};
 use super::store::{
-    Entry, JournalError, JournalStore, NewEntry, Written, decode_rows, encode_entries,
+    Entry, JournalError, JournalStore, NewEntry, Snapshot, Written, decode_rows, encode_entries,
 };
 
 pub struct SqliteStore {
@@ -281,7 +281,7 @@ impl JournalStore for SqliteStore {
             .unwrap_or_else(Head::empty))
     }
 
-    fn verify(&self) -> Result<Verdict, JournalError> {
+    fn snapshot(&self) -> Result<Snapshot, JournalError> {
         // Rows and head from one snapshot: a coordinator appending in
         // between (another process) cannot look like a cut tail.
         let mut conn = self.lock();
@@ -292,7 +292,7 @@ impl JournalStore for SqliteStore {
         let head = read_head(&tx).map_err(|e| self.err(e))?;
         let base = read_base(&tx).map_err(|e| self.err(e))?;
         drop(tx);
-        Ok(chain::verify_from(&base, &rows, head.as_ref()))
+        Ok(Snapshot { base, rows, head })
     }
 
     fn name(&self) -> String {

@@ -29,6 +29,15 @@ pub struct Entry {
     pub record: Record,
 }
 
+/// The chain as stored, read at one moment ([`JournalStore::snapshot`]).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The last entry moved to an archive ([`Head::empty`]: none was).
+    pub base: Head,
+    pub rows: Vec<Row>,
+    pub head: Option<Head>,
+}
+
 /// Where an appended entry went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -59,8 +68,16 @@ pub trait JournalStore: Send + Sync {
     /// Where the chain ends.
     fn head(&self) -> Result<Head, JournalError>;
 
+    /// Every stored entry with its hashes, the base (where the first
+    /// follows on) and the head, read at one moment (one transaction): an
+    /// append in between cannot look like a cut tail.
+    fn snapshot(&self) -> Result<Snapshot, JournalError>;
+
     /// Walks the chain from the first entry (see `chain::verify_from`).
-    fn verify(&self) -> Result<Verdict, JournalError>;
+    fn verify(&self) -> Result<Verdict, JournalError> {
+        let s = self.snapshot()?;
+        Ok(super::chain::verify_from(&s.base, &s.rows, s.head.as_ref()))
+    }
 
     /// The store, for messages (`/var/lib/backout/journal.db`).
     fn name(&self) -> String;

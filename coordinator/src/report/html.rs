@@ -167,7 +167,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
     );
     let _ = write!(
         o,
-        "<h1>Rollback report: {}</h1><table><tr><th>Run</th><td><code>{}</code>{}</td></tr><tr><th>Status</th><td><b>{}</b></td></tr><tr><th>Reason</th><td>{}</td></tr>{}<tr><th>Started by</th><td>{}</td></tr><tr><th>Started</th><td>{}</td></tr><tr><th>Ended</th><td>{}</td></tr><tr><th>Duration</th><td>{} ({})</td></tr><tr><th>Journal</th><td>{}</td></tr></table>",
+        "<h1>Rollback report: {}</h1><table><tr><th>Run</th><td><code>{}</code>{}</td></tr><tr><th>Status</th><td><b>{}</b></td></tr><tr><th>Reason</th><td>{}</td></tr>{}<tr><th>Started by</th><td>{}</td></tr><tr><th>Started</th><td>{}</td></tr><tr><th>Ended</th><td>{}</td></tr><tr><th>Duration</th><td>{} ({})</td></tr><tr><th>Journal</th><td>{}</td></tr>{}</table>",
         esc(&r.plan),
         esc(&run.id),
         match (run.dry_run, run.drill) {
@@ -190,7 +190,15 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
         run.ended_at_ms.map_or("—".into(), rfc3339),
         human_ms(run.duration_ms),
         esc(&super::timing_words(&run.timing)),
-        esc(&r.journal)
+        esc(&r.journal),
+        r.checkpoint.as_ref().map_or(String::new(), |c| format!(
+            "<tr><th>Journal checkpoint</th><td><code>{}</code> signed {} by key {}: <code>{}</code> (check it later: <code>backout audit verify --checkpoint {}</code>)</td></tr>",
+            esc(&c.announced()),
+            rfc3339(c.at_ms),
+            esc(&c.key_id),
+            esc(&c.signature),
+            esc(&c.announced())
+        ))
     );
     if let Some(l) = &r.leadership {
         let _ = write!(o, "<h2>Leader and takeovers</h2><ul>");

@@ -70,6 +70,17 @@ pub fn markdown(r: &Report) -> String {
         super::timing_words(&run.timing)
     );
     let _ = writeln!(o, "| Journal | {} |", cell(&r.journal));
+    if let Some(c) = &r.checkpoint {
+        let _ = writeln!(
+            o,
+            "| Journal checkpoint | `{}` signed {} by key {}: `{}` (check it later: `backout audit verify --checkpoint {}`) |",
+            c.announced(),
+            rfc3339(c.at_ms),
+            c.key_id,
+            c.signature,
+            c.announced()
+        );
+    }
 
     if let Some(l) = &r.leadership {
         let _ = writeln!(o, "\n## Leader and takeovers\n");

@@ -58,6 +58,10 @@ pub struct Report {
     /// leader lease); absent on a SQLite journal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leadership: Option<leadership::Leadership>,
+    /// The checkpoint signed at the run's end: keep `checkpoint.seq:hash`
+    /// (`audit verify --checkpoint`) outside the journal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<crate::journal::Checkpoint>,
 }
 
 /// A trigger the canary judge fired, with what it judged.
@@ -438,6 +442,10 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         follow_ups: follow_ups(inputs.plan, meta.finished_at_ms),
         journal: inputs.journal_check.clone(),
         leadership: leadership::leadership(inputs.run_id, inputs.entries, inputs.context),
+        checkpoint: inputs.entries.iter().rev().find_map(|e| match &e.record {
+            Record::Checkpoint(c) => Some(c.clone()),
+            _ => None,
+        }),
         charts: inputs.charts.clone(),
         communications,
         run: run_facts,

@@ -193,6 +193,15 @@ pub fn facts(runs: &Runs, run_id: &str, moment: &Moment) -> Option<Value> {
                 map.insert("escalation_who".into(), json!(who));
                 map.insert("escalation_when".into(), json!(when));
             }
+            // The journal's checkpoint signed at the run's end: people keep
+            // it outside the journal (`audit verify --checkpoint`).
+            Moment::End => {
+                if let Some(c) = runs.journal.checkpoint_of(run_id) {
+                    map.insert("checkpoint".into(), json!(c.announced()));
+                    map.insert("checkpoint_signature".into(), json!(c.signature));
+                    map.insert("checkpoint_key".into(), json!(c.key_id));
+                }
+            }
             _ => {}
         }
     }
@@ -293,7 +302,7 @@ async fn announce(runs: Arc<Runs>, run_id: String, moment: Moment) {
         }
         let channels = channels_for(plan, template, &moment);
         let drill = if meta.drill { "[DRILL] " } else { "" };
-        let filled = fill(name, template, &facts, drill);
+        let filled = with_checkpoint(fill(name, template, &facts, drill), template, &facts);
         for channel_name in &channels {
             // A public status page's incident carries this template's text
             // at its own moments (`incident.rs`).
@@ -458,6 +467,32 @@ fn fill(
         None => format!("Backout: {name}"),
     };
     Ok((format!("{prefix}{title}"), format!("{prefix}{body}")))
+}
+
+/// An end message whose template does not place the run's checkpoint
+/// (`{{ checkpoint }}`) gets it as its last line: everyone told of the end
+/// holds a copy of the signed head outside the journal.
+fn with_checkpoint(
+    filled: Result<(String, String), String>,
+    template: &backout_plan::sections::Template,
+    facts: &Value,
+) -> Result<(String, String), String> {
+    let (Ok((title, body)), Some(c), Some(sig)) = (
+        &filled,
+        facts.get("checkpoint").and_then(Value::as_str),
+        facts.get("checkpoint_signature").and_then(Value::as_str),
+    ) else {
+        return filled;
+    };
+    if template.body.contains("checkpoint") {
+        return filled;
+    }
+    Ok((
+        title.clone(),
+        format!(
+            "{body}\n\nJournal checkpoint {c} (signature {sig}); check the journal still holds it: backout audit verify --checkpoint {c}"
+        ),
+    ))
 }
 
 /// The channels a template goes to at `moment`: an escalation's rule may
@@ -672,6 +707,31 @@ role = "CTO"
 primary = { name = "Chris Tan" }
 "#;
         Plan::parse(std::path::Path::new("plan.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn an_end_message_carries_the_runs_checkpoint_unless_its_template_places_it() {
+        let template = |body: &str| backout_plan::sections::Template {
+            subject: None,
+            body: body.into(),
+            channels: Vec::new(),
+            on: vec!["end".into()],
+        };
+        let facts =
+            json!({ "result": "succeeded", "checkpoint": "9:abc", "checkpoint_signature": "5eed" });
+        let plain = template("Rollback {{ result }}.");
+        let filled = with_checkpoint(fill("end", &plain, &facts, ""), &plain, &facts);
+        assert_eq!(
+            filled.unwrap().1,
+            "Rollback succeeded.\n\nJournal checkpoint 9:abc (signature 5eed); check the journal still holds it: backout audit verify --checkpoint 9:abc"
+        );
+        let placed = template("Rollback {{ result }}, journal at {{ checkpoint }}.");
+        let filled = with_checkpoint(fill("end", &placed, &facts, ""), &placed, &facts);
+        assert_eq!(filled.unwrap().1, "Rollback succeeded, journal at 9:abc.");
+        // No checkpoint key: the message is as its template says.
+        let facts = json!({ "result": "succeeded" });
+        let filled = with_checkpoint(fill("end", &plain, &facts, ""), &plain, &facts);
+        assert_eq!(filled.unwrap().1, "Rollback succeeded.");
     }
 
     #[test]

@@ -165,9 +165,11 @@ fn sha256(file: &str) -> Result<String, PluginError> {
         .ok_or_else(|| unverified(format!("sha256sum {file} printed no hash")))
 }
 
-/// The verified backup of `run` for `db`, or why there is none
-/// (`no-backup`): no marker, a marker of another run or database, or a
-/// dump that is gone or changed size since.
+/// The verified backup of `run` for `db`, verified again now, or why there
+/// is none: no marker, a marker of another run or database (`no-backup`), a
+/// dump whose SHA-256 is no longer the one recorded when it was made
+/// (`backup-altered`), or one `pg_restore --list` no longer reads
+/// (`backup-unverified`).
 pub fn require(dir: &str, run: &str, db: &Db) -> Result<Marker, PluginError> {
     let no = |why: String| PluginError::new("no-backup", why);
     let path = sql::join(dir, &sql::marker_file_name(run));
@@ -197,12 +199,31 @@ pub fn require(dir: &str, run: &str, db: &Db) -> Result<Marker, PluginError> {
             db.describe()
         )));
     }
-    match pg::file_size(&marker.file) {
-        Ok(size) if size == marker.size => Ok(marker),
-        Ok(size) => Err(no(format!(
-            "{} is {size} bytes, not the {} bytes verified",
-            marker.file, marker.size
-        ))),
-        Err(e) => Err(no(format!("{} cannot be found: {e}", marker.file))),
+    // Verified again now, at use: the file hashes to what was recorded
+    // when it was made (not merely its size), and pg_restore still reads it.
+    let now = sha256(&marker.file).map_err(|e| {
+        no(format!(
+            "the backup {} cannot be hashed again: {}",
+            marker.file, e.message
+        ))
+    })?;
+    if now != marker.sha256 {
+        return Err(PluginError::new(
+            "backup-altered",
+            format!(
+                "sha256 mismatch: the backup {} hashes to {now}, not the {} recorded when it was made (it was altered since); nothing was applied",
+                marker.file, marker.sha256
+            ),
+        ));
     }
+    verify(db, &marker.file).map_err(|e| {
+        PluginError::new(
+            "backup-unverified",
+            format!(
+                "the backup {} no longer verifies: {}; nothing was applied",
+                marker.file, e.message
+            ),
+        )
+    })?;
+    Ok(marker)
 }

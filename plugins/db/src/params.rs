@@ -188,8 +188,13 @@ impl Migrations {
 
 /// `migrate-down`: the built-in runner (`migrations`) or an external
 /// command (`command`, `{target}` replaced), never both.
+///
+/// It changes data: `plan check` refuses a plan where it can run before a
+/// `backup` step of the same database into its `backup_dir` on the same
+/// host (`x-needs-backup`).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("x-needs-backup" = {"action": "backup", "same": {"db": "db", "backup_dir": "dir"}}))]
 pub struct MigrateDown {
     pub db: Db,
     /// The migration to roll back to (it stays applied): an id or a number.

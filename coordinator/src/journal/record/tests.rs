@@ -333,6 +333,16 @@ fn every_record() -> Vec<(Record, serde_json::Value)> {
             }),
             json!({ "epoch": 2, "holder": "10.0.0.6:7443", "previous": "expired", "vacant_ms": 2_340 }),
         ),
+        (
+            Record::Checkpoint(crate::journal::Checkpoint {
+                seq: 41,
+                hash: "ab".repeat(32),
+                at_ms: 902_000,
+                key_id: "0123456789abcdef".into(),
+                signature: "cd".repeat(64),
+            }),
+            json!({ "seq": 41, "hash": "ab".repeat(32), "at_ms": 902_000, "key_id": "0123456789abcdef", "signature": "cd".repeat(64) }),
+        ),
     ]
 }
 

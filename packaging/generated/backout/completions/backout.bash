@@ -680,7 +680,7 @@ _backout() {
             return 0
             ;;
         backout__subcmd__audit__subcmd__verify)
-            opts="-h --config --journal --archive --output --log --log-format --help"
+            opts="-h --config --journal --key --checkpoint --archive --output --log --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -691,6 +691,14 @@ _backout() {
                     return 0
                     ;;
                 --journal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --checkpoint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
