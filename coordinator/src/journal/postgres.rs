@@ -32,7 +32,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use super::pg_tls::Rustls;
 
-use super::chain::{self, Head, Row, Verdict};
+use super::chain::{self, Head, Row};
 use super::record::{FORMAT, LeaseTaken, lease_end};
 use super::store::{
     Entry, JournalError, JournalStore, NewEntry, Snapshot, Written, decode_rows, encode_entries,
