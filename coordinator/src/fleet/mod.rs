@@ -4,6 +4,7 @@
 //! (`dispatch.rs`). The registry and dispatcher hold the agents' stream
 //! senders, so they are a transport edge: they name protobuf messages.
 
+pub mod crl;
 pub mod dispatch;
 pub mod registry;
 

@@ -34,7 +34,8 @@ pub use chain::{GENESIS, Head, Verdict, entry_hash};
 pub use postgres::{LeaseRow, PostgresStore};
 pub use record::{
     CommandSent, Dispatched, FORMAT, Finished, Incident, JudgeFigures, MatrixSummary, Notification,
-    Recipient, Record, RecordError, RunCreated, SignalChange, StepEventRecord, TriggerChange,
+    Recipient, Record, RecordError, RunCreated, SignalChange, SignedStatement, StepEventRecord,
+    TriggerChange,
 };
 pub use sqlite::{SqliteStore, lock_path};
 pub use store::{Entry, JournalError, JournalStore, NewEntry, Written};

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::{Fact, RunEvent, Runs, notify};
 use crate::fleet::StepOutcome;
-use crate::fleet::dispatch::{Answer, Audit, PendingStep, StepSpec, give_up_in};
+use crate::fleet::dispatch::{Answer, Approvals, Audit, PendingStep, StepSpec, give_up_in};
 use crate::journal::Record;
 
 /// How long a step is waited for when the plan gives it no `timeout`.
@@ -322,6 +322,11 @@ pub(super) fn step_spec(entry: &super::Entry, d: &Dispatch) -> Option<StepSpec> 
         give_up_at_ms: give_up_in(step.timeout.unwrap_or(DEFAULT_STEP_TIME) + STEP_GRACE),
         audit: Audit::Run,
         traceparent: String::new(),
+        approvals: Approvals {
+            signed: super::approvals::attached(&entry.statements, &d.phase),
+            plan_digest: entry.digest.clone(),
+            started_by: entry.meta.started_by.clone(),
+        },
     })
 }
 
