@@ -99,7 +99,10 @@ impl ApprovalGate {
             .as_ref()
             .map(|(pem, _)| pem.clone())
             .ok_or_else(|| {
-                refused("no revocation list from the coordinator yet, so no approval can be checked".into())
+                refused(
+                    "no revocation list from the coordinator yet, so no approval can be checked"
+                        .into(),
+                )
             })?;
         let material = self.material.clone().with_crl_pem(&crl).map_err(refused)?;
         let attached: Vec<Vec<u8>> = command

@@ -313,12 +313,23 @@ ABSOLUTE = { file = "/etc/backout/token" }
         assert!(!policy.allow_self_approval);
         assert!(config.approval_policy("db", "backup").is_none());
         for (bad, field) in [
-            ("action = \"migrate-down\"\nroles = [\"dba\"]", "approval_policy[0].action"),
-            ("action = \"db.migrate-down\"\nroles = []", "approval_policy[0].roles"),
-            ("action = \"db.migrate-down\"\nroles = [\"dba\", \"dba\"]", "approval_policy[0].roles"),
+            (
+                "action = \"migrate-down\"\nroles = [\"dba\"]",
+                "approval_policy[0].action",
+            ),
+            (
+                "action = \"db.migrate-down\"\nroles = []",
+                "approval_policy[0].roles",
+            ),
+            (
+                "action = \"db.migrate-down\"\nroles = [\"dba\", \"dba\"]",
+                "approval_policy[0].roles",
+            ),
             ("action = \"db.x\"\nroles = [\"dba\"]\nself = true", "self"),
         ] {
-            let e = load(&format!("[[approval_policy]]\n{bad}\n")).unwrap_err().to_string();
+            let e = load(&format!("[[approval_policy]]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(field), "{bad}: {e}");
         }
     }

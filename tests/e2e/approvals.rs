@@ -58,7 +58,12 @@ roles = {roles}
 
 /// A statement by `operator` as `role` for the test's run, signed with the
 /// key in `pki` (`operators/<name>.key`), in its wire form.
-fn signed(pki: &Pki, operator: &str, role: &str, edit: impl Fn(&mut Statement)) -> wire::SignedApproval {
+fn signed(
+    pki: &Pki,
+    operator: &str,
+    role: &str,
+    edit: impl Fn(&mut Statement),
+) -> wire::SignedApproval {
     let mut statement = Statement {
         version: STATEMENT_VERSION,
         operator: operator.into(),
@@ -151,18 +156,30 @@ impl Host {
         self.session
             .tx
             .send(wire::CoordinatorMessage {
-                kind: Some(wire::coordinator_message::Kind::Crl(wire::RevocationList { pem })),
+                kind: Some(wire::coordinator_message::Kind::Crl(wire::RevocationList {
+                    pem,
+                })),
             })
             .await
             .unwrap();
         wait_for("the agent to take the revocation list", WAIT, || {
-            (self.agent.log_text().matches("revocation list received").count() >= nth)
+            (self
+                .agent
+                .log_text()
+                .matches("revocation list received")
+                .count()
+                >= nth)
                 .then_some(())
         })
         .await;
     }
 
-    fn body(&self, action: &str, params: Value, approvals: Vec<wire::SignedApproval>) -> wire::CommandBody {
+    fn body(
+        &self,
+        action: &str,
+        params: Value,
+        approvals: Vec<wire::SignedApproval>,
+    ) -> wire::CommandBody {
         let mut body = command("db-1", "db", &self.db_sha, action, params);
         body.run_id = RUN.into();
         body.step_id = format!("{RUN}/database/{action}/db-1#{}", body.command_id);
@@ -195,7 +212,11 @@ impl Host {
         match self.outcome(&body).await {
             wire::step_result::Result::Refused(r) => {
                 assert_eq!(r.check, "approvals", "{}", r.detail);
-                assert!(r.detail.contains(reason), "expected `{reason}` in: {}", r.detail);
+                assert!(
+                    r.detail.contains(reason),
+                    "expected `{reason}` in: {}",
+                    r.detail
+                );
                 assert!(r.detail.contains("db.migrate-down needs signed approvals by dba, technical-lead, product-owner"), "{}", r.detail);
             }
             other => panic!("expected an `approvals` refusal ({reason}), got {other:?}"),
@@ -248,9 +269,14 @@ async fn a_compromised_coordinator_cannot_run_a_gated_action_without_real_approv
         good("alice", "product-owner"),
     ];
 
-    h.refused(none, "missing approvals from distinct people for: dba, technical-lead, product-owner").await;
+    h.refused(
+        none,
+        "missing approvals from distinct people for: dba, technical-lead, product-owner",
+    )
+    .await;
     h.refused(twice, "each role needs a different person").await;
-    h.refused(other_run, "is for run run-other, not run-approvals").await;
+    h.refused(other_run, "is for run run-other, not run-approvals")
+        .await;
     h.refused(expired, "expired").await;
     h.refused(foreign, "not accepted by the fleet CA").await;
     h.pki.pki(&["revoke", "operator", "mallory"]);
@@ -266,7 +292,10 @@ async fn a_compromised_coordinator_cannot_run_a_gated_action_without_real_approv
         Vec::new(),
     );
     assert!(
-        matches!(h.outcome(&backup).await, wire::step_result::Result::Succeeded(_)),
+        matches!(
+            h.outcome(&backup).await,
+            wire::step_result::Result::Succeeded(_)
+        ),
         "the backup did not succeed"
     );
     let three = vec![
@@ -361,11 +390,17 @@ params = {{ db = {db}, migrations = {{ dir = "{migrations}" }}, up_to = "003_pay
     })
     .await;
     // Oscar starts the run (and may not approve it); the others approve.
-    let started = fleet.start_run("oscar", &["--reason", "approvals e2e", "--phases", "database"]);
+    let started = fleet.start_run(
+        "oscar",
+        &["--reason", "approvals e2e", "--phases", "database"],
+    );
     let id = backout_e2e::fleet::run_id(&started);
     fleet.approve(&id, &["carol"]);
     for op in ["dave", "bob", "alice"] {
-        fleet.json(op, &["approve", &id, "--phase", "database", "--output", "json"]);
+        fleet.json(
+            op,
+            &["approve", &id, "--phase", "database", "--output", "json"],
+        );
     }
     let lines = fleet.watch_to_end(&id).await;
     let down = finished(&lines, "migrate-down");
@@ -373,7 +408,10 @@ params = {{ db = {db}, migrations = {{ dir = "{migrations}" }}, up_to = "003_pay
     assert_eq!(fleet.run_of(&id)["status"], "succeeded");
     assert_eq!(
         pg.applied(),
-        MIGRATIONS[..3].iter().map(|(id, _, _)| id.to_string()).collect::<Vec<_>>()
+        MIGRATIONS[..3]
+            .iter()
+            .map(|(id, _, _)| id.to_string())
+            .collect::<Vec<_>>()
     );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(

@@ -38,8 +38,7 @@ pub struct Args {
 pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
     let files = connect.files()?;
     let read = |path: &std::path::Path| {
-        std::fs::read_to_string(path)
-            .map_err(|e| BadInput(format!("{}: {e}", path.display())))
+        std::fs::read_to_string(path).map_err(|e| BadInput(format!("{}: {e}", path.display())))
     };
     let (cert_pem, key_pem) = (read(&files.cert)?, read(&files.key)?);
     let operator = match files.load()?.identity {

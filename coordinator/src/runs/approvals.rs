@@ -140,7 +140,10 @@ pub(super) fn check_statement(
         ));
     }
     if s.run_id != run_id {
-        return Err(format!("the statement is for run {}, not {run_id}", s.run_id));
+        return Err(format!(
+            "the statement is for run {}, not {run_id}",
+            s.run_id
+        ));
     }
     if s.plan_digest != digest {
         return Err(format!(
@@ -213,8 +216,16 @@ mod tests {
         let check = |n: &mut BTreeMap<String, Issued>, by: &str, scope: &str| {
             check_statement(&s, by, "run-1", "sha256:ab", scope, false, n, 1_000)
         };
-        assert!(check(&mut n, "bob", "phase:database").unwrap_err().contains("dave's"));
-        assert!(check(&mut n, "dave", "run").unwrap_err().contains("not run"));
+        assert!(
+            check(&mut n, "bob", "phase:database")
+                .unwrap_err()
+                .contains("dave's")
+        );
+        assert!(
+            check(&mut n, "dave", "run")
+                .unwrap_err()
+                .contains("not run")
+        );
         check(&mut n, "dave", "phase:database").unwrap();
         let again = check(&mut n, "dave", "phase:database").unwrap_err();
         assert!(again.contains("already used"), "{again}");
@@ -223,11 +234,38 @@ mod tests {
     #[test]
     fn another_run_digest_or_decision_is_refused() {
         let s = statement();
-        let run = check_statement(&s, "dave", "run-2", "sha256:ab", "phase:database", false, &mut issued(), 1_000);
+        let run = check_statement(
+            &s,
+            "dave",
+            "run-2",
+            "sha256:ab",
+            "phase:database",
+            false,
+            &mut issued(),
+            1_000,
+        );
         assert!(run.unwrap_err().contains("run-1, not run-2"));
-        let digest = check_statement(&s, "dave", "run-1", "sha256:cd", "phase:database", false, &mut issued(), 1_000);
+        let digest = check_statement(
+            &s,
+            "dave",
+            "run-1",
+            "sha256:cd",
+            "phase:database",
+            false,
+            &mut issued(),
+            1_000,
+        );
         assert!(digest.unwrap_err().contains("plan digest"));
-        let refusing = check_statement(&s, "dave", "run-1", "sha256:ab", "phase:database", true, &mut issued(), 1_000);
+        let refusing = check_statement(
+            &s,
+            "dave",
+            "run-1",
+            "sha256:ab",
+            "phase:database",
+            true,
+            &mut issued(),
+            1_000,
+        );
         assert!(refusing.unwrap_err().contains("decision"));
     }
 

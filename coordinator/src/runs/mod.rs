@@ -755,7 +755,10 @@ impl Runs {
         roles: &[String],
         role: Option<&str>,
         refusal: Option<String>,
-        signed: Option<(backout_tls::approval::SignedApproval, backout_tls::approval::Statement)>,
+        signed: Option<(
+            backout_tls::approval::SignedApproval,
+            backout_tls::approval::Statement,
+        )>,
     ) -> Result<Summary, RunError> {
         let summary = {
             let mut runs = self.lock();
@@ -790,7 +793,8 @@ impl Runs {
                         now,
                     )
                     .map_err(RunError::Statement)?;
-                    let record = Record::ApprovalSigned(crate::journal::SignedStatement::of(approval));
+                    let record =
+                        Record::ApprovalSigned(crate::journal::SignedStatement::of(approval));
                     let held = approvals::held(&crate::journal::SignedStatement::of(approval))
                         .ok_or_else(|| RunError::Statement("the statement does not read".into()))?;
                     Some((record, held))

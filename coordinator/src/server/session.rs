@@ -117,7 +117,12 @@ impl wire::session_server::Session for SessionService {
         let _ = tx.send(welcome).await;
         // Then the fleet's revocation list, for the agent's own checks of
         // signed approvals (again whenever it changes: `fleet::crl`).
-        if let Some(crl) = self.config.crl.as_deref().and_then(crate::fleet::crl::message) {
+        if let Some(crl) = self
+            .config
+            .crl
+            .as_deref()
+            .and_then(crate::fleet::crl::message)
+        {
             let _ = tx.send(crl).await;
         }
 
