@@ -269,6 +269,13 @@ async fn a_compromised_coordinator_cannot_run_a_gated_action_without_real_approv
         good("alice", "product-owner"),
     ];
 
+    // Three real approvals, for the end.
+    let three = vec![
+        good("dave", "dba"),
+        good("bob", "technical-lead"),
+        good("alice", "product-owner"),
+    ];
+
     h.refused(
         none,
         "missing approvals from distinct people for: dba, technical-lead, product-owner",
@@ -298,11 +305,6 @@ async fn a_compromised_coordinator_cannot_run_a_gated_action_without_real_approv
         ),
         "the backup did not succeed"
     );
-    let three = vec![
-        good("dave", "dba"),
-        good("bob", "technical-lead"),
-        good("alice", "product-owner"),
-    ];
     let body = h.migrate_down(three);
     match h.outcome(&body).await {
         wire::step_result::Result::Succeeded(_) => {}
