@@ -180,6 +180,12 @@ async fn plugin_run(command: PluginCommand) -> ExitCode {
         }
     };
     let ok = matches!(run.outcome, StepOutcome::Succeeded { .. });
+    for need in &run.without {
+        say(
+            &mut std::io::stderr(),
+            format_args!("note: ran without the optional need {need}: not granted"),
+        );
+    }
     if text {
         match &run.outcome {
             StepOutcome::Succeeded {

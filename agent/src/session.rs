@@ -230,6 +230,17 @@ fn hello(agent: &Agent) -> wire::Hello {
                 pinned_sha256: String::new(),
                 load_error: String::new(),
                 schema_json: p.schema_json,
+                needs: p
+                    .needs
+                    .into_iter()
+                    .map(|n| wire::NeedDescriptor {
+                        kind: n.kind,
+                        value: n.value,
+                        why: n.why,
+                        optional: n.optional,
+                        granted: n.granted.unwrap_or(false),
+                    })
+                    .collect(),
             })
             .chain(
                 agent

@@ -481,6 +481,7 @@ mod tests {
                 actions: vec![],
                 load_error: String::new(),
                 schema_json: String::new(),
+                needs: Vec::new(),
             }],
             connected: true,
             connected_since_ms: 0,

@@ -98,6 +98,17 @@ impl wire::control_server::Control for ControlService {
                         actions: p.actions,
                         load_error: p.load_error,
                         schema_json: p.schema_json,
+                        needs: p
+                            .needs
+                            .into_iter()
+                            .map(|n| wire::NeedDescriptor {
+                                kind: n.kind,
+                                value: n.value,
+                                why: n.why,
+                                optional: n.optional,
+                                granted: n.granted,
+                            })
+                            .collect(),
                     })
                     .collect(),
                 hostname: a.hostname,

@@ -24,7 +24,7 @@ use wire::coordinator_message::Kind as CoordKind;
 use crate::config::CoordinatorConfig;
 use crate::fleet::dispatch::Dispatcher;
 use crate::fleet::registry::{AgentView, Registry};
-use crate::fleet::{PluginInfo, StepEvent, StepOutcome};
+use crate::fleet::{NeedInfo, PluginInfo, StepEvent, StepOutcome};
 use crate::journal::Journal;
 use crate::runs::Runs;
 
@@ -131,6 +131,17 @@ impl wire::session_server::Session for SessionService {
                     actions: p.actions.clone(),
                     load_error: p.load_error.clone(),
                     schema_json: p.schema_json.clone(),
+                    needs: p
+                        .needs
+                        .iter()
+                        .map(|n| NeedInfo {
+                            kind: n.kind.clone(),
+                            value: n.value.clone(),
+                            why: n.why.clone(),
+                            optional: n.optional,
+                            granted: n.granted,
+                        })
+                        .collect(),
                 })
                 .collect(),
             connected: true,
