@@ -269,8 +269,5 @@ fn plan_check_lists_the_optional_needs_of_the_plans_plugins() {
         stderr(&out)
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        doc["notes"][0].as_str().unwrap().starts_with(note),
-        "{doc}"
-    );
+    assert!(doc["notes"][0].as_str().unwrap().starts_with(note), "{doc}");
 }

@@ -79,7 +79,9 @@ async fn an_ungranted_required_need_disables_the_plugin_and_an_ungranted_optiona
     let agents = fleet.json("alice", &["agents", "--output", "json"]);
     let plugins = agents["agents"][0]["plugins"].as_array().unwrap();
     let listed = |name: &str| plugins.iter().find(|p| p["name"] == name).unwrap();
-    let disabled = listed("maintenance")["load_error"].as_str().unwrap_or_default();
+    let disabled = listed("maintenance")["load_error"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         disabled.contains("plugin `maintenance` needs what its [plugin.grants] do not give")
             && disabled.contains("some read grant")

@@ -53,11 +53,11 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 pub use caps::GrantError;
-pub use needs::Need;
 pub use config::{
     ByteSize, DEFAULT_DEADLINE, DEFAULT_MEMORY, DEFAULT_OUTPUT, Grants, LimitsError, MAX_DEADLINE,
     MAX_MEMORY, PluginConfig, StepLimits, StepLimitsConfig,
 };
+pub use needs::Need;
 pub use secrets::{SecretError, SecretSource, SecretStore, SubstituteError};
 
 use bindings::PluginPre;

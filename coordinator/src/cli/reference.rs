@@ -221,7 +221,11 @@ pub fn plugin_markdown(name: &str, plugin: &Described) -> String {
                     format!("`{}`", cell(&need.value))
                 },
                 cell(&need.why),
-                if need.optional { "no (optional)" } else { "yes" }
+                if need.optional {
+                    "no (optional)"
+                } else {
+                    "yes"
+                }
             ));
         }
     }

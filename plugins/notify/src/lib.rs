@@ -49,11 +49,7 @@ impl Plugin for Notify {
         vec![
             Need::url("", "the Slack incoming webhook"),
             // A plain http(s) URL (a local receiver) needs no secret.
-            Need::secret(
-                "",
-                "the webhook URL, when params.url is `${secret:NAME}`",
-            )
-            .optional(),
+            Need::secret("", "the webhook URL, when params.url is `${secret:NAME}`").optional(),
         ]
     }
 
