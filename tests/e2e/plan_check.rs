@@ -244,7 +244,7 @@ fn plan_check_lists_the_optional_needs_of_the_plans_plugins() {
     let plan = dir.path().join("plan.toml");
     std::fs::write(
         &plan,
-        "[[phase]]\nid = \"tell\"\nname = \"Tell\"\n\n[[phase.step]]\nid = \"slack\"\nplugin = \"notify\"\naction = \"post\"\non = \"web-1\"\nparams = { url = \"${secret:SLACK_URL}\", template = \"rolling back\" }\n",
+        "[plan]\nname = \"t\"\n\n[[host]]\nid = \"web-1\"\n\n[[phase]]\nid = \"tell\"\nname = \"Tell\"\n\n[[phase.step]]\nid = \"slack\"\nplugin = \"notify\"\naction = \"post\"\non = \"web-1\"\nparams = { url = \"${secret:SLACK_URL}\", template = \"rolling back\" }\n",
     )
     .unwrap();
     let plugins = plugins_dir();
