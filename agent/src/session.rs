@@ -237,7 +237,7 @@ fn hello(agent: &Agent) -> wire::Hello {
                         kind: n.kind,
                         value: n.value,
                         why: n.why,
-                        optional: n.optional,
+                        is_optional: n.optional,
                         granted: n.granted.unwrap_or(false),
                     })
                     .collect(),

@@ -62,7 +62,7 @@ pub fn agents_json(reply: &wire::ListAgentsReply) -> Value {
                     "load_error": (!p.load_error.is_empty()).then_some(&p.load_error),
                     "needs": p.needs.iter().map(|n| json!({
                         "kind": n.kind, "value": n.value, "why": n.why,
-                        "optional": n.optional, "granted": n.granted,
+                        "optional": n.is_optional, "granted": n.granted,
                     })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             })
@@ -138,7 +138,7 @@ fn without_optional(p: &wire::PluginDescriptor) -> String {
     let missing: Vec<String> = p
         .needs
         .iter()
-        .filter(|n| n.optional && !n.granted)
+        .filter(|n| n.is_optional && !n.granted)
         .map(|n| {
             if n.value.is_empty() {
                 format!("some {} grant", n.kind)

@@ -287,7 +287,7 @@ pub fn fleet_notes(reply: &backout_proto::wire::ListAgentsReply) -> Notes {
     for agent in reply.agents.iter().filter(|a| a.connected) {
         for p in &agent.plugins {
             let entry = notes.entry(p.name.clone()).or_default();
-            for n in p.needs.iter().filter(|n| n.optional && !n.granted) {
+            for n in p.needs.iter().filter(|n| n.is_optional && !n.granted) {
                 let need = DescribedNeed {
                     kind: n.kind.clone(),
                     value: n.value.clone(),

@@ -105,7 +105,7 @@ impl wire::control_server::Control for ControlService {
                                 kind: n.kind,
                                 value: n.value,
                                 why: n.why,
-                                optional: n.optional,
+                                is_optional: n.optional,
                                 granted: n.granted,
                             })
                             .collect(),

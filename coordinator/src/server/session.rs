@@ -138,7 +138,7 @@ impl wire::session_server::Session for SessionService {
                             kind: n.kind.clone(),
                             value: n.value.clone(),
                             why: n.why.clone(),
-                            optional: n.optional,
+                            optional: n.is_optional,
                             granted: n.granted,
                         })
                         .collect(),
