@@ -209,9 +209,9 @@ mod tests {
             Val::Record(fields)
         };
         // A plugin built before WIT 0.1.1 has no `optional` field.
-        assert!(!need(&record(None)).unwrap().optional);
-        assert!(!need(&record(Some(false))).unwrap().optional);
-        let optional = need(&record(Some(true))).unwrap();
+        assert!(!super::need(&record(None)).unwrap().optional);
+        assert!(!super::need(&record(Some(false))).unwrap().optional);
+        let optional = super::need(&record(Some(true))).unwrap();
         assert!(optional.optional);
         assert_eq!(optional.to_string(), "some url grant (a proxy)");
     }

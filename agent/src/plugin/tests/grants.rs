@@ -485,7 +485,7 @@ async fn an_ungranted_optional_need_loads_and_the_plugin_can_ask_what_is_granted
     let host = host(
         "testbed",
         Grants {
-            read: vec![granted.clone()],
+            read: vec![dir.path().to_path_buf()],
             ..Grants::default()
         },
     );
