@@ -177,14 +177,13 @@ fn a_checkpoint_edited_to_match_a_rewritten_chain_does_not_verify() {
         // The rewriter fixes each checkpoint's hash to the new chain's (it
         // cannot sign: it has no key).
         let mut prev = crate::journal::GENESIS.to_string();
-        for i in 0..rows.len() {
+        for (i, r) in rows.iter_mut().enumerate() {
             let seq = i as i64 + 1;
-            if rows[i].kind == KIND {
-                let mut c: Checkpoint = serde_json::from_str(&rows[i].body).unwrap();
+            if r.kind == KIND {
+                let mut c: Checkpoint = serde_json::from_str(&r.body).unwrap();
                 c.hash = prev.clone();
-                rows[i].body = serde_json::to_string(&c).unwrap();
+                r.body = serde_json::to_string(&c).unwrap();
             }
-            let r = &rows[i];
             prev = entry_hash(seq, r.at_ms, &r.run_id, &r.kind, &r.body, &prev);
         }
     });
