@@ -303,8 +303,11 @@ pub struct LogCheck {
     pub agents: Vec<String>,
 }
 
+/// A signed journal checkpoint every this many entries, by default.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
+
 fn default_checkpoint_every() -> u64 {
-    crate::journal::checkpoint::DEFAULT_EVERY
+    DEFAULT_CHECKPOINT_EVERY
 }
 
 fn default_command_ttl() -> Duration {

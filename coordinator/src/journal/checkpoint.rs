@@ -34,7 +34,7 @@ use super::record::Record;
 /// Entries between two checkpoints, unless the configuration says
 /// otherwise (`checkpoint_every`): a journal cut or rewritten after the last
 /// one loses at most this many entries unseen by a checkpoint.
-pub const DEFAULT_EVERY: u64 = 1000;
+pub const DEFAULT_EVERY: u64 = crate::config::DEFAULT_CHECKPOINT_EVERY;
 
 /// The kind of a checkpoint entry.
 pub const KIND: &str = "journal.checkpoint";
