@@ -853,6 +853,23 @@ fn acted(headers: &HeaderMap, id: &str, result: Result<wire::RunSummary, Failure
     }
 }
 
+/// What every action on a run checks first, the form's token, then a run
+/// id that can be one: the refusal when one fails.
+fn refusal_to_act_on_run(
+    app: &App,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+    id: &str,
+) -> Option<Response> {
+    if !token_ok(app, headers, csrf) {
+        return Some(forbidden());
+    }
+    if !valid_run_id(id) {
+        return Some(refused(headers, id, StatusCode::NOT_FOUND, "no such run"));
+    }
+    None
+}
+
 fn refused(headers: &HeaderMap, id: &str, status: StatusCode, why: &str) -> Response {
     acted(headers, id, Err(Failure::Refused(status, why.to_string())))
 }
@@ -863,11 +880,8 @@ async fn approve(
     headers: HeaderMap,
     Form(form): Form<ApproveForm>,
 ) -> Response {
-    if !token_ok(&app, &headers, form.csrf.as_deref()) {
-        return forbidden();
-    }
-    if !valid_run_id(&id) {
-        return refused(&headers, &id, StatusCode::NOT_FOUND, "no such run");
+    if let Some(refusal) = refusal_to_act_on_run(&app, &headers, form.csrf.as_deref(), &id) {
+        return refusal;
     }
     let refuse = form.refuse.is_some();
     if refuse && form.why.trim().is_empty() {
@@ -910,11 +924,8 @@ async fn abort(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    if !token_ok(&app, &headers, form.csrf.as_deref()) {
-        return forbidden();
-    }
-    if !valid_run_id(&id) {
-        return refused(&headers, &id, StatusCode::NOT_FOUND, "no such run");
+    if let Some(refusal) = refusal_to_act_on_run(&app, &headers, form.csrf.as_deref(), &id) {
+        return refusal;
     }
     let request = wire::AbortRunRequest { run_id: id.clone() };
     let result = app
@@ -934,11 +945,8 @@ async fn undo(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    if !token_ok(&app, &headers, form.csrf.as_deref()) {
-        return forbidden();
-    }
-    if !valid_run_id(&id) {
-        return refused(&headers, &id, StatusCode::NOT_FOUND, "no such run");
+    if let Some(refusal) = refusal_to_act_on_run(&app, &headers, form.csrf.as_deref(), &id) {
+        return refusal;
     }
     let request = wire::StartRunRequest {
         reason: format!("undo of remedy run {id}"),
