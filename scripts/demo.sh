@@ -117,7 +117,8 @@ say "A private CA for the fleet: a certificate per agent and per person (in $wor
 "$backout" pki init --dir "$work/pki" --trust-domain demo.backout.local >/dev/null
 for a in app-1 app-2 db-1; do "$backout" pki issue agent "$a" --dir "$work/pki" >/dev/null; done
 # Demo identities, clearly labelled: in production each person has their own
-# certificate, and their role comes from the coordinator's configuration.
+# certificate; the CA attests their role in it (the coordinator's
+# configuration must agree), and db-1's agent checks their signed approvals.
 declare -A role_of=(
   [demo-oncall]=sre-lead
   [demo-release-manager]=release-manager
@@ -125,7 +126,10 @@ declare -A role_of=(
   [demo-dba]=dba
   [demo-product-owner]=product-owner
 )
-for op in "${!role_of[@]}"; do "$backout" pki issue operator "$op" --dir "$work/pki" >/dev/null; done
+for op in "${!role_of[@]}"; do "$backout" pki issue operator "$op" --role "${role_of[$op]}" --dir "$work/pki" >/dev/null; done
+# The CA-signed revocation list (empty): the coordinator checks certificates
+# against it and hands it to the agents, which check approvals against it.
+"$backout" pki revoke --dir "$work/pki" >/dev/null
 explain "agents:    app-1 app-2 db-1"
 explain "operators: demo-oncall (SRE lead), demo-release-manager, demo-tech-lead, demo-dba, demo-product-owner"
 
@@ -293,6 +297,7 @@ TOML
 command_key = "pki/command-signing.key"
 heartbeat_interval = "2s"
 plan = "plan.toml"
+crl = "pki/crl.pem"
 [tls]
 ca = "pki/ca.pem"
 cert = "pki/coordinator.pem"
@@ -462,6 +467,11 @@ write = ["$hosts/db-1/backups"]
 secrets = ["DB_PASSWORD"]
 [secrets]
 DB_PASSWORD = { file = "$work/secrets/DB_PASSWORD" }
+# db-1 runs migrate-down only with the three approvals the plan asks for,
+# each signed by its operator, which this agent verifies itself.
+[[approval_policy]]
+action = "db.migrate-down"
+roles = ["dba", "technical-lead", "product-owner"]
 TOML
 } >"$work/db-1.toml"
 
@@ -675,6 +685,9 @@ fi
 
 say "Who approved, each under their own certificate"
 indent <"$work/approvals.log"
+echo "db-1's agent checked the signed approvals itself before migrate-down:" | indent
+grep -h 'signed approvals verified' "$work/db-1.log" | tail -1 | sed 's/.*approvers=/  approvers: /' | indent
+grep -q 'signed approvals verified' "$work/db-1.log" || { echo "db-1 did not verify the approvals" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------
 # 8. Where we are now

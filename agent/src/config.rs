@@ -38,6 +38,11 @@
 //!
 //! [otlp]                                     # optional: OpenTelemetry traces over OTLP/gRPC
 //! endpoint = "http://127.0.0.1:4317"         # (or OTEL_EXPORTER_OTLP_ENDPOINT)
+//!
+//! [[approval_policy]]                        # optional: actions this host runs only with
+//! action = "db.migrate-down"                 # operators' signed approvals it checks itself
+//! roles = ["dba", "technical-lead", "product-owner"]   # each a different person
+//! allow_self_approval = false                # the run's starter may not approve (default)
 //! ```
 //!
 //! Relative paths are resolved against the directory of the configuration file.
@@ -78,6 +83,26 @@ pub struct AgentConfig {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
     #[serde(default)]
     pub otlp: Option<backout_config::otel::OtlpConfig>,
+    /// Actions this agent runs only with operators' signed approvals, which
+    /// it verifies itself (`admit.rs`); none when absent.
+    #[serde(default, rename = "approval_policy")]
+    pub approval_policies: Vec<ApprovalPolicy>,
+}
+
+/// One `[[approval_policy]]`: the action (`plugin.action`) runs only when
+/// the command carries signed approvals by distinct people holding every
+/// role, each verified by this agent against the fleet CA and its CRL.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalPolicy {
+    /// `plugin.action`, e.g. `db.migrate-down`.
+    pub action: String,
+    /// The roles that must approve, each held by a different person.
+    pub roles: Vec<String>,
+    /// Whether the operator who started the run may approve it (when the
+    /// plan allows it); default: no.
+    #[serde(default)]
+    pub allow_self_approval: bool,
 }
 
 /// The coordinators' addresses: one, or several (one leads, the others
@@ -178,7 +203,50 @@ impl AgentConfig {
                 ));
             }
         }
+        let mut actions = std::collections::BTreeSet::new();
+        for (i, policy) in config.approval_policies.iter().enumerate() {
+            let field = |f: &str| format!("approval_policy[{i}].{f}");
+            match policy.action.split_once('.') {
+                Some((plugin, action)) if !plugin.is_empty() && !action.is_empty() => {}
+                _ => {
+                    return Err(ConfigError::invalid(
+                        path,
+                        field("action"),
+                        format!("`{}` is not `plugin.action`", policy.action),
+                    ));
+                }
+            }
+            if !actions.insert(policy.action.as_str()) {
+                return Err(ConfigError::invalid(
+                    path,
+                    field("action"),
+                    format!("`{}` has two policies", policy.action),
+                ));
+            }
+            if policy.roles.is_empty() || policy.roles.iter().any(|r| r.trim().is_empty()) {
+                return Err(ConfigError::invalid(
+                    path,
+                    field("roles"),
+                    "name at least one role, none empty",
+                ));
+            }
+            let distinct: std::collections::BTreeSet<_> = policy.roles.iter().collect();
+            if distinct.len() != policy.roles.len() {
+                return Err(ConfigError::invalid(
+                    path,
+                    field("roles"),
+                    "a role is named twice",
+                ));
+            }
+        }
         Ok(config)
+    }
+
+    /// The approval policy of `plugin`'s `action`, if one gates it.
+    pub fn approval_policy(&self, plugin: &str, action: &str) -> Option<&ApprovalPolicy> {
+        self.approval_policies
+            .iter()
+            .find(|p| p.action.split_once('.') == Some((plugin, action)))
     }
 
     pub fn tls_files(&self) -> TlsFiles {
@@ -219,6 +287,51 @@ ABSOLUTE = { file = "/etc/backout/token" }
             config.secrets["ABSOLUTE"],
             SecretSource::File("/etc/backout/token".into())
         );
+    }
+
+    #[test]
+    fn approval_policies_load_and_bad_ones_name_their_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let load = |policy: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "coordinator = \"c1:7443\"\ncommand_key = \"k.pub\"\nstate_dir = \"s\"\n\
+                     [tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n{policy}"
+                ),
+            )
+            .unwrap();
+            AgentConfig::load(&path)
+        };
+        let config = load(
+            "[[approval_policy]]\naction = \"db.migrate-down\"\nroles = [\"dba\", \"technical-lead\"]\n",
+        )
+        .unwrap();
+        let policy = config.approval_policy("db", "migrate-down").unwrap();
+        assert_eq!(policy.roles, ["dba", "technical-lead"]);
+        assert!(!policy.allow_self_approval);
+        assert!(config.approval_policy("db", "backup").is_none());
+        for (bad, field) in [
+            (
+                "action = \"migrate-down\"\nroles = [\"dba\"]",
+                "approval_policy[0].action",
+            ),
+            (
+                "action = \"db.migrate-down\"\nroles = []",
+                "approval_policy[0].roles",
+            ),
+            (
+                "action = \"db.migrate-down\"\nroles = [\"dba\", \"dba\"]",
+                "approval_policy[0].roles",
+            ),
+            ("action = \"db.x\"\nroles = [\"dba\"]\nself = true", "self"),
+        ] {
+            let e = load(&format!("[[approval_policy]]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
     }
 
     #[test]

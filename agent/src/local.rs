@@ -104,6 +104,9 @@ pub struct LocalRun {
     pub sha256: String,
     pub events: Vec<StepEvent>,
     pub outcome: StepOutcome,
+    /// The plugin's optional needs the given grants do not cover: it ran
+    /// without them.
+    pub without: Vec<String>,
 }
 
 /// The plugin's name: the file's stem (`health.wasm` → `health`).
@@ -138,12 +141,23 @@ pub async fn run(
     let secrets = SecretStore::load(&step.secrets).map_err(|e| LocalError::Load(e.to_string()))?;
     let host = PluginHost::new(&[config], secrets, StepLimits::default())
         .map_err(|e| LocalError::Load(e.to_string()))?;
+    // A required need the grants do not give disables the plugin: say why.
+    if let Some((_, _, error)) = host.disabled().into_iter().next() {
+        return Err(LocalError::Load(error));
+    }
     let bytes =
         std::fs::read(&file).map_err(|e| LocalError::Load(format!("{}: {e}", file.display())))?;
     let sha256 = sha256_hex(&bytes);
     let plugin = host
         .resolve(&name, &sha256)
         .map_err(|e| LocalError::Load(e.to_string()))?;
+    let without = plugin
+        .info
+        .needs
+        .iter()
+        .filter(|n| n.optional && n.granted == Some(false))
+        .map(ToString::to_string)
+        .collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let request = StepRequest {
         step_id: format!("local/{name}/{}", step.action),
@@ -174,6 +188,7 @@ pub async fn run(
         sha256,
         events,
         outcome,
+        without,
     })
 }
 
@@ -223,10 +238,12 @@ pub fn run_json(run: &LocalRun) -> serde_json::Value {
         } => serde_json::json!({
             "plugin": run.plugin, "sha256": run.sha256, "outcome": "succeeded",
             "summary": summary, "data": parse(data_json), "events": events,
+            "without_optional": run.without,
         }),
         StepOutcome::Failed { code, message } => serde_json::json!({
             "plugin": run.plugin, "sha256": run.sha256, "outcome": "failed",
             "code": code, "message": message, "events": events,
+            "without_optional": run.without,
         }),
     }
 }

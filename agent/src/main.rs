@@ -180,6 +180,12 @@ async fn plugin_run(command: PluginCommand) -> ExitCode {
         }
     };
     let ok = matches!(run.outcome, StepOutcome::Succeeded { .. });
+    for need in &run.without {
+        say(
+            &mut std::io::stderr(),
+            format_args!("note: ran without the optional need {need}: not granted"),
+        );
+    }
     if text {
         match &run.outcome {
             StepOutcome::Succeeded {
@@ -298,6 +304,10 @@ fn session_parts(
         agent_id: id.clone(),
         verifier,
         skew_ms,
+        approvals: backout_agent::admit::ApprovalGate::new(
+            config.approval_policies.clone(),
+            tls.clone(),
+        ),
     };
     Ok((id, tls, admission, ledger))
 }
@@ -565,6 +575,10 @@ fn needs_restart(running: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> 
         ("secrets", running.secrets != new.secrets),
         ("metrics", running.metrics != new.metrics),
         ("otlp", running.otlp != new.otlp),
+        (
+            "approval_policy",
+            running.approval_policies != new.approval_policies,
+        ),
     ];
     changed
         .into_iter()

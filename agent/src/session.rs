@@ -172,6 +172,22 @@ async fn session(agent: &Arc<Agent>, addr: &str) -> anyhow::Result<()> {
                     tokio::spawn(handle_command(agent.clone(), signed, tx.clone()));
                 }
                 Some(CoordKind::HeartbeatAck(_)) => {}
+                Some(CoordKind::Crl(list)) => {
+                    match agent.admission.approvals.offer_crl(&list.pem) {
+                        Ok(Some(dates)) => tracing::info!(
+                            revoked = dates.revoked,
+                            this_update = dates.this_update,
+                            next_update = dates.next_update.unwrap_or_default(),
+                            "revocation list received"
+                        ),
+                        Ok(None) => tracing::warn!(
+                            "the coordinator sent a revocation list older than the one held: kept the newer"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the coordinator sent a revocation list that does not read: kept the one held")
+                        }
+                    }
+                }
                 Some(CoordKind::Rejected(r)) => {
                     tracing::warn!(reason = %r.reason, "the coordinator rejected a message");
                 }
@@ -230,6 +246,17 @@ fn hello(agent: &Agent) -> wire::Hello {
                 pinned_sha256: String::new(),
                 load_error: String::new(),
                 schema_json: p.schema_json,
+                needs: p
+                    .needs
+                    .into_iter()
+                    .map(|n| wire::NeedDescriptor {
+                        kind: n.kind,
+                        value: n.value,
+                        why: n.why,
+                        is_optional: n.optional,
+                        granted: n.granted.unwrap_or(false),
+                    })
+                    .collect(),
             })
             .chain(
                 agent

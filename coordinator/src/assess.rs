@@ -83,6 +83,7 @@ pub async fn run(
             give_up_at_ms: give_up_in(timeout),
             audit,
             traceparent: String::new(),
+            approvals: Default::default(),
         };
         async move {
             let started = Instant::now();

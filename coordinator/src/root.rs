@@ -158,6 +158,9 @@ impl Coordinator {
             );
         }
         crate::journal::flush_every(self.journal.clone(), crate::journal::FLUSH_EVERY);
+        if let Some(crl) = &self.config.crl {
+            crate::fleet::crl::spawn_watch(crl.clone(), self.registry.clone());
+        }
         let resumed = self.runs.resume()?;
         if resumed > 0 {
             tracing::warn!(runs = resumed, "unfinished runs resumed from the journal");

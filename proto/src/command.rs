@@ -47,11 +47,15 @@ pub enum Check {
     /// step (`CommandBody.give_up_at_ms`): the coordinator has already
     /// recorded the step as timed out, so it is not run.
     Deadline,
+    /// The action needs operators' approvals (the agent's
+    /// `approval_policy`) and the attached statements do not give them: none,
+    /// one person twice, another run, expired, revoked, outside the CA...
+    Approvals,
 }
 
 impl Check {
     /// Every check, in the order the agent runs them.
-    pub const ALL: [Check; 10] = [
+    pub const ALL: [Check; 11] = [
         Check::Signature,
         Check::Malformed,
         Check::Expired,
@@ -62,6 +66,7 @@ impl Check {
         Check::Target,
         Check::UnknownPlugin,
         Check::PluginHash,
+        Check::Approvals,
     ];
 
     /// The check a refusal names on the wire (`Refusal.check`), if it is one
@@ -82,6 +87,7 @@ impl Check {
             Check::PluginHash => "plugin_hash",
             Check::StaleCoordinator => "stale-coordinator",
             Check::Deadline => "deadline",
+            Check::Approvals => "approvals",
         }
     }
 }
@@ -213,6 +219,13 @@ pub struct Command {
     /// When the coordinator gives up on the step, in Unix milliseconds
     /// (None: it did not say).
     pub give_up_at_ms: Option<i64>,
+    /// The operators' signed approvals attached to the command (checked by
+    /// the agent when its policy gates the action).
+    pub approvals: Vec<wire::SignedApproval>,
+    /// The run's plan digest the approvals must name.
+    pub plan_digest: String,
+    /// Who started the run (the no-self-approval rule).
+    pub started_by: String,
 }
 
 impl TryFrom<wire::CommandBody> for Command {
@@ -276,6 +289,9 @@ impl TryFrom<wire::CommandBody> for Command {
                 .then(|| Duration::from_millis(body.deadline_ms.into())),
             epoch: body.epoch,
             give_up_at_ms: (body.give_up_at_ms > 0).then_some(body.give_up_at_ms),
+            approvals: body.approvals,
+            plan_digest: body.plan_digest,
+            started_by: body.started_by,
         })
     }
 }
@@ -475,6 +491,7 @@ mod tests {
             epoch: 0,
             traceparent: String::new(),
             give_up_at_ms: 0,
+            ..Default::default()
         }
     }
 

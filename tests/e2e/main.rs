@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod app;
+mod approvals;
 mod assess;
 mod bad_input;
 mod chaos;

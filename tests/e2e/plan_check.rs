@@ -276,3 +276,39 @@ async fn against_the_fleet_and_at_serve_the_same_errors_stop_it() {
         "{err}"
     );
 }
+
+/// `plan check` says which optional needs the plan's plugins have (the
+/// plugin files' own `needs`), as notes that never fail the check.
+#[test]
+fn plan_check_lists_the_optional_needs_of_the_plans_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        "[plan]\nname = \"t\"\n\n[[host]]\nid = \"web-1\"\n\n[[phase]]\nid = \"tell\"\nname = \"Tell\"\n\n[[phase.step]]\nid = \"slack\"\nplugin = \"notify\"\naction = \"post\"\non = \"web-1\"\nparams = { url = \"${secret:SLACK_URL}\", template = \"rolling back\" }\n",
+    )
+    .unwrap();
+    let plugins = plugins_dir();
+    let out = run(
+        &bin("backout"),
+        &[
+            "plan",
+            "check",
+            plan.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let note = "plugin `notify` has an optional need: some secret grant (the webhook URL, when params.url is `${secret:NAME}`)";
+    assert!(
+        stderr(&out).contains(&format!("{}: note: {note}", plan.display())),
+        "{}",
+        stderr(&out)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["notes"][0].as_str().unwrap().starts_with(note), "{doc}");
+}

@@ -1,9 +1,10 @@
 //! A third-party plugin, built outside the workspace, loads into an agent
 //! built without it; an agent that does not grant what a plugin needs
-//! refuses to start and says what is missing.
+//! disables that plugin and says what is missing, and one that does not
+//! grant an optional need loads the plugin anyway.
 
 use backout_e2e::fleet::Fleet;
-use backout_e2e::{Pki, agent_config, bin, plugin};
+use backout_e2e::{Pki, plugin};
 
 fn maintenance(flag_dir: &std::path::Path, grants: bool) -> String {
     let grants = if grants {
@@ -57,27 +58,67 @@ async fn a_plugin_built_outside_the_workspace_runs_in_an_unchanged_agent() {
     assert_eq!(std::fs::read_to_string(&flag).unwrap(), "rolling back");
 }
 
-#[test]
-fn an_agent_refuses_to_load_a_plugin_whose_needs_are_not_granted() {
+/// Through the real agent: a plugin whose required needs its grants do
+/// not cover is disabled, naming them, and the rest serve; a plugin whose
+/// optional need is not granted loads (the agent logs it), runs, and asks
+/// at run time whether it was granted.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ungranted_required_need_disables_the_plugin_and_an_ungranted_optional_one_does_not() {
     let pki = Pki::new("needs.test");
-    pki.issue("agent", "web-1");
-    let config = pki.path().join("web-1.toml");
-    std::fs::write(
-        &config,
-        agent_config(&pki, "web-1", "127.0.0.1:9", &pki.path().join("state"), "")
-            + &maintenance(&pki.path().join("www"), false),
-    )
-    .unwrap();
-    let out = std::process::Command::new(bin("backout-agent"))
-        .args(["--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "a configuration problem");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let grants = maintenance(&pki.path().join("www"), false);
+    let plan = "[[phase]]\nid = \"p\"\nname = \"P\"\n[[phase.step]]\nid = \"ask\"\nplugin = \"testbed\"\naction = \"granted\"\non = \"web-1\"\nparams = { kind = \"url\", value = \"http://optional.invalid/\" }\n";
+    let fleet = Fleet::builder("needs.test")
+        .pki(pki)
+        .name("needs e2e")
+        .hosts(["web-1"])
+        .approvals(["technical-lead"])
+        .plan(plan)
+        .agent_config(move |_, config| config + &grants)
+        .start()
+        .await;
+    let agents = fleet.json("alice", &["agents", "--output", "json"]);
+    let plugins = agents["agents"][0]["plugins"].as_array().unwrap();
+    let listed = |name: &str| plugins.iter().find(|p| p["name"] == name).unwrap();
+    let disabled = listed("maintenance")["load_error"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
-        stderr.contains("plugin `maintenance` needs what its [plugin.grants] do not give")
-            && stderr.contains("some read grant")
-            && stderr.contains("some write grant"),
-        "{stderr}"
+        disabled.contains("plugin `maintenance` needs what its [plugin.grants] do not give")
+            && disabled.contains("some read grant")
+            && disabled.contains("some write grant"),
+        "{agents}"
     );
+    let testbed = listed("testbed");
+    assert_eq!(testbed["load_error"], serde_json::Value::Null, "{agents}");
+    assert_eq!(
+        testbed["needs"][0],
+        serde_json::json!({
+            "kind": "url", "value": "http://optional.invalid/", "why": "a proxy it can do without",
+            "optional": true, "granted": false,
+        }),
+        "{agents}"
+    );
+    let text = fleet.cli("alice", &["agents"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("maintenance (DISABLED: "), "{text}");
+    assert!(
+        text.contains("without optional url `http://optional.invalid/`"),
+        "{text}"
+    );
+    let log = std::fs::read_to_string(&fleet.agents["web-1"].log).unwrap();
+    assert!(
+        log.contains("an optional need of the plugin is not granted")
+            && log.contains("http://optional.invalid/"),
+        "the agent logs the optional need at start"
+    );
+
+    let id = fleet.start_approved(&["--reason", "needs"]);
+    let lines = fleet.watch_to_end(&id).await;
+    assert_eq!(
+        lines.last().unwrap()["run"]["status"],
+        "succeeded",
+        "{lines:#?}"
+    );
+    let finished = lines.iter().find(|l| l["kind"] == "finished").unwrap();
+    assert_eq!(finished["data"]["granted"], false, "{finished}");
 }

@@ -188,6 +188,9 @@ pub fn command(
         epoch: 0,
         traceparent: String::new(),
         give_up_at_ms: 0,
+        approvals: Vec::new(),
+        plan_digest: String::new(),
+        started_by: String::new(),
     }
 }
 

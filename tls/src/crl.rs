@@ -30,6 +30,31 @@ impl Default for CrlOptions {
     }
 }
 
+/// What a revocation list says of itself: when it was made and when the
+/// next one is due (Unix seconds), and how many certificates it lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrlDates {
+    pub this_update: i64,
+    pub next_update: Option<i64>,
+    pub revoked: usize,
+}
+
+/// Reads the dates of the first list in `pem` (its signature is checked
+/// where it is used, against the CA, by [`crate::tls::TlsMaterial::with_crl_pem`]'s
+/// verifier).
+pub fn dates(pem: &[u8]) -> Result<CrlDates, String> {
+    use x509_parser::prelude::{CertificateRevocationList, FromDer};
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem)
+        .map(|d: rustls_pki_types::CertificateRevocationListDer<'static>| d.to_vec())
+        .map_err(|e| format!("not a PEM CRL: {e}"))?;
+    let (_, crl) = CertificateRevocationList::from_der(&der).map_err(|e| e.to_string())?;
+    Ok(CrlDates {
+        this_update: crl.last_update().timestamp(),
+        next_update: crl.next_update().map(|t| t.timestamp()),
+        revoked: crl.iter_revoked_certificates().count(),
+    })
+}
+
 /// Adds the certificate in `cert` (if given; see [`crate::pki::leaf_paths`]) to the CRL of `dir`
 /// (`crl.pem`) and signs the list again with the CA, with a new next-update
 /// time. Without an identity, only re-signs (to extend the next update).

@@ -163,13 +163,20 @@ impl TlsMaterial {
     /// Adds the certificate revocation lists (PEM, signed by the fleet CA) in
     /// `path`: the server then refuses any client certificate they list, and
     /// every client certificate once a list is past its next-update time.
-    pub fn with_crl(mut self, path: &Path) -> Result<Self, TlsError> {
+    pub fn with_crl(self, path: &Path) -> Result<Self, TlsError> {
         let bytes = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
-        let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        self.with_crl_pem(&bytes)
+            .map_err(|message| file_err(path, message))
+    }
+
+    /// [`TlsMaterial::with_crl`] for lists already read (an agent gets the
+    /// fleet's list from the coordinator). The error says what is wrong.
+    pub fn with_crl_pem(mut self, bytes: &[u8]) -> Result<Self, String> {
+        let crls = CertificateRevocationListDer::pem_slice_iter(bytes)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| file_err(path, format!("not a PEM CRL: {e}")))?;
+            .map_err(|e| format!("not a PEM CRL: {e}"))?;
         if crls.is_empty() {
-            return Err(file_err(path, "no X509 CRL block"));
+            return Err("no X509 CRL block".into());
         }
         self.crls = crls;
         Ok(self)

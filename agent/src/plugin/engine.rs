@@ -65,8 +65,8 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, PluginHostErr
 /// A compiled plugin and what it says about itself.
 pub(crate) struct Compiled {
     pub(crate) pre: PluginPre<HostState>,
+    /// With `needs` as the plugin declares them (`granted` unset).
     pub(crate) info: PluginInfo,
-    pub(crate) needs: Vec<Need>,
 }
 
 /// Compiles `bytes` (the file at `path`, configured as `name`) and asks the
@@ -119,6 +119,7 @@ pub(crate) fn compile(
             })
             .collect(),
         schema_json,
+        needs,
     };
     tracing::info!(
         plugin = %name,
@@ -127,7 +128,7 @@ pub(crate) fn compile(
         ms = started.elapsed().as_millis(),
         "plugin compiled"
     );
-    Ok(Compiled { pre, info, needs })
+    Ok(Compiled { pre, info })
 }
 
 /// Calls `describe` (and `needs` and `schema`, if exported) on a fresh instance, on a

@@ -159,6 +159,20 @@ impl host::Host for HostState {
         Ok(ms)
     }
 
+    fn granted(&mut self, kind: String, value: String) -> wasmtime::Result<bool> {
+        // While the plugin describes itself there are no grants to ask about.
+        let Some(ctx) = self.step.as_ref() else {
+            return Ok(false);
+        };
+        let secrets = &ctx.secrets;
+        Ok(super::needs::granted(
+            &ctx.caps,
+            &|name| secrets.contains(name),
+            &kind,
+            &value,
+        ))
+    }
+
     fn convert_host_error(&mut self, err: HostCallError) -> wasmtime::Result<HostError> {
         match err {
             HostCallError::Guest(e) => Ok(e),

@@ -1,6 +1,7 @@
 //! The plugin host: runs steps in sandboxed WebAssembly components.
 //!
-//! A plugin is a component implementing the `backout:plugin@0.1.0` world
+//! A plugin is a component implementing the `backout:plugin@0.1.1` world
+//! (or 0.1.0, served from the same semver track)
 //! (`wit/plugin.wit`). It has no ambient authority: it gets an empty WASI
 //! context (no files, no environment, no arguments, no sockets), and
 //! everything it does to the outside world goes through the host interface,
@@ -60,6 +61,7 @@ pub use config::{
     ByteSize, DEFAULT_DEADLINE, DEFAULT_MEMORY, DEFAULT_OUTPUT, Grants, LimitsError, MAX_DEADLINE,
     MAX_MEMORY, PluginConfig, StepLimits, StepLimitsConfig,
 };
+pub use needs::Need;
 pub use secrets::{SecretError, SecretSource, SecretStore, SubstituteError};
 
 use bindings::PluginPre;
@@ -213,6 +215,9 @@ pub struct PluginInfo {
     /// The `schema` export's JSON (`{"actions": {...}}`); empty when the
     /// plugin declares none.
     pub schema_json: String,
+    /// What the plugin says it needs (`needs`), each with whether this
+    /// agent grants it (unset when the file is described on its own).
+    pub needs: Vec<Need>,
 }
 
 /// One action of a plugin.
@@ -276,7 +281,12 @@ pub enum PluginHostError {
     #[error(
         "plugin `{plugin}` needs what its [plugin.grants] do not give (or a granted secret this agent has no value for in [secrets]): {missing}; grant and configure them, or remove the plugin"
     )]
-    Needs { plugin: String, missing: String },
+    Needs {
+        plugin: String,
+        missing: String,
+        /// The file's sha256: the plugin is disabled, not the agent stopped.
+        sha256: String,
+    },
 }
 
 /// Why `resolve` refused a plugin.
@@ -397,15 +407,36 @@ impl PluginHost {
             http::client().map_err(|e| PluginHostError::Engine(format!("HTTP client: {e}")))?;
 
         let mut slots = BTreeMap::new();
+        let mut failed = BTreeMap::new();
         for (config, caps, limits) in checked {
             let bytes = std::fs::read(&config.path).map_err(|source| PluginHostError::Read {
                 plugin: config.name.clone(),
                 path: config.path.clone(),
                 source,
             })?;
-            let loaded = Arc::new(load(
-                &engine, &linker, &secrets, config, &caps, &limits, &bytes,
-            )?);
+            let loaded = match load(&engine, &linker, &secrets, config, &caps, &limits, &bytes) {
+                Ok(loaded) => Arc::new(loaded),
+                // A plugin this agent does not grant what it needs is
+                // disabled (its steps refused, the coordinator told), and the
+                // others serve; anything else wrong with the configuration
+                // stops the agent.
+                Err(PluginHostError::Needs {
+                    plugin,
+                    missing,
+                    sha256,
+                }) => {
+                    let error = PluginHostError::Needs {
+                        plugin,
+                        missing,
+                        sha256: sha256.clone(),
+                    }
+                    .to_string();
+                    tracing::error!(plugin = %config.name, error = %error, "the plugin is disabled; the others serve");
+                    failed.insert(config.name.clone(), (sha256, error));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             slots.insert(
                 config.name.clone(),
                 Arc::new(Slot::new(config, caps, limits, loaded)),
@@ -418,7 +449,7 @@ impl PluginHost {
                 secrets,
                 http,
                 plugins: RwLock::new(Arc::new(slots)),
-                failed: Mutex::new(BTreeMap::new()),
+                failed: Mutex::new(failed),
                 defaults,
                 max_memory,
                 permits: Arc::new(Semaphore::new(engine::CONCURRENT_STEPS)),
@@ -922,17 +953,29 @@ fn load(
     limits: &StepLimits,
     bytes: &[u8],
 ) -> Result<LoadedPlugin, PluginHostError> {
-    let compiled = engine::compile(engine, linker, &config.name, &config.path, bytes, limits)?;
-    let unmet = needs::unmet(caps, &|name| secrets.contains(name), &compiled.needs);
-    if !unmet.is_empty() {
+    let mut compiled = engine::compile(engine, linker, &config.name, &config.path, bytes, limits)?;
+    let configured = |name: &str| secrets.contains(name);
+    let unmet: Vec<Need> = needs::unmet(caps, &configured, &compiled.info.needs)
+        .into_iter()
+        .cloned()
+        .collect();
+    for need in &mut compiled.info.needs {
+        need.granted = Some(!unmet.contains(need));
+    }
+    let required: Vec<String> = unmet
+        .iter()
+        .filter(|n| !n.optional)
+        .map(ToString::to_string)
+        .collect();
+    if !required.is_empty() {
         return Err(PluginHostError::Needs {
             plugin: config.name.clone(),
-            missing: unmet
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
+            missing: required.join("; "),
+            sha256: compiled.info.sha256.clone(),
         });
+    }
+    for need in unmet.iter().filter(|n| n.optional) {
+        tracing::info!(plugin = %config.name, need = %need, "an optional need of the plugin is not granted; the plugin loads and works without it");
     }
     Ok(LoadedPlugin {
         name: config.name.clone(),

@@ -1,7 +1,9 @@
 //! What a plugin says it needs (`needs`, in the `plugin-with-needs` world),
 //! checked against its grants when it is loaded: an agent whose
-//! configuration does not grant a plugin what it needs refuses to load it and
-//! says what is missing, instead of failing its steps one call at a time.
+//! configuration does not grant a plugin a required need disables it and
+//! says what is missing, instead of failing its steps one call at a time. An
+//! optional need (WIT 0.1.1) that is not granted is logged, and the plugin
+//! loads; it asks `host.granted` at run time whether to use it.
 
 use std::path::Path;
 
@@ -19,6 +21,11 @@ pub struct Need {
     /// Exactly what; empty: any grant of this kind.
     pub value: String,
     pub why: String,
+    /// The plugin works without it (false for plugins built before WIT 0.1.1).
+    pub optional: bool,
+    /// Whether the agent that loaded the plugin grants it; `None` when no
+    /// agent checked (a plugin file described on its own).
+    pub granted: Option<bool>,
 }
 
 impl std::fmt::Display for Need {
@@ -57,6 +64,10 @@ fn need(value: &Val) -> wasmtime::Result<Need> {
     let Val::Record(fields) = value else {
         wasmtime::bail!("`needs` must return `need` records");
     };
+    // A plugin built before WIT 0.1.1 has no `optional` field: required.
+    let optional = fields
+        .iter()
+        .any(|(n, v)| n == "optional" && matches!(v, Val::Bool(true)));
     let field = |name: &str| -> String {
         fields
             .iter()
@@ -70,6 +81,8 @@ fn need(value: &Val) -> wasmtime::Result<Need> {
         kind: field("kind"),
         value: field("value"),
         why: field("why"),
+        optional,
+        granted: None,
     })
 }
 
@@ -84,14 +97,26 @@ pub(crate) fn unmet<'a>(
 }
 
 fn met(caps: &Capabilities, configured: &dyn Fn(&str) -> bool, need: &Need) -> bool {
-    let any = need.value.is_empty();
-    match need.kind.as_str() {
+    granted(caps, configured, &need.kind, &need.value)
+}
+
+/// Whether `caps` grant a need of `kind` and `value` (empty: some grant of
+/// that kind); a secret only when it is also `configured`. What `host.granted`
+/// answers a plugin at run time.
+pub(crate) fn granted(
+    caps: &Capabilities,
+    configured: &dyn Fn(&str) -> bool,
+    kind: &str,
+    value: &str,
+) -> bool {
+    let any = value.is_empty();
+    match kind {
         "program" if any => caps.grants_any_program(),
-        "program" => caps.program_granted(&need.value),
+        "program" => caps.program_granted(value),
         "url" if any => caps.grants_any_url(),
-        "url" => caps.check_url("", &need.value).is_ok(),
+        "url" => caps.check_url("", value).is_ok(),
         "secret" if any => caps.secrets().iter().any(|s| configured(s)),
-        "secret" => caps.secret_granted(&need.value) && configured(&need.value),
+        "secret" => caps.secret_granted(value) && configured(value),
         kind @ ("read" | "write") => {
             let access = if kind == "read" {
                 Access::Read
@@ -101,7 +126,7 @@ fn met(caps: &Capabilities, configured: &dyn Fn(&str) -> bool, need: &Need) -> b
             if any {
                 caps.grants_any_path(access)
             } else {
-                caps.path_granted(Path::new(&need.value), access)
+                caps.path_granted(Path::new(value), access)
             }
         }
         // A kind this agent does not know cannot be granted.
@@ -119,6 +144,8 @@ mod tests {
             kind: kind.into(),
             value: value.into(),
             why: "because".into(),
+            optional: false,
+            granted: None,
         }
     }
 
@@ -166,5 +193,26 @@ mod tests {
         );
         let nothing = Capabilities::new(&Grants::default()).unwrap();
         assert_eq!(unmet(&nothing, &configured, &[need("read", "")]).len(), 1);
+    }
+
+    #[test]
+    fn a_need_is_optional_only_when_it_says_so() {
+        let record = |optional: Option<bool>| {
+            let mut fields = vec![
+                ("kind".to_string(), Val::String("url".into())),
+                ("value".to_string(), Val::String(String::new())),
+                ("why".to_string(), Val::String("a proxy".into())),
+            ];
+            if let Some(optional) = optional {
+                fields.push(("optional".to_string(), Val::Bool(optional)));
+            }
+            Val::Record(fields)
+        };
+        // A plugin built before WIT 0.1.1 has no `optional` field.
+        assert!(!super::need(&record(None)).unwrap().optional);
+        assert!(!super::need(&record(Some(false))).unwrap().optional);
+        let optional = super::need(&record(Some(true))).unwrap();
+        assert!(optional.optional);
+        assert_eq!(optional.to_string(), "some url grant (a proxy)");
     }
 }

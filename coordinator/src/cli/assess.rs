@@ -60,6 +60,10 @@ pub fn agents_json(reply: &wire::ListAgentsReply) -> Value {
                     "pinned_sha256": (!p.pinned_sha256.is_empty()).then_some(&p.pinned_sha256),
                     "pin": pin_state(p),
                     "load_error": (!p.load_error.is_empty()).then_some(&p.load_error),
+                    "needs": p.needs.iter().map(|n| json!({
+                        "kind": n.kind, "value": n.value, "why": n.why,
+                        "optional": n.is_optional, "granted": n.granted,
+                    })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -103,7 +107,13 @@ pub fn print_agents(reply: &wire::ListAgentsReply, output: Output) -> Exit {
                                         super::printable(&p.load_error)
                                     );
                                 }
-                                format!("{}@{} ({}{mismatch})", p.name, p.version, short(&p.sha256))
+                                format!(
+                                    "{}@{} ({}{mismatch}{})",
+                                    p.name,
+                                    p.version,
+                                    short(&p.sha256),
+                                    without_optional(p)
+                                )
                             })
                             .collect::<Vec<_>>()
                             .join(", "),
@@ -120,6 +130,28 @@ pub fn print_agents(reply: &wire::ListAgentsReply, output: Output) -> Exit {
         }
     }
     Exit::Ok
+}
+
+/// The optional needs the agent does not grant a plugin, for the agents
+/// table: ", without optional url `http://proxy:3128/`" (empty when none).
+fn without_optional(p: &wire::PluginDescriptor) -> String {
+    let missing: Vec<String> = p
+        .needs
+        .iter()
+        .filter(|n| n.is_optional && !n.granted)
+        .map(|n| {
+            if n.value.is_empty() {
+                format!("some {} grant", n.kind)
+            } else {
+                format!("{} `{}`", n.kind, super::printable(&n.value))
+            }
+        })
+        .collect();
+    if missing.is_empty() {
+        String::new()
+    } else {
+        format!(", without optional {}", missing.join(", "))
+    }
 }
 
 /// A plugin whose file differs from the coordinator's pin: every step of it

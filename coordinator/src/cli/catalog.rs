@@ -26,6 +26,36 @@ pub struct Described {
     pub actions: Vec<DescribedAction>,
     /// The `schema` export's JSON object (`{"actions": {...}}`), or null.
     pub schema: serde_json::Value,
+    /// What the plugin needs granted (its `needs` export), in its order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<DescribedNeed>,
+}
+
+/// One need a plugin declares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DescribedNeed {
+    /// `program`, `url`, `read`, `write` or `secret`.
+    pub kind: String,
+    /// Exactly what; empty: some grant of this kind.
+    pub value: String,
+    pub why: String,
+    /// The plugin works without it.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+impl std::fmt::Display for DescribedNeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "some {} grant", self.kind)?;
+        } else {
+            write!(f, "{} `{}`", self.kind, self.value)?;
+        }
+        if !self.why.is_empty() {
+            write!(f, " ({})", self.why)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +99,16 @@ impl Described {
                 })
                 .collect(),
             schema,
+            needs: info
+                .needs
+                .into_iter()
+                .map(|n| DescribedNeed {
+                    kind: n.kind,
+                    value: n.value,
+                    why: n.why,
+                    optional: n.optional,
+                })
+                .collect(),
         })
     }
 }
@@ -214,6 +254,55 @@ pub fn add_files(catalog: &mut Catalog, files: Files) -> Result<(), BadInput> {
         catalog.plugins.insert(name, spec);
     }
     Ok(())
+}
+
+/// Notes for `plan check`, by plugin: what it can do without.
+pub type Notes = BTreeMap<String, Vec<String>>;
+
+/// Each plugin's optional needs, as its file declares them: "optional need
+/// url `…` (why); the plugin works without it where it is not granted".
+pub fn optional_needs<'a>(plugins: impl IntoIterator<Item = (&'a String, &'a Described)>) -> Notes {
+    plugins
+        .into_iter()
+        .filter_map(|(name, described)| {
+            let notes: Vec<String> = described
+                .needs
+                .iter()
+                .filter(|n| n.optional)
+                .map(|n| {
+                    format!(
+                        "plugin `{name}` has an optional need: {n}; where an agent does not grant it, the plugin serves without it"
+                    )
+                })
+                .collect();
+            (!notes.is_empty()).then(|| (name.clone(), notes))
+        })
+        .collect()
+}
+
+/// The optional needs each connected agent does not grant, as the agents
+/// reported them.
+pub fn fleet_notes(reply: &backout_proto::wire::ListAgentsReply) -> Notes {
+    let mut notes = Notes::new();
+    for agent in reply.agents.iter().filter(|a| a.connected) {
+        for p in &agent.plugins {
+            let entry = notes.entry(p.name.clone()).or_default();
+            for n in p.needs.iter().filter(|n| n.is_optional && !n.granted) {
+                let need = DescribedNeed {
+                    kind: n.kind.clone(),
+                    value: n.value.clone(),
+                    why: n.why.clone(),
+                    optional: true,
+                };
+                entry.push(format!(
+                    "agent `{}` does not grant plugin `{}` its optional need {need}; the plugin serves there without it",
+                    agent.agent_id, p.name
+                ));
+            }
+        }
+    }
+    notes.retain(|_, v| !v.is_empty());
+    notes
 }
 
 /// The plugins the connected agents run, as they reported them (the first

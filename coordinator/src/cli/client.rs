@@ -46,7 +46,7 @@ pub struct ConnectArgs {
 }
 
 impl ConnectArgs {
-    fn files(&self) -> Result<TlsFiles, BadInput> {
+    pub(crate) fn files(&self) -> Result<TlsFiles, BadInput> {
         let from_pki = |pki: &PathBuf, operator: &str| TlsFiles {
             ca: pki.join(backout_tls::pki::CA_CERT),
             cert: pki.join("operators").join(format!("{operator}.pem")),

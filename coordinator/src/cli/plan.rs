@@ -121,6 +121,7 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
                 complete: false,
                 checks: None,
             };
+            let mut notes = catalog::optional_needs(&catalog::builtin());
             let mut errors = Vec::new();
             if let Some(config_path) = &args.config {
                 let config = CoordinatorConfig::load(config_path)?;
@@ -146,6 +147,7 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
                         }
                     }
                 }
+                notes = catalog::optional_needs(files.iter().map(|(name, (d, _, _))| (name, d)));
                 catalog::add_files(&mut catalog, files)?;
             }
             if args.against_fleet {
@@ -157,8 +159,9 @@ pub async fn run(args: Args, connect: &ConnectArgs) -> anyhow::Result<Exit> {
                 }
                 catalog.plugins.extend(plugins);
                 errors.extend(fleet_errors);
+                notes = catalog::fleet_notes(&reply);
             }
-            check(&args.file, args.output, &catalog, errors)?;
+            check(&args.file, args.output, &catalog, errors, &notes)?;
             Ok(Exit::Ok)
         }
         Args::Schema => {
@@ -209,17 +212,33 @@ pub fn check(
     output: Output,
     catalog: &Catalog,
     extra: Vec<String>,
+    notes: &catalog::Notes,
 ) -> anyhow::Result<()> {
     let plan = Plan::load(path)?;
     let warnings = check_steps(path, catalog, extra)?;
     for w in &warnings {
         let _ = writeln!(std::io::stderr(), "{}:{w}", path.display());
     }
+    // What the plan's plugins can do without: said, never an error.
+    let used: std::collections::BTreeSet<&str> = plan
+        .phases
+        .iter()
+        .flat_map(|p| p.steps.iter().map(|s| s.plugin.as_str()))
+        .collect();
+    let notes: Vec<&String> = notes
+        .iter()
+        .filter(|(plugin, _)| used.contains(plugin.as_str()))
+        .flat_map(|(_, n)| n)
+        .collect();
+    for note in &notes {
+        let _ = writeln!(std::io::stderr(), "{}: note: {note}", path.display());
+    }
     match output {
         Output::Json => {
             let doc = json!({
                 "valid": true,
                 "warnings": warnings,
+                "notes": notes,
                 "name": plan.meta.name,
                 "document": plan.meta.document,
                 "hosts": plan.hosts.iter().map(|h| json!({"id": h.id, "groups": h.groups})).collect::<Vec<_>>(),

@@ -207,6 +207,28 @@ pub fn plugin_markdown(name: &str, plugin: &Described) -> String {
         "# Plugin `{name}`\n\nGenerated from the plugin's own `describe` and `schema` by `backout plan reference`; do not edit.\n\n{}\n\nVersion {}.\n",
         plugin.description, plugin.version
     );
+    if !plugin.needs.is_empty() {
+        md.push_str(
+            "\n## Needs\n\nWhat the agent's `[plugin.grants]` must give it. Without a required one the agent disables the plugin and says why; without an optional one the plugin serves and does without.\n\n| kind | what | why | required |\n| --- | --- | --- | --- |\n",
+        );
+        for need in &plugin.needs {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                need.kind,
+                if need.value.is_empty() {
+                    "any".to_string()
+                } else {
+                    format!("`{}`", cell(&need.value))
+                },
+                cell(&need.why),
+                if need.optional {
+                    "no (optional)"
+                } else {
+                    "yes"
+                }
+            ));
+        }
+    }
     for action in &plugin.actions {
         md.push_str(&format!(
             "\n## `{}`\n\n{} ({}).\n\n",

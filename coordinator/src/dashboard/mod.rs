@@ -902,6 +902,9 @@ async fn approve(
         role: form.role,
         refuse,
         why: form.why.trim().to_string(),
+        // The dashboard holds no operator's key: its decision gates the
+        // coordinator only, never an agent's approval policy.
+        signed: None,
     };
     let result = app
         .upstream

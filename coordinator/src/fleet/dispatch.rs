@@ -37,6 +37,18 @@ pub struct StepSpec {
     /// The W3C trace context of the step's span, sent inside the signed
     /// command (empty: traces are off, or the step is not traced).
     pub traceparent: String,
+    /// The signed approvals that travel with the command, and what they
+    /// must name (empty outside runs).
+    pub approvals: Approvals,
+}
+
+/// What a command of a run carries for an agent's approval policy
+/// (`CommandBody.approvals`, `plan_digest`, `started_by`).
+#[derive(Debug, Clone, Default)]
+pub struct Approvals {
+    pub signed: Vec<wire::SignedApproval>,
+    pub plan_digest: String,
+    pub started_by: String,
 }
 
 /// The give-up time `after` from now, in Unix milliseconds, for
@@ -276,6 +288,9 @@ impl Dispatcher {
             epoch: self.journal.epoch(),
             traceparent: spec.traceparent,
             give_up_at_ms: spec.give_up_at_ms,
+            approvals: spec.approvals.signed,
+            plan_digest: spec.approvals.plan_digest,
+            started_by: spec.approvals.started_by,
         };
         Ok(Prepared {
             body,
@@ -481,6 +496,7 @@ mod tests {
                 actions: vec![],
                 load_error: String::new(),
                 schema_json: String::new(),
+                needs: Vec::new(),
             }],
             connected: true,
             connected_since_ms: 0,
@@ -502,6 +518,7 @@ mod tests {
             give_up_at_ms: 0,
             audit: Audit::Run,
             traceparent: String::new(),
+            approvals: Default::default(),
         }
     }
 

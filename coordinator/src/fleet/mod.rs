@@ -4,6 +4,7 @@
 //! (`dispatch.rs`). The registry and dispatcher hold the agents' stream
 //! senders, so they are a transport edge: they name protobuf messages.
 
+pub mod crl;
 pub mod dispatch;
 pub mod registry;
 
@@ -20,6 +21,22 @@ pub struct PluginInfo {
     /// Each action's parameters as the plugin declares them
     /// (`{"actions": {...}}`); empty when it declares none.
     pub schema_json: String,
+    /// What the plugin says it needs, each with whether the agent grants it.
+    pub needs: Vec<NeedInfo>,
+}
+
+/// One need a plugin declares, as an agent reported it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NeedInfo {
+    /// `program`, `url`, `read`, `write` or `secret`.
+    pub kind: String,
+    /// Exactly what; empty: some grant of this kind.
+    pub value: String,
+    pub why: String,
+    /// The plugin works without it.
+    pub optional: bool,
+    /// Whether the agent grants it.
+    pub granted: bool,
 }
 
 /// Something a plugin reported while its step ran.

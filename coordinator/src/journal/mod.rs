@@ -43,8 +43,8 @@ pub use checkpoint::{Announced, Checkpoint, CheckpointKey, CheckpointSigner};
 pub use postgres::{LEASE_CHANNEL, LeaseRow, PostgresStore, Taken};
 pub use record::{
     CommandSent, Dispatched, FORMAT, Finished, Incident, JudgeFigures, LeaseTaken, MatrixSummary,
-    Notification, Recipient, Record, RecordError, RunCreated, SignalChange, StepEventRecord,
-    TriggerChange, lease_end,
+    Notification, Recipient, Record, RecordError, RunCreated, SignalChange, SignedStatement,
+    StepEventRecord, TriggerChange, lease_end,
 };
 pub use sqlite::{SqliteStore, lock_path};
 pub use store::{Entry, JournalError, JournalStore, NewEntry, Snapshot, Written};

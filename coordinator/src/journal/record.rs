@@ -49,6 +49,12 @@ pub enum Record {
         by: String,
         why: String,
     },
+    /// An operator's signed approval statement exactly as it came (`backout
+    /// approve`), journaled with the `run.approved` or `run.refused` it
+    /// makes, in the same transaction. The statements that approve a scope
+    /// travel with its commands (`CommandBody.approvals`).
+    #[serde(rename = "approval.signed")]
+    ApprovalSigned(SignedStatement),
     #[serde(rename = "run.dispatched")]
     RunDispatched(Dispatched),
     #[serde(rename = "run.finished")]
@@ -304,6 +310,43 @@ pub struct RunCreated {
     pub drill: bool,
     pub by: String,
     pub plan: RunPlan,
+}
+
+/// The body of `approval.signed`: a [`backout_tls::approval::SignedApproval`]
+/// as the operator sent it, with this record's own format version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedStatement {
+    /// This record's format ([`SIGNED_STATEMENT_VERSION`]); the statement
+    /// inside has its own version.
+    pub version: u32,
+    /// The statement's canonical JSON, byte for byte as signed.
+    pub statement: String,
+    /// Hex of the ECDSA P-256 signature over `statement`.
+    pub signature: String,
+    /// Hex DER of the operator's certificate.
+    pub certificate: String,
+}
+
+/// The `approval.signed` format this code writes and reads.
+pub const SIGNED_STATEMENT_VERSION: u32 = 1;
+
+impl SignedStatement {
+    pub fn of(signed: &backout_tls::approval::SignedApproval) -> SignedStatement {
+        SignedStatement {
+            version: SIGNED_STATEMENT_VERSION,
+            statement: signed.statement.clone(),
+            signature: signed.signature.clone(),
+            certificate: signed.certificate.clone(),
+        }
+    }
+
+    pub fn signed(&self) -> backout_tls::approval::SignedApproval {
+        backout_tls::approval::SignedApproval {
+            statement: self.statement.clone(),
+            signature: self.signature.clone(),
+            certificate: self.certificate.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

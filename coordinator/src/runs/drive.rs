@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::{Fact, RunEvent, Runs, notify};
 use crate::fleet::StepOutcome;
-use crate::fleet::dispatch::{Answer, Audit, PendingStep, StepSpec, give_up_in};
+use crate::fleet::dispatch::{Answer, Approvals, Audit, PendingStep, StepSpec, give_up_in};
 use crate::journal::Record;
 
 /// How long a step is waited for when the plan gives it no `timeout`.
@@ -322,6 +322,11 @@ pub(super) fn step_spec(entry: &super::Entry, d: &Dispatch) -> Option<StepSpec> 
         give_up_at_ms: give_up_in(step.timeout.unwrap_or(DEFAULT_STEP_TIME) + STEP_GRACE),
         audit: Audit::Run,
         traceparent: String::new(),
+        approvals: Approvals {
+            signed: super::approvals::attached(&entry.statements, &d.phase),
+            plan_digest: entry.digest.clone(),
+            started_by: entry.meta.started_by.clone(),
+        },
     })
 }
 
@@ -378,6 +383,30 @@ pub(super) fn step_span(
     span
 }
 
+/// Returns when run `id` changed in a way that can end a phase: a step
+/// finished, a phase timed out, the run was aborted or ended (or watchers
+/// fell behind, when anything may have happened).
+async fn run_changed(changes: &mut tokio::sync::broadcast::Receiver<RunEvent>, id: &str) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match changes.recv().await {
+            Ok(event)
+                if event.run_id == id
+                    && matches!(
+                        event.kind.as_str(),
+                        "finished" | "phase-timed-out" | "aborted" | "ended"
+                    ) =>
+            {
+                return;
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return,
+            // The runs are gone: only the timer is left to wait for.
+            Err(RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
 async fn execute_in_span(
     runs: Arc<Runs>,
     id: String,
@@ -394,6 +423,11 @@ async fn execute_in_span(
     let mut first = first;
     // Since when the agent has not been connected, while it is not.
     let mut absent_since: Option<i64> = None;
+    // While it is not: the run's changes, so that the step lets go the
+    // moment its phase ends for another reason (a failed host, an abort),
+    // not at the next ask. Subscribed before the phase is first looked at,
+    // so no change is missed between the look and the wait.
+    let mut changes: Option<tokio::sync::broadcast::Receiver<RunEvent>> = None;
     let Answer { outcome, ran_ms } = loop {
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
         let pending = match first.take() {
@@ -418,6 +452,9 @@ async fn execute_in_span(
         // only as long as its phase allows.
         if let StepOutcome::Unreachable { detail } = &answer.outcome {
             let since = *absent_since.get_or_insert_with(now_ms);
+            if changes.is_none() {
+                changes = Some(runs.updates.subscribe());
+            }
             if let Some(why) = runs.await_absent(&id, &d, since, detail) {
                 break Answer {
                     outcome: StepOutcome::Unreachable { detail: why },
@@ -425,6 +462,7 @@ async fn execute_in_span(
                 };
             }
         } else if absent_since.take().is_some() {
+            changes = None;
             runs.no_longer_awaited(&id, &d);
         }
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
@@ -440,11 +478,20 @@ async fn execute_in_span(
                 let ms = u64::try_from(ends.saturating_sub(now_ms()).max(0)).unwrap_or(0);
                 Duration::from_millis(ms + 1)
             });
-        tokio::time::sleep(pause.min(left).min(until_wait_ends.unwrap_or(left))).await;
+        let nap = tokio::time::sleep(pause.min(left).min(until_wait_ends.unwrap_or(left)));
+        match changes.as_mut() {
+            Some(changes) => {
+                tokio::select! {
+                    () = nap => {}
+                    () = run_changed(changes, &id) => {}
+                }
+            }
+            None => nap.await,
+        }
         // An absent agent costs nothing to ask for (no command is sent): ask
-        // every second, so that the step lets go within a second of its
-        // phase ending for another reason (a failed host), and the run ends
-        // with it.
+        // every second, and at once when the run changed (above), so that
+        // the step lets go as soon as its phase ends for another reason (a
+        // failed host, an abort), and the run ends with it.
         let max = if absent_since.is_some() {
             ASK_ABSENT_MAX
         } else {

@@ -25,6 +25,7 @@ use crate::journal::{Journal, NewEntry, Record, RunCreated};
 use crate::replay::replay;
 use crate::signals::board::Board;
 
+pub mod approvals;
 pub mod deadline;
 pub(crate) mod drive;
 mod incident;
@@ -76,6 +77,13 @@ struct Entry {
     /// A trigger's remedy run: started with exactly one trigger's remedy
     /// phase (`backout_plan::remedy::approvals_for`), not an undo.
     remedy: bool,
+    /// `sha256:<hex>` of the run's resolved plan ([`approvals::plan_digest`]).
+    digest: String,
+    /// The operators' signed statements, as journaled (`approval.signed`).
+    statements: Vec<approvals::Held>,
+    /// Nonces handed out for signed approvals and not used yet (in memory:
+    /// after a restart an operator asks again).
+    nonces: BTreeMap<String, approvals::Issued>,
 }
 
 /// A step waiting for its host's agent to connect.
@@ -136,6 +144,8 @@ pub enum RunError {
     BadVersion(String),
     #[error("cannot undo run {run}: {why}")]
     Undo { run: String, why: String },
+    #[error("signed approval refused: {0}")]
+    Statement(String),
 }
 
 /// Checks `--to`: a plain version token, present when a step needs it.
@@ -280,6 +290,7 @@ impl Runs {
                 || matches!(
                     e.record,
                     Record::RunCreated(_)
+                        | Record::ApprovalSigned(_)
                         | Record::RunEnded { .. }
                         | Record::NotificationSent(_)
                         | Record::NotificationSkipped(_)
@@ -307,7 +318,12 @@ impl Runs {
             let (waiting_since, announced) = approvals_announced(&meta, &entries);
             let figures = crate::replay::reported(&crate::replay::timeline(&entries));
             let remedy = self.created_as_remedy(&entries);
+            let digest = approvals::plan_digest(run.plan());
+            let statements = approvals::held_of(&entries);
             let entry = Entry {
+                digest,
+                statements,
+                nonces: BTreeMap::new(),
                 meta,
                 run,
                 waiting_since,
@@ -383,6 +399,9 @@ impl Runs {
     fn rebuilt(&self, id: &str, entries: &[crate::journal::Entry]) -> Option<Summary> {
         let (meta, run) = replay(id, entries)?;
         let entry = Entry {
+            digest: approvals::plan_digest(run.plan()),
+            statements: approvals::held_of(entries),
+            nonces: BTreeMap::new(),
             meta,
             run,
             waiting_since: BTreeMap::new(),
@@ -779,6 +798,9 @@ impl Runs {
             plan: plan.clone(),
         });
         let mut entry = Entry {
+            digest: approvals::plan_digest(&plan),
+            statements: Vec::new(),
+            nonces: BTreeMap::new(),
             meta,
             run: Run::new(plan),
             waiting_since: BTreeMap::from([("run".to_string(), now)]),
@@ -811,7 +833,51 @@ impl Runs {
         Ok(summary)
     }
 
-    /// An approval or refusal by `by`, under one of `roles`.
+    /// A nonce for one signed approval of `run_id`'s scope (the run, or
+    /// `phase`) by `by`, with what the statement must name: the plan
+    /// digest, the scope and the role (`role`, or the first of `roles`
+    /// still needed).
+    pub fn approval_nonce(
+        &self,
+        run_id: &str,
+        phase: Option<String>,
+        by: &str,
+        roles: &[String],
+        role: Option<&str>,
+    ) -> Result<approvals::NonceGiven, RunError> {
+        let mut runs = self.lock();
+        let entry = runs
+            .get_mut(run_id)
+            .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
+        let scope = phase.map_or(Scope::Run, Scope::Phase);
+        let role = open_role(entry, run_id, &scope, roles, role)?;
+        let now = now_ms();
+        entry
+            .nonces
+            .retain(|_, i| now - i.at_ms <= approvals::NONCE_TTL_MS);
+        let nonce = hex::encode(backout_proto::command::new_nonce());
+        let scope = approvals::scope_key(&scope);
+        entry.nonces.insert(
+            nonce.clone(),
+            approvals::Issued {
+                operator: by.into(),
+                scope: scope.clone(),
+                at_ms: now,
+            },
+        );
+        Ok(approvals::NonceGiven {
+            nonce,
+            plan_digest: entry.digest.clone(),
+            scope,
+            role,
+        })
+    }
+
+    /// An approval or refusal by `by`, under one of `roles`. With `signed`
+    /// (the operator's statement, its signature, chain and role already
+    /// verified), the statement must match the decision
+    /// ([`approvals::check_statement`]) and is journaled with it.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &self,
         run_id: &str,
@@ -820,6 +886,10 @@ impl Runs {
         roles: &[String],
         role: Option<&str>,
         refusal: Option<String>,
+        signed: Option<(
+            backout_tls::approval::SignedApproval,
+            backout_tls::approval::Statement,
+        )>,
     ) -> Result<Summary, RunError> {
         let summary = {
             let mut runs = self.lock();
@@ -840,29 +910,41 @@ impl Runs {
                 });
             }
             let scope = phase.map_or(Scope::Run, Scope::Phase);
-            let missing = entry.run.missing(&scope);
-            if missing.is_empty() && role.is_none() {
-                return Err(RunError::NothingToApprove(scope.name().to_string()));
-            }
-            let role = match role {
-                Some(r) if roles.iter().any(|mine| mine == r) => r.to_string(),
-                Some(r) => {
-                    return Err(RunError::NoRole {
-                        needed: r.into(),
-                        yours: roles.join(", "),
-                    });
+            let role = match (&signed, role) {
+                (Some((_, s)), Some(r)) if r != s.role => {
+                    return Err(RunError::Statement(format!(
+                        "the statement is signed as {}, not {r}",
+                        s.role
+                    )));
                 }
-                None => roles
-                    .iter()
-                    .find(|r| missing.contains(r))
-                    .cloned()
-                    .ok_or_else(|| RunError::NoRole {
-                        needed: missing.join(", "),
-                        yours: roles.join(", "),
-                    })?,
+                (Some((_, s)), _) => Some(s.role.as_str()),
+                (None, role) => role,
             };
+            let role = open_role(entry, run_id, &scope, roles, role)?;
             let now = now_ms();
             entry.run.check_decision(&scope, &role, by, now)?;
+            let lead = match &signed {
+                Some((approval, statement)) => {
+                    let scope_key = approvals::scope_key(&scope);
+                    approvals::check_statement(
+                        statement,
+                        by,
+                        run_id,
+                        &entry.digest,
+                        &scope_key,
+                        refusal.is_some(),
+                        &mut entry.nonces,
+                        now,
+                    )
+                    .map_err(RunError::Statement)?;
+                    let record =
+                        Record::ApprovalSigned(crate::journal::SignedStatement::of(approval));
+                    let held = approvals::held(&crate::journal::SignedStatement::of(approval))
+                        .ok_or_else(|| RunError::Statement("the statement does not read".into()))?;
+                    Some((record, held))
+                }
+                None => None,
+            };
             let event = match refusal {
                 Some(why) => Event::Refused {
                     scope,
@@ -878,7 +960,18 @@ impl Runs {
                     at_ms: now,
                 },
             };
-            self.record(entry, event)?;
+            match lead {
+                Some((record, held)) => {
+                    let lead = NewEntry {
+                        at_ms: now,
+                        run_id,
+                        record: &record,
+                    };
+                    self.record_all_after(entry, &[lead], vec![Fact::of(event)])?;
+                    entry.statements.push(held);
+                }
+                None => self.record(entry, event)?,
+            }
             summarize(entry, now)
         };
         self.wake(run_id);
@@ -921,6 +1014,43 @@ impl Runs {
         // order runs were started in.
         all.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
         all
+    }
+}
+
+/// The role `by` decides `scope` of a running run under: `role` if they
+/// hold it, else the first of `roles` the scope still needs.
+fn open_role(
+    entry: &Entry,
+    run_id: &str,
+    scope: &Scope,
+    roles: &[String],
+    role: Option<&str>,
+) -> Result<String, RunError> {
+    if entry.meta.finished_at_ms.is_some() {
+        let status = summarize(entry, now_ms()).status.word();
+        return Err(RunError::Ended {
+            id: run_id.into(),
+            status,
+        });
+    }
+    let missing = entry.run.missing(scope);
+    if missing.is_empty() && role.is_none() {
+        return Err(RunError::NothingToApprove(scope.name().to_string()));
+    }
+    match role {
+        Some(r) if roles.iter().any(|mine| mine == r) => Ok(r.to_string()),
+        Some(r) => Err(RunError::NoRole {
+            needed: r.into(),
+            yours: roles.join(", "),
+        }),
+        None => roles
+            .iter()
+            .find(|r| missing.contains(r))
+            .cloned()
+            .ok_or_else(|| RunError::NoRole {
+                needed: missing.join(", "),
+                yours: roles.join(", "),
+            }),
     }
 }
 

@@ -659,6 +659,7 @@ pub(super) async fn run_plugin(
         give_up_at_ms: give_up_in(MESSAGE_WAIT),
         audit: Audit::Run,
         traceparent: String::new(),
+        approvals: Default::default(),
     };
     let pending = runs.dispatcher.send(spec).await;
     let command_id = pending.command_id.clone();

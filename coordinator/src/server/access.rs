@@ -37,6 +37,7 @@ pub const TABLE: &[(&str, Caller)] = &[
     ("/backout.v1.Control/RecordDecision", Caller::Operator),
     ("/backout.v1.Control/StartRun", Caller::Operator),
     ("/backout.v1.Control/Approve", Caller::Operator),
+    ("/backout.v1.Control/ApprovalNonce", Caller::Operator),
     ("/backout.v1.Control/ListRuns", Caller::Operator),
     ("/backout.v1.Control/AbortRun", Caller::Operator),
     ("/backout.v1.Control/Watch", Caller::Operator),

@@ -45,6 +45,44 @@ struct Operator {
 }
 
 impl ControlService {
+    /// An operator's signed statement, verified as an agent would verify it
+    /// (chain to the fleet CA, not revoked per the configured CRL, an
+    /// operator's certificate attesting the role, the signature over the
+    /// exact bytes) and signed by the operator making this call.
+    fn verify_statement(
+        &self,
+        operator: &Operator,
+        signed: &wire::SignedApproval,
+    ) -> Result<
+        (
+            backout_tls::approval::SignedApproval,
+            backout_tls::approval::Statement,
+        ),
+        Status,
+    > {
+        let approval =
+            crate::runs::approvals::from_wire(signed).map_err(Status::invalid_argument)?;
+        let mut material = self
+            .config
+            .tls_files()
+            .load()
+            .map_err(|e| Status::unavailable(format!("cannot read the fleet CA: {e}")))?;
+        if let Some(crl) = &self.config.crl {
+            material = material
+                .with_crl(crl)
+                .map_err(|e| Status::unavailable(format!("cannot read the CRL: {e}")))?;
+        }
+        let statement = backout_tls::approval::verify_one(&approval, &material)
+            .map_err(|e| Status::permission_denied(format!("signed approval refused: {e}")))?;
+        if statement.operator != operator.name {
+            return Err(Status::permission_denied(format!(
+                "signed approval refused: the statement is {}'s, but {} sent it",
+                statement.operator, operator.name
+            )));
+        }
+        Ok((approval, statement))
+    }
+
     /// Checks the caller of `Control/<method>` against the access table
     /// ([`super::access`]) and returns the operator with their roles.
     fn operator<T>(&self, request: &Request<T>, method: &str) -> Result<Operator, Status> {
@@ -103,6 +141,17 @@ impl wire::control_server::Control for ControlService {
                         } else {
                             String::new()
                         },
+                        needs: p
+                            .needs
+                            .into_iter()
+                            .map(|n| wire::NeedDescriptor {
+                                kind: n.kind,
+                                value: n.value,
+                                why: n.why,
+                                is_optional: n.optional,
+                                granted: n.granted,
+                            })
+                            .collect(),
                     })
                     .collect(),
                 hostname: a.hostname,
@@ -281,6 +330,10 @@ impl wire::control_server::Control for ControlService {
         let phase = (!req.phase.is_empty()).then(|| req.phase.clone());
         let role = (!req.role.is_empty()).then_some(req.role.as_str());
         let refusal = req.refuse.then(|| req.why.clone());
+        let signed = match &req.signed {
+            Some(signed) => Some(self.verify_statement(&operator, signed)?),
+            None => None,
+        };
         let summary = self
             .runs
             .decide(
@@ -290,9 +343,31 @@ impl wire::control_server::Control for ControlService {
                 &operator.roles,
                 role,
                 refusal,
+                signed,
             )
             .map_err(run_status)?;
         Ok(Response::new(summary_to_wire(&summary)))
+    }
+
+    async fn approval_nonce(
+        &self,
+        request: Request<wire::ApprovalNonceRequest>,
+    ) -> Result<Response<wire::ApprovalNonceReply>, Status> {
+        let operator = self.operator(&request, "ApprovalNonce")?;
+        let req = request.into_inner();
+        let phase = (!req.phase.is_empty()).then(|| req.phase.clone());
+        let role = (!req.role.is_empty()).then_some(req.role.as_str());
+        let given = self
+            .runs
+            .approval_nonce(&req.run_id, phase, &operator.name, &operator.roles, role)
+            .map_err(run_status)?;
+        Ok(Response::new(wire::ApprovalNonceReply {
+            nonce: given.nonce,
+            plan_digest: given.plan_digest,
+            scope: given.scope,
+            role: given.role,
+            now_ms: now_ms(),
+        }))
     }
 
     async fn list_runs(
@@ -468,6 +543,7 @@ pub(super) fn run_status(e: RunError) -> Status {
         | RunError::NothingToApprove(_) => Status::permission_denied(e.to_string()),
         RunError::Plan(_) | RunError::BadVersion(_) => Status::invalid_argument(e.to_string()),
         RunError::Undo { .. } => Status::failed_precondition(e.to_string()),
+        RunError::Statement(_) => Status::permission_denied(e.to_string()),
     }
 }
 

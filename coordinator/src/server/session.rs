@@ -24,7 +24,7 @@ use wire::coordinator_message::Kind as CoordKind;
 use crate::config::CoordinatorConfig;
 use crate::fleet::dispatch::Dispatcher;
 use crate::fleet::registry::{AgentView, Registry};
-use crate::fleet::{PluginInfo, StepEvent, StepOutcome};
+use crate::fleet::{NeedInfo, PluginInfo, StepEvent, StepOutcome};
 use crate::journal::Journal;
 use crate::runs::Runs;
 
@@ -118,6 +118,16 @@ impl wire::session_server::Session for SessionService {
         }
         // The channel is new and empty, so this cannot wait.
         let _ = tx.send(welcome).await;
+        // Then the fleet's revocation list, for the agent's own checks of
+        // signed approvals (again whenever it changes: `fleet::crl`).
+        if let Some(crl) = self
+            .config
+            .crl
+            .as_deref()
+            .and_then(crate::fleet::crl::message)
+        {
+            let _ = tx.send(crl).await;
+        }
 
         let now = now_ms();
         let view = AgentView {
@@ -134,6 +144,17 @@ impl wire::session_server::Session for SessionService {
                     actions: p.actions.clone(),
                     load_error: p.load_error.clone(),
                     schema_json: p.schema_json.clone(),
+                    needs: p
+                        .needs
+                        .iter()
+                        .map(|n| NeedInfo {
+                            kind: n.kind.clone(),
+                            value: n.value.clone(),
+                            why: n.why.clone(),
+                            optional: n.is_optional,
+                            granted: n.granted,
+                        })
+                        .collect(),
                 })
                 .collect(),
             connected: true,

@@ -46,7 +46,11 @@ impl Plugin for Notify {
     }
 
     fn needs() -> Vec<Need> {
-        vec![Need::url("", "the Slack incoming webhook")]
+        vec![
+            Need::url("", "the Slack incoming webhook"),
+            // A plain http(s) URL (a local receiver) needs no secret.
+            Need::secret("", "the webhook URL, when params.url is `${secret:NAME}`").optional(),
+        ]
     }
 
     fn schema() -> Schema {
@@ -77,6 +81,12 @@ struct Params {
     /// The values of the placeholders: strings, numbers or booleans.
     #[serde(default)]
     facts: BTreeMap<String, Value>,
+}
+
+/// `NAME` of a URL written `${secret:NAME}…`.
+fn secret_name(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("${secret:")?;
+    rest.split_once('}').map(|(name, _)| name)
 }
 
 fn bad(message: impl Into<String>) -> PluginError {
@@ -125,6 +135,18 @@ fn post(step: &Step) -> Result<Outcome, PluginError> {
         return Ok(Outcome::new(
             format!("would post to Slack: {first_line}"),
             json!({ "dry_run": true, "would_post": message }),
+        ));
+    }
+    // The secret is an optional need: say plainly when this agent does not
+    // grant the one the step names, rather than the host's refusal.
+    if let Some(name) = secret_name(&p.url)
+        && !Need::secret(name, "").granted()
+    {
+        return Err(PluginError::new(
+            "not-granted",
+            format!(
+                "the webhook URL is the secret `{name}`, which this agent does not grant this plugin or has no value for: add it to the plugin's [plugin.grants] secrets and to [secrets]"
+            ),
         ));
     }
     let request = HttpRequest::new("POST", p.url.clone())
@@ -198,6 +220,19 @@ fn fill(template: &str, facts: &BTreeMap<String, Value>) -> Result<String, Plugi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_a_url_names_is_read_from_it() {
+        assert_eq!(secret_name("${secret:SLACK_URL}"), Some("SLACK_URL"));
+        assert_eq!(secret_name("https://hooks.slack.com/x"), None);
+    }
+
+    #[test]
+    fn the_webhook_secret_is_an_optional_need() {
+        let needs = Notify::needs();
+        assert!(needs.iter().any(|n| n.kind == "secret" && n.optional));
+        assert!(needs.iter().any(|n| n.kind == "url" && !n.optional));
+    }
 
     fn facts(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
         pairs

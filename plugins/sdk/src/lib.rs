@@ -1,7 +1,7 @@
 //! Guest SDK for Backout plugins.
 //!
 //! A Backout plugin is a WebAssembly component that implements the
-//! `backout:plugin@0.1.0` world (see `wit/plugin.wit` in this crate). This crate wraps the
+//! `backout:plugin@0.1.1` world (see `wit/plugin.wit` in this crate). This crate wraps the
 //! bindings that `wit-bindgen` generates for that world so that a plugin
 //! author writes a struct, implements [`Plugin`] for it and calls
 //! [`export_plugin!`] once:
@@ -107,9 +107,12 @@ pub trait Plugin {
     /// nothing; the host refuses state-changing calls in that mode anyway.
     fn run(step: Step) -> Result<Outcome, PluginError>;
 
-    /// The capabilities the plugin needs: the agent refuses to load it
-    /// unless its grants cover each one, and names what is missing. Default:
-    /// none declared (each call is still checked when it is made).
+    /// The capabilities the plugin needs: the agent disables it unless its
+    /// grants cover each required one, and names what is missing. A need
+    /// marked [`Need::optional`] is one the plugin works without: the agent
+    /// logs it when it is not granted and loads the plugin anyway, and the
+    /// plugin asks [`Need::granted`] at run time. Default: none declared
+    /// (each call is still checked when it is made).
     fn needs() -> Vec<Need> {
         Vec::new()
     }
@@ -200,13 +203,49 @@ impl Outcome {
     }
 }
 
+/// A need is required unless marked [`Need::optional`]:
+///
+/// ```no_run
+/// use backout_plugin_sdk::Need;
+///
+/// fn needs() -> Vec<Need> {
+///     vec![
+///         // Without this the plugin cannot work: the agent disables it.
+///         Need::url("", "the Slack incoming webhook"),
+///         // The plugin works without it: the agent logs that it is not
+///         // granted and loads the plugin anyway.
+///         Need::url("http://proxy.internal:3128/", "the outgoing proxy").optional(),
+///     ]
+/// }
+///
+/// // In `run`: use the proxy only where this agent grants it.
+/// let use_proxy = Need::url("http://proxy.internal:3128/", "").granted();
+/// # let _ = (needs(), use_proxy);
+/// ```
 impl Need {
     fn of(kind: &str, value: impl Into<String>, why: impl Into<String>) -> Need {
         Need {
             kind: kind.into(),
             value: value.into(),
             why: why.into(),
+            optional: false,
         }
+    }
+
+    /// Marks the need optional: the plugin works without it. The agent
+    /// loads the plugin even where it is not granted (and logs that it is
+    /// not); ask [`Need::granted`] at run time before using it.
+    #[must_use]
+    pub fn optional(mut self) -> Need {
+        self.optional = true;
+        self
+    }
+
+    /// Whether this agent grants the need to this plugin (a secret: granted
+    /// and configured), checked as the agent checked the plugin's needs at
+    /// load. Always false while the plugin describes itself.
+    pub fn granted(&self) -> bool {
+        host::granted(&self.kind, &self.value)
     }
 
     /// A program the plugin runs (as it passes it to `exec`); empty: some program.
@@ -298,11 +337,11 @@ pub mod host {
     /// The host functions exactly as the WIT world declares them.
     pub mod raw {
         pub use crate::bindings::backout::plugin::host::{
-            emit, exec, http, log, now, progress, read_file, sleep, write_file,
+            emit, exec, granted, http, log, now, progress, read_file, sleep, write_file,
         };
     }
 
-    pub use raw::{exec, http, now, read_file, sleep, write_file};
+    pub use raw::{exec, granted, http, now, read_file, sleep, write_file};
 
     impl HostError {
         /// A stable code for the kind of refusal: `host-denied`,
@@ -514,5 +553,26 @@ pub mod host {
     pub fn read_to_string(path: &str, max_bytes: u64) -> Result<String, HostError> {
         let bytes = raw::read_file(path, max_bytes, false)?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The crate's version is the WIT package's: they change together.
+    #[test]
+    fn the_crate_version_is_the_wit_package_version() {
+        let wit = include_str!("../wit/plugin.wit");
+        let package = format!("package backout:plugin@{};", env!("CARGO_PKG_VERSION"));
+        assert!(
+            wit.lines().any(|l| l.trim() == package),
+            "wit/plugin.wit must declare `{package}`"
+        );
+    }
+
+    #[test]
+    fn a_need_is_required_unless_marked_optional() {
+        let need = super::Need::url("", "the webhook");
+        assert!(!need.optional);
+        assert!(need.optional().optional);
     }
 }

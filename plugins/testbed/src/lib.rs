@@ -9,7 +9,9 @@
 use std::hint::black_box;
 
 use backout_plugin_sdk::host::{self, ExecRequest, HttpRequest};
-use backout_plugin_sdk::{Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin};
+use backout_plugin_sdk::{
+    Need, Outcome, Plugin, PluginError, PluginInfo, Schema, Step, export_plugin,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -60,6 +62,17 @@ impl Plugin for Testbed {
             false,
         )
         .action("panic", "Panics.", false)
+        .action(
+            "granted",
+            "Asks the host whether it grants params.kind params.value.",
+            false,
+        )
+    }
+
+    /// One optional need, granted nowhere by the tests unless they mean to:
+    /// the agent loads the testbed without it and logs that it is missing.
+    fn needs() -> Vec<Need> {
+        vec![Need::url("http://optional.invalid/", "a proxy it can do without").optional()]
     }
 
     fn schema() -> Schema {
@@ -75,6 +88,7 @@ impl Plugin for Testbed {
             .action::<SpamParams>("spam")
             .action::<SleepParams>("sleep")
             .action::<SleepParams>("wasi-sleep")
+            .action::<GrantedParams>("granted")
     }
 
     fn run(step: Step) -> Result<Outcome, PluginError> {
@@ -92,6 +106,7 @@ impl Plugin for Testbed {
             "wasi-sleep" => wasi_sleep(&step),
             "env" => Ok(env()),
             "panic" => panic!("testbed panicked on purpose"),
+            "granted" => granted(&step),
             _ => Err(step.unknown_action()),
         }
     }
@@ -236,6 +251,25 @@ fn write(step: &Step) -> Result<Outcome, PluginError> {
     Ok(Outcome::new(
         format!("wrote {} bytes", p.contents.len()),
         json!({ "written": p.contents.len() }),
+    ))
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct GrantedParams {
+    /// `program`, `url`, `read`, `write` or `secret`.
+    kind: String,
+    /// What; empty: some grant of this kind.
+    #[serde(default)]
+    value: String,
+}
+
+fn granted(step: &Step) -> Result<Outcome, PluginError> {
+    let p: GrantedParams = step.params()?;
+    let granted = host::granted(&p.kind, &p.value);
+    Ok(Outcome::new(
+        format!("{} `{}` granted: {granted}", p.kind, p.value),
+        json!({ "kind": p.kind, "value": p.value, "granted": granted }),
     ))
 }
 

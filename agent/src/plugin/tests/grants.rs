@@ -475,3 +475,73 @@ async fn exec_runs_granted_programs_in_granted_directories() {
         )
     );
 }
+
+/// An optional need the grants do not cover leaves the plugin loaded, and
+/// the plugin can ask at run time what it is granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ungranted_optional_need_loads_and_the_plugin_can_ask_what_is_granted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let granted = dir.path().display().to_string();
+    let host = host(
+        "testbed",
+        Grants {
+            read: vec![dir.path().to_path_buf()],
+            ..Grants::default()
+        },
+    );
+    let info = host
+        .inventory()
+        .into_iter()
+        .find(|p| p.name == "testbed")
+        .expect("the testbed serves");
+    let proxy = info
+        .needs
+        .iter()
+        .find(|n| n.value == "http://optional.invalid/")
+        .expect("the testbed declares its optional proxy");
+    assert!(proxy.optional);
+    assert_eq!(proxy.granted, Some(false));
+    let ask = |kind: &str, value: &str| json!({ "kind": kind, "value": value });
+    for (params, expected) in [
+        (ask("url", "http://optional.invalid/"), false),
+        (ask("read", &granted), true),
+        (ask("read", ""), true),
+        (ask("write", &granted), false),
+        (ask("secret", "NOPE"), false),
+    ] {
+        let (outcome, _) = step(&host, "testbed", "granted", params.clone(), Opts::default()).await;
+        assert_eq!(data(&outcome)["granted"], expected, "{params}");
+    }
+}
+
+/// A required need the grants do not cover disables that plugin, naming
+/// the need; the other plugins serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ungranted_required_need_disables_only_that_plugin() {
+    let host = host_with(
+        vec![
+            config("testbed", Grants::default(), None),
+            config("notify", Grants::default(), None),
+        ],
+        SecretStore::empty(),
+    );
+    let serving: Vec<String> = host.inventory().into_iter().map(|p| p.name).collect();
+    assert_eq!(serving, ["testbed"]);
+    let disabled = host.disabled();
+    assert_eq!(disabled.len(), 1, "{disabled:?}");
+    let (name, sha256, error) = &disabled[0];
+    assert_eq!(name, "notify");
+    assert_eq!(sha256.len(), 64, "the disabled file's sha256");
+    assert!(
+        error.contains("plugin `notify` needs what its [plugin.grants] do not give")
+            && error.contains("some url grant (the Slack incoming webhook)")
+            && !error.contains("some secret grant"),
+        "only the required need is named: {error}"
+    );
+    assert!(matches!(
+        host.resolve("notify", sha256),
+        Err(crate::plugin::ResolveError::Disabled { .. })
+    ));
+    let (outcome, _) = step(&host, "testbed", "echo", json!({"ok": 1}), Opts::default()).await;
+    assert_eq!(data(&outcome)["ok"], 1);
+}

@@ -73,6 +73,15 @@ fn every_record() -> Vec<(Record, serde_json::Value)> {
             json!({ "scope": "database", "role": "dba", "by": "carol", "why": "no backup" }),
         ),
         (
+            Record::ApprovalSigned(SignedStatement {
+                version: 1,
+                statement: r#"{"version":1,"operator":"dave"}"#.into(),
+                signature: "3045".into(),
+                certificate: "3082".into(),
+            }),
+            json!({ "version": 1, "statement": "{\"version\":1,\"operator\":\"dave\"}", "signature": "3045", "certificate": "3082" }),
+        ),
+        (
             Record::RunDispatched(Dispatched {
                 phase: "application".into(),
                 step: "deploy".into(),
