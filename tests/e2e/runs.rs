@@ -93,10 +93,11 @@ async fn a_run_waits_for_distinct_approvers_then_runs_its_phases_in_order() {
     // Everything went through the journal, and it verifies.
     let audit = fleet.audit_verify();
     assert_eq!(audit["intact"], true);
-    // created, started, 4 approvals, 5 dispatches + 5 finishes (the run's
-    // record of each result), 5 commands + 5 plugin log lines ("echo"),
-    // ended, its signed checkpoint: 28.
-    assert_eq!(audit["entries"], 28, "{audit}");
+    // created, started, 4 approvals each after its signed statement
+    // (`approval.signed`), 5 dispatches + 5 finishes (the run's record of
+    // each result), 5 commands + 5 plugin log lines ("echo"), ended, its
+    // signed checkpoint: 32.
+    assert_eq!(audit["entries"], 32, "{audit}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

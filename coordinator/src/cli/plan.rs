@@ -230,9 +230,8 @@ pub fn check(
         .filter(|(plugin, _)| used.contains(plugin.as_str()))
         .flat_map(|(_, n)| n)
         .collect();
-    for note in &notes {
-        let _ = writeln!(std::io::stderr(), "{}: note: {note}", path.display());
-    }
+    // Said with the rest of the check's answer (stdout), not as a
+    // warning: nothing is wrong.
     match output {
         Output::Json => {
             let doc = json!({
@@ -339,6 +338,12 @@ pub fn check(
             }
             for e in &plan.escalations {
                 outln!("Escalate to {} when {}", e.who, e.when_text);
+            }
+            if !notes.is_empty() {
+                outln!();
+            }
+            for note in &notes {
+                outln!("note: {note}");
             }
         }
     }

@@ -359,6 +359,32 @@ impl Runs {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Run `run_id` in `runs` if it has not ended; else why not (ended,
+    /// whether still in memory or not, or unknown).
+    fn still_going<'a>(
+        &self,
+        runs: &'a mut BTreeMap<String, Entry>,
+        run_id: &str,
+    ) -> Result<&'a mut Entry, RunError> {
+        let Some(entry) = runs.get_mut(run_id) else {
+            return Err(match self.ended_lock().get(run_id) {
+                Some(brief) => RunError::Ended {
+                    id: run_id.into(),
+                    status: brief.status.word(),
+                },
+                None => RunError::UnknownRun(run_id.into()),
+            });
+        };
+        if entry.meta.finished_at_ms.is_some() {
+            let status = summarize(entry, now_ms()).status.word();
+            return Err(RunError::Ended {
+                id: run_id.into(),
+                status,
+            });
+        }
+        Ok(entry)
+    }
+
     fn ended_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Summary>> {
         self.ended.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -846,9 +872,7 @@ impl Runs {
         role: Option<&str>,
     ) -> Result<approvals::NonceGiven, RunError> {
         let mut runs = self.lock();
-        let entry = runs
-            .get_mut(run_id)
-            .ok_or_else(|| RunError::UnknownRun(run_id.into()))?;
+        let entry = self.still_going(&mut runs, run_id)?;
         let scope = phase.map_or(Scope::Run, Scope::Phase);
         let role = open_role(entry, run_id, &scope, roles, role)?;
         let now = now_ms();
@@ -893,22 +917,7 @@ impl Runs {
     ) -> Result<Summary, RunError> {
         let summary = {
             let mut runs = self.lock();
-            let Some(entry) = runs.get_mut(run_id) else {
-                return Err(match self.ended_lock().get(run_id) {
-                    Some(brief) => RunError::Ended {
-                        id: run_id.into(),
-                        status: brief.status.word(),
-                    },
-                    None => RunError::UnknownRun(run_id.into()),
-                });
-            };
-            if entry.meta.finished_at_ms.is_some() {
-                let status = summarize(entry, now_ms()).status.word();
-                return Err(RunError::Ended {
-                    id: run_id.into(),
-                    status,
-                });
-            }
+            let entry = self.still_going(&mut runs, run_id)?;
             let scope = phase.map_or(Scope::Run, Scope::Phase);
             let role = match (&signed, role) {
                 (Some((_, s)), Some(r)) if r != s.role => {

@@ -209,7 +209,7 @@ async fn ungranted_urls_are_unknown_not_down_and_warned() {
 
 #[test]
 fn a_plugin_whose_needs_are_not_granted_is_not_loaded_and_the_refusal_says_why() {
-    let Err(err) = PluginHost::new(
+    let host = PluginHost::new(
         &[config(
             "app",
             Grants {
@@ -220,22 +220,29 @@ fn a_plugin_whose_needs_are_not_granted_is_not_loaded_and_the_refusal_says_why()
         )],
         SecretStore::empty(),
         StepLimits::default(),
-    ) else {
-        panic!("the app plugin needs a program grant");
+    )
+    .expect("a plugin whose needs are not granted is disabled, not a failed start");
+    assert!(
+        host.inventory().iter().all(|p| p.name != "app"),
+        "the app plugin is not served"
+    );
+    let disabled = host.disabled();
+    let Some((_, _, text)) = disabled.iter().find(|(name, _, _)| name == "app") else {
+        panic!("the app plugin needs a program grant: {disabled:?}");
     };
-    let text = err.to_string();
     assert!(
         text.contains("plugin `app` needs") && text.contains("some program grant (git"),
         "{text}"
     );
     assert!(!text.contains("url"), "the URL need is granted: {text}");
     // The health plugin declares nothing: it loads without grants.
-    PluginHost::new(
+    let host = PluginHost::new(
         &[config("health", Grants::default(), None)],
         SecretStore::empty(),
         StepLimits::default(),
     )
     .expect("a plugin that declares no needs loads");
+    assert!(host.disabled().is_empty());
 }
 
 fn register(seen: &super::Seen) -> (u16, String, Duration) {
