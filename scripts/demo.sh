@@ -295,6 +295,7 @@ TOML
   fi
   cat <<TOML
 command_key = "pki/command-signing.key"
+checkpoint_key = "pki/checkpoint-signing.key"
 heartbeat_interval = "2s"
 plan = "plan.toml"
 crl = "pki/crl.pem"
@@ -746,8 +747,8 @@ PY
 # ---------------------------------------------------------------------------
 # 9. Audit and report
 # ---------------------------------------------------------------------------
-say "backout audit verify: every decision, command and outcome is in a hash-chained journal"
-"$backout" audit verify --config "$work/coordinator.toml" | indent
+say "backout audit verify: every decision, command and outcome is in a hash-chained journal, its checkpoints signed"
+"$backout" audit verify --config "$work/coordinator.toml" --key "$work/pki/checkpoint-signing.pub" | indent
 
 say "backout report $run_id: the post-rollback report, from the journal"
 report_dir=${BACKOUT_DEMO_REPORTS:-/tmp/backout-demo-report}
@@ -774,6 +775,9 @@ for e in r.get("escalations", []):
     print(f"escalation {e['who']}: {e['when']} -> {e['state']}")
 PY
 echo "report: $report_dir/report.md, $report_dir/report.html (and report.json)" | indent
+say "The run's signed checkpoint, as the report and the end-of-run message announce it: the journal still holds it"
+checkpoint=$(python3 -c 'import json, sys; c = json.load(open(sys.argv[1]))["checkpoint"]; print("%s:%s" % (c["seq"], c["hash"]))' "$report_dir/report.json")
+"$backout" audit verify --config "$work/coordinator.toml" --key "$work/pki/checkpoint-signing.pub" --checkpoint "$checkpoint" | indent
 if $ha; then
   say "The report shows the takeover (its section \"Leader and takeovers\", from $report_dir/report.md)"
   sed -n '/^## Leader and takeovers/,/^## /p' "$report_dir/report.md" | sed '1d;$d' | sed '/^$/d' | indent
