@@ -640,13 +640,10 @@ async fn failover_times() {
                 "a step answered on the new leader",
                 Duration::from_secs(60),
                 || {
-                    let out = fleet.cli("alice", &["runs", "--output", "json"]);
-                    let runs: Value = serde_json::from_slice(&out.stdout).ok()?;
-                    let run = runs["runs"]
-                        .as_array()?
-                        .iter()
-                        .find(|r| r["run"] == id.as_str())?
-                        .clone();
+                    // `runs RUN`: the run in full, even once it has ended
+                    // (the listing keeps ended runs brief, without hosts).
+                    let out = fleet.cli("alice", &["runs", &id, "--output", "json"]);
+                    let run: Value = serde_json::from_slice(&out.stdout).ok()?;
                     let hosts = run["phases"][0]["hosts"].as_array()?.clone();
                     hosts
                         .iter()
