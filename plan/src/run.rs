@@ -23,7 +23,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::sections::OnFailure;
 
+mod backups;
 mod plan;
+pub use backups::{BackupRules, MissingBackup, NeedsBackup};
 pub use plan::{PhasePlan, RunPlan, RunPlanError, StepPlan};
 
 /// What approvals apply to.

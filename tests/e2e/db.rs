@@ -607,4 +607,95 @@ async fn a_backup_altered_after_it_was_made_is_refused_by_migrate_down() {
         "{why}"
     );
     assert_eq!(f.pg.applied(), all_ids(), "no migration was rolled back");
+
+    // The hash recorded when the backup was made is the coordinator's too:
+    // the backup step's data carries it (journaled with the step), the
+    // report shows it with the size, and the refusal names it beside the
+    // altered file's hash.
+    let made = &finished(&lines, "backup")["data"];
+    let recorded = made["sha256"].as_str().expect("the backup's sha256").to_string();
+    assert_eq!(recorded.len(), 64, "{made}");
+    assert_eq!(made["size"].as_u64(), Some(size as u64), "{made}");
+    let altered = hex_sha256(&bytes);
+    assert_ne!(altered, recorded);
+    assert!(
+        why.contains(&format!("hashes to {altered}, not the {recorded} recorded")),
+        "both hashes named: {why}"
+    );
+    let md = f.fleet.report(&id, "md");
+    assert!(
+        md.contains("## Backups")
+            && md.contains(&format!("| {size} bytes | `{recorded}` |"))
+            && md.contains(&dump.display().to_string()),
+        "{md}"
+    );
+    let json: Value = serde_json::from_str(&f.fleet.report(&id, "json")).unwrap();
+    assert_eq!(json["backups"][0]["sha256"], recorded.as_str(), "{json:#}");
+    assert!(f.fleet.report(&id, "html").contains(&format!("<code>{recorded}</code>")));
+}
+
+/// The SHA-256 of `bytes` in hex, as `sha256sum` prints it.
+fn hex_sha256(bytes: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(bytes)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// `rollback start --phases down` leaves the backup's phase out of the run:
+/// the coordinator refuses to start it (exit 1, "refused by the
+/// coordinator"), naming the migration and the backup it lacks, though the
+/// plan itself passes `plan check`. Nothing is journaled as a run, nothing
+/// reaches the agent, and the database is unchanged; with the backup's
+/// phase in the run it starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_leaves_out_the_backup_before_a_migration_is_refused_at_start() {
+    let f = fleet(MIGRATIONS, |pg, d| {
+        let db = db(pg, pg.port);
+        format!(
+            "[[phase]]\nid = \"save\"\nname = \"Backup\"\n{}\
+             [[phase]]\nid = \"down\"\nname = \"Migrations\"\nafter = [\"save\"]\n{}",
+            backup_step(&db, &d.backups),
+            migrate_down_step(&db, d, ""),
+        )
+    })
+    .await;
+    for args in [
+        vec!["--reason", "skip the backup", "--phases", "down"],
+        vec!["--reason", "skip the backup", "--phases", "down", "--dry-run"],
+    ] {
+        let mut all = vec!["rollback", "start"];
+        all.extend_from_slice(&args);
+        let out = f.fleet.cli("dave", &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("refused by the coordinator: the run was not started")
+                && stderr.contains("step `down/migrate-down` (db.migrate-down) on db-1 changes data, but no `db.backup` step with the same")
+                && stderr.contains(&format!("backup_dir = \"{}\"", f.backups.display()))
+                && stderr.contains("add it to --phases"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let runs = f.fleet.runs();
+    assert_eq!(runs["runs"].as_array().map_or(0, Vec::len), 0, "no run was created: {runs:#}");
+    assert!(Db::files(&f.backups).is_empty());
+    assert_eq!(f.pg.applied(), all_ids(), "the database is unchanged");
+
+    // The backup's phase in the same run: it starts (and waits for bob).
+    let run = f
+        .fleet
+        .start_run("dave", &["--reason", "with the backup", "--phases", "save,down"]);
+    assert!(run["run"].as_str().is_some_and(|id| id.starts_with("run-")), "{run:#}");
 }

@@ -504,7 +504,8 @@ pub const FREEZE_ENV: &str = "BACKOUT_TEST_FREEZE_AFTER_ENTRY";
 pub const FREEZE_AGENT_ADMIT_ENV: &str = "BACKOUT_TEST_FREEZE_AGENT_ADMIT";
 
 /// `backout serve` (built with `test-hooks`) skips checking the plan's steps
-/// against the plugins when this is set (`coordinator/src/cli/serve.rs`).
+/// against the plugins, and a run's data-changing steps against their
+/// backups at its start, when this is set (`coordinator/src/cli/serve.rs`).
 pub const SKIP_PLAN_CHECK_ENV: &str = "BACKOUT_TEST_SKIP_PLAN_CHECK";
 
 /// Starts the `backout` CLI in the background (for calls that may hang on a

@@ -42,6 +42,13 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     check_checkpoint_key(&config)?;
     backout_tls::reload::ReloadingServerConfig::load(config.tls_files(), config.crl.clone())
         .with_context(|| format!("{}: TLS", config.tls.cert.display()))?;
+    // The plugins' data-changing actions (`x-needs-backup`): each run is
+    // checked against them at start, whatever phases it runs.
+    let mut backups = if skip_plan_check() {
+        backout_plan::run::BackupRules::default()
+    } else {
+        builtin_backup_rules()
+    };
     if let Some(plan) = &config.plan {
         backout_plan::model::Plan::load(plan)?;
         // What `plan check --config` finds would break at run time: refuse
@@ -49,6 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         // naming undefined checks; pins that differ from their files).
         if !skip_plan_check() {
             let (catalog, pins) = super::catalog::for_config(&args.config, &config)?;
+            backups = backout_plan::run::BackupRules::from_catalog(&catalog);
             let warnings = super::plan::check_steps(plan, &catalog, pins)?;
             for w in warnings {
                 tracing::warn!("{}:{w}", plan.display());
@@ -93,6 +101,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     // coordinator on one journal is refused here) and the unfinished runs
     // resumed before the coordinator says it is listening.
     let coordinator = Coordinator::build_on(config, postgres.clone())?;
+    coordinator.runs.set_backup_rules(backups);
     if postgres.is_some() {
         // An append that met another epoch: the lease is another's. (One
         // refused while a renewal is pending waits for the lease's keeper.)
@@ -169,10 +178,27 @@ async fn hand_over(journal: Arc<crate::journal::Journal>, store: Arc<PostgresSto
 }
 
 /// The e2e tests' hook (builds with the `test-hooks` feature only): set, the
-/// plan's steps are not checked against the plugins, so a test can watch the
-/// plugins themselves refuse what plan check would have caught.
+/// plan's steps are not checked against the plugins, nor a run's steps
+/// against the backups they need at its start, so a test can watch the
+/// plugins themselves refuse what the coordinator would have caught.
 #[cfg(feature = "test-hooks")]
 pub const SKIP_PLAN_CHECK_ENV: &str = "BACKOUT_TEST_SKIP_PLAN_CHECK";
+
+/// The built-in plugins' data-changing actions (pinned files are read only
+/// with the plan check).
+fn builtin_backup_rules() -> backout_plan::run::BackupRules {
+    let mut plugins = std::collections::BTreeMap::new();
+    for (name, described) in super::catalog::builtin() {
+        if let Ok(spec) = described.spec("built in".into()) {
+            plugins.insert(name, spec);
+        }
+    }
+    backout_plan::run::BackupRules::from_catalog(&backout_plan::check::Catalog {
+        plugins,
+        complete: false,
+        checks: None,
+    })
+}
 
 fn skip_plan_check() -> bool {
     #[cfg(feature = "test-hooks")]

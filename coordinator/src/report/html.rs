@@ -289,6 +289,25 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
         );
     }
     let _ = write!(o, "</ul>");
+    if !r.backups.is_empty() {
+        let _ = write!(
+            o,
+            "<h2>Backups</h2><table><tr><th>Host</th><th>Step</th><th>File</th><th>Size</th><th>SHA-256</th></tr>"
+        );
+        for b in &r.backups {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}/{}</td><td>{}</td><td>{} bytes</td><td><code>{}</code></td></tr>",
+                esc(&b.host),
+                esc(&b.phase),
+                esc(&b.step),
+                esc(&b.file),
+                b.size,
+                esc(&b.sha256)
+            );
+        }
+        let _ = write!(o, "</table>");
+    }
     if !r.versions.is_empty() {
         let _ = write!(
             o,

@@ -204,6 +204,25 @@ pub fn markdown(r: &Report) -> String {
         }
     }
 
+    if !r.backups.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n## Backups\n\nAs each backup step reported them (check a file with `sha256sum`).\n\n| Host | Step | File | Size | SHA-256 |\n| --- | --- | --- | --- | --- |"
+        );
+        for b in &r.backups {
+            let _ = writeln!(
+                o,
+                "| {} | {}/{} | {} | {} bytes | `{}` |",
+                b.host,
+                b.phase,
+                b.step,
+                cell(&b.file),
+                b.size,
+                cell(&b.sha256)
+            );
+        }
+    }
+
     if !r.versions.is_empty() {
         let _ = writeln!(
             o,

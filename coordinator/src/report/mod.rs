@@ -38,6 +38,9 @@ pub struct Report {
     pub timeline: Vec<StepFacts>,
     pub approvals: Vec<Decision>,
     pub versions: Vec<HostVersion>,
+    /// Each backup a step made, with the hash and size its step reported:
+    /// the coordinator's copy of what the agent's marker file records.
+    pub backups: Vec<BackupFacts>,
     pub figures: BTreeMap<String, Value>,
     pub escalations: Vec<EscalationFacts>,
     pub evidence: Vec<Evidence>,
@@ -243,6 +246,18 @@ pub struct Decision {
     pub why: String,
 }
 
+/// A backup made by a step of the run (its data's `file`, `size` and
+/// `sha256`: the `db` plugin's `backup`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackupFacts {
+    pub phase: String,
+    pub step: String,
+    pub host: String,
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct HostVersion {
     pub host: String,
@@ -435,6 +450,7 @@ pub fn build(inputs: &Inputs) -> Option<Report> {
         generated_at_ms: inputs.now_ms,
         success: success(inputs.plan, &run_facts, &phases, &timeline, &communications),
         versions: versions(&timeline),
+        backups: backups(&timeline),
         escalations: escalations(inputs.plan, &figures),
         evidence: evidence(inputs.context, meta.started_at_ms, end),
         time_to_decision: time_to_decision(inputs.context, &meta.id, meta.started_at_ms),
@@ -522,6 +538,24 @@ fn versions(timeline: &[StepFacts]) -> Vec<HostVersion> {
             host: s.host.clone(),
             from: name(&s.data["from"]),
             to: name(&s.data["to"]),
+        })
+        .collect()
+}
+
+/// The backups the run's succeeded steps made, as their data says.
+fn backups(timeline: &[StepFacts]) -> Vec<BackupFacts> {
+    timeline
+        .iter()
+        .filter(|s| s.result == "succeeded")
+        .filter_map(|s| {
+            Some(BackupFacts {
+                phase: s.phase.clone(),
+                step: s.step.clone(),
+                host: s.host.clone(),
+                file: s.data["file"].as_str()?.to_string(),
+                size: s.data["size"].as_u64()?,
+                sha256: s.data["sha256"].as_str()?.to_string(),
+            })
         })
         .collect()
 }

@@ -401,3 +401,47 @@ fn a_fired_canary_judge_is_charted_in_the_report() {
     // Without one, no section.
     assert!(!html(&report_of(&journal(100.0))).contains("Canary judge"));
 }
+
+/// A backup step's hash and size, as its data reported them, are the
+/// coordinator's copy of the backup: every format of the report shows them.
+#[test]
+fn a_backups_hash_and_size_are_shown_in_every_format() {
+    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let mut entries = journal(100.0);
+    let end = entries.pop().unwrap();
+    entries.push(entry(
+        20,
+        T0 + 12 * MIN,
+        "run-1",
+        "run.dispatched",
+        json!({ "phase": "communication", "step": "save", "host": "app-1", "attempt": 1, "what": "db.backup" }),
+    ));
+    entries.push(entry(
+        21,
+        T0 + 13 * MIN,
+        "run-1",
+        "run.finished",
+        json!({ "phase": "communication", "step": "save", "host": "app-1", "attempt": 1, "outcome": "succeeded", "output": "dumped",
+            "data": { "file": "/backups/run-1.dump", "size": 4096, "sha256": sha } }),
+    ));
+    entries.push(end);
+    let r = report_of(&entries);
+    assert_eq!(r.backups.len(), 1, "{:?}", r.backups);
+    let md = markdown(&r);
+    assert!(
+        md.contains(&format!(
+            "| app-1 | communication/save | /backups/run-1.dump | 4096 bytes | `{sha}` |"
+        )),
+        "{md}"
+    );
+    let page = html(&r);
+    assert!(
+        page.contains("<h2>Backups</h2>") && page.contains(&format!("<code>{sha}</code>")),
+        "{page}"
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["backups"][0]["sha256"], sha);
+    assert_eq!(json["backups"][0]["size"], 4096);
+    // A run without a backup has no such section.
+    assert!(!markdown(&report_of(&journal(100.0))).contains("## Backups"));
+}

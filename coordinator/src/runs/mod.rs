@@ -11,7 +11,7 @@
 //! runs twice.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use backout_plan::run::{Event, HostView, PhaseStatus, Rejected, Run, RunPlan, RunStatus, Scope};
 use backout_proto::now_ms;
@@ -146,6 +146,17 @@ pub enum RunError {
     Undo { run: String, why: String },
     #[error("signed approval refused: {0}")]
     Statement(String),
+    /// A data-changing step with no verified backup before it in the run.
+    #[error("{}", no_backup_words(.0))]
+    NoBackup(Vec<backout_plan::run::MissingBackup>),
+}
+
+fn no_backup_words(missing: &[backout_plan::run::MissingBackup]) -> String {
+    let each: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    format!(
+        "the run was not started: {}. Run the backup's phase in the same run (add it to --phases), or put a backup step before the migration",
+        each.join("; ")
+    )
 }
 
 /// Checks `--to`: a plain version token, present when a step needs it.
@@ -203,6 +214,11 @@ pub struct Runs {
     /// The fired triggers' episodes, kept by `deadline.rs` (rebuilt from
     /// the journal at start); remedies are judged per episode.
     pub(crate) episodes: Mutex<backout_plan::episode::Episodes>,
+    /// The plugins' data-changing actions and the backup each needs first
+    /// (`x-needs-backup`): a run that would run one without its backup
+    /// earlier in the run is refused at start. Set by `serve` from the
+    /// plugins it knows; empty: nothing checked.
+    backups: Mutex<backout_plan::run::BackupRules>,
 }
 
 impl Runs {
@@ -225,7 +241,13 @@ impl Runs {
             board,
             smtp: None,
             episodes: Mutex::default(),
+            backups: Mutex::default(),
         }
+    }
+
+    /// The data-changing actions runs are checked against at start.
+    pub fn set_backup_rules(&self, rules: backout_plan::run::BackupRules) {
+        *self.backups.lock().unwrap_or_else(PoisonError::into_inner) = rules;
     }
 
     /// Sends the plan's `email` channels through this relay.
@@ -788,6 +810,11 @@ impl Runs {
             plan
         };
         check_version(&plan, &req.to_version)?;
+        let missing = plan.missing_backups(&self.backups.lock().unwrap_or_else(PoisonError::into_inner));
+        if !missing.is_empty() {
+            tracing::warn!(by, missing = missing.len(), "run refused: a data-changing step has no backup before it");
+            return Err(RunError::NoBackup(missing));
+        }
         let (reason, to_version, dry_run, drill) = (
             req.reason.as_str(),
             req.to_version.as_str(),

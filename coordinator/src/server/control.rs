@@ -543,7 +543,7 @@ pub(super) fn run_status(e: RunError) -> Status {
         | RunError::NothingToApprove(_) => Status::permission_denied(e.to_string()),
         RunError::Plan(_) | RunError::BadVersion(_) => Status::invalid_argument(e.to_string()),
         RunError::Undo { .. } => Status::failed_precondition(e.to_string()),
-        RunError::Statement(_) => Status::permission_denied(e.to_string()),
+        RunError::Statement(_) | RunError::NoBackup(_) => Status::permission_denied(e.to_string()),
     }
 }
 

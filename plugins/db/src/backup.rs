@@ -126,7 +126,13 @@ pub fn run(step: &Step) -> Result<Outcome, PluginError> {
     );
     Ok(Outcome::new(
         summary,
+        // The hash and size at top level: the coordinator journals them
+        // with the step and its report shows them, so a copy of what was
+        // made lives outside the agent's marker file.
         json!({
+            "file": file,
+            "size": size,
+            "sha256": sha256,
             "backup": marker,
             "marker": marker_path,
             "changed": [format!("created {file}"), format!("created {marker_path}")],
