@@ -613,7 +613,10 @@ async fn a_backup_altered_after_it_was_made_is_refused_by_migrate_down() {
     // report shows it with the size, and the refusal names it beside the
     // altered file's hash.
     let made = &finished(&lines, "backup")["data"];
-    let recorded = made["sha256"].as_str().expect("the backup's sha256").to_string();
+    let recorded = made["sha256"]
+        .as_str()
+        .expect("the backup's sha256")
+        .to_string();
     assert_eq!(recorded.len(), 64, "{made}");
     assert_eq!(made["size"].as_u64(), Some(size as u64), "{made}");
     let altered = hex_sha256(&bytes);
@@ -631,7 +634,11 @@ async fn a_backup_altered_after_it_was_made_is_refused_by_migrate_down() {
     );
     let json: Value = serde_json::from_str(&f.fleet.report(&id, "json")).unwrap();
     assert_eq!(json["backups"][0]["sha256"], recorded.as_str(), "{json:#}");
-    assert!(f.fleet.report(&id, "html").contains(&format!("<code>{recorded}</code>")));
+    assert!(
+        f.fleet
+            .report(&id, "html")
+            .contains(&format!("<code>{recorded}</code>"))
+    );
 }
 
 /// The SHA-256 of `bytes` in hex, as `sha256sum` prints it.
@@ -673,7 +680,13 @@ async fn a_run_that_leaves_out_the_backup_before_a_migration_is_refused_at_start
     .await;
     for args in [
         vec!["--reason", "skip the backup", "--phases", "down"],
-        vec!["--reason", "skip the backup", "--phases", "down", "--dry-run"],
+        vec![
+            "--reason",
+            "skip the backup",
+            "--phases",
+            "down",
+            "--dry-run",
+        ],
     ] {
         let mut all = vec!["rollback", "start"];
         all.extend_from_slice(&args);
@@ -689,13 +702,21 @@ async fn a_run_that_leaves_out_the_backup_before_a_migration_is_refused_at_start
         );
     }
     let runs = f.fleet.runs();
-    assert_eq!(runs["runs"].as_array().map_or(0, Vec::len), 0, "no run was created: {runs:#}");
+    assert_eq!(
+        runs["runs"].as_array().map_or(0, Vec::len),
+        0,
+        "no run was created: {runs:#}"
+    );
     assert!(Db::files(&f.backups).is_empty());
     assert_eq!(f.pg.applied(), all_ids(), "the database is unchanged");
 
     // The backup's phase in the same run: it starts (and waits for bob).
-    let run = f
-        .fleet
-        .start_run("dave", &["--reason", "with the backup", "--phases", "save,down"]);
-    assert!(run["run"].as_str().is_some_and(|id| id.starts_with("run-")), "{run:#}");
+    let run = f.fleet.start_run(
+        "dave",
+        &["--reason", "with the backup", "--phases", "save,down"],
+    );
+    assert!(
+        run["run"].as_str().is_some_and(|id| id.starts_with("run-")),
+        "{run:#}"
+    );
 }

@@ -810,9 +810,14 @@ impl Runs {
             plan
         };
         check_version(&plan, &req.to_version)?;
-        let missing = plan.missing_backups(&self.backups.lock().unwrap_or_else(PoisonError::into_inner));
+        let missing =
+            plan.missing_backups(&self.backups.lock().unwrap_or_else(PoisonError::into_inner));
         if !missing.is_empty() {
-            tracing::warn!(by, missing = missing.len(), "run refused: a data-changing step has no backup before it");
+            tracing::warn!(
+                by,
+                missing = missing.len(),
+                "run refused: a data-changing step has no backup before it"
+            );
             return Err(RunError::NoBackup(missing));
         }
         let (reason, to_version, dry_run, drill) = (

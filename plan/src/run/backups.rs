@@ -240,7 +240,8 @@ mod tests {
     fn a_migration_whose_backup_phase_was_left_out_of_the_run_is_missing_its_backup() {
         // `--phases down`: the `save` phase is not in the run, so `down`'s
         // `after` no longer names it (RunPlan::new drops it).
-        let missing = run(vec![phase("down", &[], vec![down(&["db-1"])])]).missing_backups(&rules());
+        let missing =
+            run(vec![phase("down", &[], vec![down(&["db-1"])])]).missing_backups(&rules());
         assert_eq!(missing.len(), 1);
         let m = &missing[0];
         assert_eq!(
