@@ -137,7 +137,9 @@ pub(super) fn record_now(runs: &Arc<Runs>, board: &Board) {
                     notify::tell_trigger(&runs, moment, &escalate_to, &facts).await;
                 });
             }
-            Err(_) => tracing::warn!(trigger = %trigger, "no runtime to send the trigger's messages"),
+            Err(_) => {
+                tracing::warn!(trigger = %trigger, "no runtime to send the trigger's messages")
+            }
         }
     }
 }
@@ -209,8 +211,8 @@ mod tests {
     use backout_proto::command::CommandSigner;
 
     use super::*;
-    use crate::fleet::registry::Registry;
     use crate::fleet::dispatch::Dispatcher;
+    use crate::fleet::registry::Registry;
     use crate::journal::Journal;
     use crate::runs::StartRun;
     use crate::signals::board::Board;
@@ -273,7 +275,12 @@ params = { api_base = "http://127.0.0.1:9", project = "default", environment = "
             board.record("error_rate", now - back, Some(Value::Number(0.12)), None);
             board.evaluate(now - back);
         }
-        let runs = Arc::new(Runs::new(journal.clone(), dispatcher, registry, Some(board)));
+        let runs = Arc::new(Runs::new(
+            journal.clone(),
+            dispatcher,
+            registry,
+            Some(board),
+        ));
         // No tick has run (deadline::start is not called): only the start.
         let started = runs
             .start(
