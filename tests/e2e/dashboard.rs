@@ -91,13 +91,13 @@ fn log_lines(fleet: &Fleet, id: &str) -> Vec<String> {
 }
 
 /// chromedriver on a free port, and browser sessions on it.
-struct Driver {
+pub(crate) struct Driver {
     proc: Proc,
     url: String,
 }
 
 impl Driver {
-    async fn start(dir: &Path) -> Driver {
+    pub(crate) async fn start(dir: &Path) -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -116,7 +116,7 @@ impl Driver {
     }
 
     /// A new headless browser session.
-    async fn browser(&self) -> Client {
+    pub(crate) async fn browser(&self) -> Client {
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -133,7 +133,7 @@ impl Driver {
 
 /// Waits until `script` (a function body) returns something truthy in the
 /// page, and returns it. Polls the page through WebDriver every 100 ms.
-async fn until(browser: &Client, what: &str, script: &str) -> Value {
+pub(crate) async fn until(browser: &Client, what: &str, script: &str) -> Value {
     let start = std::time::Instant::now();
     loop {
         let value = browser.execute(script, vec![]).await.unwrap();
@@ -146,7 +146,7 @@ async fn until(browser: &Client, what: &str, script: &str) -> Value {
 }
 
 /// Clicks `selector` and accepts the confirmation it asks for.
-async fn click_and_confirm(browser: &Client, selector: &str) {
+pub(crate) async fn click_and_confirm(browser: &Client, selector: &str) {
     browser
         .wait()
         .at_most(PATIENCE)
@@ -170,7 +170,7 @@ fn screenshots() -> PathBuf {
     dir
 }
 
-async fn screenshot(browser: &Client, name: &str) {
+pub(crate) async fn screenshot(browser: &Client, name: &str) {
     let png = browser.screenshot().await.unwrap();
     std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
 }

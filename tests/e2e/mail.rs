@@ -91,14 +91,33 @@ Impact: Some users may have experienced {{{{ impact }}}} between {{{{ start_time
     )
 }
 
+/// A status page the plan does not call customer-facing, with the
+/// customer template: nothing may be published there.
+const INTERNAL_STATUS_PAGE: &str = r#"[channels.internal-status]
+kind = "status-page"
+target = "https://status.internal.samia-tarot.test"
+via = "app-1"
+[templates.customer-internal]
+channels = ["internal-status"]
+on = ["end"]
+subject = "Service Update - Resolved"
+body = "Dear Samia Tarot Users, we experienced a brief service issue."
+"#;
+
 /// app-1 with the notify plugin (and statuspage when `statuspage` is
 /// Prism's base URL), the coordinator with `smtp`'s `[smtp]`.
-fn fleet(domain: &str, smtp: &SmtpServer, slack: &str, statuspage: Option<&str>) -> FleetBuilder {
+fn fleet(
+    domain: &str,
+    smtp: &SmtpServer,
+    slack: &str,
+    statuspage: Option<&str>,
+    extra: &str,
+) -> FleetBuilder {
     let mut agent = format!(
         "[[plugin]]\nname = \"notify\"\npath = \"{}\"\n[plugin.grants]\nurls = [\"{slack}\"]\n",
         backout_e2e::plugin("notify").display(),
     );
-    let mut plan = format!("{PHASES}{}", channels(slack));
+    let mut plan = format!("{PHASES}{}{extra}", channels(slack));
     if let Some(base) = statuspage {
         let key = smtp.cert().with_file_name("statuspage-key");
         std::fs::write(&key, STATUSPAGE_KEY).unwrap();
@@ -173,7 +192,7 @@ async fn a_run_tells_the_team_by_email_and_slack_and_customers_on_the_status_pag
     })
     .await
     .unwrap();
-    let fleet = fleet("mail.test", &smtp, &hook, Some(&prism.base()))
+    let fleet = fleet("mail.test", &smtp, &hook, Some(&prism.base()), "")
         .start()
         .await;
     let id = fleet.start_approved(&["--reason", "5xx at 12% since the deploy"]);
@@ -375,7 +394,9 @@ async fn a_relay_that_refuses_the_login_leaves_the_run_going_and_the_password_no
     });
     let slack = backout_e2e::http::TestHttp::start().await;
     let hook = slack.url("/services/T000/B000/XXXX");
-    let fleet = fleet("nomail.test", &smtp, &hook, None).start().await;
+    let fleet = fleet("nomail.test", &smtp, &hook, None, INTERNAL_STATUS_PAGE)
+        .start()
+        .await;
     let id = fleet.start_approved(&["--reason", "login refused"]);
     let run = fleet.ended(&id).await;
     assert_eq!(run["status"], "succeeded", "the run goes on: {run}");
@@ -396,6 +417,18 @@ async fn a_relay_that_refuses_the_login_leaves_the_run_going_and_the_password_no
     assert!(smtp.messages().is_empty(), "nothing got through");
     let emergency = to_channel(&json, "emergency")[0];
     assert_eq!(emergency["sent"], true, "Slack still went out");
+
+    // A status page the plan does not call customer-facing gets nothing.
+    let internal = to_channel(&json, "internal-status");
+    assert_eq!(internal.len(), 1, "{json}");
+    assert_eq!(internal[0]["sent"], false, "{json}");
+    assert!(
+        internal[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("the plan does not say the incident is customer-facing"),
+        "{json}"
+    );
 
     let md = fleet.report(&id, "md");
     assert!(md.contains("to team-email (end): NOT sent: not delivered to emergency@samia-tarot.test: permanent error (535)"), "{md}");

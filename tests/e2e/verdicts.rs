@@ -831,13 +831,20 @@ via = "app-1"
 kind = "slack"
 target = "{hook}"
 via = "app-1"
+[channels.bridge]
+kind = "phone-bridge"
+target = "+1 555 0100 / 4242"
+[[contact]]
+role = "Head of Engineering"
+primary = {{ name = "Hana Ito", phone = "+1 555 0110" }}
+backup = {{ name = "Sam Roe", phone = "+1 555 0103" }}
 [templates.overdue]
 channels = ["deciders"]
 on = ["decision-overdue"]
 body = "DECISION OVERDUE: {{{{ trigger }}}} ({{{{ condition }}}} at {{{{ value }}}}); {{{{ deciders }}}} had until {{{{ decide_by }}}}"
 [templates.exec]
 on = ["escalation"]
-body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ trigger }}}} undecided"
+body = "ESCALATION to {{{{ escalation_who }}}}: {{{{ trigger }}}} undecided; paging {{{{ paged }}}}; bridge {{{{ bridge }}}}"
 [templates.page]
 channels = ["deciders"]
 on = ["trigger-fired"]
@@ -916,6 +923,13 @@ on = "app-1"
         all.contains("(errors at true); technical-lead + release-manager had until"),
         "{all}"
     );
+    // The escalation pages the plan's contact for the rule's `who` (and
+    // backup), with the bridge, through the rule's channel; the journal
+    // says whom it paged.
+    assert!(
+        all.contains("ESCALATION to Head of Engineering: High Error Rate undecided; paging Head of Engineering: Hana Ito +1 555 0110, backup: Sam Roe +1 555 0103; bridge +1 555 0100 / 4242"),
+        "{all}"
+    );
     // They were paged when it fired, with what fired it and a text chart.
     assert!(
         all.contains(
@@ -933,6 +947,24 @@ on = "app-1"
         || (fleet.journal_count("notification.sent") == 3).then_some(()),
     )
     .await;
+    let escalations: Vec<String> = {
+        let db = rusqlite::Connection::open(fleet.journal()).unwrap();
+        let mut rows = db
+            .prepare("SELECT body FROM entries WHERE kind = 'notification.sent' ORDER BY seq")
+            .unwrap();
+        rows.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|b| b.contains(r#""moment":"escalation""#))
+            .collect()
+    };
+    assert_eq!(escalations.len(), 1, "{escalations:?}");
+    assert!(
+        escalations[0].contains(
+            r#""paged":["Head of Engineering: Hana Ito +1 555 0110, backup: Sam Roe +1 555 0103"]"#
+        ),
+        "{escalations:?}"
+    );
     let out = fleet.cli("alice", &["assess", "--output", "json"]);
     let before: Value = serde_json::from_slice(&out.stdout).unwrap();
     let before = row(&before, "High Error Rate");

@@ -444,4 +444,50 @@ fn a_backups_hash_and_size_are_shown_in_every_format() {
     assert_eq!(json["backups"][0]["size"], 4096);
     // A run without a backup has no such section.
     assert!(!markdown(&report_of(&journal(100.0))).contains("## Backups"));
+
+/// `backout report` lists who was paged and when (issue 20, item 4): each
+/// message at its time, the plan's contacts it paged under it, and "NOT
+/// paged" when the message could not go out.
+#[test]
+fn the_report_lists_who_was_paged_and_when() {
+    let mut entries = journal(0.0);
+    let ended = entries.pop().unwrap();
+    entries.push(entry(
+        100,
+        T0 + MIN,
+        "run-1",
+        "notification.sent",
+        json!({ "template": "approval", "channel": "ops", "moment": "approval-waiting", "scope": "run", "sent": true, "via": "app-1",
+                "paged": ["technical-lead: Terry Kim +1 555 0101, backup: Ann Bell +1 555 0109"] }),
+    ));
+    entries.push(entry(
+        101,
+        T0 + 15 * MIN,
+        "run-1",
+        "notification.skipped",
+        json!({ "template": "escalation", "channel": "cto-phone", "moment": "escalation", "sent": false, "why": "no agent connected for app-1",
+                "paged": ["CTO: Chris Tan +1 555 0199"] }),
+    ));
+    entries.push(ended);
+    let md = markdown(&report_of(&entries));
+    assert!(
+        md.contains("— `approval` to ops (approval-waiting): sent\n  - paged: technical-lead: Terry Kim +1 555 0101, backup: Ann Bell +1 555 0109\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("— `escalation` to cto-phone (escalation): NOT sent: no agent connected for app-1\n  - NOT paged: CTO: Chris Tan +1 555 0199\n"),
+        "{md}"
+    );
+    let at = |minutes: i64| format!("- {} — `", crate::text::rfc3339(T0 + minutes * MIN));
+    assert!(md.contains(&format!("{}approval", at(1))), "{md}");
+    assert!(md.contains(&format!("{}escalation", at(15))), "{md}");
+    let page = html(&report_of(&entries));
+    assert!(
+        page.contains("<li class=\"paged\">paged: technical-lead: Terry Kim"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<li class=\"paged\"><b>not paged</b>: CTO: Chris Tan"),
+        "{page}"
+    );
 }

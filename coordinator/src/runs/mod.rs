@@ -790,6 +790,11 @@ impl Runs {
     /// changes nothing.
     pub fn start(self: &Arc<Self>, by: &str, req: &StartRun) -> Result<Summary, RunError> {
         let board = self.board.as_ref().ok_or(RunError::NoPlan)?;
+        // The triggers' episodes as they stand, journaled before this run
+        // is: a restart must not forget that it came after a firing.
+        if !req.dry_run {
+            deadline::record_now(self, board);
+        }
         let now = now_ms();
         let plan = match &req.undo {
             Some(remedy_run) => self.undo_plan(remedy_run)?,

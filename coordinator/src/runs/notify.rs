@@ -420,6 +420,13 @@ pub async fn tell_trigger(runs: &Runs, moment: Moment, escalate_to: &[String], f
     }));
     for moment in moments {
         let mut facts = facts.clone();
+        // The plan's contacts and bridge, and whom this moment pages, as in
+        // a run's messages (an escalation pages the rule's `who`).
+        if let Some(map) = facts.as_object_mut() {
+            map.insert("contacts".into(), contact_facts(plan));
+            map.insert("bridge".into(), json!(bridge(plan)));
+            map.insert("paged".into(), json!(paged(plan, &moment).join("; ")));
+        }
         if let (Some(map), Moment::Escalation { who, when }) = (facts.as_object_mut(), &moment) {
             map.insert("escalation_who".into(), json!(who));
             map.insert("escalation_when".into(), json!(when));

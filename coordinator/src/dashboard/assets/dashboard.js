@@ -221,6 +221,17 @@
     document.getElementById('grid-box').replaceChildren(table);
   };
 
+  // An ended, real remedy run can be undone (as pages.rs renders it when
+  // the page is loaded after the end): the button appears when it ends.
+  const offerUndo = (r) => {
+    if (r.remedy !== true || r.finished_at_ms == null || r.dry_run === true) return;
+    if (document.getElementById('undo')) return;
+    const undo = el('form', { method: 'post', action: `/runs/${id}/undo`, class: 'inline', id: 'undo',
+      'data-confirm': `Undo remedy run ${id}? A run of its own puts back what it changed; it needs the remedy's approvals.` });
+    undo.append(hiddenInput('csrf', csrf), el('button', {}, 'Undo remedy'));
+    run.querySelector('.actions')?.append(' ', undo);
+  };
+
   const setLink = (link, error) => {
     showDown(link === 'reconnecting');
     if (link === 'reconnecting') banner.textContent = `reconnecting to the coordinator… ${error || ''}`;
@@ -237,6 +248,8 @@
     document.getElementById('run-status').replaceChildren(badge(r.status));
     renderPending(r);
     renderGrid(r);
+    if (r.finished_at_ms != null) document.getElementById('abort')?.remove();
+    offerUndo(r);
   });
   stream.addEventListener('run', (m) => addEvent(Number(m.lastEventId), JSON.parse(m.data)));
   // The browser reconnects by itself, sending the last event's number.
