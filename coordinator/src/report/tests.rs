@@ -444,6 +444,7 @@ fn a_backups_hash_and_size_are_shown_in_every_format() {
     assert_eq!(json["backups"][0]["size"], 4096);
     // A run without a backup has no such section.
     assert!(!markdown(&report_of(&journal(100.0))).contains("## Backups"));
+}
 
 /// `backout report` lists who was paged and when (issue 20, item 4): each
 /// message at its time, the plan's contacts it paged under it, and "NOT
