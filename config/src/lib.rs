@@ -185,7 +185,14 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigEr
                 Some(table) => format!("{table}.{missing}"),
                 None => missing.to_string(),
             });
-            message = format!("missing: `{missing}` is required here");
+            message = if text.lines().all(|l| {
+                let l = l.trim();
+                l.is_empty() || l.starts_with('#')
+            }) {
+                format!("the file is empty: `{missing}` is required (and so may be others)")
+            } else {
+                format!("missing: `{missing}` is required here")
+            };
         } else if let Some(unknown) = backticked_after(&message, "unknown field `")
             && let Some(near) = closest(unknown, &expected_names(&message))
         {
@@ -442,6 +449,17 @@ mod tests {
         assert_eq!(
             err,
             "c.toml:3:1: field `tls.key`: missing: `key` is required here"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_says_it_is_empty() {
+        let err = parse::<Sample>(Path::new("c.toml"), "# nothing yet\n\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "c.toml:1:1: field `listen`: the file is empty: `listen` is required (and so may be others)"
         );
     }
 
