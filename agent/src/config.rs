@@ -159,9 +159,7 @@ fn check_dial_address(address: &str) -> Result<(), String> {
     }
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(()),
-        _ => Err(format!(
-            "`{address}`: `{port}` is not a port (1 to 65535)"
-        )),
+        _ => Err(format!("`{address}`: `{port}` is not a port (1 to 65535)")),
     }
 }
 
@@ -412,7 +410,10 @@ ABSOLUTE = { file = "/etc/backout/token" }
         assert!(e.contains("agent.toml") && e.contains("coordinator"), "{e}");
         // A newcomer's addresses: each refused at load, naming the line.
         for (bad, says) in [
-            ("7443", "expected \"host:port\" in quotes, or a list of them"),
+            (
+                "7443",
+                "expected \"host:port\" in quotes, or a list of them",
+            ),
             ("\"127.0.0.1\"", "`127.0.0.1` has no port: write host:port"),
             ("\"https://c1:7443\"", "without `https://`"),
             ("\"c1:99999\"", "`99999` is not a port"),
@@ -421,9 +422,15 @@ ABSOLUTE = { file = "/etc/backout/token" }
         ] {
             let e = load(bad).unwrap_err().to_string();
             assert!(e.contains("agent.toml:1:"), "{bad}: {e}");
-            assert!(e.contains("field `coordinator`") && e.contains(says), "{bad}: {e}");
+            assert!(
+                e.contains("field `coordinator`") && e.contains(says),
+                "{bad}: {e}"
+            );
         }
-        assert_eq!(load("\"[::1]:7443\"").unwrap().coordinator.list(), ["[::1]:7443"]);
+        assert_eq!(
+            load("\"[::1]:7443\"").unwrap().coordinator.list(),
+            ["[::1]:7443"]
+        );
         // The README's example (its HA section) is one that loads.
         let readme = include_str!("../../README.md");
         let example = readme

@@ -279,12 +279,10 @@ fn bad_field(file: &Path, field: impl Into<String>, message: impl Into<String>) 
 /// The field of agent.toml a plugin host error is about
 /// (`plugin[1].path`, `plugin[0].grants`, `limits`).
 fn plugin_field(config: &AgentConfig, error: &PluginHostError) -> String {
-    let entry = |name: &str, field: &str| {
-        match config.plugins.iter().position(|p| p.name == name) {
-            Some(i) if field.is_empty() => format!("plugin[{i}]"),
-            Some(i) => format!("plugin[{i}].{field}"),
-            None => "plugin".to_string(),
-        }
+    let entry = |name: &str, field: &str| match config.plugins.iter().position(|p| p.name == name) {
+        Some(i) if field.is_empty() => format!("plugin[{i}]"),
+        Some(i) => format!("plugin[{i}].{field}"),
+        None => "plugin".to_string(),
     };
     match error {
         PluginHostError::Grants { plugin, .. } | PluginHostError::Needs { plugin, .. } => {

@@ -232,7 +232,12 @@ fn closest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
     let word_lower = word.to_ascii_lowercase();
     names
         .iter()
-        .map(|name| (edit_distance(&word_lower, &name.to_ascii_lowercase()), *name))
+        .map(|name| {
+            (
+                edit_distance(&word_lower, &name.to_ascii_lowercase()),
+                *name,
+            )
+        })
         .filter(|(distance, name)| {
             *distance <= 2.max(word.len() / 4)
                 || (word.len() >= 3 && (name.starts_with(word) || name.ends_with(word)))
@@ -433,9 +438,12 @@ mod tests {
             tls: Tls,
         }
         // Line 1 holds another key: the error must not name it.
-        let err = parse::<WithTable>(Path::new("c.toml"), "listen = \"x\"\n[tls]\nca = \"a\"\nkey = \"k\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse::<WithTable>(
+            Path::new("c.toml"),
+            "listen = \"x\"\n[tls]\nca = \"a\"\nkey = \"k\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             err,
             "c.toml:1:1: field `command_key`: missing: `command_key` is required here"
@@ -469,7 +477,10 @@ mod tests {
         let err = parse::<Sample>(Path::new("c.toml"), text)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("c.toml:3:1: field `lisen`: unknown field `lisen`"), "{err}");
+        assert!(
+            err.starts_with("c.toml:3:1: field `lisen`: unknown field `lisen`"),
+            "{err}"
+        );
         assert!(err.ends_with("(did you mean `listen`?)"), "{err}");
         // Nothing near: no suggestion.
         let text = "listen = \"x\"\nttl = \"5s\"\ncolour = 1\n";
@@ -477,8 +488,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("did you mean"), "{err}");
-        assert_eq!(closest("stat_dir", &["listen", "state_dir"]), Some("state_dir"));
-        assert_eq!(closest("statedir", &["listen", "state_dir"]), Some("state_dir"));
+        assert_eq!(
+            closest("stat_dir", &["listen", "state_dir"]),
+            Some("state_dir")
+        );
+        assert_eq!(
+            closest("statedir", &["listen", "state_dir"]),
+            Some("state_dir")
+        );
     }
 
     #[test]
@@ -487,11 +504,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("c.toml:2:7: field `ttl`:"), "{err}");
-        assert!(err.contains("`10` has no unit: write a duration in quotes, like \"10s\""), "{err}");
+        assert!(
+            err.contains("`10` has no unit: write a duration in quotes, like \"10s\""),
+            "{err}"
+        );
         let err = parse::<Sample>(Path::new("c.toml"), "listen = \"x\"\nttl = true\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("expected a duration in quotes, like \"30s\""), "{err}");
+        assert!(
+            err.contains("expected a duration in quotes, like \"30s\""),
+            "{err}"
+        );
         #[derive(Debug, Deserialize)]
         struct Opt {
             #[serde(default, deserialize_with = "opt_duration")]
@@ -504,7 +527,10 @@ mod tests {
         let err = parse::<Opt>(Path::new("c.toml"), "slow = \"soon\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("c.toml:1:8: field `slow`: `soon` is not a duration"), "{err}");
+        assert!(
+            err.starts_with("c.toml:1:8: field `slow`: `soon` is not a duration"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -517,7 +543,10 @@ mod tests {
         let err = parse::<Every>(Path::new("c.toml"), "every = \"1000\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.ends_with("expected u64 (a whole number, not quoted)"), "{err}");
+        assert!(
+            err.ends_with("expected u64 (a whole number, not quoted)"),
+            "{err}"
+        );
     }
 
     #[test]

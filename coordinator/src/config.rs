@@ -853,7 +853,8 @@ groups = ["app"]
         let (_dir, path) = write(&format!("plan = \"plans/plan.toml\"\n{MINIMAL}"));
         let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
         assert!(
-            err.contains("coordinator.toml:1: field `plan`: ") && err.contains("plans/plan.toml: cannot read it"),
+            err.contains("coordinator.toml:1: field `plan`: ")
+                && err.contains("plans/plan.toml: cannot read it"),
             "{err}"
         );
     }

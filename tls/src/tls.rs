@@ -140,8 +140,8 @@ impl TlsFiles {
             .map_err(|e| file_err(&self.key, format!("not a PEM private key: {e}")))?;
         // A key that is not the certificate's fails every handshake: say so
         // now, naming both files, rather than at each connection attempt.
-        rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider())
-            .map_err(|e| {
+        rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider()).map_err(
+            |e| {
                 let why = match e {
                     rustls::Error::InconsistentKeys(_) => format!(
                         "is not the private key of {} (its public key differs)",
@@ -150,7 +150,8 @@ impl TlsFiles {
                     other => format!("not usable with {}: {other}", self.cert.display()),
                 };
                 file_err(&self.key, why)
-            })?;
+            },
+        )?;
         Ok(TlsMaterial {
             roots: Arc::new(roots),
             chain,
@@ -578,7 +579,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         pki::init(dir.path(), "keys.local", &LeafOptions::default())
             .unwrap_or_else(|e| panic!("{e}"));
-        let (web, db) = (Identity::Agent("web-1".into()), Identity::Agent("db-1".into()));
+        let (web, db) = (
+            Identity::Agent("web-1".into()),
+            Identity::Agent("db-1".into()),
+        );
         for id in [&web, &db] {
             pki::issue(dir.path(), id, &LeafOptions::default()).unwrap_or_else(|e| panic!("{e}"));
         }
@@ -593,7 +597,11 @@ mod tests {
         let err = files(&other_key).load().err().map(|e| e.to_string());
         let err = err.unwrap_or_default();
         assert!(
-            err.starts_with(&format!("{}: is not the private key of {}", other_key.display(), cert.display())),
+            err.starts_with(&format!(
+                "{}: is not the private key of {}",
+                other_key.display(),
+                cert.display()
+            )),
             "{err}"
         );
     }

@@ -169,11 +169,13 @@ impl SecretStore {
                     })?
                 }
                 SecretSource::File(path) => check_private(name, path)
-                    .and_then(|()| std::fs::read_to_string(path).map_err(|source| SecretError::File {
-                        name: name.clone(),
-                        path: path.clone(),
-                        source,
-                    }))?
+                    .and_then(|()| {
+                        std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                            name: name.clone(),
+                            path: path.clone(),
+                            source,
+                        })
+                    })?
                     .trim()
                     .to_string(),
             };
@@ -645,7 +647,10 @@ mod tests {
         let config = BTreeMap::from([("TOKEN".to_string(), SecretSource::File(file.clone()))]);
         for mode in [0o644, 0o604, 0o666] {
             private(&file, mode);
-            let err = SecretStore::load(&config).err().map(|e| e.to_string()).unwrap_or_default();
+            let err = SecretStore::load(&config)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert_eq!(
                 err,
                 format!(

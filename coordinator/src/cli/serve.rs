@@ -305,7 +305,11 @@ fn step_down(why: String) {
 fn check_command_key(file: &Path, config: &CoordinatorConfig) -> Result<(), ConfigError> {
     let path = &config.command_key;
     let bad = |message: String| {
-        ConfigError::invalid(file, "command_key", format!("{}: {message}", path.display()))
+        ConfigError::invalid(
+            file,
+            "command_key",
+            format!("{}: {message}", path.display()),
+        )
     };
     let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
     let pem = String::from_utf8(pem).map_err(|_| {
