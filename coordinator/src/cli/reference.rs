@@ -500,6 +500,96 @@ mod tests {
         out
     }
 
+    /// The keys a table of a configuration file accepts, as serde lists
+    /// them when it meets one it does not know.
+    fn keys_of(table: &str, load: impl Fn(&Path) -> Option<String>) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("keys.toml");
+        std::fs::write(&file, format!("{table}\nzz_not_a_key = 1\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let error = load(&file).unwrap_or_default();
+        let (_, expected) = error
+            .split_once("expected ")
+            .unwrap_or_else(|| panic!("{table}: {error}"));
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Whether docs/config.md names `key`: in backticks, as a table
+    /// (`[key]`, `[[key]]`, `[parent.key]`), or as `key =` in an example
+    /// (commented out or inline too).
+    fn documented(doc: &str, key: &str) -> bool {
+        doc.contains(&format!("`{key}`"))
+            || doc.contains(&format!("[{key}]"))
+            || doc.contains(&format!(".{key}]"))
+            || doc.lines().any(|line| {
+                let line = line.trim_start_matches(|c: char| c == '#' || c.is_whitespace());
+                line.starts_with(&format!("{key} ="))
+                    || line.contains(&format!(", {key} ="))
+                    || line.contains(&format!("{{ {key} ="))
+            })
+    }
+
+    #[test]
+    fn every_key_of_both_files_is_in_docs_config_md() {
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let coordinator = |f: &Path| {
+            crate::config::CoordinatorConfig::load(f)
+                .err()
+                .map(|e| e.to_string())
+        };
+        let agent = |f: &Path| {
+            backout_agent::config::AgentConfig::load(f)
+                .err()
+                .map(|e| e.to_string())
+        };
+        let mut missing = Vec::new();
+        for table in [
+            "",
+            "[tls]",
+            "[smtp]",
+            "[journal]",
+            "[plugins.x]",
+            "[assess]",
+            "[[assess.check]]",
+            "[assess.log]",
+            "[[agent]]",
+            "[metrics]",
+            "[metrics.tls]",
+            "[otlp]",
+        ] {
+            for key in keys_of(table, coordinator) {
+                if !documented(&doc, &key) {
+                    missing.push(format!("coordinator.toml {table} {key}"));
+                }
+            }
+        }
+        for table in [
+            "",
+            "[reconnect]",
+            "[limits]",
+            "[[plugin]]",
+            "[[plugin]]\n[plugin.grants]",
+            "[[approval_policy]]",
+            "[metrics]",
+            "[otlp]",
+        ] {
+            for key in keys_of(table, agent) {
+                if !documented(&doc, &key) {
+                    missing.push(format!("agent.toml {table} {key}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "docs/config.md does not name: {missing:#?}");
+    }
+
     #[test]
     fn every_example_in_the_docs_loads() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
