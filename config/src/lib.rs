@@ -153,7 +153,16 @@ pub fn find_field_line(text: &str, field: &str) -> Option<usize> {
             return Some(start + 1);
         }
     }
-    None
+    // A whole table (`limits`, `plugin[1]`): the line of its header.
+    let table: Vec<&str> = segments.iter().map(|(n, _)| *n).collect();
+    let table = table.join(".");
+    let occurrence = segments.last().and_then(|(_, i)| *i).unwrap_or(0);
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| header_of(l).as_deref() == Some(table.as_str()))
+        .nth(occurrence)
+        .map(|(i, _)| i + 1)
 }
 
 /// Reads and parses a TOML file.
@@ -274,6 +283,11 @@ fn plain_types(message: &str) -> String {
     }
     if out.ends_with("expected f64") {
         out.push_str(" (a number, not quoted)");
+    }
+    if out == "invalid type: map, expected a sequence" {
+        out.push_str(" (a list of tables: write `[[name]]` before each entry, not `[name]`)");
+    } else if out.ends_with("expected a sequence") {
+        out.push_str(" (a list in brackets, like [\"a\", \"b\"])");
     }
     out
 }
@@ -419,6 +433,10 @@ mod tests {
         assert_eq!(find_field_line(text, "signals.error_rate.window"), Some(8));
         assert_eq!(find_field_line(text, "assess.check[0].agents"), Some(11));
         assert_eq!(find_field_line(text, "nothing.here"), None);
+        // A whole table is found at its header.
+        assert_eq!(find_field_line(text, "assess"), Some(9));
+        assert_eq!(find_field_line(text, "trigger[1]"), Some(4));
+        assert_eq!(find_field_line(text, "signals.error_rate"), Some(7));
     }
 
     #[test]
@@ -531,6 +549,34 @@ mod tests {
             err.starts_with("c.toml:1:8: field `slow`: `soon` is not a duration"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_list_written_as_one_value_or_one_table_says_how_to_write_it() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Lists {
+            #[serde(default)]
+            urls: Vec<String>,
+            #[serde(default)]
+            plugin: Vec<Sample>,
+        }
+        let err = parse::<Lists>(Path::new("c.toml"), "urls = \"http://h/\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:1:8: field `urls`:"), "{err}");
+        assert!(
+            err.ends_with("expected a sequence (a list in brackets, like [\"a\", \"b\"])"),
+            "{err}"
+        );
+        let err = parse::<Lists>(
+            Path::new("c.toml"),
+            "[plugin]\nlisten = \"x\"\nttl = \"1s\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("c.toml:1:1: field `plugin`:"), "{err}");
+        assert!(err.contains("write `[[name]]` before each entry"), "{err}");
     }
 
     #[test]

@@ -587,7 +587,10 @@ mod tests {
                 }
             }
         }
-        assert!(missing.is_empty(), "docs/config.md does not name: {missing:#?}");
+        assert!(
+            missing.is_empty(),
+            "docs/config.md does not name: {missing:#?}"
+        );
     }
 
     #[test]

@@ -44,20 +44,39 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     // opened: a coordinator that says it is listening is one that can serve.
     check_command_key(&args.config, &config)?;
     check_checkpoint_key(&args.config, &config)?;
-    if let Err(e) = config.tls.load() {
+    if config.journal.is_none() {
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+            ConfigError::invalid(
+                &args.config,
+                "state_dir",
+                format!("{}: cannot create it: {e}", config.state_dir.display()),
+            )
+        })?;
+    }
+    match config.tls.load() {
+        Ok(material) => {
+            // A revocation list that does not load: its own line.
+            if let Some(crl) = &config.crl
+                && let Err(e) = material.with_crl(crl)
+            {
+                return Err(ConfigError::invalid(&args.config, "crl", e.to_string()).into());
+            }
+        }
         // A `[tls]` file that is missing, unreadable or not the others'
         // (a key that is not the certificate's): name its line.
-        if let backout_tls::TlsError::File { path, message } = &e
-            && let Some(field) = config.tls.field_of(path)
-        {
+        Err(backout_tls::TlsError::File { path, message }) => {
+            let field = config
+                .tls
+                .field_of(&path)
+                .map_or_else(|| "tls".to_string(), |f| format!("tls.{f}"));
             return Err(ConfigError::invalid(
                 &args.config,
-                format!("tls.{field}"),
+                field,
                 format!("{}: {message}", path.display()),
             )
             .into());
         }
-        return Err(ConfigError::invalid(&args.config, "tls", e.to_string()).into());
+        Err(e) => return Err(ConfigError::invalid(&args.config, "tls", e.to_string()).into()),
     }
     backout_tls::reload::ReloadingServerConfig::load(config.tls_files(), config.crl.clone())
         .with_context(|| format!("{}: TLS", config.tls.cert.display()))?;
