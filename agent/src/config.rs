@@ -234,6 +234,23 @@ impl AgentConfig {
             check_dial_address(address)
                 .map_err(|e| ConfigError::invalid(path, "coordinator", e))?;
         }
+        // The name asked for in TLS: `server_name`, or each address's host.
+        match &config.server_name {
+            Some(name) => backout_tls::tls::check_server_name(name)
+                .map_err(|e| ConfigError::invalid(path, "server_name", e))?,
+            None => {
+                for address in config.coordinator.list() {
+                    backout_tls::tls::check_server_name(&backout_tls::tls::host_part(address))
+                        .map_err(|e| {
+                            ConfigError::invalid(
+                                path,
+                                "coordinator",
+                                format!("{e} (or set `server_name` to the name in the coordinator's certificate)"),
+                            )
+                        })?;
+                }
+            }
+        }
         if config.reconnect.initial.is_zero() || config.reconnect.max < config.reconnect.initial {
             return Err(ConfigError::invalid(
                 path,
@@ -419,6 +436,10 @@ ABSOLUTE = { file = "/etc/backout/token" }
             ("\"c1:99999\"", "`99999` is not a port"),
             ("\":7443\"", "has no host"),
             ("[\"c1:7443\", \"c2\"]", "`c2` has no port"),
+            (
+                "\"my_host!:7443\"",
+                "`my_host!` is not a DNS name or an IP address",
+            ),
         ] {
             let e = load(bad).unwrap_err().to_string();
             assert!(e.contains("agent.toml:1:"), "{bad}: {e}");
@@ -430,6 +451,18 @@ ABSOLUTE = { file = "/etc/backout/token" }
         assert_eq!(
             load("\"[::1]:7443\"").unwrap().coordinator.list(),
             ["[::1]:7443"]
+        );
+        // A `server_name` that TLS cannot ask for is refused at load too.
+        std::fs::write(
+            &path,
+            "coordinator = \"127.0.0.1:7443\"\nserver_name = \"https://c1\"\ncommand_key = \"k.pub\"\n\
+             state_dir = \"s\"\n[tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n",
+        )
+        .unwrap();
+        let e = AgentConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("agent.toml:2: field `server_name`: `https://c1` is not a DNS name"),
+            "{e}"
         );
         // The README's example (its HA section) is one that loads.
         let readme = include_str!("../../README.md");

@@ -231,6 +231,19 @@ const MISTAKES: &[Mistake] = &[
         says: &["expected \"host:port\" in quotes, or a list of them"],
     },
     Mistake {
+        what: "a server name that is a URL",
+        file: "agents/web-1.toml",
+        edit: |t, _| {
+            t.replace(
+                "\ncommand_key =",
+                "\nserver_name = \"https://coordinator.internal\"\ncommand_key =",
+            )
+        },
+        line_of: "server_name",
+        field: "server_name",
+        says: &["is not a DNS name or an IP address"],
+    },
+    Mistake {
         what: "another agent's key",
         file: "agents/web-1.toml",
         edit: |t, _| replace_line(t, "key = ", "key = \"../pki/agents/db-1.key\""),

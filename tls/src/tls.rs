@@ -479,6 +479,14 @@ fn incoming_with(
     ReceiverStream::new(rx)
 }
 
+/// Whether `name` can be the name a TLS client asks for (a DNS name or an
+/// IP address), as [`connect_coordinator`] will; the error says why not.
+pub fn check_server_name(name: &str) -> Result<(), String> {
+    ServerName::try_from(name.to_string())
+        .map(drop)
+        .map_err(|e| format!("`{name}` is not a DNS name or an IP address: {e}"))
+}
+
 /// Dials the coordinator at `addr` (`host:port`) over mutual TLS and returns a
 /// tonic channel. `server_name` is the DNS name or IP the coordinator's
 /// certificate must carry; beyond that, its URI SAN must say `/coordinator` in
