@@ -107,11 +107,60 @@ pub struct ApprovalPolicy {
 
 /// The coordinators' addresses: one, or several (one leads, the others
 /// stand by and do not listen until they lead).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Coordinators {
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Coordinators {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Coordinators;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "\"host:port\" in quotes, or a list of them ([\"c1:7443\", \"c2:7443\"])",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, one: &str) -> Result<Coordinators, E> {
+                Ok(Coordinators::One(one.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Coordinators, A::Error> {
+                let mut many = Vec::new();
+                while let Some(one) = seq.next_element::<String>()? {
+                    many.push(one);
+                }
+                Ok(Coordinators::Many(many))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Whether `address` is `host:port` as the agent dials it: no scheme, a
+/// host, a port from 1 to 65535.
+fn check_dial_address(address: &str) -> Result<(), String> {
+    if let Some((scheme, _)) = address.split_once("://") {
+        return Err(format!(
+            "`{address}`: write host:port without `{scheme}://` (the agent speaks TLS itself)"
+        ));
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!(
+            "`{address}` has no port: write host:port, e.g. \"{address}:7443\""
+        ));
+    };
+    if host.trim_matches(|c| c == '[' || c == ']').is_empty() {
+        return Err(format!("`{address}` has no host: write host:port"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("`{address}`: `{port}` is not a port (1 to 65535)")),
+    }
 }
 
 impl Coordinators {
@@ -180,6 +229,27 @@ impl AgentConfig {
                 "coordinator",
                 "names no address (give host:port, or a list of them)",
             ));
+        }
+        for address in config.coordinator.list() {
+            check_dial_address(address)
+                .map_err(|e| ConfigError::invalid(path, "coordinator", e))?;
+        }
+        // The name asked for in TLS: `server_name`, or each address's host.
+        match &config.server_name {
+            Some(name) => backout_tls::tls::check_server_name(name)
+                .map_err(|e| ConfigError::invalid(path, "server_name", e))?,
+            None => {
+                for address in config.coordinator.list() {
+                    backout_tls::tls::check_server_name(&backout_tls::tls::host_part(address))
+                        .map_err(|e| {
+                            ConfigError::invalid(
+                                path,
+                                "coordinator",
+                                format!("{e} (or set `server_name` to the name in the coordinator's certificate)"),
+                            )
+                        })?;
+                }
+            }
         }
         if config.reconnect.initial.is_zero() || config.reconnect.max < config.reconnect.initial {
             return Err(ConfigError::invalid(
@@ -355,6 +425,45 @@ ABSOLUTE = { file = "/etc/backout/token" }
         assert_eq!(two.to_string(), "c1:7443, c2:7443");
         let e = load("[]").unwrap_err().to_string();
         assert!(e.contains("agent.toml") && e.contains("coordinator"), "{e}");
+        // A newcomer's addresses: each refused at load, naming the line.
+        for (bad, says) in [
+            (
+                "7443",
+                "expected \"host:port\" in quotes, or a list of them",
+            ),
+            ("\"127.0.0.1\"", "`127.0.0.1` has no port: write host:port"),
+            ("\"https://c1:7443\"", "without `https://`"),
+            ("\"c1:99999\"", "`99999` is not a port"),
+            ("\":7443\"", "has no host"),
+            ("[\"c1:7443\", \"c2\"]", "`c2` has no port"),
+            (
+                "\"my_host!:7443\"",
+                "`my_host!` is not a DNS name or an IP address",
+            ),
+        ] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(e.contains("agent.toml:1:"), "{bad}: {e}");
+            assert!(
+                e.contains("field `coordinator`") && e.contains(says),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(
+            load("\"[::1]:7443\"").unwrap().coordinator.list(),
+            ["[::1]:7443"]
+        );
+        // A `server_name` that TLS cannot ask for is refused at load too.
+        std::fs::write(
+            &path,
+            "coordinator = \"127.0.0.1:7443\"\nserver_name = \"https://c1\"\ncommand_key = \"k.pub\"\n\
+             state_dir = \"s\"\n[tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n",
+        )
+        .unwrap();
+        let e = AgentConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("agent.toml:2: field `server_name`: `https://c1` is not a DNS name"),
+            "{e}"
+        );
         // The README's example (its HA section) is one that loads.
         let readme = include_str!("../../README.md");
         let example = readme

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use backout_agent::admit::Admission;
 use backout_agent::config::AgentConfig;
 use backout_agent::ledger::{Ledger, Store};
 use backout_agent::local;
 use backout_agent::metrics::AgentMetrics;
-use backout_agent::plugin::{PluginHost, SecretStore, StepOutcome};
+use backout_agent::plugin::{PluginHost, PluginHostError, SecretStore, StepOutcome};
 use backout_agent::session::{self, Agent};
 use backout_config::logging::LogFormat;
 use backout_config::metrics::MetricsError;
@@ -223,16 +223,18 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
         None => vec![config.tls_files()],
         Some(dir) => identities_in(dir, &config.tls.ca)?,
     };
-    std::fs::create_dir_all(&config.state_dir).with_context(|| {
-        format!(
-            "{}: cannot create the state directory",
-            config.state_dir.display()
+    std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+        bad_field(
+            config_path,
+            "state_dir",
+            format!("{}: cannot create it: {e}", config.state_dir.display()),
         )
     })?;
     let store = Store::open(&config.state_dir)?;
     let mut parts = Vec::with_capacity(identities.len());
     for files in identities {
         parts.push(session_parts(
+            config_path,
             &config,
             files,
             &store,
@@ -240,13 +242,13 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
         )?);
     }
     let secrets = SecretStore::load(&config.secrets)
-        .map_err(|e| BadConfig(format!("{}: {e}", config_path.display())))?;
+        .map_err(|e| bad_field(config_path, format!("secrets.{}", e.name()), e.to_string()))?;
     let limits = config
         .limits
         .resolve()
-        .map_err(|e| BadConfig(format!("{}: [limits]: {e}", config_path.display())))?;
+        .map_err(|e| bad_field(config_path, "limits", e.to_string()))?;
     let host = PluginHost::new(&config.plugins, secrets, limits)
-        .map_err(|e| BadConfig(format!("{}: {e}", config_path.display())))?;
+        .map_err(|e| bad_field(config_path, plugin_field(&config, &e), e.to_string()))?;
     if config.plugins.is_empty() {
         bail!(BadConfig(format!(
             "{}: no [[plugin]] configured",
@@ -269,15 +271,58 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
         .collect())
 }
 
+/// A mistake in the configuration file at `file`, naming `field`'s line.
+fn bad_field(file: &Path, field: impl Into<String>, message: impl Into<String>) -> BadConfig {
+    BadConfig(backout_config::ConfigError::invalid(file, field, message).to_string())
+}
+
+/// The field of agent.toml a plugin host error is about
+/// (`plugin[1].path`, `plugin[0].grants`, `limits`).
+fn plugin_field(config: &AgentConfig, error: &PluginHostError) -> String {
+    let entry = |name: &str, field: &str| match config.plugins.iter().position(|p| p.name == name) {
+        Some(i) if field.is_empty() => format!("plugin[{i}]"),
+        Some(i) => format!("plugin[{i}].{field}"),
+        None => "plugin".to_string(),
+    };
+    match error {
+        PluginHostError::Grants { plugin, .. } | PluginHostError::Needs { plugin, .. } => {
+            entry(plugin, "grants")
+        }
+        PluginHostError::Limits { plugin, .. } => entry(plugin, "limits"),
+        PluginHostError::Read { plugin, .. } | PluginHostError::Compile { plugin, .. } => {
+            entry(plugin, "path")
+        }
+        PluginHostError::Describe { plugin, .. } => entry(plugin, ""),
+        PluginHostError::Duplicate(plugin) => entry(plugin, "name"),
+        PluginHostError::DefaultLimits(_) => "limits".into(),
+        PluginHostError::Engine(_) => "plugin".into(),
+    }
+}
+
 /// What is a session's own: its id, TLS material, admission and ledger.
 /// With `shared`, its step keys in the shared database carry its id.
 fn session_parts(
+    config_path: &Path,
     config: &AgentConfig,
     files: TlsFiles,
     store: &Arc<Store>,
     shared: bool,
 ) -> anyhow::Result<(String, TlsMaterial, Admission, Ledger)> {
-    let tls = files.load().map_err(|e| BadConfig(e.to_string()))?;
+    let tls = files.load().map_err(|e| match &e {
+        // A `[tls]` file of agent.toml (not one of --sessions-from's):
+        // name its line.
+        backout_tls::TlsError::File { path, message } if !shared => {
+            match config.tls.field_of(path) {
+                Some(field) => bad_field(
+                    config_path,
+                    format!("tls.{field}"),
+                    format!("{}: {message}", path.display()),
+                ),
+                None => BadConfig(e.to_string()),
+            }
+        }
+        _ => BadConfig(e.to_string()),
+    })?;
     let id = match &tls.identity {
         Identity::Agent(id) => id.clone(),
         other => {
@@ -288,10 +333,16 @@ fn session_parts(
             .into());
         }
     };
-    let key_pem = std::fs::read_to_string(&config.command_key)
-        .map_err(|e| BadConfig(format!("{}: {e}", config.command_key.display())))?;
+    let key = |e: String| {
+        bad_field(
+            config_path,
+            "command_key",
+            format!("{}: {e}", config.command_key.display()),
+        )
+    };
+    let key_pem = std::fs::read_to_string(&config.command_key).map_err(|e| key(e.to_string()))?;
     let verifier = CommandVerifier::from_public_key_pem(&key_pem, config.clock_skew)
-        .map_err(|e| BadConfig(format!("{}: {e}", config.command_key.display())))?;
+        .map_err(|e| key(e.to_string()))?;
     let prefix = if shared {
         format!("{id}/")
     } else {

@@ -400,7 +400,19 @@ impl CoordinatorConfig {
                 .map(|p| backout_config::resolve(path, p));
         }
         if let Some(plan) = &config.plan {
-            let plan = backout_plan::model::Plan::load(plan)?;
+            let plan = backout_plan::model::Plan::load(plan).map_err(|e| match e {
+                // The plan file itself is missing: the mistake is this
+                // file's `plan` line.
+                ConfigError::Read { path: plan, source } => ConfigError::invalid(
+                    path,
+                    "plan",
+                    format!(
+                        "{}: cannot read it: {source} (a relative path is read from the directory of this file)",
+                        plan.display()
+                    ),
+                ),
+                other => other,
+            })?;
             config.adopt_plan_hosts(&plan);
         }
         config.validate(path)?;
@@ -832,6 +844,17 @@ groups = ["app"]
         let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
         assert!(
             err.contains("field `operators.alice`") && err.contains("evoked"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_plan_that_is_not_there_names_the_plan_line() {
+        let (_dir, path) = write(&format!("plan = \"plans/plan.toml\"\n{MINIMAL}"));
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("coordinator.toml:1: field `plan`: ")
+                && err.contains("plans/plan.toml: cannot read it"),
             "{err}"
         );
     }

@@ -122,6 +122,8 @@ impl Host {
         pg.migrate_up(&migrations, MIGRATIONS);
         let secret = pki.path().join("db-password");
         std::fs::write(&secret, &pg.password).unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
 
         let mut fake = FakeCoordinator::start(&pki).await;
         let state = pki.path().join("state");

@@ -63,6 +63,7 @@ async fn fleet_checked(
 
     let secret = pki.path().join("db-password");
     std::fs::write(&secret, &pg.password).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let db_plugin = format!(
         r#"
 [[plugin]]

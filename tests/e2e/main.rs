@@ -14,6 +14,7 @@ mod crash;
 mod dashboard;
 mod db;
 mod edges;
+mod first_config;
 mod ha;
 mod init;
 mod journal_lock;

@@ -112,6 +112,15 @@ impl TlsFiles {
         }
     }
 
+    /// Which of the three fields (`ca`, `cert`, `key`) names `path`, for an
+    /// error that points at the configuration's `[tls]` line.
+    pub fn field_of(&self, path: &Path) -> Option<&'static str> {
+        [("ca", &self.ca), ("cert", &self.cert), ("key", &self.key)]
+            .into_iter()
+            .find(|(_, p)| p.as_path() == path)
+            .map(|(field, _)| field)
+    }
+
     /// Reads and checks the files: the CA names the trust domain, and our
     /// certificate carries an identity in that domain.
     pub fn load(&self) -> Result<TlsMaterial, TlsError> {
@@ -129,6 +138,20 @@ impl TlsFiles {
         let key_bytes = std::fs::read(&self.key).map_err(|e| file_err(&self.key, e.to_string()))?;
         let key = PrivateKeyDer::from_pem_slice(&key_bytes)
             .map_err(|e| file_err(&self.key, format!("not a PEM private key: {e}")))?;
+        // A key that is not the certificate's fails every handshake: say so
+        // now, naming both files, rather than at each connection attempt.
+        rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider()).map_err(
+            |e| {
+                let why = match e {
+                    rustls::Error::InconsistentKeys(_) => format!(
+                        "is not the private key of {} (its public key differs)",
+                        self.cert.display()
+                    ),
+                    other => format!("not usable with {}: {other}", self.cert.display()),
+                };
+                file_err(&self.key, why)
+            },
+        )?;
         Ok(TlsMaterial {
             roots: Arc::new(roots),
             chain,
@@ -456,6 +479,14 @@ fn incoming_with(
     ReceiverStream::new(rx)
 }
 
+/// Whether `name` can be the name a TLS client asks for (a DNS name or an
+/// IP address), as [`connect_coordinator`] will; the error says why not.
+pub fn check_server_name(name: &str) -> Result<(), String> {
+    ServerName::try_from(name.to_string())
+        .map(drop)
+        .map_err(|e| format!("`{name}` is not a DNS name or an IP address: {e}"))
+}
+
 /// Dials the coordinator at `addr` (`host:port`) over mutual TLS and returns a
 /// tonic channel. `server_name` is the DNS name or IP the coordinator's
 /// certificate must carry; beyond that, its URI SAN must say `/coordinator` in
@@ -548,5 +579,38 @@ mod tests {
         assert_eq!(host_part("[::1]:7443"), "::1");
         assert_eq!(host_part("coord.internal:7443"), "coord.internal");
         assert_eq!(host_part("coord.internal"), "coord.internal");
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_refused_at_load() {
+        use crate::pki::{self, LeafOptions};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        pki::init(dir.path(), "keys.local", &LeafOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (web, db) = (
+            Identity::Agent("web-1".into()),
+            Identity::Agent("db-1".into()),
+        );
+        for id in [&web, &db] {
+            pki::issue(dir.path(), id, &LeafOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (cert, key) = pki::leaf_paths(dir.path(), &web);
+        let (_, other_key) = pki::leaf_paths(dir.path(), &db);
+        let files = |key: &Path| TlsFiles {
+            ca: dir.path().join("ca.pem"),
+            cert: cert.clone(),
+            key: key.to_path_buf(),
+        };
+        assert!(files(&key).load().is_ok(), "its own key loads");
+        let err = files(&other_key).load().err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(
+            err.starts_with(&format!(
+                "{}: is not the private key of {}",
+                other_key.display(),
+                cert.display()
+            )),
+            "{err}"
+        );
     }
 }

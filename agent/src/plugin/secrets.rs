@@ -69,6 +69,51 @@ pub enum SecretError {
     },
     #[error("secret `{name}`: the value is empty")]
     Empty { name: String },
+    #[error(
+        "secret `{name}`: {} can be read by every user on this host (mode {mode:04o}): `chmod 600` it (or 640 for a group)",
+        path.display()
+    )]
+    Exposed {
+        name: String,
+        path: PathBuf,
+        mode: u32,
+    },
+}
+
+impl SecretError {
+    /// The secret's name (as in `[secrets]`).
+    pub fn name(&self) -> &str {
+        match self {
+            SecretError::BadName(name)
+            | SecretError::MissingEnv { name, .. }
+            | SecretError::File { name, .. }
+            | SecretError::Empty { name }
+            | SecretError::Exposed { name, .. } => name,
+        }
+    }
+}
+
+/// A secret file other users may read (or write) is refused, as ssh
+/// refuses such a private key: its value is no longer a secret.
+fn check_private(name: &str, path: &std::path::Path) -> Result<(), SecretError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|source| SecretError::File {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o007 != 0 {
+        return Err(SecretError::Exposed {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// The agent's secrets, loaded once at start. Cheap to clone.
@@ -123,11 +168,13 @@ impl SecretStore {
                         var: var.clone(),
                     })?
                 }
-                SecretSource::File(path) => std::fs::read_to_string(path)
-                    .map_err(|source| SecretError::File {
-                        name: name.clone(),
-                        path: path.clone(),
-                        source,
+                SecretSource::File(path) => check_private(name, path)
+                    .and_then(|()| {
+                        std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                            name: name.clone(),
+                            path: path.clone(),
+                            source,
+                        })
                     })?
                     .trim()
                     .to_string(),
@@ -587,11 +634,44 @@ mod tests {
         assert!(!text.contains("s3cr3t"));
     }
 
+    fn private(path: &std::path::Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    #[test]
+    fn a_secret_file_every_user_can_read_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        let config = BTreeMap::from([("TOKEN".to_string(), SecretSource::File(file.clone()))]);
+        for mode in [0o644, 0o604, 0o666] {
+            private(&file, mode);
+            let err = SecretStore::load(&config)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert_eq!(
+                err,
+                format!(
+                    "secret `TOKEN`: {} can be read by every user on this host (mode {mode:04o}): `chmod 600` it (or 640 for a group)",
+                    file.display()
+                )
+            );
+            assert!(!err.contains("s3cret"));
+        }
+        for mode in [0o600, 0o640, 0o400] {
+            private(&file, mode);
+            assert!(SecretStore::load(&config).is_ok(), "{mode:o}");
+        }
+    }
+
     #[test]
     fn loads_from_env_and_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("token");
         std::fs::write(&file, "  from-file\n").expect("write");
+        private(&file, 0o600);
         let mut config = BTreeMap::new();
         config.insert("FROM_FILE".to_string(), SecretSource::File(file));
         // PATH is always set in a test process.

@@ -169,7 +169,7 @@ fn coordinator_toml(listen: &str) -> String {
     let mut out = format!(
         "# The coordinator (written by `backout init`). Start it with\n\
          #   backout serve --config coordinator.toml\n\
-         # Every key is described at the top of coordinator/src/config.rs.\n\
+         # Every key is described in docs/config.md.\n\
          listen = \"{listen}\"\n\
          command_key = \"pki/command-signing.key\"   # signs every command; agents pin its public half\n\
          checkpoint_key = \"pki/checkpoint-signing.key\"   # signs the journal's checkpoints; operators keep its public half\n\
@@ -284,6 +284,13 @@ mod tests {
         std::fs::write(&config, coordinator_toml("127.0.0.1:7443")).unwrap();
         let config = crate::config::CoordinatorConfig::load(&config).unwrap();
         assert!(config.is_known_agent("web-1") && config.is_known_agent("db-1"));
+        // It sends its reader to the documentation a newcomer has, which
+        // exists, not to a source file.
+        let text = coordinator_toml("127.0.0.1:7443");
+        assert!(text.contains("described in docs/config.md"), "{text}");
+        assert!(!text.contains(".rs"), "{text}");
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md");
+        assert!(docs.is_file());
     }
 
     #[test]

@@ -450,11 +450,15 @@ mod tests {
         assert!(md.contains("| `prometheus.query` | string | yes |"), "{md}");
     }
 
-    /// Every ```toml block of every page under docs/, after the
-    /// `<!-- example: KIND -->` line that says what it is.
+    /// Every ```toml block of every page under docs/ and of the README,
+    /// after the `<!-- example: KIND -->` line that says what it is (KIND:
+    /// `coordinator`, `agent`, `plan`; `coordinator-part`, `agent-part`
+    /// for an excerpt, loaded within a minimal file; several kinds may be
+    /// listed, separated by spaces).
     fn examples() -> Vec<(String, String, String)> {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
-        let mut pages = Vec::new();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let docs = root.join("docs");
+        let mut pages = vec![root.join("README.md")];
         let mut dirs = vec![docs];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
@@ -496,6 +500,99 @@ mod tests {
         out
     }
 
+    /// The keys a table of a configuration file accepts, as serde lists
+    /// them when it meets one it does not know.
+    fn keys_of(table: &str, load: impl Fn(&Path) -> Option<String>) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("keys.toml");
+        std::fs::write(&file, format!("{table}\nzz_not_a_key = 1\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let error = load(&file).unwrap_or_default();
+        let (_, expected) = error
+            .split_once("expected ")
+            .unwrap_or_else(|| panic!("{table}: {error}"));
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Whether docs/config.md names `key`: in backticks, as a table
+    /// (`[key]`, `[[key]]`, `[parent.key]`), or as `key =` in an example
+    /// (commented out or inline too).
+    fn documented(doc: &str, key: &str) -> bool {
+        doc.contains(&format!("`{key}`"))
+            || doc.contains(&format!("[{key}]"))
+            || doc.contains(&format!(".{key}]"))
+            || doc.lines().any(|line| {
+                let line = line.trim_start_matches(|c: char| c == '#' || c.is_whitespace());
+                line.starts_with(&format!("{key} ="))
+                    || line.contains(&format!(", {key} ="))
+                    || line.contains(&format!("{{ {key} ="))
+            })
+    }
+
+    #[test]
+    fn every_key_of_both_files_is_in_docs_config_md() {
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let coordinator = |f: &Path| {
+            crate::config::CoordinatorConfig::load(f)
+                .err()
+                .map(|e| e.to_string())
+        };
+        let agent = |f: &Path| {
+            backout_agent::config::AgentConfig::load(f)
+                .err()
+                .map(|e| e.to_string())
+        };
+        let mut missing = Vec::new();
+        for table in [
+            "",
+            "[tls]",
+            "[smtp]",
+            "[journal]",
+            "[plugins.x]",
+            "[assess]",
+            "[[assess.check]]",
+            "[assess.log]",
+            "[[agent]]",
+            "[metrics]",
+            "[metrics.tls]",
+            "[otlp]",
+        ] {
+            for key in keys_of(table, coordinator) {
+                if !documented(&doc, &key) {
+                    missing.push(format!("coordinator.toml {table} {key}"));
+                }
+            }
+        }
+        for table in [
+            "",
+            "[reconnect]",
+            "[limits]",
+            "[[plugin]]",
+            "[[plugin]]\n[plugin.grants]",
+            "[[approval_policy]]",
+            "[metrics]",
+            "[otlp]",
+        ] {
+            for key in keys_of(table, agent) {
+                if !documented(&doc, &key) {
+                    missing.push(format!("agent.toml {table} {key}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/config.md does not name: {missing:#?}"
+        );
+    }
+
     #[test]
     fn every_example_in_the_docs_loads() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -513,19 +610,44 @@ mod tests {
         let examples = examples();
         assert!(examples.iter().any(|(_, kind, _)| kind == "coordinator"));
         assert!(examples.iter().any(|(_, kind, _)| kind == "agent"));
-        for (at, kind, text) in examples {
-            let file = dir.path().join("example.toml");
-            std::fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
-            let loaded = match kind.as_str() {
-                "coordinator" => crate::config::CoordinatorConfig::load(&file).map(drop),
-                "agent" => backout_agent::config::AgentConfig::load(&file).map(drop),
-                "plan" => backout_plan::model::Plan::parse(&file, &text).map(drop),
-                other => panic!(
-                    "{at}: a toml block must follow `<!-- example: coordinator|agent|plan -->`, not {other}"
-                ),
-            };
-            if let Err(e) = loaded {
-                panic!("{at}: the {kind} example does not load: {e}");
+        assert!(
+            examples.iter().any(|(at, _, _)| at.contains("README.md")),
+            "the README's examples are loaded too"
+        );
+        // An excerpt is loaded between the top-level keys it does not give
+        // and the `[tls]` table (so its own tables, if any, stay its own).
+        const COORDINATOR_TOP: &str = "listen = \"127.0.0.1:7443\"\ncommand_key = \"k\"\n";
+        const AGENT_TOP: &str = "command_key = \"k.pub\"\nstate_dir = \"state\"\n";
+        const TLS: &str = "\n[tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n";
+        for (at, kinds, text) in examples {
+            for kind in kinds.split_whitespace() {
+                let file = dir.path().join("example.toml");
+                let whole = match kind {
+                    "coordinator-part" => format!("{COORDINATOR_TOP}{text}{TLS}"),
+                    "agent-part" if text.contains("coordinator =") => {
+                        format!("{AGENT_TOP}{text}{TLS}")
+                    }
+                    "agent-part" => {
+                        format!("coordinator = \"c1:7443\"\n{AGENT_TOP}{text}{TLS}")
+                    }
+                    _ => text.clone(),
+                };
+                std::fs::write(&file, &whole).unwrap_or_else(|e| panic!("{e}"));
+                let loaded = match kind {
+                    "coordinator" | "coordinator-part" => {
+                        crate::config::CoordinatorConfig::load(&file).map(drop)
+                    }
+                    "agent" | "agent-part" => {
+                        backout_agent::config::AgentConfig::load(&file).map(drop)
+                    }
+                    "plan" => backout_plan::model::Plan::parse(&file, &text).map(drop),
+                    other => panic!(
+                        "{at}: a toml block must follow `<!-- example: coordinator|agent|plan|coordinator-part|agent-part -->`, not {other}"
+                    ),
+                };
+                if let Err(e) = loaded {
+                    panic!("{at}: the {kind} example does not load: {e}");
+                }
             }
         }
     }

@@ -2,7 +2,9 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use backout_config::ConfigError;
 
 use anyhow::Context;
 use backout_config::metrics::MetricsError;
@@ -27,19 +29,55 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
+    // SIGHUP's default action ends a process without a word; an operator
+    // who sends it expecting a reload (as the agent does) would lose the
+    // coordinator. It is caught from the start and said to change nothing.
+    hangup_is_not_a_reload(&args.config);
     let mut config = CoordinatorConfig::load(&args.config)?;
-    // Where a bad `listen` came from, for the message.
-    let listen_from = match args.listen {
-        Some(listen) => {
-            config.listen = listen;
-            "--listen".to_string()
-        }
-        None => format!("{}: field `listen`", args.config.display()),
-    };
+    // Where a bad `listen` came from, for the message: the flag, or the
+    // file's `listen` line.
+    let listen_flag = args.listen.is_some();
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
     // Everything the configuration points at is checked before the port is
     // opened: a coordinator that says it is listening is one that can serve.
-    check_command_key(&config)?;
-    check_checkpoint_key(&config)?;
+    check_command_key(&args.config, &config)?;
+    check_checkpoint_key(&args.config, &config)?;
+    if config.journal.is_none() {
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+            ConfigError::invalid(
+                &args.config,
+                "state_dir",
+                format!("{}: cannot create it: {e}", config.state_dir.display()),
+            )
+        })?;
+    }
+    match config.tls.load() {
+        Ok(material) => {
+            // A revocation list that does not load: its own line.
+            if let Some(crl) = &config.crl
+                && let Err(e) = material.with_crl(crl)
+            {
+                return Err(ConfigError::invalid(&args.config, "crl", e.to_string()).into());
+            }
+        }
+        // A `[tls]` file that is missing, unreadable or not the others'
+        // (a key that is not the certificate's): name its line.
+        Err(backout_tls::TlsError::File { path, message }) => {
+            let field = config
+                .tls
+                .field_of(&path)
+                .map_or_else(|| "tls".to_string(), |f| format!("tls.{f}"));
+            return Err(ConfigError::invalid(
+                &args.config,
+                field,
+                format!("{}: {message}", path.display()),
+            )
+            .into());
+        }
+        Err(e) => return Err(ConfigError::invalid(&args.config, "tls", e.to_string()).into()),
+    }
     backout_tls::reload::ReloadingServerConfig::load(config.tls_files(), config.crl.clone())
         .with_context(|| format!("{}: TLS", config.tls.cert.display()))?;
     // The plugins' data-changing actions (`x-needs-backup`): each run is
@@ -63,9 +101,14 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             }
         }
     }
-    let addrs = listen_addrs(&config.listen)
-        .await
-        .map_err(|message| BadInput(format!("{listen_from}: `{}`: {message}", config.listen)))?;
+    let addrs = listen_addrs(&config.listen).await.map_err(|message| {
+        let message = format!("`{}`: {message}", config.listen);
+        if listen_flag {
+            anyhow::Error::new(BadInput(format!("--listen: {message}")))
+        } else {
+            ConfigError::invalid(&args.config, "listen", message).into()
+        }
+    })?;
     let listener = TcpListener::bind(addrs.as_slice())
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -304,9 +347,15 @@ fn step_down(why: String) {
 
 /// Reads the command-signing key, as the server will: a missing, unreadable
 /// or wrong key is bad input naming the file and the field.
-fn check_command_key(config: &CoordinatorConfig) -> Result<(), BadInput> {
+fn check_command_key(file: &Path, config: &CoordinatorConfig) -> Result<(), ConfigError> {
     let path = &config.command_key;
-    let bad = |message: String| BadInput(format!("{}: `command_key`: {message}", path.display()));
+    let bad = |message: String| {
+        ConfigError::invalid(
+            file,
+            "command_key",
+            format!("{}: {message}", path.display()),
+        )
+    };
     let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
     let pem = String::from_utf8(pem).map_err(|_| {
         bad("not a PEM file (not text); expected `-----BEGIN PRIVATE KEY-----` (ed25519, made by `backout pki init`)".into())
@@ -316,12 +365,17 @@ fn check_command_key(config: &CoordinatorConfig) -> Result<(), BadInput> {
 }
 
 /// Reads the checkpoint key, if configured, as the server will.
-fn check_checkpoint_key(config: &CoordinatorConfig) -> Result<(), BadInput> {
+fn check_checkpoint_key(file: &Path, config: &CoordinatorConfig) -> Result<(), ConfigError> {
     let Some(path) = &config.checkpoint_key else {
         return Ok(());
     };
-    let bad =
-        |message: String| BadInput(format!("{}: `checkpoint_key`: {message}", path.display()));
+    let bad = |message: String| {
+        ConfigError::invalid(
+            file,
+            "checkpoint_key",
+            format!("{}: {message}", path.display()),
+        )
+    };
     let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
     let pem = String::from_utf8(pem).map_err(|_| bad("not a PEM file (not text)".into()))?;
     crate::journal::CheckpointSigner::from_pkcs8_pem(&pem).map_err(|e| bad(e.to_string()))?;
@@ -382,6 +436,28 @@ fn survive_file_size_limit() {
 }
 
 /// Completes on SIGINT or SIGTERM.
+/// Catches SIGHUP for the life of the process: each one is logged as
+/// changing nothing (the configuration and the plan are read at start only).
+fn hangup_is_not_a_reload(config: &Path) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP");
+            return;
+        }
+    };
+    let config = config.display().to_string();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::warn!(
+                %config,
+                "SIGHUP: nothing reloaded; the coordinator reads its configuration and plan at start only (restart it to apply a change)"
+            );
+        }
+    });
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
