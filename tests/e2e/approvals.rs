@@ -121,9 +121,7 @@ impl Host {
         std::fs::create_dir_all(&backups).unwrap();
         pg.migrate_up(&migrations, MIGRATIONS);
         let secret = pki.path().join("db-password");
-        std::fs::write(&secret, &pg.password).unwrap();
-        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
+        backout_e2e::write_secret(&secret, &pg.password);
 
         let mut fake = FakeCoordinator::start(&pki).await;
         let state = pki.path().join("state");
@@ -330,7 +328,7 @@ async fn the_seed_database_phase_runs_with_three_signed_approvals_the_agent_veri
     std::fs::create_dir_all(&backups).unwrap();
     pg.migrate_up(&migrations, MIGRATIONS);
     let secret = pki.path().join("db-password");
-    std::fs::write(&secret, &pg.password).unwrap();
+    backout_e2e::write_secret(&secret, &pg.password);
     let agent_extra = db_agent_config(&backups, &migrations, &secret);
     let db = format!(
         r#"{{ host = "127.0.0.1", port = {}, dbname = "{}", user = "{}", password = "${{secret:DB_PASSWORD}}" }}"#,

@@ -62,8 +62,7 @@ async fn fleet_checked(
     pg.migrate_up(&dirs.migrations, migrations);
 
     let secret = pki.path().join("db-password");
-    std::fs::write(&secret, &pg.password).unwrap();
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    backout_e2e::write_secret(&secret, &pg.password);
     let db_plugin = format!(
         r#"
 [[plugin]]

@@ -550,7 +550,9 @@ fn the_readme_ha_configuration_loads_and_mistakes_name_their_field() {
         std::fs::write(&path, format!("{base}{text}{tail}")).unwrap();
         backout::config::CoordinatorConfig::load(&path)
     };
-    let ours = block.replace("/etc/backout/pg.pass", pass.to_str().unwrap());
+    // README's block names `pg.pass` beside the configuration.
+    let ours = block.replace("\"pg.pass\"", &format!("{:?}", pass.to_str().unwrap()));
+    assert!(ours.contains(pass.to_str().unwrap()), "{block}");
     let config = load(&ours).unwrap();
     let journal = config.journal.as_ref().unwrap();
     assert_eq!(journal.password().unwrap().as_deref(), Some("secret"));

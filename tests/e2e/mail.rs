@@ -120,9 +120,7 @@ fn fleet(
     let mut plan = format!("{PHASES}{}{extra}", channels(slack));
     if let Some(base) = statuspage {
         let key = smtp.cert().with_file_name("statuspage-key");
-        std::fs::write(&key, STATUSPAGE_KEY).unwrap();
-        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
+        backout_e2e::write_secret(&key, STATUSPAGE_KEY);
         agent += &format!(
             "[[plugin]]\nname = \"statuspage\"\npath = \"{}\"\n[plugin.grants]\nurls = [\"{base}/pages/\"]\nsecrets = [\"STATUSPAGE_API_KEY\"]\n[secrets]\nSTATUSPAGE_API_KEY = {{ file = \"{}\" }}\n",
             backout_e2e::plugin("statuspage").display(),

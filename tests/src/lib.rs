@@ -65,6 +65,13 @@ pub fn sha256_file(path: &Path) -> String {
 }
 
 /// Runs a command to completion and returns its output.
+/// Writes a secret file as an operator should: readable by its owner only
+/// (an agent refuses a secret file every user can read).
+pub fn write_secret(path: &Path, value: impl AsRef<[u8]>) {
+    std::fs::write(path, value).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+}
+
 pub fn run(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut command = std::process::Command::new(program);
     command.args(args).stdin(Stdio::null());

@@ -113,10 +113,7 @@ pub async fn fleet(pki: Pki, plan: &str, grants: &Grants) -> Fleet {
     ];
     for (name, value) in secrets {
         let file = pki.path().join(format!("secret-{name}"));
-        std::fs::write(&file, value).unwrap();
-        // A secret file only its owner may read (the agent refuses others).
-        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
+        crate::write_secret(&file, value);
         extra += &format!("{name} = {{ file = \"{}\" }}\n", file.display());
     }
     let builder = Fleet::builder("providers.test")
