@@ -331,6 +331,23 @@ fn locate(text: &str, offset: usize) -> (usize, usize, Option<String>) {
 }
 
 /// Resolves `path` against the directory of the file it was written in.
+/// The mode of a secret file every user on the host may read or write
+/// (`Some(mode)`), which a service refuses as ssh refuses such a private
+/// key; `None` when only its owner (and group) may.
+pub fn exposed_mode(path: &Path) -> std::io::Result<Option<u32>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+    Ok((mode & 0o007 != 0).then_some(mode))
+}
+
+/// What to say of a secret file [`exposed_mode`] found exposed.
+pub fn exposed_message(path: &Path, mode: u32) -> String {
+    format!(
+        "{} can be read by every user on this host (mode {mode:04o}): `chmod 600` it (or 640 for a group)",
+        path.display()
+    )
+}
+
 pub fn resolve(base_file: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()

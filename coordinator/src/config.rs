@@ -556,12 +556,22 @@ impl CoordinatorConfig {
             }
         }
         if let Some(smtp) = &self.smtp {
-            if let Err(e) = std::fs::metadata(&smtp.password_file) {
-                return Err(ConfigError::invalid(
-                    path,
-                    "smtp.password_file",
-                    format!("cannot read {}: {e}", smtp.password_file.display()),
-                ));
+            match backout_config::exposed_mode(&smtp.password_file) {
+                Err(e) => {
+                    return Err(ConfigError::invalid(
+                        path,
+                        "smtp.password_file",
+                        format!("cannot read {}: {e}", smtp.password_file.display()),
+                    ));
+                }
+                Ok(Some(mode)) => {
+                    return Err(ConfigError::invalid(
+                        path,
+                        "smtp.password_file",
+                        backout_config::exposed_message(&smtp.password_file, mode),
+                    ));
+                }
+                Ok(None) => {}
             }
             if let Some(Err(e)) = smtp.ca.as_ref().map(std::fs::metadata) {
                 return Err(ConfigError::invalid(path, "smtp.ca", e.to_string()));
@@ -621,6 +631,14 @@ impl CoordinatorConfig {
         journal
             .password()
             .map_err(|e| bad("journal.password_file", e))?;
+        if let Some(file) = &journal.password_file
+            && let Ok(Some(mode)) = backout_config::exposed_mode(file)
+        {
+            return Err(bad(
+                "journal.password_file",
+                backout_config::exposed_message(file, mode),
+            ));
+        }
         match &journal.ca_file {
             Some(ca) => {
                 check_ca_file(ca)
@@ -686,6 +704,13 @@ id = "app-1"
 groups = ["app"]
 "#;
 
+    /// A password file as an operator should write it: owner-only.
+    fn write_private(path: &Path, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("coordinator.toml");
@@ -709,6 +734,28 @@ groups = ["app"]
             "groups from both lists"
         );
         assert_eq!(config.agents.len(), 2, "no host listed twice");
+    }
+
+    #[test]
+    fn a_journal_password_file_every_user_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, path) = write(&format!(
+            "journal = {{ postgres = \"host=db dbname=backout user=backout\", password_file = \"pg.pass\" }}\nadvertise = \"10.0.0.5:7443\"\n{MINIMAL}"
+        ));
+        let pass = dir.path().join("pg.pass");
+        std::fs::write(&pass, "secret\n").unwrap();
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("coordinator.toml:1: field `journal.password_file`")
+                && err.contains("every user")
+                && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = CoordinatorConfig::load(&path).unwrap();
+        let journal = config.journal.as_ref().unwrap();
+        assert_eq!(journal.password().unwrap().as_deref(), Some("secret"));
     }
 
     #[test]
@@ -749,8 +796,8 @@ groups = ["app"]
         std::fs::write(dir.path().join("plan.toml"), "[plan]\nname = \"p\"\n").unwrap();
         // The files the example names that are read when it loads.
         std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
-        std::fs::write(dir.path().join("secrets/smtp-password"), "pw\n").unwrap();
-        std::fs::write(dir.path().join("pg.pass"), "pw\n").unwrap();
+        write_private(&dir.path().join("secrets/smtp-password"), "pw\n");
+        write_private(&dir.path().join("pg.pass"), "pw\n");
         let config = CoordinatorConfig::load(&path).unwrap();
         assert_eq!(config.state_dir, dir.path().join("state"));
         assert_eq!(config.journal_summary_every, Duration::from_secs(15 * 60));
@@ -769,6 +816,12 @@ groups = ["app"]
         let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("field `smtp.password_file`"), "{err}");
         std::fs::write(dir.path().join("pw"), "secret").unwrap();
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("field `smtp.password_file`") && err.contains("chmod 600"),
+            "a password file every user can read: {err}"
+        );
+        write_private(&dir.path().join("pw"), "secret");
         let config = CoordinatorConfig::load(&path).unwrap();
         let smtp = config.smtp.unwrap();
         assert_eq!(

@@ -196,7 +196,7 @@ fn the_journal_reaches_postgresql_over_tls_and_verifies_the_server() {
 
     // Through the binary, from a configuration file.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("pg.pass"), format!("{}\n", pg.password)).unwrap();
+    backout_e2e::write_secret(&dir.path().join("pg.pass"), format!("{}\n", pg.password));
     let audit = |journal: String| {
         let config = dir.path().join("coordinator.toml");
         std::fs::write(
@@ -542,7 +542,7 @@ fn the_readme_ha_configuration_loads_and_mistakes_name_their_field() {
         .expect("its coordinator block");
     let dir = tempfile::tempdir().unwrap();
     let pass = dir.path().join("pg.pass");
-    std::fs::write(&pass, "secret\n").unwrap();
+    backout_e2e::write_secret(&pass, "secret\n");
     let base = "listen = \"127.0.0.1:0\"\ncommand_key = \"k\"\n";
     let tail = "[tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n";
     let load = |text: &str| {

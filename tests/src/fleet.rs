@@ -405,7 +405,7 @@ impl FleetBuilder {
         );
         if let Some(ha) = &self.ha {
             let password_file = pki.path().join("pg.pass");
-            std::fs::write(&password_file, format!("{}\n", ha.password)).unwrap();
+            crate::write_secret(&password_file, format!("{}\n", ha.password));
             config_head.push_str(&format!(
                 "journal = {{ postgres = \"{}\", password_file = \"{}\" }}\nlease_ttl = \"{}\"\nheartbeat_interval = \"500ms\"\n",
                 ha.conninfo,

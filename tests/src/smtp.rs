@@ -51,7 +51,7 @@ impl SmtpServer {
         .unwrap();
         std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
         std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-        std::fs::write(dir.path().join("password"), format!("{PASSWORD}\n")).unwrap();
+        crate::write_secret(&dir.path().join("password"), format!("{PASSWORD}\n"));
         std::fs::create_dir(dir.path().join("received")).unwrap();
         let log = dir.path().join("server.log");
         let out = std::fs::File::create(&log).unwrap();

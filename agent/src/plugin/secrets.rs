@@ -96,24 +96,19 @@ impl SecretError {
 /// A secret file other users may read (or write) is refused, as ssh
 /// refuses such a private key: its value is no longer a secret.
 fn check_private(name: &str, path: &std::path::Path) -> Result<(), SecretError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|source| SecretError::File {
+    match backout_config::exposed_mode(path) {
+        Err(source) => Err(SecretError::File {
             name: name.to_string(),
             path: path.to_path_buf(),
             source,
-        })?
-        .permissions()
-        .mode()
-        & 0o7777;
-    if mode & 0o007 != 0 {
-        return Err(SecretError::Exposed {
+        }),
+        Ok(Some(mode)) => Err(SecretError::Exposed {
             name: name.to_string(),
             path: path.to_path_buf(),
             mode,
-        });
+        }),
+        Ok(None) => Ok(()),
     }
-    Ok(())
 }
 
 /// The agent's secrets, loaded once at start. Cheap to clone.

@@ -601,7 +601,11 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         // The PostgreSQL journal's example names a password file and a CA
         // file, which it reads (the CA as a PEM certificate bundle).
-        std::fs::write(dir.path().join("pg.pass"), "secret\n").unwrap_or_else(|e| panic!("{e}"));
+        // (only its owner may read it: a shared one is refused).
+        let pass = dir.path().join("pg.pass");
+        std::fs::write(&pass, "secret\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(
             dir.path().join("pg-ca.pem"),
             "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",

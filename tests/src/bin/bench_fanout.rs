@@ -739,6 +739,10 @@ impl JournalDb {
                     .map_err(|_| anyhow::anyhow!("cannot start PostgreSQL 15 (see above)"))?;
                 let password_file = dir.join("pg.pass");
                 std::fs::write(&password_file, format!("{}\n", pg.password))?;
+                std::fs::set_permissions(
+                    &password_file,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )?;
                 Ok(JournalDb::Postgres(Box::new(pg), password_file))
             }
         }
