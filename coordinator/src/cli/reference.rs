@@ -149,6 +149,30 @@ fn object_within(schema: &Value) -> Option<&Value> {
     })
 }
 
+/// What an action's `x-needs-backup` asks of a plan, said for people.
+fn backup_sentence(plugin: &str, need: &Value) -> String {
+    let action = need.get("action").and_then(Value::as_str).unwrap_or("backup");
+    let same: Vec<String> = need
+        .get("same")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(mine, theirs)| {
+                    Some(if mine == theirs.as_str()? {
+                        format!("`{mine}`")
+                    } else {
+                        format!("`{mine}` (the backup's `{}`)", theirs.as_str()?)
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "Changes data: it runs only after a `{plugin}.{action}` step on the same host in the same run, with the same {} (`plan check`, `serve` and `rollback start` refuse a plan or run that orders it otherwise; the plugin re-verifies that backup when it runs).\n\n",
+        same.join(" and ")
+    )
+}
+
 fn parameter_rows(schema: &Value, prefix: &str, rows: &mut String) {
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
         return;
@@ -246,6 +270,9 @@ pub fn plugin_markdown(name: &str, plugin: &Described) -> String {
             .and_then(|a| a.get(&action.name))
         {
             Some(schema) => {
+                if let Some(need) = schema.get("x-needs-backup") {
+                    md.push_str(&backup_sentence(name, need));
+                }
                 let mut rows = String::new();
                 parameter_rows(schema, "", &mut rows);
                 if rows.is_empty() {
