@@ -151,7 +151,10 @@ fn object_within(schema: &Value) -> Option<&Value> {
 
 /// What an action's `x-needs-backup` asks of a plan, said for people.
 fn backup_sentence(plugin: &str, need: &Value) -> String {
-    let action = need.get("action").and_then(Value::as_str).unwrap_or("backup");
+    let action = need
+        .get("action")
+        .and_then(Value::as_str)
+        .unwrap_or("backup");
     let same: Vec<String> = need
         .get("same")
         .and_then(Value::as_object)
