@@ -255,6 +255,7 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
             config_path.display()
         )));
     }
+    check_policies_name_served_actions(config_path, &config, &host)?;
     let host = Arc::new(host);
     let metrics = Arc::new(AgentMetrics::new());
     Ok(parts
@@ -269,6 +270,52 @@ fn build(config_path: &Path, sessions_from: Option<&Path>) -> anyhow::Result<Vec
             metrics: metrics.clone(),
         })
         .collect())
+}
+
+/// Each `[[approval_policy]]` must name an action a configured plugin
+/// serves: a misspelt one would gate nothing and leave the real action
+/// ungated. (A plugin disabled for a need not granted runs nothing, so its
+/// policies are not checked against it.)
+fn check_policies_name_served_actions(
+    config_path: &Path,
+    config: &AgentConfig,
+    host: &PluginHost,
+) -> Result<(), BadConfig> {
+    let served = host.inventory();
+    let disabled: Vec<String> = host
+        .disabled()
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
+    for (i, policy) in config.approval_policies.iter().enumerate() {
+        let Some((plugin, action)) = policy.action.split_once('.') else {
+            continue;
+        };
+        if disabled.iter().any(|d| d == plugin) {
+            continue;
+        }
+        let problem = match served.iter().find(|p| p.name == plugin) {
+            None => format!(
+                "no [[plugin]] named `{plugin}` is configured (configured: {}): this policy would gate nothing",
+                served
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(p) if !p.actions.iter().any(|a| a == action) => format!(
+                "plugin `{plugin}` has no action `{action}` (its actions: {}): this policy would gate nothing",
+                p.actions.join(", ")
+            ),
+            Some(_) => continue,
+        };
+        return Err(bad_field(
+            config_path,
+            format!("approval_policy[{i}].action"),
+            problem,
+        ));
+    }
+    Ok(())
 }
 
 /// A mistake in the configuration file at `file`, naming `field`'s line.

@@ -288,6 +288,16 @@ const MISTAKES: &[Mistake] = &[
         says: &["can be read by every user", "chmod 600"],
     },
     Mistake {
+        what: "an approval policy naming an action no plugin serves (it would gate nothing)",
+        file: "agents/web-1.toml",
+        edit: |t, _| {
+            format!("{t}\n[[approval_policy]]\naction = \"health.chek\"\nroles = [\"dba\"]\n")
+        },
+        line_of: "action = \"health.chek\"",
+        field: "approval_policy[0].action",
+        says: &["plugin `health` has no action `chek`", "would gate nothing"],
+    },
+    Mistake {
         what: "a state directory that cannot be made",
         file: "agents/web-1.toml",
         edit: |t, _| replace_line(t, "state_dir", "state_dir = \"/proc/nowhere/state\""),
