@@ -129,7 +129,7 @@ async fn approving_with_a_role_you_do_not_hold_is_refused_and_the_run_does_not_a
     refused(
         "bob",
         &["--role", "release-manager"],
-        "you hold none of the roles still needed here (release-manager); your roles: technical-lead",
+        "you do not hold the role release-manager (your roles: technical-lead); still needed here: release-manager, technical-lead",
     );
     // A refusal by a role one does not hold is refused the same way.
     refused(

@@ -136,6 +136,12 @@ pub enum RunError {
     NothingToApprove(String),
     #[error("you hold none of the roles still needed here ({needed}); your roles: {yours}")]
     NoRole { needed: String, yours: String },
+    #[error("you do not hold the role {role} (your roles: {yours}); still needed here: {needed}")]
+    NotYourRole {
+        role: String,
+        yours: String,
+        needed: String,
+    },
     #[error(transparent)]
     Rejected(#[from] Rejected),
     #[error("the journal cannot be written: {0}")]
@@ -1085,9 +1091,14 @@ fn open_role(
     }
     match role {
         Some(r) if roles.iter().any(|mine| mine == r) => Ok(r.to_string()),
-        Some(r) => Err(RunError::NoRole {
-            needed: r.into(),
+        Some(r) => Err(RunError::NotYourRole {
+            role: r.into(),
             yours: roles.join(", "),
+            needed: if missing.is_empty() {
+                "none".into()
+            } else {
+                missing.join(", ")
+            },
         }),
         None => roles
             .iter()

@@ -538,6 +538,7 @@ pub(super) fn run_status(e: RunError) -> Status {
         RunError::NoPlan => Status::failed_precondition(e.to_string()),
         RunError::Journal(_) => Status::unavailable(e.to_string()),
         RunError::NoRole { .. }
+        | RunError::NotYourRole { .. }
         | RunError::Rejected(_)
         | RunError::Ended { .. }
         | RunError::NothingToApprove(_) => Status::permission_denied(e.to_string()),
