@@ -256,6 +256,19 @@ pub fn check(
             _ => return Err((row.seq, format!("checkpoint {} cannot be read", row.seq))),
         };
         if let Some(key) = key
+            && c.key_id != key.key_id()
+        {
+            return Err((
+                row.seq,
+                format!(
+                    "checkpoint {} names the key {} that signed it, not the checkpoint key given ({}): either the key given is not the checkpoint key's public half (`checkpoint-signing.pub`), or the journal was signed again with another key",
+                    row.seq,
+                    c.key_id,
+                    key.key_id()
+                ),
+            ));
+        }
+        if let Some(key) = key
             && !key.verifies(&c)
         {
             return Err((

@@ -193,16 +193,20 @@ fn a_checkpoint_edited_to_match_a_rewritten_chain_does_not_verify() {
         reason.starts_with("checkpoint 5 signature does not verify"),
         "{reason}"
     );
-    // A checkpoint signed by another key is no better.
+    // Checked against another key, a checkpoint is no better, and the
+    // reason names both keys (a wrong key given is the usual cause).
     let other = CheckpointSigner::new(SigningKey::from_bytes(&[8u8; 32])).public();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
     signed_journal(&path, 1000);
+    let reason = checked(&path, Some(&other), None).unwrap_err().1;
     assert!(
-        checked(&path, Some(&other), None)
-            .unwrap_err()
-            .1
-            .contains("signature does not verify")
+        reason.contains(&format!("names the key {} that signed it", key.key_id()))
+            && reason.contains(&format!(
+                "not the checkpoint key given ({})",
+                other.key_id()
+            )),
+        "{reason}"
     );
 }
 
