@@ -25,8 +25,12 @@ use crate::ledger::{Ledger, Prior};
 use crate::metrics::AgentMetrics;
 use crate::plugin::{PluginHost, StepEvent, StepOutcome, StepRequest};
 
-/// A session that lasted this long resets the backoff to its shortest delay.
-const STABLE_SESSION: Duration = Duration::from_secs(30);
+/// A session that lasted this long resets the backoff to its shortest delay:
+/// it was accepted and served, so the coordinator was up. (At 30 s an agent
+/// that had retried for a while, then served 12 s before a coordinator
+/// restart, waited 23 s to come back; a refused or failing dial still backs
+/// off.)
+const STABLE_SESSION: Duration = Duration::from_secs(5);
 
 /// Everything a session needs; shared by every command task.
 ///
