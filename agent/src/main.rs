@@ -550,8 +550,12 @@ async fn main() -> ExitCode {
     };
     let code = tokio::select! {
         () = sessions => ExitCode::SUCCESS,
-        _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("SIGINT: stopping (the coordinator sees the session end)");
+            ExitCode::SUCCESS
+        }
         () = sigterm() => {
+            tracing::info!("SIGTERM: stopping (the coordinator sees the session end)");
             backout_config::service::stopping();
             ExitCode::SUCCESS
         }
