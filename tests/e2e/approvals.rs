@@ -30,29 +30,8 @@ const DIGEST: &str = "sha256:5eed";
 /// The db plugin's grants and the policy, for an agent config.
 fn db_agent_config(backups: &Path, migrations: &Path, secret: &Path) -> String {
     format!(
-        r#"
-[[plugin]]
-name = "db"
-path = "{plugin}"
-[plugin.grants]
-programs = ["pg_dump", "pg_restore", "psql", "sha256sum", "stat", "ls"]
-dry_run_programs = ["psql", "ls"]
-read = ["{backups}", "{migrations}"]
-write = ["{backups}"]
-secrets = ["DB_PASSWORD"]
-
-[secrets]
-DB_PASSWORD = {{ file = "{secret}" }}
-
-[[approval_policy]]
-action = "db.migrate-down"
-roles = {roles}
-"#,
-        plugin = plugin("db").display(),
-        backups = backups.display(),
-        migrations = migrations.display(),
-        secret = secret.display(),
-        roles = ROLES,
+        "{}\n[[approval_policy]]\naction = \"db.migrate-down\"\nroles = {ROLES}\n",
+        backout_e2e::db_plugin_config(backups, migrations, secret)
     )
 }
 

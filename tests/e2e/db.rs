@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use backout_e2e::Pki;
 use backout_e2e::fleet::{Fleet, dispatched, finished};
 use backout_e2e::postgres::{MIGRATIONS, Migration, Postgres};
-use backout_e2e::{Pki, plugin};
 use serde_json::{Value, json};
 
 /// A database, a coordinator with a plan, and agent `db-1` granted the db
@@ -63,26 +63,7 @@ async fn fleet_checked(
 
     let secret = pki.path().join("db-password");
     backout_e2e::write_secret(&secret, &pg.password);
-    let db_plugin = format!(
-        r#"
-[[plugin]]
-name = "db"
-path = "{plugin}"
-[plugin.grants]
-programs = ["pg_dump", "pg_restore", "psql", "sha256sum", "stat", "ls"]
-dry_run_programs = ["psql", "ls"]
-read = ["{backups}", "{migrations}"]
-write = ["{backups}"]
-secrets = ["DB_PASSWORD"]
-
-[secrets]
-DB_PASSWORD = {{ file = "{secret}" }}
-"#,
-        plugin = plugin("db").display(),
-        backups = dirs.backups.display(),
-        migrations = dirs.migrations.display(),
-        secret = secret.display(),
-    );
+    let db_plugin = backout_e2e::db_plugin_config(&dirs.backups, &dirs.migrations, &secret);
     let mut builder = Fleet::builder("db.test")
         .pki(pki)
         .name("db e2e")

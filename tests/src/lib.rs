@@ -72,6 +72,32 @@ pub fn write_secret(path: &Path, value: impl AsRef<[u8]>) {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
 }
 
+/// The db plugin's `[[plugin]]` table and its secret, for an agent config:
+/// backups written in `backups`, migrations read from `migrations`, the
+/// database password in the file `secret`.
+pub fn db_plugin_config(backups: &Path, migrations: &Path, secret: &Path) -> String {
+    format!(
+        r#"
+[[plugin]]
+name = "db"
+path = "{plugin}"
+[plugin.grants]
+programs = ["pg_dump", "pg_restore", "psql", "sha256sum", "stat", "ls"]
+dry_run_programs = ["psql", "ls"]
+read = ["{backups}", "{migrations}"]
+write = ["{backups}"]
+secrets = ["DB_PASSWORD"]
+
+[secrets]
+DB_PASSWORD = {{ file = "{secret}" }}
+"#,
+        plugin = plugin("db").display(),
+        backups = backups.display(),
+        migrations = migrations.display(),
+        secret = secret.display(),
+    )
+}
+
 pub fn run(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut command = std::process::Command::new(program);
     command.args(args).stdin(Stdio::null());
