@@ -131,12 +131,45 @@ impl ApprovalGate {
 
 impl Admission {
     /// Runs every check; returns the command and the plugin to run it with.
+    /// May block: a plugin file that changed is read, hashed and compiled.
     pub fn admit(
         &self,
         signed: &wire::SignedCommand,
         host: &PluginHost,
         now_ms: i64,
     ) -> Result<(Command, Arc<LoadedPlugin>), Refused> {
+        let command = self.verify(signed, now_ms)?;
+        let plugin = host
+            .resolve(&command.plugin, &command.plugin_sha256)
+            .map_err(plugin_refusal)?;
+        self.check_approvals(&command, now_ms)?;
+        Ok((command, plugin))
+    }
+
+    /// The same checks as [`Admission::admit`] without blocking, for an
+    /// async task: `Ok(None)` when the plugin's file must be read first (it
+    /// changed, or changed too recently for its stamp to be trusted); then
+    /// ask `admit` on a thread that may block. The signature check (tens of
+    /// microseconds) runs here, so a busy agent's steps do not each hop to
+    /// a blocking thread and back just to be admitted.
+    pub fn admit_without_blocking(
+        &self,
+        signed: &wire::SignedCommand,
+        host: &PluginHost,
+        now_ms: i64,
+    ) -> Result<Option<(Command, Arc<LoadedPlugin>)>, Refused> {
+        let command = self.verify(signed, now_ms)?;
+        let plugin = match host.resolve_without_reading(&command.plugin, &command.plugin_sha256) {
+            Ok(plugin) => plugin,
+            Err(ResolveError::NeedsReading(_)) => return Ok(None),
+            Err(e) => return Err(plugin_refusal(e)),
+        };
+        self.check_approvals(&command, now_ms)?;
+        Ok(Some((command, plugin)))
+    }
+
+    /// The signature, well-formedness and validity window, and the target.
+    fn verify(&self, signed: &wire::SignedCommand, now_ms: i64) -> Result<Command, Refused> {
         let command = self.verifier.verify(signed, now_ms)?;
         if command.target_agent != self.agent_id {
             return Err(Refused::new(
@@ -147,13 +180,13 @@ impl Admission {
                 ),
             ));
         }
-        let plugin = host
-            .resolve(&command.plugin, &command.plugin_sha256)
-            .map_err(|e| match e {
-                ResolveError::UnknownPlugin(_) => Refused::new(Check::UnknownPlugin, e.to_string()),
-                _ => Refused::new(Check::PluginHash, e.to_string()),
-            })?;
-        let approvers = self.approvals.check(&command, now_ms)?;
+        Ok(command)
+    }
+
+    /// For an action the agent's approval policy gates, the signed
+    /// approvals the command carries (logged by name when they verify).
+    fn check_approvals(&self, command: &Command, now_ms: i64) -> Result<(), Refused> {
+        let approvers = self.approvals.check(command, now_ms)?;
         if !approvers.is_empty() {
             let who: Vec<String> = approvers
                 .iter()
@@ -166,7 +199,7 @@ impl Admission {
                 "signed approvals verified"
             );
         }
-        Ok((command, plugin))
+        Ok(())
     }
 
     /// Records an admitted command's epoch, nonce and step as running in one
@@ -215,20 +248,19 @@ impl Admission {
     }
 }
 
-/// The command and step ids of a body, read without trusting it, so that a
-/// refusal can be matched to the command it answers.
-pub fn untrusted_ids(signed: &wire::SignedCommand) -> (String, String) {
-    use prost::Message;
-    wire::CommandBody::decode(signed.body.as_slice())
-        .map(|b| (b.command_id, b.step_id))
-        .unwrap_or_default()
+/// The refusal for a plugin that cannot be resolved.
+fn plugin_refusal(e: ResolveError) -> Refused {
+    match e {
+        ResolveError::UnknownPlugin(_) => Refused::new(Check::UnknownPlugin, e.to_string()),
+        _ => Refused::new(Check::PluginHash, e.to_string()),
+    }
 }
 
-/// The W3C trace context inside a command's body, read before the command
-/// is verified: it only places this agent's spans in a trace.
-pub fn untrusted_traceparent(signed: &wire::SignedCommand) -> String {
+/// The command's body read without trusting it (empty when it does not
+/// decode): its command and step ids match a refusal to the command it
+/// answers, and its W3C trace context only places this agent's spans in a
+/// trace.
+pub fn untrusted_body(signed: &wire::SignedCommand) -> wire::CommandBody {
     use prost::Message;
-    wire::CommandBody::decode(signed.body.as_slice())
-        .map(|b| b.traceparent)
-        .unwrap_or_default()
+    wire::CommandBody::decode(signed.body.as_slice()).unwrap_or_default()
 }

@@ -350,10 +350,10 @@ impl Writer {
                 } => {
                     let answer = self.in_savepoint(|w| {
                         w.conn
-                            .execute(
+                            .prepare_cached(
                                 "UPDATE steps SET state = 'done', outcome = ?2, finished_at_ms = ?3 WHERE step_key = ?1",
-                                params![key, outcome, now_ms],
-                            )
+                            )?
+                            .execute(params![key, outcome, now_ms])
                             .map(|_| ())
                     });
                     started.remove(&key);
@@ -396,10 +396,10 @@ impl Writer {
         &mut self,
         job: impl FnOnce(&mut Writer) -> Result<T, rusqlite::Error>,
     ) -> Result<T, rusqlite::Error> {
-        self.conn.execute_batch("SAVEPOINT job")?;
+        self.conn.prepare_cached("SAVEPOINT job")?.execute([])?;
         match job(self) {
             Ok(v) => {
-                self.conn.execute_batch("RELEASE job")?;
+                self.conn.prepare_cached("RELEASE job")?.execute([])?;
                 Ok(v)
             }
             Err(e) => {
@@ -417,30 +417,26 @@ impl Writer {
         started: &BTreeSet<String>,
     ) -> Result<Admitted, rusqlite::Error> {
         let conn = &self.conn;
-        let highest: i64 =
-            conn.query_row("SELECT coalesce(max(highest), 0) FROM epoch", [], |r| {
-                r.get(0)
-            })?;
+        let highest: i64 = conn
+            .prepare_cached("SELECT coalesce(max(highest), 0) FROM epoch")?
+            .query_row([], |r| r.get(0))?;
         let highest = u64::try_from(highest).unwrap_or(0);
         if admit.epoch < highest {
             return Ok(Admitted::StaleEpoch { highest });
         }
         if admit.epoch > highest {
             let stored = i64::try_from(admit.epoch).unwrap_or(i64::MAX);
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO epoch (id, highest) VALUES (1, ?1)
                  ON CONFLICT (id) DO UPDATE SET highest = ?1",
-                params![stored],
-            )?;
+            )?
+            .execute(params![stored])?;
         }
-        conn.execute(
-            "DELETE FROM nonces WHERE keep_until_ms < ?1",
-            params![admit.now_ms],
-        )?;
-        let inserted = conn.execute(
-            "INSERT OR IGNORE INTO nonces (nonce, keep_until_ms) VALUES (?1, ?2)",
-            params![admit.nonce, admit.keep_until_ms],
-        )?;
+        conn.prepare_cached("DELETE FROM nonces WHERE keep_until_ms < ?1")?
+            .execute(params![admit.now_ms])?;
+        let inserted = conn
+            .prepare_cached("INSERT OR IGNORE INTO nonces (nonce, keep_until_ms) VALUES (?1, ?2)")?
+            .execute(params![admit.nonce, admit.keep_until_ms])?;
         if inserted == 0 {
             return Ok(Admitted::Replay);
         }
@@ -452,11 +448,8 @@ impl Writer {
             }
         }
         let row: Option<(String, Option<String>)> = conn
-            .query_row(
-                "SELECT state, outcome FROM steps WHERE step_key = ?1",
-                params![admit.step_key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT state, outcome FROM steps WHERE step_key = ?1")?
+            .query_row(params![admit.step_key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let key = &admit.step_key;
         let prior = match row {
@@ -464,10 +457,10 @@ impl Writer {
             Some(_) if self.running.contains(key) || started.contains(key) => Prior::Running,
             Some(_) => Prior::Interrupted,
             None => {
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT INTO steps (step_key, command_id, state, started_at_ms) VALUES (?1, ?2, 'running', ?3)",
-                    params![key, admit.command_id, admit.now_ms],
-                )?;
+                )?
+                .execute(params![key, admit.command_id, admit.now_ms])?;
                 Prior::New
             }
         };

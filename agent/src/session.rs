@@ -18,7 +18,7 @@ use tracing::Instrument;
 use wire::agent_message::Kind as AgentKind;
 use wire::coordinator_message::Kind as CoordKind;
 
-use crate::admit::{Admission, untrusted_ids, untrusted_traceparent};
+use crate::admit::{Admission, untrusted_body};
 use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::ledger::{Ledger, Prior};
@@ -312,17 +312,17 @@ async fn handle_command(
     signed: wire::SignedCommand,
     tx: mpsc::Sender<wire::AgentMessage>,
 ) {
-    let (command_id, _) = untrusted_ids(&signed);
+    let claimed = untrusted_body(&signed);
     let span = tracing::info_span!(
         "agent.step",
         agent = %agent.id,
-        command = %command_id,
+        command = %claimed.command_id,
         run = tracing::field::Empty,
         phase = tracing::field::Empty,
         step = tracing::field::Empty,
         host = tracing::field::Empty,
     );
-    backout_config::otel::set_parent(&span, &untrusted_traceparent(&signed));
+    backout_config::otel::set_parent(&span, &claimed.traceparent);
     handle_command_in_span(agent, signed, tx, span.clone())
         .instrument(span)
         .await;
@@ -335,23 +335,32 @@ async fn handle_command_in_span(
     span: tracing::Span,
 ) {
     let started_at_ms = now_ms();
-    // The checks may recompile a plugin whose file changed: blocking work,
-    // so they run off the async workers.
-    let checked = {
-        let agent = agent.clone();
-        let signed = signed.clone();
-        let admit = tracing::info_span!(target: TRACES_ONLY, "admit");
-        tokio::task::spawn_blocking(move || {
-            let _entered = admit.enter();
-            agent.admission.admit(&signed, &agent.host, started_at_ms)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(Refused::new(
-                backout_proto::command::Check::Malformed,
-                format!("admission failed: {e}"),
-            ))
-        })
+    // The checks run here, unless the plugin's file changed and must be
+    // read and maybe compiled again: blocking work, done off the async
+    // workers.
+    let admit = tracing::info_span!(target: TRACES_ONLY, "admit");
+    let checked = match admit.in_scope(|| {
+        agent
+            .admission
+            .admit_without_blocking(&signed, &agent.host, started_at_ms)
+    }) {
+        Ok(Some(admitted)) => Ok(admitted),
+        Err(refused) => Err(refused),
+        Ok(None) => {
+            let agent = agent.clone();
+            let signed = signed.clone();
+            tokio::task::spawn_blocking(move || {
+                let _entered = admit.enter();
+                agent.admission.admit(&signed, &agent.host, started_at_ms)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(Refused::new(
+                    backout_proto::command::Check::Malformed,
+                    format!("admission failed: {e}"),
+                ))
+            })
+        }
     };
     // Then the epoch, the nonce and the step, in one transaction.
     let admitted = match checked {
@@ -372,7 +381,11 @@ async fn handle_command_in_span(
         Ok(admitted) => admitted,
         Err(refused) => {
             agent.metrics.refused(refused.check.as_str());
-            let (command_id, step_id) = untrusted_ids(&signed);
+            let wire::CommandBody {
+                command_id,
+                step_id,
+                ..
+            } = untrusted_body(&signed);
             tracing::warn!(
                 check = %refused.check,
                 detail = %refused.detail,

@@ -45,7 +45,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -304,6 +304,17 @@ pub enum ResolveError {
     Load(#[from] PluginHostError),
     #[error("plugin `{plugin}` is disabled: its file failed to load ({error})")]
     Disabled { plugin: String, error: String },
+    /// From [`PluginHost::resolve_without_reading`] only: the answer needs
+    /// the file read (and maybe compiled); ask [`PluginHost::resolve`].
+    #[error("plugin `{0}`: its file must be read again before it can be used")]
+    NeedsReading(String),
+}
+
+/// Whether resolving a plugin may read, hash and compile its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Allowed,
+    Refused,
 }
 
 /// What a reload ([`PluginHost::reload`]) did to one plugin.
@@ -629,6 +640,29 @@ impl PluginHost {
         name: &str,
         expected_sha256: &str,
     ) -> Result<Arc<LoadedPlugin>, ResolveError> {
+        self.resolve_with(name, expected_sha256, Reading::Allowed)
+    }
+
+    /// [`PluginHost::resolve`] without reading, hashing or compiling
+    /// anything, so that it never blocks: the answer when the file's stamp
+    /// is settled and unchanged since it was hashed and that version is
+    /// compiled (every step of a busy agent), else
+    /// [`ResolveError::NeedsReading`] and the caller asks `resolve` on a
+    /// thread that may block.
+    pub fn resolve_without_reading(
+        &self,
+        name: &str,
+        expected_sha256: &str,
+    ) -> Result<Arc<LoadedPlugin>, ResolveError> {
+        self.resolve_with(name, expected_sha256, Reading::Refused)
+    }
+
+    fn resolve_with(
+        &self,
+        name: &str,
+        expected_sha256: &str,
+        reading: Reading,
+    ) -> Result<Arc<LoadedPlugin>, ResolveError> {
         if let Some((_, error)) = lock(&self.inner.failed).get(name) {
             return Err(ResolveError::Disabled {
                 plugin: name.to_string(),
@@ -655,6 +689,9 @@ impl PluginHost {
         };
         let (actual, mut bytes) = match known {
             Some(hash) => (hash, None),
+            None if reading == Reading::Refused => {
+                return Err(ResolveError::NeedsReading(name.to_string()));
+            }
             None => {
                 let bytes = read()?;
                 (sha256_hex(&bytes), Some(bytes))
@@ -676,9 +713,22 @@ impl PluginHost {
             });
         }
         // Held while compiling: two commands for a new version compile it once.
-        let mut cache = lock(&slot.cache);
+        let mut cache = match reading {
+            Reading::Allowed => lock(&slot.cache),
+            Reading::Refused => match slot.cache.try_lock() {
+                Ok(cache) => cache,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                // Another command is compiling a version: waiting blocks.
+                Err(TryLockError::WouldBlock) => {
+                    return Err(ResolveError::NeedsReading(name.to_string()));
+                }
+            },
+        };
         let loaded = match cache.get(&actual) {
             Some(loaded) => loaded.clone(),
+            None if reading == Reading::Refused => {
+                return Err(ResolveError::NeedsReading(name.to_string()));
+            }
             None => {
                 tracing::info!(plugin = %name, sha256 = %actual, "the plugin file changed; compiling it again");
                 let bytes = match bytes.take() {

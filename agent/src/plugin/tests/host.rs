@@ -60,6 +60,49 @@ fn resolve_checks_name_and_hash() {
     ));
 }
 
+#[test]
+fn resolving_without_reading_answers_once_the_file_is_hashed_and_still() {
+    // target/plugins/testbed.wasm was written long before this test runs.
+    let host = host("testbed", Grants::default());
+    let sha = host.inventory()[0].sha256.clone();
+    // Nothing was hashed since loading: the file must be read first.
+    assert!(matches!(
+        host.resolve_without_reading("testbed", &sha),
+        Err(ResolveError::NeedsReading(name)) if name == "testbed"
+    ));
+    host.resolve("testbed", &sha).expect("resolves");
+    let plugin = host
+        .resolve_without_reading("testbed", &sha)
+        .expect("known by its settled stamp");
+    assert_eq!(plugin.sha256, sha);
+    assert!(matches!(
+        host.resolve_without_reading("testbed", &"0".repeat(64)),
+        Err(ResolveError::HashMismatch { .. })
+    ));
+    assert!(matches!(
+        host.resolve_without_reading("db", &sha),
+        Err(ResolveError::UnknownPlugin(_))
+    ));
+
+    // A file written just now is read again each time until it is still.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("plugin.wasm");
+    std::fs::copy(wasm("testbed"), &path).expect("copy");
+    let cfg = PluginConfig {
+        name: "fresh".into(),
+        path,
+        grants: Grants::default(),
+        limits: None,
+    };
+    let host =
+        PluginHost::new(&[cfg], SecretStore::empty(), StepLimits::default()).expect("starts");
+    host.resolve("fresh", &sha).expect("resolves");
+    assert!(matches!(
+        host.resolve_without_reading("fresh", &sha),
+        Err(ResolveError::NeedsReading(_))
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_file_is_compiled_again() {
     let dir = tempfile::tempdir().expect("tempdir");
