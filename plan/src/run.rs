@@ -288,7 +288,7 @@ pub struct Run {
     refused: BTreeMap<Scope, String>,
     aborted: bool,
     /// phase -> host -> step -> latest attempt (looked up by `&str`
-    /// without building a key: the driver asks for every host each turn).
+    /// without building a key).
     attempts: BTreeMap<String, HashMap<String, BTreeMap<String, Attempt>>>,
     /// When each phase dispatched its first step.
     phase_started: BTreeMap<String, i64>,
@@ -297,8 +297,21 @@ pub struct Run {
     /// phase -> step -> the hosts it runs on: the plan's targets as sets, so
     /// that "does this step run here?" stays cheap on a fleet of thousands.
     targets: BTreeMap<String, BTreeMap<String, HashSet<String>>>,
-    /// phase -> its hosts, in the order its steps first name them.
-    phase_hosts: BTreeMap<String, Vec<String>>,
+    /// phase -> its hosts and where each stands (kept by [`Run::apply`]).
+    phase_hosts: BTreeMap<String, PhaseHosts>,
+}
+
+/// One phase's hosts and where each stands. [`Run::apply`] works out again
+/// the progress of the one host an event names, so that a turn reads every
+/// host's progress instead of working it out again over the whole fleet.
+#[derive(Debug, Clone, Default)]
+struct PhaseHosts {
+    /// In the order the phase's steps first name them.
+    names: Vec<String>,
+    /// host -> its place in `names`.
+    index: HashMap<String, usize>,
+    /// `progress[i]` is always [`Run::host_progress`] of `names[i]`.
+    progress: Vec<HostProgress>,
 }
 
 /// Why an event cannot be applied.
@@ -319,11 +332,6 @@ pub enum Rejected {
 impl Run {
     pub fn new(plan: RunPlan) -> Run {
         let mut targets: BTreeMap<String, BTreeMap<String, HashSet<String>>> = BTreeMap::new();
-        let phase_hosts = plan
-            .phases
-            .iter()
-            .map(|p| (p.id.clone(), Self::hosts_in_order(p)))
-            .collect();
         for phase in &plan.phases {
             let steps = targets.entry(phase.id.clone()).or_default();
             for step in &phase.steps {
@@ -333,10 +341,10 @@ impl Run {
                     .extend(step.hosts.iter().cloned());
             }
         }
-        Run {
+        let mut run = Run {
             plan,
             targets,
-            phase_hosts,
+            phase_hosts: BTreeMap::new(),
             started_by: None,
             approvals: BTreeMap::new(),
             refused: BTreeMap::new(),
@@ -344,7 +352,24 @@ impl Run {
             attempts: BTreeMap::new(),
             phase_started: BTreeMap::new(),
             timed_out: BTreeSet::new(),
+        };
+        // Nothing has happened yet: each host's progress from the plan alone.
+        for phase in &run.plan.phases {
+            let names = Self::hosts_in_order(phase);
+            let index = names
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.clone(), i))
+                .collect();
+            let progress = names.iter().map(|h| run.host_progress(phase, h)).collect();
+            let hosts = PhaseHosts {
+                names,
+                index,
+                progress,
+            };
+            run.phase_hosts.insert(phase.id.clone(), hosts);
         }
+        run
     }
 
     pub fn plan(&self) -> &RunPlan {
@@ -448,6 +473,7 @@ impl Run {
                             finished: None,
                         },
                     );
+                self.refresh_progress(phase, host);
             }
             Event::Finished {
                 phase,
@@ -465,6 +491,7 @@ impl Run {
                     && a.attempt == *attempt
                 {
                     a.finished = Some((outcome.clone(), *at_ms));
+                    self.refresh_progress(phase, host);
                 }
             }
             Event::Aborted { .. } => self.aborted = true,
@@ -481,6 +508,25 @@ impl Run {
             run.apply(event);
         }
         run
+    }
+
+    /// Works out again where `host` stands in phase `phase_id` (after an
+    /// event about it). A phase or host not in the plan has no steps to run.
+    fn refresh_progress(&mut self, phase_id: &str, host: &str) {
+        let Some(phase) = self.plan.phases.iter().find(|p| p.id == phase_id) else {
+            return;
+        };
+        let Some(&i) = self
+            .phase_hosts
+            .get(phase_id)
+            .and_then(|hosts| hosts.index.get(host))
+        else {
+            return;
+        };
+        let progress = self.host_progress(phase, host);
+        if let Some(hosts) = self.phase_hosts.get_mut(phase_id) {
+            hosts.progress[i] = progress;
+        }
     }
 
     /// Hosts of a phase in the order they were first named by its steps.
@@ -511,7 +557,9 @@ impl Run {
 
     /// The hosts of a phase, in the order its steps first name them.
     fn hosts(&self, phase: &PhasePlan) -> &[String] {
-        self.phase_hosts.get(&phase.id).map_or(&[], Vec::as_slice)
+        self.phase_hosts
+            .get(&phase.id)
+            .map_or(&[], |hosts| hosts.names.as_slice())
     }
 
     /// Where one host stands in a phase: done (Ok / Err(reason)), or the next
@@ -629,9 +677,7 @@ impl Run {
         if !missing.is_empty() {
             return PhaseStatus::AwaitingApproval(missing);
         }
-        for batch in self.batches(phase) {
-            let progress: Vec<HostProgress> =
-                batch.iter().map(|h| self.host_progress(phase, h)).collect();
+        for (_, progress) in self.batches(phase) {
             if let Some(HostProgress::Failed(_, reason)) = progress
                 .iter()
                 .find(|p| matches!(p, HostProgress::Failed(..)))
@@ -672,14 +718,21 @@ impl Run {
         }
     }
 
-    fn batches<'a>(&'a self, phase: &PhasePlan) -> std::slice::Chunks<'a, String> {
-        let hosts = self.hosts(phase);
+    /// The phase's batches of hosts, each with its hosts' progress.
+    fn batches<'a>(
+        &'a self,
+        phase: &PhasePlan,
+    ) -> std::iter::Zip<std::slice::Chunks<'a, String>, std::slice::Chunks<'a, HostProgress>> {
+        let (names, progress) = match self.phase_hosts.get(&phase.id) {
+            Some(hosts) => (hosts.names.as_slice(), hosts.progress.as_slice()),
+            None => (&[][..], &[][..]),
+        };
         let size = if phase.rolling == 0 {
-            hosts.len().max(1)
+            names.len().max(1)
         } else {
             phase.rolling as usize
         };
-        hosts.chunks(size)
+        names.chunks(size).zip(progress.chunks(size))
     }
 
     /// What to dispatch now. Each (phase, step, host, attempt) is returned
@@ -712,26 +765,19 @@ impl Run {
                 continue;
             };
             // The first batch that is not done is the one running.
-            for batch in self.batches(phase) {
-                let progress: Vec<(&String, HostProgress)> = batch
-                    .iter()
-                    .map(|h| (h, self.host_progress(phase, h)))
-                    .collect();
-                if progress
-                    .iter()
-                    .all(|(_, p)| matches!(p, HostProgress::Done))
-                {
+            for (hosts, progress) in self.batches(phase) {
+                if progress.iter().all(|p| matches!(p, HostProgress::Done)) {
                     continue;
                 }
-                for (host, p) in progress {
+                for (host, p) in hosts.iter().zip(progress) {
                     if let HostProgress::Next(step, attempt, due) = p
-                        && due <= now_ms
+                        && *due <= now_ms
                     {
                         out.push(Dispatch {
                             phase: phase.id.clone(),
-                            step,
+                            step: step.clone(),
                             host: host.clone(),
-                            attempt,
+                            attempt: *attempt,
                         });
                     }
                 }
@@ -920,3 +966,5 @@ enum HostProgress {
 mod tests;
 #[cfg(test)]
 mod tests_outcomes;
+#[cfg(test)]
+mod tests_progress;

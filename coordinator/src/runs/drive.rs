@@ -93,7 +93,7 @@ pub(super) async fn drive(
             // Outcomes back from `execute`: a failed write leaves them for the next turn.
             if !entry.outcomes.is_empty() {
                 let outcomes = std::mem::take(&mut entry.outcomes);
-                match runs.record_all(entry, outcomes.clone()) {
+                match runs.record_all(entry, &outcomes) {
                     Ok(()) => figures = outcomes.iter().any(|o| o.reports_figures),
                     Err(e) => {
                         tracing::error!(run = %id, error = %e, "cannot journal outcomes; trying again");
@@ -156,16 +156,19 @@ pub(super) async fn drive(
             }
             let due = eval.next;
             if !due.is_empty() {
-                let events = due.iter().map(|d| {
-                    Fact::of(Event::Dispatched {
-                        phase: d.phase.clone(),
-                        step: d.step.clone(),
-                        host: d.host.clone(),
-                        attempt: d.attempt,
-                        at_ms: now,
+                let events: Vec<Fact> = due
+                    .iter()
+                    .map(|d| {
+                        Fact::of(Event::Dispatched {
+                            phase: d.phase.clone(),
+                            step: d.step.clone(),
+                            host: d.host.clone(),
+                            attempt: d.attempt,
+                            at_ms: now,
+                        })
                     })
-                });
-                match runs.record_all(entry, events.collect()) {
+                    .collect();
+                match runs.record_all(entry, &events) {
                     Ok(()) => {
                         to_send = due
                             .into_iter()

@@ -512,12 +512,13 @@ impl Runs {
     /// is kept beside the event in the journal, for watchers and the report;
     /// a dispatch notes the plugin and action.
     fn record(&self, entry: &mut Entry, event: Event) -> Result<(), RunError> {
-        self.record_all(entry, vec![Fact::of(event)])
+        self.record_all(entry, &[Fact::of(event)])
     }
 
     /// [`Runs::record`] for several events at once: one journal transaction
-    /// (one fsync) for all of them, or nothing when it fails.
-    fn record_all(&self, entry: &mut Entry, facts: Vec<Fact>) -> Result<(), RunError> {
+    /// (one fsync) for all of them, or nothing when it fails (the caller
+    /// still has them, to try again).
+    fn record_all(&self, entry: &mut Entry, facts: &[Fact]) -> Result<(), RunError> {
         self.record_all_after(entry, &[], facts)
     }
 
@@ -527,7 +528,7 @@ impl Runs {
         &self,
         entry: &mut Entry,
         lead: &[NewEntry<'_>],
-        facts: Vec<Fact>,
+        facts: &[Fact],
     ) -> Result<(), RunError> {
         let at = now_ms();
         let mut prepared = Vec::with_capacity(facts.len());
@@ -538,8 +539,8 @@ impl Runs {
             ..
         } in facts
         {
-            let mut record = Record::of_event(&event);
-            let text = match (&event, &result) {
+            let mut record = Record::of_event(event);
+            let text = match (event, result) {
                 (_, Some(result)) => result.summary.clone(),
                 (Event::Dispatched { phase, step, .. }, None) => entry
                     .run
@@ -560,7 +561,7 @@ impl Runs {
                 .unwrap_or(Value::Null);
             match &mut record {
                 Record::RunFinished(finished) => {
-                    finished.ran_ms = ran_ms;
+                    finished.ran_ms = *ran_ms;
                     if result.is_some() {
                         finished.output = Some(text.clone());
                         finished.data = Some(data.clone());
@@ -588,11 +589,11 @@ impl Runs {
             .map_err(|e| RunError::Journal(e.to_string()))?;
         let written = written.split_off(lead.len().min(written.len()));
         for ((event, record, text, data), written) in prepared.into_iter().zip(written) {
-            entry.run.apply(&event);
+            entry.run.apply(event);
             if matches!(record, Record::RunFinished(_)) && data.is_object() {
                 crate::replay::add_figures(&mut entry.figures, &data);
             }
-            let mut update = RunEvent::of(&entry.meta.id, &event, at, &text);
+            let mut update = RunEvent::of(&entry.meta.id, event, at, &text);
             update.seq = written.seq;
             if !data.is_null() {
                 update.data = data.to_string();
@@ -891,7 +892,7 @@ impl Runs {
             by: by.into(),
             at_ms: now,
         });
-        self.record_all_after(&mut entry, &[created], vec![started])?;
+        self.record_all_after(&mut entry, &[created], &[started])?;
         let summary = summarize(&entry, now);
         self.lock().insert(id.clone(), entry);
         // First the start; the driver then tells what the run waits for.
@@ -1019,7 +1020,7 @@ impl Runs {
                         run_id,
                         record: &record,
                     };
-                    self.record_all_after(entry, &[lead], vec![Fact::of(event)])?;
+                    self.record_all_after(entry, &[lead], &[Fact::of(event)])?;
                     entry.statements.push(held);
                 }
                 None => self.record(entry, event)?,
