@@ -9,7 +9,7 @@
 //! instantiates from the pre-instantiated component and calls the same
 //! `run` export with the same step. What the agent adds is left out: the
 //! step permit, the memory limiter, the step's context for host calls (the
-//! plugin's log line is dropped here), the events channel, the blocking
+//! plugin's log line is dropped here), the events channel, the step
 //! thread and its deadline watch, checking and redacting the outcome. Not
 //! part of the agent's API.
 

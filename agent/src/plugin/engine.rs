@@ -48,7 +48,7 @@ pub(crate) fn engine(max_memory: u64) -> Result<Engine, PluginHostError> {
     Engine::new(&config).map_err(|e| PluginHostError::Engine(format!("{e:#}")))
 }
 
-/// A linker with WASI (sync, for blocking threads) and the host interface.
+/// A linker with WASI (sync, for the step threads) and the host interface.
 ///
 /// WASI is linked because components built by Rust's `wasm32-wasip2`
 /// target import it (for stdio, clocks, random); the context given to each

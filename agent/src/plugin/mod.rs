@@ -18,7 +18,8 @@
 //! Code map: `bindings` (the one `bindgen!`), `config` (configuration
 //! types), `caps` (capability checks), `secrets`, `limits`, `state` (store
 //! data), `host_impl` (the host interface) with `http`, `exec` and `files`,
-//! `engine` (engine, linker, compilation), `run` (one step).
+//! `engine` (engine, linker, compilation), `run` (one step), `threads` (the
+//! threads steps run on).
 
 /// For the sandbox benchmark only (`benches/sandbox.rs`): a bare Wasmtime
 /// instantiate + call of a plugin with the agent's engine configuration.
@@ -37,6 +38,7 @@ mod needs;
 mod run;
 mod secrets;
 mod state;
+mod threads;
 
 #[cfg(test)]
 mod tests;
@@ -68,6 +70,7 @@ use bindings::PluginPre;
 use caps::Capabilities;
 use limits::{Deadline, EpochTicker, OutputBudget};
 use state::{EventSink, HostState, StepContext};
+use threads::StepThreads;
 
 /// Failure codes produced by the host itself. Plugins return their own
 /// codes (`bad-params`, `unknown-action`, ...), which are passed on.
@@ -363,6 +366,8 @@ struct Inner {
     /// Bumped when a reload changed what the plugins are (sessions then
     /// tell the coordinator again).
     changed: tokio::sync::watch::Sender<u64>,
+    /// The threads steps run on, kept between steps.
+    threads: StepThreads,
     /// Dropped last: stops the epoch thread.
     _ticker: EpochTicker,
 }
@@ -465,6 +470,7 @@ impl PluginHost {
                 max_memory,
                 permits: Arc::new(Semaphore::new(engine::CONCURRENT_STEPS)),
                 changed: tokio::sync::watch::channel(0).0,
+                threads: StepThreads::new(),
                 _ticker: ticker,
             }),
         })
@@ -774,7 +780,7 @@ impl PluginHost {
         events: UnboundedSender<StepEvent>,
     ) -> StepOutcome {
         // Host calls do their async work (HTTP, processes) on the caller's
-        // runtime, from the blocking thread the instance runs on.
+        // runtime, from the step thread the instance runs on (`threads`).
         if !plugin.info.actions.contains(&req.action) {
             return StepOutcome::failed(
                 codes::UNKNOWN_ACTION,
@@ -799,6 +805,10 @@ impl PluginHost {
         let deadline = Deadline::starting_now(budget);
         let abandoned = Arc::new(AtomicBool::new(false));
         let sink = EventSink::new(events);
+        // The step thread runs in the caller's runtime context, as a thread
+        // of its blocking pool would: WASI's sync calls (a sleep, a write to
+        // stderr) then `block_on` it, not a runtime of their own.
+        let context = runtime.clone();
         let ctx = StepContext {
             plugin: plugin.name.clone(),
             step_id: req.step_id.clone(),
@@ -822,12 +832,13 @@ impl PluginHost {
         let permit = Arc::new(Mutex::new(Some(permit)));
         let held = permit.clone();
         // The step's span (run, phase, step, host) follows it onto the
-        // blocking thread, so the host calls' log lines carry it too. The
+        // step thread, so the host calls' log lines carry it too. The
         // plugin call's own span (traces only) is opened there, inside it:
         // a log line's context is the innermost span on its thread's stack
         // that log lines show.
         let span = tracing::Span::current();
-        let job = tokio::task::spawn_blocking(move || {
+        let done = self.inner.threads.run(Box::new(move || {
+            let _in_runtime = context.enter();
             let _in_step = span.enter();
             let _in_plugin = tracing::info_span!(
                 target: backout_config::logging::TRACES_ONLY,
@@ -839,11 +850,11 @@ impl PluginHost {
             let outcome = run::run_step(&engine, &plugin, req, ctx);
             lock(&held).take();
             outcome
-        });
-        let outcome = match tokio::time::timeout(budget.saturating_add(ABANDON_GRACE), job).await {
+        }));
+        let outcome = match tokio::time::timeout(budget.saturating_add(ABANDON_GRACE), done).await {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(join_error)) => {
-                tracing::error!(plugin = %name, "a plugin step panicked in the host: {join_error}");
+            Ok(Err(_)) => {
+                tracing::error!(plugin = %name, "a plugin step panicked in the host, or no thread could be started for it");
                 StepOutcome::failed(
                     codes::HOST,
                     "the plugin host failed while running this step",
@@ -855,7 +866,7 @@ impl PluginHost {
                 // Tell its host calls to stop, stop listening, give its
                 // permit back (so that stuck steps cannot starve the agent;
                 // its pool slot stays taken until it returns), and move on.
-                // The blocking thread ends when the call returns.
+                // The step thread is free again when the call returns.
                 abandoned.store(true, Ordering::Relaxed);
                 lock(&permit).take();
                 tracing::warn!(plugin = %name, "a step did not return after its deadline and was abandoned");

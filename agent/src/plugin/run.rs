@@ -1,8 +1,8 @@
 //! Running one step in a fresh instance, and turning how it ended into a
 //! `StepOutcome` with a stable failure code.
 //!
-//! This runs on a blocking thread (sync WASI and blocking host calls must
-//! not run on the async runtime). The store is dropped at the end, which
+//! This runs on a step thread (`threads`: sync WASI and blocking host calls
+//! must not run on the async runtime). The store is dropped at the end, which
 //! returns the instance's slot to the pool; a trapped instance is never
 //! entered again.
 

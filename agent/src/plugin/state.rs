@@ -160,7 +160,7 @@ pub(crate) struct StepContext {
     pub(crate) denials: u32,
     pub(crate) http: reqwest::Client,
     /// The agent's runtime, for the async work of host calls; they run on a
-    /// blocking thread and `block_on` this handle.
+    /// step thread (`threads`) and `block_on` this handle.
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) abandoned: Arc<AtomicBool>,
 }
