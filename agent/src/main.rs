@@ -21,11 +21,6 @@ use backout_tls::{Identity, TlsFiles};
 use clap::{CommandFactory, Parser};
 use tracing::Instrument;
 
-/// mimalloc rather than glibc malloc, as in the coordinator (`backout`): a
-/// little is allocated for every command and every answer.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Backout agent: verifies signed phase commands from the coordinator and runs
 /// them in sandboxed WASM plugins.
 ///

@@ -10,11 +10,6 @@ use backout::cli::{self, Exit, client::ConnectArgs};
 use backout_config::logging::LogFormat;
 use clap::{CommandFactory, Parser, Subcommand};
 
-/// mimalloc rather than glibc malloc: the coordinator allocates a little for
-/// every command and every result (measured in BENCHMARKS.md, fan-out).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 failed (unhealthy, refused, unreachable, a trigger fired), 2 bad input (flags, files, configuration), 3 unknown (assess: nothing fired but a trigger has no data).
 
